@@ -1,0 +1,216 @@
+"""The one place that knows the runtimes.
+
+A *body* turns texts into embeddings. Every variant of a body (torch fp32, ONNX int8,
+OpenVINO, ...) is described by a :class:`VariantSpec` in :data:`VARIANTS`, and
+:func:`load_body` returns an object that follows the :class:`Body` protocol whatever the
+runtime. Nothing outside this package imports torch, onnxruntime or openvino to run a
+body, and nothing outside it branches on the runtime.
+
+Each runtime lives in its own module (``torch_backend``, ``onnx_backend``,
+``openvino_backend``), imported only when a variant of that runtime is used, so a
+deployment that predicts with ONNX Runtime never imports torch. A runtime module has two
+functions::
+
+    load(body_dir: Path, spec: VariantSpec) -> Body
+    export(body_dir: Path, spec: VariantSpec, calibration_texts: list[str]) -> None
+
+``export`` writes the variant's files (``spec.files``) below ``body_dir``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from ..errors import MissingDependency, UnknownVariant, VariantNotExported, missing_dependency
+
+REFERENCE = "torch-fp32"
+
+
+@runtime_checkable
+class Body(Protocol):
+    """Turns texts into float32 sentence embeddings of shape ``(n, dim)``."""
+
+    variant: str
+
+    def encode(self, texts: Sequence[str], *, batch_size: int = 32) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class VariantSpec:
+    """What fastclf knows about one body variant."""
+
+    name: str
+    runtime: str  # "torch", "onnx" or "openvino": the module backends/<runtime>_backend.py
+    description: str
+    files: tuple[str, ...]  # paths below body/ that the export writes; () = computed at load
+    calibrated: bool = False  # static quantization: the export needs calibration texts
+    options: tuple[tuple[str, str], ...] = ()  # runtime-specific settings, read by the runtime module
+
+    @property
+    def option(self) -> dict[str, str]:
+        return dict(self.options)
+
+    @property
+    def extra(self) -> str:
+        """The pip extra that installs this variant's runtime."""
+        return _RUNTIMES[self.runtime][1]
+
+
+# runtime -> (python module that must import, pip extra)
+_RUNTIMES: dict[str, tuple[str, str]] = {
+    "torch": ("torch", "torch"),
+    "onnx": ("onnxruntime", "onnx"),
+    "openvino": ("openvino", "openvino"),
+}
+
+_SPECS = [
+    VariantSpec(REFERENCE, "torch", "PyTorch fp32 eager: the reference every other variant is checked against", ()),
+    VariantSpec(
+        "torch-bf16",
+        "torch",
+        "PyTorch bf16 autocast with torch.compile and frozen weights (native replacement for IPEX bf16)",
+        (),
+    ),
+    VariantSpec(
+        "torch-int8",
+        "torch",
+        "PyTorch static int8: PT2E with the x86 inductor quantizer, compiled with freezing (replaces IPEX int8)",
+        ("torch/int8/model.pt2",),
+        calibrated=True,
+    ),
+    VariantSpec(
+        "inc-int8",
+        "torch",
+        "Intel Neural Compressor 3.x static int8 (StaticQuantConfig, prepare, convert)",
+        ("torch/inc-int8/model.pt2",),
+        calibrated=True,
+        options=(("engine", "inc"),),
+    ),
+    VariantSpec("onnx-fp32", "onnx", "ONNX Runtime fp32, exported with optimum", ("onnx/model.onnx",)),
+    VariantSpec(
+        "onnx-o1", "onnx", "ONNX Runtime with basic graph optimizations (O1)", ("onnx/model_O1.onnx",),
+        options=(("level", "O1"),),
+    ),
+    VariantSpec(
+        "onnx-o2", "onnx", "ONNX Runtime with extended graph optimizations and fusions (O2)", ("onnx/model_O2.onnx",),
+        options=(("level", "O2"),),
+    ),
+    VariantSpec(
+        "onnx-o3", "onnx", "ONNX Runtime with O2 plus fast GELU approximation (O3)", ("onnx/model_O3.onnx",),
+        options=(("level", "O3"),),
+    ),
+    VariantSpec(
+        "onnx-int8",
+        "onnx",
+        "ONNX Runtime dynamic int8, per-channel weights, for AVX-512 VNNI",
+        ("onnx/model_qint8_avx512_vnni.onnx",),
+        options=(("quantize", "avx512_vnni"),),
+    ),
+    VariantSpec(
+        "openvino-fp32",
+        "openvino",
+        "OpenVINO with INFERENCE_PRECISION_HINT=f32 (true fp32)",
+        ("openvino/openvino_model.xml", "openvino/openvino_model.bin"),
+        options=(("precision", "f32"),),
+    ),
+    VariantSpec(
+        "openvino-bf16",
+        "openvino",
+        "OpenVINO with its CPU default precision (bf16 on CPUs that have it)",
+        ("openvino/openvino_model.xml", "openvino/openvino_model.bin"),
+        options=(("precision", "bf16"),),
+    ),
+    VariantSpec(
+        "openvino-int8",
+        "openvino",
+        "OpenVINO static int8, quantized with NNCF through optimum-intel's OVQuantizer",
+        ("openvino/openvino_model_qint8_quantized.xml", "openvino/openvino_model_qint8_quantized.bin"),
+        calibrated=True,
+        options=(("precision", "f32"), ("quantize", "static")),
+    ),
+]
+
+VARIANTS: dict[str, VariantSpec] = {spec.name: spec for spec in _SPECS}
+
+
+def get_spec(variant: str) -> VariantSpec:
+    """Return the spec of a variant name.
+
+    Raises:
+        UnknownVariant: the name is not one of :data:`VARIANTS`.
+    """
+    try:
+        return VARIANTS[variant]
+    except KeyError:
+        raise UnknownVariant(
+            f"unknown variant {variant!r}; valid variants: {', '.join(VARIANTS)}"
+        ) from None
+
+
+def runtime_module(spec: VariantSpec):
+    """Import the module that runs ``spec``'s runtime.
+
+    Raises:
+        MissingDependency: the runtime's Python package is not installed.
+    """
+    package, extra = _RUNTIMES[spec.runtime]
+    try:
+        importlib.import_module(package)
+    except ImportError as exc:
+        raise missing_dependency(package, extra) from exc
+    return importlib.import_module(f"{__name__}.{spec.runtime}_backend")
+
+
+def is_exported(body_dir: Path, variant: str) -> bool:
+    """Whether the files of ``variant`` exist below ``body_dir``."""
+    spec = get_spec(variant)
+    return all((Path(body_dir) / f).is_file() for f in spec.files)
+
+
+def load_body(body_dir: str | Path, variant: str = REFERENCE) -> Body:
+    """Load the body in ``body_dir`` (a sentence-transformers folder) as ``variant``.
+
+    Raises:
+        UnknownVariant: the variant name is not known.
+        VariantNotExported: the variant's files are not in ``body_dir``.
+        MissingDependency: the variant's runtime is not installed.
+    """
+    spec = get_spec(variant)
+    body_dir = Path(body_dir)
+    missing = [f for f in spec.files if not (body_dir / f).is_file()]
+    if missing:
+        raise VariantNotExported(
+            f"variant {variant!r} is not exported in this model (missing {missing[0]}); "
+            f"create it with: fastclf accelerate MODEL_DIR --variant {variant}"
+        )
+    return runtime_module(spec).load(body_dir, spec)
+
+
+def export_variant(body_dir: str | Path, variant: str, calibration_texts: Sequence[str]) -> None:
+    """Write the files of ``variant`` below ``body_dir``.
+
+    Raises:
+        UnknownVariant, MissingDependency
+    """
+    spec = get_spec(variant)
+    runtime_module(spec).export(Path(body_dir), spec, list(calibration_texts))
+
+
+__all__ = [
+    "REFERENCE",
+    "VARIANTS",
+    "Body",
+    "MissingDependency",
+    "VariantSpec",
+    "export_variant",
+    "get_spec",
+    "is_exported",
+    "load_body",
+    "runtime_module",
+]

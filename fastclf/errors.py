@@ -1,0 +1,54 @@
+"""Exceptions raised by fastclf.
+
+Every error is a :class:`FastclfError` and also the builtin that fits it, so callers can
+catch either ``fastclf.DataError`` or plain ``ValueError``. The CLI turns any
+``FastclfError`` into one line on stderr and a non-zero exit code.
+"""
+
+from __future__ import annotations
+
+
+class FastclfError(Exception):
+    """Base class of every error fastclf raises on purpose."""
+
+
+class DataError(FastclfError, ValueError):
+    """The training, evaluation or prediction data cannot be used as given."""
+
+
+class DataFileNotFound(FastclfError, FileNotFoundError):
+    """A data file does not exist."""
+
+
+class ModelNotFound(FastclfError, FileNotFoundError):
+    """A model directory, base model or exported variant does not exist."""
+
+
+class ModelFormatError(FastclfError, ValueError):
+    """A model directory is corrupted, incomplete, or from an unknown format version."""
+
+
+class UnknownVariant(FastclfError, KeyError):
+    """A variant name that fastclf does not know."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; keep it readable
+        return str(self.args[0]) if self.args else ""
+
+
+class VariantNotExported(ModelNotFound):
+    """The variant is known but has not been exported into this model directory."""
+
+
+class MissingDependency(FastclfError, ImportError):
+    """An optional runtime is not installed."""
+
+
+class ParityError(FastclfError, RuntimeError):
+    """An exported variant disagrees with torch-fp32 more than the tolerance allows."""
+
+
+def missing_dependency(package: str, extra: str) -> MissingDependency:
+    """Build the error for an optional dependency that is not importable."""
+    return MissingDependency(
+        f"{package} is not installed; install it with: pip install 'fastclf[{extra}]'"
+    )

@@ -1,0 +1,121 @@
+"""The logistic-regression head: fit with scikit-learn, run and store with numpy.
+
+The head is saved as a safetensors file of plain arrays (weights, bias) and described in
+``fastclf.json``; nothing is ever unpickled on load, and predicting needs only numpy.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ModelFormatError
+
+KINDS = ("binary", "multiclass", "multilabel")
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+class LogisticHead:
+    """Linear head ``scores = X @ coef.T + intercept`` with the link that matches ``kind``.
+
+    - binary: one row of weights, probabilities ``[1 - p, p]`` (scikit-learn's convention)
+    - multiclass: multinomial softmax over one row a class
+    - multilabel: an independent sigmoid a label (one-vs-rest)
+    """
+
+    def __init__(self, coef: np.ndarray, intercept: np.ndarray, kind: str):
+        if kind not in KINDS:
+            raise ModelFormatError(f"unknown head kind {kind!r}; expected one of {', '.join(KINDS)}")
+        coef = np.asarray(coef, dtype=np.float64)
+        intercept = np.asarray(intercept, dtype=np.float64)
+        if coef.ndim != 2 or intercept.shape != (coef.shape[0],):
+            raise ModelFormatError(
+                f"head weights have inconsistent shapes: coef {coef.shape}, intercept {intercept.shape}"
+            )
+        self.coef = coef
+        self.intercept = intercept
+        self.kind = kind
+
+    @property
+    def dim(self) -> int:
+        return int(self.coef.shape[1])
+
+    @property
+    def n_outputs(self) -> int:
+        """Number of probability columns."""
+        return 2 if self.kind == "binary" else int(self.coef.shape[0])
+
+    @classmethod
+    def fit(cls, X: np.ndarray, y: np.ndarray, *, multi_label: bool = False, C: float = 1.0,
+            seed: int = 42) -> LogisticHead:
+        """Fit on embeddings ``X``: ``y`` holds class indices, or a multi-hot matrix when
+        ``multi_label``."""
+        from sklearn.linear_model import LogisticRegression
+
+        X = np.asarray(X, dtype=np.float64)
+        if multi_label:
+            coefs, intercepts = [], []
+            for j in range(y.shape[1]):
+                lr = LogisticRegression(C=C, max_iter=1000, random_state=seed).fit(X, y[:, j])
+                coefs.append(lr.coef_[0])
+                intercepts.append(lr.intercept_[0])
+            return cls(np.stack(coefs), np.array(intercepts), "multilabel")
+        lr = LogisticRegression(C=C, max_iter=1000, random_state=seed).fit(X, y)
+        if len(lr.classes_) != int(np.max(y)) + 1:
+            raise ValueError("every class must appear in the training labels")
+        kind = "binary" if lr.coef_.shape[0] == 1 else "multiclass"
+        return cls(lr.coef_, lr.intercept_, kind)
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim != 2 or X.shape[1] != self.dim:
+            raise ValueError(f"expected embeddings of shape (n, {self.dim}), got {X.shape}")
+        scores = X @ self.coef.T + self.intercept
+        if self.kind == "binary":
+            p = _sigmoid(scores[:, 0])
+            return np.stack([1.0 - p, p], axis=1)
+        if self.kind == "multiclass":
+            return _softmax(scores)
+        return _sigmoid(scores)
+
+    def save(self, path: Path) -> None:
+        from safetensors.numpy import save_file
+
+        save_file(
+            {"coef": np.ascontiguousarray(self.coef), "intercept": np.ascontiguousarray(self.intercept)},
+            str(path),
+            metadata={"kind": self.kind},
+        )
+
+    @classmethod
+    def load(cls, path: Path) -> LogisticHead:
+        """Load a head written by :meth:`save`.
+
+        Raises:
+            ModelFormatError: the file is missing, corrupted or incomplete.
+        """
+        from safetensors import safe_open
+
+        path = Path(path)
+        if not path.is_file():
+            raise ModelFormatError(f"model directory is incomplete: {path.name} is missing")
+        try:
+            with safe_open(str(path), framework="numpy") as f:
+                meta = f.metadata() or {}
+                coef = f.get_tensor("coef")
+                intercept = f.get_tensor("intercept")
+        except ModelFormatError:
+            raise
+        except Exception as exc:  # safetensors raises several types for a damaged file
+            raise ModelFormatError(f"{path} is corrupted: {exc}") from None
+        return cls(coef, intercept, meta.get("kind", ""))
