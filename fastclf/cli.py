@@ -172,19 +172,21 @@ def variants(model_dir):
 @click.option("--all", "all_variants", is_flag=True, help="Export every variant whose runtime is installed.")
 @click.option("--calibration", type=click.Path(path_type=Path), default=None,
               help="Texts to calibrate static int8 variants on (default: the training file).")
+@click.option("--check", type=click.Path(path_type=Path), default=None,
+              help="Texts to check each export against torch-fp32 on (default: held out from the calibration texts).")
 @click.option("--text-column", default=None, help="Text column of the calibration file.")
 @click.option("--num-calibration", type=int, default=200, show_default=True, help="Calibration texts to use at most.")
 @click.option("--min-agreement", type=float, default=0.98, show_default=True,
               help="Label agreement with torch-fp32 below which an export is rejected.")
 @click.option("--keep", is_flag=True, help="Keep an export even when it is below --min-agreement.")
-def accelerate(model_dir, variant_names, all_variants, calibration, text_column, num_calibration, min_agreement,
-               keep):
+def accelerate(model_dir, variant_names, all_variants, calibration, check, text_column, num_calibration,
+               min_agreement, keep):
     """Export faster body variants into MODEL_DIR, each checked against torch-fp32."""
     from .accelerate import accelerate_command
 
     ok = accelerate_command(model_dir, list(variant_names), all_variants=all_variants, calibration=calibration,
                             text_column=text_column, num_calibration=num_calibration, min_agreement=min_agreement,
-                            keep=keep, echo=click.echo)
+                            keep=keep, check=check, echo=click.echo)
     if not ok:
         sys.exit(1)
 

@@ -39,6 +39,12 @@ def _as_list(texts: str | Sequence[str]) -> list[str]:
     return texts
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def read_config(path: str | Path) -> dict[str, Any]:
     """Read and check a model directory's ``fastclf.json``.
 
@@ -82,6 +88,7 @@ def write_config(path: Path, cfg: dict[str, Any]) -> None:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(cfg, f, indent=2, ensure_ascii=False)
             f.write("\n")
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -104,10 +111,14 @@ def body_info(body_dir: Path) -> dict[str, Any]:
                 pcfg = json.loads((body_dir / m.get("path", "") / "config.json").read_text())
             except (OSError, json.JSONDecodeError):
                 continue
-            modes = [k[len("pooling_mode_"):].removesuffix("_tokens").removesuffix("_token")
-                     for k, v in pcfg.items() if k.startswith("pooling_mode_") and v is True]
+            if "pooling_mode" in pcfg:  # sentence-transformers >= 5.x
+                mode = pcfg["pooling_mode"]
+                modes = [mode] if isinstance(mode, str) else list(mode)
+            else:  # older folders: one boolean a mode
+                modes = [k[len("pooling_mode_"):].removesuffix("_tokens").removesuffix("_token")
+                         for k, v in pcfg.items() if k.startswith("pooling_mode_") and v is True]
             info["pooling"] = "+".join(modes) or "none"
-            info["dim"] = pcfg.get("word_embedding_dimension")
+            info["dim"] = pcfg.get("embedding_dimension", pcfg.get("word_embedding_dimension"))
     try:
         info["max_seq_length"] = json.loads((body_dir / "sentence_bert_config.json").read_text()).get(
             "max_seq_length"
@@ -208,6 +219,7 @@ class Classifier:
                 raise FileExistsError(f"{path} exists and is not a fastclf model; choose another output directory")
         path.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+        os.chmod(staging, 0o777 & ~_umask())
         try:
             self._write(staging)
             if path.exists():
@@ -232,7 +244,7 @@ class Classifier:
         else:
             raise ValueError("this classifier's body cannot be saved: it was not loaded from a directory")
         self.head.save(out / HEAD_FILE)
-        cfg = dict(self.config)
+        cfg = {"format": FORMAT, "format_version": FORMAT_VERSION, **self.config}
         cfg.update(
             format=FORMAT,
             format_version=FORMAT_VERSION,

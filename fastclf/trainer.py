@@ -138,6 +138,12 @@ def _load_body(model: str, seed: int):
         raise ModelNotFound(f"cannot load model {model!r}{hint}: {first}") from None
 
 
+def _silence_import_noise() -> None:
+    """torchao and torch log warnings about optional kernels on import: not the user's concern."""
+    for name in ("torchao", "torch.utils._pytree"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
 @contextlib.contextmanager
 def _quiet():
     """Silence library chatter during training; tqdm progress bars stay."""
@@ -165,10 +171,11 @@ def train(data: LabeledData, config: TrainConfig | None = None) -> TrainResult:
     validate_for_training(data)
     model_ref, model_name = resolve_model(config.model)
 
+    _silence_import_noise()
     import torch
+    from sentence_transformers.sentence_transformer.losses import CosineSimilarityLoss
     from setfit import SetFitModel, Trainer, TrainingArguments
     from setfit.losses import SupConLoss
-    from sentence_transformers.losses import CosineSimilarityLoss
     from transformers import set_seed
 
     start = time.perf_counter()
@@ -202,6 +209,7 @@ def train(data: LabeledData, config: TrainConfig | None = None) -> TrainResult:
                 report_to="none",
                 save_strategy="no",
                 logging_strategy="no",
+                logging_first_step=False,
                 show_progress_bar=config.show_progress,
             )
             trainer = Trainer(model=setfit_model, args=args, metric=lambda p, r: {})
@@ -226,6 +234,7 @@ def train(data: LabeledData, config: TrainConfig | None = None) -> TrainResult:
             "examples_per_class": data.counts(),
             "seconds": round(seconds, 1),
             "source": data.source,
+            "source_path": str(Path(data.source).resolve()) if data.source and Path(data.source).is_file() else None,
             "text_column": data.text_column,
             "label_columns": data.label_columns,
         },

@@ -192,6 +192,17 @@ def load_body(body_dir: str | Path, variant: str = REFERENCE) -> Body:
     return runtime_module(spec).load(body_dir, spec)
 
 
+def reset_runtime_state() -> None:
+    """Drop per-process compiler state between models (torch.compile's dynamo caches hit a
+    recompile limit and silently fall back to eager when many models compile in one process)."""
+    import sys
+
+    if "torch" in sys.modules:
+        import torch
+
+        torch._dynamo.reset()
+
+
 def export_variant(body_dir: str | Path, variant: str, calibration_texts: Sequence[str]) -> None:
     """Write the files of ``variant`` below ``body_dir``.
 
@@ -212,5 +223,6 @@ __all__ = [
     "get_spec",
     "is_exported",
     "load_body",
+    "reset_runtime_state",
     "runtime_module",
 ]
