@@ -1,0 +1,196 @@
+"""ONNX Runtime bodies: fp32, graph-optimized (O1-O3) and dynamic int8.
+
+Loading uses ``onnxruntime.InferenceSession`` and the numpy pipeline only: no torch, no
+transformers. Exporting uses optimum (which imports torch): the transformer is exported
+once to ``onnx/model.onnx`` (kept: it is the onnx-fp32 variant and the source of the
+others), then optimized with ``ORTOptimizer`` (O1-O3) or quantized with ``ORTQuantizer``
+(dynamic, per-channel QInt8 weights, the "avx512_vnni" configuration).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ModelFormatError
+from . import VariantSpec
+from ._numpy_pipeline import TextPipeline, physical_cores, read_pipeline_config
+
+logger = logging.getLogger(__name__)
+
+BASE_FILE = "onnx/model.onnx"
+_OUTPUT = "last_hidden_state"
+
+
+def _export_hint(spec: VariantSpec) -> str:
+    return f"re-export it with: fastclf accelerate MODEL_DIR --variant {spec.name}"
+
+
+class OnnxBody:
+    """A sentence-transformers body run by ONNX Runtime on the CPU."""
+
+    def __init__(self, body_dir: Path, spec: VariantSpec, *, num_threads: int | None = None):
+        import onnxruntime as ort
+
+        self.variant = spec.name
+        self.path = Path(body_dir)
+        self.pipeline = TextPipeline(self.path)
+        model_path = self.path / spec.files[0]
+
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.intra_op_num_threads = num_threads or physical_cores()
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3  # errors only
+        try:
+            self.session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own pybind exception types
+            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ModelFormatError(
+                f"cannot load {model_path} for variant {spec.name!r}: the ONNX file is corrupted, "
+                f"truncated or not an ONNX model ({first_line[:300]}); {_export_hint(spec)}"
+            ) from exc
+
+        inputs = {i.name: i for i in self.session.get_inputs()}
+        missing = {"input_ids", "attention_mask"} - set(inputs)
+        unknown = set(inputs) - {"input_ids", "attention_mask", "token_type_ids"}
+        if missing or unknown:
+            raise ModelFormatError(
+                f"{model_path} has inputs {sorted(inputs)}; expected input_ids, attention_mask "
+                f"[, token_type_ids]: it is not a transformer exported by fastclf; {_export_hint(spec)}"
+            )
+        self._input_names = list(inputs)
+        self._input_types = {
+            name: np.int32 if "int32" in i.type else np.int64 for name, i in inputs.items()
+        }
+        outputs = [o.name for o in self.session.get_outputs()]
+        self._output = _OUTPUT if _OUTPUT in outputs else outputs[0]
+
+    @property
+    def dim(self) -> int | None:
+        return self.pipeline.config.dim
+
+    @property
+    def max_seq_length(self) -> int | None:
+        return self.pipeline.max_seq_length
+
+    def _run(self, features: dict[str, np.ndarray]) -> np.ndarray:
+        feed = {
+            name: features[name].astype(self._input_types[name], copy=False) for name in self._input_names
+        }
+        return self.session.run([self._output], feed)[0]
+
+    def encode(self, texts: Sequence[str], *, batch_size: int = 32) -> np.ndarray:
+        return self.pipeline.encode(texts, self._run, batch_size=batch_size)
+
+    def __repr__(self) -> str:
+        return f"OnnxBody(variant={self.variant!r}, path={str(self.path)!r})"
+
+
+def load(body_dir: Path, spec: VariantSpec) -> OnnxBody:
+    return OnnxBody(Path(body_dir), spec)
+
+
+# -- export ------------------------------------------------------------------------------
+
+
+def _install(src: Path, dst: Path) -> None:
+    """Copy ``src`` to ``dst`` atomically: a reader sees the old file or the complete new one."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".{dst.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _usable_base(base: Path, transformer_dir: Path) -> bool:
+    """Whether an existing ``onnx/model.onnx`` can be reused as the source of a derived
+    variant: it parses as ONNX, looks like our export, and is newer than the weights."""
+    if not base.is_file():
+        return False
+    weights = [p for p in transformer_dir.glob("*.safetensors")] + [p for p in transformer_dir.glob("*.bin")]
+    if weights and max(p.stat().st_mtime for p in weights) > base.stat().st_mtime:
+        return False
+    try:
+        import onnx
+
+        model = onnx.load(str(base), load_external_data=False)
+        return {"input_ids", "attention_mask"} <= {i.name for i in model.graph.input}
+    except Exception:
+        return False
+
+
+def _base_model(body_dir: Path, transformer_dir: Path, work: Path, *, fresh: bool) -> Path:
+    """Put the fp32 ONNX export (``model.onnx`` + ``config.json``) into ``work``. Unless an
+    up-to-date ``body_dir/onnx/model.onnx`` exists (and ``fresh`` is false), export it there first."""
+    base = body_dir / BASE_FILE
+    if fresh or not _usable_base(base, transformer_dir):
+        from optimum.onnxruntime import ORTModelForFeatureExtraction
+
+        export_dir = work / "export"
+        model = ORTModelForFeatureExtraction.from_pretrained(
+            str(transformer_dir), export=True, local_files_only=True, provider="CPUExecutionProvider"
+        )
+        model.save_pretrained(str(export_dir))
+        del model
+        onnx_file = export_dir / "model.onnx"
+        if not onnx_file.is_file() or any(export_dir.glob("*.onnx_data")):
+            raise ModelFormatError(f"the ONNX export of {transformer_dir} did not produce a single model.onnx")
+        _install(onnx_file, base)
+    src = work / "src"
+    src.mkdir()
+    shutil.copyfile(base, src / "model.onnx")
+    shutil.copyfile(transformer_dir / "config.json", src / "config.json")
+    return src
+
+
+def export(body_dir: Path, spec: VariantSpec, calibration_texts: list[str]) -> None:
+    """Write ``spec.files`` (and ``onnx/model.onnx``, the source of every ONNX variant)."""
+    body_dir = Path(body_dir)
+    config = read_pipeline_config(body_dir)  # fail early on bodies the numpy pipeline cannot run
+    option = spec.option
+    target = body_dir / spec.files[0]
+    with tempfile.TemporaryDirectory(prefix="fastclf-onnx-") as tmp:
+        work = Path(tmp)
+        is_base = spec.files[0] == BASE_FILE and not option
+        src = _base_model(body_dir, config.transformer_dir, work, fresh=is_base)
+        if is_base:
+            return  # onnx-fp32: the base export is the variant
+        out = work / "out"
+        if "level" in option:
+            from optimum.onnxruntime import ORTOptimizer
+            from optimum.onnxruntime.configuration import AutoOptimizationConfig
+
+            level = option["level"]
+            optimization = getattr(AutoOptimizationConfig, level)()
+            optimizer = ORTOptimizer.from_pretrained(str(src), file_names=["model.onnx"])
+            optimizer.optimize(optimization, str(out), file_suffix=level)
+            produced = out / f"model_{level}.onnx"
+        elif "quantize" in option:
+            from optimum.onnxruntime import ORTQuantizer
+            from optimum.onnxruntime.configuration import AutoQuantizationConfig
+
+            isa = option["quantize"]
+            qconfig = getattr(AutoQuantizationConfig, isa)(is_static=False, per_channel=True)
+            quantizer = ORTQuantizer.from_pretrained(str(src), file_name="model.onnx")
+            suffix = f"{qconfig.weights_dtype.name.lower()}_{isa}"
+            quantizer.quantize(qconfig, str(out), file_suffix=suffix)
+            produced = out / f"model_{suffix}.onnx"
+        else:
+            raise ValueError(f"variant {spec.name!r} has no ONNX export recipe (options {option})")
+        if not produced.is_file():
+            raise ModelFormatError(f"the export of {spec.name!r} did not produce {produced.name}")
+        if produced.name != target.name:
+            raise ModelFormatError(f"the export of {spec.name!r} produced {produced.name}, expected {target.name}")
+        _install(produced, target)

@@ -1,0 +1,242 @@
+"""OpenVINO bodies: fp32, the CPU's default precision (bf16 where the CPU has it) and static int8.
+
+Loading uses ``openvino.Core().compile_model`` and the numpy pipeline only: no torch, no
+transformers. Exporting uses optimum-intel (which imports torch): ``OVModelForFeatureExtraction``
+converts the transformer to ``openvino/openvino_model.xml``/``.bin``; the int8 variant is
+quantized from it with ``OVQuantizer`` and ``OVQuantizationConfig`` (NNCF post-training static
+quantization), calibrated only on the texts given to :func:`export`.
+
+OpenVINO computes in bf16 by default on a CPU with bf16 support, so the fp32 variants set
+``INFERENCE_PRECISION_HINT="f32"``; ``openvino-bf16`` keeps the default. ``inference_precision``
+on the loaded body says what the plugin actually chose.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import shutil
+import tempfile
+import threading
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DataError, ModelFormatError
+from . import VariantSpec
+from ._numpy_pipeline import TextPipeline, read_pipeline_config
+
+logger = logging.getLogger(__name__)
+
+FP32_FILES = ("openvino/openvino_model.xml", "openvino/openvino_model.bin")
+MAX_CALIBRATION_SAMPLES = 300
+LONG_CALIBRATION_SAMPLES = 8  # at most, joined from the calibration texts (see _calibration_dataset)
+_OUTPUT = "last_hidden_state"
+
+
+def _export_hint(spec: VariantSpec) -> str:
+    return f"re-export it with: fastclf accelerate MODEL_DIR --variant {spec.name}"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:300]
+
+
+class OpenVINOBody:
+    """A sentence-transformers body compiled by OpenVINO for the CPU."""
+
+    def __init__(self, body_dir: Path, spec: VariantSpec):
+        import openvino as ov
+
+        self.variant = spec.name
+        self.path = Path(body_dir)
+        self.pipeline = TextPipeline(self.path)
+        xml = self.path / spec.files[0]
+        weights = xml.with_suffix(".bin")
+
+        config = {"PERFORMANCE_HINT": "LATENCY"}
+        precision = spec.option.get("precision", "f32")
+        if precision == "f32":
+            config["INFERENCE_PRECISION_HINT"] = "f32"
+        elif precision != "bf16":
+            raise ValueError(f"unknown OpenVINO precision {precision!r} for variant {spec.name!r}")
+        core = ov.Core()
+        try:
+            model = core.read_model(str(xml), str(weights))
+            self.compiled = core.compile_model(model, "CPU", config)
+        except Exception as exc:  # OpenVINO raises RuntimeError with a long C++ trace
+            raise ModelFormatError(
+                f"cannot load {xml} for variant {spec.name!r}: the OpenVINO IR (.xml/.bin) is corrupted, "
+                f"truncated or does not match ({_first_line(exc)}); {_export_hint(spec)}"
+            ) from exc
+
+        names = {}
+        for port in self.compiled.inputs:
+            names[port.get_any_name()] = port
+        missing = {"input_ids", "attention_mask"} - set(names)
+        unknown = set(names) - {"input_ids", "attention_mask", "token_type_ids"}
+        if missing or unknown:
+            raise ModelFormatError(
+                f"{xml} has inputs {sorted(names)}; expected input_ids, attention_mask [, token_type_ids]: "
+                f"it is not a transformer exported by fastclf; {_export_hint(spec)}"
+            )
+        self._input_names = list(names)
+        outputs = self.compiled.outputs
+        self._output = next((o for o in outputs if _OUTPUT in o.get_names()), outputs[0])
+        try:
+            hint = self.compiled.get_property("INFERENCE_PRECISION_HINT")
+            self.inference_precision = hint.get_type_name() if hasattr(hint, "get_type_name") else str(hint)
+        except Exception:
+            self.inference_precision = "unknown"
+        self._local = threading.local()
+
+    @property
+    def dim(self) -> int | None:
+        return self.pipeline.config.dim
+
+    @property
+    def max_seq_length(self) -> int | None:
+        return self.pipeline.max_seq_length
+
+    def _request(self):
+        request = getattr(self._local, "request", None)
+        if request is None:  # an infer request is not thread-safe: one per thread
+            request = self._local.request = self.compiled.create_infer_request()
+        return request
+
+    def _run(self, features: dict[str, np.ndarray]) -> np.ndarray:
+        feed = {name: features[name] for name in self._input_names}
+        result = self._request().infer(feed)
+        return np.asarray(result[self._output])
+
+    def encode(self, texts: Sequence[str], *, batch_size: int = 32) -> np.ndarray:
+        return self.pipeline.encode(texts, self._run, batch_size=batch_size)
+
+    def __repr__(self) -> str:
+        return f"OpenVINOBody(variant={self.variant!r}, precision={self.inference_precision!r}, path={str(self.path)!r})"
+
+
+def load(body_dir: Path, spec: VariantSpec) -> OpenVINOBody:
+    return OpenVINOBody(Path(body_dir), spec)
+
+
+# -- export ------------------------------------------------------------------------------
+
+
+def _install(pairs: list[tuple[Path, Path]]) -> None:
+    """Copy each ``src`` to its ``dst``; each destination is replaced atomically, the .bin
+    before the .xml, so a reader never finds a new .xml beside a missing or partial .bin."""
+    staged: list[tuple[Path, Path]] = []
+    try:
+        for src, dst in pairs:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            tmp = dst.with_name(f".{dst.name}.{uuid.uuid4().hex[:8]}.tmp")
+            staged.append((tmp, dst))
+            shutil.copyfile(src, tmp)
+        for tmp, dst in sorted(staged, key=lambda p: p[1].suffix != ".bin"):
+            os.replace(tmp, dst)
+    finally:
+        for tmp, _ in staged:
+            if tmp.exists():
+                tmp.unlink()
+
+
+def _fp32_model(body_dir: Path, transformer_dir: Path, work: Path, *, fresh: bool):
+    """An ``OVModelForFeatureExtraction`` of the fp32 IR, not compiled. Reuses the body's
+    ``openvino/openvino_model.xml`` when it is there and up to date (unless ``fresh``)."""
+    from optimum.intel import OVModelForFeatureExtraction
+
+    xml, bin_ = (body_dir / f for f in FP32_FILES)
+    weights = list(transformer_dir.glob("*.safetensors"))
+    reusable = (
+        not fresh
+        and xml.is_file()
+        and bin_.is_file()
+        and not (weights and max(p.stat().st_mtime for p in weights) > xml.stat().st_mtime)
+    )
+    if reusable:
+        src = work / "src"
+        src.mkdir()
+        shutil.copyfile(xml, src / "openvino_model.xml")
+        shutil.copyfile(bin_, src / "openvino_model.bin")
+        shutil.copyfile(transformer_dir / "config.json", src / "config.json")
+        try:
+            return OVModelForFeatureExtraction.from_pretrained(str(src), compile=False, local_files_only=True)
+        except Exception as exc:
+            logger.warning("cannot reuse %s (%s); exporting again", xml, _first_line(exc))
+    return OVModelForFeatureExtraction.from_pretrained(
+        str(transformer_dir), export=True, compile=False, load_in_8bit=False, local_files_only=True
+    )
+
+
+def _calibration_dataset(pipeline: TextPipeline, texts: list[str]):
+    """The calibration texts, tokenized like at inference (one unpadded sample each).
+
+    Static quantization fixes every activation range from these samples, so positions that
+    no sample reaches would be clipped at inference: when the texts are short, a few extra
+    samples join consecutive calibration texts up to the body's max_seq_length, so long
+    inputs are covered too (still only the calibration texts' content).
+    """
+    from datasets import Dataset
+
+    if len(texts) > MAX_CALIBRATION_SAMPLES:  # evenly spaced, deterministic
+        step = len(texts) / MAX_CALIBRATION_SAMPLES
+        texts = [texts[int(i * step)] for i in range(MAX_CALIBRATION_SAMPLES)]
+    samples = [pipeline.tokenize([text]) for text in texts]
+    max_len = pipeline.max_seq_length or 512
+    if all(s["input_ids"].shape[1] < max_len for s in samples):
+        wanted = min(LONG_CALIBRATION_SAMPLES, max(2, len(texts) // 8))
+        joined, current = [], ""
+        # bounded: each text adds at least one token, so max_len texts fill a sample
+        for text in itertools.islice(itertools.cycle(texts), wanted * max_len):
+            current = f"{current} {text}".strip()
+            if pipeline.tokenize([current])["input_ids"].shape[1] >= max_len:
+                joined.append(current)
+                current = ""
+                if len(joined) >= wanted:
+                    break
+        samples += [pipeline.tokenize([text]) for text in joined]
+    rows: dict[str, list[list[int]]] = {"input_ids": [], "attention_mask": [], "token_type_ids": []}
+    for features in samples:
+        for key in rows:
+            rows[key].append(features[key][0].tolist())
+    return Dataset.from_dict(rows)
+
+
+def export(body_dir: Path, spec: VariantSpec, calibration_texts: list[str]) -> None:
+    """Write ``spec.files``: the fp32 IR, or the static int8 IR calibrated on ``calibration_texts``."""
+    body_dir = Path(body_dir)
+    config = read_pipeline_config(body_dir)  # fail early on bodies the numpy pipeline cannot run
+    quantize = spec.option.get("quantize")
+    if quantize not in (None, "static"):
+        raise ValueError(f"variant {spec.name!r}: unknown OpenVINO quantization {quantize!r}")
+    texts = [t for t in calibration_texts if isinstance(t, str) and t.strip()]
+    if quantize and not texts:
+        raise DataError(f"variant {spec.name!r} is calibrated: export it with some example texts")
+    targets = [body_dir / f for f in spec.files]
+
+    with tempfile.TemporaryDirectory(prefix="fastclf-openvino-") as tmp:
+        work = Path(tmp)
+        model = _fp32_model(body_dir, config.transformer_dir, work, fresh=not quantize)
+        out = work / "out"
+        if quantize:
+            from optimum.intel import OVConfig, OVQuantizationConfig, OVQuantizer
+
+            dataset = _calibration_dataset(TextPipeline(body_dir), texts)
+            qconfig = OVQuantizationConfig(num_samples=len(dataset))
+            quantizer = OVQuantizer.from_pretrained(model)
+            quantizer.quantize(
+                calibration_dataset=dataset, save_directory=str(out), ov_config=OVConfig(quantization_config=qconfig)
+            )
+        else:
+            model.save_pretrained(str(out))
+        produced = [out / "openvino_model.xml", out / "openvino_model.bin"]
+        for path in produced:
+            if not path.is_file():
+                raise ModelFormatError(f"the OpenVINO export of {spec.name!r} did not produce {path.name}")
+        by_suffix = {p.suffix: p for p in produced}
+        _install([(by_suffix[t.suffix], t) for t in targets])
