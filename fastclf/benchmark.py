@@ -469,6 +469,10 @@ def recommend(rows: Sequence[dict[str, Any]], *, tolerance: float = DEFAULT_TOLE
         same = " too" if thr_best["variant"] == best["name"] else ""
         text += (f" For batch work, {thr_best['variant']} has the highest throughput{same}: "
                  f"{thr_best['texts_per_s']:.0f} texts/s at batch {thr_best['batch_size']}.")
+    busy = [r["name"] for r in rows if (r.get("other_load_cores") or 0) > BUSY_CORES]
+    if busy:
+        text += (f" Caution: other processes used the CPU while {len(busy)} of {len(rows)} rows were measured, "
+                 "so these timings are disturbed and the ranking may change on a quiet machine.")
     return {"variant": best["name"], "criterion": criterion, "latency_p50_ms": p50, "accuracy": best["accuracy"],
             "reference_accuracy": ref["accuracy"], "tolerance_points": tolerance,
             "candidates": [r["name"] for r in candidates], "best_throughput": thr_best, "text": text}
@@ -959,6 +963,7 @@ def _quiet_libraries() -> None:
                  "optimum", "nncf", "openvino", "neural_compressor"):
         logging.getLogger(name).setLevel(logging.ERROR)
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("LOGLEVEL", "ERROR")  # Intel Neural Compressor sets its logger's level from it
 
 
 def _worker(job: dict[str, Any], spawned_at: float) -> int:

@@ -34,9 +34,14 @@ model differently), the load recalibrates on ``calibration.json`` instead, with 
 ``torch.export`` with dynamic dims and ``torch.compile(dynamic=True)`` under
 ``backed_size_oblivious``, so batch 1 does not get a graph of its own. The input is padded
 to a multiple of :data:`SEQ_MULTIPLE` tokens (masked, so the output does not change) to keep
-the number of distinct shapes, and of oneDNN kernels built for them, small. The compile
-happens at load (the warm-up), so the first ``encode`` call is fast; inductor's on-disk
-cache makes later loads of the same model faster.
+the number of distinct shapes, and of oneDNN kernels built for them, small.
+
+**Load time.** The compile happens at load (the warm-up), so the first ``encode`` call is
+fast, but a load takes tens of seconds on a small CPU. Inductor's FX graph and AOT autograd
+caches refuse frozen graphs (torch 2.13: "mkldnn tensors unpickleable", "cannot cache a graph
+with freezing enabled"), so every load traces and lowers again; only the C++ kernels are reused
+from the on-disk cache (``TORCHINDUCTOR_CACHE_DIR``, default under /tmp), which shortens later
+loads. A C++ compiler must be installed where the model is loaded.
 """
 
 from __future__ import annotations
@@ -197,6 +202,24 @@ def _max_len(transformer) -> int:
 # quantization
 
 
+class _QuietINC:
+    """Neural Compressor logs every step (INFO, and WARNINGs such as "converted the model in qdq
+    mode, please compile it" that fastclf acts on) on its own logger: keep errors only."""
+
+    def __enter__(self):
+        try:  # INC creates its logger lazily, at its first message, and resets the level then
+            from neural_compressor.common.utils.logger import Logger
+
+            self.logger = Logger().get_logger()
+        except ImportError:
+            self.logger = logging.getLogger("neural_compressor")
+        self.level = self.logger.level
+        self.logger.setLevel(max(self.level, logging.ERROR))
+
+    def __exit__(self, *exc):
+        self.logger.setLevel(self.level)
+
+
 def _quant_modules():
     try:
         from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
@@ -208,7 +231,8 @@ def _quant_modules():
 
 def _inc_modules():
     try:
-        from neural_compressor.torch.quantization import StaticQuantConfig, convert, prepare
+        with _QuietINC():  # its import logs warnings about accelerator detection
+            from neural_compressor.torch.quantization import StaticQuantConfig, convert, prepare
     except ImportError as exc:
         raise missing_dependency("neural_compressor", "inc") from exc
     return StaticQuantConfig, prepare, convert
@@ -216,18 +240,6 @@ def _inc_modules():
 
 def _engine(spec: VariantSpec) -> str:
     return spec.option.get("engine", "pt2e")
-
-
-class _QuietINC:
-    """Neural Compressor logs every step at INFO on its own logger: keep warnings only."""
-
-    def __enter__(self):
-        self.logger = logging.getLogger("neural_compressor")
-        self.level = self.logger.level
-        self.logger.setLevel(max(self.level, logging.WARNING))
-
-    def __exit__(self, *exc):
-        self.logger.setLevel(self.level)
 
 
 def _insert_observers(spec: VariantSpec, graph, example, dynamic_shapes):
@@ -471,7 +483,7 @@ def cpu_features() -> dict[str, Any]:
 def _warn_about_cpu(spec: VariantSpec) -> None:
     """A variant that this CPU cannot speed up still runs, correctly but slowly: say so."""
     features = cpu_features()
-    if spec.files:
+    if spec.calibrated:
         if features["vnni"] is False and features["amx"] is False:
             log.warning("%s: this CPU (%s) has no VNNI or AMX int8 instructions; int8 runs on the "
                         "slower AVX2 path and gains less over torch-fp32", spec.name, features["capability"])
@@ -493,12 +505,12 @@ class CompiledTorchBody(TorchBody):
         transformer, core, names, example = _prepare_core(st_model)
         pad_id = _pad_id(transformer)
         config = transformer.model.config
-        if spec.files:
+        if spec.calibrated:
             _quant_modules() if _engine(spec) != "inc" else _inc_modules()
         graph, dynamic_shapes = _export_graph(core, example, max_len=_max_len(transformer))
         autocast_dtype = None
         self.recalibrated = False
-        if spec.files:  # static int8: observers -> convert
+        if spec.calibrated:  # static int8: stored observers -> convert
             observers_path, calibration_path = _variant_dir(body_dir, spec)
             prepared = _insert_observers(spec, graph, example, dynamic_shapes)
             problem = _load_observers(prepared, observers_path, spec)
