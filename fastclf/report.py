@@ -228,6 +228,7 @@ def _method_lines(results: dict[str, Any]) -> list[str]:
     s = results.get("settings", {})
     d = results.get("data", {})
     ref = _speed_ref(results)
+    threads = f"OMP_NUM_THREADS={s['threads_requested']}" if s.get("threads_requested") else "each runtime's default"
     return [
         "Each row ran in its own fresh Python process (python -m fastclf.benchmark), one after the other, "
         "so runtimes, compiler caches and thread pools do not disturb each other.",
@@ -250,7 +251,7 @@ def _method_lines(results: dict[str, Any]) -> list[str]:
         "pass and every timing (so it includes the largest batch).",
         "Cold start: from spawning the process to the first prediction returned: interpreter start, imports, "
         "loading and one prediction (the details in report.json split it up).",
-        f"Threads: requested {s.get('threads_requested') or 'default'}; what each runtime used is listed per row.",
+        f"Threads: {threads}; what each runtime used is listed per row.",
         "CPU used by other processes: the machine's busy CPU time (/proc/stat) during a row minus the CPU time of "
         f"the benchmark and its measuring process, in cores on average; above {BUSY_CORES} the row is flagged "
         "(helper processes a runtime starts and does not wait for, such as torch.compile workers, count as other).",
@@ -613,7 +614,8 @@ h1 { font-size: 22px; margin-bottom: 4px; } h2 { font-size: 17px; margin-top: 28
 .partial { background: #fdecea; border-left: 5px solid #e15759; padding: 10px 14px; font-weight: 600; }
 table { border-collapse: collapse; font-size: 13px; margin: 8px 0; }
 th, td { border-bottom: 1px solid #e3e3e3; padding: 5px 8px; text-align: right; white-space: nowrap; }
-th { background: #f4f4f4; font-weight: 600; white-space: normal; vertical-align: bottom; min-width: 48px; } td:first-child, th:first-child { text-align: left; }
+th { background: #f4f4f4; font-weight: 600; white-space: normal; vertical-align: bottom; min-width: 48px; }
+td:first-child, th:first-child { text-align: left; }
 tr.baseline td { color: #555; font-style: italic; } tr.recommended td { background: #f2f9f2; font-weight: 600; }
 tr.error td { color: #b03a2e; }
 .plots { display: flex; flex-wrap: wrap; gap: 18px; }
