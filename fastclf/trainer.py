@@ -53,7 +53,7 @@ def cpu_has_bf16() -> bool:
 @dataclass
 class TrainConfig:
     """Training settings. The defaults are what measured best with a few dozen examples on
-    a 2-core CPU (see README: "Choosing the defaults").
+    a 2-core CPU (benchmarks/README.md, "Choosing the defaults": benchmarks/training_sweep.py).
 
     ``loss="supcon"`` fine-tunes the body with setfit's supervised contrastive loss on
     in-batch positives and negatives; ``loss="pairs"`` is setfit's classic recipe
@@ -160,6 +160,16 @@ def _quiet():
             lg.setLevel(level)
 
 
+def _mute_metric_printing(hf_trainer: Any) -> None:
+    """transformers prints the final ``{'train_runtime': ...}`` dict through its progress or
+    printer callback; fastclf reports the training time itself, so only the bar stays."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    for callback in hf_trainer.callback_handler.callbacks:
+        if isinstance(callback, (PrinterCallback, ProgressCallback)):
+            callback.on_log = lambda *args, **kwargs: None
+
+
 def train(data: LabeledData, config: TrainConfig | None = None) -> TrainResult:
     """Train a classifier on ``data`` with SetFit.
 
@@ -214,6 +224,7 @@ def train(data: LabeledData, config: TrainConfig | None = None) -> TrainResult:
             )
             trainer = Trainer(model=setfit_model, args=args, metric=lambda p, r: {})
             trainer.st_trainer.args.disable_tqdm = not config.show_progress
+            _mute_metric_printing(trainer.st_trainer)
             autocast = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
             if config.num_epochs > 0:
                 with autocast:

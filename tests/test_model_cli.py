@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from fastclf import Classifier
 from fastclf.cli import cli
 from fastclf.data import LabeledData, read_labeled
-from fastclf.errors import (DataError, ModelFormatError, ModelNotFound, UnknownVariant,
+from fastclf.errors import (ModelFormatError, ModelNotFound, UnknownVariant,
                             VariantNotExported)
 from fastclf.trainer import TrainConfig, train
 
@@ -146,6 +146,7 @@ def test_cli_train_predict_eval_info(csv, tiny_body_dir, tmp_path):
     code, text = run("train", csv, "-o", out, "--model", tiny_body_dir, "--epochs", "1", "--holdout", "0.34", "-q")
     assert code == 0, text
     assert "accuracy:" in text and "confusion matrix" in text and (out / "fastclf.json").is_file()
+    assert "train_runtime" not in text  # transformers' metrics dict is not shown to the user
     cfg = json.loads((out / "fastclf.json").read_text())
     assert cfg["training"]["examples"] == 8 and cfg["training"]["eval"]["n"] == 4
 

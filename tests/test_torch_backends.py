@@ -9,7 +9,6 @@ of the real all-MiniLM-L6-v2 (the real-model parity check). Checks that need no 
 from __future__ import annotations
 
 import json
-import logging
 import shutil
 from pathlib import Path
 
@@ -20,25 +19,8 @@ import torch
 from fastclf.backends import REFERENCE, Body, export_variant, get_spec, is_exported, load_body
 from fastclf.backends import torch_backend as tb
 from fastclf.errors import DataError, VariantNotExported
+from samples import CALIBRATION
 
-CALIBRATION = [
-    "An instant classic, with a score that lingers long after the credits.",
-    "The script is a mess and the leads have no chemistry at all.",
-    "Funny, touching and surprisingly smart about grief.",
-    "Two hours of noise and explosions in search of a story.",
-    "A documentary that follows three families through a hard winter in Maine.",
-    "The director's best work in a decade: tense, lean and gorgeous to look at.",
-    "It wants to be profound but settles for being merely pretentious.",
-    "A retired boxer agrees to train the son of his old rival.",
-    "Charming performances cannot save a plot this thin.",
-    "Every frame looks like a painting, and the acting matches it.",
-    "I laughed, I cried, and then I laughed again at the ending.",
-    "A bloated, joyless franchise entry that nobody asked for.",
-    "After a plane crash, survivors on a remote island must learn to trust each other.",
-    "Smart, sharp and never condescending to its young audience.",
-    "The twist is obvious from the first ten minutes.",
-    "A moving portrait of an immigrant family in 1950s New York.",
-]
 
 # odd inputs: empty, one token, beyond the max length (truncated), non-ASCII
 TRICKY = ["", " ", "a", "naïve café 日本語 😀", "word " * 400, "The end."]

@@ -440,4 +440,25 @@ class TextPipeline:
         return result
 
 
-__all__ = ["POOLING_MODES", "PipelineConfig", "TextPipeline", "load_tokenizer", "physical_cores", "read_pipeline_config"]
+class PipelineBody:
+    """What an ONNX Runtime or OpenVINO body shares: a :class:`TextPipeline` around a
+    runtime-specific ``_run(features) -> token embeddings``."""
+
+    pipeline: TextPipeline
+
+    def _run(self, features: dict[str, np.ndarray]) -> np.ndarray:
+        raise NotImplementedError
+
+    @property
+    def dim(self) -> int | None:
+        return self.pipeline.config.dim
+
+    @property
+    def max_seq_length(self) -> int | None:
+        return self.pipeline.max_seq_length
+
+    def encode(self, texts: Sequence[str], *, batch_size: int = 32) -> np.ndarray:
+        return self.pipeline.encode(texts, self._run, batch_size=batch_size)
+
+
+__all__ = ["POOLING_MODES", "PipelineBody", "PipelineConfig", "TextPipeline", "load_tokenizer", "physical_cores", "read_pipeline_config"]

@@ -14,14 +14,13 @@ import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import ModelFormatError
 from . import VariantSpec
-from ._numpy_pipeline import TextPipeline, physical_cores, read_pipeline_config
+from ._numpy_pipeline import PipelineBody, TextPipeline, physical_cores, read_pipeline_config
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +32,7 @@ def _export_hint(spec: VariantSpec) -> str:
     return f"re-export it with: fastclf accelerate MODEL_DIR --variant {spec.name}"
 
 
-class OnnxBody:
+class OnnxBody(PipelineBody):
     """A sentence-transformers body run by ONNX Runtime on the CPU."""
 
     def __init__(self, body_dir: Path, spec: VariantSpec, *, num_threads: int | None = None):
@@ -74,22 +73,11 @@ class OnnxBody:
         outputs = [o.name for o in self.session.get_outputs()]
         self._output = _OUTPUT if _OUTPUT in outputs else outputs[0]
 
-    @property
-    def dim(self) -> int | None:
-        return self.pipeline.config.dim
-
-    @property
-    def max_seq_length(self) -> int | None:
-        return self.pipeline.max_seq_length
-
     def _run(self, features: dict[str, np.ndarray]) -> np.ndarray:
         feed = {
             name: features[name].astype(self._input_types[name], copy=False) for name in self._input_names
         }
         return self.session.run([self._output], feed)[0]
-
-    def encode(self, texts: Sequence[str], *, batch_size: int = 32) -> np.ndarray:
-        return self.pipeline.encode(texts, self._run, batch_size=batch_size)
 
     def __repr__(self) -> str:
         return f"OnnxBody(variant={self.variant!r}, path={str(self.path)!r})"

@@ -20,14 +20,13 @@ import shutil
 import tempfile
 import threading
 import uuid
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import DataError, ModelFormatError
 from . import VariantSpec
-from ._numpy_pipeline import TextPipeline, read_pipeline_config
+from ._numpy_pipeline import PipelineBody, TextPipeline, read_pipeline_config
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +45,7 @@ def _first_line(exc: BaseException) -> str:
     return (text.splitlines()[0] if text else type(exc).__name__)[:300]
 
 
-class OpenVINOBody:
+class OpenVINOBody(PipelineBody):
     """A sentence-transformers body compiled by OpenVINO for the CPU."""
 
     def __init__(self, body_dir: Path, spec: VariantSpec):
@@ -94,14 +93,6 @@ class OpenVINOBody:
             self.inference_precision = "unknown"
         self._local = threading.local()
 
-    @property
-    def dim(self) -> int | None:
-        return self.pipeline.config.dim
-
-    @property
-    def max_seq_length(self) -> int | None:
-        return self.pipeline.max_seq_length
-
     def _request(self):
         request = getattr(self._local, "request", None)
         if request is None:  # an infer request is not thread-safe: one per thread
@@ -112,9 +103,6 @@ class OpenVINOBody:
         feed = {name: features[name] for name in self._input_names}
         result = self._request().infer(feed)
         return np.asarray(result[self._output])
-
-    def encode(self, texts: Sequence[str], *, batch_size: int = 32) -> np.ndarray:
-        return self.pipeline.encode(texts, self._run, batch_size=batch_size)
 
     def __repr__(self) -> str:
         return f"OpenVINOBody(variant={self.variant!r}, precision={self.inference_precision!r}, path={str(self.path)!r})"
