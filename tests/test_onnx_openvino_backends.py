@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from fastclf.backends import REFERENCE, VARIANTS, Body, export_variant, get_spec, is_exported, load_body
-from fastclf.backends._numpy_pipeline import POOLING_MODES, TextPipeline
+from fastclf.backends._numpy_pipeline import MIN_FILL, POOLING_MODES, TextPipeline, length_chunks
 from fastclf.errors import DataError, ModelFormatError
 from samples import CALIBRATION
 
@@ -174,6 +174,31 @@ def test_default_prompt_is_applied_like_sentence_transformers(include_prompt, ti
 
 
 # -- every variant on the tiny body --------------------------------------------------------
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 8, 128])
+def test_length_chunks_cover_every_text_once_with_little_padding(batch_size):
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(3, 120, size=300).tolist()
+    chunks = length_chunks(lengths, batch_size)
+    flat = np.concatenate(chunks)
+    assert sorted(flat.tolist()) == list(range(300))  # each text exactly once
+    assert [lengths[i] for i in flat] == sorted(lengths, reverse=True)  # longest first
+    for chunk in chunks:
+        assert 1 <= len(chunk) <= batch_size
+        longest = lengths[chunk[0]]
+        assert all(lengths[i] >= MIN_FILL * longest for i in chunk)  # padding bounded
+    # chunks are as large as the two rules allow: a chunk ends full or at a length cut
+    for a, b in zip(chunks, chunks[1:]):
+        assert len(a) == batch_size or lengths[b[0]] < MIN_FILL * lengths[a[0]]
+    assert length_chunks([], batch_size) == []
+
+
+def test_length_chunks_keep_equal_lengths_in_input_order():
+    chunks = length_chunks([5, 9, 5, 9, 5], 2)
+    assert [c.tolist() for c in chunks] == [[1, 3], [0, 2], [4]]
+    with pytest.raises(ValueError):
+        length_chunks([1], 0)
 
 
 def test_exports_write_only_the_variant_files(tiny_exported):
