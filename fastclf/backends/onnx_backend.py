@@ -3,8 +3,8 @@
 Loading uses ``onnxruntime.InferenceSession`` and the numpy pipeline only: no torch, no
 transformers. Exporting uses optimum (which imports torch): the transformer is exported
 once to ``onnx/model.onnx`` (kept: it is the onnx-fp32 variant and the source of the
-others), then optimized with ``ORTOptimizer`` (O1-O3) or quantized with ``ORTQuantizer``
-(dynamic, per-channel QInt8 weights, the "avx512_vnni" configuration).
+others), then optimized with ``ORTOptimizer`` (O1-O3) or quantized with onnxruntime's
+``quantize_dynamic`` (per-channel QInt8 weights of the MatMuls with constant weights).
 """
 
 from __future__ import annotations
@@ -166,15 +166,29 @@ def export(body_dir: Path, spec: VariantSpec, calibration_texts: list[str]) -> N
             optimizer.optimize(optimization, str(out), file_suffix=level)
             produced = out / f"model_{level}.onnx"
         elif "quantize" in option:
-            from optimum.onnxruntime import ORTQuantizer
-            from optimum.onnxruntime.configuration import AutoQuantizationConfig
+            # onnxruntime's own dynamic quantizer, weights only (MatMulConstBOnly): int8
+            # per-channel weights for the projection and feed-forward MatMuls, the attention
+            # products Q.K and P.V stay fp32. optimum's ORTQuantizer (avx512_vnni config) also
+            # quantizes those two, with one activation range per batch: on MiniLM that was
+            # 0.5 ms slower for one text and no more accurate (benchmarks/README.md).
+            from onnxruntime.quantization import QuantType, quantize_dynamic
 
-            isa = option["quantize"]
-            qconfig = getattr(AutoQuantizationConfig, isa)(is_static=False, per_channel=True)
-            quantizer = ORTQuantizer.from_pretrained(str(src), file_name="model.onnx")
-            suffix = f"{qconfig.weights_dtype.name.lower()}_{isa}"
-            quantizer.quantize(qconfig, str(out), file_suffix=suffix)
-            produced = out / f"model_{suffix}.onnx"
+            out.mkdir()
+            produced = out / target.name
+            root = logging.getLogger()
+            level = root.level
+            root.setLevel(logging.ERROR)  # its "consider pre-processing" advice is for CNNs
+            try:
+                quantize_dynamic(
+                    src / "model.onnx",
+                    produced,
+                    per_channel=True,
+                    reduce_range=False,  # VNNI CPUs do not need 7-bit weights
+                    weight_type=QuantType.QInt8,
+                    extra_options={"MatMulConstBOnly": True, "DefaultTensorType": 1},  # 1 = float
+                )
+            finally:
+                root.setLevel(level)
         else:
             raise ValueError(f"variant {spec.name!r} has no ONNX export recipe (options {option})")
         if not produced.is_file():
