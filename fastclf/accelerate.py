@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from .backends import REFERENCE, VARIANTS, export_variant, get_spec, load_body, reset_runtime_state, runtime_module
-from .errors import DataError, FastclfError, MissingDependency, ParityError
+from .errors import DataError, FastclfError, MissingDependency, ParityError, first_line
 from .model import BODY_DIR, Classifier, read_config, write_config
 
 DEFAULT_MIN_AGREEMENT = 0.98
@@ -161,8 +161,7 @@ def accelerate(model_dir: str | Path, variants: Sequence[str], *, calibration_te
             except FastclfError as exc:
                 result.error = str(exc)
             except Exception as exc:  # an exporter's own failure: report it, go on with the others
-                first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-                result.error = f"export failed: {type(exc).__name__}: {first}"
+                result.error = f"export failed: {type(exc).__name__}: {first_line(exc)}"
             finally:
                 reset_runtime_state()
             result.seconds = time.perf_counter() - start

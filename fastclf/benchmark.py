@@ -36,8 +36,9 @@ from typing import Any
 
 import numpy as np
 
+from ._util import atomic_write_text, package_versions
 from .backends import REFERENCE, VARIANTS, get_spec, is_exported
-from .errors import DataError, FastclfError, VariantNotExported
+from .errors import DataError, FastclfError, VariantNotExported, first_line
 
 SCHEMA_VERSION = 1
 BASELINE_SETFIT = "setfit"
@@ -232,15 +233,7 @@ class _OtherLoad:
 
 def library_versions() -> dict[str, str | None]:
     """Installed versions of the libraries the figures depend on (None: not installed)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    out: dict[str, str | None] = {}
-    for name in LIBRARIES:
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            out[name] = None
-    return out
+    return package_versions(LIBRARIES, include_missing=True)
 
 
 def machine_info() -> dict[str, Any]:
@@ -973,9 +966,7 @@ def _worker(job: dict[str, Any], spawned_at: float) -> int:
 
     def save() -> None:
         res["memory"] = {**(res.get("memory") or {}), "peak_rss_mb": _peak_rss_mb()}
-        tmp = out.with_name(out.name + ".tmp")
-        tmp.write_text(json.dumps(res), encoding="utf-8")
-        os.replace(tmp, out)
+        atomic_write_text(out, json.dumps(res))
 
     try:
         started = time.monotonic()
@@ -1029,9 +1020,8 @@ def _worker(job: dict[str, Any], spawned_at: float) -> int:
         save()
         return 130
     except Exception as exc:  # any runtime's own failure: report it in one line, the parent goes on
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         res["status"] = "error"
-        res["error"] = first if isinstance(exc, FastclfError) else f"{type(exc).__name__}: {first}"
+        res["error"] = first_line(exc) if isinstance(exc, FastclfError) else f"{type(exc).__name__}: {first_line(exc)}"
         save()
         return 1
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .errors import DataError, DataFileNotFound
+from .errors import DataError, DataFileNotFound, first_line
 
 TEXT_COLUMNS = ("text", "sentence", "review", "content")
 LABEL_COLUMNS = ("label", "labels", "category", "class", "target")
@@ -127,8 +127,7 @@ def read_table(path: str | Path) -> pd.DataFrame:
     except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError, OSError) as exc:
         if isinstance(exc, DataError):
             raise
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataError(f"{path}: cannot read as {fmt}: {first}") from None
+        raise DataError(f"{path}: cannot read as {fmt}: {first_line(exc)}") from None
     if len(df) == 0:
         raise DataError(f"{path} has no data rows")
     df.columns = [str(c) for c in df.columns]

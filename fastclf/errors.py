@@ -47,6 +47,13 @@ class ParityError(FastclfError, RuntimeError):
     """An exported variant disagrees with torch-fp32 more than the tolerance allows."""
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of ``exc``'s message, or its type name when it has none: what a
+    one-line error shows of another library's exception."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def missing_dependency(package: str, extra: str) -> MissingDependency:
     """Build the error for an optional dependency that is not importable."""
     return MissingDependency(

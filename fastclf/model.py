@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from . import __version__
+from ._util import atomic_write_text, current_umask
 from .backends import REFERENCE, Body, get_spec, load_body
 from .errors import ModelFormatError, ModelNotFound
 from .head import LogisticHead
@@ -37,12 +38,6 @@ def _as_list(texts: str | Sequence[str]) -> list[str]:
         if not isinstance(t, str):
             raise TypeError(f"texts must be strings; item {i} is {type(t).__name__}")
     return texts
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def read_config(path: str | Path) -> dict[str, Any]:
@@ -82,17 +77,7 @@ def read_config(path: str | Path) -> dict[str, Any]:
 
 def write_config(path: Path, cfg: dict[str, Any]) -> None:
     """Replace ``fastclf.json`` atomically."""
-    target = Path(path) / CONFIG_FILE
-    fd, tmp = tempfile.mkstemp(prefix=".fastclf-", suffix=".json", dir=path)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(cfg, f, indent=2, ensure_ascii=False)
-            f.write("\n")
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(Path(path) / CONFIG_FILE, json.dumps(cfg, indent=2, ensure_ascii=False) + "\n")
 
 
 def body_info(body_dir: Path) -> dict[str, Any]:
@@ -219,7 +204,7 @@ class Classifier:
                 raise FileExistsError(f"{path} exists and is not a fastclf model; choose another output directory")
         path.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
-        os.chmod(staging, 0o777 & ~_umask())
+        os.chmod(staging, 0o777 & ~current_umask())
         try:
             self._write(staging)
             if path.exists():

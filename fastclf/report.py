@@ -14,12 +14,12 @@ from __future__ import annotations
 import html
 import json
 import math
-import os
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from ._util import atomic_write_text
 
 REFERENCE = "torch-fp32"
 PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#59a14f", "#b07aa1", "#76b7b2", "#edc948", "#ff9da7", "#9c755f",
@@ -34,20 +34,6 @@ BUSY_CORES = 0.25
 # ---------------------------------------------------------------------------- files
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_report(results: dict[str, Any], output: str | Path) -> dict[str, Path]:
     """Write ``report.json``, ``report.md`` and ``report.html`` into ``output``, each atomically.
 
@@ -56,9 +42,9 @@ def write_report(results: dict[str, Any], output: str | Path) -> dict[str, Path]
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / "report.json", "md": out / "report.md", "html": out / "report.html"}
-    _atomic_write(paths["json"], json.dumps(results, indent=2, ensure_ascii=False) + "\n")
-    _atomic_write(paths["md"], render_markdown(results))
-    _atomic_write(paths["html"], render_html(results))
+    atomic_write_text(paths["json"], json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+    atomic_write_text(paths["md"], render_markdown(results))
+    atomic_write_text(paths["html"], render_html(results))
     return paths
 
 

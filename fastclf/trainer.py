@@ -16,8 +16,9 @@ from typing import Any
 
 import numpy as np
 
+from ._util import package_versions
 from .data import LabeledData, validate_for_training
-from .errors import DataError, ModelNotFound
+from .errors import DataError, ModelNotFound, first_line
 from .head import LogisticHead
 from .model import Classifier
 
@@ -134,8 +135,7 @@ def _load_body(model: str, seed: int):
     except Exception as exc:  # hub errors, missing weights, bad config...
         offline = os.environ.get("HF_HUB_OFFLINE") in ("1", "true", "True")
         hint = " (HF_HUB_OFFLINE is set: only local folders and cached models can load)" if offline else ""
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelNotFound(f"cannot load model {model!r}{hint}: {first}") from None
+        raise ModelNotFound(f"cannot load model {model!r}{hint}: {first_line(exc)}") from None
 
 
 def _silence_import_noise() -> None:
@@ -249,19 +249,7 @@ def train(data: LabeledData, config: TrainConfig | None = None) -> TrainResult:
             "text_column": data.text_column,
             "label_columns": data.label_columns,
         },
-        "versions": _versions(),
+        "versions": package_versions(("setfit", "sentence-transformers", "transformers", "torch", "scikit-learn")),
     }
     clf = Classifier(trained_body, head, data.classes, multi_label=data.multi_label, config=cfg)
     return TrainResult(clf, seconds, len(data), {"loss": loss_name, "bf16": bf16, "fastclf": __version__})
-
-
-def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for pkg in ("setfit", "sentence-transformers", "transformers", "torch", "scikit-learn"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            pass
-    return out

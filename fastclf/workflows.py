@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ._util import atomic_write
 from .backends import VARIANTS, is_exported
 from .data import LabeledData, sample_shots, split_holdout, validate_for_training
 from .errors import DataError
@@ -129,15 +130,9 @@ def predict_command(model_dir: Path, texts: list[str], *, input_file: Path | Non
 
 def _write_table(df, output: Path) -> None:
     """Write a table by the output's extension, atomically."""
-    import os
-    import tempfile
+    suffix = Path(output).suffix.lower()
 
-    output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    suffix = output.suffix.lower()
-    fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", dir=output.parent)
-    os.close(fd)
-    try:
+    def write(tmp: Path) -> None:
         if suffix in (".parquet", ".pq"):
             df.to_parquet(tmp, index=False)
         elif suffix in (".jsonl", ".ndjson", ".json"):
@@ -146,10 +141,8 @@ def _write_table(df, output: Path) -> None:
             df.to_csv(tmp, sep="\t", index=False)
         else:
             df.to_csv(tmp, index=False)
-        os.replace(tmp, output)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    atomic_write(output, write)
 
 
 def info_text(model_dir: Path, cfg: dict[str, Any]) -> str:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ModelFormatError
+from ..errors import ModelFormatError, first_line
 from . import VariantSpec
 from ._numpy_pipeline import PipelineBody, TextPipeline, physical_cores, read_pipeline_config
 
@@ -52,10 +52,9 @@ class OnnxBody(PipelineBody):
         try:
             self.session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own pybind exception types
-            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ModelFormatError(
                 f"cannot load {model_path} for variant {spec.name!r}: the ONNX file is corrupted, "
-                f"truncated or not an ONNX model ({first_line[:300]}); {_export_hint(spec)}"
+                f"truncated or not an ONNX model ({first_line(exc)[:300]}); {_export_hint(spec)}"
             ) from exc
 
         inputs = {i.name: i for i in self.session.get_inputs()}

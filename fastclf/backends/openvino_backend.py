@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError, ModelFormatError
+from ..errors import DataError, ModelFormatError, first_line
 from . import VariantSpec
 from ._numpy_pipeline import PipelineBody, TextPipeline, read_pipeline_config
 
@@ -38,11 +38,6 @@ _OUTPUT = "last_hidden_state"
 
 def _export_hint(spec: VariantSpec) -> str:
     return f"re-export it with: fastclf accelerate MODEL_DIR --variant {spec.name}"
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return (text.splitlines()[0] if text else type(exc).__name__)[:300]
 
 
 class OpenVINOBody(PipelineBody):
@@ -70,7 +65,7 @@ class OpenVINOBody(PipelineBody):
         except Exception as exc:  # OpenVINO raises RuntimeError with a long C++ trace
             raise ModelFormatError(
                 f"cannot load {xml} for variant {spec.name!r}: the OpenVINO IR (.xml/.bin) is corrupted, "
-                f"truncated or does not match ({_first_line(exc)}); {_export_hint(spec)}"
+                f"truncated or does not match ({first_line(exc)[:300]}); {_export_hint(spec)}"
             ) from exc
 
         names = {}
@@ -155,7 +150,7 @@ def _fp32_model(body_dir: Path, transformer_dir: Path, work: Path, *, fresh: boo
         try:
             return OVModelForFeatureExtraction.from_pretrained(str(src), compile=False, local_files_only=True)
         except Exception as exc:
-            logger.warning("cannot reuse %s (%s); exporting again", xml, _first_line(exc))
+            logger.warning("cannot reuse %s (%s); exporting again", xml, first_line(exc)[:300])
     return OVModelForFeatureExtraction.from_pretrained(
         str(transformer_dir), export=True, compile=False, load_in_8bit=False, local_files_only=True
     )

@@ -49,7 +49,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -58,7 +57,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import DataError, MissingDependency, ModelFormatError, missing_dependency
+from .._util import atomic_write, package_versions
+from ..errors import DataError, MissingDependency, ModelFormatError, first_line, missing_dependency
 from . import VariantSpec
 
 log = logging.getLogger(__name__)
@@ -296,25 +296,6 @@ def _variant_dir(body_dir: Path, spec: VariantSpec) -> tuple[Path, Path]:
     return body_dir / observers, body_dir / calibration
 
 
-def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for pkg in ("torch", "torchao", "neural-compressor"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            pass
-    return out
-
-
-def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
-
-
 def _export_int8(body_dir: Path, spec: VariantSpec, calibration_texts: list[str]) -> None:
     from safetensors.torch import save_file
 
@@ -338,13 +319,13 @@ def _export_int8(body_dir: Path, spec: VariantSpec, calibration_texts: list[str]
         "engine": _engine(spec),
         "observed": json.dumps(_observed_nodes(prepared), sort_keys=True),
         "inputs": json.dumps(list(names)),
-        "versions": json.dumps(_versions(), sort_keys=True),
+        "versions": json.dumps(package_versions(("torch", "torchao", "neural-compressor")), sort_keys=True),
         "calibration_sha256": _texts_digest(texts),
     }
-    _atomic_write(observers_path, lambda p: save_file(state, str(p), metadata=metadata))
+    atomic_write(observers_path, lambda p: save_file(state, str(p), metadata=metadata))
     payload = {"format": CALIBRATION_FORMAT, "variant": spec.name, "batch_size": CALIBRATION_BATCH,
                "seq_multiple": SEQ_MULTIPLE, "texts": texts}
-    _atomic_write(calibration_path,
+    atomic_write(calibration_path,
                   lambda p: p.write_text(json.dumps(payload, ensure_ascii=False, indent=0), encoding="utf-8"))
 
 
@@ -388,7 +369,7 @@ def _load_observers(prepared, path: Path, spec: VariantSpec) -> str:
     try:
         missing, unexpected = prepared.load_state_dict(state, strict=False)
     except RuntimeError as exc:  # shape mismatch
-        return f"cannot load the observer statistics: {str(exc).splitlines()[0]}"
+        return f"cannot load the observer statistics: {first_line(exc)}"
     if unexpected or any(k in expected for k in missing):
         return "the stored observer statistics do not match the observers"
     return ""
