@@ -8,6 +8,7 @@ that passes (or that the user keeps on purpose) is moved into ``body/`` and reco
 
 from __future__ import annotations
 
+import filecmp
 import shutil
 import tempfile
 import time
@@ -18,12 +19,11 @@ from typing import Any
 
 import numpy as np
 
-from .backends import REFERENCE, VARIANTS, export_variant, get_spec, load_body, reset_runtime_state, runtime_module
+from .backends import REFERENCE, RUNTIME_DIRS, VARIANTS, export_variant, get_spec, load_body, reset_runtime_state, runtime_module
 from .errors import DataError, FastclfError, MissingDependency, ParityError, first_line
 from .model import BODY_DIR, Classifier, read_config, write_config
 
 DEFAULT_MIN_AGREEMENT = 0.98
-RUNTIME_DIRS = ("onnx", "openvino", "torch")
 
 
 @dataclass
@@ -48,9 +48,12 @@ class ExportResult:
     details: dict[str, Any] = field(default_factory=dict)
 
 
-def parity(reference: Classifier, candidate_body, texts: Sequence[str], *, batch_size: int = 32) -> Parity:
-    """Compare ``candidate_body`` (with ``reference``'s head) against ``reference`` on ``texts``."""
-    ref_emb = reference.embed(texts, batch_size=batch_size)
+def parity(reference: Classifier, candidate_body, texts: Sequence[str], *, batch_size: int = 32,
+           ref_emb: np.ndarray | None = None) -> Parity:
+    """Compare ``candidate_body`` (with ``reference``'s head) against ``reference`` on ``texts``;
+    ``ref_emb``: the reference's embeddings of ``texts``, when already computed."""
+    if ref_emb is None:
+        ref_emb = reference.embed(texts, batch_size=batch_size)
     emb = np.asarray(candidate_body.encode(list(texts), batch_size=batch_size), dtype=np.float32)
     if emb.shape != ref_emb.shape:
         raise ParityError(f"{candidate_body.variant} returns embeddings of shape {emb.shape}, "
@@ -101,18 +104,12 @@ def _promote(staged: Path, body_dir: Path, runtime: str) -> list[str]:
     for src in sorted(p for p in src_root.rglob("*") if p.is_file()):
         rel = src.relative_to(staged)
         dst = body_dir / rel
-        if dst.is_file() and dst.stat().st_size == src.stat().st_size and _same(dst, src):
+        if dst.is_file() and filecmp.cmp(dst, src, shallow=False):  # sizes first, then the bytes
             continue
         dst.parent.mkdir(parents=True, exist_ok=True)
         src.replace(dst)
         moved.append(str(rel))
     return moved
-
-
-def _same(a: Path, b: Path) -> bool:
-    import filecmp
-
-    return filecmp.cmp(a, b, shallow=False)
 
 
 def accelerate(model_dir: str | Path, variants: Sequence[str], *, calibration_texts: Sequence[str],
@@ -140,6 +137,7 @@ def accelerate(model_dir: str | Path, variants: Sequence[str], *, calibration_te
         calibration = list(dict.fromkeys(calibration_texts))[:num_calibration]
         check = list(check_texts)
     reference = Classifier.load(model_dir, variant=REFERENCE)
+    ref_emb = reference.embed(check)  # once: every variant is checked against the same embeddings
     body_dir = model_dir / BODY_DIR
     echo(f"checking each variant against {REFERENCE} on {len(check)} held texts; "
          f"calibrating static variants on {len(calibration)} texts")
@@ -156,7 +154,7 @@ def accelerate(model_dir: str | Path, variants: Sequence[str], *, calibration_te
                 staged = _staging_copy(body_dir, spec.runtime, Path(tmp))
                 export_variant(staged, variant, calibration)
                 body = load_body(staged, variant)
-                result.parity = parity(reference, body, check)
+                result.parity = parity(reference, body, check, ref_emb=ref_emb)
                 del body
             except FastclfError as exc:
                 result.error = str(exc)
@@ -249,12 +247,13 @@ def accelerate_command(model_dir: Path, variants: list[str], *, all_variants: bo
                             "(the training file was not found)")
         calibration = Path(source)
         echo(f"calibration texts: the training file {calibration}")
-    df, column = read_texts(calibration, text_column=text_column or training.get("text_column"))
-    texts = [str(t) for t in df[column].tolist()]
-    check_texts = None
-    if check is not None:
-        cdf, ccol = read_texts(check, text_column=text_column or training.get("text_column"))
-        check_texts = [str(t) for t in cdf[ccol].tolist()][:500]
+
+    def texts_of(path: Path) -> list[str]:
+        df, column = read_texts(path, text_column=text_column or training.get("text_column"))
+        return [str(t) for t in df[column].tolist()]
+
+    texts = texts_of(calibration)
+    check_texts = texts_of(check)[:500] if check is not None else None
     results = accelerate(model_dir, variants, calibration_texts=texts, check_texts=check_texts,
                          num_calibration=num_calibration, min_agreement=min_agreement, keep=keep,
                          calibration_source=str(calibration), echo=echo)

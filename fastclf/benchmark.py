@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from ._util import atomic_write_text, package_versions
-from .backends import REFERENCE, VARIANTS, get_spec, is_exported
+from .backends import REFERENCE, RUNTIME_DIRS, get_spec, is_exported, silence_import_warnings
 from .errors import DataError, FastclfError, VariantNotExported, first_line
 
 SCHEMA_VERSION = 1
@@ -53,8 +53,6 @@ CONFIDENCE = 0.95
 LATENCY_MIN_CALLS = 20
 THROUGHPUT_MIN_BATCHES = 3
 EVAL_BATCH_SIZE = 32
-# folders of body/ that hold exported runtimes; everything else in body/ is the torch model
-RUNTIME_DIRS = ("onnx", "openvino", "torch")
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pt2", ".pth", ".onnx", ".onnx_data", ".h5", ".msgpack",
                    ".ckpt", ".xml")
 LIBRARIES = ("fastclf", "torch", "onnxruntime", "openvino", "sentence-transformers", "setfit", "transformers",
@@ -312,16 +310,6 @@ def _runtime_installed(variant: str) -> bool:
     return importlib.util.find_spec(_runtime_package(variant)) is not None
 
 
-def exported_variants(model_dir: str | Path) -> list[str]:
-    """torch-fp32 plus every variant recorded in ``fastclf.json`` whose files exist."""
-    from .model import BODY_DIR, read_config
-
-    cfg = read_config(model_dir)
-    recorded = cfg.get("variants", {}) or {}
-    body_dir = Path(model_dir) / BODY_DIR
-    return [REFERENCE] + [v for v in VARIANTS if v != REFERENCE and v in recorded and is_exported(body_dir, v)]
-
-
 def resolve_variants(model_dir: str | Path, variants: Sequence[str] | None) -> tuple[list[str], list[str]]:
     """Check the variant names before any measuring: return (variants to run, notes).
 
@@ -333,7 +321,7 @@ def resolve_variants(model_dir: str | Path, variants: Sequence[str] | None) -> t
         MissingDependency: a variant whose runtime is not installed.
     """
     from .errors import missing_dependency
-    from .model import BODY_DIR, Classifier
+    from .model import BODY_DIR, Classifier, exported_variants
 
     model_dir = Path(model_dir)
     notes: list[str] = []
@@ -951,8 +939,9 @@ def _quiet_libraries() -> None:
     import warnings
 
     warnings.filterwarnings("ignore")
-    for name in ("transformers", "sentence_transformers", "setfit", "datasets", "torchao", "torch.utils._pytree",
-                 "optimum", "nncf", "openvino", "neural_compressor"):
+    silence_import_warnings()
+    for name in ("transformers", "sentence_transformers", "setfit", "datasets", "optimum", "nncf", "openvino",
+                 "neural_compressor"):
         logging.getLogger(name).setLevel(logging.ERROR)
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("LOGLEVEL", "ERROR")  # Intel Neural Compressor sets its logger's level from it

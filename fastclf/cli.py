@@ -6,7 +6,6 @@ Errors raised by the library become one line on stderr and exit code 1.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import sys
 from pathlib import Path
@@ -43,10 +42,9 @@ def cli() -> None:
     fastclf accelerate model --all           export faster variants (ONNX, OpenVINO, int8...)
     fastclf benchmark model test.csv         compare the variants before deploying
     """
-    # torch and torchao log warnings about optional kernels (CUDA, mxfp8) when imported:
-    # they say nothing about the user's model, so the command line hides them.
-    for name in ("torchao", "torch.utils._pytree"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+    from .backends import silence_import_warnings
+
+    silence_import_warnings()
 
 
 def _data_options(f):

@@ -19,7 +19,8 @@ import numpy as np
 
 from . import __version__
 from ._util import atomic_write_text, current_umask
-from .backends import REFERENCE, Body, get_spec, load_body
+from .backends import REFERENCE, VARIANTS, Body, get_spec, is_exported, load_body
+from .backends._numpy_pipeline import declared_pooling_modes
 from .errors import ModelFormatError, ModelNotFound
 from .head import LogisticHead
 
@@ -80,6 +81,14 @@ def write_config(path: Path, cfg: dict[str, Any]) -> None:
     atomic_write_text(Path(path) / CONFIG_FILE, json.dumps(cfg, indent=2, ensure_ascii=False) + "\n")
 
 
+def exported_variants(model_dir: str | Path, cfg: dict[str, Any] | None = None) -> list[str]:
+    """torch-fp32 plus every variant recorded in the model's ``fastclf.json`` (``cfg``, read if
+    not given) whose files exist, in the registry's order."""
+    recorded = (read_config(model_dir) if cfg is None else cfg).get("variants") or {}
+    body_dir = Path(model_dir) / BODY_DIR
+    return [REFERENCE] + [v for v in VARIANTS if v != REFERENCE and v in recorded and is_exported(body_dir, v)]
+
+
 def body_info(body_dir: Path) -> dict[str, Any]:
     """Pooling, normalization, max length and module list read from a sentence-transformers folder."""
     body_dir = Path(body_dir)
@@ -92,16 +101,12 @@ def body_info(body_dir: Path) -> dict[str, Any]:
     info["normalize"] = any(m.get("type", "").endswith("Normalize") for m in modules)
     for m in modules:
         if m.get("type", "").endswith("Pooling"):
+            pool_path = body_dir / m.get("path", "") / "config.json"
             try:
-                pcfg = json.loads((body_dir / m.get("path", "") / "config.json").read_text())
-            except (OSError, json.JSONDecodeError):
+                pcfg = json.loads(pool_path.read_text())
+                modes = declared_pooling_modes(pcfg, pool_path)
+            except (OSError, json.JSONDecodeError, ModelFormatError):
                 continue
-            if "pooling_mode" in pcfg:  # sentence-transformers >= 5.x
-                mode = pcfg["pooling_mode"]
-                modes = [mode] if isinstance(mode, str) else list(mode)
-            else:  # older folders: one boolean a mode
-                modes = [k[len("pooling_mode_"):].removesuffix("_tokens").removesuffix("_token")
-                         for k, v in pcfg.items() if k.startswith("pooling_mode_") and v is True]
             info["pooling"] = "+".join(modes) or "none"
             info["dim"] = pcfg.get("embedding_dimension", pcfg.get("word_embedding_dimension"))
     try:

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from ._util import package_versions
+from .backends import silence_import_warnings
 from .data import LabeledData, validate_for_training
 from .errors import DataError, ModelNotFound, first_line
 from .head import LogisticHead
@@ -138,12 +139,6 @@ def _load_body(model: str, seed: int):
         raise ModelNotFound(f"cannot load model {model!r}{hint}: {first_line(exc)}") from None
 
 
-def _silence_import_noise() -> None:
-    """torchao and torch log warnings about optional kernels on import: not the user's concern."""
-    for name in ("torchao", "torch.utils._pytree"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-
-
 @contextlib.contextmanager
 def _quiet():
     """Silence library chatter during training; tqdm progress bars stay."""
@@ -181,7 +176,7 @@ def train(data: LabeledData, config: TrainConfig | None = None) -> TrainResult:
     validate_for_training(data)
     model_ref, model_name = resolve_model(config.model)
 
-    _silence_import_noise()
+    silence_import_warnings()
     import torch
     from sentence_transformers.sentence_transformer.losses import CosineSimilarityLoss
     from setfit import SetFitModel, Trainer, TrainingArguments

@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from ._util import atomic_write
-from .backends import VARIANTS, is_exported
+from .backends import VARIANTS
 from .data import LabeledData, sample_shots, split_holdout, validate_for_training
 from .errors import DataError
-from .model import BODY_DIR, CONFIG_FILE, Classifier
+from .model import CONFIG_FILE, Classifier, exported_variants
 
 Echo = Callable[[str], None]
 
@@ -165,9 +165,8 @@ def info_text(model_dir: Path, cfg: dict[str, Any]) -> str:
             lines.append(f"evaluation: accuracy {ev['accuracy']:.4f}, macro-F1 {ev['macro_f1']:.4f} on {ev['data']}")
     lines.append("variants:")
     recorded = cfg.get("variants", {})
-    for name in VARIANTS:
-        if name == "torch-fp32" or (name in recorded and is_exported(Path(model_dir) / BODY_DIR, name)):
-            lines.append(f"  {name:<14} {_parity_text(recorded.get(name))}")
+    for name in exported_variants(model_dir, cfg):
+        lines.append(f"  {name:<14} {_parity_text(recorded.get(name))}")
     versions = cfg.get("versions", {})
     if versions:
         lines.append("versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
@@ -182,18 +181,13 @@ def _parity_text(p: dict | None) -> str:
 
 
 def variants_text(model_dir: Path | None) -> str:
-    recorded: dict = {}
-    if model_dir is not None:
-        from .model import read_config
-
-        recorded = read_config(model_dir).get("variants", {})
+    exported = exported_variants(model_dir) if model_dir is not None else []
     width = max(len(n) for n in VARIANTS)
     lines = []
     for name, spec in VARIANTS.items():
         mark = ""
         if model_dir is not None:
-            exported = name == "torch-fp32" or (name in recorded and is_exported(Path(model_dir) / BODY_DIR, name))
-            mark = "[exported] " if exported else "[-]        "
+            mark = "[exported] " if name in exported else "[-]        "
         cal = " (calibrated)" if spec.calibrated else ""
         lines.append(f"{mark}{name:<{width}}  {spec.description}{cal}")
     if model_dir is not None:

@@ -69,6 +69,10 @@ _RUNTIMES: dict[str, tuple[str, str]] = {
     "openvino": ("openvino", "openvino"),
 }
 
+#: folders of ``body/`` that hold the runtimes' exports (``body/<runtime>/...``); the rest of
+#: ``body/`` is the sentence-transformers model itself
+RUNTIME_DIRS = tuple(_RUNTIMES)
+
 _SPECS = [
     VariantSpec(REFERENCE, "torch", "PyTorch fp32 eager: the reference every other variant is checked against", ()),
     VariantSpec(
@@ -153,6 +157,27 @@ def get_spec(variant: str) -> VariantSpec:
         ) from None
 
 
+def export_command(variant: str) -> str:
+    """The command that exports ``variant``, for error messages."""
+    return f"fastclf accelerate MODEL_DIR --variant {variant}"
+
+
+def newer_than_weights(path: Path, transformer_dir: Path) -> bool:
+    """Whether the export ``path`` was written after the transformer's weights (so it can be
+    reused as the source of another export)."""
+    weights = [*transformer_dir.glob("*.safetensors"), *transformer_dir.glob("*.bin")]
+    return not weights or max(p.stat().st_mtime for p in weights) <= path.stat().st_mtime
+
+
+def silence_import_warnings() -> None:
+    """torch and torchao log warnings about optional kernels (CUDA, mxfp8) when imported: they
+    say nothing about the user's model."""
+    import logging
+
+    for name in ("torchao", "torch.utils._pytree"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
 def runtime_module(spec: VariantSpec):
     """Import the module that runs ``spec``'s runtime.
 
@@ -187,7 +212,7 @@ def load_body(body_dir: str | Path, variant: str = REFERENCE) -> Body:
     if missing:
         raise VariantNotExported(
             f"variant {variant!r} is not exported in this model (missing {missing[0]}); "
-            f"create it with: fastclf accelerate MODEL_DIR --variant {variant}"
+            f"create it with: {export_command(variant)}"
         )
     return runtime_module(spec).load(body_dir, spec)
 
@@ -215,14 +240,18 @@ def export_variant(body_dir: str | Path, variant: str, calibration_texts: Sequen
 
 __all__ = [
     "REFERENCE",
+    "RUNTIME_DIRS",
     "VARIANTS",
     "Body",
     "MissingDependency",
     "VariantSpec",
+    "export_command",
     "export_variant",
     "get_spec",
     "is_exported",
     "load_body",
+    "newer_than_weights",
     "reset_runtime_state",
     "runtime_module",
+    "silence_import_warnings",
 ]

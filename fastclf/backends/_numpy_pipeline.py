@@ -129,16 +129,26 @@ class PipelineConfig:
         return None if self.embedding_dimension is None else self.embedding_dimension * len(self.pooling_modes)
 
 
-def _pooling_modes(cfg: dict[str, Any], path: Path) -> tuple[str, ...]:
+def declared_pooling_modes(cfg: dict[str, Any], path: Path) -> tuple[str, ...]:
+    """The pooling modes a Pooling module's ``config.json`` (read into ``cfg``) declares, in
+    sentence-transformers' order: ``pooling_mode`` (sentence-transformers 5), or one boolean
+    ``pooling_mode_*`` key a mode (older folders). Empty when an older folder sets none.
+
+    Raises:
+        ModelFormatError: ``pooling_mode`` is neither a name nor a list of names.
+    """
     mode = cfg.get("pooling_mode")
     if mode is None:
-        modes = tuple(m for key, m in _LEGACY_POOLING_KEYS.items() if cfg.get(key, False)) or ("mean",)
-    elif isinstance(mode, str):
-        modes = (mode,)
-    elif isinstance(mode, (list, tuple)) and mode and all(isinstance(m, str) for m in mode):
-        modes = tuple(mode)
-    else:
-        raise ModelFormatError(f"invalid pooling_mode {mode!r} in {path}")
+        return tuple(m for key, m in _LEGACY_POOLING_KEYS.items() if cfg.get(key, False))
+    if isinstance(mode, str):
+        return (mode,)
+    if isinstance(mode, (list, tuple)) and mode and all(isinstance(m, str) for m in mode):
+        return tuple(mode)
+    raise ModelFormatError(f"invalid pooling_mode {mode!r} in {path}")
+
+
+def _pooling_modes(cfg: dict[str, Any], path: Path) -> tuple[str, ...]:
+    modes = declared_pooling_modes(cfg, path) or ("mean",)
     for m in modes:
         if m not in POOLING_MODES:
             raise ModelFormatError(
@@ -490,4 +500,4 @@ class PipelineBody:
         return self.pipeline.encode(texts, self._run, batch_size=batch_size)
 
 
-__all__ = ["MIN_FILL", "POOLING_MODES", "PipelineBody", "PipelineConfig", "TextPipeline", "length_chunks", "load_tokenizer", "physical_cores", "read_pipeline_config"]
+__all__ = ["MIN_FILL", "POOLING_MODES", "PipelineBody", "PipelineConfig", "TextPipeline", "declared_pooling_modes", "length_chunks", "load_tokenizer", "physical_cores", "read_pipeline_config"]

@@ -10,26 +10,21 @@ others), then optimized with ``ORTOptimizer`` (O1-O3) or quantized with onnxrunt
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import tempfile
-import uuid
 from pathlib import Path
 
 import numpy as np
 
+from .._util import atomic_write
 from ..errors import ModelFormatError, first_line
-from . import VariantSpec
+from . import VariantSpec, export_command, newer_than_weights
 from ._numpy_pipeline import PipelineBody, TextPipeline, physical_cores, read_pipeline_config
 
 logger = logging.getLogger(__name__)
 
 BASE_FILE = "onnx/model.onnx"
 _OUTPUT = "last_hidden_state"
-
-
-def _export_hint(spec: VariantSpec) -> str:
-    return f"re-export it with: fastclf accelerate MODEL_DIR --variant {spec.name}"
 
 
 class OnnxBody(PipelineBody):
@@ -54,7 +49,7 @@ class OnnxBody(PipelineBody):
         except Exception as exc:  # onnxruntime raises its own pybind exception types
             raise ModelFormatError(
                 f"cannot load {model_path} for variant {spec.name!r}: the ONNX file is corrupted, "
-                f"truncated or not an ONNX model ({first_line(exc)[:300]}); {_export_hint(spec)}"
+                f"truncated or not an ONNX model ({first_line(exc)[:300]}); re-export it with: {export_command(spec.name)}"
             ) from exc
 
         inputs = {i.name: i for i in self.session.get_inputs()}
@@ -63,7 +58,7 @@ class OnnxBody(PipelineBody):
         if missing or unknown:
             raise ModelFormatError(
                 f"{model_path} has inputs {sorted(inputs)}; expected input_ids, attention_mask "
-                f"[, token_type_ids]: it is not a transformer exported by fastclf; {_export_hint(spec)}"
+                f"[, token_type_ids]: it is not a transformer exported by fastclf; re-export it with: {export_command(spec.name)}"
             )
         self._input_names = list(inputs)
         self._input_types = {
@@ -89,25 +84,10 @@ def load(body_dir: Path, spec: VariantSpec) -> OnnxBody:
 # -- export ------------------------------------------------------------------------------
 
 
-def _install(src: Path, dst: Path) -> None:
-    """Copy ``src`` to ``dst`` atomically: a reader sees the old file or the complete new one."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def _usable_base(base: Path, transformer_dir: Path) -> bool:
     """Whether an existing ``onnx/model.onnx`` can be reused as the source of a derived
     variant: it parses as ONNX, looks like our export, and is newer than the weights."""
-    if not base.is_file():
-        return False
-    weights = [p for p in transformer_dir.glob("*.safetensors")] + [p for p in transformer_dir.glob("*.bin")]
-    if weights and max(p.stat().st_mtime for p in weights) > base.stat().st_mtime:
+    if not base.is_file() or not newer_than_weights(base, transformer_dir):
         return False
     try:
         import onnx
@@ -134,7 +114,7 @@ def _base_model(body_dir: Path, transformer_dir: Path, work: Path, *, fresh: boo
         onnx_file = export_dir / "model.onnx"
         if not onnx_file.is_file() or any(export_dir.glob("*.onnx_data")):
             raise ModelFormatError(f"the ONNX export of {transformer_dir} did not produce a single model.onnx")
-        _install(onnx_file, base)
+        atomic_write(base, lambda tmp: shutil.copyfile(onnx_file, tmp))
     src = work / "src"
     src.mkdir()
     shutil.copyfile(base, src / "model.onnx")
@@ -194,4 +174,4 @@ def export(body_dir: Path, spec: VariantSpec, calibration_texts: list[str]) -> N
             raise ModelFormatError(f"the export of {spec.name!r} did not produce {produced.name}")
         if produced.name != target.name:
             raise ModelFormatError(f"the export of {spec.name!r} produced {produced.name}, expected {target.name}")
-        _install(produced, target)
+        atomic_write(target, lambda tmp: shutil.copyfile(produced, tmp))

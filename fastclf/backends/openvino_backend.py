@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError, ModelFormatError, first_line
-from . import VariantSpec
+from . import VariantSpec, export_command, newer_than_weights
 from ._numpy_pipeline import PipelineBody, TextPipeline, read_pipeline_config
 
 logger = logging.getLogger(__name__)
@@ -34,10 +34,6 @@ FP32_FILES = ("openvino/openvino_model.xml", "openvino/openvino_model.bin")
 MAX_CALIBRATION_SAMPLES = 300
 LONG_CALIBRATION_SAMPLES = 8  # at most, joined from the calibration texts (see _calibration_dataset)
 _OUTPUT = "last_hidden_state"
-
-
-def _export_hint(spec: VariantSpec) -> str:
-    return f"re-export it with: fastclf accelerate MODEL_DIR --variant {spec.name}"
 
 
 class OpenVINOBody(PipelineBody):
@@ -65,7 +61,7 @@ class OpenVINOBody(PipelineBody):
         except Exception as exc:  # OpenVINO raises RuntimeError with a long C++ trace
             raise ModelFormatError(
                 f"cannot load {xml} for variant {spec.name!r}: the OpenVINO IR (.xml/.bin) is corrupted, "
-                f"truncated or does not match ({first_line(exc)[:300]}); {_export_hint(spec)}"
+                f"truncated or does not match ({first_line(exc)[:300]}); re-export it with: {export_command(spec.name)}"
             ) from exc
 
         names = {}
@@ -76,7 +72,7 @@ class OpenVINOBody(PipelineBody):
         if missing or unknown:
             raise ModelFormatError(
                 f"{xml} has inputs {sorted(names)}; expected input_ids, attention_mask [, token_type_ids]: "
-                f"it is not a transformer exported by fastclf; {_export_hint(spec)}"
+                f"it is not a transformer exported by fastclf; re-export it with: {export_command(spec.name)}"
             )
         self._input_names = list(names)
         outputs = self.compiled.outputs
@@ -134,13 +130,7 @@ def _fp32_model(body_dir: Path, transformer_dir: Path, work: Path, *, fresh: boo
     from optimum.intel import OVModelForFeatureExtraction
 
     xml, bin_ = (body_dir / f for f in FP32_FILES)
-    weights = list(transformer_dir.glob("*.safetensors"))
-    reusable = (
-        not fresh
-        and xml.is_file()
-        and bin_.is_file()
-        and not (weights and max(p.stat().st_mtime for p in weights) > xml.stat().st_mtime)
-    )
+    reusable = not fresh and xml.is_file() and bin_.is_file() and newer_than_weights(xml, transformer_dir)
     if reusable:
         src = work / "src"
         src.mkdir()

@@ -242,6 +242,11 @@ def _engine(spec: VariantSpec) -> str:
     return spec.option.get("engine", "pt2e")
 
 
+def _require_engine(spec: VariantSpec) -> None:
+    """Import the quantization engine now: a missing optional dependency fails before any work."""
+    _inc_modules() if _engine(spec) == "inc" else _quant_modules()
+
+
 def _insert_observers(spec: VariantSpec, graph, example, dynamic_shapes):
     """The exported graph with observers inserted (not calibrated)."""
     if _engine(spec) == "inc":
@@ -302,8 +307,7 @@ def _export_int8(body_dir: Path, spec: VariantSpec, calibration_texts: list[str]
     texts = [t for t in calibration_texts if isinstance(t, str) and t.strip()]
     if not texts:
         raise DataError(f"{spec.name} needs calibration texts (static quantization); none were given")
-    # the other runtime first: a missing optional dependency fails before any work
-    _quant_modules() if _engine(spec) != "inc" else _inc_modules()
+    _require_engine(spec)
     st_model = _load_sentence_transformer(body_dir)
     transformer, core, names, example = _prepare_core(st_model)
     graph, dynamic_shapes = _export_graph(core, example, max_len=_max_len(transformer))
@@ -486,9 +490,10 @@ class CompiledTorchBody(TorchBody):
         transformer, core, names, example = _prepare_core(st_model)
         pad_id = _pad_id(transformer)
         config = transformer.model.config
+        max_len = _max_len(transformer)
         if spec.calibrated:
-            _quant_modules() if _engine(spec) != "inc" else _inc_modules()
-        graph, dynamic_shapes = _export_graph(core, example, max_len=_max_len(transformer))
+            _require_engine(spec)
+        graph, dynamic_shapes = _export_graph(core, example, max_len=max_len)
         autocast_dtype = None
         self.recalibrated = False
         if spec.calibrated:  # static int8: stored observers -> convert
@@ -499,7 +504,7 @@ class CompiledTorchBody(TorchBody):
                 texts = _read_calibration(calibration_path)
                 log.warning("%s: %s; recalibrating on the %d stored calibration texts",
                             spec.name, problem, len(texts))
-                prepared = _insert_observers(spec, _export_graph(core, example, max_len=_max_len(transformer))[0],
+                prepared = _insert_observers(spec, _export_graph(core, example, max_len=max_len)[0],
                                              example, dynamic_shapes)
                 _calibrate(st_model, transformer, prepared, names, texts)
                 self.recalibrated = True
@@ -508,7 +513,7 @@ class CompiledTorchBody(TorchBody):
             autocast_dtype = torch.bfloat16
         self.build_seconds = time.perf_counter() - start
         compiled = torch.compile(graph, dynamic=True)
-        transformer.model = _CompiledModel(config, compiled, names, pad_id, _max_len(transformer), autocast_dtype)
+        transformer.model = _CompiledModel(config, compiled, names, pad_id, max_len, autocast_dtype)
         del core  # the fp32 Hugging Face model is no longer referenced by the pipeline
         compile_start = time.perf_counter()
         self.encode(list(_WARMUP_TEXTS), batch_size=2)  # compile + freeze now, not at the first call
