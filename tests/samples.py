@@ -1,7 +1,45 @@
-"""Texts shared by the backend tests.
+"""Data and helpers shared by the tests.
 
+SPORT, FOOD: a tiny two-class data set (6 texts a class; SPORT_EXTRA and FOOD_EXTRA add 2).
 CALIBRATION: calibration texts for the static int8 exports (disjoint from conftest's TEXTS).
 """
+
+from __future__ import annotations
+
+from pathlib import Path
+
+SPORT = ["the striker scored twice", "a late goal won the match", "the keeper saved a penalty",
+         "the team lost the final", "fans cheered the winning goal", "the coach praised the defence"]
+FOOD = ["the soup was too salty", "fresh bread and butter", "a spicy curry with rice",
+        "the cake tasted of lemon", "grilled fish with herbs", "the pasta was overcooked"]
+SPORT_EXTRA = ["a red card for a late tackle", "the league title was decided on goal difference"]
+FOOD_EXTRA = ["a bowl of ramen with a soft egg", "cheese, olives and a glass of wine"]
+
+
+def tiny_data(sport: list[str] = SPORT, food: list[str] = FOOD):
+    """The SPORT/FOOD texts as labeled data."""
+    from fastclf.data import LabeledData
+
+    return LabeledData(sport + food, ["sport"] * len(sport) + ["food"] * len(food), source="tiny")
+
+
+def train_tiny(body_dir: Path, data=None):
+    """A classifier trained for one epoch on ``data`` (default: :func:`tiny_data`) with ``body_dir``."""
+    from fastclf.trainer import TrainConfig, train
+
+    config = TrainConfig(model=str(body_dir), num_epochs=1, show_progress=False)
+    return train(tiny_data() if data is None else data, config).classifier
+
+
+def run(*args) -> tuple[int, str]:
+    """Run the fastclf CLI in-process: (exit code, output)."""
+    from click.testing import CliRunner
+
+    from fastclf.cli import cli
+
+    result = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+    return result.exit_code, result.output
+
 
 CALIBRATION = [
     "An instant classic, with a score that lingers long after the credits.",

@@ -12,33 +12,21 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from click.testing import CliRunner
 
 from fastclf import Classifier
 from fastclf.accelerate import split_texts
 from fastclf.backends import get_spec, runtime_module
-from fastclf.cli import cli
 from fastclf.errors import MissingDependency, ModelFormatError
-from fastclf.trainer import TrainConfig, train
-from fastclf.data import LabeledData
+import samples
+from samples import run, tiny_data, train_tiny
 
-SPORT = ["the striker scored twice", "a late goal won the match", "the keeper saved a penalty",
-         "the team lost the final", "fans cheered the winning goal", "the coach praised the defence",
-         "a red card for a late tackle", "the league title was decided on goal difference"]
-FOOD = ["the soup was too salty", "fresh bread and butter", "a spicy curry with rice",
-        "the cake tasted of lemon", "grilled fish with herbs", "the pasta was overcooked",
-        "a bowl of ramen with a soft egg", "cheese, olives and a glass of wine"]
-
-
-def run(*args):
-    result = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
-    return result.exit_code, result.output
+SPORT = samples.SPORT + samples.SPORT_EXTRA
+FOOD = samples.FOOD + samples.FOOD_EXTRA
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, tiny_body_dir) -> Path:
-    data = LabeledData(SPORT + FOOD, ["sport"] * 8 + ["food"] * 8, source="tiny")
-    clf = train(data, TrainConfig(model=str(tiny_body_dir), num_epochs=1, show_progress=False)).classifier
+    clf = train_tiny(tiny_body_dir, tiny_data(SPORT, FOOD))
     return clf.save(tmp_path_factory.mktemp("acc") / "model")
 
 

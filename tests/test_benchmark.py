@@ -15,21 +15,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from click.testing import CliRunner
 
 from fastclf.benchmark import (Benchmark, _sklearn_head, latency_summary, percentile_ci, recommend,
                                resolve_variants, throughput_summary)
-from fastclf.cli import cli
-from fastclf.data import LabeledData
 from fastclf.errors import UnknownVariant, VariantNotExported
 from fastclf.head import LogisticHead
 from fastclf.report import render_html, render_markdown
-from fastclf.trainer import TrainConfig, train
+from samples import run, train_tiny
 
-SPORT = ["the striker scored twice", "a late goal won the match", "the keeper saved a penalty",
-         "the team lost the final", "fans cheered the winning goal", "the coach praised the defence"]
-FOOD = ["the soup was too salty", "fresh bread and butter", "a spicy curry with rice",
-        "the cake tasted of lemon", "grilled fish with herbs", "the pasta was overcooked"]
 # held-out texts to benchmark on (the model never saw them)
 TEST = pd.DataFrame({
     "text": ["a penalty in the last minute", "the goalkeeper was injured", "two goals in the second half",
@@ -39,16 +32,9 @@ TEST = pd.DataFrame({
 })
 
 
-def run(*args):
-    result = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
-    return result.exit_code, result.output
-
-
 @pytest.fixture(scope="module")
 def model(tmp_path_factory, tiny_body_dir) -> Path:
-    data = LabeledData(SPORT + FOOD, ["sport"] * 6 + ["food"] * 6, source="tiny")
-    clf = train(data, TrainConfig(model=str(tiny_body_dir), num_epochs=1, show_progress=False)).classifier
-    return clf.save(tmp_path_factory.mktemp("bench") / "m")
+    return train_tiny(tiny_body_dir).save(tmp_path_factory.mktemp("bench") / "m")
 
 
 @pytest.fixture(scope="module")

@@ -12,30 +12,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from click.testing import CliRunner
 
 from fastclf import Classifier
-from fastclf.cli import cli
-from fastclf.data import LabeledData, read_labeled
+from fastclf.data import read_labeled
 from fastclf.errors import (ModelFormatError, ModelNotFound, UnknownVariant,
                             VariantNotExported)
-from fastclf.trainer import TrainConfig, train
+from samples import FOOD, SPORT, run, train_tiny
 
 ROOT = Path(__file__).resolve().parents[1]
-SPORT = ["the striker scored twice", "a late goal won the match", "the keeper saved a penalty",
-         "the team lost the final", "fans cheered the winning goal", "the coach praised the defence"]
-FOOD = ["the soup was too salty", "fresh bread and butter", "a spicy curry with rice",
-        "the cake tasted of lemon", "grilled fish with herbs", "the pasta was overcooked"]
-
-
-def tiny_data() -> LabeledData:
-    return LabeledData(SPORT + FOOD, ["sport"] * 6 + ["food"] * 6, source="tiny")
 
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory, tiny_body_dir) -> Path:
-    result = train(tiny_data(), TrainConfig(model=str(tiny_body_dir), num_epochs=1, show_progress=False))
-    return result.classifier.save(tmp_path_factory.mktemp("m") / "model")
+    return train_tiny(tiny_body_dir).save(tmp_path_factory.mktemp("m") / "model")
 
 
 @pytest.fixture
@@ -45,9 +34,6 @@ def csv(tmp_path) -> Path:
     return path
 
 
-def run(*args):
-    result = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
-    return result.exit_code, result.output
 
 
 def test_save_load_predict_round_trip(tiny_model, tiny_body_dir):
@@ -69,9 +55,9 @@ def test_save_load_predict_round_trip(tiny_model, tiny_body_dir):
 
 
 def test_training_is_reproducible(tiny_body_dir, tiny_model):
-    again = train(tiny_data(), TrainConfig(model=str(tiny_body_dir), num_epochs=1, show_progress=False))
+    again = train_tiny(tiny_body_dir)
     saved = Classifier.load(tiny_model)
-    np.testing.assert_allclose(again.classifier.predict_proba(FOOD), saved.predict_proba(FOOD), atol=1e-5)
+    np.testing.assert_allclose(again.predict_proba(FOOD), saved.predict_proba(FOOD), atol=1e-5)
 
 
 def test_loading_never_unpickles(tiny_model, monkeypatch):
