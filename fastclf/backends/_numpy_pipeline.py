@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ModelFormatError
+from . import export_command
 
 POOLING_MODES = ("cls", "max", "mean", "mean_sqrt_len_tokens", "weightedmean", "lasttoken")
 # Legacy Pooling config keys, in the order sentence-transformers concatenates them.
@@ -479,6 +480,21 @@ def length_chunks(lengths: Sequence[int], batch_size: int, *, min_fill: float = 
     return chunks
 
 
+GRAPH_INPUTS = ("input_ids", "attention_mask", "token_type_ids")  # the last one optional
+
+
+def check_graph_inputs(names: Sequence[str], path: Path, variant: str) -> None:
+    """Raise unless an exported graph takes input_ids and attention_mask (and maybe
+    token_type_ids), as every transformer fastclf exports does."""
+    missing = set(GRAPH_INPUTS[:2]) - set(names)
+    unknown = set(names) - set(GRAPH_INPUTS)
+    if missing or unknown:
+        raise ModelFormatError(
+            f"{path} has inputs {sorted(names)}; expected input_ids, attention_mask [, token_type_ids]: "
+            f"it is not a transformer exported by fastclf; re-export it with: {export_command(variant)}"
+        )
+
+
 class PipelineBody:
     """What an ONNX Runtime or OpenVINO body shares: a :class:`TextPipeline` around a
     runtime-specific ``_run(features) -> token embeddings``."""
@@ -500,4 +516,4 @@ class PipelineBody:
         return self.pipeline.encode(texts, self._run, batch_size=batch_size)
 
 
-__all__ = ["MIN_FILL", "POOLING_MODES", "PipelineBody", "PipelineConfig", "TextPipeline", "declared_pooling_modes", "length_chunks", "load_tokenizer", "physical_cores", "read_pipeline_config"]
+__all__ = ["MIN_FILL", "POOLING_MODES", "PipelineBody", "PipelineConfig", "TextPipeline", "check_graph_inputs", "declared_pooling_modes", "length_chunks", "load_tokenizer", "physical_cores", "read_pipeline_config"]

@@ -19,7 +19,7 @@ import numpy as np
 from .._util import atomic_write
 from ..errors import ModelFormatError, first_line
 from . import VariantSpec, export_command, newer_than_weights
-from ._numpy_pipeline import PipelineBody, TextPipeline, physical_cores, read_pipeline_config
+from ._numpy_pipeline import PipelineBody, TextPipeline, check_graph_inputs, physical_cores, read_pipeline_config
 
 logger = logging.getLogger(__name__)
 
@@ -49,17 +49,12 @@ class OnnxBody(PipelineBody):
         except Exception as exc:  # onnxruntime raises its own pybind exception types
             raise ModelFormatError(
                 f"cannot load {model_path} for variant {spec.name!r}: the ONNX file is corrupted, "
-                f"truncated or not an ONNX model ({first_line(exc)[:300]}); re-export it with: {export_command(spec.name)}"
+                f"truncated or not an ONNX model ({first_line(exc)[:300]});"
+                f" re-export it with: {export_command(spec.name)}"
             ) from exc
 
         inputs = {i.name: i for i in self.session.get_inputs()}
-        missing = {"input_ids", "attention_mask"} - set(inputs)
-        unknown = set(inputs) - {"input_ids", "attention_mask", "token_type_ids"}
-        if missing or unknown:
-            raise ModelFormatError(
-                f"{model_path} has inputs {sorted(inputs)}; expected input_ids, attention_mask "
-                f"[, token_type_ids]: it is not a transformer exported by fastclf; re-export it with: {export_command(spec.name)}"
-            )
+        check_graph_inputs(list(inputs), model_path, spec.name)
         self._input_names = list(inputs)
         self._input_types = {
             name: np.int32 if "int32" in i.type else np.int64 for name, i in inputs.items()

@@ -26,7 +26,7 @@ import numpy as np
 
 from ..errors import DataError, ModelFormatError, first_line
 from . import VariantSpec, export_command, newer_than_weights
-from ._numpy_pipeline import PipelineBody, TextPipeline, read_pipeline_config
+from ._numpy_pipeline import PipelineBody, TextPipeline, check_graph_inputs, read_pipeline_config
 
 logger = logging.getLogger(__name__)
 
@@ -61,20 +61,12 @@ class OpenVINOBody(PipelineBody):
         except Exception as exc:  # OpenVINO raises RuntimeError with a long C++ trace
             raise ModelFormatError(
                 f"cannot load {xml} for variant {spec.name!r}: the OpenVINO IR (.xml/.bin) is corrupted, "
-                f"truncated or does not match ({first_line(exc)[:300]}); re-export it with: {export_command(spec.name)}"
+                f"truncated or does not match ({first_line(exc)[:300]});"
+                f" re-export it with: {export_command(spec.name)}"
             ) from exc
 
-        names = {}
-        for port in self.compiled.inputs:
-            names[port.get_any_name()] = port
-        missing = {"input_ids", "attention_mask"} - set(names)
-        unknown = set(names) - {"input_ids", "attention_mask", "token_type_ids"}
-        if missing or unknown:
-            raise ModelFormatError(
-                f"{xml} has inputs {sorted(names)}; expected input_ids, attention_mask [, token_type_ids]: "
-                f"it is not a transformer exported by fastclf; re-export it with: {export_command(spec.name)}"
-            )
-        self._input_names = list(names)
+        self._input_names = [port.get_any_name() for port in self.compiled.inputs]
+        check_graph_inputs(self._input_names, xml, spec.name)
         outputs = self.compiled.outputs
         self._output = next((o for o in outputs if _OUTPUT in o.get_names()), outputs[0])
         try:
