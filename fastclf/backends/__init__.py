@@ -114,7 +114,7 @@ _SPECS = [
         "onnx",
         "ONNX Runtime dynamic int8: per-channel int8 weights, attention in fp32; fastest with AVX-512 VNNI",
         ("onnx/model_qint8_avx512_vnni.onnx",),
-        options=(("quantize", "avx512_vnni"),),
+        options=(("quantize", "dynamic"),),
     ),
     VariantSpec(
         "openvino-fp32",

@@ -139,7 +139,7 @@ def export(body_dir: Path, spec: VariantSpec, calibration_texts: list[str]) -> N
             optimizer = ORTOptimizer.from_pretrained(str(src), file_names=["model.onnx"])
             optimizer.optimize(optimization, str(out), file_suffix=level)
             produced = out / f"model_{level}.onnx"
-        elif "quantize" in option:
+        elif option.get("quantize") == "dynamic":
             # onnxruntime's own dynamic quantizer, weights only (MatMulConstBOnly): int8
             # per-channel weights for the projection and feed-forward MatMuls, the attention
             # products Q.K and P.V stay fp32. optimum's ORTQuantizer (avx512_vnni config) also
