@@ -115,7 +115,7 @@ def train(data, output, base_model, text_column, label_column, label_columns, la
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
               help="Where to write the scored file (with --input); default: print CSV to stdout.")
 @click.option("--text-column", default=None, help="Column of texts in --input.")
-@click.option("--variant", default="torch-fp32", show_default=True, help="Body variant to run (see: fastclf variants).")
+@click.option("--variant", default=None, help="Body variant to run (see: fastclf variants); default: the model's default variant.")
 @click.option("--batch-size", type=int, default=32, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines with all probabilities.")
 def predict(model_dir, texts, input_file, output, text_column, variant, batch_size, as_json):
@@ -130,7 +130,7 @@ def predict(model_dir, texts, input_file, output, text_column, variant, batch_si
 @click.argument("model_dir", type=click.Path(path_type=Path))
 @click.argument("data", type=click.Path(path_type=Path))
 @_data_options
-@click.option("--variant", default="torch-fp32", show_default=True)
+@click.option("--variant", default=None, help="Body variant (default: the model's default variant).")
 @click.option("--batch-size", type=int, default=32, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
 def eval_(model_dir, data, text_column, label_column, label_columns, label_separator, variant, batch_size, as_json):
@@ -144,7 +144,7 @@ def eval_(model_dir, data, text_column, label_column, label_columns, label_separ
     if as_json:
         click.echo(json.dumps(result, indent=2))
     else:
-        click.echo(f"model: {model_dir} ({variant})\ndata: {data}")
+        click.echo(f"model: {model_dir} ({clf.variant})\ndata: {data}")
         click.echo(format_report(result, [str(c) for c in clf.classes_]))
 
 

@@ -89,6 +89,16 @@ def exported_variants(model_dir: str | Path, cfg: dict[str, Any] | None = None) 
     return [REFERENCE] + [v for v in VARIANTS if v != REFERENCE and v in recorded and is_exported(body_dir, v)]
 
 
+def default_variant(model_dir: str | Path, cfg: dict[str, Any] | None = None) -> str:
+    """The variant :meth:`Classifier.load` uses when none is named: the recorded
+    ``default_variant`` if it is exported here, else torch-fp32."""
+    cfg = read_config(model_dir) if cfg is None else cfg
+    chosen = cfg.get("default_variant")
+    if isinstance(chosen, str) and chosen in exported_variants(model_dir, cfg):
+        return chosen
+    return REFERENCE
+
+
 def body_info(body_dir: Path) -> dict[str, Any]:
     """Pooling, normalization, max length and module list read from a sentence-transformers folder."""
     body_dir = Path(body_dir)
@@ -175,8 +185,11 @@ class Classifier:
     # ------------------------------------------------------------------ persistence
 
     @classmethod
-    def load(cls, path: str | Path, variant: str = REFERENCE) -> Classifier:
+    def load(cls, path: str | Path, variant: str | None = None) -> Classifier:
         """Load a model directory written by ``fastclf train`` (or :meth:`save`).
+
+        ``variant=None`` loads the model's default variant: the one ``fastclf accelerate``
+        recorded as ``default_variant`` in fastclf.json when its files are there, else torch-fp32.
 
         Raises:
             ModelNotFound: the directory does not exist.
@@ -186,8 +199,11 @@ class Classifier:
             MissingDependency: the variant's runtime is not installed.
         """
         path = Path(path)
-        get_spec(variant)  # fail on an unknown name before any work
+        if variant is not None:
+            get_spec(variant)  # fail on an unknown name before any work
         cfg = read_config(path)
+        if variant is None:
+            variant = default_variant(path, cfg)
         head = LogisticHead.load(path / cfg.get("head", {}).get("file", HEAD_FILE))
         body = load_body(path / BODY_DIR, variant)
         return cls(body, head, cfg["labels"], multi_label=bool(cfg.get("multi_label")), config=cfg, path=path,

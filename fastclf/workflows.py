@@ -91,7 +91,7 @@ def train_command(data_path: Path, output: Path, *, base_model: str | None, read
 
 
 def predict_command(model_dir: Path, texts: list[str], *, input_file: Path | None, output: Path | None,
-                    text_column: str | None, variant: str, batch_size: int, as_json: bool, echo: Echo) -> None:
+                    text_column: str | None, variant: str | None, batch_size: int, as_json: bool, echo: Echo) -> None:
     """``fastclf predict``: label command-line texts, or score a file into a new file."""
     if not texts and input_file is None:
         raise DataError("give texts to label, or --input FILE")
