@@ -84,26 +84,53 @@ def _read(path, text_column, label_column, label_columns, label_separator):
               help="Hold out this fraction of DATA (stratified) for evaluation.")
 @click.option("--eval-max", type=int, default=2000, show_default=True,
               help="With --shots and no --eval: evaluate on at most this many of the unsampled rows.")
+@click.option("--finetune", type=click.Choice(["auto", "always", "never"]), default="auto", show_default=True,
+              help="Fine-tune the body contrastively (SetFit)? auto: decided by cross-validation on DATA, "
+                   "against the untuned body with a logistic head.")
+@click.option("--epochs", type=click.IntRange(min=0), default=None,
+              help="Fine-tuning epochs (0: untuned body). Default: chosen by cross-validation among 0, 2, 4, 8.")
+@click.option("--head-c", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Inverse regularisation of the logistic head. Default: chosen by cross-validation.")
+@click.option("--cv-folds", type=click.IntRange(min=2), default=2, show_default=True,
+              help="Folds of the cross-validation that chooses the recipe.")
 @click.option("--loss", type=click.Choice(["supcon", "pairs"]), default="supcon", show_default=True,
-              help="supcon: setfit's supervised contrastive loss; pairs: setfit's classic pair sampling.")
-@click.option("--epochs", type=int, default=10, show_default=True, help="Contrastive fine-tuning epochs.")
-@click.option("--batch-size", type=int, default=16, show_default=True)
-@click.option("--learning-rate", type=float, default=5e-5, show_default=True, help="Body learning rate.")
-@click.option("--num-iterations", type=int, default=5, show_default=True, help="Pairs per example (pairs loss).")
-@click.option("--bf16/--no-bf16", default=None, help="bf16 autocast while fine-tuning (default: on if the CPU has native bf16).")
+              help="supcon: supervised contrastive loss on label-grouped batches; pairs: setfit's classic pair sampling.")
+@click.option("--batch-size", type=click.IntRange(min=4), default=16, show_default=True,
+              help="Fine-tuning batch size (even).")
+@click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), default=5e-5, show_default=True,
+              help="Body learning rate.")
+@click.option("--num-iterations", type=click.IntRange(min=1), default=5, show_default=True,
+              help="Pairs per example (pairs loss).")
+@click.option("--long-texts", type=click.Choice(["chunk", "truncate"]), default="chunk", show_default=True,
+              help="chunk: embed every window of a text longer than the body's window and pool them; "
+                   "truncate: the first window only.")
+@click.option("--max-chunks", type=click.IntRange(min=1), default=16, show_default=True,
+              help="Windows embedded at most a long text (evenly spaced beyond that).")
+@click.option("--max-length", type=click.IntRange(min=8), default=None,
+              help="Tokens a window (default: the body's max sequence length).")
+@click.option("--bf16/--no-bf16", default=None,
+              help="bf16 autocast while fine-tuning (default: on if the CPU has native bf16).")
 @click.option("--seed", type=int, default=42, show_default=True)
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 def train(data, output, base_model, text_column, label_column, label_columns, label_separator, shots, eval_file,
-          holdout, eval_max, loss, epochs, batch_size, learning_rate, num_iterations, bf16, seed, quiet):
-    """Train a classifier on the labeled examples in DATA (CSV, TSV, JSONL or Parquet)."""
+          holdout, eval_max, finetune, epochs, head_c, cv_folds, loss, batch_size, learning_rate, num_iterations,
+          long_texts, max_chunks, max_length, bf16, seed, quiet):
+    """Train a classifier on the labeled examples in DATA (CSV, TSV, JSONL or Parquet).
+
+    By default the recipe is chosen by cross-validation on DATA: the untuned body with a
+    logistic head, or the body fine-tuned for 2, 4 or 8 epochs, and the head's
+    regularisation; the output says what was chosen and why.
+    """
+    from .trainer import TrainConfig
     from .workflows import train_command
 
+    config = TrainConfig(model=base_model, finetune=finetune, num_epochs=epochs, head_c=head_c, cv_folds=cv_folds,
+                         loss=loss, batch_size=batch_size, body_learning_rate=learning_rate,
+                         num_iterations=num_iterations, long_texts=long_texts, max_chunks=max_chunks,
+                         max_length=max_length, bf16=bf16, seed=seed, show_progress=not quiet)
     train_command(
-        data, output, base_model=base_model, read=lambda p: _read(p, text_column, label_column, label_columns,
-                                                                 label_separator),
-        shots=shots, eval_file=eval_file, holdout=holdout, eval_max=eval_max, loss=loss, epochs=epochs,
-        batch_size=batch_size, learning_rate=learning_rate, num_iterations=num_iterations, bf16=bf16, seed=seed,
-        quiet=quiet, echo=click.echo,
+        data, output, config, read=lambda p: _read(p, text_column, label_column, label_columns, label_separator),
+        shots=shots, eval_file=eval_file, holdout=holdout, eval_max=eval_max, echo=click.echo,
     )
 
 

@@ -59,3 +59,7 @@ def missing_dependency(package: str, extra: str) -> MissingDependency:
     return MissingDependency(
         f"{package} is not installed; install it with: pip install 'fastclf[{extra}]'"
     )
+
+
+class TrainingError(FastclfError, RuntimeError):
+    """Training failed in a way the data or the settings can fix (e.g. a non-finite loss)."""

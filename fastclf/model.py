@@ -161,7 +161,28 @@ class Classifier:
         texts = _as_list(texts)
         if not texts:
             return np.zeros((0, self.head.dim), dtype=np.float32)
-        return self.body.encode(texts, batch_size=batch_size)
+        chunker = self._chunker()
+        if chunker is None:
+            return self.body.encode(texts, batch_size=batch_size)
+        return chunker.embed(texts, lambda pieces: self.body.encode(pieces, batch_size=batch_size))
+
+    def _chunker(self):
+        """The long-text splitter of this model (fastclf.json ``long_texts``), or None: a model
+        saved before long texts were split, or ``mode: truncate``, embeds the first window only."""
+        if not hasattr(self, "_chunker_cache"):
+            from .chunking import DEFAULT_MAX_CHUNKS, Chunker, window_of
+
+            policy = self.config.get("long_texts") or {}
+            chunker = None
+            if isinstance(policy, dict) and policy.get("mode") == "chunk":
+                window = window_of(self.body)
+                if window is not None:
+                    max_chunks = policy.get("max_chunks", DEFAULT_MAX_CHUNKS)
+                    if not isinstance(max_chunks, int) or isinstance(max_chunks, bool) or max_chunks < 1:
+                        raise ModelFormatError(f"long_texts.max_chunks must be a positive integer, got {max_chunks!r}")
+                    chunker = Chunker(window[0], window[1], max_chunks=max_chunks)
+            self._chunker_cache = chunker
+        return self._chunker_cache
 
     def predict_proba(self, texts: str | Sequence[str], *, batch_size: int = 32) -> np.ndarray:
         """Class probabilities ``(n, n_classes)``, columns in :attr:`classes_` order.

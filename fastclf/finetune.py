@@ -1,0 +1,187 @@
+"""Contrastive fine-tuning of a sentence-transformers body with the ``setfit`` library.
+
+setfit's trainer runs the loop (sentence-transformers' trainer, with its label-grouped batch
+sampler); fastclf brings its own loss, :class:`BalancedSupConLoss`, because setfit's
+``SupConLoss`` divides each anchor's log-likelihood by its number of in-batch positives: an
+anchor alone with its class in a batch divides 0 by 0, and the NaN spreads to every weight
+(seen with 8 and more classes). This module imports torch and setfit: only training uses it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import tempfile
+import warnings
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import torch
+
+from .errors import TrainingError
+
+#: setfit's default temperature
+TEMPERATURE = 0.07
+
+
+class BalancedSupConLoss(torch.nn.Module):
+    """Supervised contrastive loss (Khosla et al. 2020) over one batch of labeled texts.
+
+    Each anchor's loss is the mean log-probability of its in-batch positives among all other
+    texts of the batch; anchors with no positive in the batch are left out of the mean
+    instead of dividing by zero, and a batch with no positive pair contributes zero. The
+    similarities are computed in float32 even under bf16 autocast. A non-finite loss stops
+    training with :class:`~fastclf.errors.TrainingError` at the step where it appears.
+    """
+
+    def __init__(self, model: Any, temperature: float = TEMPERATURE):
+        super().__init__()
+        self.model = model
+        self.temperature = temperature
+        self.step = 0
+
+    def forward(self, sentence_features: Sequence[dict[str, torch.Tensor]], labels: torch.Tensor) -> torch.Tensor:
+        self.step += 1
+        features = self.model(sentence_features[0])["sentence_embedding"].float()
+        if not torch.isfinite(features).all():
+            raise TrainingError(
+                f"the body produced non-finite embeddings at training step {self.step}; "
+                "lower --learning-rate or train with --no-bf16"
+            )
+        features = torch.nn.functional.normalize(features, p=2, dim=1)
+        n = features.shape[0]
+        logits = features @ features.T / self.temperature
+        self_mask = torch.eye(n, dtype=torch.bool, device=features.device)
+        logits = logits.masked_fill(self_mask, float("-inf"))
+        log_prob = logits - torch.logsumexp(logits, dim=1, keepdim=True)
+        labels = labels.view(-1)
+        positives = (labels[:, None] == labels[None, :]) & ~self_mask
+        counts = positives.sum(dim=1)
+        has_positive = counts > 0
+        if not has_positive.any():
+            return features.sum() * 0.0
+        pos_log_prob = torch.where(positives, log_prob, torch.zeros_like(log_prob)).sum(dim=1)
+        loss = -(pos_log_prob[has_positive] / counts[has_positive]).mean()
+        if not torch.isfinite(loss):
+            raise TrainingError(
+                f"the training loss became non-finite at step {self.step}; lower --learning-rate or train with --no-bf16"
+            )
+        return loss
+
+
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """Keep transformers', sentence-transformers', setfit's and datasets' chatter out of the way
+    (their loggers at ERROR, warnings off); tqdm progress bars stay."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import setfit  # noqa: F401  (its import sets its own logger to INFO: import it before quieting it)
+    loggers = [logging.getLogger(n) for n in ("transformers", "sentence_transformers", "setfit", "datasets")]
+    old = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, level in zip(loggers, old):
+            lg.setLevel(level)
+
+
+def _mute_metric_printing(hf_trainer: Any) -> None:
+    """transformers prints the final ``{'train_runtime': ...}`` dict through its progress or
+    printer callback; fastclf reports the training time itself, so only the bar stays."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    for callback in hf_trainer.callback_handler.callbacks:
+        if isinstance(callback, (PrinterCallback, ProgressCallback)):
+            callback.on_log = lambda *args, **kwargs: None
+
+
+def finetune(
+    st_model: Any,
+    texts: Sequence[str],
+    labels: Sequence[Any],
+    *,
+    loss: str,
+    epochs: int,
+    batch_size: int,
+    learning_rate: float,
+    seed: int,
+    bf16: bool,
+    num_iterations: int = 5,
+    multi_label: bool = False,
+    show_progress: bool = False,
+    on_epoch_end: Callable[[int], None] | None = None,
+) -> None:
+    """Fine-tune ``st_model`` (a SentenceTransformer, changed in place) on ``texts``.
+
+    ``loss="supcon"``: :class:`BalancedSupConLoss` on label-grouped batches (``labels`` are class
+    indices). ``loss="pairs"``: setfit's classic recipe, cosine-similarity loss on sampled pairs
+    (``num_iterations`` pairs an example; ``labels`` may be multi-hot rows for multi-label data).
+    ``on_epoch_end(epoch)`` is called after each epoch (1-based), with the model in eval mode.
+
+    Raises:
+        TrainingError: the loss or the embeddings became non-finite.
+    """
+    from datasets import Dataset
+    from sentence_transformers.sentence_transformer.losses import CosineSimilarityLoss
+    from sentence_transformers.training_args import BatchSamplers
+    from setfit import SetFitModel, Trainer, TrainingArguments
+    from transformers import TrainerCallback
+
+    class _Trainer(Trainer):
+        """setfit's Trainer, taught fastclf's loss (setfit recognises its own losses by identity)."""
+
+        def get_dataset(self, x, y, args, max_pairs=-1):
+            if args.loss is BalancedSupConLoss:
+                return Dataset.from_dict({"sentence": list(x), "label": list(y)}), BalancedSupConLoss(
+                    self.model.model_body
+                )
+            return super().get_dataset(x, y, args, max_pairs=max_pairs)
+
+    class _EpochHook(TrainerCallback):
+        def on_epoch_end(self, args, state, control, **kwargs):
+            if on_epoch_end is not None:
+                st_model.eval()
+                with torch.inference_mode():
+                    on_epoch_end(round(state.epoch))
+                st_model.train()
+
+    supcon = loss == "supcon" and not multi_label
+    if supcon and sum(1 for k in Counter(int(y) for y in labels).values() if k >= 2) < 2:
+        # a contrastive batch needs two classes with two examples each: with fewer there is
+        # nothing to learn from, and the body stays as it is
+        for epoch in range(1, epochs + 1):
+            if on_epoch_end is not None:
+                with torch.inference_mode():
+                    on_epoch_end(epoch)
+        return
+    setfit_model = SetFitModel(model_body=st_model, multi_target_strategy="one-vs-rest" if multi_label else None)
+    with tempfile.TemporaryDirectory(prefix="fastclf-train-") as tmp:
+        args = TrainingArguments(
+            output_dir=tmp,
+            batch_size=batch_size,
+            num_epochs=epochs,
+            body_learning_rate=learning_rate,
+            num_iterations=num_iterations,
+            loss=BalancedSupConLoss if supcon else CosineSimilarityLoss,
+            seed=seed,
+            report_to="none",
+            save_strategy="no",
+            logging_strategy="no",
+            logging_first_step=False,
+            show_progress_bar=show_progress,
+        )
+        trainer = _Trainer(model=setfit_model, args=args, metric=lambda p, r: {}, callbacks=[_EpochHook()])
+        trainer.st_trainer.args.disable_tqdm = not show_progress
+        if supcon:
+            trainer.st_trainer.args.batch_sampler = BatchSamplers.GROUP_BY_LABEL
+        _mute_metric_printing(trainer.st_trainer)
+        autocast = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+        with autocast:
+            trainer.train_embeddings(list(texts), [list(map(int, y)) if multi_label else int(y) for y in labels],
+                                     args=args)
+    st_model.eval()

@@ -1,0 +1,170 @@
+"""Training on more than the easy case: many classes, imbalance, long texts, divergence, and
+the cross-validated choice of the recipe. Tiny random body: fast."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from fastclf import Classifier
+from fastclf.chunking import Chunker, window_of
+from fastclf.data import LabeledData
+from fastclf.errors import TrainingError
+from fastclf.finetune import BalancedSupConLoss
+from fastclf.trainer import EPOCH_CHOICES, TrainConfig, train
+from samples import run
+
+TOPICS = {
+    "sport": ["the striker scored twice", "a late goal won the match", "the keeper saved a penalty",
+              "the team lost the final", "fans cheered the winning goal", "a red card for a late tackle"],
+    "food": ["the soup was too salty", "fresh bread and butter", "a spicy curry with rice",
+             "the cake tasted of lemon", "grilled fish with herbs", "the pasta was overcooked"],
+    "money": ["stocks fell sharply today", "the bank raised interest rates", "bond yields climbed again",
+              "the company reported record profits", "inflation slowed in march", "the market closed higher"],
+    "weather": ["heavy rain is expected tonight", "a heatwave hit the south", "snow closed the mountain roads",
+                "strong winds toppled trees", "a sunny and mild weekend", "fog delayed the morning flights"],
+    "music": ["the band released a new album", "a violin concerto in d major", "the singer cancelled the tour",
+              "the drummer played a long solo", "tickets for the concert sold out", "a jazz trio at the club"],
+    "health": ["the flu season started early", "a new vaccine was approved", "doctors urged more exercise",
+               "the hospital opened a new ward", "a study on sleep and memory", "the clinic offers free checkups"],
+    "travel": ["the train to paris was late", "a cheap flight to lisbon", "the hotel had a sea view",
+               "we hiked along the coast", "the museum was closed on monday", "a ferry to the islands"],
+    "tech": ["the phone has a faster chip", "a bug crashed the app", "the laptop battery lasts all day",
+             "the update fixed the wifi", "a new programming language", "the server went down overnight"],
+}
+
+
+class _Identity(torch.nn.Module):
+    """A 'body' whose embedding is its input: lets the loss be tested on chosen vectors."""
+
+    def forward(self, features):
+        return {"sentence_embedding": features["x"]}
+
+
+def _loss(x: torch.Tensor, labels: list[int]) -> torch.Tensor:
+    return BalancedSupConLoss(_Identity())([{"x": x}], torch.tensor(labels))
+
+
+def test_loss_skips_anchors_without_positives_instead_of_nan():
+    torch.manual_seed(0)
+    x = torch.randn(6, 8, requires_grad=True)
+    loss = _loss(x, [0, 0, 1, 2, 3, 4])  # four anchors are alone with their class
+    assert torch.isfinite(loss)
+    loss.backward()
+    assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+    assert _loss(torch.randn(4, 8), [0, 1, 2, 3]).item() == pytest.approx(0.0)  # no positive pair at all
+
+
+def test_loss_matches_setfit_supcon_when_every_anchor_has_a_positive():
+    from setfit.losses import SupConLoss
+
+    torch.manual_seed(1)
+    x = torch.randn(8, 16)
+    labels = [0, 0, 1, 1, 2, 2, 3, 3]
+    ours = _loss(x, labels)
+    theirs = SupConLoss(_Identity())([{"x": x}], torch.tensor(labels))
+    assert ours.item() == pytest.approx(theirs.item(), rel=1e-5)
+
+
+def test_loss_stops_on_non_finite_embeddings():
+    with pytest.raises(TrainingError, match="non-finite"):
+        _loss(torch.full((4, 8), float("nan")), [0, 0, 1, 1])
+
+
+def _data(classes: dict[str, list[str]], counts: dict[str, int] | None = None) -> LabeledData:
+    texts, labels = [], []
+    for label, examples in classes.items():
+        k = (counts or {}).get(label, len(examples))
+        texts += examples[:k]
+        labels += [label] * k
+    return LabeledData(texts, labels, source="topics")
+
+
+def test_eight_classes_train_and_predict_their_labels(minilm_dir):
+    train_part = _data({k: v[:5] for k, v in TOPICS.items()})
+    held_out = {k: v[5] for k, v in TOPICS.items()}
+    result = train(train_part, TrainConfig(model=str(minilm_dir), num_epochs=1, head_c=10.0, show_progress=False))
+    clf = result.classifier
+    proba = clf.predict_proba(train_part.texts)
+    assert proba.shape == (40, 8) and np.isfinite(proba).all()
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-9)
+    predicted = clf.predict(list(held_out.values()))
+    assert sum(p == t for p, t in zip(predicted, held_out)) >= 7, dict(zip(held_out, predicted))
+
+
+def test_imbalanced_classes_train(tiny_body_dir):
+    big = {"sport": TOPICS["sport"] * 7, "food": TOPICS["food"]}  # 42 against 2
+    data = _data(big, {"sport": 42, "food": 2})
+    result = train(data, TrainConfig(model=str(tiny_body_dir), show_progress=False))
+    assert result.selection.folds == 2  # the rare class has 2 examples: two folds are still possible
+    assert np.isfinite(result.classifier.predict_proba(data.texts)).all()
+    assert set(result.classifier.predict(data.texts)) <= {"sport", "food"}
+
+
+def test_recipe_is_chosen_by_cross_validation_and_recorded(tiny_body_dir, tmp_path):
+    data = _data({k: TOPICS[k] for k in ("sport", "food", "money")})
+    result = train(data, TrainConfig(model=str(tiny_body_dir), show_progress=False))
+    sel = result.selection
+    assert set(sel.scores) == {str(e) for e in EPOCH_CHOICES}
+    assert sel.epochs in EPOCH_CHOICES and sel.reason == "cross-validation"
+    assert sel.scores[str(sel.epochs)] == max(sel.scores.values())
+    path = result.classifier.save(tmp_path / "m")
+    recorded = json.loads((path / "fastclf.json").read_text())["training"]["selection"]
+    assert recorded["epochs"] == sel.epochs and "cross-validated accuracy" in recorded["description"]
+
+
+def test_never_finetune_is_the_untuned_body(tiny_body_dir, minilm_dir):
+    data = _data({k: TOPICS[k] for k in ("sport", "food")})
+    result = train(data, TrainConfig(model=str(tiny_body_dir), finetune="never", head_c=1.0, show_progress=False))
+    assert result.selection.epochs == 0 and not result.selection.finetuned
+
+
+def test_divergence_stops_with_one_line_and_writes_nothing(tmp_path, tiny_body_dir):
+    csv = tmp_path / "d.csv"
+    pd.DataFrame({"text": TOPICS["sport"] + TOPICS["food"], "label": ["s"] * 6 + ["f"] * 6}).to_csv(csv, index=False)
+    out = tmp_path / "model"
+    code, text = run("train", csv, "-o", out, "--model", tiny_body_dir, "--epochs", "3", "--head-c", "1",
+                     "--learning-rate", "1e30", "-q")
+    assert code == 1
+    assert "non-finite" in text and "Traceback" not in text
+    assert not out.exists()
+
+
+LONG = " ".join(f"word{i} the match went on and the team played" for i in range(120))
+
+
+def test_chunker_cuts_long_texts_into_windows(tiny_body_dir):
+    clf = train(_data({k: TOPICS[k] for k in ("sport", "food")}),
+                TrainConfig(model=str(tiny_body_dir), num_epochs=0, head_c=1.0, show_progress=False)).classifier
+    tokenizer, window = window_of(clf.body)
+    assert window == 126  # the tiny body's 128 tokens less [CLS] and [SEP]
+    chunker = Chunker(tokenizer, window, max_chunks=3)
+    pieces = chunker.split(["short text", LONG])
+    assert pieces.texts[0] == "short text" and pieces.n_long == 1
+    assert len(pieces.texts) == 4 and list(pieces.owner) == [0, 1, 1, 1]  # capped at 3 evenly spaced windows
+    for piece in pieces.texts[1:]:
+        assert len(tokenizer.encode(piece, add_special_tokens=False).ids) <= window
+
+
+def test_long_texts_are_embedded_whole_and_the_same_in_every_variant(tiny_body_dir, tmp_path):
+    from fastclf.accelerate import accelerate
+
+    data = _data({k: TOPICS[k] for k in ("sport", "food")})
+    clf = train(data, TrainConfig(model=str(tiny_body_dir), num_epochs=1, head_c=1.0, show_progress=False)).classifier
+    path = clf.save(tmp_path / "m")
+    torch_clf = Classifier.load(path)
+    tail_changed = LONG + " " + "bread soup cake " * 150  # differs only after the first window
+    emb = torch_clf.embed([LONG, tail_changed])
+    assert not np.allclose(emb[0], emb[1], atol=1e-4)  # the words past the window count
+    truncating = Classifier.load(path)
+    truncating.config["long_texts"] = {"mode": "truncate"}
+    emb_t = truncating.embed([LONG, tail_changed])
+    np.testing.assert_allclose(emb_t[0], emb_t[1], atol=1e-6)  # truncation sees the first window only
+    accelerate(path, ["onnx-fp32"], calibration_texts=data.texts, echo=lambda s: None)
+    onnx_clf = Classifier.load(path, variant="onnx-fp32")
+    np.testing.assert_allclose(onnx_clf.embed([LONG, tail_changed, "short"]),
+                               torch_clf.embed([LONG, tail_changed, "short"]), atol=1e-4)
