@@ -1,0 +1,378 @@
+"""`fastclf serve`: the real server, started with the CLI in a subprocess on a free loopback port
+and called over HTTP. A tiny model (tiny_body_dir) keeps it fast."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from samples import CALIBRATION, FOOD, SPORT, train_tiny
+
+ROOT = Path(__file__).resolve().parents[1]
+API_KEY = "test-key-123"
+
+
+class Server:
+    """`python -m fastclf serve MODEL --port 0 ...` in a subprocess; its stderr is read by a thread."""
+
+    def __init__(self, model_dir: Path, *args: str, env: dict[str, str] | None = None,
+                 python_flags: tuple[str, ...] = ()):
+        full_env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+                    "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", **(env or {})}
+        if "FASTCLF_API_KEY" not in (env or {}):
+            full_env.pop("FASTCLF_API_KEY", None)
+        self.proc = subprocess.Popen(
+            [sys.executable, *python_flags, "-m", "fastclf", "serve", str(model_dir), "--port", "0", *args],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full_env, cwd=ROOT,
+        )
+        self.lines: list[str] = []
+        self._url = threading.Event()
+        self.url = ""
+        threading.Thread(target=self._read, daemon=True).start()
+        if not self._url.wait(120):
+            self.kill()
+            raise AssertionError("the server did not start:\n" + "\n".join(self.lines[-30:]))
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, "the server exited:\n" + "\n".join(self.lines[-30:])
+            try:
+                if get(self.url + "/health")[0] == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        self.kill()
+        raise AssertionError("the server never became healthy")
+
+    def _read(self) -> None:
+        for line in self.proc.stderr:
+            self.lines.append(line.rstrip("\n"))
+            m = re.search(r"listening on (http://\S+)", line)
+            if m:
+                self.url = m.group(1)
+                self._url.set()
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+def request(url: str, body: bytes | str | dict | list | None = None, *, method: str | None = None,
+            headers: dict[str, str] | None = None, timeout: float = 60) -> tuple[int, Any, bytes]:
+    """(status, headers, body) of one HTTP request; HTTP errors are returned, not raised."""
+    if body is not None and not isinstance(body, (bytes, str)):
+        body = json.dumps(body)
+    data = body.encode() if isinstance(body, str) else body
+    req = urllib.request.Request(url, data=data, method=method or ("POST" if data is not None else "GET"),
+                                 headers={"Content-Type": "application/json", **(headers or {})})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status, resp.headers, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers, exc.read()
+
+
+def get(url: str, **kw) -> tuple[int, bytes]:
+    status, _, body = request(url, **kw)
+    return status, body
+
+
+AUTH = {"Authorization": f"Bearer {API_KEY}"}
+
+
+def predict(server: Server, body, headers=AUTH, **kw):
+    status, hdrs, raw = request(server.url + "/predict", body, headers=headers, **kw)
+    return status, hdrs, json.loads(raw)
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """The value of one sample in a Prometheus text page (0 if absent)."""
+    want = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    pattern = re.escape(name) + (r"\{" + re.escape(want) + r"\}" if want else "") + r" (\S+)$"
+    for line in text.splitlines():
+        m = re.match(pattern, line)
+        if m:
+            return float(m.group(1))
+    return 0.0
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory, tiny_body_dir) -> Path:
+    path = tmp_path_factory.mktemp("serve") / "model"
+    train_tiny(tiny_body_dir).save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def clf(model_dir):
+    from fastclf import Classifier
+
+    return Classifier.load(model_dir)
+
+
+@pytest.fixture(scope="module")
+def server(model_dir):
+    """API key, small limits, and a 100 ms batching window so that concurrent requests meet."""
+    srv = Server(model_dir, "--api-key", API_KEY, "--max-inputs", "8", "--max-body-bytes", "2000",
+                 "--max-wait-ms", "100", "--max-batch", "64")
+    yield srv
+    assert srv.stop() == 0, "\n".join(srv.lines[-20:])
+
+
+# ---------------------------------------------------------------------------------- good requests
+
+
+def test_health_and_info(server, model_dir, clf):
+    status, body = get(server.url + "/health")
+    assert (status, json.loads(body)) == (200, {"status": "ok"})
+    status, body = get(server.url + "/info", headers=AUTH)
+    info = json.loads(body)
+    assert status == 200
+    assert info["labels"] == [str(c) for c in clf.classes_]
+    assert info["variant"] == "torch-fp32"
+    assert info["multi_label"] is False
+    assert Path(info["model_path"]) == model_dir.resolve()
+    assert info["versions"]["fastclf"] and info["versions"]["torch"]
+    assert info["limits"]["max_inputs"] == 8
+
+
+def test_single_string_answers_one_list_with_the_best_label(server, clf):
+    text = SPORT[0]
+    status, _, body = predict(server, {"inputs": text})
+    assert status == 200
+    proba = clf.predict_proba([text])[0]
+    best = int(np.argmax(proba))
+    assert [d["label"] for d in body] == [clf.predict([text])[0]] == [str(clf.classes_[best])]
+    assert body[0]["score"] == pytest.approx(float(proba[best]), abs=1e-4)
+
+
+def test_list_and_top_k_match_in_process_predict(server, clf):
+    texts = SPORT[:3] + FOOD[:3]
+    status, _, body = predict(server, {"inputs": texts, "top_k": 5})
+    assert status == 200 and len(body) == len(texts)
+    proba = clf.predict_proba(texts)
+    for row, expected, p in zip(body, clf.predict(texts), proba):
+        assert len(row) == len(clf.classes_)  # top_k past the number of labels: all of them
+        assert row[0]["label"] == expected
+        scores = [d["score"] for d in row]
+        assert scores == sorted(scores, reverse=True)
+        by_label = {d["label"]: d["score"] for d in row}
+        for label, q in zip(clf.classes_, p):
+            assert by_label[str(label)] == pytest.approx(float(q), abs=1e-4)
+    status, _, body = predict(server, {"inputs": texts, "top_k": 1})
+    assert status == 200 and [[d["label"] for d in row] for row in body] == [[x] for x in clf.predict(texts)]
+
+
+def test_concurrent_requests_are_batched_together(server, clf):
+    before = get(server.url + "/metrics", headers=AUTH)[1].decode()
+    texts = SPORT + FOOD
+    with ThreadPoolExecutor(len(texts)) as pool:
+        answers = list(pool.map(lambda t: predict(server, {"inputs": [t]}), texts))
+    assert all(status == 200 for status, _, _ in answers)
+    assert [body[0][0]["label"] for _, _, body in answers] == clf.predict(texts)
+    after = get(server.url + "/metrics", headers=AUTH)[1].decode()
+    batches = metric(after, "fastclf_batch_size_count") - metric(before, "fastclf_batch_size_count")
+    batched = metric(after, "fastclf_batch_size_sum") - metric(before, "fastclf_batch_size_sum")
+    assert batched == len(texts)
+    assert batches < len(texts), "12 concurrent one-text requests were never batched together"
+
+
+# ---------------------------------------------------------------------------------- bad requests
+
+
+@pytest.mark.parametrize("body, status, error_type, words", [
+    ("{not json", 422, "invalid_request", "not valid JSON"),
+    ('"just a string"', 422, "invalid_request", "JSON object"),
+    ({"text": "x"}, 422, "invalid_request", "unknown field"),
+    ({}, 422, "invalid_request", "'inputs' is missing"),
+    ({"inputs": []}, 422, "invalid_request", "empty list"),
+    ({"inputs": 42}, 422, "invalid_request", "string or a list of strings"),
+    ({"inputs": ["ok", 3]}, 422, "invalid_request", "item 1"),
+    ({"inputs": ["ok", None]}, 422, "invalid_request", "item 1"),
+    ({"inputs": "ok", "top_k": 0}, 422, "invalid_request", "top_k"),
+    ({"inputs": "ok", "top_k": "2"}, 422, "invalid_request", "top_k"),
+    ({"inputs": "ok", "top_k": True}, 422, "invalid_request", "top_k"),
+    ({"inputs": ["a"] * 9}, 413, "too_many_inputs", "at most 8"),
+    ({"inputs": ["x" * 2100]}, 413, "payload_too_large", "at most 2000"),
+])
+def test_bad_requests_get_their_status_and_a_json_error(server, body, status, error_type, words):
+    got, _, answer = predict(server, body)
+    assert got == status
+    assert answer["error_type"] == error_type and words in answer["error"], answer
+    assert set(answer) == {"error", "error_type"}
+
+
+def test_chunked_body_over_the_limit_is_413(server):
+    def chunks():
+        for _ in range(30):
+            yield b" " * 100
+
+    req = urllib.request.Request(server.url + "/predict", data=chunks(), method="POST",
+                                 headers={**AUTH, "Content-Type": "application/json",
+                                          "Transfer-Encoding": "chunked"})
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(req, timeout=30)
+    assert err.value.code == 413
+    assert json.loads(err.value.read())["error_type"] == "payload_too_large"
+
+
+def test_unknown_path_and_wrong_method_are_json_errors(server):
+    status, body = get(server.url + "/nope", headers=AUTH)
+    assert status == 404 and json.loads(body)["error_type"] == "not_found"
+    status, body = get(server.url + "/predict", headers=AUTH)
+    assert status == 405 and json.loads(body)["error_type"] == "method_not_allowed"
+
+
+def test_api_key(server):
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": API_KEY}):
+        status, hdrs, body = predict(server, {"inputs": "goal"}, headers=headers)
+        assert status == 401 and body["error_type"] == "unauthorized", headers
+        assert hdrs.get("WWW-Authenticate") == "Bearer"
+    assert get(server.url + "/info")[0] == 401
+    assert get(server.url + "/metrics")[0] == 401
+    assert get(server.url + "/health")[0] == 200  # probes need no key
+    assert predict(server, {"inputs": "goal"})[0] == 200
+
+
+def test_metrics_count_requests_by_status(server):
+    page = get(server.url + "/metrics", headers=AUTH)[1].decode()
+    ok = metric(page, "fastclf_requests_total", path="/predict", code="200")
+    bad = metric(page, "fastclf_requests_total", path="/predict", code="422")
+    predict(server, {"inputs": "a late goal"})
+    predict(server, {"inputs": "a late goal"})
+    predict(server, {"inputs": []})
+    page = get(server.url + "/metrics", headers=AUTH)[1].decode()
+    assert metric(page, "fastclf_requests_total", path="/predict", code="200") == ok + 2
+    assert metric(page, "fastclf_requests_total", path="/predict", code="422") == bad + 1
+    assert "# TYPE fastclf_request_duration_seconds histogram" in page
+    assert metric(page, "fastclf_request_duration_seconds_count") >= ok + 3
+    assert metric(page, "fastclf_request_duration_seconds_bucket", le="+Inf") >= ok + 3
+    assert "# TYPE fastclf_queue_depth gauge" in page and metric(page, "fastclf_queue_depth") == 0
+    assert metric(page, "fastclf_batch_size_count") >= 1
+
+
+# ---------------------------------------------------------------------------------- overload, shutdown
+
+
+def test_burst_past_the_queue_gets_only_200_and_429_then_sigterm_finishes_the_slow_request(model_dir, clf):
+    # one text a batch, 100 ms each (test-only delay), at most 8 texts waiting
+    srv = Server(model_dir, "--max-batch", "1", "--max-queue", "8", "--max-inputs", "8", "--max-wait-ms", "0",
+                 "--test-delay-ms", "100")
+    try:
+        def one(i: int):
+            status, hdrs, body = request(srv.url + "/predict", {"inputs": SPORT[i % len(SPORT)]})
+            return i, status, hdrs, json.loads(body)
+
+        expected = clf.predict(SPORT)
+        with ThreadPoolExecutor(32) as pool:
+            answers = list(pool.map(one, range(200)))
+        codes = [a[1] for a in answers]
+        assert set(codes) == {200, 429}, sorted(set(codes))
+        for i, status, hdrs, body in answers:
+            if status == 429:
+                assert body["error_type"] == "queue_full" and int(hdrs["Retry-After"]) >= 1
+            else:
+                assert [d["label"] for d in body] == [expected[i % len(SPORT)]]
+        page = get(srv.url + "/metrics")[1].decode()
+        assert metric(page, "fastclf_requests_total", path="/predict", code="429") == codes.count(429)
+        assert metric(page, "fastclf_requests_total", path="/predict", code="200") == codes.count(200)
+
+        # a request of 8 texts takes 8 batches of 100 ms: SIGTERM once it is in flight
+        texts = SPORT + FOOD[:2]
+        result: dict = {}
+
+        def slow():
+            result["answer"] = request(srv.url + "/predict", {"inputs": texts}, timeout=60)
+
+        thread = threading.Thread(target=slow)
+        thread.start()
+        deadline = time.monotonic() + 30
+        while metric(get(srv.url + "/metrics")[1].decode(), "fastclf_requests_in_flight") < 1:
+            assert time.monotonic() < deadline, "the slow request never arrived"
+            time.sleep(0.01)
+        srv.proc.send_signal(signal.SIGTERM)
+        thread.join(60)
+        status, _, body = result["answer"]
+        assert status == 200
+        assert [row[0]["label"] for row in json.loads(body)] == clf.predict(texts)
+        assert srv.proc.wait(60) == 0, "\n".join(srv.lines[-20:])
+        assert any("stopped" in line for line in srv.lines)
+    finally:
+        srv.kill()
+
+
+# ---------------------------------------------------------------------------------- onnx, startup errors
+
+
+def test_onnx_variant_serves_without_importing_torch(model_dir, tmp_path, clf):
+    import shutil
+
+    from fastclf.accelerate import accelerate
+
+    onnx_dir = tmp_path / "onnx-model"
+    shutil.copytree(model_dir, onnx_dir)
+    results = accelerate(onnx_dir, ["onnx-fp32"], calibration_texts=CALIBRATION, echo=lambda s: None)
+    assert all(r.ok for r in results), results
+    # -X importtime writes every module the server imports to stderr
+    srv = Server(onnx_dir, "--variant", "onnx-fp32", python_flags=("-X", "importtime"))
+    try:
+        status, _, body = predict(srv, {"inputs": SPORT[:2], "top_k": 2}, headers={})
+        assert status == 200
+        assert [row[0]["label"] for row in body] == clf.predict(SPORT[:2])
+        assert json.loads(get(srv.url + "/info")[1])["variant"] == "onnx-fp32"
+        assert srv.stop() == 0
+    finally:
+        srv.kill()
+    imported = {m.group(1) for line in srv.lines if (m := re.match(r"import time:.*\|\s+(\S+)$", line))}
+    assert "fastapi" in imported and any(m.startswith("onnxruntime") for m in imported)
+    assert not [m for m in imported if m == "torch" or m.startswith("torch.")]
+
+
+def test_startup_errors_are_one_line(model_dir, tmp_path):
+    def run_cli(*args: str) -> subprocess.CompletedProcess:
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
+        return subprocess.run([sys.executable, "-m", "fastclf", "serve", *args], capture_output=True, text=True,
+                              env=env, cwd=ROOT, timeout=120)
+
+    import socket
+
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    for args, words in [
+        ((str(model_dir), "--port", str(busy.getsockname()[1])), "cannot listen on 127.0.0.1"),
+        ((str(tmp_path / "missing"),), "model directory not found"),
+        ((str(model_dir), "--variant", "onnx-int8"), "not exported"),
+        ((str(model_dir), "--variant", "bogus"), "unknown variant"),
+        ((str(model_dir), "--max-inputs", "300", "--max-queue", "10"), "--max-queue"),
+        ((str(model_dir), "--max-body-bytes", "lots"), "not a size"),
+    ]:
+        proc = run_cli(*args)
+        assert proc.returncode == 1, (args, proc.stderr)
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: ") and words in lines[0], (args, proc.stderr)
+    busy.close()
