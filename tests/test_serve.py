@@ -376,3 +376,18 @@ def test_startup_errors_are_one_line(model_dir, tmp_path):
         lines = proc.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: ") and words in lines[0], (args, proc.stderr)
     busy.close()
+
+
+def test_listening_socket_sets_tcp_nodelay():
+    # asyncio sets TCP_NODELAY on accepted sockets only when the listener's proto is TCP; without
+    # it a keep-alive client (hey, browsers) waited ~40 ms for a delayed ACK on every response
+    import socket
+
+    from fastclf.serve import _bind
+
+    sock = _bind("127.0.0.1", 0)
+    try:
+        assert sock.proto == socket.IPPROTO_TCP
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+    finally:
+        sock.close()
