@@ -344,7 +344,7 @@ def test_onnx_variant_serves_without_importing_torch(model_dir, tmp_path, clf):
         assert status == 200
         assert [row[0]["label"] for row in body] == clf.predict(SPORT[:2])
         assert json.loads(get(srv.url + "/info")[1])["variant"] == "onnx-fp32"
-        assert srv.stop() == 0
+        assert srv.stop(signal.SIGINT) == 0  # Ctrl-C stops it as cleanly as SIGTERM
     finally:
         srv.kill()
     imported = {m.group(1) for line in srv.lines if (m := re.match(r"import time:.*\|\s+(\S+)$", line))}
@@ -391,3 +391,39 @@ def test_listening_socket_sets_tcp_nodelay():
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
     finally:
         sock.close()
+
+
+def test_create_app_serves_a_loaded_classifier_in_process(clf):
+    import asyncio
+
+    import httpx
+
+    from fastclf.serve import ServeSettings, create_app
+
+    app = create_app(clf, ServeSettings(max_inputs=4, max_wait_ms=0))
+
+    async def calls():
+        async with app.router.lifespan_context(app):  # starts the batcher, drains it on exit
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://fastclf") as client:
+                health = await client.get("/health")
+                answer = await client.post("/predict", json={"inputs": FOOD[:2], "top_k": 2})
+                too_many = await client.post("/predict", json={"inputs": FOOD[:5]})
+        return health, answer, too_many
+
+    health, answer, too_many = asyncio.run(calls())
+    assert health.json() == {"status": "ok"}
+    assert answer.status_code == 200
+    assert [row[0]["label"] for row in answer.json()] == clf.predict(FOOD[:2])
+    assert too_many.status_code == 413 and too_many.json()["error_type"] == "too_many_inputs"
+
+
+def test_missing_serve_extra_is_one_line(model_dir):
+    # fastapi made unimportable, as when the serve extra is not installed
+    code = ("import sys; sys.modules['fastapi'] = None; from fastclf.cli import main; "
+            f"sys.argv = ['fastclf', 'serve', {str(model_dir)!r}]; main()")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT,
+                          env={**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"})
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [
+        "error: fastapi is not installed; install it with: pip install 'fastclf[serve]'"]
