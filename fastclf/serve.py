@@ -663,7 +663,7 @@ def create_app(classifier_or_loader: Classifier | Callable[[], Classifier], sett
             raise _RequestError(503, "shutting_down", str(exc)) from None
         clf = state["clf"]
         ranked = rank_labels(proba, clf.classes_, multi_label=clf.multi_label, threshold=clf.threshold, top_k=top_k)
-        return ranked[0] if single else ranked
+        return JSONResponse(ranked[0] if single else ranked)  # built by hand: no jsonable_encoder pass
 
     @app.get("/health", summary="200 when the model is loaded, 503 while it loads")
     async def health():
@@ -677,7 +677,7 @@ def create_app(classifier_or_loader: Classifier | Callable[[], Classifier], sett
         check_key(request)
         if state["info"] is None:
             raise not_ready()
-        return state["info"]
+        return JSONResponse(state["info"])
 
     @app.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics")
     async def metrics_endpoint(request: Request):

@@ -427,3 +427,70 @@ def test_missing_serve_extra_is_one_line(model_dir):
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines() == [
         "error: fastapi is not installed; install it with: pip install 'fastclf[serve]'"]
+
+
+def test_health_is_503_while_the_model_loads_and_after_a_failed_load(clf):
+    import asyncio
+
+    import httpx
+
+    from fastclf.serve import ServeSettings, create_app
+
+    release = threading.Event()
+
+    def slow_loader():
+        assert release.wait(30)
+        return clf
+
+    failures = []
+
+    def failing_loader():
+        raise OSError("disk on fire")
+
+    async def calls(loader, release_after: bool):
+        app = create_app(loader, ServeSettings(), on_load_error=failures.append)
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://fastclf") as client:
+                loading = await client.get("/health")
+                refused = await client.post("/predict", json={"inputs": "x"})
+                if release_after:
+                    release.set()
+                for _ in range(300):
+                    final = await client.get("/health")
+                    if final.status_code == 200 or failures:
+                        break
+                    await asyncio.sleep(0.05)
+                final = await client.get("/health")
+                refused_after = await client.post("/predict", json={"inputs": "x"})
+        return loading, refused, final, refused_after
+
+    loading, refused, final, after = asyncio.run(calls(slow_loader, True))
+    assert (loading.status_code, loading.json()) == (503, {"status": "loading"})
+    assert refused.status_code == 503 and refused.json()["error_type"] == "not_ready"
+    assert (final.status_code, final.json()) == (200, {"status": "ok"})
+    assert after.status_code == 200
+
+    _, _, final, after = asyncio.run(calls(failing_loader, False))
+    assert [str(e) for e in failures] == ["disk on fire"]
+    assert (final.status_code, final.json()) == (503, {"status": "failed"})
+    assert after.status_code == 503 and "disk on fire" in after.json()["error"]
+
+
+def test_rank_labels_single_and_multi_label():
+    from fastclf.serve import rank_labels
+
+    proba = np.array([[0.2, 0.7, 0.1], [0.05, 0.3, 0.65]])
+    labels = ["a", "b", "c"]
+    single = rank_labels(proba, labels, multi_label=False, threshold=0.5, top_k=None)
+    assert [[d["label"] for d in row] for row in single] == [["b"], ["c"]]
+    top2 = rank_labels(proba, labels, multi_label=False, threshold=0.5, top_k=2)
+    assert [[d["label"] for d in row] for row in top2] == [["b", "a"], ["c", "b"]]
+    assert top2[0][0]["score"] == pytest.approx(0.7)
+    # multi-label: every label at or over the threshold, possibly none; top_k overrides the threshold
+    multi = rank_labels(proba, labels, multi_label=True, threshold=0.25, top_k=None)
+    assert [[d["label"] for d in row] for row in multi] == [["b"], ["c", "b"]]
+    none = rank_labels(proba, labels, multi_label=True, threshold=0.9, top_k=None)
+    assert none == [[], []]
+    multi_top = rank_labels(proba, labels, multi_label=True, threshold=0.9, top_k=3)
+    assert [[d["label"] for d in row] for row in multi_top] == [["b", "a", "c"], ["c", "b", "a"]]
