@@ -517,7 +517,7 @@ def create_app(classifier_or_loader: Classifier | Callable[[], Classifier], sett
     async def load() -> None:
         try:
             clf = await asyncio.get_running_loop().run_in_executor(executor, classifier_or_loader)
-        except BaseException as exc:  # noqa: BLE001 - reported to serve(), which stops the server
+        except Exception as exc:  # noqa: BLE001 - reported to serve(), which stops the server
             state["load_error"] = exc
             if on_load_error is not None:
                 on_load_error(exc)
