@@ -338,12 +338,16 @@ def test_onnx_variant_serves_without_importing_torch(model_dir, tmp_path, clf):
     results = accelerate(onnx_dir, ["onnx-fp32"], calibration_texts=CALIBRATION, echo=lambda s: None)
     assert all(r.ok for r in results), results
     # -X importtime writes every module the server imports to stderr
-    srv = Server(onnx_dir, "--variant", "onnx-fp32", python_flags=("-X", "importtime"))
+    # the API key comes from the environment here
+    srv = Server(onnx_dir, "--variant", "onnx-fp32", python_flags=("-X", "importtime"),
+                 env={"FASTCLF_API_KEY": "from-env"})
     try:
-        status, _, body = predict(srv, {"inputs": SPORT[:2], "top_k": 2}, headers={})
+        key = {"Authorization": "Bearer from-env"}
+        assert predict(srv, {"inputs": SPORT[0]}, headers={})[0] == 401
+        status, _, body = predict(srv, {"inputs": SPORT[:2], "top_k": 2}, headers=key)
         assert status == 200
         assert [row[0]["label"] for row in body] == clf.predict(SPORT[:2])
-        assert json.loads(get(srv.url + "/info")[1])["variant"] == "onnx-fp32"
+        assert json.loads(get(srv.url + "/info", headers=key)[1])["variant"] == "onnx-fp32"
         assert srv.stop(signal.SIGINT) == 0  # Ctrl-C stops it as cleanly as SIGTERM
     finally:
         srv.kill()
