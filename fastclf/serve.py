@@ -308,6 +308,10 @@ class MicroBatcher:
         parts, room = [], self.max_batch
         while self._jobs and room:
             _, job = self._jobs[0]
+            if job.future.cancelled():  # nobody waits for these texts any more
+                self._jobs.popleft()
+                self._waiting -= len(job.texts) - job.taken
+                continue
             n = min(room, len(job.texts) - job.taken)
             parts.append((job, job.taken, job.taken + n))
             job.taken += n
@@ -338,6 +342,8 @@ class MicroBatcher:
                     break
             parts = self._take()
             texts = [t for job, a, b in parts for t in job.texts[a:b]]
+            if not texts:
+                continue
             started = time.perf_counter()
             try:
                 proba = await loop.run_in_executor(self._executor, self._predict, texts)

@@ -498,3 +498,59 @@ def test_rank_labels_single_and_multi_label():
     assert none == [[], []]
     multi_top = rank_labels(proba, labels, multi_label=True, threshold=0.9, top_k=3)
     assert [[d["label"] for d in row] for row in multi_top] == [["b", "a", "c"], ["c", "b", "a"]]
+
+
+def test_parse_size_and_settings_checks():
+    from fastclf.serve import ServeSettings, ServeSettingsError, parse_size
+
+    assert parse_size("1MB") == 1_000_000
+    assert parse_size("512KiB") == 512 * 1024
+    assert parse_size("2000") == 2000
+    assert parse_size("1.5 kb") == 1500
+    with pytest.raises(ServeSettingsError, match="not a size"):
+        parse_size("lots")
+    assert ServeSettings().queue_limit == 256  # max(4 x 64, 256)
+    assert ServeSettings(max_batch=128, max_inputs=16).queue_limit == 512
+    with pytest.raises(ValueError, match="--max-batch"):
+        ServeSettings(max_batch=0)
+    with pytest.raises(ValueError, match="API key"):
+        ServeSettings(api_key=" ")
+
+
+def test_micro_batcher_splits_orders_bounds_and_drains():
+    import asyncio
+
+    from fastclf.serve import MicroBatcher, QueueFull, ShuttingDown
+
+    calls: list[list[str]] = []
+
+    def fake_predict(texts: list[str]) -> np.ndarray:
+        calls.append(list(texts))
+        if "boom" in texts:
+            raise RuntimeError("boom")
+        time.sleep(0.02)
+        return np.array([[float(t), -float(t)] for t in texts])
+
+    async def scenario():
+        batcher = MicroBatcher(fake_predict, max_batch=3, max_wait_s=0.05, max_queue=8)
+        batcher.start()
+        big = asyncio.create_task(batcher.submit([str(i) for i in range(7)]))
+        small = asyncio.create_task(batcher.submit(["10"]))
+        await asyncio.sleep(0)  # both queued: 8 texts wait
+        with pytest.raises(QueueFull):
+            await batcher.submit(["11"])
+        big_result, small_result = await big, await small
+        with pytest.raises(RuntimeError, match="boom"):
+            await batcher.submit(["boom"])
+        last = asyncio.create_task(batcher.submit(["12", "13"]))
+        await asyncio.sleep(0)
+        await batcher.close()  # drains the queued request before stopping
+        with pytest.raises(ShuttingDown):
+            await batcher.submit(["14"])
+        return big_result, small_result, last.result(), batcher.waiting
+
+    big, small, last, waiting = asyncio.run(scenario())
+    assert big[:, 0].tolist() == list(range(7)) and small[:, 0].tolist() == [10]
+    assert last[:, 0].tolist() == [12, 13] and waiting == 0
+    # at most max_batch texts a call; the 7-text request is split and the next request fills the gap
+    assert calls == [["0", "1", "2"], ["3", "4", "5"], ["6", "10"], ["boom"], ["12", "13"]]
