@@ -41,6 +41,7 @@ def cli() -> None:
     fastclf eval model test.csv              accuracy, macro-F1, per-class table
     fastclf accelerate model --all           export faster variants (ONNX, OpenVINO, int8...)
     fastclf benchmark model test.csv         compare the variants before deploying
+    fastclf serve model                      HTTP server: POST /predict (pip install 'fastclf[serve]')
     """
     from .backends import silence_import_warnings
 
@@ -246,6 +247,47 @@ def benchmark(model_dir, data, text_column, label_column, label_columns, label_s
         batch_sizes=[int(b) for b in batch_sizes.split(",")], baseline=baseline, output=output, duration=duration,
         max_eval=max_eval, tolerance=tolerance, echo=click.echo,
     )
+
+
+@cli.command()
+@click.argument("model_dir", type=click.Path(path_type=Path))
+@click.option("--variant", default=None, help="Body variant to serve (default: the model's default variant).")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on. The default answers this machine only; 0.0.0.0 exposes the server.")
+@click.option("--port", type=int, default=8080, show_default=True, help="Port to listen on (0: any free port).")
+@click.option("--api-key", envvar="FASTCLF_API_KEY", default=None, show_envvar=True,
+              help="Require the header 'Authorization: Bearer KEY' (except on /health). Prefer the "
+                   "environment variable: a command-line key is visible to other users in ps.")
+@click.option("--max-batch", type=int, default=64, show_default=True,
+              help="Most texts in one inference call (texts of concurrent requests are batched together).")
+@click.option("--max-wait-ms", type=float, default=5.0, show_default=True,
+              help="Longest wait for more texts before a batch is run.")
+@click.option("--max-queue", type=int, default=None,
+              help="Most texts waiting for a batch; more are answered 429 (default: max(4 x --max-batch, --max-inputs)).")
+@click.option("--max-inputs", type=int, default=256, show_default=True,
+              help="Most texts in one request; more are answered 413.")
+@click.option("--max-body-bytes", default="1MB", show_default=True,
+              help="Largest request body (e.g. 1MB, 512KiB, 20000); larger are answered 413.")
+@click.option("--access-log", is_flag=True, help="Log every request (uvicorn's access log) to stderr.")
+@click.option("--test-delay-ms", type=float, default=0.0, hidden=True,
+              help="Tests only: sleep this long before each batch.")
+def serve(model_dir, variant, host, port, api_key, max_batch, max_wait_ms, max_queue, max_inputs, max_body_bytes,
+          access_log, test_delay_ms):
+    """Serve the model in MODEL_DIR over HTTP: POST /predict, GET /health, /info, /metrics.
+
+    \b
+    curl -s localhost:8080/predict -H 'Content-Type: application/json' \\
+         -d '{"inputs": ["a sharp, funny film", "dull"], "top_k": 2}'
+
+    Stops on SIGTERM or Ctrl-C after answering the requests it has received.
+    """
+    from .serve import ServeSettings, parse_size, serve as run_server
+
+    settings = ServeSettings(host=host, port=port, variant=variant, api_key=api_key, max_batch=max_batch,
+                             max_wait_ms=max_wait_ms, max_queue=max_queue, max_inputs=max_inputs,
+                             max_body_bytes=parse_size(max_body_bytes), access_log=access_log,
+                             test_delay_ms=test_delay_ms)
+    run_server(model_dir, settings, echo=lambda line: click.echo(f"fastclf serve: {line}", err=True))
 
 
 def main() -> None:
