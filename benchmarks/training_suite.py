@@ -40,6 +40,9 @@ GRID = (
     ("convention-party", 8), ("convention-party", 32),
 )
 METHODS = ("frozen", "setfit", "fastclf")
+#: grid points where setfit's defaults are not run: with all-pairs oversampling, 17 classes of 8
+#: to 32 examples make about 100,000 pairs, hours on 2 cores
+SETFIT_SKIPPED = {("chatbot-topics", 32)}
 
 
 def _scores(truth, pred) -> dict[str, float]:
@@ -167,7 +170,7 @@ def main() -> None:
         for data, shots in grid:
             train, test = suite_data.split(data, shots, seed)
             for method in args.methods:
-                if (data, shots, seed, method) in seen:
+                if (data, shots, seed, method) in seen or (method == "setfit" and (data, shots) in SETFIT_SKIPPED):
                     continue
                 pred, seconds, extra = RUNNERS[method](train, test, seed)
                 row = {"data": data, "shots": shots, "seed": seed, "method": method,

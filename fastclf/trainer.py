@@ -31,7 +31,7 @@ import numpy as np
 
 from ._util import package_versions
 from .backends import silence_import_warnings
-from .chunking import DEFAULT_MAX_CHUNKS, LONG_TEXT_MODES, Chunker, window_of
+from .chunking import DEFAULT_MAX_CHUNKS, LONG_TEXT_MODES, Chunker, pool, window_of
 from .data import LabeledData, validate_for_training
 from .errors import DataError, ModelNotFound, TrainingError, first_line
 from .head import LogisticHead
@@ -45,6 +45,11 @@ C_GRID = (0.1, 1.0, 10.0, 100.0)
 EPOCH_CHOICES = (0, 2, 4, 8)
 #: epochs when fine-tuning is forced (``finetune="always"``) without a number of epochs
 DEFAULT_EPOCHS = 4
+#: tokens a text while fine-tuning (all-MiniLM-L6-v2 was trained on 128); embeddings for the
+#: head and at prediction use the body's whole window
+FINETUNE_MAX_LENGTH = 128
+#: windows a long text while cross-validating (evenly spaced); the final head and predictions use max_chunks
+CV_MAX_CHUNKS = 4
 
 Progress = Callable[[str], None]
 
@@ -201,24 +206,25 @@ def _load_body(model: str) -> Any:
 
 
 class _Embedder:
-    """Embeds texts with a body, splitting long texts into windows when asked to."""
+    """Embeds texts with a body, splitting long texts into windows when asked to (at most
+    ``max_chunks`` windows a text, or ``CV_MAX_CHUNKS`` with ``quick=True``)."""
 
     def __init__(self, config: TrainConfig, st_model: Any):
-        self.chunker: Chunker | None = None
+        self.chunkers: dict[bool, Chunker] = {}
         self.n_long = 0
         if config.long_texts == "chunk":
             window = window_of(_TrainedBody(st_model))
             if window is not None:
-                self.chunker = Chunker(window[0], window[1], max_chunks=config.max_chunks)
+                self.chunkers[False] = Chunker(window[0], window[1], max_chunks=config.max_chunks)
+                self.chunkers[True] = Chunker(window[0], window[1], max_chunks=min(config.max_chunks, CV_MAX_CHUNKS))
 
-    def __call__(self, st_model: Any, texts: Sequence[str]) -> np.ndarray:
+    def __call__(self, st_model: Any, texts: Sequence[str], *, quick: bool = False) -> np.ndarray:
         body = _TrainedBody(st_model)
-        if self.chunker is None:
+        chunker = self.chunkers.get(quick)
+        if chunker is None:
             return body.encode(texts)
-        pieces = self.chunker.split(texts)
+        pieces = chunker.split(texts)
         self.n_long = max(self.n_long, pieces.n_long)
-        from .chunking import pool
-
         return pool(body.encode(pieces.texts), pieces)
 
 
@@ -337,21 +343,34 @@ def train(data: LabeledData, config: TrainConfig | None = None, *, progress: Pro
 
         def tune(st_model: Any, idx: np.ndarray, epochs: int, hook: Callable[[int], None] | None = None,
                  show: bool = False) -> None:
-            set_seed(config.seed)
-            finetune(st_model, [texts[i] for i in idx], [y[i].tolist() if data.multi_label else int(y[i]) for i in idx],
-                     loss=loss_name, epochs=epochs, batch_size=config.batch_size,
-                     learning_rate=config.body_learning_rate, seed=config.seed, bf16=bf16,
-                     num_iterations=config.num_iterations, multi_label=data.multi_label, show_progress=show,
-                     on_epoch_end=hook)
+            """Fine-tune on texts[idx], on at most FINETUNE_MAX_LENGTH tokens a text; ``hook``
+            scores after each epoch with the body's whole window."""
+            window = st_model.max_seq_length
+            short = min(window, FINETUNE_MAX_LENGTH) if window else FINETUNE_MAX_LENGTH
 
-        frozen_emb = embed(base, texts)
-        selection = _select(data, y, texts, config, base, frozen_emb, embed, tune, say)
+            def at_epoch_end(epoch: int) -> None:
+                if hook is not None:
+                    st_model.max_seq_length = window
+                    hook(epoch)
+                    st_model.max_seq_length = short
+
+            set_seed(config.seed)
+            st_model.max_seq_length = short
+            try:
+                finetune(st_model, [texts[i] for i in idx],
+                         [y[i].tolist() if data.multi_label else int(y[i]) for i in idx],
+                         loss=loss_name, epochs=epochs, batch_size=config.batch_size,
+                         learning_rate=config.body_learning_rate, seed=config.seed, bf16=bf16,
+                         num_iterations=config.num_iterations, multi_label=data.multi_label, show_progress=show,
+                         on_epoch_end=at_epoch_end)
+            finally:
+                st_model.max_seq_length = window
+
+        selection = _select(data, y, texts, config, base, embed, tune, say)
         if selection.finetuned:
             say(f"fine-tuning on all {len(texts)} examples for {selection.epochs} epochs")
             tune(base, np.arange(len(texts)), selection.epochs, show=config.show_progress)
-            embeddings = embed(base, texts)
-        else:
-            embeddings = frozen_emb
+        embeddings = embed(base, texts)
         head = LogisticHead.fit(embeddings, y, multi_label=data.multi_label, C=selection.head_c, seed=config.seed)
     seconds = time.perf_counter() - start
     from . import __version__
@@ -382,7 +401,7 @@ def train(data: LabeledData, config: TrainConfig | None = None, *, progress: Pro
 
 
 def _select(data: LabeledData, y: np.ndarray, texts: list[str], config: TrainConfig, base: Any,
-            frozen_emb: np.ndarray, embed: _Embedder, tune: Callable[..., None], say: Progress) -> Selection:
+            embed: _Embedder, tune: Callable[..., None], say: Progress) -> Selection:
     """Choose the number of fine-tuning epochs and the head's C (see the module docstring)."""
     cs = C_GRID if config.head_c is None else (config.head_c,)
     if config.num_epochs is not None:
@@ -402,11 +421,12 @@ def _select(data: LabeledData, y: np.ndarray, texts: list[str], config: TrainCon
         return Selection(epochs, 1.0 if config.head_c is None else config.head_c,
                          "too few examples a class to cross-validate: defaults used")
     scores = _Scores(cs)
+    quick_emb = embed(base, texts, quick=True)
     folds = _folds(y, k, config.seed, data.multi_label)
     tuned_epochs = sorted(e for e in epoch_choices if e > 0)
     for f, (tr, te) in enumerate(folds, start=1):
         if 0 in epoch_choices:
-            scores.add(0, frozen_emb[tr], y[tr], frozen_emb[te], y[te], data.multi_label, config.seed)
+            scores.add(0, quick_emb[tr], y[tr], quick_emb[te], y[te], data.multi_label, config.seed)
         if not tuned_epochs:
             continue
         say(f"cross-validation fold {f}/{k}: fine-tuning on {len(tr)} examples, scoring {len(te)} held out "
@@ -415,7 +435,7 @@ def _select(data: LabeledData, y: np.ndarray, texts: list[str], config: TrainCon
 
         def hook(epoch: int, tr: np.ndarray = tr, te: np.ndarray = te, model: Any = model) -> None:
             if epoch in tuned_epochs:
-                emb = embed(model, [texts[i] for i in np.concatenate([tr, te])])
+                emb = embed(model, [texts[i] for i in np.concatenate([tr, te])], quick=True)
                 scores.add(epoch, emb[: len(tr)], y[tr], emb[len(tr):], y[te], data.multi_label, config.seed)
 
         tune(model, tr, max(tuned_epochs), hook)
