@@ -89,7 +89,7 @@ def _read(path, text_column, label_column, label_columns, label_separator):
               help="Fine-tune the body contrastively (SetFit)? auto: decided by cross-validation on DATA, "
                    "against the untuned body with a logistic head.")
 @click.option("--epochs", type=click.IntRange(min=0), default=None,
-              help="Fine-tuning epochs (0: untuned body). Default: chosen by cross-validation among 0, 2, 4, 8.")
+              help="Fine-tuning epochs (0: untuned body). Default: chosen by cross-validation among 0, 2 and 4.")
 @click.option("--head-c", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Inverse regularisation of the logistic head. Default: chosen by cross-validation.")
 @click.option("--cv-folds", type=click.IntRange(min=2), default=2, show_default=True,
@@ -119,7 +119,7 @@ def train(data, output, base_model, text_column, label_column, label_columns, la
     """Train a classifier on the labeled examples in DATA (CSV, TSV, JSONL or Parquet).
 
     By default the recipe is chosen by cross-validation on DATA: the untuned body with a
-    logistic head, or the body fine-tuned for 2, 4 or 8 epochs, and the head's
+    logistic head, or the body fine-tuned for 2 or 4 epochs, and the head's
     regularisation; the output says what was chosen and why.
     """
     from .trainer import TrainConfig

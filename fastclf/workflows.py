@@ -82,7 +82,8 @@ def train_command(data_path: Path, output: Path, config: TrainConfig, *, read: C
         echo(f"{info['long_texts']} of {len(train_data)} texts are longer than the body's window: "
              f"{'split into windows whose embeddings are pooled' if config.long_texts == 'chunk' else 'truncated'}")
     echo(f"recipe: {info['description']}")
-    echo(f"trained in {result.seconds:.1f} s (loss: {info['loss']}, bf16: {info['bf16']})")
+    steps = ", ".join(f"{k.replace('_', ' ')} {v:.1f} s" for k, v in info["seconds_by_step"].items())
+    echo(f"trained in {result.seconds:.1f} s ({steps}; loss: {info['loss']}, bf16: {info['bf16']})")
     if eval_data is not None:
         echo(f"evaluating on {eval_desc}")
         metrics = evaluate(clf, eval_data)

