@@ -168,3 +168,19 @@ def test_long_texts_are_embedded_whole_and_the_same_in_every_variant(tiny_body_d
     onnx_clf = Classifier.load(path, variant="onnx-fp32")
     np.testing.assert_allclose(onnx_clf.embed([LONG, tail_changed, "short"]),
                                torch_clf.embed([LONG, tail_changed, "short"]), atol=1e-4)
+
+
+def test_multi_label_trains_with_cross_validation(tiny_body_dir, tmp_path):
+    texts, labels = [], []
+    for i in range(6):
+        texts += [TOPICS["sport"][i], TOPICS["food"][i], f"{TOPICS['sport'][i]} and {TOPICS['food'][i]}"]
+        labels += [["sport"], ["food"], ["food", "sport"]]
+    data = LabeledData(texts, labels, multi_label=True, source="ml")
+    result = train(data, TrainConfig(model=str(tiny_body_dir), show_progress=False))
+    assert result.info["loss"] == "pairs" and result.selection.reason == "cross-validation"
+    clf = result.classifier
+    assert clf.multi_label and list(clf.classes_) == ["food", "sport"]
+    predicted = clf.predict(texts)
+    assert all(isinstance(p, list) and set(p) <= {"food", "sport"} for p in predicted)
+    back = Classifier.load(clf.save(tmp_path / "m"))
+    np.testing.assert_allclose(back.predict_proba(texts), clf.predict_proba(texts), atol=1e-5)
