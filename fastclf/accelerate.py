@@ -312,7 +312,7 @@ def format_result(r: ExportResult) -> str:
     if r.gate is None or r.parity is None:
         return f"{r.variant:<14} FAILED  {r.error}"
     g, p = r.gate, r.parity
-    verdict = "kept (below tolerance, --keep)" if r.kept_below_tolerance else ("OK" if r.ok else "FAILED")
+    verdict = "KEPT" if r.kept_below_tolerance else ("OK" if r.ok else "FAILED")
     line = (f"{r.variant:<14} {verdict:<6}  {p.flips}/{p.n} labels differ "
             f"({g.confidence:.0%} bounds {g.lower:.1%}-{g.upper:.1%}), cosine {p.mean_cosine:.4f}")
     if r.timing is not None:
@@ -320,6 +320,8 @@ def format_result(r: ExportResult) -> str:
     line += f"  [{r.seconds:.0f} s]"
     if r.error:
         line += f"\n{'':<14} {r.error}"
+    elif r.kept_below_tolerance:
+        line += f"\n{'':<14} WARNING: {g.reason}; kept because --keep was given"
     return line
 
 
@@ -361,7 +363,10 @@ def accelerate(model_dir: str | Path, variants: Sequence[str], *, calibration_te
         if progress:
             progress(Step(REFERENCE, "time", 0, len(variants)))
         with quiet_third_party(verbose):
-            reference_timing["timing"] = time_body(reference.body, reference.head, check)
+            reference_timing["timing"] = t = time_body(reference.body, reference.head, check)
+        if echo is not None:
+            echo(f"{REFERENCE:<14} ref     1 text {t.one_text_p50_ms:.1f} ms, {t.texts_per_s:.0f} texts/s "
+                 f"@{t.batch_size}  (the baseline)")
     body_dir = model_dir / BODY_DIR
     todo = [v for v in variants if v != REFERENCE]
     results = []
@@ -599,9 +604,7 @@ def accelerate_command(model_dir: Path, variants: list[str], *, all_variants: bo
         if "timing" not in ref_timing:
             echo("FAILED: torch-fp32 could not be timed; no default variant recorded")
             return False
-        t = ref_timing["timing"]
-        echo(f"{REFERENCE:<14} ref     1 text {t.one_text_p50_ms:.1f} ms, {t.texts_per_s:.0f} texts/s @{t.batch_size}")
-        choice = choose_default(model_dir, results, t, budget_points=budget_points)
+        choice = choose_default(model_dir, results, ref_timing["timing"], budget_points=budget_points)
         m = choice.record["machine"]
         echo(f"default variant: {choice.variant} (fastest for one text of those that pass, on {m['cpu']}, "
              f"{', '.join(m['isa'])}); Classifier.load({str(model_dir)!r}) and fastclf predict/eval/serve use it")
