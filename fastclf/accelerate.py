@@ -4,6 +4,15 @@ An export is built in a staging folder inside the model directory, loaded back a
 compared with the reference on texts that were not used to calibrate it. Only an export
 that passes (or that the user keeps on purpose) is moved into ``body/`` and recorded in
 ``fastclf.json``: a failure or Ctrl-C leaves the model as it was.
+
+The parity gate (:func:`gate_decision`) fails a variant only when the check texts show, with
+95% confidence, that it disagrees with torch-fp32 on more labels than the tolerance (the lower
+Wilson bound of its disagreement rate is above it), or when its embeddings drift (mean cosine
+below a floor). ``--auto`` (:func:`choose_default`) also times each passing variant on this
+machine and records the fastest as the model's ``default_variant``.
+
+The library reports progress through a callback (:class:`Step`) and returns
+:class:`ExportResult` objects; only the CLI prints.
 """
 
 from __future__ import annotations
