@@ -190,3 +190,43 @@ def test_threads_setting_reaches_the_session(auto_model, monkeypatch):
     monkeypatch.setenv(backends.THREADS_ENV, "zero")
     with pytest.raises(ValueError, match="FASTCLF_THREADS"):
         backends.load_body(model / "body", "onnx-int8")
+
+
+def test_benchmark_threads_reach_each_row(auto_model, tmp_path):
+    model, _ = auto_model
+    test_csv = tmp_path / "test.csv"
+    pd.DataFrame({"text": SPORT + FOOD, "label": ["sport"] * len(SPORT) + ["food"] * len(FOOD)}).to_csv(
+        test_csv, index=False)
+    out = tmp_path / "report"
+    code, output = run("benchmark", model, test_csv, "--variants", "onnx-int8,openvino-fp32", "--threads", "1",
+                       "--batch-sizes", "1,4", "--duration", "0.2", "--max-eval", "6", "--output", out)
+    assert code == 0, output
+    rows = {r["name"]: r for r in json.loads((out / "report.json").read_text())["rows"]}
+    assert rows["onnx-int8"]["runtime_settings"]["intra_op_threads"] == 1
+    assert rows["openvino-fp32"]["runtime_settings"]["threads"] == "1"
+    code, output = run("benchmark", model, test_csv, "--threads", "0", "--output", out)
+    assert code == 2 and "--threads" in output
+
+
+def test_auto_never_picks_a_variant_that_fails_the_gate(tmp_path, trained):
+    from fastclf.accelerate import ExportResult, Timing, choose_default
+
+    model = tmp_path / "m"
+    shutil.copytree(trained, model)
+    fast_but_wrong = ExportResult("onnx-int8", ok=False, gate=gate_decision(1000, 30, 0.99),
+                                  timing=Timing(1.0, 100, 32, 1000.0, 10), error="discarded")
+    good = ExportResult("onnx-fp32", ok=True, gate=gate_decision(1000, 2, 0.999),
+                        timing=Timing(5.0, 100, 32, 300.0, 10))
+    choice = choose_default(model, [fast_but_wrong, good], Timing(20.0, 50, 32, 50.0, 5), budget_points=1.0)
+    assert choice.variant == "onnx-fp32"
+    cfg = json.loads((model / "fastclf.json").read_text())
+    assert cfg["default_variant"] == "onnx-fp32"
+    assert cfg["default_variant_choice"]["candidates"]["onnx-int8"]["passed"] is False
+    slow = ExportResult("onnx-fp32", ok=True, gate=gate_decision(100, 0, 1.0), timing=Timing(50.0, 10, 32, 30.0, 2))
+    assert choose_default(model, [slow], Timing(20.0, 50, 32, 50.0, 5), budget_points=1.0).variant == "torch-fp32"
+
+
+def test_tolerance_options_conflict(trained, calib):
+    code, out = run("accelerate", trained, "--auto", "--min-agreement", "0.98", "--max-disagreement", "0.02",
+                    "--calibration", calib)
+    assert code == 2 and "not both" in out
