@@ -600,10 +600,11 @@ def accelerate_command(model_dir: Path, variants: list[str], *, all_variants: bo
         max_disagreement = DEFAULT_MAX_DISAGREEMENT if min_agreement is None else 1.0 - min_agreement
     calibrate = any(get_spec(v).calibrated for v in variants)
     cal, chk = split_texts(texts, num_calibration, calibrate=calibrate, extra_check=extra)
-    echo(f"checking {len([v for v in variants if v != REFERENCE])} variants against {REFERENCE} on {len(chk)} "
-         f"texts not used for calibration (tolerance {max_disagreement:.1%} label disagreement at "
-         f"{CONFIDENCE:.0%} confidence, mean cosine >= {min_cosine}); "
-         f"static int8 calibrated on {len(cal)} texts of {calibration}")
+    n_var = len([v for v in variants if v != REFERENCE])
+    echo(f"checking {n_var} variant{'s' if n_var != 1 else ''} against {REFERENCE} on {len(chk)} texts "
+         f"not used for calibration (tolerance {max_disagreement:.1%} label disagreement at "
+         f"{CONFIDENCE:.0%} confidence, mean cosine >= {min_cosine})"
+         + (f"; static int8 calibrated on {len(cal)} texts of {calibration}" if calibrate else ""))
     ref_timing: dict[str, Timing] = {}
     results = accelerate(model_dir, variants, calibration_texts=texts, extra_check_texts=extra,
                          num_calibration=num_calibration, max_disagreement=max_disagreement, min_cosine=min_cosine,

@@ -39,7 +39,7 @@ def cli() -> None:
     fastclf train data.csv -o model          train (SetFit) on a few labeled examples
     fastclf predict model "some text"        label and probability
     fastclf eval model test.csv              accuracy, macro-F1, per-class table
-    fastclf accelerate model --all           export faster variants (ONNX, OpenVINO, int8...)
+    fastclf accelerate model --auto          export, check and time faster variants; the fastest becomes the default
     fastclf benchmark model test.csv         compare the variants before deploying
     fastclf serve model                      HTTP server: POST /predict (pip install 'fastclf[serve]')
     """
