@@ -57,14 +57,13 @@ class OpenVINOBody(PipelineBody):
       the first time a batch splits into several length-matched chunks, runs those chunks in
       parallel through an ``AsyncInferQueue``.
 
-    Shapes: the OpenVINO CPU plugin prepares and caches executable kernels for each new input
-    shape it sees. The padded length of a chunk used to be its longest text, so nearly every
-    call brought a new (batch, length) shape; with int8 (where the plugin also re-plans the
-    quantized and f32 sub-graphs per shape) a benchmark of batch sizes 1-128 over texts of 5 to
-    128 tokens grew the process to a 2.2 GB peak, one compiled shape per call. Here the padded
-    length is rounded up to a multiple of :data:`LENGTH_BUCKET` with masked padding (outputs
-    do not change: padded positions are masked in attention and dropped before pooling), so a
-    body meets at most max_seq_length / 16 lengths per batch size (150 calls of varied shapes on
+    Shapes: the OpenVINO CPU plugin prepares and keeps executable kernels and buffers for each
+    new input shape it sees. The padded length of a chunk used to be its longest text, so nearly
+    every call brought a new (batch, length) shape, and openvino-int8 (then forced to f32) grew
+    to a 2.2 GB peak in the benchmark: a new compiled shape per call. Here the padded length is
+    rounded up to a multiple of :data:`LENGTH_BUCKET` with masked padding (outputs do not
+    change: padded positions are masked in attention and dropped before pooling), so a body
+    meets at most max_seq_length / 16 lengths per batch size (150 calls of varied shapes on
     MiniLM int8: 1,965 MB peak unrounded, 574 MB rounded; benchmarks/README.md).
 
     Precision: ``f32`` sets ``INFERENCE_PRECISION_HINT=f32``; ``bf16`` keeps the plugin's
