@@ -683,8 +683,8 @@ class Benchmark:
         env = dict(os.environ)
         env.setdefault("TOKENIZERS_PARALLELISM", "false")
         if self.threads:
-            for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-                env[var] = str(self.threads)
+            for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "FASTCLF_THREADS"):
+                env[var] = str(self.threads)  # FASTCLF_THREADS: read by the ONNX and OpenVINO bodies
         interrupted = False
         job_path.write_text(json.dumps(job), encoding="utf-8")
         # the worker's cold start is timed from here (CLOCK_MONOTONIC is system-wide)
@@ -726,6 +726,7 @@ class Benchmark:
             "error": raw.get("error"), "accuracy": None, "macro_f1": None, "agreement": None,
             "n_eval": None, "latency_ms": None, "throughput": {}, "size": size,
             "memory": raw.get("memory"), "load": raw.get("load"), "threads": raw.get("threads"),
+            "runtime_settings": raw.get("runtime_settings"),
             "eval_seconds": raw.get("eval_seconds"),
         }
         preds = raw.get("predictions")
@@ -974,6 +975,10 @@ def _worker(job: dict[str, Any], spawned_at: float) -> int:
                        "first_predict_s": t2 - t1}
         res["memory"] = {"rss_after_load_mb": _rss_mb()}
         res["threads"] = _thread_info(obj, job.get("threads"))
+        from .backends import runtime_settings
+
+        res["runtime_settings"] = {k: v if isinstance(v, (int, float, str, bool, type(None))) else str(v)
+                                   for k, v in runtime_settings(getattr(obj, "body", None)).items()}
         say(f"cold start {res['load']['cold_start_s']:.2f} s (process start, imports, load, first prediction)")
         save()
 

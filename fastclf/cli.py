@@ -39,7 +39,7 @@ def cli() -> None:
     fastclf train data.csv -o model          train (SetFit) on a few labeled examples
     fastclf predict model "some text"        label and probability
     fastclf eval model test.csv              accuracy, macro-F1, per-class table
-    fastclf accelerate model --all           export faster variants (ONNX, OpenVINO, int8...)
+    fastclf accelerate model --auto          export, check and time faster variants; the fastest becomes the default
     fastclf benchmark model test.csv         compare the variants before deploying
     fastclf serve model                      HTTP server: POST /predict (pip install 'fastclf[serve]')
     """
@@ -197,27 +197,79 @@ def variants(model_dir):
     click.echo(variants_text(model_dir))
 
 
+def _show_logs(verbose: bool) -> None:
+    """Warnings of fastclf (and, with -v, DEBUG messages of every library) on stderr."""
+    import logging
+
+    for name in ("", "fastclf"):
+        for old in [h for h in logging.getLogger(name).handlers if getattr(h, "_fastclf_cli", False)]:
+            logging.getLogger(name).removeHandler(old)
+    handler = logging.StreamHandler(sys.stderr)
+    handler._fastclf_cli = True  # type: ignore[attr-defined]
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s" if verbose else "warning: %(message)s"))
+    logger = logging.getLogger() if verbose else logging.getLogger("fastclf")
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG if verbose else logging.WARNING)
+
+
+def _progress_printer():
+    """Progress of ``fastclf accelerate`` on stderr: variant n/total and its stage."""
+    stages = {"export": "exporting", "check": "checking against torch-fp32", "time": "timing"}
+
+    def show(step) -> None:
+        if step.stage in stages:
+            where = f"[{step.index}/{step.total}] " if step.index else ""
+            click.echo(f"  {where}{step.variant}: {stages[step.stage]}...", err=True)
+
+    return show
+
+
 @cli.command()
 @click.argument("model_dir", type=click.Path(path_type=Path))
 @click.option("--variant", "variant_names", multiple=True, help="Variant to export (repeat for several).")
 @click.option("--all", "all_variants", is_flag=True, help="Export every variant whose runtime is installed.")
+@click.option("--auto", is_flag=True,
+              help="Export, check and time the candidate variants (ONNX, OpenVINO; torch ones with --include-torch) "
+                   "on this machine, and record the fastest that passes as the model's default variant.")
+@click.option("--budget-points", type=float, default=1.0, show_default=True,
+              help="With --auto: label disagreement with torch-fp32 allowed, in percentage points (the gate's "
+                   "tolerance unless --max-disagreement or --min-agreement is given).")
+@click.option("--include-torch", is_flag=True,
+              help="With --auto: also try torch-bf16/torch-int8/inc-int8 (they compile for 15+ s at every load).")
 @click.option("--calibration", type=click.Path(path_type=Path), default=None,
               help="Texts to calibrate static int8 variants on (default: the training file).")
 @click.option("--check", type=click.Path(path_type=Path), default=None,
-              help="Texts to check each export against torch-fp32 on (default: held out from the calibration texts).")
+              help="More texts to check each export against torch-fp32 on (added to the calibration file's "
+                   "unused rows and the training texts; up to 1,000 in all).")
 @click.option("--text-column", default=None, help="Text column of the calibration file.")
 @click.option("--num-calibration", type=int, default=200, show_default=True, help="Calibration texts to use at most.")
-@click.option("--min-agreement", type=float, default=0.98, show_default=True,
-              help="Label agreement with torch-fp32 below which an export is rejected.")
-@click.option("--keep", is_flag=True, help="Keep an export even when it is below --min-agreement.")
-def accelerate(model_dir, variant_names, all_variants, calibration, check, text_column, num_calibration,
-               min_agreement, keep):
-    """Export faster body variants into MODEL_DIR, each checked against torch-fp32."""
+@click.option("--max-disagreement", type=float, default=None,
+              help="Gate tolerance: share of texts whose label may differ from torch-fp32 (default 0.02). A variant "
+                   "fails when the lower 95%% confidence bound of its disagreement rate is above it.")
+@click.option("--min-agreement", type=float, default=None,
+              help="The same tolerance as an agreement: --min-agreement 0.98 = --max-disagreement 0.02.")
+@click.option("--min-cosine", type=float, default=0.95, show_default=True,
+              help="Mean embedding cosine with torch-fp32 below which a variant fails.")
+@click.option("--keep", is_flag=True, help="Keep an export even when it fails the parity gate.")
+@click.option("-v", "--verbose", is_flag=True, help="Show the exporters' own output and warnings.")
+def accelerate(model_dir, variant_names, all_variants, auto, budget_points, include_torch, calibration, check,
+               text_column, num_calibration, max_disagreement, min_agreement, min_cosine, keep, verbose):
+    """Export faster body variants into MODEL_DIR, each checked against torch-fp32.
+
+    \b
+    fastclf accelerate model --auto                 pick and record the fastest variant that passes
+    fastclf accelerate model --variant onnx-int8    export one variant
+    """
     from .accelerate import accelerate_command
 
+    _show_logs(verbose)
+    if max_disagreement is not None and min_agreement is not None:
+        raise click.UsageError("give --max-disagreement or --min-agreement, not both")
     ok = accelerate_command(model_dir, list(variant_names), all_variants=all_variants, calibration=calibration,
                             text_column=text_column, num_calibration=num_calibration, min_agreement=min_agreement,
-                            keep=keep, check=check, echo=click.echo)
+                            keep=keep, check=check, echo=click.echo, max_disagreement=max_disagreement,
+                            min_cosine=min_cosine, auto=auto, budget_points=budget_points,
+                            include_torch=include_torch, verbose=verbose, progress=_progress_printer())
     if not ok:
         sys.exit(1)
 
@@ -236,8 +288,10 @@ def accelerate(model_dir, variant_names, all_variants, calibration, check, text_
 @click.option("--max-eval", type=int, default=1000, show_default=True, help="Texts scored for accuracy at most.")
 @click.option("--tolerance", type=float, default=1.0, show_default=True,
               help="Accuracy points below torch-fp32 a recommended variant may lose.")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="Threads each runtime uses (default: the physical cores); recorded in each row.")
 def benchmark(model_dir, data, text_column, label_column, label_columns, label_separator, variant_list, batch_sizes,
-              baseline, output, duration, max_eval, tolerance):
+              baseline, output, duration, max_eval, tolerance, threads):
     """Compare the variants of MODEL_DIR on the labeled file DATA: accuracy, latency, throughput, size."""
     from .benchmark import benchmark_command
 
@@ -245,7 +299,7 @@ def benchmark(model_dir, data, text_column, label_column, label_columns, label_s
         model_dir, data, read=lambda p: _read(p, text_column, label_column, label_columns, label_separator),
         variants=[v.strip() for v in variant_list.split(",") if v.strip()] if variant_list else None,
         batch_sizes=[int(b) for b in batch_sizes.split(",")], baseline=baseline, output=output, duration=duration,
-        max_eval=max_eval, tolerance=tolerance, echo=click.echo,
+        max_eval=max_eval, tolerance=tolerance, echo=click.echo, threads=threads,
     )
 
 

@@ -94,8 +94,15 @@ def default_variant(model_dir: str | Path, cfg: dict[str, Any] | None = None) ->
     ``default_variant`` if it is exported here, else torch-fp32."""
     cfg = read_config(model_dir) if cfg is None else cfg
     chosen = cfg.get("default_variant")
-    if isinstance(chosen, str) and chosen in exported_variants(model_dir, cfg):
-        return chosen
+    exported = exported_variants(model_dir, cfg)
+    if isinstance(chosen, str) and chosen in exported:
+        # accelerate --auto: a variant that needs an ISA this CPU lacks falls back (warning logged once)
+        from .backends import variant_for_this_cpu
+
+        fallback = variant_for_this_cpu(chosen, cfg.get("default_variant_choice"))
+        if fallback == chosen or fallback == REFERENCE or is_exported(Path(model_dir) / BODY_DIR, fallback):
+            return fallback  # openvino-bf16 -> openvino-fp32: the same files
+        return REFERENCE
     return REFERENCE
 
 

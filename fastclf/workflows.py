@@ -175,6 +175,7 @@ def info_text(model_dir: Path, cfg: dict[str, Any]) -> str:
     recorded = cfg.get("variants", {})
     for name in exported_variants(model_dir, cfg):
         lines.append(f"  {name:<14} {_parity_text(recorded.get(name))}")
+    lines += _default_variant_lines(model_dir, cfg)
     versions = cfg.get("versions", {})
     if versions:
         lines.append("versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
@@ -184,8 +185,51 @@ def info_text(model_dir: Path, cfg: dict[str, Any]) -> str:
 def _parity_text(p: dict | None) -> str:
     if not p:
         return "reference"
-    return (f"agreement {p['agreement']:.2%}, max prob diff {p['max_proba_diff']:.4f}, "
-            f"cosine {p['mean_cosine']:.4f} on {p['n']} texts")
+    gate = p.get("gate")
+    if isinstance(gate, dict) and "interval" in gate:
+        lo, hi = gate["interval"]
+        text = (f"{gate['flips']}/{gate['n']} labels differ ({gate.get('confidence', 0.95):.0%} bounds "
+                f"{lo:.1%}-{hi:.1%}, tolerance {gate['max_disagreement']:.1%}), agreement {p['agreement']:.2%}, "
+                f"cosine {p['mean_cosine']:.4f}")
+    else:
+        text = (f"agreement {p['agreement']:.2%}, max prob diff {p['max_proba_diff']:.4f}, "
+                f"cosine {p['mean_cosine']:.4f} on {p['n']} texts")
+    if p.get("kept_below_tolerance"):
+        text += " [kept below tolerance]"
+    return text
+
+
+def _default_variant_lines(model_dir: Path, cfg: dict[str, Any]) -> list[str]:
+    """The default variant, and where and why ``accelerate --auto`` chose it."""
+    from .model import default_variant
+
+    try:
+        used = default_variant(model_dir, cfg)
+    except Exception:  # an unreadable body folder: info still shows the rest
+        used = cfg.get("default_variant") or "torch-fp32"
+    recorded = cfg.get("default_variant")
+    line = f"default variant: {used}"
+    if recorded and recorded != used:
+        line += f" (recorded {recorded}, not usable here)"
+    lines = [line]
+    choice = cfg.get("default_variant_choice")
+    if isinstance(choice, dict):
+        m = choice.get("machine") or {}
+        load = choice.get("load_average")
+        lines.append(f"  chosen {choice.get('date', '?')} on {m.get('cpu', '?')} ({m.get('cores', '?')} cores; "
+                     f"{', '.join(m.get('isa', [])) or 'no listed ISA'})"
+                     + (f", load average {load[0]:.2f}" if isinstance(load, list) and load else ""))
+        lines.append(f"  by: {choice.get('criterion', '?')}")
+        for name, fig in (choice.get("candidates") or {}).items():
+            if not isinstance(fig, dict):
+                continue
+            if "one_text_p50_ms" in fig:
+                text = f"1 text p50 {fig['one_text_p50_ms']:.2f} ms, {fig.get('texts_per_s', 0):.0f} texts/s @32"
+            else:
+                text = "not timed"
+            status = "passes" if fig.get("passed") else "fails the gate"
+            lines.append(f"  {name:<14} {text}, {status}")
+    return lines
 
 
 def variants_text(model_dir: Path | None) -> str:

@@ -41,6 +41,12 @@ class Body(Protocol):
     def encode(self, texts: Sequence[str], *, batch_size: int = 32) -> np.ndarray: ...
 
 
+def runtime_settings(body: object) -> dict[str, object]:
+    """What a loaded body runs with (threads, hints, precision), as the body reports it."""
+    get = getattr(body, "runtime_settings", None)
+    return dict(get()) if callable(get) else {}
+
+
 @dataclass(frozen=True)
 class VariantSpec:
     """What fastclf knows about one body variant."""
@@ -133,10 +139,11 @@ _SPECS = [
     VariantSpec(
         "openvino-int8",
         "openvino",
-        "OpenVINO static int8, quantized with NNCF through optimum-intel's OVQuantizer",
+        "OpenVINO static int8, quantized with NNCF through optimum-intel's OVQuantizer; "
+        "the unquantized layers in bf16 where the CPU has it, else f32",
         ("openvino/openvino_model_qint8_quantized.xml", "openvino/openvino_model_qint8_quantized.bin"),
         calibrated=True,
-        options=(("precision", "f32"), ("quantize", "static")),
+        options=(("precision", "auto"), ("quantize", "static")),
     ),
 ]
 
@@ -228,6 +235,91 @@ def reset_runtime_state() -> None:
         torch._dynamo.reset()
 
 
+#: environment variable that sets the runtimes' thread count (``fastclf benchmark --threads``)
+THREADS_ENV = "FASTCLF_THREADS"
+
+#: CPU features that decide which variant is fastest (read from /proc/cpuinfo)
+ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16")
+
+#: variants that rely on a CPU feature: variant -> (features, any of which it needs, variant to use without them)
+ISA_NEEDS: dict[str, tuple[tuple[str, ...], str]] = {
+    "openvino-bf16": (("avx512_bf16", "amx_bf16"), "openvino-fp32"),
+    "torch-bf16": (("avx512_bf16", "amx_bf16"), REFERENCE),
+}
+
+
+def requested_threads(threads: int | None = None) -> int | None:
+    """The thread count a body should use: ``threads`` if given, else ``$FASTCLF_THREADS``, else
+    None (the runtime's default: the physical cores).
+
+    Raises:
+        ValueError: the environment variable is not a positive integer.
+    """
+    import os
+
+    if threads is not None:
+        return int(threads)
+    value = os.environ.get(THREADS_ENV, "").strip()
+    if not value:
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"{THREADS_ENV} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def cpu_info() -> dict[str, object]:
+    """This machine's CPU model and the ISA flags of :data:`ISA_FLAGS` it has."""
+    import os
+    import platform
+
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key == "model name":
+                    model = value.strip()
+                elif key in ("flags", "Features"):
+                    flags = set(value.split())
+                    break
+    except OSError:
+        pass
+    return {"cpu": model, "cores": os.cpu_count(), "isa": [f for f in ISA_FLAGS if f in flags]}
+
+
+_warned: set[tuple[str, str]] = set()
+
+
+def variant_for_this_cpu(variant: str, choice: dict | None = None,
+                         flags: Sequence[str] | None = None) -> str:
+    """The variant to run instead of ``variant`` on this CPU: ``variant`` itself unless it relies
+    on an ISA this CPU lacks (openvino-bf16 -> openvino-fp32, torch-bf16 -> torch-fp32; int8 runs
+    everywhere). ``choice`` is fastclf.json's ``default_variant_choice``, named in the warning,
+    logged once a process.
+    """
+    needs = ISA_NEEDS.get(variant)
+    if needs is None:
+        return variant
+    have = set(cpu_info()["isa"] if flags is None else flags)
+    wanted, fallback = needs
+    if have & set(wanted):
+        return variant
+    key = (variant, fallback)
+    if key not in _warned:
+        import logging
+
+        _warned.add(key)
+        chosen_on = ""
+        if isinstance(choice, dict) and isinstance(choice.get("machine"), dict):
+            m = choice["machine"]
+            chosen_on = f" (chosen on {m.get('cpu', '?')} with {', '.join(m.get('isa', [])) or 'no listed ISA'})"
+        logging.getLogger("fastclf").warning(
+            "default variant %s%s needs %s, which this CPU lacks: using %s instead",
+            variant, chosen_on, " or ".join(wanted), fallback)
+    return fallback
+
+
 def export_variant(body_dir: str | Path, variant: str, calibration_texts: Sequence[str]) -> None:
     """Write the files of ``variant`` below ``body_dir``.
 
@@ -252,6 +344,9 @@ __all__ = [
     "load_body",
     "newer_than_weights",
     "reset_runtime_state",
+    "requested_threads",
+    "cpu_info",
+    "variant_for_this_cpu",
     "runtime_module",
     "silence_import_warnings",
 ]

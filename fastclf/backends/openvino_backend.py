@@ -36,11 +36,46 @@ LONG_CALIBRATION_SAMPLES = 8  # at most, joined from the calibration texts (see 
 _OUTPUT = "last_hidden_state"
 
 
-class OpenVINOBody(PipelineBody):
-    """A sentence-transformers body compiled by OpenVINO for the CPU."""
+#: padded sequence lengths are rounded up to a multiple of this (with masked padding)
+LENGTH_BUCKET = 16
 
-    def __init__(self, body_dir: Path, spec: VariantSpec):
+
+def _cpu_has_bf16() -> bool:
+    from . import cpu_info
+
+    return bool({"avx512_bf16", "amx_bf16"} & set(cpu_info()["isa"]))
+
+
+class OpenVINOBody(PipelineBody):
+    """A sentence-transformers body compiled by OpenVINO for the CPU.
+
+    Two compilations of the same model:
+
+    * one with ``PERFORMANCE_HINT=LATENCY`` (one stream on all cores) runs a single chunk of
+      texts: one text, or a batch whose texts are close in length;
+    * one with ``PERFORMANCE_HINT=THROUGHPUT`` (several streams, a few cores each), compiled
+      the first time a batch splits into several length-matched chunks, runs those chunks in
+      parallel through an ``AsyncInferQueue``.
+
+    Shapes: the OpenVINO CPU plugin prepares and keeps executable kernels and buffers for each
+    new input shape it sees. The padded length of a chunk used to be its longest text, so nearly
+    every call brought a new (batch, length) shape, and openvino-int8 (then forced to f32) grew
+    to a 2.2 GB peak in the benchmark: a new compiled shape per call. Here the padded length is
+    rounded up to a multiple of :data:`LENGTH_BUCKET` with masked padding (outputs do not
+    change: padded positions are masked in attention and dropped before pooling), so a body
+    meets at most max_seq_length / 16 lengths per batch size (150 calls of varied shapes on
+    MiniLM int8: 1,965 MB peak unrounded, 574 MB rounded; benchmarks/README.md).
+
+    Precision: ``f32`` sets ``INFERENCE_PRECISION_HINT=f32``; ``bf16`` keeps the plugin's
+    default (bf16 on CPUs that have it); ``auto`` (openvino-int8: the layers that stay
+    unquantized) asks for bf16 where the CPU has AVX512-BF16 or AMX-BF16 and f32 elsewhere.
+    ``inference_precision`` says what the plugin chose.
+    """
+
+    def __init__(self, body_dir: Path, spec: VariantSpec, *, num_threads: int | None = None):
         import openvino as ov
+
+        from . import requested_threads
 
         self.variant = spec.name
         self.path = Path(body_dir)
@@ -48,16 +83,23 @@ class OpenVINOBody(PipelineBody):
         xml = self.path / spec.files[0]
         weights = xml.with_suffix(".bin")
 
-        config = {"PERFORMANCE_HINT": "LATENCY"}
         precision = spec.option.get("precision", "f32")
-        if precision == "f32":
-            config["INFERENCE_PRECISION_HINT"] = "f32"
-        elif precision != "bf16":
+        if precision == "auto":
+            precision = "bf16" if _cpu_has_bf16() else "f32"
+            self._config: dict[str, object] = {"INFERENCE_PRECISION_HINT": precision}
+        elif precision == "f32":
+            self._config = {"INFERENCE_PRECISION_HINT": "f32"}
+        elif precision == "bf16":
+            self._config = {}
+        else:
             raise ValueError(f"unknown OpenVINO precision {precision!r} for variant {spec.name!r}")
-        core = ov.Core()
+        self._threads = requested_threads(num_threads)
+        if self._threads:
+            self._config["INFERENCE_NUM_THREADS"] = self._threads
+        self._core = ov.Core()
         try:
-            model = core.read_model(str(xml), str(weights))
-            self.compiled = core.compile_model(model, "CPU", config)
+            self._model = self._core.read_model(str(xml), str(weights))
+            self.compiled = self._compile("LATENCY")
         except Exception as exc:  # OpenVINO raises RuntimeError with a long C++ trace
             raise ModelFormatError(
                 f"cannot load {xml} for variant {spec.name!r}: the OpenVINO IR (.xml/.bin) is corrupted, "
@@ -68,13 +110,57 @@ class OpenVINOBody(PipelineBody):
         self._input_names = [port.get_any_name() for port in self.compiled.inputs]
         check_graph_inputs(self._input_names, xml, spec.name)
         outputs = self.compiled.outputs
-        self._output = next((o for o in outputs if _OUTPUT in o.get_names()), outputs[0])
-        try:
-            hint = self.compiled.get_property("INFERENCE_PRECISION_HINT")
-            self.inference_precision = hint.get_type_name() if hasattr(hint, "get_type_name") else str(hint)
-        except Exception:
-            self.inference_precision = "unknown"
+        self._output_index = next((i for i, o in enumerate(outputs) if _OUTPUT in o.get_names()), 0)
+        self._output = outputs[self._output_index]
+        self.inference_precision = self._property(self.compiled, "INFERENCE_PRECISION_HINT")
         self._local = threading.local()
+        self._throughput = None  # compiled at the first batch of several chunks
+        self._queue = None
+        self._queue_lock = threading.Lock()
+        #: padded lengths are rounded up to a multiple of this (0: no rounding)
+        self.length_bucket = 0 if self.pipeline.padding_side == "left" else LENGTH_BUCKET
+
+    def _compile(self, hint: str):
+        return self._core.compile_model(self._model, "CPU", {"PERFORMANCE_HINT": hint, **self._config})
+
+    @staticmethod
+    def _property(compiled, name: str) -> str:
+        try:
+            value = compiled.get_property(name)
+        except Exception:
+            return "unknown"
+        return value.get_type_name() if hasattr(value, "get_type_name") else str(value)
+
+    def runtime_settings(self) -> dict[str, object]:
+        """Hints, precision, threads and streams of the compiled model(s)."""
+        out: dict[str, object] = {
+            "runtime": "openvino",
+            "performance_hint": "LATENCY (one chunk); THROUGHPUT (several chunks of a batch, in parallel)",
+            "inference_precision": self.inference_precision,
+            "threads": self._property(self.compiled, "INFERENCE_NUM_THREADS"),
+            "threads_requested": self._threads,
+            "length_bucket": self.length_bucket,
+        }
+        if self._throughput is not None:
+            out["throughput_streams"] = self._property(self._throughput, "NUM_STREAMS")
+            out["throughput_requests"] = len(self._queue) if self._queue is not None else None
+        return out
+
+    def _bucketed(self, features: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """``features`` right-padded (masked) to the next multiple of :attr:`length_bucket`,
+        never past max_seq_length."""
+        length = features["input_ids"].shape[1]
+        if not self.length_bucket or length == 0:
+            return features
+        target = -(-length // self.length_bucket) * self.length_bucket
+        cap = self.pipeline.max_seq_length
+        if cap:
+            target = min(target, max(length, cap))
+        extra = target - length
+        if extra <= 0:
+            return features
+        fill = {"input_ids": self.pipeline.pad_id, "attention_mask": 0, "token_type_ids": self.pipeline.pad_type_id}
+        return {k: np.pad(v, ((0, 0), (0, extra)), constant_values=fill.get(k, 0)) for k, v in features.items()}
 
     def _request(self):
         request = getattr(self._local, "request", None)
@@ -83,16 +169,73 @@ class OpenVINOBody(PipelineBody):
         return request
 
     def _run(self, features: dict[str, np.ndarray]) -> np.ndarray:
-        feed = {name: features[name] for name in self._input_names}
+        length = features["input_ids"].shape[1]
+        padded = self._bucketed(features)
+        feed = {name: padded[name] for name in self._input_names}
         result = self._request().infer(feed)
-        return np.asarray(result[self._output])
+        return np.asarray(result[self._output])[:, :length]
+
+    def _run_parallel(self, chunks: list[dict[str, np.ndarray]]) -> list[np.ndarray]:
+        """Run ``chunks`` on the THROUGHPUT compilation, as many at once as it has streams."""
+        from openvino import AsyncInferQueue
+
+        with self._queue_lock:  # one batch at a time uses the queue
+            if self._queue is None:
+                self._throughput = self._compile("THROUGHPUT")
+                try:
+                    jobs = int(self._throughput.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+                except Exception:
+                    jobs = 2
+                self._queue = AsyncInferQueue(self._throughput, max(1, jobs))
+            results: list[np.ndarray | None] = [None] * len(chunks)
+            index = self._output_index
+
+            def done(request, i: int) -> None:
+                results[i] = np.array(request.get_output_tensor(index).data)[:, : chunks[i]["input_ids"].shape[1]]
+
+            self._queue.set_callback(done)
+            for i, features in enumerate(chunks):
+                padded = self._bucketed(features)
+                self._queue.start_async({name: padded[name] for name in self._input_names}, userdata=i)
+            self._queue.wait_all()
+        missing = [i for i, r in enumerate(results) if r is None]
+        if missing:
+            raise RuntimeError(f"OpenVINO returned no result for {len(missing)} of {len(chunks)} chunks")
+        return results  # type: ignore[return-value]
+
+    def encode(self, texts: list[str], *, batch_size: int = 32) -> np.ndarray:
+        """Embed ``texts``: like :meth:`TextPipeline.encode`, with the length-matched chunks of a
+        batch run in parallel when there are several."""
+        from ._numpy_pipeline import length_chunks
+
+        pipeline = self.pipeline
+        if isinstance(texts, str) or batch_size < 1 or not all(isinstance(t, str) for t in texts):
+            return pipeline.encode(texts, self._run, batch_size=batch_size)  # raises its own clear error
+        texts = list(texts)
+        if len(texts) <= 1:
+            return pipeline.encode(texts, self._run, batch_size=batch_size)
+        encodings = pipeline._encode(texts)
+        chunks = length_chunks([len(e.ids) for e in encodings], batch_size)
+        features = [pipeline._pad([encodings[i] for i in idx]) for idx in chunks]
+        if len(chunks) == 1:
+            outputs = [self._run(features[0])]
+        else:
+            outputs = self._run_parallel(features)
+        result: np.ndarray | None = None
+        for idx, feats, out in zip(chunks, features, outputs):
+            pooled = pipeline.pool(out, feats["attention_mask"])
+            if result is None:
+                result = np.empty((len(texts), pooled.shape[1]), dtype=np.float32)
+            result[idx] = pooled
+        assert result is not None
+        return result
 
     def __repr__(self) -> str:
         return f"OpenVINOBody(variant={self.variant!r}, precision={self.inference_precision!r}, path={str(self.path)!r})"
 
 
 def load(body_dir: Path, spec: VariantSpec) -> OpenVINOBody:
-    return OpenVINOBody(Path(body_dir), spec)
+    return OpenVINOBody(Path(body_dir), spec)  # threads: $FASTCLF_THREADS (see requested_threads)
 
 
 # -- export ------------------------------------------------------------------------------

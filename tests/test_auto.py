@@ -1,0 +1,232 @@
+"""The parity gate's statistics, ``fastclf accelerate --auto`` (choice recorded and used by
+default), the CPU fallback of a recorded choice, and the runtime settings of the bodies."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import fastclf.accelerate as acc
+import fastclf.backends as backends
+from fastclf import Classifier
+from fastclf.accelerate import gate_decision, split_texts, wilson_bounds
+import samples
+from samples import run, tiny_data, train_tiny
+
+SPORT = samples.SPORT + samples.SPORT_EXTRA
+FOOD = samples.FOOD + samples.FOOD_EXTRA
+
+
+# -- the gate's decision ---------------------------------------------------------------------
+
+
+def test_one_flip_in_32_with_close_embeddings_passes():
+    d = gate_decision(32, 1, 0.99)
+    assert d.passed and d.reason == ""
+    assert d.lower < 0.02 < d.upper  # the data cannot tell: not enough evidence to fail
+    assert abs(d.disagreement - 1 / 32) < 1e-12
+
+
+def test_a_real_three_point_drop_fails():
+    d = gate_decision(1000, 30, 0.99)
+    assert not d.passed and d.lower > 0.02
+    assert "30 of 1000" in d.reason and "2.0%" in d.reason
+
+
+def test_gate_edges():
+    assert gate_decision(1000, 10, 0.999).passed  # 1% disagreement, within the 2% tolerance
+    assert not gate_decision(32, 0, 0.90).passed  # embeddings drifted although no label flipped
+    assert "cosine" in gate_decision(32, 0, 0.90).reason
+    assert not gate_decision(8, 8, 0.99).passed  # every label differs: fails even on few texts
+    assert not gate_decision(16, 0, 1.0, max_disagreement=-0.01).passed  # --min-agreement 1.01
+    lo, hi = wilson_bounds(0, 50)
+    assert lo == 0.0 and 0 < hi < 0.1
+    lo, hi = wilson_bounds(30, 1000)
+    assert 0.02 < lo < 0.03 < hi < 0.045
+
+
+def test_check_texts_are_kept_apart_from_calibration():
+    cal_file = [f"calibration text {i}" for i in range(300)]
+    training = [f"training text {i}" for i in range(100)] + cal_file[:10]
+    cal, check = split_texts(cal_file, 200, extra_check=training)
+    assert not set(cal) & set(check)
+    assert len(cal) == 200 and len(check) == 100 + 100  # the unused calibration rows + the training texts
+    cal, check = split_texts(cal_file, 200, extra_check=training, calibrate=False)
+    assert cal == [] and len(check) == 400
+    cal, check = split_texts([f"t{i}" for i in range(3000)], 200, calibrate=False)
+    assert len(check) == 1000  # capped
+    cal, check = split_texts([f"t{i}" for i in range(40)], 200)
+    assert len(cal) == 20 and len(check) == 20  # nothing else to check on: half each
+
+
+# -- end to end on the tiny body -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, tiny_body_dir) -> Path:
+    clf = train_tiny(tiny_body_dir, tiny_data(SPORT, FOOD))
+    return clf.save(tmp_path_factory.mktemp("auto") / "model")
+
+
+@pytest.fixture(scope="module")
+def calib(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("cal") / "calib.csv"
+    pd.DataFrame({"text": SPORT + FOOD + samples.CALIBRATION}).to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def auto_model(trained, calib, tmp_path_factory):
+    model = tmp_path_factory.mktemp("auto2") / "model"
+    shutil.copytree(trained, model)
+    mp = pytest.MonkeyPatch()
+    # brief timings and three candidates keep the test short; the choice logic is the same
+    mp.setattr(acc, "AUTO_CANDIDATES", ("onnx-fp32", "onnx-int8", "openvino-fp32"))
+    mp.setattr(acc, "time_body", functools.partial(acc.time_body, one_text_seconds=0.2, batch_seconds=0.2))
+    try:
+        code, out = run("accelerate", model, "--auto", "--calibration", calib)
+    finally:
+        mp.undo()
+    assert code == 0, out
+    return model, out
+
+
+def test_auto_records_the_fastest_passing_variant(auto_model):
+    model, out = auto_model
+    cfg = json.loads((model / "fastclf.json").read_text())
+    choice = cfg["default_variant_choice"]
+    chosen = cfg["default_variant"]
+    assert chosen == choice["variant"]
+    cands = choice["candidates"]
+    assert set(cands) == {"torch-fp32", "onnx-fp32", "onnx-int8", "openvino-fp32"}
+    timed = {k: v for k, v in cands.items() if v["passed"] and "one_text_p50_ms" in v}
+    assert chosen == min(timed, key=lambda k: timed[k]["one_text_p50_ms"])
+    for fig in timed.values():
+        assert fig["one_text_p50_ms"] > 0 and fig["texts_per_s"] > 0 and fig["batch_size"] == 32
+    assert choice["machine"]["cpu"] and isinstance(choice["machine"]["isa"], list)
+    assert f"default variant: {chosen}" in out
+    # one line per variant, with its figures and the interval
+    for name in ("onnx-fp32", "onnx-int8", "openvino-fp32"):
+        line = next(l for l in out.splitlines() if l.startswith(name))
+        assert "labels differ" in line and "bounds" in line and "ms" in line
+    assert "texts not used for calibration" in out
+    assert "Errno" not in out and "UserWarning" not in out and "loss_type" not in out
+
+
+def test_auto_default_is_used_without_a_variant_name(auto_model):
+    model, _ = auto_model
+    chosen = json.loads((model / "fastclf.json").read_text())["default_variant"]
+    clf = Classifier.load(model)
+    assert clf.variant == chosen
+    assert Classifier.load(model, variant="torch-fp32").variant == "torch-fp32"  # a named variant wins
+    code, out = run("predict", model, "a late goal")
+    assert code == 0 and out.split("\t")[0] in ("sport", "food")
+    code, out = run("info", model)
+    assert code == 0 and f"default variant: {chosen}" in out and "chosen" in out and "ms" in out
+
+
+def test_gate_is_recorded(auto_model):
+    model, _ = auto_model
+    entry = json.loads((model / "fastclf.json").read_text())["variants"]["onnx-int8"]
+    gate = entry["gate"]
+    # no static variant among the candidates: every distinct text of the file is a check text
+    assert gate["n"] == len(set(SPORT + FOOD + samples.CALIBRATION)) == entry["n"]
+    assert 0 <= gate["interval"][0] <= gate["disagreement"] <= gate["interval"][1] <= 1
+    assert "Wilson" in gate["rule"] and gate["max_disagreement"] == pytest.approx(0.01)  # --budget-points 1.0
+    assert entry["runtime"]["runtime"] == "onnxruntime" and entry["runtime"]["intra_op_threads"] >= 1
+
+
+def test_a_choice_that_needs_bf16_falls_back_on_a_cpu_without_it(auto_model, tmp_path, monkeypatch, caplog):
+    model, _ = auto_model
+    m = tmp_path / "m"
+    shutil.copytree(model, m)
+    cfg = json.loads((m / "fastclf.json").read_text())
+    cfg["variants"]["openvino-bf16"] = dict(cfg["variants"]["openvino-fp32"])  # same files
+    cfg["default_variant"] = "openvino-bf16"
+    (m / "fastclf.json").write_text(json.dumps(cfg))
+    monkeypatch.setattr(backends, "cpu_info", lambda: {"cpu": "old", "cores": 2, "isa": ["avx2"]})
+    monkeypatch.setattr(backends, "_warned", set())
+    with caplog.at_level(logging.WARNING, logger="fastclf"):
+        assert Classifier.load(m).variant == "openvino-fp32"
+        assert Classifier.load(m).variant == "openvino-fp32"
+    warnings = [r for r in caplog.records if "lacks" in r.getMessage()]
+    assert len(warnings) == 1 and "openvino-bf16" in warnings[0].getMessage()
+    assert backends.variant_for_this_cpu("onnx-int8", flags=[]) == "onnx-int8"  # int8 runs everywhere
+    monkeypatch.setattr(backends, "cpu_info", lambda: {"cpu": "new", "cores": 2, "isa": ["amx_bf16"]})
+    assert Classifier.load(m).variant == "openvino-bf16"
+
+
+# -- runtime settings ------------------------------------------------------------------------
+
+
+def test_openvino_length_bucketing_and_parallel_chunks_do_not_change_embeddings(auto_model):
+    model, _ = auto_model
+    body = backends.load_body(model / "body", "openvino-fp32")
+    texts = SPORT + FOOD + samples.CALIBRATION + ["word " * 60, "x"]
+    assert body.length_bucket == 16
+    bucketed = body.encode(texts, batch_size=8)  # several length-matched chunks: run in parallel
+    settings = body.runtime_settings()
+    assert settings["runtime"] == "openvino" and settings["inference_precision"] == "f32"
+    assert "THROUGHPUT" in settings["performance_hint"] and settings["throughput_requests"] >= 1
+    body.length_bucket = 0
+    plain = np.vstack([body.encode([t]) for t in texts])  # one at a time, unpadded
+    np.testing.assert_allclose(bucketed, plain, atol=1e-5)
+
+
+def test_threads_setting_reaches_the_session(auto_model, monkeypatch):
+    model, _ = auto_model
+    monkeypatch.setenv(backends.THREADS_ENV, "1")
+    body = backends.load_body(model / "body", "onnx-int8")
+    assert body.runtime_settings()["intra_op_threads"] == 1
+    ov = backends.load_body(model / "body", "openvino-fp32")
+    assert ov.runtime_settings()["threads_requested"] == 1 and ov.runtime_settings()["threads"] == "1"
+    monkeypatch.setenv(backends.THREADS_ENV, "zero")
+    with pytest.raises(ValueError, match="FASTCLF_THREADS"):
+        backends.load_body(model / "body", "onnx-int8")
+
+
+def test_benchmark_threads_reach_each_row(auto_model, tmp_path):
+    model, _ = auto_model
+    test_csv = tmp_path / "test.csv"
+    pd.DataFrame({"text": SPORT + FOOD, "label": ["sport"] * len(SPORT) + ["food"] * len(FOOD)}).to_csv(
+        test_csv, index=False)
+    out = tmp_path / "report"
+    code, output = run("benchmark", model, test_csv, "--variants", "onnx-int8,openvino-fp32", "--threads", "1",
+                       "--batch-sizes", "1,4", "--duration", "0.2", "--max-eval", "6", "--output", out)
+    assert code == 0, output
+    rows = {r["name"]: r for r in json.loads((out / "report.json").read_text())["rows"]}
+    assert rows["onnx-int8"]["runtime_settings"]["intra_op_threads"] == 1
+    assert rows["openvino-fp32"]["runtime_settings"]["threads"] == "1"
+    code, output = run("benchmark", model, test_csv, "--threads", "0", "--output", out)
+    assert code == 2 and "--threads" in output
+
+
+def test_auto_never_picks_a_variant_that_fails_the_gate(tmp_path, trained):
+    from fastclf.accelerate import ExportResult, Timing, choose_default
+
+    model = tmp_path / "m"
+    shutil.copytree(trained, model)
+    fast_but_wrong = ExportResult("onnx-int8", ok=False, gate=gate_decision(1000, 30, 0.99),
+                                  timing=Timing(1.0, 100, 32, 1000.0, 10), error="discarded")
+    good = ExportResult("onnx-fp32", ok=True, gate=gate_decision(1000, 2, 0.999),
+                        timing=Timing(5.0, 100, 32, 300.0, 10))
+    choice = choose_default(model, [fast_but_wrong, good], Timing(20.0, 50, 32, 50.0, 5), budget_points=1.0)
+    assert choice.variant == "onnx-fp32"
+    cfg = json.loads((model / "fastclf.json").read_text())
+    assert cfg["default_variant"] == "onnx-fp32"
+    assert cfg["default_variant_choice"]["candidates"]["onnx-int8"]["passed"] is False
+    slow = ExportResult("onnx-fp32", ok=True, gate=gate_decision(100, 0, 1.0), timing=Timing(50.0, 10, 32, 30.0, 2))
+    assert choose_default(model, [slow], Timing(20.0, 50, 32, 50.0, 5), budget_points=1.0).variant == "torch-fp32"
+
+
+def test_tolerance_options_conflict(trained, calib):
+    code, out = run("accelerate", trained, "--auto", "--min-agreement", "0.98", "--max-disagreement", "0.02",
+                    "--calibration", calib)
+    assert code == 2 and "not both" in out
