@@ -1,0 +1,257 @@
+"""Scoring with Ray Data: a pool of actors, each holding one copy of the Classifier.
+
+Needs the ``ray`` extra (``pip install 'fastclf[ray]'``). Two entry points:
+
+- :func:`predict_dataset` maps a ``ray.data.Dataset`` that you built (on any Ray cluster)
+  through the actor pool and returns a Dataset with ``predicted`` and ``proba_<label>`` columns.
+- :func:`predict_files` (``fastclf predict --engine ray``) scores files, a folder or a glob
+  and writes the same files as the local engine (:mod:`fastclf.stream`): Ray reads and scores,
+  the driver streams the scored batches into each output's temporary file, renamed when complete.
+
+The CPU trap: Ray's read tasks each ask for one CPU. Actors that reserve every CPU of the
+cluster leave none for reading and the pipeline stalls, so :func:`predict_dataset` gives each
+actor at most ``(cluster CPUs - 1) / concurrency`` CPUs. The size trap: a small file is a single
+block and a single block feeds a single actor, so the Dataset is re-cut (streaming, no
+shuffle) into blocks of ``batch_size`` rows before scoring.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .errors import DataError, FastclfError, missing_dependency
+
+MIN_CPUS_PER_ACTOR = 0.05
+
+
+def _import_ray() -> Any:
+    """Raises: MissingDependency: ray[data] is not installed."""
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError:
+        raise missing_dependency("ray[data]", "ray") from None
+    return ray
+
+
+class _Scorer:
+    """The callable class of ``map_batches``: loads the Classifier once per actor, then scores batches."""
+
+    def __init__(self, model_dir: str, variant: str | None, text_column: str, batch_size: int):
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        from .backends import silence_import_warnings
+        from .model import Classifier
+
+        silence_import_warnings()
+        self.clf = Classifier.load(model_dir, variant=variant)
+        self.classes = [str(c) for c in self.clf.classes_]
+        self.text_column = text_column
+        self.batch_size = batch_size
+
+    def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
+        from .stream import add_predictions
+
+        if self.text_column not in batch.columns:
+            raise DataError(f"no column {self.text_column!r} in the dataset; columns are: {', '.join(batch.columns)}")
+        values = batch[self.text_column].tolist()
+        if any(v is None or (isinstance(v, float) and v != v) or (isinstance(v, str) and not v.strip())
+               for v in values):
+            raise DataError(f"empty or missing text in column {self.text_column!r}")
+        proba = self.clf.predict_proba([str(v) for v in values], batch_size=self.batch_size)
+        return add_predictions(batch, proba, self.clf.labels_from_proba(proba), self.classes, self.clf.multi_label)
+
+
+def cpus_per_actor(total_cpus: float, concurrency: int, requested: float = 1.0) -> float:
+    """The CPUs each actor reserves: ``requested``, lowered so that ``concurrency`` actors leave
+    one CPU for Ray's read tasks.
+
+    Raises:
+        DataError: ``concurrency`` or ``requested`` is not positive, or the cluster has fewer than 2 CPUs.
+    """
+    if concurrency < 1:
+        raise DataError(f"concurrency must be at least 1, got {concurrency}")
+    if requested <= 0:
+        raise DataError(f"num_cpus_per_actor must be positive, got {requested}")
+    spare = total_cpus - 1
+    if spare < MIN_CPUS_PER_ACTOR * concurrency:
+        raise DataError(f"the Ray cluster has {total_cpus:g} CPUs: too few to read and score at once (2 needed)")
+    return round(min(requested, spare / concurrency), 3)
+
+
+def predict_dataset(ds: Any, model_dir: str | Path, *, variant: str | None = None, batch_size: int = 256,
+                    concurrency: int = 1, text_column: str = "text", num_cpus_per_actor: float = 1) -> Any:
+    """Add ``predicted`` and ``proba_<label>`` columns to a Ray Dataset, scored by ``concurrency``
+    actors that each load the model in ``model_dir`` once (the folder must be readable on the
+    cluster's nodes, and fastclf installed there).
+
+    Lazy, like any Ray Dataset: nothing runs until it is consumed (``write_parquet``,
+    ``iter_batches``...). Row order is kept only when the DataContext's
+    ``execution_options.preserve_order`` is set. Ray is started (locally) if it is not running.
+
+    Args:
+        ds: the Dataset, with a column of texts.
+        model_dir: a model written by ``fastclf train``.
+        variant: body variant (None: the model's default variant).
+        batch_size: rows per actor call, and rows per block after re-cutting.
+        concurrency: actors in the pool.
+        text_column: the column of texts.
+        num_cpus_per_actor: CPUs each actor reserves, lowered to leave one CPU for reading.
+
+    Raises:
+        MissingDependency: ray[data] is not installed.
+        ModelNotFound, ModelFormatError, UnknownVariant, VariantNotExported: checked here, in the driver.
+        DataError: bad ``batch_size``/``concurrency``, or too few CPUs.
+    """
+    ray = _import_ray()
+    from .backends import export_command, get_spec, is_exported
+    from .errors import VariantNotExported
+    from .model import BODY_DIR, default_variant, read_config
+
+    if batch_size < 1:
+        raise DataError(f"batch_size must be at least 1, got {batch_size}")
+    model_dir = Path(model_dir).resolve()
+    cfg = read_config(model_dir)  # fail early, in the driver, on a bad model
+    name = variant if variant is not None else default_variant(model_dir, cfg)
+    get_spec(name)
+    if not is_exported(model_dir / BODY_DIR, name):
+        raise VariantNotExported(f"variant {name!r} is not exported in this model; "
+                                 f"create it with: {export_command(name)}")
+    if not ray.is_initialized():
+        ray.init(address=os.environ.get("RAY_ADDRESS") or "local", include_dashboard=False, log_to_driver=False,
+                 logging_level=logging.ERROR)
+    total = float(ray.cluster_resources().get("CPU", os.cpu_count() or 1))
+    cpus = cpus_per_actor(total, concurrency, num_cpus_per_actor)
+    ds = ds.repartition(target_num_rows_per_block=batch_size)
+    with warnings.catch_warnings():
+        # max_restarts goes through ray_remote_args, deprecated in 2.60 (no named parameter yet)
+        warnings.simplefilter("ignore")
+        return ds.map_batches(
+            _Scorer,
+            fn_constructor_kwargs={"model_dir": str(model_dir), "variant": name, "text_column": text_column,
+                                   "batch_size": min(batch_size, 64)},
+            batch_size=batch_size,
+            batch_format="pandas",
+            compute=ray.data.ActorPoolStrategy(size=concurrency),
+            num_cpus=cpus,
+            # a failing actor is an error to report, not to retry; also keeps the core worker from
+            # logging a warning about restarting actors whose constructor arguments are in the object store
+            max_restarts=0,
+        )
+
+
+@contextmanager
+def ray_session(num_cpus: int | None = None, *, object_store_mb: int = 1024) -> Iterator[Any]:
+    """Connect to the Ray cluster at ``RAY_ADDRESS``, or start a quiet local Ray (127.0.0.1
+    only, no dashboard, no usage statistics, workers' logs not forwarded) with ``num_cpus``
+    logical CPUs (default: this machine's, at least 2); shut it down on leaving. A Ray already
+    initialized in this process is used as it is and left running.
+
+    Raises:
+        MissingDependency: ray[data] is not installed.
+    """
+    ray = _import_ray()
+    if ray.is_initialized():
+        yield ray
+        return
+    logging.getLogger("ray").setLevel(logging.ERROR)
+    address = os.environ.get("RAY_ADDRESS")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if address:
+            ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
+        else:
+            ray.init(address="local", num_cpus=num_cpus or max(os.cpu_count() or 1, 2), include_dashboard=False,
+                     log_to_driver=False, logging_level=logging.ERROR, _node_ip_address="127.0.0.1",
+                     object_store_memory=object_store_mb * 1024 * 1024)
+    try:
+        ctx = ray.data.DataContext.get_current()
+        ctx.enable_progress_bars = False
+        ctx.print_on_execution_start = False
+        ctx.execution_options.preserve_order = True
+        logging.getLogger("ray.data").setLevel(logging.ERROR)
+        yield ray
+    finally:
+        ray.shutdown()
+
+
+def _read(ray: Any, job: Any) -> Any:
+    """A Ray Dataset of one input file, read as the local engine reads it (CSV cells as strings)."""
+    path = str(job.source)
+    if job.fmt == "parquet":
+        return ray.data.read_parquet(path, columns=job.columns)
+    if job.fmt in ("csv", "tsv"):
+        import pyarrow as pa
+        from pyarrow import csv as pacsv
+
+        return ray.data.read_csv(
+            path,
+            parse_options=pacsv.ParseOptions(delimiter="\t" if job.fmt == "tsv" else ","),
+            convert_options=pacsv.ConvertOptions(column_types={c: pa.string() for c in job.columns},
+                                                 strings_can_be_null=True, null_values=[""]),
+        )
+    if job.json_array:
+        raise DataError(f"{job.source}: a JSON array cannot be read by Ray; use JSON Lines or --engine local")
+    return ray.data.read_json(path, lines=True)
+
+
+def _unwrap(exc: BaseException) -> BaseException:
+    """The fastclf error inside a Ray task error, if there is one."""
+    seen = 0
+    cur: BaseException | None = exc
+    while cur is not None and seen < 10:
+        if isinstance(cur, FastclfError):
+            return cur
+        cause = getattr(cur, "cause", None)
+        cur = cause if isinstance(cause, BaseException) else cur.__cause__
+        seen += 1
+    return exc
+
+
+def predict_files(model_dir: str | Path, input_spec: str | Path, output: str | Path | None, *,
+                  variant: str | None = None, text_column: str | None = None, batch_size: int = 256,
+                  concurrency: int = 1, num_cpus: int | None = None, progress: bool = False) -> Any:
+    """Score a file, a folder or a glob with a Ray actor pool and write the same outputs as
+    :func:`fastclf.stream.predict_files` (one Ray Dataset per input file, rows in input order).
+
+    Raises:
+        MissingDependency: ray[data] is not installed.
+        DataFileNotFound, DataError, ModelNotFound, ModelFormatError, UnknownVariant,
+            VariantNotExported: bad inputs, outputs or model, before Ray starts.
+    """
+    from . import stream
+    from .model import read_config
+
+    _import_ray()
+    jobs = stream.plan(input_spec, output, text_column=text_column)
+    read_config(model_dir)
+    with ray_session(num_cpus) as ray:
+        datasets: dict[int, Any] = {}
+
+        def scored(job: stream.FileJob) -> Iterator[tuple[pd.DataFrame, float]]:
+            ds = predict_dataset(_read(ray, job), model_dir, variant=variant, batch_size=batch_size,
+                                 concurrency=concurrency, text_column=job.text_column)
+            datasets[id(job)] = ds
+            try:
+                for table in ds.iter_batches(batch_format="pyarrow", batch_size=None, prefetch_batches=1):
+                    if table.num_rows:
+                        # as the local engine converts its batches (without the pandas dtypes of the actors)
+                        batch = table.replace_schema_metadata(None).to_pandas()
+                        yield batch[[*job.columns, *[c for c in batch.columns if c not in job.columns]]], len(batch)
+            except Exception as exc:  # a Ray task error: show the fastclf error inside it
+                inner = _unwrap(exc)
+                if inner is not exc:
+                    raise inner from None
+                raise DataError(f"{job.source}: scoring with Ray failed: "
+                                f"{str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__}") from None
+
+        with stream.progress_bar(jobs, by_bytes=False, enabled=progress) as bar:
+            return stream.write_jobs(jobs, scored, bar)
