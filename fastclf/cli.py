@@ -121,7 +121,8 @@ def train(data, output, base_model, text_column, label_column, label_columns, la
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True,
               help="Texts per model call.")
 @click.option("--chunk-size", type=click.IntRange(min=1), default=None,
-              help="Rows read, scored and written at a time with --input (local engine; default 2048).")
+              help="Rows read, scored and written at a time with --input (default 2048); "
+                   "with --engine ray, rows sent to an actor at a time (default 256).")
 @click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="local: this process; ray: a pool of Ray actors (a local Ray, or the cluster at RAY_ADDRESS); "
                    "needs pip install 'fastclf[ray]'.")

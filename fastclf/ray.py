@@ -88,7 +88,8 @@ def cpus_per_actor(total_cpus: float, concurrency: int, requested: float = 1.0) 
 
 
 def predict_dataset(ds: Any, model_dir: str | Path, *, variant: str | None = None, batch_size: int = 256,
-                    concurrency: int = 1, text_column: str = "text", num_cpus_per_actor: float = 1) -> Any:
+                    concurrency: int = 1, text_column: str = "text", num_cpus_per_actor: float = 1,
+                    model_batch_size: int = 32) -> Any:
     """Add ``predicted`` and ``proba_<label>`` columns to a Ray Dataset, scored by ``concurrency``
     actors that each load the model in ``model_dir`` once (the folder must be readable on the
     cluster's nodes, and fastclf installed there).
@@ -105,6 +106,7 @@ def predict_dataset(ds: Any, model_dir: str | Path, *, variant: str | None = Non
         concurrency: actors in the pool.
         text_column: the column of texts.
         num_cpus_per_actor: CPUs each actor reserves, lowered to leave one CPU for reading.
+        model_batch_size: texts per model call inside an actor (``predict_proba``'s batch_size).
 
     Raises:
         MissingDependency: ray[data] is not installed.
@@ -116,8 +118,8 @@ def predict_dataset(ds: Any, model_dir: str | Path, *, variant: str | None = Non
     from .errors import VariantNotExported
     from .model import BODY_DIR, default_variant, read_config
 
-    if batch_size < 1:
-        raise DataError(f"batch_size must be at least 1, got {batch_size}")
+    if batch_size < 1 or model_batch_size < 1:
+        raise DataError(f"batch sizes must be at least 1, got {batch_size} and {model_batch_size}")
     model_dir = Path(model_dir).resolve()
     cfg = read_config(model_dir)  # fail early, in the driver, on a bad model
     name = variant if variant is not None else default_variant(model_dir, cfg)
@@ -137,7 +139,7 @@ def predict_dataset(ds: Any, model_dir: str | Path, *, variant: str | None = Non
         return ds.map_batches(
             _Scorer,
             fn_constructor_kwargs={"model_dir": str(model_dir), "variant": name, "text_column": text_column,
-                                   "batch_size": min(batch_size, 64)},
+                                   "batch_size": model_batch_size},
             batch_size=batch_size,
             batch_format="pandas",
             compute=ray.data.ActorPoolStrategy(size=concurrency),
@@ -172,6 +174,9 @@ def ray_session(num_cpus: int | None = None, *, object_store_mb: int = 1024) -> 
             ray.init(address="local", num_cpus=num_cpus or max(os.cpu_count() or 1, 2), include_dashboard=False,
                      log_to_driver=False, logging_level=logging.ERROR, _node_ip_address="127.0.0.1",
                      object_store_memory=object_store_mb * 1024 * 1024)
+    caught = warnings.catch_warnings()
+    caught.__enter__()
+    warnings.simplefilter("ignore")  # Ray Data's warnings (from the driver's executor thread too) stay quiet
     try:
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False
@@ -181,6 +186,7 @@ def ray_session(num_cpus: int | None = None, *, object_store_mb: int = 1024) -> 
         yield ray
     finally:
         ray.shutdown()
+        caught.__exit__(None, None, None)
 
 
 def _read(ray: Any, job: Any) -> Any:
@@ -217,10 +223,12 @@ def _unwrap(exc: BaseException) -> BaseException:
 
 
 def predict_files(model_dir: str | Path, input_spec: str | Path, output: str | Path | None, *,
-                  variant: str | None = None, text_column: str | None = None, batch_size: int = 256,
-                  concurrency: int = 1, num_cpus: int | None = None, progress: bool = False) -> Any:
+                  variant: str | None = None, text_column: str | None = None, batch_size: int = 32,
+                  rows_per_call: int = 256, concurrency: int = 1, num_cpus: int | None = None,
+                  progress: bool = False) -> Any:
     """Score a file, a folder or a glob with a Ray actor pool and write the same outputs as
     :func:`fastclf.stream.predict_files` (one Ray Dataset per input file, rows in input order).
+    ``rows_per_call`` rows go to an actor at a time; ``batch_size`` texts to a model call.
 
     Raises:
         MissingDependency: ray[data] is not installed.
@@ -237,8 +245,11 @@ def predict_files(model_dir: str | Path, input_spec: str | Path, output: str | P
         datasets: dict[int, Any] = {}
 
         def scored(job: stream.FileJob) -> Iterator[tuple[pd.DataFrame, float]]:
-            ds = predict_dataset(_read(ray, job), model_dir, variant=variant, batch_size=batch_size,
-                                 concurrency=concurrency, text_column=job.text_column)
+            per_call = rows_per_call
+            if job.rows is not None:  # a small file: blocks small enough that every actor gets some
+                per_call = max(1, min(rows_per_call, -(-job.rows // concurrency)))
+            ds = predict_dataset(_read(ray, job), model_dir, variant=variant, batch_size=per_call,
+                                 concurrency=concurrency, text_column=job.text_column, model_batch_size=batch_size)
             datasets[id(job)] = ds
             try:
                 for table in ds.iter_batches(batch_format="pyarrow", batch_size=None, prefetch_batches=1):

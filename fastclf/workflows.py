@@ -133,7 +133,8 @@ def _predict_input(model_dir: Path, input_file: str | Path, output: str | Path |
         from .ray import predict_files as ray_predict_files
 
         result = ray_predict_files(model_dir, input_file, output, variant=variant, text_column=text_column,
-                                   batch_size=max(batch_size, 1), concurrency=concurrency, progress=not quiet)
+                                   batch_size=batch_size, rows_per_call=chunk_size or 256, concurrency=concurrency,
+                                   progress=not quiet)
     elif engine == "local":
         clf = Classifier.load(model_dir, variant=variant)
         result = stream.predict_files(clf, input_file, output, text_column=text_column, batch_size=batch_size,

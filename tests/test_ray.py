@@ -56,7 +56,7 @@ def test_cli_ray_engine_writes_what_the_local_engine_writes(tmp_path, model_dir)
     started = time.monotonic()
     proc = subprocess.run(
         [sys.executable, "-m", "fastclf", "predict", str(model_dir), "--input", str(corpus / "*"), "--output",
-         str(tmp_path / "ray") + "/", "--engine", "ray", "--concurrency", "2", "--batch-size", "64"],
+         str(tmp_path / "ray") + "/", "--engine", "ray", "--concurrency", "2", "--chunk-size", "64"],
         capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path,
     )
     seconds = time.monotonic() - started
