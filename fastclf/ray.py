@@ -27,7 +27,7 @@ from typing import Any
 
 import pandas as pd
 
-from .errors import DataError, FastclfError, missing_dependency
+from .errors import DataError, FastclfError, first_line, missing_dependency
 
 MIN_CPUS_PER_ACTOR = 0.05
 
@@ -96,7 +96,8 @@ def predict_dataset(ds: Any, model_dir: str | Path, *, variant: str | None = Non
 
     Lazy, like any Ray Dataset: nothing runs until it is consumed (``write_parquet``,
     ``iter_batches``...). Row order is kept only when the DataContext's
-    ``execution_options.preserve_order`` is set. Ray is started (locally) if it is not running.
+    ``execution_options.preserve_order`` is set. If Ray is not running in this process, it
+    connects to ``RAY_ADDRESS`` or starts a local Ray (as :func:`ray_session` does, left running).
 
     Args:
         ds: the Dataset, with a column of texts.
@@ -128,8 +129,7 @@ def predict_dataset(ds: Any, model_dir: str | Path, *, variant: str | None = Non
         raise VariantNotExported(f"variant {name!r} is not exported in this model; "
                                  f"create it with: {export_command(name)}")
     if not ray.is_initialized():
-        ray.init(address=os.environ.get("RAY_ADDRESS") or "local", include_dashboard=False, log_to_driver=False,
-                 logging_level=logging.ERROR)
+        _init(ray)
     total = float(ray.cluster_resources().get("CPU", os.cpu_count() or 1))
     cpus = cpus_per_actor(total, concurrency, num_cpus_per_actor)
     ds = ds.repartition(target_num_rows_per_block=batch_size)
@@ -150,43 +150,65 @@ def predict_dataset(ds: Any, model_dir: str | Path, *, variant: str | None = Non
         )
 
 
-@contextmanager
-def ray_session(num_cpus: int | None = None, *, object_store_mb: int = 1024) -> Iterator[Any]:
-    """Connect to the Ray cluster at ``RAY_ADDRESS``, or start a quiet local Ray (127.0.0.1
-    only, no dashboard, no usage statistics, workers' logs not forwarded) with ``num_cpus``
-    logical CPUs (default: this machine's, at least 2); shut it down on leaving. A Ray already
-    initialized in this process is used as it is and left running.
+class RayUnavailable(FastclfError, ConnectionError):
+    """Ray could not be started, or the cluster at ``RAY_ADDRESS`` could not be reached."""
+
+
+def _init(ray: Any, num_cpus: int | None = None, *, object_store_mb: int = 1024) -> None:
+    """Connect to ``RAY_ADDRESS``, or start a quiet local Ray.
 
     Raises:
-        MissingDependency: ray[data] is not installed.
+        RayUnavailable: Ray did not start, or the cluster did not answer.
     """
-    ray = _import_ray()
-    if ray.is_initialized():
-        yield ray
-        return
-    logging.getLogger("ray").setLevel(logging.ERROR)
     address = os.environ.get("RAY_ADDRESS")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        if address:
-            ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
-        else:
-            ray.init(address="local", num_cpus=num_cpus or max(os.cpu_count() or 1, 2), include_dashboard=False,
-                     log_to_driver=False, logging_level=logging.ERROR, _node_ip_address="127.0.0.1",
-                     object_store_memory=object_store_mb * 1024 * 1024)
-    caught = warnings.catch_warnings()
-    caught.__enter__()
-    warnings.simplefilter("ignore")  # Ray Data's warnings (from the driver's executor thread too) stay quiet
-    try:
-        ctx = ray.data.DataContext.get_current()
-        ctx.enable_progress_bars = False
-        ctx.print_on_execution_start = False
-        ctx.execution_options.preserve_order = True
-        logging.getLogger("ray.data").setLevel(logging.ERROR)
-        yield ray
-    finally:
-        ray.shutdown()
-        caught.__exit__(None, None, None)
+        try:
+            if address:
+                ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
+            else:
+                # Ray 2.60 cannot be confined to the loopback interface: it turns a 127.0.0.1 node
+                # address into the machine's address and its gRPC servers listen on 0.0.0.0. What
+                # fastclf can do: no dashboard, Ray's token authentication (on by default for a new
+                # local Ray), and a Ray that lives only as long as the command.
+                ray.init(address="local", num_cpus=num_cpus or max(os.cpu_count() or 1, 2), include_dashboard=False,
+                         log_to_driver=False, logging_level=logging.ERROR,
+                         object_store_memory=object_store_mb * 1024 * 1024)
+        except Exception as exc:
+            where = f"the Ray cluster at RAY_ADDRESS={address}" if address else "a local Ray"
+            raise RayUnavailable(f"cannot start or reach {where}: {first_line(exc)}") from None
+
+
+@contextmanager
+def ray_session(num_cpus: int | None = None, *, object_store_mb: int = 1024) -> Iterator[Any]:
+    """Connect to the Ray cluster at ``RAY_ADDRESS``, or start a quiet local Ray (no dashboard,
+    no usage statistics, workers' logs not forwarded, Ray's token authentication) with ``num_cpus``
+    logical CPUs (default: this machine's, at least 2); shut it down on leaving. A Ray already
+    initialized in this process is used as it is and left running. Inside, Ray Data shows no
+    progress bars, execution logs or warnings.
+
+    Raises:
+        MissingDependency: ray[data] is not installed.
+        RayUnavailable: Ray did not start, or the cluster did not answer.
+    """
+    ray = _import_ray()
+    started = not ray.is_initialized()
+    if started:
+        logging.getLogger("ray").setLevel(logging.ERROR)
+        _init(ray, num_cpus, object_store_mb=object_store_mb)
+    ctx = ray.data.DataContext.get_current()
+    saved = (ctx.enable_progress_bars, ctx.print_on_execution_start)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Ray Data's warnings (from the driver's executor thread too) stay quiet
+        try:
+            ctx.enable_progress_bars = False
+            ctx.print_on_execution_start = False
+            logging.getLogger("ray.data").setLevel(logging.ERROR)
+            yield ray
+        finally:
+            ctx.enable_progress_bars, ctx.print_on_execution_start = saved
+            if started:
+                ray.shutdown()
 
 
 def _read(ray: Any, job: Any) -> Any:
@@ -209,17 +231,20 @@ def _read(ray: Any, job: Any) -> Any:
     return ray.data.read_json(path, lines=True)
 
 
-def _unwrap(exc: BaseException) -> BaseException:
-    """The fastclf error inside a Ray task error, if there is one."""
-    seen = 0
+def _unwrap(exc: BaseException) -> BaseException | None:
+    """The fastclf error raised in a Ray task or actor, if ``exc`` carries one. (Ray's task
+    errors subclass the original exception's class but carry a traceback in their message:
+    the original, in ``.cause``, is the one to show.)"""
+    found: BaseException | None = None
     cur: BaseException | None = exc
-    while cur is not None and seen < 10:
+    for _ in range(20):
+        if cur is None:
+            break
         if isinstance(cur, FastclfError):
-            return cur
+            found = cur
         cause = getattr(cur, "cause", None)
-        cur = cause if isinstance(cause, BaseException) else cur.__cause__
-        seen += 1
-    return exc
+        cur = cause if isinstance(cause, BaseException) and cause is not cur else cur.__cause__
+    return found
 
 
 def predict_files(model_dir: str | Path, input_spec: str | Path, output: str | Path | None, *,
@@ -257,12 +282,23 @@ def predict_files(model_dir: str | Path, input_spec: str | Path, output: str | P
                         # as the local engine converts its batches (without the pandas dtypes of the actors)
                         batch = table.replace_schema_metadata(None).to_pandas()
                         yield batch[[*job.columns, *[c for c in batch.columns if c not in job.columns]]], len(batch)
-            except Exception as exc:  # a Ray task error: show the fastclf error inside it
+            except FastclfError as exc:
+                if not hasattr(exc, "cause"):  # raised here, in the driver
+                    raise
                 inner = _unwrap(exc)
-                if inner is not exc:
-                    raise inner from None
-                raise DataError(f"{job.source}: scoring with Ray failed: "
-                                f"{str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__}") from None
+                raise type(inner)(f"{job.source}: {inner}") from None
+            except Exception as exc:  # a Ray task error: show the fastclf error inside it, or its last line
+                inner = _unwrap(exc)
+                if inner is not None:
+                    raise type(inner)(f"{job.source}: {inner}") from None
+                lines = str(exc).strip().splitlines()
+                raise DataError(f"{job.source}: scoring with Ray failed: {lines[-1] if lines else type(exc).__name__}") from None
 
-        with stream.progress_bar(jobs, by_bytes=False, enabled=progress) as bar:
-            return stream.write_jobs(jobs, scored, bar)
+        ctx = ray.data.DataContext.get_current()
+        saved_order = ctx.execution_options.preserve_order
+        ctx.execution_options.preserve_order = True  # rows come back in input order
+        try:
+            with stream.progress_bar(jobs, by_bytes=False, enabled=progress) as bar:
+                return stream.write_jobs(jobs, scored, bar)
+        finally:
+            ctx.execution_options.preserve_order = saved_order

@@ -19,7 +19,7 @@ from fastclf.model import Classifier
 
 import ray  # a dev dependency (fastclf[ray]): these tests run, never skip
 
-from fastclf.ray import cpus_per_actor, predict_dataset, ray_session
+from fastclf.ray import cpus_per_actor, predict_dataset, predict_files, ray_session
 
 ROOT = Path(__file__).resolve().parents[1]
 TEXTS = SPORT + FOOD + CALIBRATION
@@ -84,7 +84,7 @@ def test_cli_ray_engine_writes_what_the_local_engine_writes(tmp_path, model_dir)
     assert not [p for p in (tmp_path / "ray").iterdir() if p.name.endswith(".tmp")]
 
 
-def test_predict_dataset_actor_pool(model_dir):
+def test_predict_dataset_actor_pool(model_dir, tmp_path):
     clf = Classifier.load(model_dir)
     texts = [f"{TEXTS[i % len(TEXTS)]} {i}" for i in range(300)]
     started = time.monotonic()
@@ -97,6 +97,13 @@ def test_predict_dataset_actor_pool(model_dir):
         out = materialized.to_pandas().sort_values("n")
         with pytest.raises(DataError, match="concurrency must be at least 1"):
             predict_dataset(ds, model_dir, concurrency=0)
+        # an error inside an actor comes back as the fastclf error, and nothing is written
+        bad = tmp_path / "bad.csv"
+        pd.DataFrame({"text": ["a goal", None, "soup"]}).to_csv(bad, index=False)
+        with pytest.raises(DataError, match="empty or missing text"):
+            predict_files(model_dir, bad, tmp_path / "out.csv")
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.csv"]
+        assert ray.is_initialized()  # a Ray that was running is left running
     assert not ray.is_initialized()  # shut down on leaving
     assert time.monotonic() - started < 240
     assert out.columns.tolist() == ["body", "n", "predicted", "proba_food", "proba_sport"]
@@ -125,8 +132,6 @@ def test_missing_extra_is_one_line(tmp_path, model_dir, monkeypatch):
     pd.DataFrame({"text": ["a goal"]}).to_csv(tmp_path / "in.csv", index=False)
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
     with pytest.raises(MissingDependency, match=r"pip install 'fastclf\[ray\]'"):
-        from fastclf.ray import predict_files
-
         predict_files(model_dir, tmp_path / "in.csv", tmp_path / "out.csv")
     code, text = run("predict", model_dir, "--input", tmp_path / "in.csv", "--output", tmp_path / "out.csv",
                      "--engine", "ray")
