@@ -62,9 +62,10 @@ class _Scorer:
 
         if self.text_column not in batch.columns:
             raise DataError(f"no column {self.text_column!r} in the dataset; columns are: {', '.join(batch.columns)}")
+        from .stream import is_missing_text
+
         values = batch[self.text_column].tolist()
-        if any(v is None or (isinstance(v, float) and v != v) or (isinstance(v, str) and not v.strip())
-               for v in values):
+        if any(is_missing_text(v) for v in values):
             raise DataError(f"empty or missing text in column {self.text_column!r}")
         proba = self.clf.predict_proba([str(v) for v in values], batch_size=self.batch_size)
         return add_predictions(batch, proba, self.clf.labels_from_proba(proba), self.classes, self.clf.multi_label)
@@ -232,9 +233,13 @@ def _read(ray: Any, job: Any) -> Any:
 
 
 def _unwrap(exc: BaseException) -> BaseException | None:
-    """The fastclf error raised in a Ray task or actor, if ``exc`` carries one. (Ray's task
-    errors subclass the original exception's class but carry a traceback in their message:
-    the original, in ``.cause``, is the one to show.)"""
+    """The fastclf error raised in a Ray task or actor, if ``exc`` carries one: in its chain
+    of causes, or (Ray Data keeps only the text of a failed UDF's traceback) as the last
+    ``fastclf.errors.Name: message`` line of its message."""
+    import re
+
+    from . import errors
+
     found: BaseException | None = None
     cur: BaseException | None = exc
     for _ in range(20):
@@ -244,6 +249,14 @@ def _unwrap(exc: BaseException) -> BaseException | None:
             found = cur
         cause = getattr(cur, "cause", None)
         cur = cause if isinstance(cause, BaseException) and cause is not cur else cur.__cause__
+    if found is not None and not hasattr(found, "cause"):
+        return found
+    lines = re.findall(r"^fastclf\.errors\.(\w+): (.+)$", str(exc), flags=re.MULTILINE)
+    if lines:
+        name, message = lines[-1]
+        cls = getattr(errors, name, None)
+        if isinstance(cls, type) and issubclass(cls, FastclfError):
+            return cls(message)
     return found
 
 
@@ -285,7 +298,7 @@ def predict_files(model_dir: str | Path, input_spec: str | Path, output: str | P
             except FastclfError as exc:
                 if not hasattr(exc, "cause"):  # raised here, in the driver
                     raise
-                inner = _unwrap(exc)
+                inner = _unwrap(exc) or exc
                 raise type(inner)(f"{job.source}: {inner}") from None
             except Exception as exc:  # a Ray task error: show the fastclf error inside it, or its last line
                 inner = _unwrap(exc)

@@ -18,8 +18,6 @@ from __future__ import annotations
 import bz2
 import glob
 import gzip
-import io
-import json
 import lzma
 import os
 import sys
@@ -284,6 +282,11 @@ def iter_chunks(job: FileJob, chunk_size: int = DEFAULT_CHUNK_SIZE) -> Iterator[
         raise DataError(f"{path} has no data rows")
 
 
+def is_missing_text(value: Any) -> bool:
+    """Whether a text cell is empty or missing (None, NaN, pandas' NA, blank)."""
+    return value is pd.NA or value is pd.NaT or _data._is_missing(value)
+
+
 def texts_of(chunk: pd.DataFrame, column: str, path: Path, offset: int) -> list[str]:
     """The texts of a chunk as strings.
 
@@ -293,7 +296,7 @@ def texts_of(chunk: pd.DataFrame, column: str, path: Path, offset: int) -> list[
     if column not in chunk.columns:
         raise DataError(f"{path}: no column {column!r} in rows {offset + 1}-{offset + len(chunk)}")
     values = chunk[column].tolist()
-    bad = [offset + i for i, v in enumerate(values) if _data._is_missing(v)]
+    bad = [offset + i for i, v in enumerate(values) if is_missing_text(v)]
     if bad:
         raise DataError(
             f"{path}: empty or missing text in column {column!r} at {_data._rows(bad)} "

@@ -99,7 +99,7 @@ def test_predict_dataset_actor_pool(model_dir, tmp_path):
             predict_dataset(ds, model_dir, concurrency=0)
         # an error inside an actor comes back as the fastclf error, and nothing is written
         bad = tmp_path / "bad.csv"
-        pd.DataFrame({"text": ["a goal", None, "soup"]}).to_csv(bad, index=False)
+        pd.DataFrame({"text": ["a goal", None, "soup"], "n": [1, 2, 3]}).to_csv(bad, index=False)
         with pytest.raises(DataError, match="empty or missing text"):
             predict_files(model_dir, bad, tmp_path / "out.csv")
         assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.csv"]
