@@ -110,10 +110,10 @@ def train(data, output, base_model, text_column, label_column, label_columns, la
 @cli.command()
 @click.argument("model_dir", type=click.Path(path_type=Path))
 @click.argument("texts", nargs=-1)
-@click.option("-i", "--input", "input_file", default=None,
+@click.option("-i", "--input", "input_file", default=None, metavar="FILE|DIR|GLOB",
               help="Texts to score: a file (CSV, TSV, JSONL, Parquet; .gz/.bz2/.xz/.zst too), a folder of such "
                    "files, or a quoted glob like 'corpus/*.parquet'. Read and written in chunks of rows.")
-@click.option("-o", "--output", default=None,
+@click.option("-o", "--output", default=None, metavar="FILE|DIR/",
               help="Where to write the scored rows (with --input), by extension; a folder (DIR/) gets one file "
                    "per input file, with the same name. Default: print CSV to stdout.")
 @click.option("--text-column", default=None, help="Column of texts in --input.")
