@@ -138,20 +138,34 @@ def train(data, output, base_model, text_column, label_column, label_columns, la
 @cli.command()
 @click.argument("model_dir", type=click.Path(path_type=Path))
 @click.argument("texts", nargs=-1)
-@click.option("-i", "--input", "input_file", type=click.Path(path_type=Path), default=None,
-              help="File of texts to score (CSV, TSV, JSONL, Parquet).")
-@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
-              help="Where to write the scored file (with --input); default: print CSV to stdout.")
+@click.option("-i", "--input", "input_file", default=None, metavar="FILE|DIR|GLOB",
+              help="Texts to score: a file (CSV, TSV, JSONL, Parquet; .gz/.bz2/.xz/.zst too), a folder of such "
+                   "files, or a quoted glob like 'corpus/*.parquet'. Read and written in chunks of rows.")
+@click.option("-o", "--output", default=None, metavar="FILE|DIR/",
+              help="Where to write the scored rows (with --input), by extension; a folder (DIR/) gets one file "
+                   "per input file, with the same name. Default: print CSV to stdout.")
 @click.option("--text-column", default=None, help="Column of texts in --input.")
 @click.option("--variant", default=None, help="Body variant to run (see: fastclf variants); default: the model's default variant.")
-@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True,
+              help="Texts per model call.")
+@click.option("--chunk-size", type=click.IntRange(min=1), default=None,
+              help="Rows read, scored and written at a time with --input (default 2048); "
+                   "with --engine ray, rows sent to an actor at a time (default 256).")
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="local: this process; ray: a pool of Ray actors (a local Ray, or the cluster at RAY_ADDRESS); "
+                   "needs pip install 'fastclf[ray]'.")
+@click.option("--concurrency", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Ray actors, each holding one copy of the model (--engine ray).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines with all probabilities.")
-def predict(model_dir, texts, input_file, output, text_column, variant, batch_size, as_json):
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+def predict(model_dir, texts, input_file, output, text_column, variant, batch_size, chunk_size, engine, concurrency,
+            as_json, quiet):
     """Label TEXTS (or the texts of --input) with the model in MODEL_DIR."""
     from .workflows import predict_command
 
     predict_command(model_dir, list(texts), input_file=input_file, output=output, text_column=text_column,
-                    variant=variant, batch_size=batch_size, as_json=as_json, echo=click.echo)
+                    variant=variant, batch_size=batch_size, as_json=as_json, echo=click.echo, engine=engine,
+                    concurrency=concurrency, chunk_size=chunk_size, quiet=quiet)
 
 
 @cli.command(name="eval")

@@ -6,12 +6,10 @@ Each function takes an ``echo`` callable for its human-readable output.
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._util import atomic_write
 from .backends import VARIANTS
 from .data import LabeledData, sample_shots, split_holdout, validate_for_training
 from .errors import DataError
@@ -95,59 +93,65 @@ def train_command(data_path: Path, output: Path, config: TrainConfig, *, read: C
     return clf
 
 
-def predict_command(model_dir: Path, texts: list[str], *, input_file: Path | None, output: Path | None,
-                    text_column: str | None, variant: str | None, batch_size: int, as_json: bool, echo: Echo) -> None:
-    """``fastclf predict``: label command-line texts, or score a file into a new file."""
+def predict_command(model_dir: Path, texts: list[str], *, input_file: str | Path | None, output: str | Path | None,
+                    text_column: str | None, variant: str | None, batch_size: int, as_json: bool, echo: Echo,
+                    engine: str = "local", concurrency: int = 1, chunk_size: int | None = None,
+                    quiet: bool = False) -> None:
+    """``fastclf predict``: label command-line texts, or score a file, a folder or a glob of
+    files in chunks of rows into a new file (or folder), or CSV on stdout without ``output``.
+
+    Raises:
+        DataError, DataFileNotFound: bad texts, inputs or outputs.
+        MissingDependency: ``engine="ray"`` without the ray extra.
+    """
     if not texts and input_file is None:
         raise DataError("give texts to label, or --input FILE")
     if texts and input_file is not None:
         raise DataError("give either texts or --input FILE, not both")
-    df = None
     if input_file is not None:
-        from .data import read_texts
-
-        df, column = read_texts(input_file, text_column=text_column)
-        texts = [str(t) for t in df[column].tolist()]
+        _predict_input(model_dir, input_file, output, text_column=text_column, variant=variant,
+                       batch_size=batch_size, echo=echo, engine=engine, concurrency=concurrency,
+                       chunk_size=chunk_size, quiet=quiet)
+        return
+    if engine != "local":
+        raise DataError("--engine applies to --input files only")
     clf = Classifier.load(model_dir, variant=variant)
     proba = clf.predict_proba(texts, batch_size=batch_size)
     labels = clf.labels_from_proba(proba)
     classes = [str(c) for c in clf.classes_]
-    if df is None:
-        for text, label, row in zip(texts, labels, proba):
-            if as_json:
-                echo(json.dumps({"text": text, "label": label, "proba": dict(zip(classes, map(float, row)))}))
-            elif clf.multi_label:
-                shown = ", ".join(f"{c} {p:.3f}" for c, p in zip(classes, row) if c in label) or "(none)"
-                echo(f"{shown}\t{text}")
-            else:
-                echo(f"{label}\t{row.max():.3f}\t{text}")
-        return
-    out = df.copy()
-    out["predicted"] = ["|".join(l) for l in labels] if clf.multi_label else labels
-    for c, col in zip(classes, proba.T):
-        out[f"proba_{c}"] = col
-    if output is None:
-        out.to_csv(sys.stdout, index=False)
-        return
-    _write_table(out, output)
-    echo(f"wrote {len(out)} rows to {output}")
-
-
-def _write_table(df, output: Path) -> None:
-    """Write a table by the output's extension, atomically."""
-    suffix = Path(output).suffix.lower()
-
-    def write(tmp: Path) -> None:
-        if suffix in (".parquet", ".pq"):
-            df.to_parquet(tmp, index=False)
-        elif suffix in (".jsonl", ".ndjson", ".json"):
-            df.to_json(tmp, orient="records", lines=True, force_ascii=False)
-        elif suffix in (".tsv", ".tab"):
-            df.to_csv(tmp, sep="\t", index=False)
+    for text, label, row in zip(texts, labels, proba):
+        if as_json:
+            echo(json.dumps({"text": text, "label": label, "proba": dict(zip(classes, map(float, row)))}))
+        elif clf.multi_label:
+            shown = ", ".join(f"{c} {p:.3f}" for c, p in zip(classes, row) if c in label) or "(none)"
+            echo(f"{shown}\t{text}")
         else:
-            df.to_csv(tmp, index=False)
+            echo(f"{label}\t{row.max():.3f}\t{text}")
 
-    atomic_write(output, write)
+
+def _predict_input(model_dir: Path, input_file: str | Path, output: str | Path | None, *, text_column: str | None,
+                   variant: str | None, batch_size: int, echo: Echo, engine: str, concurrency: int,
+                   chunk_size: int | None, quiet: bool) -> None:
+    from . import stream
+
+    if engine == "ray":
+        from .ray import predict_files as ray_predict_files
+
+        result = ray_predict_files(model_dir, input_file, output, variant=variant, text_column=text_column,
+                                   batch_size=batch_size, rows_per_call=chunk_size or 256, concurrency=concurrency,
+                                   progress=not quiet)
+    elif engine == "local":
+        clf = Classifier.load(model_dir, variant=variant)
+        result = stream.predict_files(clf, input_file, output, text_column=text_column, batch_size=batch_size,
+                                      chunk_size=chunk_size or stream.DEFAULT_CHUNK_SIZE, progress=not quiet)
+    else:
+        raise DataError(f"unknown engine {engine!r}; use local or ray")
+    if output is None:
+        return
+    if len(result.outputs) == 1:
+        echo(f"wrote {result.rows} rows to {result.outputs[0]}")
+    else:
+        echo(f"wrote {result.rows} rows to {len(result.outputs)} files in {output}")
 
 
 def info_text(model_dir: Path, cfg: dict[str, Any]) -> str:
