@@ -438,16 +438,21 @@ def _select(data: LabeledData, y: np.ndarray, texts: list[str], config: TrainCon
             scores.add(0, quick_emb[tr], y[tr], quick_emb[te], y[te], data.multi_label, config.seed)
         if not tuned_epochs:
             continue
+        # a fold trains on fewer examples, so it runs more epochs: the same number of optimizer
+        # steps as the final training of each choice, which is what the choice is about
+        scale = len(texts) / len(tr)
+        fold_epochs = {max(1, round(e * scale)): e for e in tuned_epochs}
         say(f"cross-validation fold {f}/{k}: fine-tuning on {len(tr)} examples, scoring {len(te)} held out "
-            f"after {', '.join(map(str, tuned_epochs))} epochs")
+            f"after the steps of {', '.join(map(str, tuned_epochs))} epochs")
         model = copy.deepcopy(base)
 
         def hook(epoch: int, tr: np.ndarray = tr, te: np.ndarray = te, model: Any = model) -> None:
-            if epoch in tuned_epochs:
+            if epoch in fold_epochs:
                 emb = embed(model, [texts[i] for i in np.concatenate([tr, te])], quick=True)
-                scores.add(epoch, emb[: len(tr)], y[tr], emb[len(tr):], y[te], data.multi_label, config.seed)
+                scores.add(fold_epochs[epoch], emb[: len(tr)], y[tr], emb[len(tr):], y[te], data.multi_label,
+                           config.seed)
 
-        tune(model, tr, max(tuned_epochs), hook)
+        tune(model, tr, max(fold_epochs), hook)
         del model
     epochs, c = scores.best()
     return Selection(epochs, c, "cross-validation", folds=k, scores=scores.by_epochs())
