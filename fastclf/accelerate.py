@@ -9,6 +9,7 @@ that passes (or that the user keeps on purpose) is moved into ``body/`` and reco
 from __future__ import annotations
 
 import filecmp
+import os
 import shutil
 import tempfile
 import time
@@ -21,7 +22,8 @@ import numpy as np
 
 from .backends import REFERENCE, RUNTIME_DIRS, VARIANTS, export_variant, get_spec, load_body, reset_runtime_state, runtime_module
 from .errors import DataError, FastclfError, MissingDependency, ParityError, first_line
-from .model import BODY_DIR, Classifier, read_config, write_config
+from .model import (BODY_DIR, Classifier, commit_dir, fix_permissions, link_copy, make_staging, read_config,
+                    remove_stale, write_config, writer_lock)
 
 DEFAULT_MIN_AGREEMENT = 0.98
 
@@ -127,10 +129,11 @@ def accelerate(model_dir: str | Path, variants: Sequence[str], *, calibration_te
         UnknownVariant: a variant name is not known.
         DataError: too few texts.
     """
-    model_dir = Path(model_dir)
+    model_dir = Path(model_dir).resolve()
     for v in variants:
         get_spec(v)
-    read_config(model_dir)
+    body_id = read_config(model_dir).get("body_id")
+    remove_stale(model_dir)
     if check_texts is None:
         calibration, check = split_texts(calibration_texts, num_calibration)
     else:
@@ -149,7 +152,8 @@ def accelerate(model_dir: str | Path, variants: Sequence[str], *, calibration_te
         echo(f"[{variant}] exporting: {spec.description}")
         start = time.perf_counter()
         result = ExportResult(variant, ok=False)
-        with tempfile.TemporaryDirectory(prefix=f".staging-{variant}-", dir=model_dir) as tmp:
+        with tempfile.TemporaryDirectory(prefix=f".staging-{variant}-{os.getpid()}-", dir=model_dir,
+                                         ignore_cleanup_errors=True) as tmp:
             try:
                 staged = _staging_copy(body_dir, spec.runtime, Path(tmp))
                 export_variant(staged, variant, calibration)
@@ -178,16 +182,49 @@ def accelerate(model_dir: str | Path, variants: Sequence[str], *, calibration_te
                                         "export discarded (use --keep to keep it anyway)")
                         echo(line)
                 if not result.error:
-                    moved = _promote(staged, body_dir, spec.runtime)
-                    _record(model_dir, variant, result, calibration_source, len(calibration), min_agreement)
-                    result.ok = True
-                    result.details["files"] = moved
-                    if not result.kept_below_tolerance:
-                        echo(f"{line}  OK")
+                    try:
+                        moved = _commit(model_dir, body_id, staged, variant, result, calibration_source,
+                                        len(calibration), min_agreement)
+                    except FastclfError as exc:
+                        result.error = str(exc)
+                    else:
+                        result.ok = True
+                        result.details["files"] = moved
+                        if not result.kept_below_tolerance:
+                            echo(f"{line}  OK")
             if result.error:
                 echo(f"[{variant}] FAILED: {result.error}")
         results.append(result)
     return results
+
+
+def _commit(model_dir: Path, body_id: str | None, staged: Path, variant: str, result: ExportResult, source: str,
+            n_cal: int, min_agreement: float) -> list[str]:
+    """Publish an export: a new version of the model (hard links to the unchanged files, the
+    variant's files and the updated fastclf.json) swapped with the live one in one step, so
+    a reader never sees variant files that fastclf.json does not record, or the reverse.
+
+    Raises:
+        ModelFormatError: the model's body was replaced (``fastclf train -o``) during the export.
+    """
+    from .errors import ModelFormatError
+
+    with writer_lock(model_dir):
+        if read_config(model_dir).get("body_id") != body_id:
+            raise ModelFormatError(f"the model in {model_dir} was replaced while {variant} was exported; "
+                                   "export discarded: run fastclf accelerate again")
+        tmp = make_staging(model_dir)
+        try:
+            link_copy(model_dir, tmp,
+                      skip=lambda p: p.parent == model_dir and p.name.startswith(".staging-"))
+            moved = _promote(staged, tmp / BODY_DIR, get_spec(variant).runtime)
+            _record(tmp, variant, result, source, n_cal, min_agreement)
+            fix_permissions(tmp)
+            commit_dir(tmp, model_dir)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    return moved
 
 
 def _record(model_dir: Path, variant: str, result: ExportResult, source: str, n_cal: int,
