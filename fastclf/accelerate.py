@@ -1,15 +1,15 @@
 """Export faster body variants into a model directory, each checked against torch-fp32.
 
-An export is built in a staging folder inside the model directory, loaded back and
+An export is built in a staging folder beside the model directory, loaded back and
 compared with the reference on texts that were not used to calibrate it. Only an export
-that passes (or that the user keeps on purpose) is moved into ``body/`` and recorded in
-``fastclf.json``: a failure or Ctrl-C leaves the model as it was.
+that passes (or that the user keeps on purpose) is published: a new version of the model
+(hard links to the unchanged files, the variant in ``body/``, the record in ``fastclf.json``)
+is swapped with the live one in one step. A failure or Ctrl-C leaves the model as it was.
 """
 
 from __future__ import annotations
 
 import filecmp
-import os
 import shutil
 import tempfile
 import time
@@ -23,7 +23,7 @@ import numpy as np
 from .backends import REFERENCE, RUNTIME_DIRS, VARIANTS, export_variant, get_spec, load_body, reset_runtime_state, runtime_module
 from .errors import DataError, FastclfError, MissingDependency, ParityError, first_line
 from .model import (BODY_DIR, Classifier, commit_dir, fix_permissions, link_copy, make_staging, read_config,
-                    remove_stale, write_config, writer_lock)
+                    remove_stale, staging_prefix, write_config, writer_lock)
 
 DEFAULT_MIN_AGREEMENT = 0.98
 
@@ -152,8 +152,9 @@ def accelerate(model_dir: str | Path, variants: Sequence[str], *, calibration_te
         echo(f"[{variant}] exporting: {spec.description}")
         start = time.perf_counter()
         result = ExportResult(variant, ok=False)
-        with tempfile.TemporaryDirectory(prefix=f".staging-{variant}-{os.getpid()}-", dir=model_dir,
-                                         ignore_cleanup_errors=True) as tmp:
+        # beside the model, not in it: a concurrent save swaps the model folder, not this one
+        with tempfile.TemporaryDirectory(prefix=staging_prefix(model_dir, f"staging-{variant}"),
+                                         dir=model_dir.parent) as tmp:
             try:
                 staged = _staging_copy(body_dir, spec.runtime, Path(tmp))
                 export_variant(staged, variant, calibration)

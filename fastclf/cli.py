@@ -87,7 +87,8 @@ def _read(path, text_column, label_column, label_columns, label_separator):
 @click.option("--loss", type=click.Choice(["supcon", "pairs"]), default="supcon", show_default=True,
               help="supcon: setfit's supervised contrastive loss; pairs: setfit's classic pair sampling.")
 @click.option("--epochs", type=int, default=10, show_default=True, help="Contrastive fine-tuning epochs.")
-@click.option("--batch-size", type=int, default=16, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True,
+              help="Texts a training step.")
 @click.option("--learning-rate", type=float, default=5e-5, show_default=True, help="Body learning rate.")
 @click.option("--num-iterations", type=int, default=5, show_default=True, help="Pairs per example (pairs loss).")
 @click.option("--bf16/--no-bf16", default=None, help="bf16 autocast while fine-tuning (default: on if the CPU has native bf16).")
@@ -116,7 +117,8 @@ def train(data, output, base_model, text_column, label_column, label_columns, la
               help="Where to write the scored file (with --input); default: print CSV to stdout.")
 @click.option("--text-column", default=None, help="Column of texts in --input.")
 @click.option("--variant", default=None, help="Body variant to run (see: fastclf variants); default: the model's default variant.")
-@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True,
+              help="Texts embedded together.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines with all probabilities.")
 def predict(model_dir, texts, input_file, output, text_column, variant, batch_size, as_json):
     """Label TEXTS (or the texts of --input) with the model in MODEL_DIR."""
@@ -131,7 +133,8 @@ def predict(model_dir, texts, input_file, output, text_column, variant, batch_si
 @click.argument("data", type=click.Path(path_type=Path))
 @_data_options
 @click.option("--variant", default=None, help="Body variant (default: the model's default variant).")
-@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True,
+              help="Texts embedded together.")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
 def eval_(model_dir, data, text_column, label_column, label_columns, label_separator, variant, batch_size, as_json):
     """Evaluate the model in MODEL_DIR on the labeled file DATA."""

@@ -397,7 +397,7 @@ def writer_lock(path: Path) -> Iterator[None]:
 
 def make_staging(path: Path) -> Path:
     """A new, empty staging folder beside ``path``, named with this process's id."""
-    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-{os.getpid()}-", dir=path.parent))
+    staging = Path(tempfile.mkdtemp(prefix=staging_prefix(path, "tmp"), dir=path.parent))
     os.chmod(staging, 0o777 & ~current_umask())
     return staging
 
@@ -437,7 +437,7 @@ def commit_dir(staging: Path, path: Path) -> None:
     except OSError:
         pass
     # no atomic swap on this system: a short moment without a folder at ``path``
-    old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-{os.getpid()}-", dir=path.parent))
+    old = Path(tempfile.mkdtemp(prefix=staging_prefix(path, "old"), dir=path.parent))
     os.replace(path, old / "model")
     os.replace(staging, path)
     shutil.rmtree(old, ignore_errors=True)
@@ -459,7 +459,8 @@ def fix_permissions(root: Path) -> None:
                 os.chmod(p, 0o666 & ~mask)
 
 
-_OWNER_RE = re.compile(r"^-?(\d+)-")
+#: the owner's pid in a leftover's name: ``...-<pid>-<random>`` (mkdtemp's random part has no dash)
+_OWNER_RE = re.compile(r"(?:^|-)(\d+)-[a-z0-9_]*$")
 
 
 def _pid_alive(pid: int) -> bool:
@@ -479,7 +480,7 @@ def _pid_alive(pid: int) -> bool:
 def _stale(entry: Path, rest: str, now: float) -> bool:
     """Whether a leftover is abandoned: its owner (the pid in its name) is dead, or, for a
     name without an owner (older fastclf), it is older than :data:`STALE_SECONDS`."""
-    m = _OWNER_RE.match(rest)
+    m = _OWNER_RE.search(rest)
     if m:
         return not _pid_alive(int(m.group(1)))
     try:
@@ -489,15 +490,21 @@ def _stale(entry: Path, rest: str, now: float) -> bool:
     return age > STALE_SECONDS
 
 
+def staging_prefix(path: Path, what: str) -> str:
+    """The name prefix of a staging folder beside the model ``path`` (``tmp``, or
+    ``staging-<variant>`` for an export), with this process's id as its owner."""
+    return f".{Path(path).name}.{what}-{os.getpid()}-"
+
+
 def remove_stale(path: Path) -> list[Path]:
-    """Remove what killed runs left: ``.NAME.tmp-*`` and ``.NAME.old-*`` beside the model,
-    ``.staging-*`` inside it. A concurrent run's folders (owner alive, or recent) are kept.
-    Returns what was removed."""
+    """Remove what killed runs left: ``.NAME.tmp-*``, ``.NAME.old-*`` and ``.NAME.staging-*``
+    beside the model, and older fastclf's ``.staging-*`` inside it. A concurrent run's folders
+    (owner alive, or recent when the name has no owner) are kept. Returns what was removed."""
     path = Path(path)
     now = time.time()
     removed: list[Path] = []
     candidates: list[tuple[Path, str]] = []
-    prefixes = (f".{path.name}.tmp-", f".{path.name}.old-")
+    prefixes = (f".{path.name}.tmp-", f".{path.name}.old-", f".{path.name}.staging-")
     try:
         for entry in path.parent.iterdir():
             for prefix in prefixes:
@@ -507,11 +514,7 @@ def remove_stale(path: Path) -> list[Path]:
         return removed
     if path.is_dir():
         try:
-            for entry in path.iterdir():
-                if entry.name.startswith(".staging-"):
-                    # .staging-<variant>-<pid>-<random>: the variant name has dashes too
-                    m = re.match(r"^\.staging-.*?-(\d+)-[^-]*$", entry.name)
-                    candidates.append((entry, f"{m.group(1)}-" if m else entry.name))
+            candidates += [(e, e.name[len(".staging-"):]) for e in path.iterdir() if e.name.startswith(".staging-")]
         except OSError:
             pass
     for entry, rest in candidates:

@@ -97,6 +97,10 @@ def predict_command(model_dir: Path, texts: list[str], *, input_file: Path | Non
         raise DataError("give texts to label, or --input FILE")
     if texts and input_file is not None:
         raise DataError("give either texts or --input FILE, not both")
+    if output is not None:
+        if input_file is None:
+            raise DataError("--output writes the scored --input file; give --input FILE")
+        output_format(output)  # fail before any work on an output that cannot be written
     df = None
     if input_file is not None:
         from .data import read_texts
@@ -128,56 +132,111 @@ def predict_command(model_dir: Path, texts: list[str], *, input_file: Path | Non
     echo(f"wrote {len(out)} rows to {output}")
 
 
+OUTPUT_FORMATS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl",
+                  ".json": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
+OUTPUT_COMPRESSIONS = {".gz": "gzip", ".bz2": "bz2", ".xz": "xz", ".zst": "zstd", ".zip": "zip"}
+
+
+def output_format(output: Path) -> tuple[str, str | None]:
+    """(format, compression) of an output file named ``output``, from its suffixes.
+
+    Raises:
+        DataError: an unsupported extension (the supported ones are listed), a compressed
+            Parquet file, or ``output`` is an existing directory.
+    """
+    output = Path(output)
+    if output.is_dir():
+        raise DataError(f"--output {output} is a directory; name a file such as {output / 'predictions.csv'}")
+    suffixes = [x.lower() for x in output.suffixes]
+    compression = None
+    if suffixes and suffixes[-1] in OUTPUT_COMPRESSIONS:
+        compression = OUTPUT_COMPRESSIONS[suffixes.pop()]
+    fmt = OUTPUT_FORMATS.get(suffixes[-1] if suffixes else "")
+    if fmt is None:
+        raise DataError(
+            f"--output {output}: unsupported file type; use one of {', '.join(OUTPUT_FORMATS)} "
+            f"(text formats may end in {', '.join(OUTPUT_COMPRESSIONS)})"
+        )
+    if fmt == "parquet" and compression:
+        raise DataError(f"--output {output}: Parquet is compressed inside the file; name it .parquet")
+    if compression == "zstd":
+        try:
+            import zstandard  # noqa: F401
+        except ImportError:
+            raise DataError(f"--output {output}: writing .zst needs the zstandard package: pip install zstandard") from None
+    return fmt, compression
+
+
 def _write_table(df, output: Path) -> None:
-    """Write a table by the output's extension, atomically."""
-    suffix = Path(output).suffix.lower()
+    """Write a table by the output's extension (compressed when it ends in .gz, .bz2, .xz, .zst
+    or .zip), atomically.
+
+    Raises:
+        DataError: see :func:`output_format`.
+    """
+    fmt, compression = output_format(output)
+    archive_name = Path(output).with_suffix("").name  # the member's name inside a .zip
 
     def write(tmp: Path) -> None:
-        if suffix in (".parquet", ".pq"):
+        comp = {"method": compression, "archive_name": archive_name} if compression == "zip" else compression
+        if fmt == "parquet":
             df.to_parquet(tmp, index=False)
-        elif suffix in (".jsonl", ".ndjson", ".json"):
-            df.to_json(tmp, orient="records", lines=True, force_ascii=False)
-        elif suffix in (".tsv", ".tab"):
-            df.to_csv(tmp, sep="\t", index=False)
+        elif fmt == "jsonl":
+            df.to_json(tmp, orient="records", lines=True, force_ascii=False, compression=comp)
         else:
-            df.to_csv(tmp, index=False)
+            df.to_csv(tmp, sep="\t" if fmt == "tsv" else ",", index=False, compression=comp)
 
     atomic_write(output, write)
 
 
+def _obj(value: Any) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def _num(value: Any, fmt: str) -> str:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return "?"
+    return format(value, fmt)
+
+
 def info_text(model_dir: Path, cfg: dict[str, Any]) -> str:
-    body = cfg.get("body", {})
-    training = cfg.get("training", {})
+    """``fastclf info``: a readable summary of a model's config; odd or missing fields show as '?'."""
+    body = _obj(cfg.get("body"))
+    training = _obj(cfg.get("training"))
+    labels = [str(x) for x in cfg.get("labels") or []]
     lines = [
         f"model: {model_dir}",
         f"format: fastclf v{cfg.get('format_version')} (written by fastclf {cfg.get('fastclf_version', '?')}, "
         f"{cfg.get('created', '?')})",
-        f"labels ({len(cfg['labels'])}{', multi-label' if cfg.get('multi_label') else ''}): {', '.join(cfg['labels'])}",
+        f"labels ({len(labels)}{', multi-label' if cfg.get('multi_label') is True else ''}): {', '.join(labels)}",
         f"base model: {cfg.get('base_model', '?')}",
         f"body: pooling {body.get('pooling', '?')}, normalize {body.get('normalize', '?')}, "
         f"dim {body.get('dim', '?')}, max length {body.get('max_seq_length', '?')}",
     ]
     if training:
-        lines.append(f"trained on {training.get('examples')} examples in {training.get('seconds')} s "
-                     f"({training.get('settings', {}).get('loss')} loss)")
-        if "eval" in training:
-            ev = training["eval"]
-            lines.append(f"evaluation: accuracy {ev['accuracy']:.4f}, macro-F1 {ev['macro_f1']:.4f} on {ev['data']}")
+        lines.append(f"trained on {training.get('examples', '?')} examples in {training.get('seconds', '?')} s "
+                     f"({_obj(training.get('settings')).get('loss', '?')} loss)")
+        ev = _obj(training.get("eval"))
+        if ev:
+            lines.append(f"evaluation: accuracy {_num(ev.get('accuracy'), '.4f')}, "
+                         f"macro-F1 {_num(ev.get('macro_f1'), '.4f')} on {ev.get('data', '?')}")
     lines.append("variants:")
-    recorded = cfg.get("variants", {})
+    recorded = _obj(cfg.get("variants"))
     for name in exported_variants(model_dir, cfg):
         lines.append(f"  {name:<14} {_parity_text(recorded.get(name))}")
-    versions = cfg.get("versions", {})
+    versions = _obj(cfg.get("versions"))
     if versions:
         lines.append("versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
     return "\n".join(lines)
 
 
-def _parity_text(p: dict | None) -> str:
-    if not p:
+def _parity_text(p: Any) -> str:
+    if not p or not isinstance(p, dict):
         return "reference"
-    return (f"agreement {p['agreement']:.2%}, max prob diff {p['max_proba_diff']:.4f}, "
-            f"cosine {p['mean_cosine']:.4f} on {p['n']} texts")
+    agreement = p.get("agreement")
+    shown = f"{agreement:.2%}" if isinstance(agreement, (int, float)) and not isinstance(agreement, bool) else "?"
+    return (f"agreement {shown}, max prob diff {_num(p.get('max_proba_diff'), '.4f')}, "
+            f"cosine {_num(p.get('mean_cosine'), '.4f')} on {p.get('n', '?')} texts")
 
 
 def variants_text(model_dir: Path | None) -> str:
