@@ -430,7 +430,7 @@ class TextPipeline:
         """
         from ..texts import check_batch_size, check_texts
 
-        texts = check_texts(texts, single_ok=False)
+        texts = check_texts(texts, single_ok=False, allow_empty=True)
         batch_size = check_batch_size(batch_size)
         if not texts:
             return np.zeros((0, self.config.dim or 0), dtype=np.float32)
