@@ -253,6 +253,34 @@ def test_leftovers_of_killed_runs_are_removed_but_not_a_live_runs(model, other):
     assert all(d.exists() for d in live)
 
 
+def test_accelerate_publishes_whole_versions_and_discards_an_export_of_a_replaced_model(model, other, monkeypatch):
+    pytest.importorskip("onnxruntime")
+    import fastclf.accelerate as acc
+
+    stale = model.parent / ".model.old-abcd1234"
+    stale.mkdir()
+    os.utime(stale, (time.time() - 3600,) * 2)
+    texts = SPORT + FOOD + ["a cup of tea", "a penalty shoot-out"]
+    results = acc.accelerate(model, ["onnx-fp32"], calibration_texts=texts, min_agreement=0.0, echo=lambda s: None)
+    assert results[0].ok, results[0].error
+    assert not stale.exists()
+    assert Classifier.load(model, variant="onnx-fp32").predict(["a late goal"])[0] in ("sport", "food")
+    assert not [p for p in model.parent.iterdir() if p.name.startswith(".model.")]
+
+    real = acc.export_variant
+
+    def export_then_replace(body_dir, variant, calibration):
+        real(body_dir, variant, calibration)
+        other.save(model)  # `fastclf train -o model` finishes during the export
+
+    monkeypatch.setattr(acc, "export_variant", export_then_replace)
+    results = acc.accelerate(model, ["onnx-o1"], calibration_texts=texts, min_agreement=0.0, echo=lambda s: None)
+    assert not results[0].ok and "replaced" in results[0].error
+    cfg = _cfg(model)
+    assert cfg["labels"] == ["ball", "meal"] and "onnx-o1" not in cfg["variants"]
+    assert not (model / "body" / "onnx" / "model_O1.onnx").exists()
+
+
 def test_variant_files_that_fastclf_json_does_not_record_are_not_loaded(model):
     (model / "body" / "onnx").mkdir()
     (model / "body" / "onnx" / "model.onnx").write_bytes(b"left by a killed accelerate")
