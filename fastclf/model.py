@@ -25,7 +25,7 @@ from . import __version__
 from ._util import atomic_write_text, current_umask
 from .backends import REFERENCE, VARIANTS, Body, get_spec, is_exported, load_body
 from .backends._numpy_pipeline import declared_pooling_modes
-from .errors import FastclfError, ModelFormatError, ModelNotFound, VariantNotExported
+from .errors import FastclfError, ModelFormatError, ModelNotFound, VariantNotExported, first_line
 from .head import LogisticHead
 from .safety import inside
 from .texts import check_batch_size, check_texts
@@ -59,8 +59,8 @@ def read_config(path: str | Path) -> dict[str, Any]:
         raise ModelFormatError(f"{path} is not a fastclf model ({CONFIG_FILE} is missing); train one with: fastclf train DATA")
     try:
         cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelFormatError(f"{cfg_path} is corrupted: {exc}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise ModelFormatError(f"{cfg_path} is corrupted: {first_line(exc)}") from None
     if not isinstance(cfg, dict) or cfg.get("format") != FORMAT:
         raise ModelFormatError(f"{cfg_path} is not a fastclf model config")
     version = cfg.get("format_version")
@@ -280,8 +280,15 @@ class Classifier:
         kind = head_info.get("kind")
         if kind is not None and kind != head.kind:
             raise ModelFormatError(f"{path / CONFIG_FILE} says the head is {kind!r} but the head file holds {head.kind!r}")
+        multi_label = bool(cfg.get("multi_label"))
+        if multi_label != (head.kind == "multilabel"):
+            raise ModelFormatError(f"{path / CONFIG_FILE} says multi_label is {str(multi_label).lower()} "
+                                   f"but the head is {head.kind}")
         body = load_body(path / BODY_DIR, variant)
-        return cls(body, head, cfg["labels"], multi_label=bool(cfg.get("multi_label")), config=cfg, path=path,
+        dim = _body_dim(body)
+        if dim is not None and dim != head.dim:
+            raise ModelFormatError(f"{path}: the body makes {dim}-dimensional embeddings but the head expects {head.dim}")
+        return cls(body, head, cfg["labels"], multi_label=multi_label, config=cfg, path=path,
                    threshold=float(cfg.get("threshold", 0.5)))
 
     def save(self, path: str | Path, *, overwrite: bool = True) -> Path:
@@ -352,6 +359,17 @@ _LOAD_ATTEMPTS = 5
 STALE_SECONDS = 600  # leftovers without a recorded owner are removed after this long
 _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
+
+
+def _body_dim(body: Body) -> int | None:
+    """The embedding size a body declares, when it declares one."""
+    try:
+        dim = getattr(body, "dim", None)
+        if dim is None and hasattr(body, "model"):
+            dim = body.model.get_sentence_embedding_dimension()
+    except Exception:  # a body without the notion: checked at the first predict instead
+        return None
+    return int(dim) if isinstance(dim, (int, np.integer)) and not isinstance(dim, bool) else None
 
 
 def _identity(path: Path) -> tuple[int, int] | None:

@@ -110,8 +110,8 @@ def check_body(body_dir: str | Path) -> None:
     if modules_path.is_file():
         try:
             modules = json.loads(modules_path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ModelFormatError(f"{modules_path} is corrupted: {exc}") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+            raise ModelFormatError(f"{modules_path} is corrupted: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
         if not isinstance(modules, list):
             raise ModelFormatError(f"{modules_path} is corrupted: expected a list of modules")
         for i, entry in enumerate(modules):
