@@ -1,9 +1,11 @@
 """Export faster body variants into a model directory, each checked against torch-fp32.
 
-An export is built in a staging folder inside the model directory, loaded back and
+An export is built in a staging folder beside the model directory, loaded back and
 compared with the reference on texts that were not used to calibrate it. Only an export
-that passes (or that the user keeps on purpose) is moved into ``body/`` and recorded in
-``fastclf.json``: a failure or Ctrl-C leaves the model as it was.
+that passes (or that the user keeps on purpose) is published: a new version of the model
+(hard links to the unchanged files, the variant in ``body/``, the record in ``fastclf.json``)
+is swapped with the live one in one step. A failure or Ctrl-C leaves the model as it was.
+
 
 The parity gate (:func:`gate_decision`) fails a variant only when the check texts show, with
 95% confidence, that it disagrees with torch-fp32 on more labels than the tolerance (the lower
@@ -35,7 +37,8 @@ import numpy as np
 from .backends import (REFERENCE, RUNTIME_DIRS, VARIANTS, cpu_info, export_variant, get_spec, load_body,
                        reset_runtime_state, runtime_module, runtime_settings)
 from .errors import DataError, FastclfError, MissingDependency, ParityError, first_line
-from .model import BODY_DIR, Classifier, read_config, write_config
+from .model import (BODY_DIR, Classifier, commit_dir, fix_permissions, link_copy, make_staging, read_config,
+                    remove_stale, staging_prefix, write_config, writer_lock)
 
 DEFAULT_MIN_AGREEMENT = 0.98
 DEFAULT_MAX_DISAGREEMENT = 0.02  # the gate's tolerance: share of texts whose label may differ
@@ -357,10 +360,11 @@ def accelerate(model_dir: str | Path, variants: Sequence[str], *, calibration_te
         UnknownVariant: a variant name is not known.
         DataError: too few texts.
     """
-    model_dir = Path(model_dir)
+    model_dir = Path(model_dir).resolve()
     for v in variants:
         get_spec(v)
-    read_config(model_dir)
+    body_id = read_config(model_dir).get("body_id")
+    remove_stale(model_dir)
     if max_disagreement is None:
         max_disagreement = DEFAULT_MAX_DISAGREEMENT if min_agreement is None else 1.0 - min_agreement
     calibrate = any(get_spec(v).calibrated for v in variants)
@@ -385,7 +389,9 @@ def accelerate(model_dir: str | Path, variants: Sequence[str], *, calibration_te
         result = ExportResult(variant, ok=False)
         if progress:
             progress(Step(variant, "export", index, len(todo)))
-        with tempfile.TemporaryDirectory(prefix=f".staging-{variant}-", dir=model_dir) as tmp:
+        # beside the model, not in it: a concurrent save swaps the model folder, not this one
+        with tempfile.TemporaryDirectory(prefix=staging_prefix(model_dir, f"staging-{variant}"),
+                                         dir=model_dir.parent) as tmp:
             try:
                 with quiet_third_party(verbose):
                     staged = _staging_copy(body_dir, spec.runtime, Path(tmp))
@@ -420,16 +426,49 @@ def accelerate(model_dir: str | Path, variants: Sequence[str], *, calibration_te
                         result.error = (f"{result.gate.reason} (--min-agreement {1 - max_disagreement:.0%}): "
                                         "export discarded (use --keep to keep it anyway)")
                 if not result.error:
-                    moved = _promote(staged, body_dir, spec.runtime)
-                    _record(model_dir, variant, result, calibration_source, len(calibration))
-                    result.ok = True
-                    result.details["files"] = moved
+                    try:
+                        moved = _commit(model_dir, body_id, staged, variant, result, calibration_source,
+                                        len(calibration))
+                    except FastclfError as exc:
+                        result.error = str(exc)
+                    else:
+                        result.ok = True
+                        result.details["files"] = moved
         if progress:
             progress(Step(variant, "done", index, len(todo), result))
         if echo is not None:
             echo(format_result(result))
         results.append(result)
     return results
+
+
+def _commit(model_dir: Path, body_id: str | None, staged: Path, variant: str, result: ExportResult, source: str,
+            n_cal: int) -> list[str]:
+    """Publish an export: a new version of the model (hard links to the unchanged files, the
+    variant's files and the updated fastclf.json) swapped with the live one in one step, so
+    a reader never sees variant files that fastclf.json does not record, or the reverse.
+
+    Raises:
+        ModelFormatError: the model's body was replaced (``fastclf train -o``) during the export.
+    """
+    from .errors import ModelFormatError
+
+    with writer_lock(model_dir):
+        if read_config(model_dir).get("body_id") != body_id:
+            raise ModelFormatError(f"the model in {model_dir} was replaced while {variant} was exported; "
+                                   "export discarded: run fastclf accelerate again")
+        tmp = make_staging(model_dir)
+        try:
+            link_copy(model_dir, tmp,
+                      skip=lambda p: p.parent == model_dir and p.name.startswith(".staging-"))
+            moved = _promote(staged, tmp / BODY_DIR, get_spec(variant).runtime)
+            _record(tmp, variant, result, source, n_cal)
+            fix_permissions(tmp)
+            commit_dir(tmp, model_dir)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    return moved
 
 
 def _record(model_dir: Path, variant: str, result: ExportResult, source: str, n_cal: int) -> None:
@@ -499,10 +538,11 @@ def choose_default(model_dir: str | Path, results: Sequence[ExportResult], refer
         "load_average": _loadavg(),
         "candidates": figures,
     }
-    cfg = read_config(model_dir)
-    cfg["default_variant"] = best
-    cfg["default_variant_choice"] = record
-    write_config(model_dir, cfg)
+    with writer_lock(model_dir):
+        cfg = read_config(model_dir)
+        cfg["default_variant"] = best
+        cfg["default_variant_choice"] = record
+        write_config(model_dir, cfg)
     return AutoChoice(best, list(results), reference_timing, record)
 
 

@@ -834,6 +834,9 @@ def _load_setfit(model_dir: Path) -> tuple[Callable[[list[str], int], list], Any
     labels = [str(c) for c in cfg["labels"]]
     multi = bool(cfg.get("multi_label"))
     head = LogisticHead.load(model_dir / cfg.get("head", {}).get("file", HEAD_FILE))
+    from .safety import check_body
+
+    check_body(model_dir / BODY_DIR)  # the same check as every other load: no code from the model folder
     body = SentenceTransformer(str(model_dir / BODY_DIR), device="cpu", local_files_only=True)
     model = SetFitModel(model_body=body, model_head=_sklearn_head(head, len(labels), multi), labels=labels,
                         multi_target_strategy="one-vs-rest" if multi else None)

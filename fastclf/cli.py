@@ -173,7 +173,8 @@ def predict(model_dir, texts, input_file, output, text_column, variant, batch_si
 @click.argument("data", type=click.Path(path_type=Path))
 @_data_options
 @click.option("--variant", default=None, help="Body variant (default: the model's default variant).")
-@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True,
+              help="Texts embedded together.")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
 def eval_(model_dir, data, text_column, label_column, label_columns, label_separator, variant, batch_size, as_json):
     """Evaluate the model in MODEL_DIR on the labeled file DATA."""

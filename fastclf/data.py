@@ -95,13 +95,63 @@ def _format_of(path: Path) -> str:
     return fmt
 
 
+def _decompress(path: Path) -> bytes:
+    """The bytes of ``path``, decompressed by its last suffix (.gz, .bz2, .xz, .zst, .zip).
+
+    Raises:
+        DataError: the file is damaged or truncated, a .zip does not hold exactly one file, or
+            the zstandard package is missing for a .zst file.
+    """
+    suffix = path.suffix.lower()
+    raw = path.read_bytes()
+    try:
+        if suffix == ".gz":
+            import gzip
+
+            return gzip.decompress(raw)
+        if suffix == ".bz2":
+            import bz2
+
+            return bz2.decompress(raw)
+        if suffix == ".xz":
+            import lzma
+
+            return lzma.decompress(raw)
+        if suffix == ".zst":
+            try:
+                import zstandard
+            except ImportError:
+                raise DataError(f"{path}: reading .zst files needs the zstandard package: pip install zstandard") from None
+            with zstandard.ZstdDecompressor().stream_reader(raw) as reader:
+                return reader.read()
+        if suffix == ".zip":
+            import io
+            import zipfile
+
+            with zipfile.ZipFile(io.BytesIO(raw)) as zf:
+                members = [m for m in zf.infolist() if not m.is_dir()]
+                if len(members) != 1:
+                    raise DataError(f"{path}: a .zip data file must hold exactly one file, found {len(members)}")
+                return zf.read(members[0])
+    except DataError:
+        raise
+    except (MemoryError, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # zlib.error, EOFError (truncated), OSError, LZMAError, BadZipFile, ZstdError...
+        raise DataError(f"{path}: cannot decompress ({suffix}): the file is damaged or truncated "
+                        f"({type(exc).__name__}: {first_line(exc)})") from None
+    return raw
+
+
 def read_table(path: str | Path) -> pd.DataFrame:
     """Read a data file into a DataFrame, with every error turned into one clear line.
 
     Raises:
         DataFileNotFound: the file does not exist.
-        DataError: the file cannot be parsed, is not UTF-8, or has no rows.
+        DataError: the file cannot be decompressed or parsed, is not UTF-8, or has no rows.
     """
+    import io
+
     path = Path(path)
     if not path.exists():
         raise DataFileNotFound(f"data file not found: {path}")
@@ -109,53 +159,64 @@ def read_table(path: str | Path) -> pd.DataFrame:
         raise DataError(f"{path} is a directory, not a data file")
     fmt = _format_of(path)
     try:
-        if fmt == "csv":
-            df = pd.read_csv(path, encoding="utf-8", dtype=object, keep_default_na=False, na_values=[""])
-        elif fmt == "tsv":
-            df = pd.read_csv(
-                path, sep="\t", encoding="utf-8", dtype=object, keep_default_na=False, na_values=[""]
-            )
+        data = _decompress(path) if path.suffix.lower() in COMPRESSIONS else path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read: {first_line(exc)}") from None
+    try:
+        if fmt in ("csv", "tsv"):
+            data.decode("utf-8")  # a clear message for a file that is not UTF-8
+            df = pd.read_csv(io.BytesIO(data), sep="\t" if fmt == "tsv" else ",", encoding="utf-8", dtype=object,
+                             keep_default_na=False, na_values=[""])
         elif fmt == "jsonl":
-            df = _read_jsonl(path)
+            df = _read_jsonl(path, data)
         else:
-            df = pd.read_parquet(path)
+            df = pd.read_parquet(io.BytesIO(data))
     except UnicodeDecodeError as exc:
         raise DataError(
             f"{path} is not UTF-8 text (invalid byte at position {exc.start}); "
             "re-save it as UTF-8"
         ) from None
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError, OSError) as exc:
-        if isinstance(exc, DataError):
-            raise
+    except DataError:
+        raise
+    except (MemoryError, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # pandas, pyarrow and csv raise many types for a malformed file
         raise DataError(f"{path}: cannot read as {fmt}: {first_line(exc)}") from None
     if len(df) == 0:
         raise DataError(f"{path} has no data rows")
     df.columns = [str(c) for c in df.columns]
+    if fmt == "csv" and len(df.columns) == 1 and "\t" in df.columns[0]:
+        raise DataError(f"{path}: the header holds tab characters and no commas: this looks like "
+                        "tab-separated data; name the file .tsv")
+    if len(set(df.columns)) != len(df.columns):
+        dup = sorted({c for c in df.columns if list(df.columns).count(c) > 1})
+        raise DataError(f"{path}: duplicate column names: {', '.join(dup)}")
     return df
 
 
-def _read_jsonl(path: Path) -> pd.DataFrame:
-    import io
-
-    raw = path.read_bytes() if not path.suffix.lower() in COMPRESSIONS else None
-    if raw is None:
-        return pd.read_json(path, lines=True, encoding="utf-8", dtype=False)
-    text = raw.decode("utf-8")
+def _read_jsonl(path: Path, data: bytes) -> pd.DataFrame:
+    """JSON Lines (one object a line), or one JSON array of objects."""
+    text = data.decode("utf-8").lstrip("\ufeff")
     stripped = text.lstrip()
     if stripped.startswith("["):  # a plain JSON array of records
         try:
-            records = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path}: invalid JSON: {exc}") from None
+            records = json.loads(stripped)
+        except (json.JSONDecodeError, RecursionError) as exc:
+            raise DataError(f"{path}: invalid JSON: {first_line(exc)}") from None
+        if not isinstance(records, list):
+            raise DataError(f"{path}: expected a JSON array of objects")
+        for i, row in enumerate(records):
+            if not isinstance(row, dict):
+                raise DataError(f"{path}: item {i + 1} of the JSON array is {type(row).__name__}, not an object")
         return pd.DataFrame.from_records(records)
     rows = []
-    for lineno, line in enumerate(io.StringIO(text), start=1):
+    for lineno, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
             row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path}: line {lineno} is not valid JSON: {exc.msg}") from None
+        except (json.JSONDecodeError, RecursionError) as exc:
+            raise DataError(f"{path}: line {lineno} is not valid JSON: {getattr(exc, 'msg', first_line(exc))}") from None
         if not isinstance(row, dict):
             raise DataError(f"{path}: line {lineno} is not a JSON object")
         rows.append(row)
@@ -198,8 +259,21 @@ def _is_missing(value) -> bool:
     return isinstance(value, str) and not value.strip()
 
 
+def _nested(value) -> bool:
+    return isinstance(value, (list, tuple, dict, set, np.ndarray))
+
+
 def _texts_of(df: pd.DataFrame, column: str, path) -> list[str]:
     values = df[column].tolist()
+    nested = [i for i, v in enumerate(values) if _nested(v)]
+    if nested:
+        raise DataError(
+            f"{path}: column {column!r} holds a list or object instead of a text at {_rows(nested)} "
+            "(rows counted from 1, header excluded)"
+        )
+    bad_unicode = [i for i, v in enumerate(values) if isinstance(v, str) and not _utf8_ok(v)]
+    if bad_unicode:
+        raise DataError(f"{path}: invalid Unicode (a lone surrogate) in column {column!r} at {_rows(bad_unicode)}")
     bad = [i for i, v in enumerate(values) if _is_missing(v)]
     if bad:
         raise DataError(
@@ -207,6 +281,14 @@ def _texts_of(df: pd.DataFrame, column: str, path) -> list[str]:
             "(rows counted from 1, header excluded)"
         )
     return [str(v) for v in values]
+
+
+def _utf8_ok(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _is_binary_column(series: pd.Series) -> bool:
@@ -232,6 +314,8 @@ def read_labeled(
     Raises:
         DataFileNotFound, DataError
     """
+    if not isinstance(label_separator, str) or not label_separator:
+        raise DataError("--label-separator must be at least one character")
     df = read_table(path)
     text_col = (
         _require_column(df, text_column, "--text-column", path)
@@ -270,6 +354,13 @@ def read_labeled(
         raise DataError(
             f"{path}: empty or missing label in column {label_col!r} at {_rows(bad)} "
             "(rows counted from 1, header excluded)"
+        )
+    objects = [i for i, v in enumerate(values) if isinstance(v, (dict, set))
+               or (isinstance(v, (list, tuple, np.ndarray)) and any(_nested(p) or p is None for p in v))]
+    if objects:
+        raise DataError(
+            f"{path}: column {label_col!r} holds an object (or a list of non-labels) at {_rows(objects)}; "
+            "a label is a string, or a list of strings for multi-label data"
         )
     multi = any(isinstance(v, (list, tuple, np.ndarray)) for v in values) or any(
         isinstance(v, str) and label_separator in v for v in values

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ModelFormatError
+from .errors import ModelFormatError, first_line
 
 KINDS = ("binary", "multiclass", "multilabel")
 
@@ -38,10 +38,14 @@ class LogisticHead:
             raise ModelFormatError(f"unknown head kind {kind!r}; expected one of {', '.join(KINDS)}")
         coef = np.asarray(coef, dtype=np.float64)
         intercept = np.asarray(intercept, dtype=np.float64)
-        if coef.ndim != 2 or intercept.shape != (coef.shape[0],):
+        if coef.ndim != 2 or intercept.shape != (coef.shape[0],) or coef.shape[0] < 1 or coef.shape[1] < 1:
             raise ModelFormatError(
                 f"head weights have inconsistent shapes: coef {coef.shape}, intercept {intercept.shape}"
             )
+        if kind == "binary" and coef.shape[0] != 1:
+            raise ModelFormatError(f"a binary head has one row of weights, this one has {coef.shape[0]}")
+        if not (np.all(np.isfinite(coef)) and np.all(np.isfinite(intercept))):
+            raise ModelFormatError("head weights hold NaN or infinite values")
         self.coef = coef
         self.intercept = intercept
         self.kind = kind
@@ -112,10 +116,22 @@ class LogisticHead:
         try:
             with safe_open(str(path), framework="numpy") as f:
                 meta = f.metadata() or {}
+                keys = set(f.keys())
+                if not {"coef", "intercept"} <= keys:
+                    raise ModelFormatError(f"{path} is corrupted: it lacks the 'coef' and 'intercept' tensors")
                 coef = f.get_tensor("coef")
                 intercept = f.get_tensor("intercept")
         except ModelFormatError:
             raise
-        except Exception as exc:  # safetensors raises several types for a damaged file
-            raise ModelFormatError(f"{path} is corrupted: {exc}") from None
-        return cls(coef, intercept, meta.get("kind", ""))
+        except (MemoryError, KeyboardInterrupt):
+            raise
+        except BaseException as exc:  # safetensors raises several types (a Rust panic too) for a damaged file
+            if isinstance(exc, (SystemExit, GeneratorExit)):
+                raise
+            raise ModelFormatError(f"{path} is corrupted: {first_line(exc)}") from None
+        if not (np.issubdtype(coef.dtype, np.floating) and np.issubdtype(intercept.dtype, np.floating)):
+            raise ModelFormatError(f"{path} is corrupted: head weights must be floating point")
+        kind = meta.get("kind", "")
+        if kind not in KINDS:
+            raise ModelFormatError(f"{path}: unknown head kind {kind!r}; this fastclf reads {', '.join(KINDS)}")
+        return cls(coef, intercept, kind)

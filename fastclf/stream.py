@@ -318,11 +318,11 @@ def add_predictions(chunk: pd.DataFrame, proba: np.ndarray, labels: list, classe
 
 
 def _output_format(path: Path) -> tuple[str, str | None]:
-    """Format and compression of an output file by its name (an unknown extension means CSV,
-    as ``fastclf predict`` always did).
+    """Format and compression of an output file by its name.
 
     Raises:
-        DataError: a compression fastclf cannot write (.zst, .zip).
+        DataError: an extension that is not a supported format (``.xlsx`` is not CSV), or a
+            compression fastclf cannot write (.zst, .zip).
     """
     compression = _COMPRESSION.get(path.suffix.lower())
     if compression is not None and compression not in _WRITABLE_COMPRESSION:
@@ -330,7 +330,8 @@ def _output_format(path: Path) -> tuple[str, str | None]:
     try:
         fmt = _data._format_of(path)
     except DataError:
-        fmt = "csv"
+        raise DataError(f"--output {path}: unsupported file type; use .csv, .tsv, .jsonl or .parquet "
+                        "(text formats may end in .gz, .bz2 or .xz)") from None
     if fmt == "parquet" and compression:
         raise DataError(f"{path}: Parquet is compressed inside; drop the {path.suffix} suffix")
     return fmt, compression

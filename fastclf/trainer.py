@@ -197,6 +197,10 @@ class _TrainedBody:
 def _load_body(model: str) -> Any:
     from sentence_transformers import SentenceTransformer
 
+    if Path(model).is_dir():  # a local folder: refuse one that would run code when loaded
+        from .safety import check_body
+
+        check_body(model)
     try:
         return SentenceTransformer(model, device="cpu")
     except Exception as exc:  # hub errors, missing weights, bad config...

@@ -108,6 +108,8 @@ def predict_command(model_dir: Path, texts: list[str], *, input_file: str | Path
         raise DataError("give texts to label, or --input FILE")
     if texts and input_file is not None:
         raise DataError("give either texts or --input FILE, not both")
+    if output is not None and input_file is None:
+        raise DataError("--output writes the scored --input file; give --input FILE")
     if input_file is not None:
         _predict_input(model_dir, input_file, output, text_column=text_column, variant=variant,
                        batch_size=batch_size, echo=echo, engine=engine, concurrency=concurrency,
@@ -154,40 +156,53 @@ def _predict_input(model_dir: Path, input_file: str | Path, output: str | Path |
         echo(f"wrote {result.rows} rows to {len(result.outputs)} files in {output}")
 
 
+def _obj(value: Any) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def _num(value: Any, fmt: str) -> str:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return "?"
+    return format(value, fmt)
+
+
 def info_text(model_dir: Path, cfg: dict[str, Any]) -> str:
-    body = cfg.get("body", {})
-    training = cfg.get("training", {})
+    """``fastclf info``: a readable summary of a model's config; odd or missing fields show as '?'."""
+    body = _obj(cfg.get("body"))
+    training = _obj(cfg.get("training"))
+    labels = [str(x) for x in cfg.get("labels") or []]
     lines = [
         f"model: {model_dir}",
         f"format: fastclf v{cfg.get('format_version')} (written by fastclf {cfg.get('fastclf_version', '?')}, "
         f"{cfg.get('created', '?')})",
-        f"labels ({len(cfg['labels'])}{', multi-label' if cfg.get('multi_label') else ''}): {', '.join(cfg['labels'])}",
+        f"labels ({len(labels)}{', multi-label' if cfg.get('multi_label') is True else ''}): {', '.join(labels)}",
         f"base model: {cfg.get('base_model', '?')}",
         f"body: pooling {body.get('pooling', '?')}, normalize {body.get('normalize', '?')}, "
         f"dim {body.get('dim', '?')}, max length {body.get('max_seq_length', '?')}",
     ]
     if training:
-        lines.append(f"trained on {training.get('examples')} examples in {training.get('seconds')} s "
-                     f"({training.get('settings', {}).get('loss')} loss)")
-        selection = training.get("selection")
-        if isinstance(selection, dict) and selection.get("description"):
+        lines.append(f"trained on {training.get('examples', '?')} examples in {training.get('seconds', '?')} s "
+                     f"({_obj(training.get('settings')).get('loss', '?')} loss)")
+        selection = _obj(training.get("selection"))
+        if isinstance(selection.get("description"), str):
             lines.append(f"recipe: {selection['description']}")
-        if "eval" in training:
-            ev = training["eval"]
-            lines.append(f"evaluation: accuracy {ev['accuracy']:.4f}, macro-F1 {ev['macro_f1']:.4f} on {ev['data']}")
+        ev = _obj(training.get("eval"))
+        if ev:
+            lines.append(f"evaluation: accuracy {_num(ev.get('accuracy'), '.4f')}, "
+                         f"macro-F1 {_num(ev.get('macro_f1'), '.4f')} on {ev.get('data', '?')}")
     lines.append("variants:")
-    recorded = cfg.get("variants", {})
+    recorded = _obj(cfg.get("variants"))
     for name in exported_variants(model_dir, cfg):
         lines.append(f"  {name:<14} {_parity_text(recorded.get(name))}")
     lines += _default_variant_lines(model_dir, cfg)
-    versions = cfg.get("versions", {})
+    versions = _obj(cfg.get("versions"))
     if versions:
         lines.append("versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
     return "\n".join(lines)
 
 
-def _parity_text(p: dict | None) -> str:
-    if not p:
+def _parity_text(p: Any) -> str:
+    if not p or not isinstance(p, dict):
         return "reference"
     gate = p.get("gate")
     if isinstance(gate, dict) and "interval" in gate:

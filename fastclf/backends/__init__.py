@@ -192,6 +192,10 @@ def runtime_module(spec: VariantSpec):
         MissingDependency: the runtime's Python package is not installed.
     """
     package, extra = _RUNTIMES[spec.runtime]
+    if spec.runtime == "openvino":  # before anything imports openvino: no telemetry (see its docstring)
+        from .openvino_backend import disable_telemetry
+
+        disable_telemetry()
     try:
         importlib.import_module(package)
     except ImportError as exc:

@@ -428,14 +428,10 @@ class TextPipeline:
         ``batch_size`` texts whose lengths are close (see :func:`length_chunks`), so little
         compute goes to padding; the result is in the order of ``texts``.
         """
-        if isinstance(texts, str):
-            raise TypeError("texts must be a sequence of strings, not a single string")
-        texts = list(texts)
-        for i, t in enumerate(texts):
-            if not isinstance(t, str):
-                raise TypeError(f"texts must be strings; item {i} is {type(t).__name__}")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        from ..texts import check_batch_size, check_texts
+
+        texts = check_texts(texts, single_ok=False, allow_empty=True)
+        batch_size = check_batch_size(batch_size)
         if not texts:
             return np.zeros((0, self.config.dim or 0), dtype=np.float32)
         encodings = self._encode(texts)

@@ -36,6 +36,39 @@ LONG_CALIBRATION_SAMPLES = 8  # at most, joined from the calibration texts (see 
 _OUTPUT = "last_hidden_state"
 
 
+def disable_telemetry() -> None:
+    """Turn off OpenVINO's usage telemetry for this process, before ``openvino`` is imported.
+
+    ``import openvino`` (through ``openvino.tools.ovc``), NNCF and optimum-intel send events to
+    Google Analytics through the ``openvino_telemetry`` package unless its consent file
+    (``~/intel/openvino_telemetry``, written by ``opt_in_out --opt_out``) says ``0``. fastclf
+    never sends anything over the network: it answers that package's consent check with
+    "declined" in this process, which is what the opt-out file does, without writing to the
+    user's home. Idempotent; a missing ``openvino_telemetry`` package is fine.
+    """
+    try:
+        from openvino_telemetry.utils import opt_in_checker
+    except ImportError:
+        return
+    checker = opt_in_checker.OptInChecker
+    if getattr(checker.check, "_fastclf_declined", False):
+        return
+
+    def declined(self, enable_opt_in_dialog=True, disable_in_ci=False):
+        return opt_in_checker.ConsentCheckResult.DECLINED
+
+    declined._fastclf_declined = True  # type: ignore[attr-defined]
+    checker.check = declined
+    try:  # a Telemetry object made earlier in this process (the class is a singleton)
+        from openvino_telemetry import main as telemetry_main
+
+        instance = getattr(telemetry_main.Telemetry, "_SingletonMetaClass__single_instance", None)
+        if instance is not None:
+            instance.consent = False
+    except Exception:  # an older or newer telemetry package: the consent check above still holds
+        pass
+
+
 #: padded sequence lengths are rounded up to a multiple of this (with masked padding)
 LENGTH_BUCKET = 16
 
@@ -73,6 +106,7 @@ class OpenVINOBody(PipelineBody):
     """
 
     def __init__(self, body_dir: Path, spec: VariantSpec, *, num_threads: int | None = None):
+        disable_telemetry()
         import openvino as ov
 
         from . import requested_threads
@@ -262,6 +296,7 @@ def _install(pairs: list[tuple[Path, Path]]) -> None:
 def _fp32_model(body_dir: Path, transformer_dir: Path, work: Path, *, fresh: bool):
     """An ``OVModelForFeatureExtraction`` of the fp32 IR, not compiled. Reuses the body's
     ``openvino/openvino_model.xml`` when it is there and up to date (unless ``fresh``)."""
+    disable_telemetry()
     from optimum.intel import OVModelForFeatureExtraction
 
     xml, bin_ = (body_dir / f for f in FP32_FILES)

@@ -71,9 +71,26 @@ _WARMUP_TEXTS = ("A short warm-up text.", "A second, somewhat longer text to war
 
 
 def _load_sentence_transformer(body_dir: Path):
+    """Load a body folder with sentence-transformers, after :func:`fastclf.safety.check_body`
+    has made sure that loading it runs no code from the folder.
+
+    Raises:
+        ModelFormatError: the folder is refused, or damaged (weights, configs, tokenizer).
+    """
+    from ..safety import check_body
+
+    check_body(body_dir)
     from sentence_transformers import SentenceTransformer
 
-    model = SentenceTransformer(str(body_dir), device="cpu", local_files_only=True)
+    try:
+        model = SentenceTransformer(str(body_dir), device="cpu", local_files_only=True, trust_remote_code=False)
+    except (MemoryError, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # safetensors, json, tokenizers, transformers and OS errors of a damaged folder
+        raise ModelFormatError(
+            f"cannot load the model body in {body_dir}: it is damaged or incomplete "
+            f"({type(exc).__name__}: {first_line(exc)[:300]})"
+        ) from None
     model.eval()
     return model
 

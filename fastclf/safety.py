@@ -1,0 +1,146 @@
+"""What fastclf trusts in a model folder: data, never code.
+
+sentence-transformers imports any class that a body's ``modules.json`` names (a ``.py`` file
+beside it is enough), and transformers runs remote code when a config asks for it and the
+caller allows it. :func:`check_body` is run before sentence-transformers sees a body folder,
+by every path that loads one (the torch backend, and the trainer for a local base model):
+it accepts only sentence-transformers' own module classes, module paths inside the folder,
+no ``auto_map``/``trust_remote_code`` in any JSON config, and no Python files.
+
+:func:`inside` keeps the paths named in ``fastclf.json`` inside the model folder.
+
+Only the standard library is imported here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from .errors import ModelFormatError
+
+#: sentence-transformers' module classes that read only data (weights, JSON, vocabularies).
+#: Router and Asym are left out on purpose: they name further module classes in their own
+#: configs. A model that needs another class can be loaded with sentence-transformers itself.
+TRUSTED_MODULE_CLASSES = (
+    "Transformer", "Pooling", "Normalize", "Dense", "LayerNorm", "Dropout", "WordEmbeddings",
+    "StaticEmbedding", "CNN", "LSTM", "WeightedLayerPooling", "WordWeights", "BoW", "CLIPModel",
+)
+#: the packages sentence-transformers 5.x writes in ``modules.json`` ("type"): the legacy
+#: ``sentence_transformers.models.Pooling`` and the 5.x ``...sentence_transformer.modules.pooling.Pooling``
+#: and ``...base.modules.transformer.Transformer``
+TRUSTED_MODULE_PACKAGES = (
+    "sentence_transformers.models",
+    "sentence_transformers.sentence_transformer.modules",
+    "sentence_transformers.base.modules",
+)
+_TYPE_RE = re.compile(
+    r"^(?P<pkg>" + "|".join(re.escape(p) for p in TRUSTED_MODULE_PACKAGES) + r")(\.[a-z_][a-z0-9_]*)?\.(?P<cls>\w+)$"
+)
+_CODE_KEYS = ("auto_map", "trust_remote_code")
+
+
+def trusted_module_type(type_name: Any) -> bool:
+    """Whether a ``modules.json`` "type" names one of sentence-transformers' own data-only modules."""
+    if not isinstance(type_name, str):
+        return False
+    m = _TYPE_RE.match(type_name)
+    return bool(m) and m.group("cls") in TRUSTED_MODULE_CLASSES
+
+
+def inside(root: Path, relative: Any, what: str, source: Path) -> Path:
+    """``root / relative`` when it stays inside ``root`` (no absolute path, no ``..``, no
+    symbolic link that leads out); the resolved path.
+
+    Raises:
+        ModelFormatError: ``relative`` is not a string or escapes ``root``.
+    """
+    if not isinstance(relative, str) or "\x00" in relative:
+        raise ModelFormatError(f"{source}: {what} must be a relative path string, got {relative!r}")
+    rel = Path(relative)
+    if rel.is_absolute() or ".." in rel.parts:
+        raise ModelFormatError(f"{source}: {what} {relative!r} leads outside {root}; a model folder must be self-contained")
+    base = Path(os.path.realpath(root))
+    target = Path(os.path.realpath(base / rel))
+    if target != base and base not in target.parents:
+        raise ModelFormatError(f"{source}: {what} {relative!r} leads outside {root} (through a symbolic link)")
+    return target
+
+
+def _code_key(obj: Any, depth: int = 0) -> str | None:
+    """The first key of ``obj`` (nested dicts included) that asks for custom code."""
+    if depth > 8:
+        return None
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            if key == "auto_map" and value:
+                return key
+            if key == "trust_remote_code" and value not in (False, None):
+                return key
+            found = _code_key(value, depth + 1)
+            if found:
+                return found
+    elif isinstance(obj, list):
+        for value in obj[:100]:
+            found = _code_key(value, depth + 1)
+            if found:
+                return found
+    return None
+
+
+def check_body(body_dir: str | Path) -> None:
+    """Refuse a sentence-transformers folder that would make loading it run code.
+
+    Checked before anything is imported: every ``modules.json`` entry names a trusted
+    sentence-transformers module class (:data:`TRUSTED_MODULE_CLASSES`) and a ``path``
+    inside the folder; no JSON config in the folder asks for ``auto_map`` or
+    ``trust_remote_code``; the folder holds no ``.py`` file.
+
+    Raises:
+        ModelFormatError: naming the file and the entry that is refused.
+    """
+    body = Path(body_dir)
+    if not body.is_dir():
+        raise ModelFormatError(f"model body not found: {body} is not a folder")
+    root = Path(os.path.realpath(body))
+    modules_path = body / "modules.json"
+    if modules_path.is_file():
+        try:
+            modules = json.loads(modules_path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+            raise ModelFormatError(f"{modules_path} is corrupted: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+        if not isinstance(modules, list):
+            raise ModelFormatError(f"{modules_path} is corrupted: expected a list of modules")
+        for i, entry in enumerate(modules):
+            if not isinstance(entry, dict):
+                raise ModelFormatError(f"{modules_path}: entry {i} is not an object")
+            type_name = entry.get("type")
+            if not trusted_module_type(type_name):
+                raise ModelFormatError(
+                    f"{modules_path}: entry {i} has module type {type_name!r}, which is not one of "
+                    "sentence-transformers' own modules; fastclf does not load custom module code"
+                )
+            inside(root, entry.get("path", ""), f"entry {i} path", modules_path)
+    for dirpath, dirnames, filenames in os.walk(root):
+        here = Path(dirpath)
+        for name in filenames:
+            path = here / name
+            if name.endswith((".py", ".pyc", ".pyw", ".so")):
+                raise ModelFormatError(
+                    f"{body}: {path.relative_to(root)} is code; fastclf loads only model data, never code from a model folder"
+                )
+            if name.endswith(".json"):
+                try:
+                    if path.stat().st_size > 50_000_000:
+                        continue
+                    data = json.loads(path.read_text(encoding="utf-8"))
+                except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+                    continue  # not fastclf's to judge here: the loader reports a damaged file
+                key = _code_key(data)
+                if key:
+                    raise ModelFormatError(
+                        f"{path}: {key!r} asks to run custom model code; fastclf loads only model data"
+                    )

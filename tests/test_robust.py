@@ -1,0 +1,603 @@
+"""A model folder is data, never code; every bad input ends in one error line; no torn model.
+
+Each test here failed on the code before this suite was written (see the commit message).
+"""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import io
+import json
+import lzma
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import fastclf
+from fastclf import Classifier, DataError, FastclfError, ModelFormatError, VariantNotExported
+from fastclf.data import read_labeled, read_texts
+from samples import FOOD, SPORT, run, tiny_data, train_tiny
+
+ROOT = Path(fastclf.__file__).resolve().parent.parent  # the fastclf under test, for subprocesses
+
+
+@pytest.fixture(scope="module")
+def saved(tiny_body_dir, tmp_path_factory) -> Path:
+    """A tiny sport/food model saved once; tests copy it before changing anything."""
+    path = tmp_path_factory.mktemp("robust") / "model"
+    train_tiny(tiny_body_dir).save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def other(tiny_body_dir, tmp_path_factory) -> Classifier:
+    """A second model, with other labels, to replace the first one while it is read."""
+    from fastclf.data import LabeledData
+
+    data = LabeledData(SPORT + FOOD, ["ball"] * len(SPORT) + ["meal"] * len(FOOD), source="other")
+    clf = train_tiny(tiny_body_dir, data)
+    path = tmp_path_factory.mktemp("robust-other") / "model"
+    clf.save(path)
+    return Classifier.load(path)
+
+
+@pytest.fixture
+def model(saved, tmp_path) -> Path:
+    dst = tmp_path / "model"
+    shutil.copytree(saved, dst)
+    return dst
+
+
+def _cfg(path: Path) -> dict:
+    return json.loads((path / "fastclf.json").read_text())
+
+
+def _set_cfg(path: Path, cfg: dict) -> None:
+    (path / "fastclf.json").write_text(json.dumps(cfg))
+
+
+def one_line_error(code: int, output: str, *words: str) -> str:
+    """The CLI failed with exit 1 and one line `error: ...` (no traceback) holding ``words``."""
+    lines = [line for line in output.strip().splitlines() if line.strip()]
+    assert code == 1, output
+    assert len(lines) == 1 and lines[0].startswith("error: "), output
+    for w in words:
+        assert w in lines[0], output
+    return lines[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# 1. loading runs no code from the model folder
+
+
+def _plant_module(body: Path, marker: Path) -> str:
+    name = f"evil_mod_{uuid.uuid4().hex[:8]}"
+    (body / f"{name}.py").write_text(textwrap.dedent(f"""
+        import pathlib
+        pathlib.Path({str(marker)!r}).write_text("ran")
+        import torch
+        class Evil(torch.nn.Module):
+            @classmethod
+            def load(cls, *args, **kwargs):
+                return cls()
+    """))
+    modules = json.loads((body / "modules.json").read_text())
+    modules.append({"idx": len(modules), "name": str(len(modules)), "path": "", "type": f"{name}.Evil"})
+    (body / "modules.json").write_text(json.dumps(modules))
+    return name
+
+
+def test_custom_module_type_is_refused_before_anything_runs(model, tmp_path):
+    marker = tmp_path / "marker"
+    name = _plant_module(model / "body", marker)
+    with pytest.raises(ModelFormatError, match=rf"modules.json.*{name}\.Evil"):
+        Classifier.load(model)
+    assert not marker.exists()
+    assert name not in sys.modules
+
+
+def test_cli_refuses_custom_module_in_one_line(model, tmp_path):
+    marker = tmp_path / "marker"
+    _plant_module(model / "body", marker)
+    one_line_error(*run("predict", model, "a late goal"), "modules.json", "not one of sentence-transformers")
+    assert not marker.exists()
+
+
+def test_trainer_refuses_a_local_base_model_with_custom_code(tiny_body_dir, tmp_path):
+    from fastclf.trainer import TrainConfig, train
+
+    body = tmp_path / "base"
+    shutil.copytree(tiny_body_dir, body)
+    marker = tmp_path / "marker"
+    _plant_module(body, marker)
+    with pytest.raises(ModelFormatError, match="modules.json"):
+        train(tiny_data(), TrainConfig(model=str(body), num_epochs=1, show_progress=False))
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("type_name", ["sentence_transformers.util.misc.import_from_string",
+                                       "sentence_transformers.models.Router", "os.system", 7])
+def test_only_data_module_types_are_trusted(model, type_name):
+    modules = json.loads((model / "body" / "modules.json").read_text())
+    modules[1]["type"] = type_name
+    (model / "body" / "modules.json").write_text(json.dumps(modules))
+    with pytest.raises(ModelFormatError, match="entry 1 has module type"):
+        Classifier.load(model)
+
+
+def test_module_types_that_sentence_transformers_writes_are_trusted():
+    from fastclf.safety import trusted_module_type
+
+    for name in ("sentence_transformers.models.Transformer",  # 2.x-4.x names (all-MiniLM-L6-v2)
+                 "sentence_transformers.base.modules.transformer.Transformer",  # what 5.7 writes
+                 "sentence_transformers.sentence_transformer.modules.pooling.Pooling",
+                 "sentence_transformers.sentence_transformer.modules.normalize.Normalize"):
+        assert trusted_module_type(name), name
+
+
+def test_module_path_must_stay_in_the_body(model, tmp_path):
+    modules = json.loads((model / "body" / "modules.json").read_text())
+    for bad in ("../../outside", "/etc", "1_Pooling/../../.."):
+        modules[1]["path"] = bad
+        (model / "body" / "modules.json").write_text(json.dumps(modules))
+        with pytest.raises(ModelFormatError, match="entry 1 path"):
+            Classifier.load(model)
+    outside = tmp_path / "elsewhere"
+    shutil.copytree(model / "body" / "1_Pooling", outside)
+    shutil.rmtree(model / "body" / "1_Pooling")
+    (model / "body" / "1_Pooling").symlink_to(outside)
+    modules[1]["path"] = "1_Pooling"
+    (model / "body" / "modules.json").write_text(json.dumps(modules))
+    with pytest.raises(ModelFormatError, match="symbolic link"):
+        Classifier.load(model)
+
+
+def test_auto_map_and_python_files_are_refused(model):
+    config = json.loads((model / "body" / "config.json").read_text())
+    config["auto_map"] = {"AutoModel": "modeling_evil.EvilModel"}
+    (model / "body" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelFormatError, match="config.json.*auto_map"):
+        Classifier.load(model)
+    del config["auto_map"]
+    (model / "body" / "config.json").write_text(json.dumps(config))
+    (model / "body" / "modeling_evil.py").write_text("raise SystemExit('ran')\n")
+    with pytest.raises(ModelFormatError, match="modeling_evil.py is code"):
+        Classifier.load(model)
+
+
+@pytest.mark.parametrize("head_file", ["../outside.safetensors", "/tmp/head.safetensors", "link.safetensors"])
+def test_head_path_must_stay_in_the_model(model, head_file):
+    shutil.copy(model / "head.safetensors", model.parent / "outside.safetensors")
+    (model / "link.safetensors").symlink_to(model.parent / "outside.safetensors")
+    cfg = _cfg(model)
+    cfg["head"]["file"] = head_file
+    _set_cfg(model, cfg)
+    with pytest.raises(ModelFormatError, match="head.file"):
+        Classifier.load(model)
+    one_line_error(*run("info", model), "head.file")
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. no torn model
+
+
+def test_a_model_replaced_while_loading_is_read_again_whole(model, other, monkeypatch):
+    import fastclf.model as model_module
+
+    real = model_module.load_body
+    calls = []
+
+    def replace_then_load(body_dir, variant):
+        if not calls:  # `fastclf train -o MODEL` finishes between the head and the body
+            other.save(model)
+        calls.append(variant)
+        return real(body_dir, variant)
+
+    monkeypatch.setattr(model_module, "load_body", replace_then_load)
+    clf = Classifier.load(model)
+    monkeypatch.undo()
+    fresh = Classifier.load(model)
+    assert list(clf.classes_) == ["ball", "meal"]
+    assert len(calls) == 2
+    texts = ["a late goal", "fresh bread"]
+    np.testing.assert_allclose(clf.predict_proba(texts), fresh.predict_proba(texts), atol=1e-6)
+    np.testing.assert_allclose(clf.head.coef, fresh.head.coef)
+
+
+def test_save_over_a_model_never_leaves_the_path_without_a_model(model, other, monkeypatch):
+    seen = []
+    real_replace, real_rmtree = os.replace, shutil.rmtree
+
+    def watch(fn):
+        def wrapper(*args, **kwargs):
+            out = fn(*args, **kwargs)
+            seen.append((model / "fastclf.json").is_file() and (model / "body" / "modules.json").is_file())
+            return out
+        return wrapper
+
+    monkeypatch.setattr(os, "replace", watch(real_replace))
+    monkeypatch.setattr(shutil, "rmtree", watch(real_rmtree))
+    other.save(model)
+    monkeypatch.undo()
+    assert seen and all(seen)
+    assert _cfg(model)["labels"] == ["ball", "meal"]
+
+
+def test_leftovers_of_killed_runs_are_removed_but_not_a_live_runs(model, other):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    old = time.time() - 3600
+    parent = model.parent
+    leftovers = [parent / ".model.tmp-abcd1234", parent / ".model.old-abcd1234",
+                 parent / f".model.tmp-{dead.pid}-xyz", model / ".staging-onnx-int8-abcd1234"]
+    live = [parent / f".model.tmp-{os.getpid()}-live", parent / f".model.staging-onnx-int8-{os.getppid()}-live"]
+    for d in leftovers + live:
+        d.mkdir()
+        (d / "f").write_text("x")
+    for d in leftovers[:2] + leftovers[3:]:
+        os.utime(d, (old, old))
+    other.save(model)
+    assert not any(d.exists() for d in leftovers)
+    assert all(d.exists() for d in live)
+
+
+def test_accelerate_publishes_whole_versions_and_discards_an_export_of_a_replaced_model(model, other, monkeypatch):
+    pytest.importorskip("onnxruntime")
+    import fastclf.accelerate as acc
+
+    stale = model.parent / ".model.old-abcd1234"
+    stale.mkdir()
+    os.utime(stale, (time.time() - 3600,) * 2)
+    texts = SPORT + FOOD + ["a cup of tea", "a penalty shoot-out"]
+    results = acc.accelerate(model, ["onnx-fp32"], calibration_texts=texts, min_agreement=0.0, echo=lambda s: None)
+    assert results[0].ok, results[0].error
+    assert not stale.exists()
+    assert Classifier.load(model, variant="onnx-fp32").predict(["a late goal"])[0] in ("sport", "food")
+    assert not [p for p in model.parent.iterdir() if p.name.startswith(".model.")]
+
+    real = acc.export_variant
+
+    def export_then_replace(body_dir, variant, calibration):
+        real(body_dir, variant, calibration)
+        other.save(model)  # `fastclf train -o model` finishes during the export
+
+    monkeypatch.setattr(acc, "export_variant", export_then_replace)
+    results = acc.accelerate(model, ["onnx-o1"], calibration_texts=texts, min_agreement=0.0, echo=lambda s: None)
+    assert not results[0].ok and "replaced" in results[0].error
+    cfg = _cfg(model)
+    assert cfg["labels"] == ["ball", "meal"] and "onnx-o1" not in cfg["variants"]
+    assert not (model / "body" / "onnx" / "model_O1.onnx").exists()
+
+
+def test_variant_files_that_fastclf_json_does_not_record_are_not_loaded(model):
+    (model / "body" / "onnx").mkdir()
+    (model / "body" / "onnx" / "model.onnx").write_bytes(b"left by a killed accelerate")
+    with pytest.raises(VariantNotExported, match="not recorded"):
+        Classifier.load(model, variant="onnx-fp32")
+    one_line_error(*run("predict", model, "--variant", "onnx-fp32", "a late goal"), "not recorded")
+
+
+def test_a_model_without_the_new_fields_still_loads(model):
+    cfg = _cfg(model)
+    cfg.pop("body_id", None)
+    _set_cfg(model, cfg)
+    assert Classifier.load(model).predict(["a late goal"])[0] in ("sport", "food")
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. one line, exit 1, nothing written
+
+
+def _csv_bytes() -> bytes:
+    return ("text,label\n" + "".join(f"{t},sport\n" for t in SPORT) + "".join(f"{t},food\n" for t in FOOD)).encode()
+
+
+@pytest.mark.parametrize("name,payload", [
+    ("d.csv.gz", b"\x1f\x8b\x08\x00garbage-not-deflate"),
+    ("d.csv.zip", b"PK\x03\x04 not a zip at all"),
+    ("d.csv.xz", b"\xfd7zXZ\x00 broken"),
+    ("d.csv.bz2", b"BZh9 broken"),
+    ("d.csv.zst", b"(\xb5/\xfd broken"),
+    ("d.jsonl.gz", gzip.compress(b'{"text": "a", "label": "x"}\n' * 50)[:40]),  # truncated
+])
+def test_damaged_compressed_files_give_one_line(tmp_path, saved, name, payload):
+    path = tmp_path / name
+    path.write_bytes(payload)
+    with pytest.raises(DataError):
+        read_labeled(path)
+    out = tmp_path / "m"
+    one_line_error(*run("train", path, "-o", out, "-q"), name)
+    one_line_error(*run("predict", saved, "-i", path), name)
+    assert not out.exists()
+
+
+def test_compressed_files_that_are_fine_are_read(tmp_path):
+    raw = _csv_bytes()
+    for name, data in [("a.csv.gz", gzip.compress(raw)), ("a.csv.bz2", bz2.compress(raw)),
+                       ("a.csv.xz", lzma.compress(raw))]:
+        (tmp_path / name).write_bytes(data)
+        assert len(read_labeled(tmp_path / name)) == 12
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("a.jsonl", "\n".join(json.dumps({"text": t, "label": "s"}) for t in SPORT))
+    (tmp_path / "a.jsonl.zip").write_bytes(buf.getvalue())
+    assert len(read_labeled(tmp_path / "a.jsonl.zip")) == 6
+    (tmp_path / "b.jsonl.gz").write_bytes(gzip.compress(json.dumps([{"text": "x", "label": "y"}]).encode()))
+    assert read_labeled(tmp_path / "b.jsonl.gz").texts == ["x"]
+
+
+@pytest.mark.parametrize("content", ["[1, 2, 3]", '[{"text": "a", "label": "b"}, "loose"]', "[[1, 2]]"])
+def test_json_array_of_non_objects(tmp_path, content):
+    path = tmp_path / "d.json"
+    path.write_text(content)
+    one_line_error(*run("train", path, "-o", tmp_path / "m", "-q"), "not an object")
+    assert not (tmp_path / "m").exists()
+
+
+def test_empty_label_separator(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_bytes(_csv_bytes())
+    with pytest.raises(DataError, match="label-separator"):
+        read_labeled(path, label_separator="")
+    one_line_error(*run("train", path, "-o", tmp_path / "m", "--label-separator", "", "-q"), "--label-separator")
+    assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.parametrize("value", ["0", "-1"])
+def test_batch_size_below_one_is_refused_by_the_cli(saved, tmp_path, value):
+    code, out = run("predict", saved, "--batch-size", value, "a late goal")
+    assert code == 2 and "--batch-size" in out and "Traceback" not in out  # click's usage error
+    code, out = run("train", tmp_path / "x.csv", "-o", tmp_path / "m", "--batch-size", value)
+    assert code == 2 and "--batch-size" in out
+    assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.parametrize("bad,error", [(0, DataError), (-1, DataError), (1.5, TypeError), (True, TypeError),
+                                       ("8", TypeError)])
+def test_batch_size_is_checked_by_the_library(saved, bad, error):
+    clf = Classifier.load(saved)
+    with pytest.raises(error, match="batch_size"):
+        clf.predict(["a late goal"], batch_size=bad)
+    with pytest.raises(error, match="batch_size"):
+        clf.body.encode(["a late goal"], batch_size=bad) if hasattr(clf.body, "pipeline") else clf.embed(
+            ["a late goal"], batch_size=bad)
+
+
+def test_output_naming_a_directory(saved, tmp_path):
+    inp = tmp_path / "in.csv"
+    inp.write_text("text\na late goal\nfresh bread\n")
+    target = tmp_path / "somedir"
+    target.mkdir()
+    (target / "keep.txt").write_text("mine")
+    one_line_error(*run("predict", saved, "-i", inp, "-o", target), "is a directory")
+    assert [p.name for p in target.iterdir()] == ["keep.txt"]
+    one_line_error(*run("train", inp, "-o", target, "-q"), "not a fastclf model")
+    assert [p.name for p in target.iterdir()] == ["keep.txt"]
+
+
+@pytest.mark.parametrize("victim,payload", [
+    ("model.safetensors", b"\x00garbage weights"),
+    ("modules.json", b"{not json"),
+    ("tokenizer.json", b"{\"truncated\": "),
+    ("config.json", b"[]"),
+])
+def test_damaged_body_under_torch_fp32(model, victim, payload):
+    (model / "body" / victim).write_bytes(payload)
+    with pytest.raises(ModelFormatError):
+        Classifier.load(model, variant="torch-fp32")
+    one_line_error(*run("predict", model, "--variant", "torch-fp32", "a late goal"))
+
+
+def test_head_of_unknown_kind(model):
+    from safetensors.numpy import load_file, save_file
+
+    tensors = load_file(str(model / "head.safetensors"))
+    save_file(tensors, str(model / "head.safetensors"), metadata={"kind": "ordinal"})
+    with pytest.raises(ModelFormatError, match="ordinal"):
+        Classifier.load(model)
+    one_line_error(*run("predict", model, "a late goal"), "ordinal")
+
+
+def test_head_kind_must_match_its_weights_and_fastclf_json(model):
+    from safetensors.numpy import load_file, save_file
+
+    cfg = _cfg(model)
+    cfg["head"]["kind"] = "ordinal"
+    _set_cfg(model, cfg)
+    with pytest.raises(ModelFormatError, match="ordinal"):
+        Classifier.load(model)
+    cfg["head"]["kind"] = "binary"
+    _set_cfg(model, cfg)
+    tensors = load_file(str(model / "head.safetensors"))
+    coef, intercept = tensors["coef"], tensors["intercept"]
+    save_file({"coef": np.vstack([coef, -coef]), "intercept": np.concatenate([intercept, -intercept])},
+              str(model / "head.safetensors"), metadata={"kind": "binary"})
+    with pytest.raises(ModelFormatError, match="binary head has one row"):
+        Classifier.load(model)
+    one_line_error(*run("predict", model, "a late goal"), "binary head")
+
+
+@pytest.mark.parametrize("threshold", ["high", None, 7, -0.5, [0.5], True])
+def test_bad_threshold_in_fastclf_json(model, threshold):
+    cfg = _cfg(model)
+    cfg["threshold"] = threshold
+    _set_cfg(model, cfg)
+    with pytest.raises(ModelFormatError, match="threshold"):
+        Classifier.load(model)
+    one_line_error(*run("predict", model, "a late goal"), "threshold")
+
+
+@pytest.mark.parametrize("field,value", [
+    ("training", {"eval": {"data": "x"}, "settings": "pairs"}),
+    ("training", {"eval": "yes"}),
+    ("body", None),
+    ("variants", {"onnx-fp32": "fast"}),
+    ("versions", ["torch"]),
+    ("created", None),
+])
+def test_info_shows_odd_or_missing_fields(model, field, value):
+    cfg = _cfg(model)
+    if value is None:
+        cfg.pop(field, None)
+    else:
+        cfg[field] = value
+    _set_cfg(model, cfg)
+    code, out = run("info", model)
+    assert code == 0, out
+    assert "labels (2)" in out
+
+
+# ---------------------------------------------------------------------------------------------
+# 4. no silent coercion
+
+
+def test_list_or_dict_cells_are_refused_with_their_row(tmp_path):
+    rows = [{"text": t, "label": "sport"} for t in SPORT] + [{"text": t, "label": "food"} for t in FOOD]
+    bad_text = [dict(r) for r in rows]
+    bad_text[3]["text"] = ["a", "list"]
+    path = tmp_path / "t.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in bad_text))
+    with pytest.raises(DataError, match="row 4"):
+        read_labeled(path)
+    with pytest.raises(DataError, match="row 4"):
+        read_texts(path)
+    bad_label = [dict(r) for r in rows]
+    bad_label[2]["label"] = {"name": "sport"}
+    path.write_text("\n".join(json.dumps(r) for r in bad_label))
+    with pytest.raises(DataError, match="row 3"):
+        read_labeled(path)
+    pq = tmp_path / "d.parquet"
+    pd.DataFrame({"text": [[t] for t in FOOD], "label": ["x"] * 6}).to_parquet(pq)  # list<string> texts
+    with pytest.raises(DataError, match="holds a list or object instead of a text at rows 1, 2"):
+        read_labeled(pq)
+    pd.DataFrame({"text": FOOD, "label": [{"name": "x"}] * 6}).to_parquet(pq)  # struct labels
+    with pytest.raises(DataError, match="holds an object .* at rows 1, 2"):
+        read_labeled(pq)
+    # a list of labels stays valid: multi-label data
+    good = [dict(r) for r in rows]
+    good[0]["label"] = ["sport", "food"]
+    path.write_text("\n".join(json.dumps(r) for r in good))
+    data = read_labeled(path)
+    assert data.multi_label and data.labels[0] == ["food", "sport"]
+
+
+def test_tab_separated_file_named_csv(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text("text\tlabel\n" + "".join(f"{t}\tsport\n" for t in SPORT))
+    with pytest.raises(DataError, match=r"\.tsv"):
+        read_labeled(path)
+
+
+# ---------------------------------------------------------------------------------------------
+# 6. files readable as the umask says
+
+
+def test_saved_files_follow_the_umask(saved, tmp_path):
+    old = os.umask(0o022)
+    try:
+        clf = Classifier.load(saved)
+        out = clf.save(tmp_path / "m")
+    finally:
+        os.umask(old)
+    for p in [out, *out.rglob("*")]:
+        mode = stat.S_IMODE(p.stat().st_mode)
+        assert mode == (0o755 if p.is_dir() else 0o644), (p, oct(mode))
+
+
+# ---------------------------------------------------------------------------------------------
+# 7. one rule for texts, everywhere
+
+
+@pytest.mark.parametrize("texts,error,words", [
+    ("", DataError, "empty"),
+    (["a late goal", "   "], DataError, "text 1"),
+    ({"a", "b"}, TypeError, "set"),
+    (b"a late goal", TypeError, "bytes: decode them first"),
+    (["ok", b"a late goal"], TypeError, "bytes: decode them first"),
+    (["ok", "bad \ud800 text"], DataError, "surrogate"),
+    ([1, 2], TypeError, "item 0 is int"),
+])
+def test_texts_are_checked_in_one_place(saved, texts, error, words):
+    clf = Classifier.load(saved)
+    with pytest.raises(error, match=words):
+        clf.predict(texts)
+    with pytest.raises(error, match=words):
+        clf.predict_proba(texts)
+
+
+def test_empty_text_is_refused_by_the_cli_as_by_the_api(saved, tmp_path):
+    one_line_error(*run("predict", saved, "a late goal", "  "), "empty")
+    inp = tmp_path / "in.csv"
+    inp.write_text('text\na late goal\n"  "\n')
+    one_line_error(*run("predict", saved, "-i", inp), "empty")
+
+
+def test_output_compression_and_refused_formats(saved, tmp_path):
+    inp = tmp_path / "in.csv"
+    inp.write_text("text\na late goal\nfresh bread\n")
+    code, out = run("predict", saved, "-i", inp, "-o", tmp_path / "out.csv.gz")
+    assert code == 0, out
+    with gzip.open(tmp_path / "out.csv.gz", "rt") as f:
+        back = pd.read_csv(f)
+    assert list(back["text"]) == ["a late goal", "fresh bread"] and "predicted" in back
+    one_line_error(*run("predict", saved, "-i", inp, "-o", tmp_path / "out.xlsx"), ".csv", ".parquet")
+    assert not (tmp_path / "out.xlsx").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# 5. no network: OpenVINO's telemetry is off
+
+
+_BLOCK = """
+import socket, os
+_log = os.environ["FASTCLF_NET_LOG"]
+def _record(what):
+    with open(_log, "a") as f:
+        f.write(repr(what) + "\\n")
+def _getaddrinfo(host, *a, **k):
+    _record(("getaddrinfo", host))
+    raise OSError("network blocked by the test")
+def _connect(self, address):
+    _record(("connect", address))
+    raise OSError("network blocked by the test")
+socket.getaddrinfo = _getaddrinfo
+socket.socket.connect = _connect
+"""
+
+
+def test_openvino_accelerate_and_predict_make_no_network_attempt(saved, tmp_path):
+    pytest.importorskip("openvino")
+    model = tmp_path / "model"
+    shutil.copytree(saved, model)
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(_BLOCK)
+    log = tmp_path / "net.log"
+    calibration = tmp_path / "cal.csv"
+    calibration.write_text("text\n" + "\n".join(SPORT + FOOD + ["a cup of tea", "a penalty shoot-out"]) + "\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(ROOT)]), "FASTCLF_NET_LOG": str(log),
+           "HF_HUB_OFFLINE": "1", "HOME": str(tmp_path / "home")}
+    env.pop("CI", None)  # openvino_telemetry stays quiet in CI: test the user's case
+    (tmp_path / "home").mkdir()
+    cmds = [["accelerate", str(model), "--variant", "openvino-fp32", "--calibration", str(calibration),
+             "--min-agreement", "0"],
+            ["predict", str(model), "--variant", "openvino-fp32", "a late goal"]]
+    for args in cmds:
+        proc = subprocess.run([sys.executable, "-m", "fastclf", *args], env=env, capture_output=True, text=True,
+                              timeout=400)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        time.sleep(0.5)  # telemetry sends from a thread
+    assert not log.exists(), log.read_text()
+    assert not (tmp_path / "home" / "intel").exists()  # and nothing written in the user's home
