@@ -25,6 +25,9 @@ class _Group(click.Group):
         except (FastclfError, FileExistsError) as exc:
             click.echo(f"error: {exc}", err=True)
             ctx.exit(1)
+        except click.BadParameter as exc:  # a value out of range (--batch-size 0): one line, like the others
+            click.echo(f"error: {exc.format_message()}", err=True)
+            ctx.exit(1)
         except KeyboardInterrupt:
             click.echo("interrupted: nothing was written", err=True)
             ctx.exit(130)

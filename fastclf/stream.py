@@ -21,6 +21,8 @@ import gzip
 import lzma
 import os
 import sys
+import zipfile
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -212,7 +214,8 @@ def inspect_file(path: Path, text_column: str | None = None) -> FileJob:
         raise
     except pd.errors.EmptyDataError:
         raise DataError(f"{path} has no data rows") from None
-    except (pd.errors.ParserError, ValueError, OSError, ImportError, UnicodeDecodeError) as exc:
+    except (pd.errors.ParserError, ValueError, OSError, ImportError, UnicodeDecodeError, EOFError,
+            zlib.error, zipfile.BadZipFile, lzma.LZMAError) as exc:
         raise _read_error(path, fmt, exc) from None
     return FileJob(path, fmt, compression, _find_text_column(columns, text_column, path), columns, rows, size,
                    json_array=json_array)
@@ -276,7 +279,8 @@ def iter_chunks(job: FileJob, chunk_size: int = DEFAULT_CHUNK_SIZE) -> Iterator[
         raise
     except pd.errors.EmptyDataError:
         pass
-    except (pd.errors.ParserError, ValueError, OSError, UnicodeDecodeError) as exc:
+    except (pd.errors.ParserError, ValueError, OSError, UnicodeDecodeError, EOFError, zlib.error,
+            zipfile.BadZipFile, lzma.LZMAError) as exc:  # damaged compressed files too
         raise _read_error(path, fmt, exc) from None
     if n == 0:
         raise DataError(f"{path} has no data rows")
