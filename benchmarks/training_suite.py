@@ -27,7 +27,6 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
-
 import suite_data  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "training_suite.jsonl"

@@ -34,11 +34,32 @@ from typing import Any
 
 import numpy as np
 
-from .backends import (REFERENCE, RUNTIME_DIRS, VARIANTS, cpu_info, export_variant, get_spec, load_body,
-                       reset_runtime_state, runtime_module, runtime_settings)
+from .backends import (
+    REFERENCE,
+    RUNTIME_DIRS,
+    VARIANTS,
+    cpu_info,
+    export_variant,
+    get_spec,
+    load_body,
+    reset_runtime_state,
+    runtime_module,
+    runtime_settings,
+)
 from .errors import DataError, FastclfError, MissingDependency, ParityError, first_line
-from .model import (BODY_DIR, Classifier, commit_dir, fix_permissions, link_copy, make_staging, read_config,
-                    remove_stale, staging_prefix, write_config, writer_lock)
+from .model import (
+    BODY_DIR,
+    Classifier,
+    commit_dir,
+    fix_permissions,
+    link_copy,
+    make_staging,
+    read_config,
+    remove_stale,
+    staging_prefix,
+    write_config,
+    writer_lock,
+)
 
 DEFAULT_MIN_AGREEMENT = 0.98
 DEFAULT_MAX_DISAGREEMENT = 0.02  # the gate's tolerance: share of texts whose label may differ

@@ -199,8 +199,8 @@ def eval_(model_dir, data, text_column, label_column, label_columns, label_separ
 @click.option("--json", "as_json", is_flag=True, help="Print the model's config as JSON.")
 def info(model_dir, as_json):
     """Labels, base model, exported variants and versions of a model."""
-    from .workflows import info_text
     from .model import read_config
+    from .workflows import info_text
 
     cfg = read_config(model_dir)
     click.echo(json.dumps(cfg, indent=2) if as_json else info_text(model_dir, cfg))
@@ -353,7 +353,8 @@ def serve(model_dir, variant, host, port, api_key, max_batch, max_wait_ms, max_q
 
     Stops on SIGTERM or Ctrl-C after answering the requests it has received.
     """
-    from .serve import ServeSettings, parse_size, serve as run_server
+    from .serve import ServeSettings, parse_size
+    from .serve import serve as run_server
 
     settings = ServeSettings(host=host, port=port, variant=variant, api_key=api_key, max_batch=max_batch,
                              max_wait_ms=max_wait_ms, max_queue=max_queue, max_inputs=max_inputs,

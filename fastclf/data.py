@@ -488,7 +488,7 @@ def split_holdout(data: LabeledData, fraction: float, seed: int = 42) -> tuple[L
     if not 0 < fraction < 1:
         raise DataError(f"--holdout must be between 0 and 1, got {fraction}")
     rng = np.random.default_rng(seed)
-    keys = [("|".join(l) if data.multi_label else l) for l in data.labels]
+    keys = [("|".join(labels) if data.multi_label else labels) for labels in data.labels]
     held: list[int] = []
     for key in sorted(set(keys)):
         idx = [i for i, k in enumerate(keys) if k == key]

@@ -124,7 +124,7 @@ def check_body(body_dir: str | Path) -> None:
                     "sentence-transformers' own modules; fastclf does not load custom module code"
                 )
             inside(root, entry.get("path", ""), f"entry {i} path", modules_path)
-    for dirpath, dirnames, filenames in os.walk(root):
+    for dirpath, _dirnames, filenames in os.walk(root):
         here = Path(dirpath)
         for name in filenames:
             path = here / name

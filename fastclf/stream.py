@@ -312,7 +312,7 @@ def texts_of(chunk: pd.DataFrame, column: str, path: Path, offset: int) -> list[
 def add_predictions(chunk: pd.DataFrame, proba: np.ndarray, labels: list, classes: Iterable[str],
                     multi_label: bool) -> pd.DataFrame:
     """``chunk`` with ``predicted`` and one ``proba_<label>`` column per class added (in place)."""
-    chunk["predicted"] = ["|".join(l) for l in labels] if multi_label else list(labels)
+    chunk["predicted"] = ["|".join(row) for row in labels] if multi_label else list(labels)
     for c, col in zip(classes, np.asarray(proba).T):
         chunk[f"proba_{c}"] = col
     return chunk
@@ -462,7 +462,7 @@ class TableWriter:
                 table = table.select(self._schema.names).cast(self._schema)
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError, KeyError) as exc:
                 raise DataError(f"{self.label}: rows {self.rows + 1}-{self.rows + len(df)} do not fit the column "
-                                f"types of the first rows ({first_line(exc)}); write CSV or JSON Lines instead")
+                                f"types of the first rows ({first_line(exc)}); write CSV or JSON Lines instead") from None
         self._parquet.write_table(table)
 
     def close(self) -> None:

@@ -450,7 +450,8 @@ def _select(data: LabeledData, y: np.ndarray, texts: list[str], config: TrainCon
             f"after the steps of {', '.join(map(str, tuned_epochs))} epochs")
         model = copy.deepcopy(base)
 
-        def hook(epoch: int, tr: np.ndarray = tr, te: np.ndarray = te, model: Any = model) -> None:
+        def hook(epoch: int, tr: np.ndarray = tr, te: np.ndarray = te, model: Any = model,
+                 fold_epochs: dict[int, int] = fold_epochs) -> None:
             if epoch in fold_epochs:
                 emb = embed(model, [texts[i] for i in np.concatenate([tr, te])], quick=True)
                 scores.add(fold_epochs[epoch], emb[: len(tr)], y[tr], emb[len(tr):], y[te], data.multi_label,

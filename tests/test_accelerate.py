@@ -12,13 +12,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import samples
+from samples import run, tiny_data, train_tiny
 
 from fastclf import Classifier
 from fastclf.accelerate import split_texts
 from fastclf.backends import get_spec, runtime_module
 from fastclf.errors import MissingDependency, ModelFormatError
-import samples
-from samples import run, tiny_data, train_tiny
 
 SPORT = samples.SPORT + samples.SPORT_EXTRA
 FOOD = samples.FOOD + samples.FOOD_EXTRA

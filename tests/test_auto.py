@@ -12,13 +12,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import samples
+from samples import run, tiny_data, train_tiny
 
 import fastclf.accelerate as acc
 import fastclf.backends as backends
 from fastclf import Classifier
 from fastclf.accelerate import gate_decision, split_texts, wilson_bounds
-import samples
-from samples import run, tiny_data, train_tiny
 
 SPORT = samples.SPORT + samples.SPORT_EXTRA
 FOOD = samples.FOOD + samples.FOOD_EXTRA
@@ -114,7 +114,7 @@ def test_auto_records_the_fastest_passing_variant(auto_model):
     assert f"default variant: {chosen}" in out
     # one line per variant, with its figures and the interval
     for name in ("onnx-fp32", "onnx-int8", "openvino-fp32"):
-        line = next(l for l in out.splitlines() if l.startswith(name))
+        line = next(row for row in out.splitlines() if row.startswith(name))
         assert "labels differ" in line and "bounds" in line and "ms" in line
     assert "texts not used for calibration" in out
     assert "Errno" not in out and "UserWarning" not in out and "loss_type" not in out

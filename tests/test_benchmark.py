@@ -15,13 +15,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from samples import run, train_tiny
 
-from fastclf.benchmark import (Benchmark, _sklearn_head, latency_summary, percentile_ci, recommend,
-                               resolve_variants, throughput_summary)
+from fastclf.benchmark import (
+    Benchmark,
+    _sklearn_head,
+    latency_summary,
+    percentile_ci,
+    recommend,
+    resolve_variants,
+    throughput_summary,
+)
 from fastclf.errors import UnknownVariant, VariantNotExported
 from fastclf.head import LogisticHead
 from fastclf.report import render_html, render_markdown
-from samples import run, train_tiny
 
 # held-out texts to benchmark on (the model never saw them)
 TEST = pd.DataFrame({

@@ -22,10 +22,10 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from samples import train_tiny
 
 from fastclf import Classifier, FastclfError
 from fastclf.data import read_labeled, read_texts
-from samples import train_tiny
 
 EXAMPLES = int(os.environ.get("FASTCLF_FUZZ_EXAMPLES", "150"))
 LOADER_EXAMPLES = int(os.environ.get("FASTCLF_FUZZ_EXAMPLES", "80"))

@@ -12,12 +12,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from samples import FOOD, SPORT, run, train_tiny
 
 from fastclf import Classifier
 from fastclf.data import read_labeled
-from fastclf.errors import (ModelFormatError, ModelNotFound, UnknownVariant,
-                            VariantNotExported)
-from samples import FOOD, SPORT, run, train_tiny
+from fastclf.errors import ModelFormatError, ModelNotFound, UnknownVariant, VariantNotExported
 
 ROOT = Path(__file__).resolve().parents[1]
 

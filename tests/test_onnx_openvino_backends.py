@@ -18,11 +18,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from samples import CALIBRATION
 
 from fastclf.backends import REFERENCE, VARIANTS, Body, export_variant, get_spec, is_exported, load_body
 from fastclf.backends._numpy_pipeline import MIN_FILL, POOLING_MODES, TextPipeline, length_chunks
 from fastclf.errors import DataError, ModelFormatError
-from samples import CALIBRATION
 
 ONNX_VARIANTS = ["onnx-fp32", "onnx-o1", "onnx-o2", "onnx-o3", "onnx-int8"]
 OPENVINO_VARIANTS = ["openvino-fp32", "openvino-bf16", "openvino-int8"]

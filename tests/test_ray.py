@@ -12,13 +12,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import ray  # a dev dependency (fastclf[ray]): these tests run, never skip
 from samples import CALIBRATION, FOOD, SPORT, run, train_tiny
 
 from fastclf.errors import DataError, MissingDependency
 from fastclf.model import Classifier
-
-import ray  # a dev dependency (fastclf[ray]): these tests run, never skip
-
 from fastclf.ray import cpus_per_actor, predict_dataset, predict_files, ray_session
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -24,11 +24,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from samples import FOOD, SPORT, run, tiny_data, train_tiny
 
 import fastclf
-from fastclf import Classifier, DataError, FastclfError, ModelFormatError, VariantNotExported
+from fastclf import Classifier, DataError, ModelFormatError, VariantNotExported
 from fastclf.data import read_labeled, read_texts
-from samples import FOOD, SPORT, run, tiny_data, train_tiny
 
 ROOT = Path(fastclf.__file__).resolve().parent.parent  # the fastclf under test, for subprocesses
 

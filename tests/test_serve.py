@@ -19,7 +19,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-
 from samples import CALIBRATION, FOOD, SPORT, train_tiny
 
 ROOT = Path(__file__).resolve().parents[1]

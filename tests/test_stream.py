@@ -200,7 +200,7 @@ def test_multi_label_labels_are_joined(tmp_path, tiny_body_dir):
     pd.DataFrame({"id": [str(i) for i in range(len(texts))], "text": texts}).to_csv(path, index=False)
     stream.predict_files(clf, path, tmp_path / "out.csv", chunk_size=4)
     out = pd.read_csv(tmp_path / "out.csv", keep_default_na=False)
-    assert out["predicted"].tolist() == ["|".join(l) for l in clf.predict(texts)]
+    assert out["predicted"].tolist() == ["|".join(row) for row in clf.predict(texts)]
     assert any("|" in p for p in out["predicted"])
 
 

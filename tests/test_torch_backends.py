@@ -15,12 +15,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from samples import CALIBRATION
 
 from fastclf.backends import REFERENCE, Body, export_variant, get_spec, is_exported, load_body
 from fastclf.backends import torch_backend as tb
 from fastclf.errors import DataError, VariantNotExported
-from samples import CALIBRATION
-
 
 # odd inputs: empty, one token, beyond the max length (truncated), non-ASCII
 TRICKY = ["", " ", "a", "naïve café 日本語 😀", "word " * 400, "The end."]

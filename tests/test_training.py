@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from samples import run
 
 from fastclf import Classifier
 from fastclf.chunking import Chunker, window_of
@@ -16,7 +17,6 @@ from fastclf.data import LabeledData
 from fastclf.errors import TrainingError
 from fastclf.finetune import BalancedSupConLoss
 from fastclf.trainer import EPOCH_CHOICES, TrainConfig, train
-from samples import run
 
 TOPICS = {
     "sport": ["the striker scored twice", "a late goal won the match", "the keeper saved a penalty",
