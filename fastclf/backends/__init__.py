@@ -292,6 +292,12 @@ def cpu_info() -> dict[str, object]:
     return {"cpu": model, "cores": os.cpu_count(), "isa": [f for f in ISA_FLAGS if f in flags]}
 
 
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX-BF16); elsewhere it is emulated and slow."""
+    isa = cpu_info()["isa"]
+    return isinstance(isa, list) and bool({"avx512_bf16", "amx_bf16"} & set(isa))
+
+
 _warned: set[tuple[str, str]] = set()
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError, ModelFormatError, first_line
-from . import VariantSpec, export_command, newer_than_weights
+from . import VariantSpec, cpu_has_bf16, export_command, newer_than_weights
 from ._numpy_pipeline import PipelineBody, TextPipeline, check_graph_inputs, read_pipeline_config
 
 logger = logging.getLogger(__name__)
@@ -73,12 +73,6 @@ def disable_telemetry() -> None:
 LENGTH_BUCKET = 16
 
 
-def _cpu_has_bf16() -> bool:
-    from . import cpu_info
-
-    return bool({"avx512_bf16", "amx_bf16"} & set(cpu_info()["isa"]))
-
-
 class OpenVINOBody(PipelineBody):
     """A sentence-transformers body compiled by OpenVINO for the CPU.
 
@@ -119,7 +113,7 @@ class OpenVINOBody(PipelineBody):
 
         precision = spec.option.get("precision", "f32")
         if precision == "auto":
-            precision = "bf16" if _cpu_has_bf16() else "f32"
+            precision = "bf16" if cpu_has_bf16() else "f32"
             self._config: dict[str, object] = {"INFERENCE_PRECISION_HINT": precision}
         elif precision == "f32":
             self._config = {"INFERENCE_PRECISION_HINT": "f32"}
