@@ -579,7 +579,7 @@ socket.socket.connect = _connect
 """
 
 
-def test_openvino_accelerate_and_predict_make_no_network_attempt(saved, tmp_path):
+def test_openvino_accelerate_predict_and_benchmark_make_no_network_attempt(saved, tmp_path):
     pytest.importorskip("openvino")
     model = tmp_path / "model"
     shutil.copytree(saved, model)
@@ -589,13 +589,18 @@ def test_openvino_accelerate_and_predict_make_no_network_attempt(saved, tmp_path
     log = tmp_path / "net.log"
     calibration = tmp_path / "cal.csv"
     calibration.write_text("text\n" + "\n".join(SPORT + FOOD + ["a cup of tea", "a penalty shoot-out"]) + "\n")
+    labeled = tmp_path / "test.csv"
+    pd.DataFrame({"text": SPORT + FOOD, "label": ["sport"] * len(SPORT) + ["food"] * len(FOOD)}).to_csv(
+        labeled, index=False)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(ROOT)]), "FASTCLF_NET_LOG": str(log),
            "HF_HUB_OFFLINE": "1", "HOME": str(tmp_path / "home")}
     env.pop("CI", None)  # openvino_telemetry stays quiet in CI: test the user's case
     (tmp_path / "home").mkdir()
     cmds = [["accelerate", str(model), "--variant", "openvino-fp32", "--calibration", str(calibration),
              "--min-agreement", "0"],
-            ["predict", str(model), "--variant", "openvino-fp32", "a late goal"]]
+            ["predict", str(model), "--variant", "openvino-fp32", "a late goal"],
+            ["benchmark", str(model), str(labeled), "--variants", "openvino-fp32", "--batch-sizes", "1",
+             "--duration", "0.2", "--max-eval", "6", "--output", str(tmp_path / "report")]]
     for args in cmds:
         proc = subprocess.run([sys.executable, "-m", "fastclf", *args], env=env, capture_output=True, text=True,
                               timeout=400)
