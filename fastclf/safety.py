@@ -20,7 +20,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from .errors import ModelFormatError
+from .errors import ModelFormatError, first_line
 
 #: sentence-transformers' module classes that read only data (weights, JSON, vocabularies).
 #: Router and Asym are left out on purpose: they name further module classes in their own
@@ -111,7 +111,7 @@ def check_body(body_dir: str | Path) -> None:
         try:
             modules = json.loads(modules_path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-            raise ModelFormatError(f"{modules_path} is corrupted: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+            raise ModelFormatError(f"{modules_path} is corrupted: {first_line(exc)}") from None
         if not isinstance(modules, list):
             raise ModelFormatError(f"{modules_path} is corrupted: expected a list of modules")
         for i, entry in enumerate(modules):
