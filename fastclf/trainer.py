@@ -48,6 +48,11 @@ DEFAULT_EPOCHS = 4
 #: tokens a text while fine-tuning (all-MiniLM-L6-v2 was trained on 128); embeddings for the
 #: head and at prediction use the body's whole window
 FINETUNE_MAX_LENGTH = 128
+#: lowest transformer layers kept fixed while fine-tuning (the token embeddings always are)
+DEFAULT_FROZEN_LAYERS = 0
+#: the first fold settles the choice when the untuned body and the best fine-tuning differ there
+#: by more than this many standard errors (of a difference of two proportions)
+DECISIVE_Z = 2.0
 #: windows a long text while cross-validating (evenly spaced); the final head and predictions use max_chunks
 CV_MAX_CHUNKS = 4
 
@@ -91,6 +96,7 @@ class TrainConfig:
     num_iterations: int = 5  # pairs loss only: pairs drawn per example
     head_c: float | None = None
     cv_folds: int = 2
+    frozen_layers: int = DEFAULT_FROZEN_LAYERS
     max_length: int | None = None
     long_texts: str = "chunk"
     max_chunks: int = DEFAULT_MAX_CHUNKS
@@ -115,6 +121,8 @@ class TrainConfig:
             raise DataError(f"head_c must be positive, got {self.head_c}")
         if self.cv_folds < 2:
             raise DataError(f"cv_folds must be at least 2, got {self.cv_folds}")
+        if self.frozen_layers < 0:
+            raise DataError(f"frozen_layers must be 0 or more, got {self.frozen_layers}")
         if self.max_chunks < 1:
             raise DataError(f"max_chunks must be at least 1, got {self.max_chunks}")
 
@@ -253,6 +261,14 @@ def _correct(pred: np.ndarray, truth: np.ndarray, multi_label: bool) -> np.ndarr
     return (pred == truth).all(axis=1) if multi_label else pred == truth
 
 
+def settles(untuned: float, tuned: float, held_out: int, z: float = DECISIVE_Z) -> bool:
+    """Whether held-out accuracies ``untuned`` and ``tuned`` on ``held_out`` texts differ by more
+    than ``z`` standard errors of a difference of two proportions: then one fold is enough to
+    choose between the untuned body and fine-tuning, and the other folds are skipped."""
+    p = (untuned + tuned) / 2
+    return abs(tuned - untuned) > z * float(np.sqrt(max(2 * p * (1 - p), 1e-9) / held_out))
+
+
 class _Scores:
     """Correct held-out predictions, summed over folds, for each (epochs, C)."""
 
@@ -277,6 +293,12 @@ class _Scores:
         nearest 1 (sklearn's default)."""
         return max(self.correct, key=lambda k: (self.accuracy(k), -k[0], -abs(np.log10(k[1]))))
 
+    def decisive(self, held_out: int) -> bool:
+        """Whether the scores so far settle untuned against fine-tuned (:func:`settles`)."""
+        untuned = max((self.accuracy(k) for k in self.correct if k[0] == 0), default=None)
+        tuned = max((self.accuracy(k) for k in self.correct if k[0] > 0), default=None)
+        return untuned is not None and tuned is not None and settles(untuned, tuned, held_out)
+
     def by_epochs(self) -> dict[str, float]:
         out: dict[str, float] = {}
         for (e, _c) in self.correct:
@@ -298,7 +320,9 @@ def _describe(sel: Selection, n: int) -> str:
         if tuned:
             e, s = max(tuned.items(), key=lambda kv: kv[1])
             parts.append(f"against {s:.3f} for the best fine-tuning ({e} epochs)")
-    return ", ".join(parts) + f" ({sel.folds} folds over {n} examples)"
+    held = (f"{sel.folds} folds over {n} examples" if sel.folds > 1
+            else f"first fold of {n} examples, decisive: the other folds were skipped")
+    return ", ".join(parts) + f" ({held})"
 
 
 def train(data: LabeledData, config: TrainConfig | None = None, *, progress: Progress | None = None) -> TrainResult:
@@ -358,7 +382,7 @@ def train(data: LabeledData, config: TrainConfig | None = None, *, progress: Pro
                          loss=loss_name, epochs=epochs, batch_size=config.batch_size,
                          learning_rate=config.body_learning_rate, seed=config.seed, bf16=bf16,
                          num_iterations=config.num_iterations, multi_label=data.multi_label, show_progress=show,
-                         on_epoch_end=at_epoch_end)
+                         on_epoch_end=at_epoch_end, freeze_layers=config.frozen_layers)
             finally:
                 st_model.max_seq_length = window
 
@@ -450,5 +474,9 @@ def _select(data: LabeledData, y: np.ndarray, texts: list[str], config: TrainCon
 
         tune(model, tr, max(fold_epochs), hook)
         del model
+        if f == 1 and k > 1 and 0 in epoch_choices and scores.decisive(len(te)):
+            say(f"the first fold settles it: skipping the other {k - 1}")
+            k = 1
+            break
     epochs, c = scores.best()
     return Selection(epochs, c, "cross-validation", folds=k, scores=scores.by_epochs())
