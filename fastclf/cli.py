@@ -97,6 +97,9 @@ def _read(path, text_column, label_column, label_columns, label_separator):
               help="Inverse regularisation of the logistic head. Default: chosen by cross-validation.")
 @click.option("--cv-folds", type=click.IntRange(min=2), default=2, show_default=True,
               help="Folds of the cross-validation that chooses the recipe.")
+@click.option("--frozen-layers", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Lowest transformer layers kept fixed while fine-tuning (the token embeddings always are); "
+                   "more is faster.")
 @click.option("--loss", type=click.Choice(["supcon", "pairs"]), default="supcon", show_default=True,
               help="supcon: supervised contrastive loss on label-grouped batches; pairs: setfit's classic pair sampling.")
 @click.option("--batch-size", type=click.IntRange(min=4), default=16, show_default=True,
@@ -117,7 +120,7 @@ def _read(path, text_column, label_column, label_columns, label_separator):
 @click.option("--seed", type=int, default=42, show_default=True)
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 def train(data, output, base_model, text_column, label_column, label_columns, label_separator, shots, eval_file,
-          holdout, eval_max, finetune, epochs, head_c, cv_folds, loss, batch_size, learning_rate, num_iterations,
+          holdout, eval_max, finetune, epochs, head_c, cv_folds, frozen_layers, loss, batch_size, learning_rate, num_iterations,
           long_texts, max_chunks, max_length, bf16, seed, quiet):
     """Train a classifier on the labeled examples in DATA (CSV, TSV, JSONL or Parquet).
 
@@ -129,7 +132,7 @@ def train(data, output, base_model, text_column, label_column, label_columns, la
     from .workflows import train_command
 
     config = TrainConfig(model=base_model, finetune=finetune, num_epochs=epochs, head_c=head_c, cv_folds=cv_folds,
-                         loss=loss, batch_size=batch_size, body_learning_rate=learning_rate,
+                         frozen_layers=frozen_layers, loss=loss, batch_size=batch_size, body_learning_rate=learning_rate,
                          num_iterations=num_iterations, long_texts=long_texts, max_chunks=max_chunks,
                          max_length=max_length, bf16=bf16, seed=seed, show_progress=not quiet)
     train_command(
