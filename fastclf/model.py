@@ -165,10 +165,7 @@ class Classifier:
 
         For a multi-label model each column is that label's independent probability.
         """
-        emb = self.embed(texts, batch_size=batch_size)
-        if len(emb) == 0:
-            return np.zeros((0, len(self.classes_)))
-        return self.head.predict_proba(emb)
+        return self.head.predict_proba(self.embed(texts, batch_size=batch_size))
 
     def predict(self, texts: str | Sequence[str], *, batch_size: int = 32) -> list:
         """Predicted label for each text; a list of labels for each text if multi-label."""
