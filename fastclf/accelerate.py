@@ -48,8 +48,8 @@ from .backends import (
 )
 from .config import BODY_DIR, ModelConfig, VariantRecord, now
 from .errors import DataError, FastclfError, MissingDependency, ModelFormatError, ParityError, first_line
-from .model import (
-    Classifier,
+from .model import Classifier
+from .modeldir import (
     commit_dir,
     fix_permissions,
     link_copy,
@@ -344,7 +344,7 @@ def _staging_copy(body_dir: Path, runtime: str, into: Path) -> Path:
 
 def _promote(staged: Path, body_dir: Path, runtime: str) -> list[str]:
     """Move the new or changed files of ``runtime``'s folder from staging into the body."""
-    moved = []
+    moved: list[str] = []
     src_root = staged / runtime
     if not src_root.is_dir():
         return moved

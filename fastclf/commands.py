@@ -16,7 +16,8 @@ from .backends import VARIANTS
 from .config import ModelConfig, VariantRecord
 from .data import LabeledData, sample_shots, split_holdout, validate_for_training
 from .errors import DataError
-from .model import Classifier, check_output_dir, exported_variants
+from .model import Classifier, exported_variants
+from .modeldir import check_output_dir
 
 if TYPE_CHECKING:
     from .stream import ScoreResult
