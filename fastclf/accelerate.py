@@ -46,18 +46,16 @@ from .backends import (
     runtime_module,
     runtime_settings,
 )
-from .errors import DataError, FastclfError, MissingDependency, ParityError, first_line
-from .model import (
-    BODY_DIR,
-    Classifier,
+from .config import BODY_DIR, ModelConfig, VariantRecord, now
+from .errors import DataError, FastclfError, MissingDependency, ModelFormatError, ParityError, first_line
+from .model import Classifier
+from .modeldir import (
     commit_dir,
     fix_permissions,
     link_copy,
     make_staging,
-    read_config,
     remove_stale,
     staging_prefix,
-    write_config,
     writer_lock,
 )
 
@@ -153,6 +151,8 @@ class Timing:
 
 @dataclass
 class ExportResult:
+    """One variant's export: whether it was published, its parity, gate verdict and timing."""
+
     variant: str
     ok: bool
     seconds: float = 0.0
@@ -164,17 +164,36 @@ class ExportResult:
     kept_below_tolerance: bool = False
     details: dict[str, Any] = field(default_factory=dict)
 
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
 
 @dataclass
 class Step:
-    """A progress report of :func:`accelerate`: ``stage`` is one of "export", "check", "time",
-    "done"; ``result`` is set at "done"."""
+    """A progress report of :func:`accelerate` and :func:`accelerate_command`. ``stage``:
+    "export", "check", "time" (a variant is being worked on), "done" (``result`` is set),
+    "baseline" (torch-fp32 was timed: ``timing`` is set), "note" (``message`` says something
+    worth showing: a skipped runtime, the check set)."""
 
     variant: str
     stage: str
     index: int  # 1-based position of the variant
     total: int
     result: ExportResult | None = None
+    timing: Timing | None = None
+    message: str = ""
+
+
+@dataclass
+class Acceleration:
+    """What :func:`accelerate` did: one result a variant, and torch-fp32's timing (with ``timing``)."""
+
+    results: list[ExportResult]
+    reference_timing: Timing | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"results": [r.to_dict() for r in self.results],
+                "reference_timing": None if self.reference_timing is None else asdict(self.reference_timing)}
 
 
 def parity(reference: Classifier, candidate_body, texts: Sequence[str], *, batch_size: int = 32,
@@ -325,7 +344,7 @@ def _staging_copy(body_dir: Path, runtime: str, into: Path) -> Path:
 
 def _promote(staged: Path, body_dir: Path, runtime: str) -> list[str]:
     """Move the new or changed files of ``runtime``'s folder from staging into the body."""
-    moved = []
+    moved: list[str] = []
     src_root = staged / runtime
     if not src_root.is_dir():
         return moved
@@ -363,18 +382,15 @@ def accelerate(model_dir: str | Path, variants: Sequence[str], *, calibration_te
                num_calibration: int = 200, min_agreement: float | None = None,
                max_disagreement: float | None = None, min_cosine: float = DEFAULT_MIN_COSINE,
                keep: bool = False, calibration_source: str = "", timing: bool = False, verbose: bool = False,
-               progress: Callable[[Step], None] | None = None,
-               echo: Callable[[str], None] | None = None,
-               reference_timing: dict[str, Timing] | None = None) -> list[ExportResult]:
+               progress: Callable[[Step], None] | None = None, config: ModelConfig | None = None) -> Acceleration:
     """Export ``variants`` of the model in ``model_dir``, each checked by the parity gate.
 
     Check texts: ``check_texts``, ``extra_check_texts`` and the calibration texts not used to
     calibrate (see :func:`split_texts`). Each export is compared with torch-fp32 on them and
     judged by :func:`gate_decision` (tolerance ``max_disagreement``, or ``1 - min_agreement``;
     default 2%); one that fails is discarded unless ``keep``. ``timing``: also time each
-    passing variant briefly (:func:`time_body`). ``progress`` receives a :class:`Step` at each
-    stage; ``echo`` (if given) one line per variant. ``reference_timing``: a dict that receives
-    torch-fp32's own :class:`Timing` under ``"timing"`` (with ``timing``).
+    passing variant briefly (:func:`time_body`), and torch-fp32 itself. ``progress`` receives a
+    :class:`Step` at each stage. ``config``: the model's fastclf.json, when already read.
 
     Raises:
         ModelNotFound, ModelFormatError: the model directory cannot be read.
@@ -384,7 +400,7 @@ def accelerate(model_dir: str | Path, variants: Sequence[str], *, calibration_te
     model_dir = Path(model_dir).resolve()
     for v in variants:
         get_spec(v)
-    body_id = read_config(model_dir).get("body_id")
+    body_id = (ModelConfig.read(model_dir) if config is None else config).body_id
     remove_stale(model_dir)
     if max_disagreement is None:
         max_disagreement = DEFAULT_MAX_DISAGREEMENT if min_agreement is None else 1.0 - min_agreement
@@ -393,14 +409,14 @@ def accelerate(model_dir: str | Path, variants: Sequence[str], *, calibration_te
                                      extra_check=[*(check_texts or ()), *extra_check_texts])
     reference = Classifier.load(model_dir, variant=REFERENCE)
     ref_emb = reference.embed(check)  # once: every variant is checked against the same embeddings
-    if timing and reference_timing is not None:
+    reference_timing = None
+    if timing:
         if progress:
             progress(Step(REFERENCE, "time", 0, len(variants)))
         with quiet_third_party(verbose):
-            reference_timing["timing"] = t = time_body(reference.body, reference.head, check)
-        if echo is not None:
-            echo(f"{REFERENCE:<14} ref     1 text {t.one_text_p50_ms:.1f} ms, {t.texts_per_s:.0f} texts/s "
-                 f"@{t.batch_size}  (the baseline)")
+            reference_timing = time_body(reference.body, reference.head, check)
+        if progress:
+            progress(Step(REFERENCE, "baseline", 0, len(variants), timing=reference_timing))
     body_dir = model_dir / BODY_DIR
     todo = [v for v in variants if v != REFERENCE]
     results = []
@@ -457,10 +473,8 @@ def accelerate(model_dir: str | Path, variants: Sequence[str], *, calibration_te
                         result.details["files"] = moved
         if progress:
             progress(Step(variant, "done", index, len(todo), result))
-        if echo is not None:
-            echo(format_result(result))
         results.append(result)
-    return results
+    return Acceleration(results, reference_timing)
 
 
 def _commit(model_dir: Path, body_id: str | None, staged: Path, variant: str, result: ExportResult, source: str,
@@ -469,13 +483,15 @@ def _commit(model_dir: Path, body_id: str | None, staged: Path, variant: str, re
     variant's files and the updated fastclf.json) swapped with the live one in one step, so
     a reader never sees variant files that fastclf.json does not record, or the reverse.
 
+    fastclf.json is read again here, under the writer lock: another writer (an export of
+    another variant, ``accelerate --auto``) may have changed it since the run began.
+
     Raises:
         ModelFormatError: the model's body was replaced (``fastclf train -o``) during the export.
     """
-    from .errors import ModelFormatError
-
     with writer_lock(model_dir):
-        if read_config(model_dir).get("body_id") != body_id:
+        live = ModelConfig.read(model_dir)
+        if live.body_id != body_id:
             raise ModelFormatError(f"the model in {model_dir} was replaced while {variant} was exported; "
                                    "export discarded: run fastclf accelerate again")
         tmp = make_staging(model_dir)
@@ -483,7 +499,7 @@ def _commit(model_dir: Path, body_id: str | None, staged: Path, variant: str, re
             link_copy(model_dir, tmp,
                       skip=lambda p: p.parent == model_dir and p.name.startswith(".staging-"))
             moved = _promote(staged, tmp / BODY_DIR, get_spec(variant).runtime)
-            _record(tmp, variant, result, source, n_cal)
+            live.with_variant(variant, variant_record(variant, result, source, n_cal)).write(tmp)
             fix_permissions(tmp)
             commit_dir(tmp, model_dir)
         except BaseException:
@@ -492,30 +508,28 @@ def _commit(model_dir: Path, body_id: str | None, staged: Path, variant: str, re
     return moved
 
 
-def _record(model_dir: Path, variant: str, result: ExportResult, source: str, n_cal: int) -> None:
-    cfg = read_config(model_dir)
+def variant_record(variant: str, result: ExportResult, source: str, n_cal: int) -> VariantRecord:
+    """What fastclf.json records of a passing (or kept) export: its parity figures, the gate's
+    verdict, its files and runtime settings, and its calibration texts."""
     spec = get_spec(variant)
     assert result.parity is not None and result.gate is not None
     g = result.gate
-    entry: dict[str, Any] = {**asdict(result.parity),
-                             "gate": {"passed": g.passed, "n": g.n, "flips": g.flips,
-                                      "disagreement": round(g.disagreement, 5),
-                                      "interval": [round(g.lower, 5), round(g.upper, 5)],
-                                      "confidence": g.confidence, "max_disagreement": g.max_disagreement,
-                                      "min_cosine": g.min_cosine, "rule": g.rule},
-                             "min_agreement": round(1 - g.max_disagreement, 6),
-                             "exported": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                             "seconds": round(result.seconds, 1), "files": list(spec.files)}
-    if result.runtime:
-        entry["runtime"] = {k: v if isinstance(v, (int, float, str, bool, type(None))) else str(v)
-                            for k, v in result.runtime.items()}
-    if spec.calibrated:
-        entry["calibration"] = {"source": source, "texts": n_cal}
-    if result.kept_below_tolerance:
-        entry["kept_below_tolerance"] = True
-        entry["gate_failure"] = g.reason
-    cfg.setdefault("variants", {})[variant] = entry
-    write_config(model_dir, cfg)
+    runtime = {k: v if isinstance(v, (int, float, str, bool, type(None))) else str(v)
+               for k, v in result.runtime.items()}
+    return VariantRecord(
+        **asdict(result.parity),
+        gate={"passed": g.passed, "n": g.n, "flips": g.flips, "disagreement": round(g.disagreement, 5),
+              "interval": [round(g.lower, 5), round(g.upper, 5)], "confidence": g.confidence,
+              "max_disagreement": g.max_disagreement, "min_cosine": g.min_cosine, "rule": g.rule},
+        min_agreement=round(1 - g.max_disagreement, 6),
+        exported=now(),
+        seconds=round(result.seconds, 1),
+        files=tuple(spec.files),
+        runtime=runtime or None,
+        calibration={"source": source, "texts": n_cal} if spec.calibrated else None,
+        kept_below_tolerance=result.kept_below_tolerance,
+        gate_failure=g.reason if result.kept_below_tolerance else None,
+    )
 
 
 @dataclass
@@ -553,17 +567,14 @@ def choose_default(model_dir: str | Path, results: Sequence[ExportResult], refer
     record = {
         "variant": best,
         "machine": cpu_info(),
-        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "date": now(),
         "criterion": "lowest one-text p50 latency among the variants that pass the parity gate",
         "budget_points": budget_points,
         "load_average": _loadavg(),
         "candidates": figures,
     }
-    with writer_lock(model_dir):
-        cfg = read_config(model_dir)
-        cfg["default_variant"] = best
-        cfg["default_variant_choice"] = record
-        write_config(model_dir, cfg)
+    with writer_lock(model_dir):  # read under the lock: the exports changed fastclf.json since the run began
+        ModelConfig.read(model_dir).with_default_variant(best, record).write(model_dir)
     return AutoChoice(best, list(results), reference_timing, record)
 
 
@@ -595,14 +606,42 @@ def available_variants() -> list[str]:
     return out
 
 
+@dataclass
+class AccelerateOutcome:
+    """What ``fastclf accelerate`` did: each export's result, the variants skipped for a missing
+    runtime, and (``--auto``) torch-fp32's timing and the default variant chosen."""
+
+    model_dir: Path
+    results: list[ExportResult]
+    skipped: list[str] = field(default_factory=list)
+    auto: bool = False
+    reference_timing: Timing | None = None
+    choice: AutoChoice | None = None
+
+    @property
+    def ok(self) -> bool:
+        """False when an export failed or was discarded (with ``auto``: only when nothing could be measured)."""
+        if self.auto:
+            return self.choice is not None
+        return all(r.ok for r in self.results)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model_dir": str(self.model_dir), "ok": self.ok, "skipped": self.skipped,
+                "results": [r.to_dict() for r in self.results],
+                "reference_timing": None if self.reference_timing is None else asdict(self.reference_timing),
+                "default_variant": None if self.choice is None else self.choice.variant,
+                "default_variant_choice": None if self.choice is None else self.choice.record}
+
+
 def accelerate_command(model_dir: Path, variants: list[str], *, all_variants: bool, calibration: Path | None,
                        text_column: str | None, num_calibration: int, min_agreement: float | None, keep: bool,
-                       check: Path | None = None, echo: Callable[[str], None] = print,
-                       max_disagreement: float | None = None, min_cosine: float = DEFAULT_MIN_COSINE,
-                       auto: bool = False, budget_points: float = 1.0, include_torch: bool = False,
-                       verbose: bool = False, progress: Callable[[Step], None] | None = None) -> bool:
-    """``fastclf accelerate``: returns False when any export failed or was discarded (with
-    ``auto``: False only when nothing could be measured).
+                       check: Path | None = None, max_disagreement: float | None = None,
+                       min_cosine: float = DEFAULT_MIN_COSINE, auto: bool = False, budget_points: float = 1.0,
+                       include_torch: bool = False, verbose: bool = False,
+                       progress: Callable[[Step], None] | None = None) -> AccelerateOutcome:
+    """``fastclf accelerate``: read the texts, export and check the variants, and with ``auto``
+    record the fastest that passes as the default. ``progress`` receives a :class:`Step` at
+    each stage (and "note" steps with the lines worth showing).
 
     Raises:
         DataError: no variant named, no texts, bad tolerance.
@@ -610,8 +649,12 @@ def accelerate_command(model_dir: Path, variants: list[str], *, all_variants: bo
     """
     from .data import read_texts
 
+    def note(message: str) -> None:
+        if progress:
+            progress(Step("", "note", 0, 0, message=message))
+
     model_dir = Path(model_dir)
-    cfg = read_config(model_dir)
+    cfg = ModelConfig.read(model_dir)
     if not variants and not all_variants and not auto:
         raise DataError("name variants with --variant NAME (repeatable), or use --all or --auto; "
                         "list them with: fastclf variants")
@@ -621,24 +664,23 @@ def accelerate_command(model_dir: Path, variants: list[str], *, all_variants: bo
         raise DataError(f"--budget-points must be between 0 and 100, got {budget_points}")
     for v in variants:
         get_spec(v)
+    missing: list[str] = []
     if auto:
         chosen, missing = auto_candidates(include_torch)
-        if missing:
-            echo(f"skipping {', '.join(missing)}: runtime not installed (pip install 'fastclf[all]')")
         variants = list(dict.fromkeys(list(variants) + chosen))
         if max_disagreement is None and min_agreement is None:
             max_disagreement = budget_points / 100.0
     elif all_variants:
         chosen = available_variants()
         missing = [v for v in VARIANTS if v != REFERENCE and v not in chosen]
-        if missing:
-            echo(f"skipping {', '.join(missing)}: runtime not installed (pip install 'fastclf[all]')")
         variants = list(dict.fromkeys(list(variants) + chosen))
     else:
         for v in variants:
             runtime_module(get_spec(v))  # a missing runtime fails before any work
-    training = cfg.get("training", {})
-    source = training.get("source_path")
+    if missing:
+        note(f"skipping {', '.join(missing)}: runtime not installed (pip install 'fastclf[all]')")
+    training = cfg.training
+    source = training.source_path if training is not None else None
     training_file = Path(source) if source and Path(source).is_file() else None
     if calibration is None:
         if training_file is None:
@@ -647,7 +689,7 @@ def accelerate_command(model_dir: Path, variants: list[str], *, all_variants: bo
         calibration = training_file
 
     def texts_of(path: Path) -> list[str]:
-        df, column = read_texts(path, text_column=text_column or training.get("text_column"))
+        df, column = read_texts(path, text_column=text_column or (training.text_column if training else None))
         return [str(t) for t in df[column].tolist()]
 
     texts = texts_of(calibration)
@@ -662,29 +704,42 @@ def accelerate_command(model_dir: Path, variants: list[str], *, all_variants: bo
     calibrate = any(get_spec(v).calibrated for v in variants)
     cal, chk = split_texts(texts, num_calibration, calibrate=calibrate, extra_check=extra)
     n_var = len([v for v in variants if v != REFERENCE])
-    echo(f"checking {n_var} variant{'s' if n_var != 1 else ''} against {REFERENCE} on {len(chk)} texts "
+    note(f"checking {n_var} variant{'s' if n_var != 1 else ''} against {REFERENCE} on {len(chk)} texts "
          f"not used for calibration (tolerance {max_disagreement:.1%} label disagreement at "
          f"{CONFIDENCE:.0%} confidence, mean cosine >= {min_cosine})"
          + (f"; static int8 calibrated on {len(cal)} texts of {calibration}" if calibrate else ""))
-    ref_timing: dict[str, Timing] = {}
-    results = accelerate(model_dir, variants, calibration_texts=texts, extra_check_texts=extra,
-                         num_calibration=num_calibration, max_disagreement=max_disagreement, min_cosine=min_cosine,
-                         keep=keep, calibration_source=str(calibration), timing=auto, verbose=verbose,
-                         progress=progress, echo=echo, reference_timing=ref_timing)
-    if auto:
-        if "timing" not in ref_timing:
-            echo("FAILED: torch-fp32 could not be timed; no default variant recorded")
-            return False
-        choice = choose_default(model_dir, results, ref_timing["timing"], budget_points=budget_points)
-        m = choice.record["machine"]
-        echo(f"default variant: {choice.variant} (fastest for one text of those that pass, on {m['cpu']}, "
-             f"{', '.join(m['isa'])}); Classifier.load({str(model_dir)!r}) and fastclf predict/eval/serve use it")
-        return True
-    failed = [r.variant for r in results if not r.ok]
-    ok = [r.variant for r in results if r.ok]
+    run = accelerate(model_dir, variants, calibration_texts=texts, extra_check_texts=extra,
+                     num_calibration=num_calibration, max_disagreement=max_disagreement, min_cosine=min_cosine,
+                     keep=keep, calibration_source=str(calibration), timing=auto, verbose=verbose,
+                     progress=progress, config=cfg)
+    outcome = AccelerateOutcome(model_dir, run.results, missing, auto, run.reference_timing)
+    if auto and run.reference_timing is not None:
+        outcome.choice = choose_default(model_dir, run.results, run.reference_timing, budget_points=budget_points)
+    return outcome
+
+
+def format_baseline(t: Timing) -> str:
+    """The line about torch-fp32's own timing (``--auto``)."""
+    return (f"{REFERENCE:<14} ref     1 text {t.one_text_p50_ms:.1f} ms, {t.texts_per_s:.0f} texts/s "
+            f"@{t.batch_size}  (the baseline)")
+
+
+def format_summary(outcome: AccelerateOutcome) -> list[str]:
+    """The closing lines of ``fastclf accelerate``: what was exported or chosen, what failed."""
+    model_dir = outcome.model_dir
+    if outcome.auto:
+        if outcome.choice is None:
+            return ["FAILED: torch-fp32 could not be timed; no default variant recorded"]
+        m = outcome.choice.record["machine"]
+        return [f"default variant: {outcome.choice.variant} (fastest for one text of those that pass, on {m['cpu']}, "
+                f"{', '.join(m['isa'])}); Classifier.load({str(model_dir)!r}) and fastclf predict/eval/serve use it"]
+    lines = []
+    failed = [r.variant for r in outcome.results if not r.ok]
+    ok = [r.variant for r in outcome.results if r.ok]
     if ok:
-        echo(f"exported: {', '.join(ok)}; use one with Classifier.load({str(model_dir)!r}, variant={ok[0]!r}) "
-             f"or compare them with: fastclf benchmark {model_dir} TEST_FILE")
+        lines.append(f"exported: {', '.join(ok)}; use one with Classifier.load({str(model_dir)!r}, variant={ok[0]!r}) "
+                     f"or compare them with: fastclf benchmark {model_dir} TEST_FILE")
     if failed:
-        echo(f"FAILED: {', '.join(failed)} (see the messages above); the model directory keeps its other variants")
-    return not failed
+        lines.append(f"FAILED: {', '.join(failed)} (see the messages above); the model directory keeps its other "
+                     "variants")
+    return lines

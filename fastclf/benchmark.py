@@ -265,7 +265,7 @@ def variant_files(model_dir: str | Path, variant: str) -> list[Path]:
     the other runtimes load only their ``VariantSpec.files`` (plus an ONNX external-data file
     next to the model, if any).
     """
-    from .model import BODY_DIR, CONFIG_FILE, HEAD_FILE, read_config
+    from .model import BODY_DIR, CONFIG_FILE, read_config
 
     model_dir = Path(model_dir)
     body_dir = model_dir / BODY_DIR
@@ -282,7 +282,7 @@ def variant_files(model_dir: str | Path, variant: str) -> list[Path]:
             if extra.is_file() and extra not in files:
                 files.append(extra)
     files.extend(_support_files(body_dir))
-    files.append(model_dir / cfg.get("head", {}).get("file", HEAD_FILE))
+    files.append(model_dir / cfg.head.file)
     files.append(model_dir / CONFIG_FILE)
     return [p for p in dict.fromkeys(files) if p.is_file()]
 
@@ -572,8 +572,8 @@ class Benchmark:
         data = self._load_data()
         if len(data) == 0:
             raise DataError(f"{data.source}: no texts")
-        labels = [str(c) for c in cfg["labels"]]
-        multi = bool(cfg.get("multi_label"))
+        labels = list(cfg.labels)
+        multi = cfg.multi_label
         check_labels(_ModelLabels(labels, multi), data)
 
         rng = np.random.default_rng(self.seed)
@@ -828,12 +828,12 @@ def _load_setfit(model_dir: Path) -> tuple[Callable[[list[str], int], list], Any
     from setfit import SetFitModel
 
     from .head import LogisticHead
-    from .model import BODY_DIR, HEAD_FILE, read_config
+    from .model import BODY_DIR, read_config
 
     cfg = read_config(model_dir)
-    labels = [str(c) for c in cfg["labels"]]
-    multi = bool(cfg.get("multi_label"))
-    head = LogisticHead.load(model_dir / cfg.get("head", {}).get("file", HEAD_FILE))
+    labels = list(cfg.labels)
+    multi = cfg.multi_label
+    head = LogisticHead.load(cfg.head_path(model_dir))
     from .safety import check_body
 
     check_body(model_dir / BODY_DIR)  # the same check as every other load: no code from the model folder

@@ -128,8 +128,8 @@ def train(data, output, base_model, text_column, label_column, label_columns, la
     logistic head, or the body fine-tuned for 2 or 4 epochs, and the head's
     regularisation; the output says what was chosen and why.
     """
+    from .commands import train_command
     from .trainer import TrainConfig
-    from .workflows import train_command
 
     config = TrainConfig(model=base_model, finetune=finetune, num_epochs=epochs, head_c=head_c, cv_folds=cv_folds,
                          frozen_layers=frozen_layers, loss=loss, batch_size=batch_size, body_learning_rate=learning_rate,
@@ -137,7 +137,7 @@ def train(data, output, base_model, text_column, label_column, label_columns, la
                          max_length=max_length, bf16=bf16, seed=seed, show_progress=not quiet)
     train_command(
         data, output, config, read=lambda p: _read(p, text_column, label_column, label_columns, label_separator),
-        shots=shots, eval_file=eval_file, holdout=holdout, eval_max=eval_max, echo=click.echo,
+        shots=shots, eval_file=eval_file, holdout=holdout, eval_max=eval_max, progress=click.echo,
     )
 
 
@@ -167,11 +167,25 @@ def train(data, output, base_model, text_column, label_column, label_columns, la
 def predict(model_dir, texts, input_file, output, text_column, variant, batch_size, chunk_size, engine, concurrency,
             as_json, quiet):
     """Label TEXTS (or the texts of --input) with the model in MODEL_DIR."""
-    from .workflows import predict_command
+    from .commands import Predictions, predict_command
 
-    predict_command(model_dir, list(texts), input_file=input_file, output=output, text_column=text_column,
-                    variant=variant, batch_size=batch_size, as_json=as_json, echo=click.echo, engine=engine,
-                    concurrency=concurrency, chunk_size=chunk_size, quiet=quiet)
+    result = predict_command(model_dir, list(texts), input_file=input_file, output=output, text_column=text_column,
+                             variant=variant, batch_size=batch_size, engine=engine, concurrency=concurrency,
+                             chunk_size=chunk_size, quiet=quiet)
+    if isinstance(result, Predictions):
+        for p in result.items:
+            if as_json:
+                click.echo(json.dumps(p.to_dict()))
+            elif result.multi_label:
+                shown = ", ".join(f"{c} {v:.3f}" for c, v in p.proba.items() if c in p.label) or "(none)"
+                click.echo(f"{shown}\t{p.text}")
+            else:
+                click.echo(f"{p.label}\t{max(p.proba.values()):.3f}\t{p.text}")
+    elif output is not None:
+        if len(result.outputs) == 1:
+            click.echo(f"wrote {result.rows} rows to {result.outputs[0]}")
+        else:
+            click.echo(f"wrote {result.rows} rows to {len(result.outputs)} files in {output}")
 
 
 @cli.command(name="eval")
@@ -184,17 +198,17 @@ def predict(model_dir, texts, input_file, output, text_column, variant, batch_si
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
 def eval_(model_dir, data, text_column, label_column, label_columns, label_separator, variant, batch_size, as_json):
     """Evaluate the model in MODEL_DIR on the labeled file DATA."""
-    from .metrics import evaluate, format_report
-    from .model import Classifier
+    from .commands import eval_command
+    from .metrics import format_report
 
-    clf = Classifier.load(model_dir, variant=variant)
-    labeled = _read(data, text_column, label_column, label_columns, label_separator)
-    result = evaluate(clf, labeled, batch_size=batch_size)
+    result = eval_command(model_dir, data, read=lambda p: _read(p, text_column, label_column, label_columns,
+                                                                label_separator),
+                          variant=variant, batch_size=batch_size)
     if as_json:
-        click.echo(json.dumps(result, indent=2))
+        click.echo(json.dumps(result.to_dict(), indent=2))
     else:
-        click.echo(f"model: {model_dir} ({clf.variant})\ndata: {data}")
-        click.echo(format_report(result, [str(c) for c in clf.classes_]))
+        click.echo(f"model: {model_dir} ({result.variant})\ndata: {data}")
+        click.echo(format_report(result.metrics, result.classes))
 
 
 @cli.command()
@@ -202,18 +216,18 @@ def eval_(model_dir, data, text_column, label_column, label_columns, label_separ
 @click.option("--json", "as_json", is_flag=True, help="Print the model's config as JSON.")
 def info(model_dir, as_json):
     """Labels, base model, exported variants and versions of a model."""
-    from .model import read_config
-    from .workflows import info_text
+    from .commands import info_text
+    from .config import ModelConfig
 
-    cfg = read_config(model_dir)
-    click.echo(json.dumps(cfg, indent=2) if as_json else info_text(model_dir, cfg))
+    cfg = ModelConfig.read(model_dir)
+    click.echo(json.dumps(cfg.to_dict(), indent=2) if as_json else info_text(model_dir, cfg))
 
 
 @cli.command()
 @click.argument("model_dir", type=click.Path(path_type=Path), required=False)
 def variants(model_dir):
     """List the body variants, what each is, and which are exported in MODEL_DIR."""
-    from .workflows import variants_text
+    from .commands import variants_text
 
     click.echo(variants_text(model_dir))
 
@@ -234,13 +248,22 @@ def _show_logs(verbose: bool) -> None:
 
 
 def _progress_printer():
-    """Progress of ``fastclf accelerate`` on stderr: variant n/total and its stage."""
+    """Progress of ``fastclf accelerate``: variant n/total and its stage on stderr; notes, the
+    baseline and each variant's verdict on stdout."""
+    from .accelerate import format_baseline, format_result
+
     stages = {"export": "exporting", "check": "checking against torch-fp32", "time": "timing"}
 
     def show(step) -> None:
         if step.stage in stages:
             where = f"[{step.index}/{step.total}] " if step.index else ""
             click.echo(f"  {where}{step.variant}: {stages[step.stage]}...", err=True)
+        elif step.stage == "note":
+            click.echo(step.message)
+        elif step.stage == "baseline" and step.timing is not None:
+            click.echo(format_baseline(step.timing))
+        elif step.stage == "done" and step.result is not None:
+            click.echo(format_result(step.result))
 
     return show
 
@@ -281,17 +304,20 @@ def accelerate(model_dir, variant_names, all_variants, auto, budget_points, incl
     fastclf accelerate model --auto                 pick and record the fastest variant that passes
     fastclf accelerate model --variant onnx-int8    export one variant
     """
-    from .accelerate import accelerate_command
+    from .accelerate import accelerate_command, format_summary
 
     _show_logs(verbose)
     if max_disagreement is not None and min_agreement is not None:
         raise click.UsageError("give --max-disagreement or --min-agreement, not both")
-    ok = accelerate_command(model_dir, list(variant_names), all_variants=all_variants, calibration=calibration,
-                            text_column=text_column, num_calibration=num_calibration, min_agreement=min_agreement,
-                            keep=keep, check=check, echo=click.echo, max_disagreement=max_disagreement,
-                            min_cosine=min_cosine, auto=auto, budget_points=budget_points,
-                            include_torch=include_torch, verbose=verbose, progress=_progress_printer())
-    if not ok:
+    outcome = accelerate_command(model_dir, list(variant_names), all_variants=all_variants, calibration=calibration,
+                                 text_column=text_column, num_calibration=num_calibration,
+                                 min_agreement=min_agreement, keep=keep, check=check,
+                                 max_disagreement=max_disagreement, min_cosine=min_cosine, auto=auto,
+                                 budget_points=budget_points, include_torch=include_torch, verbose=verbose,
+                                 progress=_progress_printer())
+    for line in format_summary(outcome):
+        click.echo(line)
+    if not outcome.ok:
         sys.exit(1)
 
 

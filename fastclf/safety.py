@@ -48,7 +48,7 @@ def trusted_module_type(type_name: Any) -> bool:
     if not isinstance(type_name, str):
         return False
     m = _TYPE_RE.match(type_name)
-    return bool(m) and m.group("cls") in TRUSTED_MODULE_CLASSES
+    return m is not None and m.group("cls") in TRUSTED_MODULE_CLASSES
 
 
 def inside(root: Path, relative: Any, what: str, source: Path) -> Path:

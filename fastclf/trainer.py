@@ -399,33 +399,36 @@ def train(data: LabeledData, config: TrainConfig | None = None, *, progress: Pro
         head = LogisticHead.fit(embeddings, y, multi_label=data.multi_label, C=selection.head_c, seed=config.seed)
         timings["embeddings_and_head"] = time.perf_counter() - mark
     seconds = time.perf_counter() - start
-    from . import __version__
+    from .config import LongTexts, ModelConfig, TrainingRecord
 
     settings = asdict(config)
     settings.update(loss=loss_name, bf16=bf16, model=model_name)
-    cfg = {
-        "base_model": model_name,
-        "long_texts": {"mode": config.long_texts, "max_chunks": config.max_chunks},
-        "training": {
-            "settings": settings,
-            "selection": {**asdict(selection), "description": _describe(selection, len(texts))},
-            "examples": len(data),
-            "examples_per_class": data.counts(),
-            "long_texts": embed.n_long,
-            "seconds": round(seconds, 1),
-            "seconds_by_step": {k: round(v, 1) for k, v in timings.items()},
-            "source": data.source,
-            "source_path": str(Path(data.source).resolve()) if data.source and Path(data.source).is_file() else None,
-            "text_column": data.text_column,
-            "label_columns": data.label_columns,
-        },
-        "versions": package_versions(("setfit", "sentence-transformers", "transformers", "torch", "scikit-learn")),
-    }
+    description = _describe(selection, len(texts))
+    source_path = str(Path(data.source).resolve()) if data.source and Path(data.source).is_file() else None
+    cfg = ModelConfig(
+        labels=tuple(data.classes),
+        multi_label=data.multi_label,
+        base_model=model_name,
+        long_texts=LongTexts(mode=config.long_texts, max_chunks=config.max_chunks),
+        training=TrainingRecord(
+            settings=settings,
+            selection={**asdict(selection), "description": description},
+            examples=len(data),
+            examples_per_class=data.counts(),
+            long_texts=embed.n_long,
+            seconds=round(seconds, 1),
+            seconds_by_step={k: round(v, 1) for k, v in timings.items()},
+            source=data.source,
+            source_path=source_path,
+            text_column=data.text_column,
+            label_columns=tuple(data.label_columns),
+        ),
+        versions=package_versions(("setfit", "sentence-transformers", "transformers", "torch", "scikit-learn")),
+    )
     clf = Classifier(_TrainedBody(base), head, data.classes, multi_label=data.multi_label, config=cfg)
     return TrainResult(clf, seconds, selection,
-                       {"loss": loss_name, "bf16": bf16, "fastclf": __version__, "long_texts": embed.n_long,
-                        "seconds_by_step": timings,
-                        "description": _describe(selection, len(texts))})
+                       {"loss": loss_name, "bf16": bf16, "long_texts": embed.n_long, "seconds_by_step": timings,
+                        "description": description})
 
 
 def _select(data: LabeledData, y: np.ndarray, texts: list[str], config: TrainConfig, base: Any,

@@ -12,9 +12,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from samples import FOOD, SPORT, run, train_tiny
+from samples import FOOD, FOOD_EXTRA, SPORT, SPORT_EXTRA, run, train_tiny
 
 from fastclf import Classifier
+from fastclf.config import ModelConfig
 from fastclf.data import read_labeled
 from fastclf.errors import ModelFormatError, ModelNotFound, UnknownVariant, VariantNotExported
 
@@ -33,6 +34,16 @@ def csv(tmp_path) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def clear_model(tmp_path_factory, minilm_dir) -> Path:
+    """The real MiniLM, untuned, with a head fit on SPORT and FOOD: clear enough that it must
+    label unseen sport and food texts right (no fine-tuning: a few seconds)."""
+    from samples import tiny_data
+
+    from fastclf import TrainConfig, train
+
+    config = TrainConfig(model=str(minilm_dir), num_epochs=0, head_c=10.0, show_progress=False)
+    return train(tiny_data(), config).classifier.save(tmp_path_factory.mktemp("clear") / "model")
 
 
 def test_save_load_predict_round_trip(tiny_model, tiny_body_dir):
@@ -41,7 +52,8 @@ def test_save_load_predict_round_trip(tiny_model, tiny_body_dir):
     proba = clf.predict_proba(SPORT + FOOD)
     assert proba.shape == (12, 2) and np.allclose(proba.sum(axis=1), 1)
     assert clf.predict_proba("a goal").shape == (1, 2)
-    assert clf.predict("a goal")[0] in ("food", "sport")
+    assert clf.predict(SPORT + FOOD) == [str(clf.classes_[i]) for i in proba.argmax(axis=1)]
+    assert clf.predict("a goal") == clf.predict(["a goal"]) and len(clf.predict("a goal")) == 1
     assert clf.predict([]) == [] and clf.predict_proba([]).shape == (0, 2)
     cfg = json.loads((tiny_model / "fastclf.json").read_text())
     assert cfg["format_version"] == 1 and cfg["labels"] == ["food", "sport"]
@@ -90,7 +102,8 @@ def test_save_is_atomic(tiny_model, tmp_path, monkeypatch):
     monkeypatch.setattr(head_mod.LogisticHead, "save", boom)
     with pytest.raises(KeyboardInterrupt):
         good.save(tmp_path / "out")
-    assert Classifier.load(tmp_path / "out").predict(["x"])
+    np.testing.assert_allclose(Classifier.load(tmp_path / "out").predict_proba(SPORT), good.predict_proba(SPORT),
+                               atol=1e-6)  # the old version, whole
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "keep.txt").write_text("mine")
     monkeypatch.undo()
@@ -135,9 +148,13 @@ def test_cli_train_predict_eval_info(csv, tiny_body_dir, tmp_path):
     cfg = json.loads((out / "fastclf.json").read_text())
     assert cfg["training"]["examples"] == 8 and cfg["training"]["eval"]["n"] == 4
 
+    clf = Classifier.load(out)
     code, text = run("predict", out, "the goalkeeper", "lemon tart")
-    lines = text.strip().splitlines()
-    assert code == 0 and len(lines) == 2 and lines[0].split("\t")[0] in ("sport", "food")
+    rows = [line.split("\t") for line in text.strip().splitlines()]
+    assert code == 0 and [r[0] for r in rows] == clf.predict(["the goalkeeper", "lemon tart"])
+    assert [r[2] for r in rows] == ["the goalkeeper", "lemon tart"]
+    np.testing.assert_allclose([float(r[1]) for r in rows], clf.predict_proba(["the goalkeeper", "lemon tart"])
+                               .max(axis=1), atol=1e-3)
 
     scored = tmp_path / "scored.csv"
     code, text = run("predict", out, "--input", csv, "--output", scored)
@@ -148,7 +165,10 @@ def test_cli_train_predict_eval_info(csv, tiny_body_dir, tmp_path):
     code, text = run("eval", out, csv)
     assert code == 0 and "macro-F1" in text and "sport" in text
     code, text = run("eval", out, csv, "--json")
-    assert 0 <= json.loads(text)["accuracy"] <= 1
+    metrics = json.loads(text)
+    truth = pd.read_csv(csv)
+    assert code == 0 and metrics["n"] == 12
+    assert metrics["accuracy"] == pytest.approx(np.mean(np.array(clf.predict(list(truth["text"]))) == truth["label"]))
 
     code, text = run("info", out)
     assert code == 0 and "labels (2): food, sport" in text and "torch-fp32" in text
@@ -207,3 +227,153 @@ def test_end_to_end_real_model(tmp_path):
     acc = np.mean(np.array(clf.predict(test.texts)) == np.array(test.labels))
     assert acc > 0.6  # chance is 0.5; 10 epochs reach about 0.72
     assert os.environ.get("HF_HUB_OFFLINE") == "1"
+
+
+def test_a_model_trained_on_clear_examples_labels_them(clear_model, tmp_path):
+    clf = Classifier.load(clear_model)
+    assert clf.predict(SPORT_EXTRA + FOOD_EXTRA) == ["sport"] * 2 + ["food"] * 2  # texts it never saw
+    assert clf.predict(SPORT + FOOD) == ["sport"] * 6 + ["food"] * 6
+    code, text = run("predict", clear_model, *SPORT_EXTRA, *FOOD_EXTRA)
+    assert code == 0 and [line.split("\t")[0] for line in text.strip().splitlines()] == ["sport"] * 2 + ["food"] * 2
+    data = tmp_path / "test.csv"
+    pd.DataFrame({"text": SPORT_EXTRA + FOOD_EXTRA, "label": ["sport"] * 2 + ["food"] * 2}).to_csv(data, index=False)
+    code, text = run("eval", clear_model, data, "--json")
+    metrics = json.loads(text)
+    assert code == 0 and metrics["n"] == 4 and metrics["accuracy"] == 1.0 and metrics["macro_f1"] == 1.0
+
+
+def test_predict_json_lines_carry_text_label_and_every_probability(clear_model):
+    code, text = run("predict", clear_model, "--json", SPORT_EXTRA[0], FOOD_EXTRA[0])
+    assert code == 0
+    rows = [json.loads(line) for line in text.strip().splitlines()]
+    assert [r["text"] for r in rows] == [SPORT_EXTRA[0], FOOD_EXTRA[0]]
+    assert [r["label"] for r in rows] == ["sport", "food"]
+    proba = Classifier.load(clear_model).predict_proba([SPORT_EXTRA[0], FOOD_EXTRA[0]])
+    for row, expected in zip(rows, proba):
+        assert set(row["proba"]) == {"food", "sport"} and sum(row["proba"].values()) == pytest.approx(1.0)
+        assert [row["proba"]["food"], row["proba"]["sport"]] == pytest.approx(expected.tolist(), abs=1e-6)
+        assert row["label"] == max(row["proba"], key=row["proba"].get)
+
+
+def test_train_shots_samples_each_class_and_evaluates_on_the_rest(csv, tiny_body_dir, tmp_path):
+    out = tmp_path / "model"
+    code, text = run("train", csv, "-o", out, "--model", tiny_body_dir, "--shots", "3", "--finetune", "never",
+                     "--head-c", "1", "-q")
+    assert code == 0, text
+    assert "training on 6 examples (food: 3, sport: 3)" in text
+    assert "evaluating on 6 rows not sampled for training" in text
+    training = json.loads((out / "fastclf.json").read_text())["training"]
+    assert training["examples"] == 6 and training["examples_per_class"] == {"food": 3, "sport": 3}
+    assert training["eval"]["n"] == 6 and training["eval"]["data"] == "6 rows not sampled for training"
+    assert training["selection"]["epochs"] == 0
+    code, again = run("train", csv, "-o", tmp_path / "again", "--model", tiny_body_dir, "--shots", "3",
+                      "--finetune", "never", "--head-c", "1", "-q")
+    assert code == 0 and text.splitlines()[0] == again.splitlines()[0]  # the same seeded sample
+
+
+def test_accelerate_all_exports_every_installed_runtime(tiny_model, tmp_path, monkeypatch):
+    """``--all`` on the runtimes installed here, cut to the two cheapest exports (no calibration,
+    no compilation) so that the test stays short: the plumbing is the same for every variant."""
+    import fastclf.accelerate as acc
+
+    installed = acc.available_variants()
+    cheap = [v for v in ("onnx-fp32", "openvino-fp32") if v in installed]
+    if not cheap:
+        pytest.skip("neither onnxruntime nor openvino is installed")
+    monkeypatch.setattr(acc, "available_variants", lambda: cheap)
+    model = tmp_path / "m"
+    shutil.copytree(tiny_model, model)
+    calib = tmp_path / "calib.csv"
+    pd.DataFrame({"text": SPORT + FOOD + SPORT_EXTRA + FOOD_EXTRA}).to_csv(calib, index=False)
+    code, text = run("accelerate", model, "--all", "--calibration", calib)
+    assert code == 0, text
+    assert f"exported: {', '.join(cheap)}" in text
+    skipped = [v for v in acc.VARIANTS if v != "torch-fp32" and v not in cheap]
+    assert f"skipping {', '.join(skipped)}: runtime not installed" in text
+    cfg = ModelConfig.read(model)
+    assert list(cfg.variants) == cheap
+    for name in cheap:
+        record = cfg.variants[name]
+        assert record.gate is not None and record.gate["passed"] and record.n == 16
+        assert all((model / "body" / f).is_file() for f in record.files)
+        np.testing.assert_allclose(Classifier.load(model, variant=name).predict_proba(SPORT),
+                                   Classifier.load(model).predict_proba(SPORT), atol=1e-4)
+    code, text = run("info", model)
+    assert code == 0 and all(f"  {name}" in text for name in cheap)
+
+
+def _todays_config() -> dict:
+    """fastclf.json exactly as the trainer and Classifier.save of format version 1 write it."""
+    return {
+        "format": "fastclf", "format_version": 1,
+        "base_model": "/models/tiny",
+        "long_texts": {"mode": "chunk", "max_chunks": 16},
+        "training": {
+            "settings": {"model": "/models/tiny", "finetune": "auto", "num_epochs": 1, "loss": "supcon",
+                         "batch_size": 16, "body_learning_rate": 5e-05, "num_iterations": 5, "head_c": 1.0,
+                         "cv_folds": 2, "max_length": None, "long_texts": "chunk", "max_chunks": 16,
+                         "bf16": False, "seed": 42, "show_progress": False},
+            "selection": {"epochs": 1, "head_c": 1.0, "reason": "fixed by the settings", "folds": 0, "scores": {},
+                          "description": "fixed by the settings"},
+            "examples": 12, "examples_per_class": {"food": 6, "sport": 6}, "long_texts": 0, "seconds": 3.2,
+            "seconds_by_step": {"load": 0.4, "cross_validation": 0.0, "fine_tuning": 2.5,
+                                "embeddings_and_head": 0.3},
+            "source": "tiny", "source_path": None, "text_column": "text", "label_columns": ["label"],
+            "eval": {"data": "4 held-out rows (34% of the data)", "n": 4, "accuracy": 0.75, "macro_f1": 0.73},
+        },
+        "versions": {"setfit": "1.1.3", "sentence-transformers": "5.1.0", "torch": "2.8.0"},
+        "fastclf_version": "0.1.0",
+        "labels": ["food", "sport"], "multi_label": False, "threshold": 0.5,
+        "head": {"file": "head.safetensors", "kind": "binary", "dim": 32},
+        "body": {"path": "body", "modules": ["Transformer", "Pooling", "Normalize"], "normalize": True,
+                 "pooling": "mean", "dim": 32, "max_seq_length": 128},
+        "created": "2025-01-02T03:04:05Z",
+        "variants": {"onnx-fp32": {
+            "n": 16, "agreement": 1.0, "max_proba_diff": 1e-06, "mean_cosine": 1.0, "min_cosine": 0.99999, "flips": 0,
+            "gate": {"passed": True, "n": 16, "flips": 0, "disagreement": 0.0, "interval": [0.0, 0.15629],
+                     "confidence": 0.95, "max_disagreement": 0.02, "min_cosine": 0.95, "rule": "fail when ..."},
+            "min_agreement": 0.98, "exported": "2025-01-02T03:05:00Z", "seconds": 4.1, "files": ["onnx/model.onnx"],
+            "runtime": {"intra_op_threads": 2}}},
+        "default_variant": "onnx-fp32",
+        "default_variant_choice": {"variant": "onnx-fp32", "machine": {"cpu": "x", "cores": 2, "isa": ["avx2"]},
+                                   "date": "2025-01-02T03:06:00Z", "criterion": "lowest one-text p50 latency",
+                                   "budget_points": 1.0, "load_average": [0.5, 0.5, 0.5], "candidates": {}},
+        "body_id": "0123456789abcdef0123456789abcdef",
+        "a_future_key": {"kept": True},
+    }
+
+
+def test_a_model_dir_in_todays_format_loads_through_model_config(tiny_model, tmp_path):
+    model = tmp_path / "old"
+    shutil.copytree(tiny_model, model)
+    written = _todays_config()
+    (model / "fastclf.json").write_text(json.dumps(written, indent=2))
+    cfg = ModelConfig.read(model)
+    assert cfg.labels == ("food", "sport") and cfg.threshold == 0.5 and not cfg.multi_label
+    assert cfg.head.kind == "binary" and cfg.head_path(model) == (model / "head.safetensors").resolve()
+    assert cfg.body.pooling == "mean" and cfg.long_texts is not None and cfg.long_texts.max_chunks == 16
+    assert cfg.training is not None and cfg.training.examples == 12 and cfg.training.eval["accuracy"] == 0.75
+    assert cfg.variants["onnx-fp32"].files == ("onnx/model.onnx",) and cfg.variants["onnx-fp32"].agreement == 1.0
+    assert cfg.default_variant == "onnx-fp32" and cfg.extra == {"a_future_key": {"kept": True}}
+    assert cfg.to_dict() == written  # every key kept, unknown ones too
+    clf = Classifier.load(model)  # onnx-fp32's files are not there: torch-fp32
+    assert clf.variant == "torch-fp32" and clf.config == cfg
+    np.testing.assert_allclose(clf.predict_proba(SPORT), Classifier.load(tiny_model).predict_proba(SPORT), atol=1e-6)
+    clf.save(tmp_path / "again")
+    again = json.loads((tmp_path / "again" / "fastclf.json").read_text())
+    assert again["a_future_key"] == {"kept": True} and again["training"] == written["training"]
+    assert again["body_id"] != written["body_id"]  # a new body
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("labels", ["only"], "'labels' must be a list of at least two strings"),
+    ("threshold", "high", "'threshold' must be a number"),
+    ("long_texts", {"mode": "chunk", "max_chunks": 0}, "long_texts.max_chunks must be a positive integer"),
+    ("head", {"file": 3}, "head.file must be a relative path string"),
+    ("variants", {"onnx-fp32": {"files": "onnx/model.onnx"}}, "variants.onnx-fp32.files must be a list"),
+])
+def test_model_config_names_the_file_and_the_bad_field(tmp_path, field, value, message):
+    data = {**_todays_config(), field: value}
+    with pytest.raises(ModelFormatError, match=message) as info:
+        ModelConfig.from_dict(data, tmp_path / "fastclf.json")
+    assert str(tmp_path / "fastclf.json") in str(info.value)

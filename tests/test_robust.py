@@ -261,7 +261,7 @@ def test_accelerate_publishes_whole_versions_and_discards_an_export_of_a_replace
     stale.mkdir()
     os.utime(stale, (time.time() - 3600,) * 2)
     texts = SPORT + FOOD + ["a cup of tea", "a penalty shoot-out"]
-    results = acc.accelerate(model, ["onnx-fp32"], calibration_texts=texts, min_agreement=0.0, echo=lambda s: None)
+    results = acc.accelerate(model, ["onnx-fp32"], calibration_texts=texts, min_agreement=0.0).results
     assert results[0].ok, results[0].error
     assert not stale.exists()
     assert Classifier.load(model, variant="onnx-fp32").predict(["a late goal"])[0] in ("sport", "food")
@@ -274,7 +274,7 @@ def test_accelerate_publishes_whole_versions_and_discards_an_export_of_a_replace
         other.save(model)  # `fastclf train -o model` finishes during the export
 
     monkeypatch.setattr(acc, "export_variant", export_then_replace)
-    results = acc.accelerate(model, ["onnx-o1"], calibration_texts=texts, min_agreement=0.0, echo=lambda s: None)
+    results = acc.accelerate(model, ["onnx-o1"], calibration_texts=texts, min_agreement=0.0).results
     assert not results[0].ok and "replaced" in results[0].error
     cfg = _cfg(model)
     assert cfg["labels"] == ["ball", "meal"] and "onnx-o1" not in cfg["variants"]

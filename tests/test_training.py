@@ -3,6 +3,7 @@ the cross-validated choice of the recipe. Tiny random body: fast."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -13,6 +14,7 @@ from samples import run
 
 from fastclf import Classifier
 from fastclf.chunking import Chunker, window_of
+from fastclf.config import LongTexts
 from fastclf.data import LabeledData
 from fastclf.errors import TrainingError
 from fastclf.finetune import BalancedSupConLoss
@@ -162,10 +164,10 @@ def test_long_texts_are_embedded_whole_and_the_same_in_every_variant(tiny_body_d
     emb = torch_clf.embed([LONG, tail_changed])
     assert not np.allclose(emb[0], emb[1], atol=1e-4)  # the words past the window count
     truncating = Classifier.load(path)
-    truncating.config["long_texts"] = {"mode": "truncate"}
+    truncating.config = dataclasses.replace(truncating.config, long_texts=LongTexts(mode="truncate"))
     emb_t = truncating.embed([LONG, tail_changed])
     np.testing.assert_allclose(emb_t[0], emb_t[1], atol=1e-6)  # truncation sees the first window only
-    accelerate(path, ["onnx-fp32"], calibration_texts=data.texts, echo=lambda s: None)
+    accelerate(path, ["onnx-fp32"], calibration_texts=data.texts)
     onnx_clf = Classifier.load(path, variant="onnx-fp32")
     np.testing.assert_allclose(onnx_clf.embed([LONG, tail_changed, "short"]),
                                torch_clf.embed([LONG, tail_changed, "short"]), atol=1e-4)

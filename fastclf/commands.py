@@ -1,29 +1,33 @@
 """The work behind the CLI commands, kept in the library so it can be tested and reused.
 
-Each function takes an ``echo`` callable for its human-readable output.
+Each function returns a typed result (with ``to_dict()``) and reports progress, when asked,
+through a ``progress`` callable that receives one line at a time; only :mod:`fastclf.cli`
+prints. ``info_text`` and ``variants_text`` return the text the CLI shows.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .backends import VARIANTS
+from .config import ModelConfig, VariantRecord
 from .data import LabeledData, sample_shots, split_holdout, validate_for_training
 from .errors import DataError
-from .model import CONFIG_FILE, Classifier, exported_variants
+from .model import Classifier, exported_variants
+from .modeldir import check_output_dir
 
 if TYPE_CHECKING:
+    from .stream import ScoreResult
     from .trainer import TrainConfig
 
-Echo = Callable[[str], None]
+Progress = Callable[[str], None]
 
 
-def _check_output(output: Path) -> None:
-    if output.exists() and not (output.is_dir() and (not any(output.iterdir()) or (output / CONFIG_FILE).is_file())):
-        raise FileExistsError(f"{output} exists and is not a fastclf model; choose another output directory")
+def _quiet(_line: str) -> None:
+    pass
 
 
 def prepare_data(data: LabeledData, *, shots: int | None, eval_data: LabeledData | None, holdout: float | None,
@@ -58,11 +62,32 @@ def prepare_data(data: LabeledData, *, shots: int | None, eval_data: LabeledData
     return data, eval_data, described
 
 
+@dataclass
+class TrainOutcome:
+    """What ``fastclf train`` made: the classifier, where it was saved, its evaluation."""
+
+    classifier: Classifier
+    path: Path
+    seconds: float
+    metrics: dict[str, Any] | None = None  # fastclf.metrics.evaluate's result, with an eval set
+    eval_description: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": str(self.path), "labels": [str(c) for c in self.classifier.classes_],
+                "seconds": self.seconds, "eval": self.eval_description or None, "metrics": self.metrics}
+
+
 def train_command(data_path: Path, output: Path, config: TrainConfig, *, read: Callable[[Path], LabeledData],
                   shots: int | None, eval_file: Path | None, holdout: float | None, eval_max: int,
-                  echo: Echo) -> Classifier:
-    """``fastclf train``: read, validate, train, evaluate, save atomically. Nothing is written on error."""
-    _check_output(output)
+                  progress: Progress | None = None) -> TrainOutcome:
+    """``fastclf train``: read, validate, train, evaluate, save atomically. Nothing is written on error.
+
+    Raises:
+        FileExistsError: ``output`` exists and is not a fastclf model.
+        DataError, DataFileNotFound, ModelNotFound, TrainingError: see :func:`fastclf.trainer.train`.
+    """
+    say = progress or _quiet
+    check_output_dir(output)
     data = read(data_path)
     eval_data = read(eval_file) if eval_file else None
     train_data, eval_data, eval_desc = prepare_data(data, shots=shots, eval_data=eval_data, holdout=holdout,
@@ -71,34 +96,61 @@ def train_command(data_path: Path, output: Path, config: TrainConfig, *, read: C
     from .trainer import resolve_model, train
 
     counts = ", ".join(f"{c}: {n}" for c, n in train_data.counts().items())
-    echo(f"training on {len(train_data)} examples ({counts})")
-    echo(f"base model: {resolve_model(config.model)[1]}")
-    result = train(train_data, config, progress=echo if config.show_progress else None)
+    say(f"training on {len(train_data)} examples ({counts})")
+    say(f"base model: {resolve_model(config.model)[1]}")
+    result = train(train_data, config, progress=say if config.show_progress else None)
     clf = result.classifier
     info = result.info
     if info["long_texts"]:
-        echo(f"{info['long_texts']} of {len(train_data)} texts are longer than the body's window: "
-             f"{'split into windows whose embeddings are pooled' if config.long_texts == 'chunk' else 'truncated'}")
-    echo(f"recipe: {info['description']}")
+        say(f"{info['long_texts']} of {len(train_data)} texts are longer than the body's window: "
+            f"{'split into windows whose embeddings are pooled' if config.long_texts == 'chunk' else 'truncated'}")
+    say(f"recipe: {info['description']}")
     steps = ", ".join(f"{k.replace('_', ' ')} {v:.1f} s" for k, v in info["seconds_by_step"].items())
-    echo(f"trained in {result.seconds:.1f} s ({steps}; loss: {info['loss']}, bf16: {info['bf16']})")
+    say(f"trained in {result.seconds:.1f} s ({steps}; loss: {info['loss']}, bf16: {info['bf16']})")
+    metrics = None
     if eval_data is not None:
-        echo(f"evaluating on {eval_desc}")
+        say(f"evaluating on {eval_desc}")
         metrics = evaluate(clf, eval_data)
-        clf.config["training"]["eval"] = {"data": eval_desc, **{k: metrics[k] for k in ("n", "accuracy", "macro_f1")}}
-        echo(format_report(metrics, [str(c) for c in clf.classes_]))
+        clf.config = clf.config.with_eval({"data": eval_desc, **{k: metrics[k] for k in ("n", "accuracy", "macro_f1")}})
+        say(format_report(metrics, [str(c) for c in clf.classes_]))
     path = clf.save(output)
-    echo(f"saved to {path}")
-    echo(f'next: fastclf predict {output} "some text"   |   fastclf accelerate {output} --all')
-    return clf
+    say(f"saved to {path}")
+    say(f'next: fastclf predict {output} "some text"   |   fastclf accelerate {output} --all')
+    return TrainOutcome(clf, path, result.seconds, metrics, eval_desc)
 
 
-def predict_command(model_dir: Path, texts: list[str], *, input_file: str | Path | None, output: str | Path | None,
-                    text_column: str | None, variant: str | None, batch_size: int, as_json: bool, echo: Echo,
+@dataclass(frozen=True)
+class Prediction:
+    """One text's label (a list of labels for a multi-label model) and every class's probability."""
+
+    text: str
+    label: str | list[str]
+    proba: dict[str, float]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"text": self.text, "label": self.label, "proba": self.proba}
+
+
+@dataclass
+class Predictions:
+    """The predictions of ``fastclf predict TEXTS``."""
+
+    variant: str
+    multi_label: bool
+    items: list[Prediction] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"variant": self.variant, "multi_label": self.multi_label,
+                "predictions": [p.to_dict() for p in self.items]}
+
+
+def predict_command(model_dir: Path, texts: Sequence[str], *, input_file: str | Path | None,
+                    output: str | Path | None, text_column: str | None, variant: str | None, batch_size: int,
                     engine: str = "local", concurrency: int = 1, chunk_size: int | None = None,
-                    quiet: bool = False) -> None:
-    """``fastclf predict``: label command-line texts, or score a file, a folder or a glob of
-    files in chunks of rows into a new file (or folder), or CSV on stdout without ``output``.
+                    quiet: bool = False) -> Predictions | ScoreResult:
+    """``fastclf predict``: label command-line texts (:class:`Predictions`), or score a file, a
+    folder or a glob of files in chunks of rows into a new file (or folder), or CSV on stdout
+    without ``output`` (the stream's :class:`~fastclf.stream.ScoreResult`).
 
     Raises:
         DataError, DataFileNotFound: bad texts, inputs or outputs.
@@ -111,29 +163,23 @@ def predict_command(model_dir: Path, texts: list[str], *, input_file: str | Path
     if output is not None and input_file is None:
         raise DataError("--output writes the scored --input file; give --input FILE")
     if input_file is not None:
-        _predict_input(model_dir, input_file, output, text_column=text_column, variant=variant,
-                       batch_size=batch_size, echo=echo, engine=engine, concurrency=concurrency,
-                       chunk_size=chunk_size, quiet=quiet)
-        return
+        return _predict_input(model_dir, input_file, output, text_column=text_column, variant=variant,
+                              batch_size=batch_size, engine=engine, concurrency=concurrency,
+                              chunk_size=chunk_size, quiet=quiet)
     if engine != "local":
         raise DataError("--engine applies to --input files only")
     clf = Classifier.load(model_dir, variant=variant)
-    proba = clf.predict_proba(texts, batch_size=batch_size)
+    proba = clf.predict_proba(list(texts), batch_size=batch_size)
     labels = clf.labels_from_proba(proba)
     classes = [str(c) for c in clf.classes_]
-    for text, label, row in zip(texts, labels, proba):
-        if as_json:
-            echo(json.dumps({"text": text, "label": label, "proba": dict(zip(classes, map(float, row)))}))
-        elif clf.multi_label:
-            shown = ", ".join(f"{c} {p:.3f}" for c, p in zip(classes, row) if c in label) or "(none)"
-            echo(f"{shown}\t{text}")
-        else:
-            echo(f"{label}\t{row.max():.3f}\t{text}")
+    items = [Prediction(text, label, dict(zip(classes, map(float, row)))) for text, label, row in
+             zip(texts, labels, proba)]
+    return Predictions(clf.variant, clf.multi_label, items)
 
 
 def _predict_input(model_dir: Path, input_file: str | Path, output: str | Path | None, *, text_column: str | None,
-                   variant: str | None, batch_size: int, echo: Echo, engine: str, concurrency: int,
-                   chunk_size: int | None, quiet: bool) -> None:
+                   variant: str | None, batch_size: int, engine: str, concurrency: int,
+                   chunk_size: int | None, quiet: bool) -> ScoreResult:
     from . import stream
 
     if engine == "ray":
@@ -148,16 +194,37 @@ def _predict_input(model_dir: Path, input_file: str | Path, output: str | Path |
                                       chunk_size=chunk_size or stream.DEFAULT_CHUNK_SIZE, progress=not quiet)
     else:
         raise DataError(f"unknown engine {engine!r}; use local or ray")
-    if output is None:
-        return
-    if len(result.outputs) == 1:
-        echo(f"wrote {result.rows} rows to {result.outputs[0]}")
-    else:
-        echo(f"wrote {result.rows} rows to {len(result.outputs)} files in {output}")
+    return result
 
 
-def _obj(value: Any) -> dict:
-    return value if isinstance(value, dict) else {}
+@dataclass
+class EvalOutcome:
+    """``fastclf eval``: the metrics of a model (as run by ``variant``) on a labeled file."""
+
+    model_dir: Path
+    data: Path
+    variant: str
+    classes: list[str]
+    metrics: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.metrics
+
+
+def eval_command(model_dir: Path, data: Path, *, read: Callable[[Path], LabeledData], variant: str | None,
+                 batch_size: int) -> EvalOutcome:
+    """``fastclf eval``: accuracy, macro-F1 and the per-class table of a model on labeled data.
+
+    Raises:
+        ModelNotFound, ModelFormatError, UnknownVariant, VariantNotExported: the model cannot be loaded.
+        DataError, DataFileNotFound: the data cannot be read, or has labels the model does not know.
+    """
+    from .metrics import evaluate
+
+    clf = Classifier.load(model_dir, variant=variant)
+    labeled = read(data)
+    metrics = evaluate(clf, labeled, batch_size=batch_size)
+    return EvalOutcome(Path(model_dir), Path(data), clf.variant, [str(c) for c in clf.classes_], metrics)
 
 
 def _num(value: Any, fmt: str) -> str:
@@ -166,73 +233,74 @@ def _num(value: Any, fmt: str) -> str:
     return format(value, fmt)
 
 
-def info_text(model_dir: Path, cfg: dict[str, Any]) -> str:
+def _shown(value: Any) -> Any:
+    return "?" if value is None else value
+
+
+def info_text(model_dir: Path, cfg: ModelConfig) -> str:
     """``fastclf info``: a readable summary of a model's config; odd or missing fields show as '?'."""
-    body = _obj(cfg.get("body"))
-    training = _obj(cfg.get("training"))
-    labels = [str(x) for x in cfg.get("labels") or []]
+    body, training = cfg.body, cfg.training
     lines = [
         f"model: {model_dir}",
-        f"format: fastclf v{cfg.get('format_version')} (written by fastclf {cfg.get('fastclf_version', '?')}, "
-        f"{cfg.get('created', '?')})",
-        f"labels ({len(labels)}{', multi-label' if cfg.get('multi_label') is True else ''}): {', '.join(labels)}",
-        f"base model: {cfg.get('base_model', '?')}",
-        f"body: pooling {body.get('pooling', '?')}, normalize {body.get('normalize', '?')}, "
-        f"dim {body.get('dim', '?')}, max length {body.get('max_seq_length', '?')}",
+        f"format: fastclf v{cfg.format_version} (written by fastclf {_shown(cfg.fastclf_version)}, "
+        f"{_shown(cfg.created)})",
+        f"labels ({len(cfg.labels)}{', multi-label' if cfg.multi_label else ''}): {', '.join(cfg.labels)}",
+        f"base model: {_shown(cfg.base_model)}",
+        f"body: pooling {_shown(body.pooling)}, normalize {_shown(body.normalize)}, "
+        f"dim {_shown(body.dim)}, max length {_shown(body.max_seq_length)}",
     ]
-    if training:
-        lines.append(f"trained on {training.get('examples', '?')} examples in {training.get('seconds', '?')} s "
-                     f"({_obj(training.get('settings')).get('loss', '?')} loss)")
-        selection = _obj(training.get("selection"))
+    if training is not None:
+        settings = training.settings or {}
+        lines.append(f"trained on {_shown(training.examples)} examples in {_shown(training.seconds)} s "
+                     f"({settings.get('loss', '?')} loss)")
+        selection = training.selection or {}
         if isinstance(selection.get("description"), str):
             lines.append(f"recipe: {selection['description']}")
-        ev = _obj(training.get("eval"))
+        ev = training.eval
         if ev:
             lines.append(f"evaluation: accuracy {_num(ev.get('accuracy'), '.4f')}, "
                          f"macro-F1 {_num(ev.get('macro_f1'), '.4f')} on {ev.get('data', '?')}")
     lines.append("variants:")
-    recorded = _obj(cfg.get("variants"))
     for name in exported_variants(model_dir, cfg):
-        lines.append(f"  {name:<14} {_parity_text(recorded.get(name))}")
+        lines.append(f"  {name:<14} {_parity_text(cfg.variants.get(name))}")
     lines += _default_variant_lines(model_dir, cfg)
-    versions = _obj(cfg.get("versions"))
-    if versions:
-        lines.append("versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
+    if cfg.versions:
+        lines.append("versions: " + ", ".join(f"{k} {v}" for k, v in cfg.versions.items()))
     return "\n".join(lines)
 
 
-def _parity_text(p: Any) -> str:
-    if not p or not isinstance(p, dict):
+def _parity_text(p: VariantRecord | None) -> str:
+    if p is None or not p.has_figures:
         return "reference"
-    gate = p.get("gate")
-    if isinstance(gate, dict) and "interval" in gate:
+    gate = p.gate
+    if gate is not None and "interval" in gate:
         lo, hi = gate["interval"]
         text = (f"{gate['flips']}/{gate['n']} labels differ ({gate.get('confidence', 0.95):.0%} bounds "
-                f"{lo:.1%}-{hi:.1%}, tolerance {gate['max_disagreement']:.1%}), agreement {p['agreement']:.2%}, "
-                f"cosine {p['mean_cosine']:.4f}")
+                f"{lo:.1%}-{hi:.1%}, tolerance {gate['max_disagreement']:.1%}), agreement {p.agreement:.2%}, "
+                f"cosine {p.mean_cosine:.4f}")
     else:
-        text = (f"agreement {p['agreement']:.2%}, max prob diff {p['max_proba_diff']:.4f}, "
-                f"cosine {p['mean_cosine']:.4f} on {p['n']} texts")
-    if p.get("kept_below_tolerance"):
+        text = (f"agreement {p.agreement:.2%}, max prob diff {_num(p.max_proba_diff, '.4f')}, "
+                f"cosine {p.mean_cosine:.4f} on {_shown(p.n)} texts")
+    if p.kept_below_tolerance:
         text += " [kept below tolerance]"
     return text
 
 
-def _default_variant_lines(model_dir: Path, cfg: dict[str, Any]) -> list[str]:
+def _default_variant_lines(model_dir: Path, cfg: ModelConfig) -> list[str]:
     """The default variant, and where and why ``accelerate --auto`` chose it."""
     from .model import default_variant
 
     try:
         used = default_variant(model_dir, cfg)
     except Exception:  # an unreadable body folder: info still shows the rest
-        used = cfg.get("default_variant") or "torch-fp32"
-    recorded = cfg.get("default_variant")
+        used = cfg.default_variant or "torch-fp32"
+    recorded = cfg.default_variant
     line = f"default variant: {used}"
     if recorded and recorded != used:
         line += f" (recorded {recorded}, not usable here)"
     lines = [line]
-    choice = cfg.get("default_variant_choice")
-    if isinstance(choice, dict):
+    choice = cfg.default_variant_choice
+    if choice is not None:
         m = choice.get("machine") or {}
         load = choice.get("load_average")
         lines.append(f"  chosen {choice.get('date', '?')} on {m.get('cpu', '?')} ({m.get('cores', '?')} cores; "
