@@ -66,7 +66,7 @@ def study(data: str, shots: int, seed: int, freeze: int | None) -> dict:
     from fastclf.trainer import FINETUNE_MAX_LENGTH, TrainConfig, _Embedder, _load_body, default_model_path
 
     train, test = suite_data.split(data, shots, seed)
-    test = test.iloc[:MAX_TEST]
+    test = test.sample(frac=1, random_state=seed).iloc[:MAX_TEST]  # the suite's test set is grouped by label
     classes = sorted(train.label.unique())
     y = np.array([classes.index(v) for v in train.label])
     yt = np.array([classes.index(v) if v in classes else -1 for v in test.label])
