@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +94,22 @@ def _utf8_ok(text: str) -> bool:
     return True
 
 
+COUNTED = "(rows counted from 1, header excluded)"
+
+
+def refuse_cells(values: Sequence[Any], test: Callable[[Any], bool], message: Callable[[str], str], *,
+                 offset: int = 0) -> None:
+    """Raise a DataError if ``test`` holds for any cell; its text is ``message`` of those cells'
+    rows (as "rows 3, 7"; ``offset``: the file row of the first cell, 0-based).
+
+    Raises:
+        DataError: some cell passes ``test``.
+    """
+    found = [offset + i for i, v in enumerate(values) if test(v)]
+    if found:
+        raise DataError(message(rows(found)))
+
+
 def text_cells(values: Sequence[Any], column: str, path: _Where, *, offset: int = 0) -> list[str]:
     """The cells of a text column as strings; ``offset`` is the file row of the first cell (0-based).
 
@@ -101,24 +117,12 @@ def text_cells(values: Sequence[Any], column: str, path: _Where, *, offset: int 
         DataError: a cell holds a list or object, a lone surrogate, or is empty or missing
             (the message names the rows, counted from 1 in the whole file).
     """
-    def where(indices: list[int]) -> str:
-        return rows(offset + i for i in indices)
-
-    nested = [i for i, v in enumerate(values) if is_nested(v)]
-    if nested:
-        raise DataError(
-            f"{path}: column {column!r} holds a list or object instead of a text at {where(nested)} "
-            "(rows counted from 1, header excluded)"
-        )
-    bad_unicode = [i for i, v in enumerate(values) if isinstance(v, str) and not _utf8_ok(v)]
-    if bad_unicode:
-        raise DataError(f"{path}: invalid Unicode (a lone surrogate) in column {column!r} at {where(bad_unicode)}")
-    missing = [i for i, v in enumerate(values) if is_missing(v)]
-    if missing:
-        raise DataError(
-            f"{path}: empty or missing text in column {column!r} at {where(missing)} "
-            "(rows counted from 1, header excluded)"
-        )
+    refuse_cells(values, is_nested, lambda at: (
+        f"{path}: column {column!r} holds a list or object instead of a text at {at} {COUNTED}"), offset=offset)
+    refuse_cells(values, lambda v: isinstance(v, str) and not _utf8_ok(v), lambda at: (
+        f"{path}: invalid Unicode (a lone surrogate) in column {column!r} at {at}"), offset=offset)
+    refuse_cells(values, is_missing, lambda at: (
+        f"{path}: empty or missing text in column {column!r} at {at} {COUNTED}"), offset=offset)
     return [str(v) for v in values]
 
 

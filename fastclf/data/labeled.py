@@ -14,12 +14,14 @@ import pandas as pd
 
 from ..errors import DataError
 from .columns import (
+    COUNTED,
     LABEL_COLUMNS,
     find_column,
     find_text_column,
     is_binary_column,
     is_missing,
     is_nested,
+    refuse_cells,
     require_column,
     rows,
     text_cells,
@@ -133,19 +135,11 @@ def _labels_of(values: list[Any], column: str, separator: str, path: str | Path)
     Raises:
         DataError: a cell is empty or missing, or holds an object or a list of non-labels.
     """
-    bad = [i for i, v in enumerate(values) if is_missing(v)]
-    if bad:
-        raise DataError(
-            f"{path}: empty or missing label in column {column!r} at {rows(bad)} "
-            "(rows counted from 1, header excluded)"
-        )
-    objects = [i for i, v in enumerate(values) if isinstance(v, (dict, set))
-               or (isinstance(v, (list, tuple, np.ndarray)) and any(is_nested(p) or p is None for p in v))]
-    if objects:
-        raise DataError(
-            f"{path}: column {column!r} holds an object (or a list of non-labels) at {rows(objects)}; "
-            "a label is a string, or a list of strings for multi-label data"
-        )
+    refuse_cells(values, is_missing, lambda at: (
+        f"{path}: empty or missing label in column {column!r} at {at} {COUNTED}"))
+    refuse_cells(values, _not_a_label, lambda at: (
+        f"{path}: column {column!r} holds an object (or a list of non-labels) at {at}; "
+        "a label is a string, or a list of strings for multi-label data"))
     multi = any(isinstance(v, (list, tuple, np.ndarray)) for v in values) or any(
         isinstance(v, str) and separator in v for v in values
     )
@@ -156,6 +150,12 @@ def _labels_of(values: list[Any], column: str, separator: str, path: str | Path)
         parts = list(v) if isinstance(v, (list, tuple, np.ndarray)) else str(v).split(separator)
         labels.append(sorted({_label_str(p).strip() for p in parts if str(p).strip()}))
     return labels, True
+
+
+def _not_a_label(value: Any) -> bool:
+    """An object, or a list holding anything but labels."""
+    return isinstance(value, (dict, set)) or (
+        isinstance(value, (list, tuple, np.ndarray)) and any(is_nested(p) or p is None for p in value))
 
 
 def _label_str(value: Any) -> str:

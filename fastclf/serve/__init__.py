@@ -42,7 +42,8 @@ from .app import create_app, runtime_versions
 from .batcher import MicroBatcher, QueueFull, ShuttingDown
 from .metrics import Metrics
 from .protocol import parse_predict_request, rank_labels
-from .server import _bind, serve
+from .server import _bind as _bind  # tests check the listening socket
+from .server import serve
 from .settings import ServeError, ServeSettings, ServeSettingsError, parse_size
 
 __all__ = [
@@ -53,7 +54,6 @@ __all__ = [
     "ServeSettings",
     "ServeSettingsError",
     "ShuttingDown",
-    "_bind",
     "create_app",
     "parse_predict_request",
     "parse_size",
