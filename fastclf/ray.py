@@ -53,22 +53,19 @@ class _Scorer:
 
         silence_import_warnings()
         self.clf = Classifier.load(model_dir, variant=variant)
-        self.classes = [str(c) for c in self.clf.classes_]
         self.text_column = text_column
         self.batch_size = batch_size
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
-        from .stream import add_predictions
+        from .data.columns import is_missing
+        from .stream import score_chunk
 
         if self.text_column not in batch.columns:
             raise DataError(f"no column {self.text_column!r} in the dataset; columns are: {', '.join(batch.columns)}")
-        from .stream import is_missing_text
-
         values = batch[self.text_column].tolist()
-        if any(is_missing_text(v) for v in values):
+        if any(is_missing(v) for v in values):
             raise DataError(f"empty or missing text in column {self.text_column!r}")
-        proba = self.clf.predict_proba([str(v) for v in values], batch_size=self.batch_size)
-        return add_predictions(batch, proba, self.clf.labels_from_proba(proba), self.classes, self.clf.multi_label)
+        return score_chunk(self.clf, batch, [str(v) for v in values], batch_size=self.batch_size)
 
 
 def cpus_per_actor(total_cpus: float, concurrency: int, requested: float = 1.0) -> float:
@@ -116,19 +113,12 @@ def predict_dataset(ds: Any, model_dir: str | Path, *, variant: str | None = Non
         DataError: bad ``batch_size``/``concurrency``, or too few CPUs.
     """
     ray = _import_ray()
-    from .backends import export_command, get_spec, is_exported
-    from .errors import VariantNotExported
-    from .model import BODY_DIR, default_variant, read_config
+    from ._preflight import checked_variant
 
     if batch_size < 1 or model_batch_size < 1:
         raise DataError(f"batch sizes must be at least 1, got {batch_size} and {model_batch_size}")
     model_dir = Path(model_dir).resolve()
-    cfg = read_config(model_dir)  # fail early, in the driver, on a bad model
-    name = variant if variant is not None else default_variant(model_dir, cfg)
-    get_spec(name)
-    if not is_exported(model_dir / BODY_DIR, name):
-        raise VariantNotExported(f"variant {name!r} is not exported in this model; "
-                                 f"create it with: {export_command(name)}")
+    name = checked_variant(model_dir, variant)  # fail early, in the driver, on a bad model
     if not ray.is_initialized():
         _init(ray)
     total = float(ray.cluster_resources().get("CPU", os.cpu_count() or 1))
@@ -274,13 +264,13 @@ def predict_files(model_dir: str | Path, input_spec: str | Path, output: str | P
             VariantNotExported: bad inputs, outputs or model, before Ray starts.
     """
     from . import stream
-    from .model import read_config
+    from ._preflight import checked_variant
 
     _import_ray()
     jobs = stream.plan(input_spec, output, text_column=text_column)
-    read_config(model_dir)
+    checked_variant(model_dir, variant)
     with ray_session(num_cpus) as ray:
-        datasets: dict[int, Any] = {}
+        datasets: list[Any] = []  # every Dataset stays referenced until Ray shuts down
 
         def scored(job: stream.FileJob) -> Iterator[tuple[pd.DataFrame, float]]:
             per_call = rows_per_call
@@ -288,30 +278,46 @@ def predict_files(model_dir: str | Path, input_spec: str | Path, output: str | P
                 per_call = max(1, min(rows_per_call, -(-job.rows // concurrency)))
             ds = predict_dataset(_read(ray, job), model_dir, variant=variant, batch_size=per_call,
                                  concurrency=concurrency, text_column=job.text_column, model_batch_size=batch_size)
-            datasets[id(job)] = ds
+            datasets.append(ds)
             try:
-                for table in ds.iter_batches(batch_format="pyarrow", batch_size=None, prefetch_batches=1):
-                    if table.num_rows:
-                        # as the local engine converts its batches (without the pandas dtypes of the actors)
-                        batch = table.replace_schema_metadata(None).to_pandas()
-                        yield batch[[*job.columns, *[c for c in batch.columns if c not in job.columns]]], len(batch)
-            except FastclfError as exc:
-                if not hasattr(exc, "cause"):  # raised here, in the driver
-                    raise
-                inner = _unwrap(exc) or exc
-                raise type(inner)(f"{job.source}: {inner}") from None
-            except Exception as exc:  # a Ray task error: show the fastclf error inside it, or its last line
-                inner = _unwrap(exc)
-                if inner is not None:
-                    raise type(inner)(f"{job.source}: {inner}") from None
-                lines = str(exc).strip().splitlines()
-                raise DataError(f"{job.source}: scoring with Ray failed: {lines[-1] if lines else type(exc).__name__}") from None
+                yield from _scored_batches(ds, job.columns)
+            except Exception as exc:
+                raise _job_error(job.source, exc) from None
 
-        ctx = ray.data.DataContext.get_current()
-        saved_order = ctx.execution_options.preserve_order
-        ctx.execution_options.preserve_order = True  # rows come back in input order
-        try:
-            with stream.progress_bar(jobs, by_bytes=False, enabled=progress) as bar:
-                return stream.write_jobs(jobs, scored, bar)
-        finally:
-            ctx.execution_options.preserve_order = saved_order
+        with _rows_in_order(ray), stream.progress_bar(jobs, by_bytes=False, enabled=progress) as bar:
+            return stream.write_jobs(jobs, scored, bar)
+
+
+def _scored_batches(ds: Any, columns: list[str]) -> Iterator[tuple[pd.DataFrame, float]]:
+    """The scored rows of ``ds`` as DataFrames, the input's ``columns`` first, each with its row count."""
+    for table in ds.iter_batches(batch_format="pyarrow", batch_size=None, prefetch_batches=1):
+        if table.num_rows:
+            # as the local engine converts its batches (without the pandas dtypes of the actors)
+            batch = table.replace_schema_metadata(None).to_pandas()
+            yield batch[[*columns, *[c for c in batch.columns if c not in columns]]], len(batch)
+
+
+def _job_error(source: Path, exc: Exception) -> BaseException:
+    """What to raise for an error while scoring ``source``: a fastclf error raised in the driver as
+    it is; else the fastclf error inside a Ray task error, or the task error's last line, naming the file."""
+    if isinstance(exc, FastclfError) and not hasattr(exc, "cause"):  # raised here, in the driver
+        return exc
+    inner = _unwrap(exc)
+    if inner is None and isinstance(exc, FastclfError):
+        inner = exc
+    if inner is not None:
+        return type(inner)(f"{source}: {inner}")
+    lines = str(exc).strip().splitlines()
+    return DataError(f"{source}: scoring with Ray failed: {lines[-1] if lines else type(exc).__name__}")
+
+
+@contextmanager
+def _rows_in_order(ray: Any) -> Iterator[None]:
+    """Ray Data keeps the input order of rows inside (its DataContext's ``preserve_order``)."""
+    ctx = ray.data.DataContext.get_current()
+    saved = ctx.execution_options.preserve_order
+    ctx.execution_options.preserve_order = True
+    try:
+        yield
+    finally:
+        ctx.execution_options.preserve_order = saved

@@ -1,0 +1,34 @@
+"""Reading labeled data: CSV, TSV, JSON Lines and Parquet, with column detection and
+validation that names the offending rows.
+
+The package, one job a module:
+
+- :mod:`.formats`: file formats by suffix, decompression, the read-error line.
+- :mod:`.tables`: :func:`read_table`, a whole file into a DataFrame.
+- :mod:`.columns`: finding the text and label columns, checking cells row by row.
+- :mod:`.labeled`: :class:`LabeledData`, :func:`read_labeled`, :func:`read_texts`.
+- :mod:`.splits`: :func:`validate_for_training`, :func:`sample_shots`, :func:`split_holdout`.
+"""
+
+from __future__ import annotations
+
+from .columns import LABEL_COLUMNS, TEXT_COLUMNS
+from .formats import COMPRESSIONS, FORMATS
+from .labeled import DEFAULT_LABEL_SEPARATOR, LabeledData, read_labeled, read_texts
+from .splits import sample_shots, split_holdout, validate_for_training
+from .tables import read_table
+
+__all__ = [
+    "COMPRESSIONS",
+    "DEFAULT_LABEL_SEPARATOR",
+    "FORMATS",
+    "LABEL_COLUMNS",
+    "TEXT_COLUMNS",
+    "LabeledData",
+    "read_labeled",
+    "read_table",
+    "read_texts",
+    "sample_shots",
+    "split_holdout",
+    "validate_for_training",
+]

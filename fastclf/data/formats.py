@@ -1,0 +1,134 @@
+"""File formats and compression: which format a data file is by its name, opening its
+decompressed bytes, and the one-line error for a file that cannot be read."""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import io
+import lzma
+import zipfile
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+import pandas as pd
+
+from ..errors import DataError, first_line
+
+FORMATS = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".tab": "tsv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
+#: compression suffixes and pandas' names for them
+COMPRESSION_NAMES = {".gz": "gzip", ".bz2": "bz2", ".xz": "xz", ".zst": "zstd", ".zip": "zip"}
+COMPRESSIONS = tuple(COMPRESSION_NAMES)
+#: the compressions fastclf also writes, with their openers
+WRITABLE_COMPRESSION: dict[str, Callable[..., IO[Any]]] = {"gzip": gzip.open, "bz2": bz2.open, "xz": lzma.open}
+#: what reading a malformed, damaged or truncated file raises (besides DataError)
+READ_ERRORS: tuple[type[BaseException], ...] = (
+    pd.errors.ParserError, ValueError, OSError, ImportError, UnicodeDecodeError, EOFError, zlib.error,
+    zipfile.BadZipFile, lzma.LZMAError)
+
+
+def format_of(path: Path) -> str:
+    """``csv``, ``tsv``, ``jsonl`` or ``parquet``, by the file's suffix (a compression suffix skipped).
+
+    Raises:
+        DataError: an unknown suffix.
+    """
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] in COMPRESSIONS:
+        suffixes = suffixes[:-1]
+    fmt = FORMATS.get(suffixes[-1] if suffixes else "")
+    if fmt is None:
+        raise DataError(
+            f"{path}: unknown file type {path.suffix or '(none)'!r}; "
+            "use .csv, .tsv, .jsonl or .parquet"
+        )
+    return fmt
+
+
+def compression_of(path: Path) -> str | None:
+    """pandas' name of the file's compression by its last suffix (``gzip``...), or None."""
+    return COMPRESSION_NAMES.get(path.suffix.lower())
+
+
+def is_supported(path: Path) -> bool:
+    """Whether :func:`format_of` knows the file's suffix."""
+    try:
+        format_of(path)
+    except DataError:
+        return False
+    return True
+
+
+def csv_options(fmt: str) -> dict[str, Any]:
+    """``pandas.read_csv`` options of a CSV or TSV file: cells as strings, empty cells missing."""
+    return {"sep": "\t" if fmt == "tsv" else ",", "encoding": "utf-8", "dtype": object,
+            "keep_default_na": False, "na_values": [""]}
+
+
+def open_decompressed(path: Path, fileobj: IO[bytes] | None = None) -> IO[bytes]:
+    """The decompressed bytes of ``path`` (or of ``fileobj``, its bytes already read), by the
+    path's last suffix (.gz, .bz2, .xz, .zst, .zip, or none).
+
+    Raises:
+        DataError: a .zip does not hold exactly one file, or the zstandard package is missing for a .zst file.
+        OSError, zipfile.BadZipFile: the file cannot be opened.
+    """
+    compression = compression_of(path)
+    source: Path | IO[bytes] = fileobj if fileobj is not None else path
+    if compression in WRITABLE_COMPRESSION:
+        return WRITABLE_COMPRESSION[compression](source, "rb")
+    if compression == "zstd":
+        try:
+            import zstandard  # pandas needs it too for .zst
+        except ImportError:
+            raise DataError(f"{path}: reading .zst files needs the zstandard package: pip install zstandard") from None
+        return zstandard.open(source, "rb")
+    if compression == "zip":
+        archive = zipfile.ZipFile(source)
+        members = [m for m in archive.infolist() if not m.is_dir()]
+        if len(members) != 1:
+            archive.close()
+            raise DataError(f"{path}: a .zip data file must hold exactly one file, found {len(members)}")
+        return archive.open(members[0])
+    return fileobj if fileobj is not None else open(path, "rb")
+
+
+def read_bytes(path: Path) -> bytes:
+    """All the decompressed bytes of ``path`` (see :func:`open_decompressed`).
+
+    Raises:
+        OSError: the file cannot be read.
+        DataError: the file is damaged or truncated, a .zip does not hold exactly one file, or
+            the zstandard package is missing for a .zst file.
+    """
+    raw = path.read_bytes()
+    if compression_of(path) is None:
+        return raw
+    try:
+        with open_decompressed(path, io.BytesIO(raw)) as fh:
+            return fh.read()
+    except DataError:
+        raise
+    except (MemoryError, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # zlib.error, EOFError (truncated), OSError, LZMAError, BadZipFile, ZstdError...
+        raise DataError(f"{path}: cannot decompress ({path.suffix.lower()}): the file is damaged or truncated "
+                        f"({type(exc).__name__}: {first_line(exc)})") from None
+
+
+def read_error(path: Path, fmt: str, exc: BaseException) -> DataError:
+    """The one-line error for a file that cannot be read as ``fmt``."""
+    if isinstance(exc, UnicodeDecodeError):
+        return DataError(f"{path} is not UTF-8 text (invalid byte at position {exc.start}); re-save it as UTF-8")
+    return DataError(f"{path}: cannot read as {fmt}: {first_line(exc)}")

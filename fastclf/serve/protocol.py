@@ -1,0 +1,110 @@
+"""The /predict request and answer: checking a decoded body, ranking labels, and the HTTP errors.
+
+Nothing here needs fastapi: the app (:mod:`fastclf.serve.app`) turns a :class:`RequestError`
+into the JSON error answer ``{"error": "...", "error_type": "..."}``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+#: the OpenAPI description of the /predict body (the route reads the raw body itself)
+PREDICT_SCHEMA = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": {
+            "type": "object",
+            "required": ["inputs"],
+            "properties": {
+                "inputs": {"oneOf": [{"type": "string"},
+                                     {"type": "array", "items": {"type": "string"}, "minItems": 1}]},
+                "top_k": {"type": "integer", "minimum": 1},
+            },
+        }}},
+    }
+}
+
+
+class RequestError(Exception):
+    """A request the server answers with an error: HTTP status, ``error_type``, message and headers."""
+
+    def __init__(self, status: int, error_type: str, message: str, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status, self.error_type, self.message, self.headers = status, error_type, message, headers
+
+
+def _invalid(message: str) -> RequestError:
+    return RequestError(422, "invalid_request", message)
+
+
+def parse_predict_request(payload: Any, max_inputs: int) -> tuple[list[str], bool, int | None]:
+    """Check a decoded /predict body: (texts, whether ``inputs`` was one string, top_k).
+
+    Raises:
+        RequestError: 422 for a wrong shape or type, 413 for more than ``max_inputs`` texts.
+    """
+    if not isinstance(payload, dict):
+        raise _invalid(f'the body must be a JSON object like {{"inputs": ["text"]}}, not {type(payload).__name__}')
+    unknown = sorted(set(payload) - {"inputs", "top_k", "truncate"})
+    if unknown:
+        raise _invalid(f"unknown field(s): {', '.join(unknown)}; expected 'inputs' and optionally 'top_k'")
+    if not isinstance(payload.get("truncate", True), bool):
+        raise _invalid("'truncate' must be true or false (texts are always truncated to the model's max length)")
+    if "inputs" not in payload:
+        raise _invalid("'inputs' is missing: send a string or a list of strings")
+    single = isinstance(payload["inputs"], str)
+    texts = _texts_of(payload["inputs"])
+    if len(texts) > max_inputs:
+        raise RequestError(413, "too_many_inputs",
+                           f"{len(texts)} inputs in one request; the server takes at most {max_inputs}")
+    top_k = payload.get("top_k")
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
+        raise _invalid(f"'top_k' must be a positive integer, not {json.dumps(top_k)}")
+    return texts, single, top_k
+
+
+def _texts_of(inputs: Any) -> list[str]:
+    """The texts of an ``inputs`` field: one string, or a non-empty list of strings.
+
+    Raises:
+        RequestError: 422 for anything else.
+    """
+    if isinstance(inputs, str):
+        return [inputs]
+    if not isinstance(inputs, list):
+        raise _invalid(f"'inputs' must be a string or a list of strings, not {_json_type(inputs)}")
+    if not inputs:
+        raise _invalid("'inputs' is an empty list: send at least one text")
+    for i, item in enumerate(inputs):
+        if not isinstance(item, str):
+            raise _invalid(f"'inputs' must hold strings only; item {i} is {_json_type(item)}")
+    return inputs
+
+
+def _json_type(value: Any) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "a number",
+            float: "a number", type(None): "null"}.get(type(value), type(value).__name__)
+
+
+def rank_labels(proba: np.ndarray, classes: Sequence[str] | np.ndarray, *, multi_label: bool, threshold: float,
+                top_k: int | None) -> list[list[dict[str, Any]]]:
+    """Each row of ``proba`` as a list of ``{"label", "score"}`` sorted by score, highest first.
+
+    With ``top_k`` the ``top_k`` best labels; without, a single-label model's best label and a
+    multi-label model's labels at or over ``threshold`` (possibly none).
+    """
+    out = []
+    for row in proba:
+        order: Sequence[int] = np.argsort(-row, kind="stable").tolist()
+        if top_k is not None:
+            order = order[:top_k]
+        elif multi_label:
+            order = [i for i in order if row[i] >= threshold]
+        else:
+            order = order[:1]
+        out.append([{"label": str(classes[i]), "score": float(row[i])} for i in order])
+    return out

@@ -1,0 +1,88 @@
+"""The server's settings and their checks: :class:`ServeSettings`, :func:`parse_size`."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from ..errors import FastclfError
+
+
+class ServeError(FastclfError, RuntimeError):
+    """The server cannot start or stopped because of an error."""
+
+
+class ServeSettingsError(FastclfError, ValueError):
+    """A server setting is out of range."""
+
+
+_SIZE_UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 2**10, "mib": 2**20, "gib": 2**30}
+
+
+def parse_size(text: str | int) -> int:
+    """A byte count from ``"1MB"``, ``"512KiB"``, ``"2000"`` (KB/MB/GB are powers of 1000,
+    KiB/MiB/GiB of 1024).
+
+    Raises:
+        ServeSettingsError: the text is not a size.
+    """
+    if isinstance(text, int):
+        return text
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kKmMgG]i?[bB]|[bB])?\s*", str(text))
+    if not m:
+        raise ServeSettingsError(f"not a size: {text!r} (write e.g. 1MB, 512KiB or 2000)")
+    unit = (m.group(2) or "b").lower()
+    return int(float(m.group(1)) * _SIZE_UNITS[unit])
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    """How the server listens, batches and limits requests.
+
+    ``max_queue`` counts texts waiting for a batch (None: ``max(4 * max_batch, max_inputs)``).
+    ``test_delay_ms`` sleeps that long in the worker before each batch: for tests of slow
+    requests only. ``shutdown_timeout_s`` is rounded up to whole seconds (uvicorn takes an int).
+
+    Raises:
+        ServeSettingsError: a setting is out of range.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    variant: str | None = None
+    api_key: str | None = None
+    max_batch: int = 64
+    max_wait_ms: float = 5.0
+    max_queue: int | None = None
+    max_inputs: int = 256
+    max_body_bytes: int = 1_000_000
+    shutdown_timeout_s: float = 30.0
+    access_log: bool = False
+    test_delay_ms: float = 0.0
+
+    def __post_init__(self) -> None:
+        def need(ok: bool, message: str) -> None:
+            if not ok:
+                raise ServeSettingsError(message)
+
+        need(0 <= self.port <= 65535, f"--port must be between 0 and 65535, not {self.port}")
+        need(self.max_batch >= 1, f"--max-batch must be at least 1, not {self.max_batch}")
+        need(self.max_wait_ms >= 0, f"--max-wait-ms must be 0 or more, not {self.max_wait_ms}")
+        need(self.max_inputs >= 1, f"--max-inputs must be at least 1, not {self.max_inputs}")
+        need(self.max_body_bytes >= 1, f"--max-body-bytes must be at least 1, not {self.max_body_bytes}")
+        need(self.test_delay_ms >= 0, f"test delay must be 0 or more, not {self.test_delay_ms}")
+        if self.max_queue is not None:
+            need(self.max_queue >= self.max_inputs,
+                 f"--max-queue ({self.max_queue}) must be at least --max-inputs ({self.max_inputs}): "
+                 "a request that fits --max-inputs must be able to wait in the queue")
+        need(self.api_key is None or self.api_key.strip() != "", "the API key is empty")
+
+    @property
+    def queue_limit(self) -> int:
+        """The effective ``max_queue``."""
+        return self.max_queue if self.max_queue is not None else max(4 * self.max_batch, self.max_inputs)
+
+    def limits(self) -> dict[str, float | int]:
+        """The request limits, as ``GET /info`` shows them."""
+        return {"max_batch": self.max_batch, "max_wait_ms": self.max_wait_ms, "max_queue": self.queue_limit,
+                "max_inputs": self.max_inputs, "max_body_bytes": self.max_body_bytes}
