@@ -18,7 +18,8 @@ from fastclf.config import LongTexts
 from fastclf.data import LabeledData
 from fastclf.errors import TrainingError
 from fastclf.finetune import BalancedSupConLoss
-from fastclf.trainer import EPOCH_CHOICES, TrainConfig, settles, train
+from fastclf.selection import EPOCH_CHOICES, settles
+from fastclf.trainer import TrainConfig, train
 
 TOPICS = {
     "sport": ["the striker scored twice", "a late goal won the match", "the keeper saved a penalty",

@@ -1,0 +1,195 @@
+"""Choosing the recipe by cross-validation on the user's own examples (see :mod:`fastclf.trainer`).
+
+The examples are split into stratified folds. On each fold the head is fit on the untuned
+body's embeddings of the other folds, and a copy of the body is fine-tuned on the other folds
+and scored on the held-out fold after several numbers of epochs, with every head C of
+:data:`C_GRID`. The (epochs, C) with the best held-out accuracy over the folds wins (0 epochs is
+the untuned body; ties go to fewer epochs). When the first fold already separates the untuned
+body from fine-tuning by more than :data:`DECISIVE_Z` standard errors, the other folds are
+skipped.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .data import LabeledData
+
+#: head regularisation strengths tried by cross-validation (sklearn's C: higher = weaker)
+C_GRID = (0.1, 1.0, 10.0, 100.0)
+#: numbers of fine-tuning epochs scored by cross-validation (0: the untuned body)
+EPOCH_CHOICES = (0, 2, 4)
+#: epochs when fine-tuning is forced (``finetune="always"``) without a number of epochs
+DEFAULT_EPOCHS = 4
+#: the first fold settles the choice when the untuned body and the best fine-tuning differ there
+#: by more than this many standard errors (of a difference of two proportions)
+DECISIVE_Z = 2.0
+
+
+@dataclass
+class Selection:
+    """What the recipe chose and the cross-validated accuracy behind it."""
+
+    epochs: int  # 0: the untuned body
+    head_c: float
+    reason: str
+    folds: int = 0
+    scores: dict[str, float] = field(default_factory=dict)  # "<epochs>" -> best held-out accuracy over C
+
+    @property
+    def finetuned(self) -> bool:
+        return self.epochs > 0
+
+
+def folds(y: np.ndarray, k: int, seed: int, multi_label: bool) -> list[tuple[np.ndarray, np.ndarray]]:
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    if multi_label:
+        splitter = KFold(n_splits=k, shuffle=True, random_state=seed)
+        return list(splitter.split(np.zeros(len(y))))
+    splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+    return list(splitter.split(np.zeros(len(y)), y))
+
+
+def fit_predict(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, c: float, multi_label: bool,
+                 seed: int) -> np.ndarray:
+    """Predictions (class indices, or a multi-hot matrix) of a logistic head fit with ``c``; a
+    label that is constant in a fold's training part is predicted as that constant."""
+    from sklearn.linear_model import LogisticRegression
+
+    def fit(yy: np.ndarray) -> np.ndarray:
+        if len(np.unique(yy)) < 2:
+            return np.full(len(test_x), yy[0])
+        return LogisticRegression(C=c, max_iter=1000, random_state=seed).fit(train_x, yy).predict(test_x)
+
+    if multi_label:
+        return np.stack([fit(train_y[:, j]) for j in range(train_y.shape[1])], axis=1)
+    return fit(train_y)
+
+
+def _correct(pred: np.ndarray, truth: np.ndarray, multi_label: bool) -> np.ndarray:
+    return (pred == truth).all(axis=1) if multi_label else pred == truth
+
+
+def settles(untuned: float, tuned: float, held_out: int, z: float = DECISIVE_Z) -> bool:
+    """Whether held-out accuracies ``untuned`` and ``tuned`` on ``held_out`` texts differ by more
+    than ``z`` standard errors of a difference of two proportions: then one fold is enough to
+    choose between the untuned body and fine-tuning, and the other folds are skipped."""
+    p = (untuned + tuned) / 2
+    return abs(tuned - untuned) > z * float(np.sqrt(max(2 * p * (1 - p), 1e-9) / held_out))
+
+
+class Scores:
+    """Correct held-out predictions, summed over folds, for each (epochs, C)."""
+
+    def __init__(self, cs: Sequence[float]):
+        self.cs = tuple(cs)
+        self.correct: dict[tuple[int, float], int] = {}
+        self.total: dict[tuple[int, float], int] = {}
+
+    def add(self, epochs: int, emb_train: np.ndarray, y_train: np.ndarray, emb_test: np.ndarray,
+            y_test: np.ndarray, multi_label: bool, seed: int) -> None:
+        for c in self.cs:
+            pred = fit_predict(emb_train, y_train, emb_test, c, multi_label, seed)
+            key = (epochs, c)
+            self.correct[key] = self.correct.get(key, 0) + int(_correct(pred, y_test, multi_label).sum())
+            self.total[key] = self.total.get(key, 0) + len(y_test)
+
+    def accuracy(self, key: tuple[int, float]) -> float:
+        return self.correct[key] / self.total[key]
+
+    def best(self) -> tuple[int, float]:
+        """The best (epochs, C): highest accuracy; ties go to fewer epochs, then to the C
+        nearest 1 (sklearn's default)."""
+        return max(self.correct, key=lambda k: (self.accuracy(k), -k[0], -abs(np.log10(k[1]))))
+
+    def decisive(self, held_out: int) -> bool:
+        """Whether the scores so far settle untuned against fine-tuned (:func:`settles`)."""
+        untuned = max((self.accuracy(k) for k in self.correct if k[0] == 0), default=None)
+        tuned = max((self.accuracy(k) for k in self.correct if k[0] > 0), default=None)
+        return untuned is not None and tuned is not None and settles(untuned, tuned, held_out)
+
+    def by_epochs(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for (e, _c) in self.correct:
+            out[str(e)] = max(out.get(str(e), 0.0), self.accuracy((e, _c)))
+        return dict(sorted(out.items(), key=lambda kv: int(kv[0])))
+
+
+def describe(sel: Selection, n: int) -> str:
+    if not sel.scores:
+        return sel.reason
+    frozen = sel.scores.get("0")
+    chosen = sel.scores.get(str(sel.epochs))
+    what = f"fine-tuned {sel.epochs} epochs" if sel.finetuned else "the untuned body"
+    parts = [f"{what}, head C={sel.head_c:g}: cross-validated accuracy {chosen:.3f}"]
+    if sel.finetuned and frozen is not None:
+        parts.append(f"against {frozen:.3f} for the untuned body")
+    elif not sel.finetuned:
+        tuned = {e: s for e, s in sel.scores.items() if e != "0"}
+        if tuned:
+            e, s = max(tuned.items(), key=lambda kv: kv[1])
+            parts.append(f"against {s:.3f} for the best fine-tuning ({e} epochs)")
+    held = (f"{sel.folds} folds over {n} examples" if sel.folds > 1
+            else f"first fold of {n} examples, decisive: the other folds were skipped")
+    return ", ".join(parts) + f" ({held})"
+
+
+def select(data: LabeledData, y: np.ndarray, texts: list[str], config: Any, base: Any,
+            embed: Callable[..., np.ndarray], tune: Callable[..., None], say: Callable[[str], None]) -> Selection:
+    """Choose the number of fine-tuning epochs and the head's C (see the module docstring)."""
+    cs = C_GRID if config.head_c is None else (config.head_c,)
+    if config.num_epochs is not None:
+        epoch_choices: tuple[int, ...] = (config.num_epochs,)
+    elif config.finetune == "never":
+        epoch_choices = (0,)
+    elif config.finetune == "always":
+        epoch_choices = tuple(e for e in EPOCH_CHOICES if e > 0)
+    else:
+        epoch_choices = EPOCH_CHOICES
+    if len(epoch_choices) == 1 and len(cs) == 1:
+        return Selection(epoch_choices[0], cs[0], "fixed by the settings")
+    smallest = min(data.counts().values())
+    k = min(config.cv_folds, smallest) if not data.multi_label else min(config.cv_folds, len(texts) // 2)
+    if k < 2:
+        epochs = epoch_choices[-1] if config.finetune == "always" else (DEFAULT_EPOCHS if 0 not in epoch_choices else 0)
+        return Selection(epochs, 1.0 if config.head_c is None else config.head_c,
+                         "too few examples a class to cross-validate: defaults used")
+    scores = Scores(cs)
+    quick_emb = embed(base, texts, quick=True)
+    splits = folds(y, k, config.seed, data.multi_label)
+    tuned_epochs = sorted(e for e in epoch_choices if e > 0)
+    for f, (tr, te) in enumerate(splits, start=1):
+        if 0 in epoch_choices:
+            scores.add(0, quick_emb[tr], y[tr], quick_emb[te], y[te], data.multi_label, config.seed)
+        if not tuned_epochs:
+            continue
+        # a fold trains on fewer examples, so it runs more epochs: the same number of optimizer
+        # steps as the final training of each choice, which is what the choice is about
+        scale = len(texts) / len(tr)
+        fold_epochs = {max(1, round(e * scale)): e for e in tuned_epochs}
+        say(f"cross-validation fold {f}/{k}: fine-tuning on {len(tr)} examples, scoring {len(te)} held out "
+            f"after the steps of {', '.join(map(str, tuned_epochs))} epochs")
+        model = copy.deepcopy(base)
+
+        def hook(epoch: int, tr: np.ndarray = tr, te: np.ndarray = te, model: Any = model,
+                 fold_epochs: dict[int, int] = fold_epochs) -> None:
+            if epoch in fold_epochs:
+                emb = embed(model, [texts[i] for i in np.concatenate([tr, te])], quick=True)
+                scores.add(fold_epochs[epoch], emb[: len(tr)], y[tr], emb[len(tr):], y[te], data.multi_label,
+                           config.seed)
+
+        tune(model, tr, max(fold_epochs), hook)
+        del model
+        if f == 1 and k > 1 and 0 in epoch_choices and scores.decisive(len(te)):
+            say(f"the first fold settles it: skipping the other {k - 1}")
+            k = 1
+            break
+    epochs, c = scores.best()
+    return Selection(epochs, c, "cross-validation", folds=k, scores=scores.by_epochs())
+
