@@ -23,8 +23,7 @@ import numpy as np
 
 from . import __version__
 from ._util import atomic_write_text, current_umask
-from .backends import REFERENCE, VARIANTS, Body, get_spec, is_exported, load_body
-from .backends._numpy_pipeline import declared_pooling_modes
+from .backends import REFERENCE, VARIANTS, Body, declared_pooling_modes, get_spec, is_exported, load_body
 from .errors import FastclfError, ModelFormatError, ModelNotFound, VariantNotExported, first_line
 from .head import LogisticHead
 from .safety import inside
