@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import os
 import platform
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ class CPU:
     vendor: str
     family: str | None = None
     model_number: str | None = None
-    flags: frozenset[str] = frozenset()
+    flags: frozenset[str] = field(default=frozenset(), repr=False)
     logical_cpus: int | None = None
     physical_cores: int | None = None
     sockets: int | None = None

@@ -42,7 +42,7 @@ STYLE = {
 }
 
 
-def _matplotlib() -> Any:
+def require_matplotlib() -> Any:
     """matplotlib, or the error that names the extra to install.
 
     Raises:
@@ -68,7 +68,7 @@ def colors(rows: Sequence[Row]) -> dict[str, str]:
 def _svg(fig: Figure, salt: str, tips: dict[str, str]) -> str:
     """The figure as an ``<svg>`` element for an HTML page: no XML prolog or metadata, ids
     unique to the plot (``salt``), and ``tips`` (an artist's gid -> text) as hover titles."""
-    matplotlib = _matplotlib()
+    matplotlib = require_matplotlib()
     buffer = io.StringIO()
     with matplotlib.rc_context({"svg.hashsalt": salt}):
         fig.savefig(buffer, format="svg", metadata={"Date": None, "Creator": None, "Format": None, "Type": None},
@@ -83,9 +83,9 @@ def _svg(fig: Figure, salt: str, tips: dict[str, str]) -> str:
 
 
 def _empty(title: str, message: str, salt: str) -> str:
-    figure = _matplotlib().figure.Figure
-    with _matplotlib().rc_context(STYLE):
-        fig = figure(figsize=SIZE_INCHES)
+    mpl = require_matplotlib()
+    with mpl.rc_context(STYLE):
+        fig = mpl.figure.Figure(figsize=SIZE_INCHES)
         ax = fig.add_subplot()
         ax.set_title(title)
         ax.set_axis_off()
@@ -145,7 +145,7 @@ def plot_accuracy_latency(results: BenchmarkResults) -> str:
     rows = [r for r in results.rows if r.accuracy is not None and r.latency_ms is not None]
     if not rows:
         return _empty(title, "no variant has both accuracy and latency yet", salt)
-    mpl = _matplotlib()
+    mpl = require_matplotlib()
     palette, recommended = colors(results.rows), (results.recommendation or {}).get("variant")
     ref = next((r for r in rows if r.name == REFERENCE), None)
     tolerance = results.settings.tolerance_points
@@ -210,7 +210,7 @@ def plot_throughput(results: BenchmarkResults) -> str:
     sizes = [int(b) for b in results.settings.batch_sizes]
     if not rows or not sizes:
         return _empty(title, "no throughput measured yet", salt)
-    mpl = _matplotlib()
+    mpl = require_matplotlib()
     palette = colors(results.rows)
     with mpl.rc_context(STYLE):
         fig = mpl.figure.Figure(figsize=SIZE_INCHES)

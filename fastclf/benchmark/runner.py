@@ -92,8 +92,9 @@ class Benchmark:
         output: folder for report.md/json/html, rewritten after each variant (None: no files).
 
     Raises:
-        UnknownVariant, VariantNotExported, MissingDependency, ModelNotFound, ModelFormatError,
-        DataError (from :meth:`run`, before anything is measured).
+        UnknownVariant, VariantNotExported, MissingDependency (a runtime, or matplotlib for the
+        report's plots), ModelNotFound, ModelFormatError, DataError (from :meth:`run`, before
+        anything is measured).
     """
 
     def __init__(self, model_dir: str | Path, data: Any, variants: Sequence[str] | None = None,
@@ -132,6 +133,10 @@ class Benchmark:
             raise DataError("max_eval must be at least 1")
         if self.threads is not None and self.threads < 1:
             raise DataError("threads must be at least 1")
+        if self.output is not None:  # the report's plots need it: fail now, not after the first row
+            from .plots import require_matplotlib
+
+            require_matplotlib()
 
     def _load_data(self):
         from ..data import LabeledData, read_labeled
