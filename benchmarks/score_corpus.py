@@ -134,10 +134,10 @@ def main() -> None:
                 row["startup_s"] = max(a["seconds"] - a["rows"] / rate, 0.0)
         summary.append(row)
 
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
-               platform.processor())
-    flags = open("/proc/cpuinfo").read()
-    isa = [f for f in ("avx2", "avx512_vnni", "avx512_bf16", "amx_int8") if f" {f}" in flags]
+    from fastclf.machine import cpu as machine_cpu
+
+    cpu = machine_cpu().model
+    isa = [f for f in ("avx2", "avx512_vnni", "avx512_bf16", "amx_int8") if machine_cpu().has(f)]
     info = {"cpu": cpu, "logical_cpus": os.cpu_count(), "isa": isa, "load_before": load_before,
             "load_after": load_after, "variant": args.variant, "sizes": sizes, "python": platform.python_version()}
 

@@ -28,8 +28,8 @@ class _Group(click.Group):
         except click.BadParameter as exc:  # a value out of range (--batch-size 0): one line, like the others
             click.echo(f"error: {exc.format_message()}", err=True)
             ctx.exit(1)
-        except KeyboardInterrupt:
-            click.echo("interrupted: nothing was written", err=True)
+        except KeyboardInterrupt as exc:  # a library's own message says what was kept (a partial report)
+            click.echo(str(exc) or "interrupted: nothing was written", err=True)
             ctx.exit(130)
 
 
@@ -340,14 +340,18 @@ def accelerate(model_dir, variant_names, all_variants, auto, budget_points, incl
 def benchmark(model_dir, data, text_column, label_column, label_columns, label_separator, variant_list, batch_sizes,
               baseline, output, duration, max_eval, tolerance, threads):
     """Compare the variants of MODEL_DIR on the labeled file DATA: accuracy, latency, throughput, size."""
-    from .benchmark import benchmark_command
+    from .benchmark import Benchmark
+    from .benchmark.report import render_markdown, report_paths
 
-    benchmark_command(
-        model_dir, data, read=lambda p: _read(p, text_column, label_column, label_columns, label_separator),
+    results = Benchmark(
+        model_dir, _read(data, text_column, label_column, label_columns, label_separator),
         variants=[v.strip() for v in variant_list.split(",") if v.strip()] if variant_list else None,
         batch_sizes=[int(b) for b in batch_sizes.split(",")], baseline=baseline, output=output, duration=duration,
-        max_eval=max_eval, tolerance=tolerance, echo=click.echo, threads=threads,
-    )
+        max_eval=max_eval, tolerance=tolerance, threads=threads, progress=lambda line: click.echo(line, err=True),
+    ).run()
+    paths = report_paths(output)
+    click.echo(render_markdown(results, brief=True))
+    click.echo(f"report: {paths['md']}, {paths['json']}, {paths['html']}")
 
 
 @cli.command()

@@ -97,7 +97,7 @@ def _mute_metric_printing(hf_trainer: Any) -> None:
 
     for callback in hf_trainer.callback_handler.callbacks:
         if isinstance(callback, (PrinterCallback, ProgressCallback)):
-            callback.on_log = lambda *args, **kwargs: None
+            callback.on_log = lambda *args, **kwargs: None  # type: ignore[method-assign]  # only the final metrics line, not the bar
 
 
 def finetune(

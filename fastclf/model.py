@@ -17,8 +17,7 @@ from typing import Any
 import numpy as np
 
 from . import __version__
-from .backends import REFERENCE, VARIANTS, Body, get_spec, is_exported, load_body
-from .backends._numpy_pipeline import declared_pooling_modes
+from .backends import REFERENCE, VARIANTS, Body, declared_pooling_modes, get_spec, is_exported, load_body
 from .config import BODY_DIR, CONFIG_FILE, HEAD_FILE, BodyConfig, HeadConfig, ModelConfig, now, read_config
 from .errors import FastclfError, ModelFormatError, VariantNotExported
 from .head import LogisticHead

@@ -19,16 +19,17 @@ from samples import run, train_tiny
 
 from fastclf.benchmark import (
     Benchmark,
-    _sklearn_head,
+    Row,
     latency_summary,
     percentile_ci,
     recommend,
     resolve_variants,
     throughput_summary,
 )
+from fastclf.benchmark.baseline import sklearn_head
+from fastclf.benchmark.report import render_html, render_markdown
 from fastclf.errors import UnknownVariant, VariantNotExported
 from fastclf.head import LogisticHead
-from fastclf.report import render_html, render_markdown
 
 # held-out texts to benchmark on (the model never saw them)
 TEST = pd.DataFrame({
@@ -199,14 +200,16 @@ def test_percentile_ci_on_known_data():
 
 def test_latency_and_throughput_summaries():
     lat = latency_summary([1_000_000, 2_000_000, 3_000_000, 4_000_000] * 10)  # 1..4 ms
-    assert lat["n"] == 40 and lat["min"] == 1.0 and lat["max"] == 4.0 and lat["mean"] == 2.5
-    assert lat["p50"]["value"] == pytest.approx(2.5) and lat["p99"]["value"] == 4.0
+    assert lat.n == 40 and lat.min == 1.0 and lat.max == 4.0 and lat.mean == 2.5
+    assert lat.p50.value == pytest.approx(2.5) and lat.p99.value == 4.0
+    assert lat.to_dict()["p50"] == {"value": lat.p50.value, "ci": [lat.p50.low, lat.p50.high]}
     thr = throughput_summary([500_000_000] * 6, [10] * 6)  # 10 texts in 0.5 s a batch
-    assert thr["texts_per_s"] == pytest.approx(20.0) and thr["ci"] == pytest.approx([20.0, 20.0])
-    assert thr["batches"] == 6 and thr["texts"] == 60
+    assert thr.texts_per_s == pytest.approx(20.0) and thr.ci == pytest.approx((20.0, 20.0))
+    assert thr.batches == 6 and thr.texts == 60 and thr.to_dict()["ci"] == list(thr.ci)
 
 
 def _row(name, acc, p50, kind="variant", thr=100.0):
+    """A row as report.json holds it."""
     return {"name": name, "kind": kind, "accuracy": acc, "agreement": 1.0, "latency_ms": {"p50": {"value": p50,
             "ci": [p50 * 0.9, p50 * 1.1]}, "p95": {"value": p50 * 1.2, "ci": [p50, p50 * 1.3]},
             "p99": {"value": p50 * 1.5, "ci": [p50, p50 * 2]}},
@@ -215,9 +218,10 @@ def _row(name, acc, p50, kind="variant", thr=100.0):
 
 
 def test_recommendation_respects_the_tolerance_and_skips_the_baseline():
-    rows = [_row("torch-fp32", 0.850, 10.0), _row("setfit", 0.850, 2.0, kind="baseline", thr=900),
-            _row("onnx-int8", 0.835, 3.0, thr=500), _row("onnx-fp32", 0.845, 6.0, thr=200),
-            _row("openvino-int8", 0.842, 5.0, thr=300)]
+    rows = [Row.from_dict(r) for r in (
+        _row("torch-fp32", 0.850, 10.0), _row("setfit", 0.850, 2.0, kind="baseline", thr=900),
+        _row("onnx-int8", 0.835, 3.0, thr=500), _row("onnx-fp32", 0.845, 6.0, thr=200),
+        _row("openvino-int8", 0.842, 5.0, thr=300))]
     rec = recommend(rows, tolerance=1.0, speedup_reference="setfit")
     assert rec["variant"] == "openvino-int8"  # onnx-int8 is faster but 1.5 points below
     assert set(rec["candidates"]) == {"torch-fp32", "onnx-fp32", "openvino-int8"}
@@ -235,7 +239,7 @@ def test_report_renders_from_json_alone():
                  "latency_p50": 1.0, "throughput": {}})
     results = {"model": "m", "partial": True, "rows": rows, "settings": {"batch_sizes": [1, 32], "variants":
                ["torch-fp32", "onnx-int8", "openvino-int8"], "tolerance_points": 1.0},
-               "recommendation": recommend(rows), "machine": {"cpu": {"model": "X", "flags": {"avx2": True}}},
+               "recommendation": recommend([Row.from_dict(r) for r in rows]), "machine": {"cpu": {"model": "X", "flags": {"avx2": True}}},
                "versions": {"torch": "2"}, "data": {}}
     page = render_html(results)
     assert page.count("<svg") == 2 and "PARTIAL REPORT: 2 of 3" in page and "onnx-int8" in page
@@ -249,7 +253,7 @@ def test_setfit_head_is_fastclf_head(kind):
     k = 1 if kind == "binary" else 3
     head = LogisticHead(rng.normal(size=(k, 8)), rng.normal(size=k), kind)
     X = rng.normal(size=(200, 8))
-    sk = _sklearn_head(head, head.n_outputs, kind == "multilabel")
+    sk = sklearn_head(head, head.n_outputs, kind == "multilabel")
     proba = head.predict_proba(X)
     if kind == "multilabel":
         assert np.array_equal(sk.predict(X), (proba >= 0.5).astype(int))

@@ -28,6 +28,8 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from ..errors import MissingDependency, UnknownVariant, VariantNotExported, missing_dependency
+from ..machine import ISA_FLAGS, cpu_has_bf16
+from ..machine import isa_summary as cpu_info
 
 REFERENCE = "torch-fp32"
 
@@ -47,6 +49,23 @@ def runtime_settings(body: object) -> dict[str, object]:
     return dict(get()) if callable(get) else {}
 
 
+def thread_settings(body: object | None = None) -> dict[str, object]:
+    """The thread pools of the runtimes loaded in this process: torch's (when torch is
+    imported, as by the torch variants and setfit) and the body's own (its ``threads()``),
+    keyed ``torch_intra_op``, ``onnxruntime_intra_op``, ``openvino_inference_num_threads``, ..."""
+    import sys
+
+    out: dict[str, object] = {}
+    if "torch" in sys.modules:
+        from .torch_backend import torch_threads
+
+        out.update(torch_threads())
+    get = getattr(body, "threads", None)
+    if callable(get):
+        out.update(get())
+    return out
+
+
 @dataclass(frozen=True)
 class VariantSpec:
     """What fastclf knows about one body variant."""
@@ -56,7 +75,10 @@ class VariantSpec:
     description: str
     files: tuple[str, ...]  # paths below body/ that the export writes; () = computed at load
     calibrated: bool = False  # static quantization: the export needs calibration texts
-    options: tuple[tuple[str, str], ...] = ()  # runtime-specific settings, read by the runtime module
+    # how the runtime module builds and runs it, read only by that module: torch: compile
+    # (inductor), precision (bf16), quantize (static), engine (pt2e, inc); onnx: level (O1-O3),
+    # quantize (dynamic); openvino: precision (f32, bf16, auto), quantize (static)
+    options: tuple[tuple[str, str], ...] = ()
 
     @property
     def option(self) -> dict[str, str]:
@@ -66,6 +88,17 @@ class VariantSpec:
     def extra(self) -> str:
         """The pip extra that installs this variant's runtime."""
         return _RUNTIMES[self.runtime][1]
+
+    @property
+    def package(self) -> str:
+        """The Python package this variant's runtime needs."""
+        return _RUNTIMES[self.runtime][0]
+
+    @property
+    def loads_weights(self) -> bool:
+        """Whether loading reads the sentence-transformers weights of ``body/`` (the torch
+        variants, also those rebuilt from them at load), not only :attr:`files`."""
+        return self.runtime == "torch" or not self.files
 
 
 # runtime -> (python module that must import, pip extra)
@@ -86,6 +119,7 @@ _SPECS = [
         "torch",
         "PyTorch bf16 autocast with torch.compile and frozen weights (native replacement for IPEX bf16)",
         (),
+        options=(("compile", "inductor"), ("precision", "bf16")),
     ),
     VariantSpec(
         "torch-int8",
@@ -93,6 +127,7 @@ _SPECS = [
         "PyTorch static int8: PT2E with the x86 inductor quantizer, compiled with freezing (replaces IPEX int8)",
         ("torch/int8/observers.safetensors", "torch/int8/calibration.json"),
         calibrated=True,
+        options=(("compile", "inductor"), ("quantize", "static"), ("engine", "pt2e")),
     ),
     VariantSpec(
         "inc-int8",
@@ -100,7 +135,7 @@ _SPECS = [
         "Intel Neural Compressor 3.x static int8 (StaticQuantConfig, prepare, convert)",
         ("torch/inc-int8/observers.safetensors", "torch/inc-int8/calibration.json"),
         calibrated=True,
-        options=(("engine", "inc"),),
+        options=(("compile", "inductor"), ("quantize", "static"), ("engine", "inc")),
     ),
     VariantSpec("onnx-fp32", "onnx", "ONNX Runtime fp32, exported with optimum", ("onnx/model.onnx",)),
     VariantSpec(
@@ -203,6 +238,69 @@ def runtime_module(spec: VariantSpec):
     return importlib.import_module(f"{__name__}.{spec.runtime}_backend")
 
 
+def runtime_installed(variant: str) -> bool:
+    """Whether the Python package of ``variant``'s runtime is installed (checked without importing it).
+
+    Raises:
+        UnknownVariant: the variant name is not known.
+    """
+    import importlib.util
+
+    return importlib.util.find_spec(get_spec(variant).package) is not None
+
+
+#: file suffixes of weights in a body folder (none of them is a tokenizer or config file)
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pt2", ".pth", ".onnx", ".onnx_data", ".h5", ".msgpack",
+                   ".ckpt", ".xml")
+
+
+def _support_files(body_dir: Path) -> list[Path]:
+    """Config and tokenizer files of the sentence-transformers folder (no weights, no exports)."""
+    out = []
+    for p in sorted(body_dir.rglob("*")):
+        if not p.is_file():
+            continue
+        rel = p.relative_to(body_dir)
+        if rel.parts[0] in RUNTIME_DIRS or p.suffix.lower() in WEIGHT_SUFFIXES or p.suffix.lower() == ".md":
+            continue
+        out.append(p)
+    return out
+
+
+def body_files(body_dir: str | Path, variant: str) -> list[Path]:
+    """The files below ``body_dir`` that loading ``variant`` reads: the sentence-transformers
+    weights if the variant :attr:`~VariantSpec.loads_weights`, its own :attr:`~VariantSpec.files`
+    (with an ONNX external-data file next to them, if any), and the tokenizer and config files.
+
+    Raises:
+        UnknownVariant: the variant name is not known.
+    """
+    body_dir = Path(body_dir)
+    spec = get_spec(variant)
+    files: list[Path] = []
+    if spec.loads_weights:
+        weights = [body_dir / n for n in ("model.safetensors", "pytorch_model.bin") if (body_dir / n).is_file()]
+        files.extend(weights[:1])
+    for f in spec.files:
+        p = body_dir / f
+        files.append(p)
+        files.extend(x for x in (p.with_name(p.name + "_data"), p.with_name(p.name + ".data"),
+                                 p.with_suffix(".onnx_data")) if x.is_file())
+    files.extend(_support_files(body_dir))
+    return [p for p in dict.fromkeys(files) if p.is_file()]
+
+
+def declared_pooling_modes(cfg: dict, path: Path) -> tuple[str, ...]:
+    """The pooling modes a Pooling module's ``config.json`` (read into ``cfg``) declares.
+
+    Raises:
+        ModelFormatError: ``pooling_mode`` is neither a name nor a list of names.
+    """
+    from ._numpy_pipeline import declared_pooling_modes as declared
+
+    return declared(cfg, path)
+
+
 def is_exported(body_dir: Path, variant: str) -> bool:
     """Whether the files of ``variant`` exist below ``body_dir``."""
     spec = get_spec(variant)
@@ -242,9 +340,6 @@ def reset_runtime_state() -> None:
 #: environment variable that sets the runtimes' thread count (``fastclf benchmark --threads``)
 THREADS_ENV = "FASTCLF_THREADS"
 
-#: CPU features that decide which variant is fastest (read from /proc/cpuinfo)
-ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16")
-
 #: variants that rely on a CPU feature: variant -> (features, any of which it needs, variant to use without them)
 ISA_NEEDS: dict[str, tuple[tuple[str, ...], str]] = {
     "openvino-bf16": (("avx512_bf16", "amx_bf16"), "openvino-fp32"),
@@ -271,33 +366,6 @@ def requested_threads(threads: int | None = None) -> int | None:
     return int(value)
 
 
-def cpu_info() -> dict[str, object]:
-    """This machine's CPU model and the ISA flags of :data:`ISA_FLAGS` it has."""
-    import os
-    import platform
-
-    model, flags = platform.processor() or platform.machine(), set()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                key, _, value = line.partition(":")
-                key = key.strip()
-                if key == "model name":
-                    model = value.strip()
-                elif key in ("flags", "Features"):
-                    flags = set(value.split())
-                    break
-    except OSError:
-        pass
-    return {"cpu": model, "cores": os.cpu_count(), "isa": [f for f in ISA_FLAGS if f in flags]}
-
-
-def cpu_has_bf16() -> bool:
-    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX-BF16); elsewhere it is emulated and slow."""
-    isa = cpu_info()["isa"]
-    return isinstance(isa, list) and bool({"avx512_bf16", "amx_bf16"} & set(isa))
-
-
 _warned: set[tuple[str, str]] = set()
 
 
@@ -311,7 +379,8 @@ def variant_for_this_cpu(variant: str, choice: dict | None = None,
     needs = ISA_NEEDS.get(variant)
     if needs is None:
         return variant
-    have = set(cpu_info()["isa"] if flags is None else flags)
+    isa = cpu_info()["isa"] if flags is None else flags
+    have = set(isa) if isinstance(isa, (list, tuple, set, frozenset)) else set()
     wanted, fallback = needs
     if have & set(wanted):
         return variant
@@ -341,6 +410,7 @@ def export_variant(body_dir: str | Path, variant: str, calibration_texts: Sequen
 
 
 __all__ = [
+    "ISA_FLAGS",
     "REFERENCE",
     "RUNTIME_DIRS",
     "VARIANTS",
@@ -355,7 +425,13 @@ __all__ = [
     "newer_than_weights",
     "reset_runtime_state",
     "requested_threads",
+    "body_files",
+    "cpu_has_bf16",
     "cpu_info",
+    "declared_pooling_modes",
+    "runtime_installed",
+    "runtime_settings",
+    "thread_settings",
     "variant_for_this_cpu",
     "runtime_module",
     "silence_import_warnings",

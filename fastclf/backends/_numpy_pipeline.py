@@ -19,7 +19,6 @@ A folder with any other module (Dense, LayerNorm, a custom module, ...) raises
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,40 +54,6 @@ _TORCH_HINT = "use a torch variant (torch-fp32) for this model"
 TokenEmbedder = Callable[[dict[str, np.ndarray]], np.ndarray]
 """Runs the transformer graph: int64 ``input_ids``/``attention_mask``/``token_type_ids`` of
 shape ``(batch, seq)`` -> float ``(batch, seq, hidden)`` token embeddings."""
-
-
-def physical_cores() -> int:
-    """Number of physical CPU cores this process may use (at least 1)."""
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        usable = os.cpu_count() or 1
-    physical = None
-    try:
-        import psutil
-
-        physical = psutil.cpu_count(logical=False)
-    except Exception:  # psutil is optional
-        try:
-            cores = set()
-            phys = core = None
-            with open("/proc/cpuinfo", encoding="utf-8") as fh:
-                for line in fh:
-                    key, _, value = line.partition(":")
-                    key = key.strip()
-                    if key == "physical id":
-                        phys = value.strip()
-                    elif key == "core id":
-                        core = value.strip()
-                    elif not key and phys is not None and core is not None:
-                        cores.add((phys, core))
-                        phys = core = None
-            if phys is not None and core is not None:
-                cores.add((phys, core))
-            physical = len(cores) or None
-        except OSError:
-            physical = None
-    return max(1, min(usable, physical or usable))
 
 
 def _read_json(path: Path, what: str) -> Any:
@@ -390,7 +355,8 @@ class TextPipeline:
                 mask[pos < (first + self._prompt_length)[:, None]] = 0
         maskf = mask.astype(np.float32)[:, :, None]
         out: list[np.ndarray] = []
-        mean_sum = mean_count = None
+        mean_sum: np.ndarray | None = None
+        mean_count = np.ones(1, dtype=np.float32)
         for mode in self.config.pooling_modes:
             if mode == "cls":
                 first = mask.argmax(axis=1)
@@ -512,4 +478,4 @@ class PipelineBody:
         return self.pipeline.encode(texts, self._run, batch_size=batch_size)
 
 
-__all__ = ["MIN_FILL", "POOLING_MODES", "PipelineBody", "PipelineConfig", "TextPipeline", "check_graph_inputs", "declared_pooling_modes", "length_chunks", "load_tokenizer", "physical_cores", "read_pipeline_config"]
+__all__ = ["MIN_FILL", "POOLING_MODES", "PipelineBody", "PipelineConfig", "TextPipeline", "check_graph_inputs", "declared_pooling_modes", "length_chunks", "load_tokenizer", "read_pipeline_config"]

@@ -18,8 +18,9 @@ import numpy as np
 
 from .._util import atomic_write
 from ..errors import ModelFormatError, first_line
+from ..machine import physical_cores
 from . import VariantSpec, export_command, newer_than_weights, requested_threads
-from ._numpy_pipeline import PipelineBody, TextPipeline, check_graph_inputs, physical_cores, read_pipeline_config
+from ._numpy_pipeline import PipelineBody, TextPipeline, check_graph_inputs, read_pipeline_config
 
 logger = logging.getLogger(__name__)
 
@@ -30,14 +31,13 @@ _OUTPUT = "last_hidden_state"
 class OnnxBody(PipelineBody):
     """A sentence-transformers body run by ONNX Runtime on the CPU.
 
-    Session settings: intra-op threads = the physical cores (or ``num_threads``, or
-    ``$FASTCLF_THREADS``): a second thread on the same core only contends for its vector
+    Session settings: intra-op threads = the physical cores (or ``$FASTCLF_THREADS``): a second thread on the same core only contends for its vector
     units; one inter-op thread and sequential execution, since a transformer graph is a chain
     with no parallel branches worth a thread; every graph optimization (ORT_ENABLE_ALL: the
     attention, layer-norm and GELU fusions), applied once when the session is built.
     """
 
-    def __init__(self, body_dir: Path, spec: VariantSpec, *, num_threads: int | None = None):
+    def __init__(self, body_dir: Path, spec: VariantSpec):
         import onnxruntime as ort
 
         self.variant = spec.name
@@ -48,7 +48,7 @@ class OnnxBody(PipelineBody):
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        self._threads = requested_threads(num_threads) or physical_cores()
+        self._threads = requested_threads() or physical_cores()
         options.intra_op_num_threads = self._threads
         options.inter_op_num_threads = 1
         options.log_severity_level = 3  # errors only
@@ -81,6 +81,10 @@ class OnnxBody(PipelineBody):
         return {"runtime": "onnxruntime", "intra_op_threads": self._threads, "inter_op_threads": 1,
                 "execution_mode": "sequential", "graph_optimization": "all",
                 "providers": list(self.session.get_providers())}
+
+    def threads(self) -> dict[str, object]:
+        """The session's thread pools (see :func:`fastclf.backends.thread_settings`)."""
+        return {"onnxruntime_intra_op": self._threads, "onnxruntime_inter_op": 1}
 
     def __repr__(self) -> str:
         return f"OnnxBody(variant={self.variant!r}, path={str(self.path)!r})"
@@ -164,7 +168,7 @@ def export(body_dir: Path, spec: VariantSpec, calibration_texts: list[str]) -> N
             out.mkdir()
             produced = out / target.name
             root = logging.getLogger()
-            level = root.level
+            root_level = root.level
             root.setLevel(logging.ERROR)  # its "consider pre-processing" advice is for CNNs
             try:
                 quantize_dynamic(
@@ -176,7 +180,7 @@ def export(body_dir: Path, spec: VariantSpec, calibration_texts: list[str]) -> N
                     extra_options={"MatMulConstBOnly": True, "DefaultTensorType": 1},  # 1 = float
                 )
             finally:
-                root.setLevel(level)
+                root.setLevel(root_level)
         else:
             raise ValueError(f"variant {spec.name!r} has no ONNX export recipe (options {option})")
         if not produced.is_file():

@@ -20,12 +20,15 @@ import shutil
 import tempfile
 import threading
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from ..errors import DataError, ModelFormatError, first_line
-from . import VariantSpec, cpu_has_bf16, export_command, newer_than_weights
+from ..machine import cpu_has_bf16
+from . import VariantSpec, export_command, newer_than_weights
 from ._numpy_pipeline import PipelineBody, TextPipeline, check_graph_inputs, read_pipeline_config
 
 logger = logging.getLogger(__name__)
@@ -99,7 +102,7 @@ class OpenVINOBody(PipelineBody):
     ``inference_precision`` says what the plugin chose.
     """
 
-    def __init__(self, body_dir: Path, spec: VariantSpec, *, num_threads: int | None = None):
+    def __init__(self, body_dir: Path, spec: VariantSpec):
         disable_telemetry()
         import openvino as ov
 
@@ -121,7 +124,7 @@ class OpenVINOBody(PipelineBody):
             self._config = {}
         else:
             raise ValueError(f"unknown OpenVINO precision {precision!r} for variant {spec.name!r}")
-        self._threads = requested_threads(num_threads)
+        self._threads = requested_threads()
         if self._threads:
             self._config["INFERENCE_NUM_THREADS"] = self._threads
         self._core = ov.Core()
@@ -142,8 +145,8 @@ class OpenVINOBody(PipelineBody):
         self._output = outputs[self._output_index]
         self.inference_precision = self._property(self.compiled, "INFERENCE_PRECISION_HINT")
         self._local = threading.local()
-        self._throughput = None  # compiled at the first batch of several chunks
-        self._queue = None
+        self._throughput: Any = None  # compiled at the first batch of several chunks
+        self._queue: Any = None
         self._queue_lock = threading.Lock()
         #: padded lengths are rounded up to a multiple of this (0: no rounding)
         self.length_bucket = 0 if self.pipeline.padding_side == "left" else LENGTH_BUCKET
@@ -173,6 +176,11 @@ class OpenVINOBody(PipelineBody):
             out["throughput_streams"] = self._property(self._throughput, "NUM_STREAMS")
             out["throughput_requests"] = len(self._queue) if self._queue is not None else None
         return out
+
+    def threads(self) -> dict[str, object]:
+        """The compiled model's threads and streams (see :func:`fastclf.backends.thread_settings`)."""
+        return {f"openvino_{name.lower()}": self._property(self.compiled, name)
+                for name in ("INFERENCE_NUM_THREADS", "NUM_STREAMS", "INFERENCE_PRECISION_HINT")}
 
     def _bucketed(self, features: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """``features`` right-padded (masked) to the next multiple of :attr:`length_bucket`,
@@ -231,7 +239,7 @@ class OpenVINOBody(PipelineBody):
             raise RuntimeError(f"OpenVINO returned no result for {len(missing)} of {len(chunks)} chunks")
         return results  # type: ignore[return-value]
 
-    def encode(self, texts: list[str], *, batch_size: int = 32) -> np.ndarray:
+    def encode(self, texts: Sequence[str], *, batch_size: int = 32) -> np.ndarray:
         """Embed ``texts``: like :meth:`TextPipeline.encode`, with the length-matched chunks of a
         batch run in parallel when there are several."""
         from ._numpy_pipeline import length_chunks

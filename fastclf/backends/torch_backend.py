@@ -95,6 +95,11 @@ def _load_sentence_transformer(body_dir: Path):
     return model
 
 
+def torch_threads() -> dict[str, object]:
+    """torch's intra-op and inter-op thread pools in this process."""
+    return {"torch_intra_op": torch.get_num_threads(), "torch_inter_op": torch.get_num_interop_threads()}
+
+
 class TorchBody:
     """A sentence-transformers model run in PyTorch fp32 eager mode."""
 
@@ -111,6 +116,15 @@ class TorchBody:
         with torch.inference_mode():
             out = self.model.encode(texts, batch_size=batch_size, convert_to_numpy=True, show_progress_bar=False)
         return np.asarray(out, dtype=np.float32)
+
+    def threads(self) -> dict[str, object]:
+        """torch's thread pools (see :func:`fastclf.backends.thread_settings`)."""
+        return torch_threads()
+
+    def runtime_settings(self) -> dict[str, object]:
+        """Threads and execution mode."""
+        return {"runtime": "torch", "execution": "eager", "intra_op_threads": torch.get_num_threads(),
+                "inter_op_threads": torch.get_num_interop_threads()}
 
 
 # --------------------------------------------------------------------------------------
@@ -257,6 +271,10 @@ def _inc_modules():
 
 def _engine(spec: VariantSpec) -> str:
     return spec.option.get("engine", "pt2e")
+
+
+def _is_static_int8(spec: VariantSpec) -> bool:
+    return spec.option.get("quantize") == "static"
 
 
 def _require_engine(spec: VariantSpec) -> None:
@@ -485,7 +503,7 @@ def cpu_features() -> dict[str, Any]:
 def _warn_about_cpu(spec: VariantSpec) -> None:
     """A variant that this CPU cannot speed up still runs, correctly but slowly: say so."""
     features = cpu_features()
-    if spec.calibrated:
+    if _is_static_int8(spec):
         if features["vnni"] is False and features["amx"] is False:
             log.warning("%s: this CPU (%s) has no VNNI or AMX int8 instructions; int8 runs on the "
                         "slower AVX2 path and gains less over torch-fp32", spec.name, features["capability"])
@@ -508,12 +526,12 @@ class CompiledTorchBody(TorchBody):
         pad_id = _pad_id(transformer)
         config = transformer.model.config
         max_len = _max_len(transformer)
-        if spec.calibrated:
+        if _is_static_int8(spec):
             _require_engine(spec)
         graph, dynamic_shapes = _export_graph(core, example, max_len=max_len)
         autocast_dtype = None
         self.recalibrated = False
-        if spec.calibrated:  # static int8: stored observers -> convert
+        if _is_static_int8(spec):  # static int8: stored observers -> convert
             observers_path, calibration_path = _variant_dir(body_dir, spec)
             prepared = _insert_observers(spec, graph, example, dynamic_shapes)
             problem = _load_observers(prepared, observers_path, spec)
@@ -526,7 +544,7 @@ class CompiledTorchBody(TorchBody):
                 _calibrate(st_model, transformer, prepared, names, texts)
                 self.recalibrated = True
             graph = _convert(spec, prepared)
-        else:
+        elif spec.option.get("precision") == "bf16":
             autocast_dtype = torch.bfloat16
         self.build_seconds = time.perf_counter() - start
         compiled = torch.compile(graph, dynamic=True)
@@ -540,17 +558,16 @@ class CompiledTorchBody(TorchBody):
 
 
 def load(body_dir: Path, spec: VariantSpec) -> TorchBody:
-    if spec.name == "torch-fp32":
-        return TorchBody(body_dir, spec)
-    if spec.name in ("torch-bf16", "torch-int8", "inc-int8"):
+    """The body of ``spec``: eager, or compiled by inductor when its options say ``compile``."""
+    if spec.option.get("compile") == "inductor":
         return CompiledTorchBody(body_dir, spec)
-    raise NotImplementedError(spec.name)
+    return TorchBody(body_dir, spec)
 
 
 def export(body_dir: Path, spec: VariantSpec, calibration_texts: list[str]) -> None:
-    if not spec.files:  # torch-fp32 and torch-bf16 are built from the fp32 weights at load
-        return
-    if spec.name in ("torch-int8", "inc-int8"):
+    """Calibrate a static int8 variant and write its observers; the others are built from the
+    fp32 weights at load and write nothing."""
+    if _is_static_int8(spec):
         _export_int8(Path(body_dir), spec, list(calibration_texts))
-        return
-    raise NotImplementedError(spec.name)
+    elif spec.files:
+        raise ValueError(f"variant {spec.name!r} has files but no torch export recipe (options {spec.option})")

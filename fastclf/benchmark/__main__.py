@@ -1,0 +1,8 @@
+"""``python -m fastclf.benchmark --worker JOB --spawned-at T``: the measuring process (see
+:mod:`fastclf.benchmark.worker`), started by ``Benchmark.run``."""
+
+import sys
+
+from .worker import main
+
+sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,105 @@
+"""From measured rows to decisions: speed-ups against the reference, and the variant to deploy."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ..backends import REFERENCE
+from .results import BenchmarkResults, Row, Speedup
+
+DEFAULT_TOLERANCE = 1.0  # accuracy points
+BUSY_CORES = 0.25  # CPU used by other processes above which a row's timings are flagged
+
+
+def _points(tolerance: float) -> str:
+    return f"{tolerance:g} point{'s' if tolerance != 1 else ''}"
+
+
+def speedup(row: Row, ref: Row | None) -> Speedup:
+    """``row``'s batch-1 p50 latency and throughput at each batch size as ratios to ``ref``'s."""
+    if ref is None:
+        return Speedup()
+    out = Speedup(vs=ref.name)
+    if ref.latency_ms is not None and row.latency_ms is not None:
+        out.latency_p50 = ref.latency_ms.p50.value / row.latency_ms.p50.value
+    for batch, figures in row.throughput.items():
+        base = ref.throughput.get(batch)
+        if base is not None:
+            out.throughput[batch] = figures.texts_per_s / base.texts_per_s
+    return out
+
+
+def finalize(results: BenchmarkResults) -> None:
+    """Set every row's speed-ups against the baseline (setfit if measured, else torch-fp32) and
+    the recommendation."""
+    ref = results.row(results.settings.speedup_reference)
+    if ref is None or ref.latency_ms is None:
+        ref = results.row(REFERENCE)
+    for row in results.rows:
+        row.speedup = speedup(row, ref)
+    results.recommendation = recommend(results.rows, tolerance=results.settings.tolerance_points,
+                                       speedup_reference=ref.name if ref is not None else REFERENCE)
+
+
+def _best_throughput(candidates: Sequence[Row]) -> dict[str, Any] | None:
+    best: dict[str, Any] | None = None
+    for row in candidates:
+        for batch, figures in row.throughput.items():
+            if best is None or figures.texts_per_s > best["texts_per_s"]:
+                best = {"variant": row.name, "batch_size": int(batch), "texts_per_s": figures.texts_per_s}
+    return best
+
+
+def _advice(best: Row, ref: Row, rows: Sequence[Row], thr_best: dict[str, Any] | None, tolerance: float,
+            speedup_reference: str | None) -> str:
+    assert best.latency_ms is not None and best.accuracy is not None and ref.accuracy is not None
+    p50 = best.latency_ms.p50.value
+    base = next((r for r in rows if r.name == speedup_reference and r.latency_ms is not None), None)
+    vs = ""
+    if base is not None and base is not best and base.latency_ms is not None:
+        base_p50 = base.latency_ms.p50.value
+        vs = f" against {base_p50:.2f} ms for {speedup_reference}, {base_p50 / p50:.2f}x as fast"
+    agreement = f"{best.agreement:.1%}" if best.agreement is not None else "not measured"
+    text = (f"Deploy {best.name}: the fastest for one text (p50 {p50:.2f} ms{vs}) with accuracy "
+            f"{best.accuracy:.1%} ({REFERENCE}: {ref.accuracy:.1%}, tolerance {_points(tolerance)}; "
+            f"agreement with {REFERENCE} {agreement}).")
+    if thr_best is not None:
+        same = " too" if thr_best["variant"] == best.name else ""
+        text += (f" For batch work, {thr_best['variant']} has the highest throughput{same}: "
+                 f"{thr_best['texts_per_s']:.0f} texts/s at batch {thr_best['batch_size']}.")
+    busy = [r.name for r in rows if (r.other_load_cores or 0) > BUSY_CORES]
+    if busy:
+        text += (f" Caution: other processes used the CPU while {len(busy)} of {len(rows)} rows were measured, "
+                 "so these timings are disturbed and the ranking may change on a quiet machine.")
+    return text
+
+
+def recommend(rows: Sequence[Row], *, tolerance: float = DEFAULT_TOLERANCE,
+              speedup_reference: str | None = None) -> dict[str, Any]:
+    """The fastest variant for one text (lowest batch-1 p50 latency) among those whose
+    accuracy is at least torch-fp32's minus ``tolerance`` points; also the variant with the
+    highest throughput at any batch size among the same. The setfit baseline is not a
+    candidate: it is what is being replaced.
+
+    Returns the ``recommendation`` of report.json: ``variant`` (None: no recommendation),
+    ``text``, and the figures behind them.
+    """
+    ref = next((r for r in rows if r.name == REFERENCE), None)
+    if ref is None or ref.accuracy is None:
+        return {"variant": None, "text": f"No recommendation: {REFERENCE} (the reference) was not measured."}
+    floor = ref.accuracy - tolerance / 100.0
+    candidates = [r for r in rows if r.kind == "variant" and r.accuracy is not None and r.latency_ms is not None
+                  and r.accuracy >= floor - 1e-12]
+    criterion = (f"lowest batch-1 p50 latency among variants with accuracy >= {REFERENCE}'s "
+                 f"{ref.accuracy:.1%} - {_points(tolerance)}")
+    if not candidates:
+        return {"variant": None, "criterion": criterion,
+                "text": "No recommendation: no variant has both accuracy and latency measured within the tolerance."}
+    best = min(candidates, key=lambda r: r.latency_ms.p50.value if r.latency_ms is not None else float("inf"))
+    thr_best = _best_throughput(candidates)
+    assert best.latency_ms is not None
+    return {"variant": best.name, "criterion": criterion, "latency_p50_ms": best.latency_ms.p50.value,
+            "accuracy": best.accuracy, "reference_accuracy": ref.accuracy, "tolerance_points": tolerance,
+            "candidates": [r.name for r in candidates], "best_throughput": thr_best,
+            "text": _advice(best, ref, rows, thr_best, tolerance, speedup_reference)}

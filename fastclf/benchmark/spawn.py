@@ -1,0 +1,145 @@
+"""The parent's side of a measuring process: spawn it, forward its progress lines, stop it
+cleanly on Ctrl-C, read back its raw measurements, and the CPU other processes used meanwhile."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from .worker import Job
+
+Progress = Callable[[str], None]
+
+
+@contextlib.contextmanager
+def sigint_ignored() -> Iterator[None]:
+    """Let cleanup after a Ctrl-C finish even if the user presses it again."""
+    try:
+        old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:  # not in the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
+def _busy_cpu_seconds() -> float | None:
+    """CPU time the whole machine has spent busy since boot (all processes, /proc/stat)."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()
+        user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[1:9])
+        return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class OtherLoad:
+    """CPU used by *other* processes while a row is measured: the machine's busy time minus
+    this process's and the measuring child's own CPU time, in cores on average (``cores``)."""
+
+    def __enter__(self) -> OtherLoad:
+        import resource
+
+        self.wall = time.monotonic()
+        self.busy = _busy_cpu_seconds()
+        self.own = (resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN))
+        self.cores: float | None = None
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import resource
+
+        busy = _busy_cpu_seconds()
+        wall = time.monotonic() - self.wall
+        if busy is None or self.busy is None or wall <= 0:
+            return
+        now = (resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN))
+        own = sum((b.ru_utime + b.ru_stime) - (a.ru_utime + a.ru_stime) for a, b in zip(self.own, now))
+        self.cores = max(0.0, (busy - self.busy - own) / wall)
+
+
+def _stop(proc: subprocess.Popen) -> int:
+    """After Ctrl-C: let the worker save what it has and exit; interrupt or kill it if it does not."""
+    steps: tuple[tuple[Callable[[], None] | None, float], ...] = (
+        (None, 3), (lambda: proc.send_signal(signal.SIGINT), 15), (proc.kill, 5))
+    for action, wait in steps:
+        if action is not None:
+            with contextlib.suppress(ProcessLookupError):
+                action()
+        try:
+            return proc.wait(timeout=wait)
+        except subprocess.TimeoutExpired:
+            continue
+    return proc.wait()
+
+
+def _forward(stream: IO[str], progress: Progress | None) -> threading.Thread:
+    """Pass the worker's stdout lines to ``progress`` (or drop them) until it closes."""
+
+    def pump() -> None:
+        with contextlib.suppress(ValueError, OSError):
+            for line in stream:
+                if progress is not None:
+                    progress(line.rstrip("\n"))
+
+    thread = threading.Thread(target=pump, name="fastclf-benchmark-progress", daemon=True)
+    thread.start()
+    return thread
+
+
+def _environment(threads: int | None) -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if threads:
+        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "FASTCLF_THREADS"):
+            env[var] = str(threads)  # FASTCLF_THREADS: read by the ONNX and OpenVINO bodies
+    return env
+
+
+def _read_result(path: Path, rc: int, interrupted: bool) -> dict[str, Any]:
+    raw: dict[str, Any] = {}
+    with contextlib.suppress(OSError, json.JSONDecodeError):
+        raw = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    raw = raw or {"status": "error"}
+    if rc != 0 and raw.get("status") in ("ok", "running", None):
+        raw["status"] = "interrupted" if interrupted else "error"
+    if raw.get("status") == "error" and not raw.get("error"):
+        raw["error"] = (f"the measuring process died (signal {-rc})" if rc < 0
+                        else f"the measuring process exited with code {rc}")
+    if interrupted:  # even if the process finished first: the user asked to stop
+        raw["status"] = "interrupted"
+    return raw
+
+
+def measure(job: Job, job_path: Path, progress: Progress | None) -> dict[str, Any]:
+    """Run ``job`` in a fresh Python process; return its raw measurements (``status``:
+    ok, error or interrupted). A Ctrl-C stops the process cleanly and is not re-raised."""
+    job.write(job_path)
+    # the worker's cold start is timed from here (CLOCK_MONOTONIC is system-wide)
+    spawned_at = time.monotonic()
+    proc = subprocess.Popen([sys.executable, "-m", "fastclf.benchmark", "--worker", str(job_path),
+                             "--spawned-at", repr(spawned_at)], env=_environment(job.threads),
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True, errors="replace")
+    assert proc.stdout is not None
+    reader = _forward(proc.stdout, progress)
+    interrupted = False
+    try:
+        rc = proc.wait()
+    except KeyboardInterrupt:
+        interrupted = True
+        with sigint_ignored():
+            rc = _stop(proc)
+    reader.join(timeout=5)
+    proc.stdout.close()
+    return _read_result(Path(job.result), rc, interrupted)

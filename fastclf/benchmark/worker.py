@@ -1,0 +1,230 @@
+"""The measuring process: ``python -m fastclf.benchmark --worker JOB --spawned-at T``.
+
+It loads one variant (or the setfit baseline), predicts the evaluation texts, then times
+calls the way optimum's ``TimeBenchmark`` does: warm-up calls first, then a fixed duration
+of calls each timed with ``perf_counter_ns``. Its raw measurements go to the job's result
+file, rewritten after each step so that a Ctrl-C or a crash keeps what was measured; its
+progress lines go to stdout, which the parent forwards to its progress callback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._util import atomic_write_text
+from ..backends import runtime_settings, silence_import_warnings, thread_settings
+from ..errors import FastclfError, first_line
+
+EVAL_BATCH_SIZE = 32
+LATENCY_MIN_CALLS = 20
+THROUGHPUT_MIN_BATCHES = 3
+
+
+@dataclass
+class Job:
+    """What the parent asks a measuring process to do (written as JSON next to its result)."""
+
+    name: str  # a variant, or "setfit"
+    kind: str  # "variant" or "baseline"
+    model_dir: str
+    eval_texts: list[str]
+    timing_texts: list[str]
+    batch_sizes: list[int]
+    duration: float
+    warmup: float
+    result: str  # the path of the result file
+    progress: bool = False
+    threads: int | None = None
+
+    def write(self, path: Path) -> None:
+        path.write_text(json.dumps(asdict(self)), encoding="utf-8")
+
+    @classmethod
+    def read(cls, path: Path) -> Job:
+        return cls(**json.loads(path.read_text(encoding="utf-8")))
+
+
+def _rss_mb() -> float | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _peak_rss_mb() -> float:
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 1024 if sys.platform != "darwin" else peak / 1024**2
+
+
+def _batches(texts: list[str], size: int, start: int = 0) -> Iterator[list[str]]:
+    """Consecutive batches of ``size`` texts, cycling through ``texts``."""
+    i = start
+    n = len(texts)
+    while True:
+        yield [texts[(i + k) % n] for k in range(size)]
+        i = (i + size) % n
+
+
+def time_calls(call: Callable[[list[str]], Any], batches: Iterator[list[str]], *, warmup_s: float,
+               warmup_min: int, duration_s: float, min_calls: int) -> tuple[list[int], list[int], int]:
+    """Warm up, then time calls for ``duration_s`` (and at least ``min_calls``); return
+    (per-call ns, texts per call, warm-up calls)."""
+    clock = time.perf_counter_ns
+    warm = 0
+    end = clock() + int(warmup_s * 1e9)
+    while warm < warmup_min or clock() < end:
+        call(next(batches))
+        warm += 1
+    times: list[int] = []
+    sizes: list[int] = []
+    end = clock() + int(duration_s * 1e9)
+    while len(times) < min_calls or clock() < end:
+        batch = next(batches)
+        t0 = clock()
+        call(batch)
+        times.append(clock() - t0)
+        sizes.append(len(batch))
+    return times, sizes, warm
+
+
+def _quiet_libraries() -> None:
+    import logging
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    silence_import_warnings()
+    for name in ("transformers", "sentence_transformers", "setfit", "datasets", "optimum", "nncf", "openvino",
+                 "neural_compressor"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("LOGLEVEL", "ERROR")  # Intel Neural Compressor sets its logger's level from it
+
+
+def _call(predict: Callable[[list[str], int], list], batch_size: int, texts: list[str]) -> list:
+    return predict(texts, batch_size)
+
+
+def _plain(settings: dict[str, object]) -> dict[str, object]:
+    return {k: v if isinstance(v, (int, float, str, bool, type(None))) else str(v) for k, v in settings.items()}
+
+
+class _Measurement:
+    """One job's raw measurements, saved to its result file after each step."""
+
+    def __init__(self, job: Job, spawned_at: float):
+        self.job = job
+        self.spawned_at = spawned_at
+        self.res: dict[str, Any] = {"name": job.name, "status": "running", "pid": os.getpid()}
+
+    def say(self, message: str) -> None:
+        if self.job.progress:
+            print(f"  {self.job.name}: {message}", flush=True)
+
+    def save(self) -> None:
+        self.res["memory"] = {**(self.res.get("memory") or {}), "peak_rss_mb": _peak_rss_mb()}
+        atomic_write_text(Path(self.job.result), json.dumps(self.res))
+
+    def load(self) -> Callable[[list[str], int], list]:
+        """Import, load and predict once: the cold start."""
+        from .baseline import load_fastclf, load_setfit
+
+        started = time.monotonic()
+        _quiet_libraries()
+        model_dir = Path(self.job.model_dir)
+        t0 = time.monotonic()
+        if self.job.kind == "baseline":
+            predict, body = load_setfit(model_dir)
+        else:
+            predict, body = load_fastclf(model_dir, self.job.name)
+        t1 = time.monotonic()
+        predict([self.job.timing_texts[0]], 1)
+        t2 = time.monotonic()
+        self.res["load"] = {"cold_start_s": t2 - self.spawned_at, "startup_s": started - self.spawned_at,
+                            "load_s": t1 - t0, "first_predict_s": t2 - t1}
+        self.res["memory"] = {"rss_after_load_mb": _rss_mb()}
+        self.res["threads"] = {"requested": self.job.threads, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
+                               **thread_settings(body)}
+        self.res["runtime_settings"] = _plain(runtime_settings(body))
+        self.say(f"cold start {self.res['load']['cold_start_s']:.2f} s (process start, imports, load, first prediction)")
+        self.save()
+        return predict
+
+    def accuracy(self, predict: Callable[[list[str], int], list]) -> None:
+        t0 = time.monotonic()
+        self.res["predictions"] = predict(list(self.job.eval_texts), EVAL_BATCH_SIZE)
+        self.res["eval_seconds"] = time.monotonic() - t0
+        self.say(f"predicted {len(self.res['predictions'])} texts for accuracy in {self.res['eval_seconds']:.1f} s")
+        self.save()
+
+    def latency(self, predict: Callable[[list[str], int], list]) -> None:
+        times, _, warm = time_calls(functools.partial(_call, predict, 1), _batches(self.job.timing_texts, 1),
+                                    warmup_s=self.job.warmup, warmup_min=5, duration_s=self.job.duration,
+                                    min_calls=LATENCY_MIN_CALLS)
+        self.res["latency"] = {"samples_ns": times, "warmup_calls": warm, "seconds": sum(times) / 1e9}
+        p = np.percentile(np.asarray(times) / 1e6, [50, 95, 99])
+        self.say(f"latency, 1 text: p50 {p[0]:.2f} ms, p95 {p[1]:.2f} ms, p99 {p[2]:.2f} ms ({len(times)} calls)")
+        self.save()
+
+    def throughput(self, predict: Callable[[list[str], int], list]) -> None:
+        self.res["throughput"] = {}
+        for i, b in enumerate(self.job.batch_sizes):
+            times, sizes, warm = time_calls(functools.partial(_call, predict, b), _batches(self.job.timing_texts, b, i * 7),
+                                            warmup_s=self.job.warmup, warmup_min=1, duration_s=self.job.duration,
+                                            min_calls=THROUGHPUT_MIN_BATCHES)
+            self.res["throughput"][str(b)] = {"batch_ns": times, "texts": sizes, "warmup_batches": warm}
+            self.say(f"throughput, batch {b}: {sum(sizes) / (sum(times) / 1e9):.1f} texts/s ({len(times)} batches)")
+            self.save()
+
+    def finish(self, status: str, error: str | None = None) -> None:
+        self.res["status"] = status
+        if error is not None:
+            self.res["error"] = error
+        self.save()
+
+
+def run_job(job: Job, spawned_at: float) -> int:
+    """Measure ``job``; return the process's exit code (0, 1: failed, 130: interrupted)."""
+    m = _Measurement(job, spawned_at)
+    try:
+        predict = m.load()
+        m.accuracy(predict)
+        m.latency(predict)
+        m.throughput(predict)
+        m.finish("ok")
+        return 0
+    except KeyboardInterrupt:
+        with contextlib.suppress(Exception):
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+        m.finish("interrupted")
+        return 130
+    except Exception as exc:  # any runtime's own failure: report it in one line, the parent goes on
+        m.finish("error", first_line(exc) if isinstance(exc, FastclfError) else f"{type(exc).__name__}: {first_line(exc)}")
+        return 1
+
+
+def main(argv: list[str]) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m fastclf.benchmark",
+                                     description="internal: measure one variant in a fresh process")
+    parser.add_argument("--worker", type=Path, required=True, help="job file written by Benchmark.run")
+    parser.add_argument("--spawned-at", type=float, required=True, help="time.monotonic() at spawn")
+    args = parser.parse_args(argv)
+    return run_job(Job.read(args.worker), args.spawned_at)
