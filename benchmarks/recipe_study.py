@@ -57,13 +57,13 @@ def _heads(train_x, train_y, test_x, test_y) -> dict[str, dict[str, float]]:
     return out
 
 
-def study(data: str, shots: int, seed: int, freeze: int | None) -> dict:
+def study(data: str, shots: int, seed: int, freeze: int | None, max_length: int) -> dict:
     from sklearn.model_selection import StratifiedKFold
     from transformers import set_seed
 
     from fastclf.backends import cpu_has_bf16
     from fastclf.finetune import finetune, quiet
-    from fastclf.trainer import FINETUNE_MAX_LENGTH, TrainConfig, _Embedder, _load_body, default_model_path
+    from fastclf.trainer import TrainConfig, _Embedder, _load_body, default_model_path
 
     train, test = suite_data.split(data, shots, seed)
     test = test.sample(frac=1, random_state=seed).iloc[:MAX_TEST]  # the suite's test set is grouped by label
@@ -84,10 +84,10 @@ def study(data: str, shots: int, seed: int, freeze: int | None) -> dict:
             def at_end(epoch):
                 model.max_seq_length = window
                 hook(epoch)
-                model.max_seq_length = min(window, FINETUNE_MAX_LENGTH)
+                model.max_seq_length = min(window, max_length)
 
             set_seed(seed)
-            model.max_seq_length = min(window, FINETUNE_MAX_LENGTH)
+            model.max_seq_length = min(window, max_length)
             finetune(model, [texts[i] for i in idx], [int(y[i]) for i in idx], loss="supcon", epochs=epochs,
                      batch_size=16, learning_rate=5e-5, seed=seed, bf16=bf16, on_epoch_end=at_end,
                      freeze_layers=freeze)
@@ -115,12 +115,17 @@ def study(data: str, shots: int, seed: int, freeze: int | None) -> dict:
 
             tune(model, tr, max(at), on_fold)
             cv.append(fold)
-    return {"data": data, "shots": shots, "seed": seed, "freeze": freeze, "test": test_scores, "cv": cv,
+    return {"data": data, "shots": shots, "seed": seed, "freeze": freeze, "max_length": max_length, "test": test_scores, "cv": cv,
             "n_train": len(texts), "n_test": len(test_texts), "seconds": round(time.perf_counter() - start, 1),
             "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
 
 # -- replaying selection rules ---------------------------------------------------------------------
+
+def _variant(row: dict) -> str:
+    """How a row fine-tuned: frozen layers (None: every weight trains) and tokens a text."""
+    return f"freeze {row['freeze']}, {row.get('max_length', 128)} tokens"
+
 
 def _pick(row: dict, rule: str, epochs: tuple[int, ...]) -> tuple[str, str]:
     """(epochs, C) a rule chooses from the cross-validation estimates of a row."""
@@ -158,11 +163,11 @@ RULES = ("adapt-acc", "adapt-acc+loss", "2fold-acc", "2fold-acc-more", "2fold-ac
 
 def analyse(rows: list[dict], epochs: tuple[int, ...]) -> str:
     lines = [f"epoch choices {epochs}; test accuracy, mean over seeds (n)", "",
-             "| data | shots | freeze | n | untuned C=1 | best in hindsight | " + " | ".join(RULES) + " |",
+             "| data | shots | fine-tuning | n | untuned C=1 | best in hindsight | " + " | ".join(RULES) + " |",
              "|---|---:|---|---:|---:|---:|" + "---:|" * len(RULES)]
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
-        groups.setdefault((r["data"], r["shots"], str(r["freeze"])), []).append(r)
+        groups.setdefault((r["data"], r["shots"], _variant(r)), []).append(r)
     totals: dict[str, list[float]] = {}
     for (data, shots, freeze), sub in sorted(groups.items()):
         cells = []
@@ -186,6 +191,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--freeze", nargs="+", default=["none", "0", "2"])
+    parser.add_argument("--max-length", type=int, default=128, help="tokens a text while fine-tuning")
     parser.add_argument("--only", nargs="+", default=None, help="data:shots pairs")
     parser.add_argument("--analyse", action="store_true")
     parser.add_argument("--epochs", default="0,2,4", help="epoch choices the rules may pick (--analyse)")
@@ -197,15 +203,15 @@ def main() -> None:
     from fastclf.backends import silence_import_warnings
 
     silence_import_warnings()
-    seen = {(r["data"], r["shots"], r["seed"], str(r["freeze"])) for r in done}
+    seen = {(r["data"], r["shots"], r["seed"], _variant(r)) for r in done}
     grid = [(d, int(s)) for d, s in (x.split(":") for x in args.only)] if args.only else list(GRID)
     for seed in args.seeds:
         for data, shots in grid:
             for f in args.freeze:
                 freeze = None if f == "none" else int(f)
-                if (data, shots, seed, str(freeze)) in seen:
+                if (data, shots, seed, _variant({"freeze": freeze, "max_length": args.max_length})) in seen:
                     continue
-                row = study(data, shots, seed, freeze)
+                row = study(data, shots, seed, freeze, args.max_length)
                 row["load_before"] = os.getloadavg()[0]
                 RESULTS.parent.mkdir(parents=True, exist_ok=True)
                 with RESULTS.open("a") as fh:

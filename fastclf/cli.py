@@ -97,9 +97,11 @@ def _read(path, text_column, label_column, label_columns, label_separator):
               help="Inverse regularisation of the logistic head. Default: chosen by cross-validation.")
 @click.option("--cv-folds", type=click.IntRange(min=2), default=2, show_default=True,
               help="Folds of the cross-validation that chooses the recipe.")
-@click.option("--frozen-layers", type=click.IntRange(min=0), default=0, show_default=True,
+@click.option("--frozen-layers", type=click.IntRange(min=0), default=None,
               help="Lowest transformer layers kept fixed while fine-tuning (the token embeddings always are); "
-                   "more is faster.")
+                   "more is faster. Default: 0.")
+@click.option("--finetune-max-length", type=click.IntRange(min=8), default=None,
+              help="Tokens a text while fine-tuning (default 64; the head and predictions see every window).")
 @click.option("--loss", type=click.Choice(["supcon", "pairs"]), default="supcon", show_default=True,
               help="supcon: supervised contrastive loss on label-grouped batches; pairs: setfit's classic pair sampling.")
 @click.option("--batch-size", type=click.IntRange(min=4), default=16, show_default=True,
@@ -120,8 +122,8 @@ def _read(path, text_column, label_column, label_columns, label_separator):
 @click.option("--seed", type=int, default=42, show_default=True)
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 def train(data, output, base_model, text_column, label_column, label_columns, label_separator, shots, eval_file,
-          holdout, eval_max, finetune, epochs, head_c, cv_folds, frozen_layers, loss, batch_size, learning_rate, num_iterations,
-          long_texts, max_chunks, max_length, bf16, seed, quiet):
+          holdout, eval_max, finetune, epochs, head_c, cv_folds, frozen_layers, finetune_max_length, loss, batch_size,
+          learning_rate, num_iterations, long_texts, max_chunks, max_length, bf16, seed, quiet):
     """Train a classifier on the labeled examples in DATA (CSV, TSV, JSONL or Parquet).
 
     By default the recipe is chosen by cross-validation on DATA: the untuned body with a
@@ -131,9 +133,10 @@ def train(data, output, base_model, text_column, label_column, label_columns, la
     from .commands import train_command
     from .trainer import TrainConfig
 
+    unset = {"frozen_layers": frozen_layers, "finetune_max_length": finetune_max_length}  # None: the library's default
     config = TrainConfig(model=base_model, finetune=finetune, num_epochs=epochs, head_c=head_c, cv_folds=cv_folds,
-                         frozen_layers=frozen_layers, loss=loss, batch_size=batch_size, body_learning_rate=learning_rate,
-                         num_iterations=num_iterations, long_texts=long_texts, max_chunks=max_chunks,
+                         loss=loss, batch_size=batch_size, body_learning_rate=learning_rate,
+                         **{k: v for k, v in unset.items() if v is not None}, num_iterations=num_iterations, long_texts=long_texts, max_chunks=max_chunks,
                          max_length=max_length, bf16=bf16, seed=seed, show_progress=not quiet)
     train_command(
         data, output, config, read=lambda p: _read(p, text_column, label_column, label_columns, label_separator),

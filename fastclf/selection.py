@@ -12,6 +12,7 @@ skipped.
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from .data import LabeledData
+from .forked import can_fork, run_forked, usable_cores
 
 #: head regularisation strengths tried by cross-validation (sklearn's C: higher = weaker)
 C_GRID = (0.1, 1.0, 10.0, 100.0)
@@ -100,6 +102,12 @@ class Scores:
             self.correct[key] = self.correct.get(key, 0) + int(_correct(pred, y_test, multi_label).sum())
             self.total[key] = self.total.get(key, 0) + len(y_test)
 
+    def merge(self, other: Scores) -> None:
+        """Add another fold's counts."""
+        for key, n in other.correct.items():
+            self.correct[key] = self.correct.get(key, 0) + n
+            self.total[key] = self.total.get(key, 0) + other.total[key]
+
     def accuracy(self, key: tuple[int, float]) -> float:
         return self.correct[key] / self.total[key]
 
@@ -160,36 +168,57 @@ def select(data: LabeledData, y: np.ndarray, texts: list[str], config: Any, base
         epochs = epoch_choices[-1] if config.finetune == "always" else (DEFAULT_EPOCHS if 0 not in epoch_choices else 0)
         return Selection(epochs, 1.0 if config.head_c is None else config.head_c,
                          "too few examples a class to cross-validate: defaults used")
-    scores = Scores(cs)
+    tuned_epochs = sorted(e for e in epoch_choices if e > 0)
     quick_emb = embed(base, texts, quick=True)
     splits = folds(y, k, config.seed, data.multi_label)
-    tuned_epochs = sorted(e for e in epoch_choices if e > 0)
-    for f, (tr, te) in enumerate(splits, start=1):
-        if 0 in epoch_choices:
-            scores.add(0, quick_emb[tr], y[tr], quick_emb[te], y[te], data.multi_label, config.seed)
+    workers = min(k, usable_cores()) if tuned_epochs and config.cv_parallel and can_fork() else 1
+    scores = Scores(cs)
+    used = 0
+    for start in range(0, k, workers):
+        batch = list(range(start, min(start + workers, k)))
+        for f in batch:
+            tr, te = splits[f]
+            if 0 in epoch_choices:
+                scores.add(0, quick_emb[tr], y[tr], quick_emb[te], y[te], data.multi_label, config.seed)
+        used += len(batch)
         if not tuned_epochs:
             continue
-        # a fold trains on fewer examples, so it runs more epochs: the same number of optimizer
-        # steps as the final training of each choice, which is what the choice is about
-        scale = len(texts) / len(tr)
-        fold_epochs = {max(1, round(e * scale)): e for e in tuned_epochs}
-        say(f"cross-validation fold {f}/{k}: fine-tuning on {len(tr)} examples, scoring {len(te)} held out "
-            f"after the steps of {', '.join(map(str, tuned_epochs))} epochs")
-        model = copy.deepcopy(base)
-
-        def hook(epoch: int, tr: np.ndarray = tr, te: np.ndarray = te, model: Any = model,
-                 fold_epochs: dict[int, int] = fold_epochs) -> None:
-            if epoch in fold_epochs:
-                emb = embed(model, [texts[i] for i in np.concatenate([tr, te])], quick=True)
-                scores.add(fold_epochs[epoch], emb[: len(tr)], y[tr], emb[len(tr):], y[te], data.multi_label,
-                           config.seed)
-
-        tune(model, tr, max(fold_epochs), hook)
-        del model
-        if f == 1 and k > 1 and 0 in epoch_choices and scores.decisive(len(te)):
-            say(f"the first fold settles it: skipping the other {k - 1}")
-            k = 1
+        n_train = ", ".join(str(len(splits[f][0])) for f in batch)
+        which = f"fold {batch[0] + 1}/{k}" if len(batch) == 1 else f"folds {batch[0] + 1}-{batch[-1] + 1}/{k} side by side"
+        say(f"cross-validation {which}: fine-tuning on {n_train} examples, scoring the rest after the steps of "
+            f"{', '.join(map(str, tuned_epochs))} epochs")
+        jobs = [functools.partial(_tuned_fold, splits[f], texts, y, tuned_epochs, cs, data.multi_label, config.seed,
+                                  base, embed, tune) for f in batch]
+        if len(jobs) > 1:
+            parts = run_forked(jobs, threads_each=max(1, usable_cores() // len(jobs)))
+        else:
+            parts = [jobs[0]()]
+        for part in parts:
+            scores.merge(part)
+        if start == 0 and used < k and 0 in epoch_choices and scores.decisive(sum(len(splits[f][1]) for f in batch)):
+            say(f"the first {'fold settles' if used == 1 else 'folds settle'} it: skipping the other {k - used}")
             break
     epochs, c = scores.best()
-    return Selection(epochs, c, "cross-validation", folds=k, scores=scores.by_epochs())
+    return Selection(epochs, c, "cross-validation", folds=used, scores=scores.by_epochs())
 
+
+def _tuned_fold(split: tuple[np.ndarray, np.ndarray], texts: list[str], y: np.ndarray, tuned_epochs: list[int],
+                cs: Sequence[float], multi_label: bool, seed: int, base: Any, embed: Callable[..., np.ndarray],
+                tune: Callable[..., None]) -> Scores:
+    """Fine-tune a copy of ``base`` on one fold's training part and score its held-out part
+    after the optimizer steps of each of ``tuned_epochs`` full-data epochs."""
+    tr, te = split
+    # a fold trains on fewer examples, so it runs more epochs: the same number of optimizer
+    # steps as the final training of each choice, which is what the choice is about
+    scale = len(texts) / len(tr)
+    fold_epochs = {max(1, round(e * scale)): e for e in tuned_epochs}
+    scores = Scores(cs)
+    model = copy.deepcopy(base)
+
+    def hook(epoch: int) -> None:
+        if epoch in fold_epochs:
+            emb = embed(model, [texts[i] for i in np.concatenate([tr, te])], quick=True)
+            scores.add(fold_epochs[epoch], emb[: len(tr)], y[tr], emb[len(tr):], y[te], multi_label, seed)
+
+    tune(model, tr, max(fold_epochs), hook)
+    return scores

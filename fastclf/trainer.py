@@ -39,9 +39,10 @@ from .selection import C_GRID, DEFAULT_EPOCHS, EPOCH_CHOICES, Selection, describ
 
 LOSSES = ("supcon", "pairs")
 FINETUNE_MODES = ("auto", "always", "never")
-#: tokens a text while fine-tuning (all-MiniLM-L6-v2 was trained on 128); embeddings for the
-#: head and at prediction use the body's whole window
-FINETUNE_MAX_LENGTH = 128
+#: tokens a text while fine-tuning: a step costs about half of 128 tokens' on texts that long,
+#: and on long speeches the tuned body was no worse (benchmarks/README.md); the embeddings for
+#: the head and at prediction use every window of the body's whole length
+FINETUNE_MAX_LENGTH = 64
 #: lowest transformer layers kept fixed while fine-tuning (the token embeddings always are)
 DEFAULT_FROZEN_LAYERS = 0
 #: windows a long text while cross-validating (evenly spaced); the final head and predictions use max_chunks
@@ -87,7 +88,9 @@ class TrainConfig:
     num_iterations: int = 5  # pairs loss only: pairs drawn per example
     head_c: float | None = None
     cv_folds: int = 2
+    cv_parallel: bool = True  # fine-tune the folds side by side (forked processes), as many at once as cores
     frozen_layers: int = DEFAULT_FROZEN_LAYERS
+    finetune_max_length: int = FINETUNE_MAX_LENGTH
     max_length: int | None = None
     long_texts: str = "chunk"
     max_chunks: int = DEFAULT_MAX_CHUNKS
@@ -112,6 +115,8 @@ class TrainConfig:
             raise DataError(f"head_c must be positive, got {self.head_c}")
         if self.cv_folds < 2:
             raise DataError(f"cv_folds must be at least 2, got {self.cv_folds}")
+        if self.finetune_max_length < 8:
+            raise DataError(f"finetune_max_length must be at least 8, got {self.finetune_max_length}")
         if self.frozen_layers < 0:
             raise DataError(f"frozen_layers must be 0 or more, got {self.frozen_layers}")
         if self.max_chunks < 1:
@@ -186,11 +191,14 @@ def _load_body(model: str) -> Any:
 
 class _Embedder:
     """Embeds texts with a body, splitting long texts into windows when asked to (at most
-    ``max_chunks`` windows a text, or ``CV_MAX_CHUNKS`` with ``quick=True``)."""
+    ``max_chunks`` windows a text). ``quick=True`` is for cross-validation: at most
+    ``CV_MAX_CHUNKS`` windows, and under bf16 autocast when ``bf16`` (twice as fast on a CPU
+    with native bf16; the embeddings of the model that is saved stay fp32)."""
 
-    def __init__(self, config: TrainConfig, st_model: Any):
+    def __init__(self, config: TrainConfig, st_model: Any, *, bf16: bool = False):
         self.chunkers: dict[bool, Chunker] = {}
         self.n_long = 0
+        self.bf16 = bf16
         if config.long_texts == "chunk":
             window = window_of(_TrainedBody(st_model))
             if window is not None:
@@ -198,13 +206,16 @@ class _Embedder:
                 self.chunkers[True] = Chunker(window[0], window[1], max_chunks=min(config.max_chunks, CV_MAX_CHUNKS))
 
     def __call__(self, st_model: Any, texts: Sequence[str], *, quick: bool = False) -> np.ndarray:
+        import torch
+
         body = _TrainedBody(st_model)
         chunker = self.chunkers.get(quick)
-        if chunker is None:
-            return body.encode(texts)
-        pieces = chunker.split(texts)
-        self.n_long = max(self.n_long, pieces.n_long)
-        return pool(body.encode(pieces.texts), pieces)
+        pieces = chunker.split(texts) if chunker is not None else None
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=quick and self.bf16):
+            if pieces is None:
+                return body.encode(texts)
+            self.n_long = max(self.n_long, pieces.n_long)
+            return pool(body.encode(pieces.texts), pieces)
 
 
 def train(data: LabeledData, config: TrainConfig | None = None, *, progress: Progress | None = None) -> TrainResult:
@@ -241,14 +252,14 @@ def train(data: LabeledData, config: TrainConfig | None = None, *, progress: Pro
         timings = {"load": time.perf_counter() - start}
         if config.max_length:
             base.max_seq_length = config.max_length
-        embed = _Embedder(config, base)
+        embed = _Embedder(config, base, bf16=bf16)
 
         def tune(st_model: Any, idx: np.ndarray, epochs: int, hook: Callable[[int], None] | None = None,
                  show: bool = False) -> None:
-            """Fine-tune on texts[idx], on at most FINETUNE_MAX_LENGTH tokens a text; ``hook``
+            """Fine-tune on texts[idx], on at most ``config.finetune_max_length`` tokens a text; ``hook``
             scores after each epoch with the body's whole window."""
             window = st_model.max_seq_length
-            short = min(window, FINETUNE_MAX_LENGTH) if window else FINETUNE_MAX_LENGTH
+            short = min(window, config.finetune_max_length) if window else config.finetune_max_length
 
             def at_epoch_end(epoch: int) -> None:
                 if hook is not None:

@@ -212,3 +212,44 @@ def test_finetuning_keeps_embeddings_and_frozen_layers_fixed(tiny_body_dir):
     assert not any(name.startswith(("embeddings.word_embeddings", "encoder.layer.0.")) for name in changed)
     assert any(name.startswith("encoder.layer.1.") for name in changed)
     assert all(p.requires_grad for p in bert.parameters())  # restored after training
+
+
+def _pid_and_square(x: int) -> tuple[int, int]:
+    import os
+
+    return os.getpid(), x * x
+
+
+def test_forked_jobs_return_in_order_from_other_processes():
+    import functools
+    import os
+
+    from fastclf.forked import run_forked
+
+    out = run_forked([functools.partial(_pid_and_square, x) for x in (2, 3, 4)], threads_each=1)
+    assert [sq for _pid, sq in out] == [4, 9, 16]
+    assert all(pid != os.getpid() for pid, _sq in out) and len({pid for pid, _sq in out}) == 3
+
+
+def _fails(message: str) -> None:
+    raise ValueError(message)
+
+
+def test_forked_job_error_comes_back_as_one_training_error():
+    import functools
+
+    from fastclf.errors import TrainingError
+    from fastclf.forked import run_forked
+
+    with pytest.raises(TrainingError, match="ValueError: fold 2 broke"):
+        run_forked([functools.partial(_pid_and_square, 1), functools.partial(_fails, "fold 2 broke")], threads_each=1)
+
+
+def test_folds_side_by_side_score_like_one_after_the_other(tiny_body_dir):
+    data = _data({k: TOPICS[k] for k in ("sport", "food", "money")})
+    side = train(data, TrainConfig(model=str(tiny_body_dir), show_progress=False, cv_parallel=True)).selection
+    seq = train(data, TrainConfig(model=str(tiny_body_dir), show_progress=False, cv_parallel=False)).selection
+    assert side.folds == 2 and seq.folds in (1, 2)  # one after the other, a decisive first fold may end it
+    assert set(side.scores) == set(seq.scores) == {str(e) for e in EPOCH_CHOICES}
+    for e in side.scores:  # the same folds and seeds; only the thread count differs (float sums in another order)
+        assert side.scores[e] == pytest.approx(seq.scores[e], abs=0.1)
