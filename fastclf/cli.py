@@ -97,6 +97,8 @@ def _read(path, text_column, label_column, label_columns, label_separator):
               help="Inverse regularisation of the logistic head. Default: chosen by cross-validation.")
 @click.option("--cv-folds", type=click.IntRange(min=2), default=2, show_default=True,
               help="Folds of the cross-validation that chooses the recipe.")
+@click.option("--cv-parallel/--no-cv-parallel", default=True, show_default=True,
+              help="Fine-tune the cross-validation folds side by side (forked processes sharing the cores).")
 @click.option("--frozen-layers", type=click.IntRange(min=0), default=None,
               help="Lowest transformer layers kept fixed while fine-tuning (the token embeddings always are); "
                    "more is faster. Default: 0.")
@@ -122,7 +124,7 @@ def _read(path, text_column, label_column, label_columns, label_separator):
 @click.option("--seed", type=int, default=42, show_default=True)
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 def train(data, output, base_model, text_column, label_column, label_columns, label_separator, shots, eval_file,
-          holdout, eval_max, finetune, epochs, head_c, cv_folds, frozen_layers, finetune_max_length, loss, batch_size,
+          holdout, eval_max, finetune, epochs, head_c, cv_folds, cv_parallel, frozen_layers, finetune_max_length, loss, batch_size,
           learning_rate, num_iterations, long_texts, max_chunks, max_length, bf16, seed, quiet):
     """Train a classifier on the labeled examples in DATA (CSV, TSV, JSONL or Parquet).
 
@@ -135,6 +137,7 @@ def train(data, output, base_model, text_column, label_column, label_columns, la
 
     unset = {"frozen_layers": frozen_layers, "finetune_max_length": finetune_max_length}  # None: the library's default
     config = TrainConfig(model=base_model, finetune=finetune, num_epochs=epochs, head_c=head_c, cv_folds=cv_folds,
+                         cv_parallel=cv_parallel,
                          loss=loss, batch_size=batch_size, body_learning_rate=learning_rate,
                          **{k: v for k, v in unset.items() if v is not None}, num_iterations=num_iterations, long_texts=long_texts, max_chunks=max_chunks,
                          max_length=max_length, bf16=bf16, seed=seed, show_progress=not quiet)
