@@ -139,6 +139,15 @@ def _pick(row: dict, rule: str, epochs: tuple[int, ...]) -> tuple[str, str]:
     def loss(k):
         return float(np.mean([f[k[0]][k[1]]["loss"] for f in folds]))
 
+    if rule.endswith("margin"):  # tried and not kept: fine-tuning unless the untuned body wins by 1 SE
+        from fastclf.selection import settles
+
+        def top(ks):
+            return max(ks, key=lambda k: (acc(k), -int(k[0]), -abs(np.log10(float(k[1])))))
+
+        u, t = top([k for k in keys if k[0] == "0"]), top([k for k in keys if k[0] != "0"])
+        held_out = row["n_train"] // 2 * len(folds)
+        return u if acc(u) > acc(t) and settles(acc(u), acc(t), held_out, z=1.0) else t
     if rule.endswith("loss"):
         return min(keys, key=lambda k: (loss(k), int(k[0])))
     if rule.endswith("acc+loss"):  # accuracy, ties broken by log-loss
@@ -158,7 +167,7 @@ def _decisive(row: dict, epochs: tuple[int, ...], z: float = 2.0) -> bool:
     return abs(tuned - untuned) > z * np.sqrt(max(2 * p * (1 - p), 1e-9) / n)
 
 
-RULES = ("adapt-acc", "adapt-acc+loss", "2fold-acc", "2fold-acc-more", "2fold-acc+loss", "2fold-loss", "1fold-acc", "1fold-acc+loss")
+RULES = ("2fold-margin", "adapt-acc", "adapt-acc+loss", "2fold-acc", "2fold-acc-more", "2fold-acc+loss", "2fold-loss", "1fold-acc", "1fold-acc+loss")
 
 
 def analyse(rows: list[dict], epochs: tuple[int, ...]) -> str:
