@@ -9,7 +9,8 @@ lose several on topics. So the default recipe measures it, as a careful practiti
    fine-tune a copy of the body on the other folds, scoring the held-out fold after
    several numbers of epochs; every head regularisation strength of :data:`C_GRID` is tried;
 3. keep the (epochs, C) with the best held-out accuracy over all folds (0 epochs is the
-   untuned body), then train that recipe on all the examples.
+   untuned body; a tie with it goes to fine-tuning), then train that recipe on all the
+   examples (:mod:`fastclf.selection`).
 
 Fine-tuning runs setfit's trainer with :class:`~fastclf.finetune.BalancedSupConLoss` on
 label-grouped batches (:mod:`fastclf.finetune`). Texts longer than the body's window are
