@@ -17,16 +17,7 @@ import torch
 from .._util import atomic_write, package_versions
 from ..errors import DataError, ModelFormatError, first_line, missing_dependency
 from . import VariantSpec
-from ._torch_graph import (
-    SEQ_MULTIPLE,
-    _export_graph,
-    _load_sentence_transformer,
-    _max_len,
-    _pad_id,
-    _pad_to_multiple,
-    _prepare_core,
-    _tokenize,
-)
+from . import _torch_graph as tg
 
 OBSERVERS_FORMAT = "fastclf-torch-observers/1"
 CALIBRATION_FORMAT = "fastclf-calibration/1"
@@ -123,11 +114,11 @@ def _observer_state(prepared) -> dict[str, torch.Tensor]:
 
 
 def _calibrate(st_model, transformer, prepared, names, texts: Sequence[str]) -> None:
-    pad_id, limit = _pad_id(transformer), _max_len(transformer)
+    pad_id, limit = tg._pad_id(transformer), tg._max_len(transformer)
     with torch.no_grad():
         for i in range(0, len(texts), CALIBRATION_BATCH):
-            features = _tokenize(st_model, texts[i : i + CALIBRATION_BATCH])
-            prepared(*_pad_to_multiple([features[n] for n in names], names, pad_id, limit))
+            features = tg._tokenize(st_model, texts[i : i + CALIBRATION_BATCH])
+            prepared(*tg._pad_to_multiple([features[n] for n in names], names, pad_id, limit))
 
 
 def _variant_dir(body_dir: Path, spec: VariantSpec) -> tuple[Path, Path]:
@@ -143,9 +134,9 @@ def _export_int8(body_dir: Path, spec: VariantSpec, calibration_texts: list[str]
     if not texts:
         raise DataError(f"{spec.name} needs calibration texts (static quantization); none were given")
     _require_engine(spec)
-    st_model = _load_sentence_transformer(body_dir)
-    transformer, core, names, example = _prepare_core(st_model)
-    graph, dynamic_shapes = _export_graph(core, example, max_len=_max_len(transformer))
+    st_model = tg._load_sentence_transformer(body_dir)
+    transformer, core, names, example = tg._prepare_core(st_model)
+    graph, dynamic_shapes = tg._export_graph(core, example, max_len=tg._max_len(transformer))
     prepared = _insert_observers(spec, graph, example, dynamic_shapes)
     _calibrate(st_model, transformer, prepared, names, texts)
     state = _observer_state(prepared)
@@ -163,7 +154,7 @@ def _export_int8(body_dir: Path, spec: VariantSpec, calibration_texts: list[str]
     }
     atomic_write(observers_path, lambda p: save_file(state, str(p), metadata=metadata))
     payload = {"format": CALIBRATION_FORMAT, "variant": spec.name, "batch_size": CALIBRATION_BATCH,
-               "seq_multiple": SEQ_MULTIPLE, "texts": texts}
+               "seq_multiple": tg.SEQ_MULTIPLE, "texts": texts}
     atomic_write(calibration_path,
                   lambda p: p.write_text(json.dumps(payload, ensure_ascii=False, indent=0), encoding="utf-8"))
 
