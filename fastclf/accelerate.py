@@ -6,10 +6,9 @@ that passes (or that the user keeps on purpose) is published: a new version of t
 (hard links to the unchanged files, the variant in ``body/``, the record in ``fastclf.json``)
 is swapped with the live one in one step. A failure or Ctrl-C leaves the model as it was.
 
-
-The parity gate lives in :mod:`fastclf.parity`, the brief timing in :mod:`fastclf.timing`, and
-``--auto``'s choice of a default variant in :mod:`fastclf.auto`; their names are re-exported
-here.
+The parity gate lives in :mod:`fastclf.parity`, the brief timing in :mod:`fastclf.timing`,
+``--auto``'s choice of a default variant in :mod:`fastclf.auto` and the ``fastclf accelerate``
+command in :mod:`fastclf.accelerate_command`; their names are re-exported here.
 
 The library reports progress through a callback (:class:`Step`) and returns
 :class:`ExportResult` objects; only the CLI prints.
