@@ -1,14 +1,17 @@
-"""Small helpers shared across fastclf: atomic file writes and installed package versions.
+"""Small helpers shared across fastclf: atomic file writes, checked JSON parsing and installed
+package versions.
 
 Nothing here imports more than the standard library, so any module may use it.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 
 def current_umask() -> int:
@@ -55,3 +58,20 @@ def package_versions(packages: Iterable[str], *, include_missing: bool = False) 
             if include_missing:
                 out[name] = None
     return out
+
+
+def load_json_as(text: str, expected: type, error: Callable[[str], Exception],
+                 invalid: Callable[[json.JSONDecodeError | RecursionError], str], wrong_type: str) -> Any:
+    """``json.loads(text)``, which must give an ``expected`` (``dict``, ``list``).
+
+    Raises:
+        ``error(invalid(exc))``: the text is not JSON (or nests too deeply).
+        ``error(wrong_type)``: it is JSON of another type.
+    """
+    try:
+        value = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise error(invalid(exc)) from None
+    if not isinstance(value, expected):
+        raise error(wrong_type)
+    return value

@@ -256,7 +256,7 @@ def _show_logs(verbose: bool) -> None:
 def _progress_printer():
     """Progress of ``fastclf accelerate``: variant n/total and its stage on stderr; notes, the
     baseline and each variant's verdict on stdout."""
-    from .accelerate import format_baseline, format_result
+    from .accelerate_command import format_baseline, format_result
 
     stages = {"export": "exporting", "check": "checking against torch-fp32", "time": "timing"}
 
@@ -310,7 +310,7 @@ def accelerate(model_dir, variant_names, all_variants, auto, budget_points, incl
     fastclf accelerate model --auto                 pick and record the fastest variant that passes
     fastclf accelerate model --variant onnx-int8    export one variant
     """
-    from .accelerate import accelerate_command, format_summary
+    from .accelerate_command import accelerate_command, format_summary
 
     _show_logs(verbose)
     if max_disagreement is not None and min_agreement is not None:

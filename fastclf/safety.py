@@ -20,6 +20,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from ._util import load_json_as
 from .errors import ModelFormatError, first_line
 
 #: sentence-transformers' module classes that read only data (weights, JSON, vocabularies).
@@ -109,11 +110,12 @@ def check_body(body_dir: str | Path) -> None:
     modules_path = body / "modules.json"
     if modules_path.is_file():
         try:
-            modules = json.loads(modules_path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+            text = modules_path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
             raise ModelFormatError(f"{modules_path} is corrupted: {first_line(exc)}") from None
-        if not isinstance(modules, list):
-            raise ModelFormatError(f"{modules_path} is corrupted: expected a list of modules")
+        modules = load_json_as(text, list, ModelFormatError,
+                               lambda exc: f"{modules_path} is corrupted: {first_line(exc)}",
+                               f"{modules_path} is corrupted: expected a list of modules")
         for i, entry in enumerate(modules):
             if not isinstance(entry, dict):
                 raise ModelFormatError(f"{modules_path}: entry {i} is not an object")

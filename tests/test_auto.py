@@ -16,6 +16,7 @@ import samples
 from samples import run, tiny_data, train_tiny
 
 import fastclf.accelerate as acc
+import fastclf.auto as auto
 import fastclf.backends as backends
 from fastclf import Classifier
 from fastclf.accelerate import gate_decision, split_texts, wilson_bounds
@@ -88,7 +89,7 @@ def auto_model(trained, calib, tmp_path_factory):
     shutil.copytree(trained, model)
     mp = pytest.MonkeyPatch()
     # brief timings and three candidates keep the test short; the choice logic is the same
-    mp.setattr(acc, "AUTO_CANDIDATES", ("onnx-fp32", "onnx-int8", "openvino-fp32"))
+    mp.setattr(auto, "AUTO_CANDIDATES", ("onnx-fp32", "onnx-int8", "openvino-fp32"))
     mp.setattr(acc, "time_body", functools.partial(acc.time_body, one_text_seconds=0.2, batch_seconds=0.2))
     try:
         code, out = run("accelerate", model, "--auto", "--calibration", calib)

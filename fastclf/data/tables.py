@@ -4,11 +4,11 @@ compressed too), every error turned into one clear line."""
 from __future__ import annotations
 
 import io
-import json
 from pathlib import Path
 
 import pandas as pd
 
+from .._util import load_json_as
 from ..errors import DataError, DataFileNotFound, first_line
 from .formats import csv_options, format_of, read_bytes, read_error
 
@@ -77,24 +77,17 @@ def _read_json(path: Path, data: bytes) -> pd.DataFrame:
     for lineno, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
-        try:
-            row = json.loads(line)
-        except (json.JSONDecodeError, RecursionError) as exc:
-            raise DataError(f"{path}: line {lineno} is not valid JSON: {getattr(exc, 'msg', first_line(exc))}") from None
-        if not isinstance(row, dict):
-            raise DataError(f"{path}: line {lineno} is not a JSON object")
-        rows.append(row)
+        rows.append(load_json_as(
+            line, dict, DataError,
+            lambda exc: f"{path}: line {lineno} is not valid JSON: {getattr(exc, 'msg', first_line(exc))}",  # noqa: B023
+            f"{path}: line {lineno} is not a JSON object"))
     return pd.DataFrame.from_records(rows)
 
 
 def _read_json_array(path: Path, text: str) -> pd.DataFrame:
     """A plain JSON array of records."""
-    try:
-        records = json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as exc:
-        raise DataError(f"{path}: invalid JSON: {first_line(exc)}") from None
-    if not isinstance(records, list):
-        raise DataError(f"{path}: expected a JSON array of objects")
+    records = load_json_as(text, list, DataError, lambda exc: f"{path}: invalid JSON: {first_line(exc)}",
+                           f"{path}: expected a JSON array of objects")
     for i, row in enumerate(records):
         if not isinstance(row, dict):
             raise DataError(f"{path}: item {i + 1} of the JSON array is {type(row).__name__}, not an object")

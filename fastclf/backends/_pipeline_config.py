@@ -1,0 +1,203 @@
+"""What a sentence-transformers body folder declares, read and checked for the numpy pipeline:
+its modules (``Transformer -> Pooling [-> Normalize]`` only), the transformer's folder, the
+max sequence length, the pooling modes, the prompt and normalization (:class:`PipelineConfig`)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import ModelFormatError
+
+POOLING_MODES = ("cls", "max", "mean", "mean_sqrt_len_tokens", "weightedmean", "lasttoken")
+# Legacy Pooling config keys, in the order sentence-transformers concatenates them.
+_LEGACY_POOLING_KEYS = {
+    "pooling_mode_cls_token": "cls",
+    "pooling_mode_max_tokens": "max",
+    "pooling_mode_mean_tokens": "mean",
+    "pooling_mode_mean_sqrt_len_tokens": "mean_sqrt_len_tokens",
+    "pooling_mode_weightedmean_tokens": "weightedmean",
+    "pooling_mode_lasttoken": "lasttoken",
+}
+_TRANSFORMER_CONFIG_FILES = (
+    "sentence_bert_config.json",
+    "sentence_roberta_config.json",
+    "sentence_distilbert_config.json",
+    "sentence_camembert_config.json",
+    "sentence_albert_config.json",
+    "sentence_xlm-roberta_config.json",
+    "sentence_xlnet_config.json",
+)
+_VERY_LARGE_INTEGER = int(1e30)  # transformers' "no limit" model_max_length
+_TORCH_HINT = "use a torch variant (torch-fp32) for this model"
+
+
+def _read_json(path: Path, what: str) -> Any:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except FileNotFoundError:
+        raise ModelFormatError(f"{what} is missing: {path}") from None
+    except (OSError, ValueError) as exc:
+        raise ModelFormatError(f"{what} cannot be read ({path}): {exc}") from exc
+
+
+def _read_optional_json(path: Path, what: str) -> dict[str, Any]:
+    return _read_json(path, what) if path.is_file() else {}
+
+
+def _module_kind(module_type: str) -> str | None:
+    """'Transformer', 'Pooling' or 'Normalize' for sentence-transformers' own classes, else None."""
+    if not module_type.startswith("sentence_transformers."):
+        return None
+    name = module_type.rsplit(".", 1)[-1]
+    return name if name in ("Transformer", "Pooling", "Normalize") else None
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """What the numpy pipeline read from a sentence-transformers folder."""
+
+    transformer_dir: Path
+    max_seq_length: int | None
+    pooling_modes: tuple[str, ...]
+    embedding_dimension: int | None
+    include_prompt: bool
+    normalize: bool
+    prompt: str | None  # the default prompt prepended to every text, if the model has one
+
+    @property
+    def dim(self) -> int | None:
+        return None if self.embedding_dimension is None else self.embedding_dimension * len(self.pooling_modes)
+
+
+def declared_pooling_modes(cfg: dict[str, Any], path: Path) -> tuple[str, ...]:
+    """The pooling modes a Pooling module's ``config.json`` (read into ``cfg``) declares, in
+    sentence-transformers' order: ``pooling_mode`` (sentence-transformers 5), or one boolean
+    ``pooling_mode_*`` key a mode (older folders). Empty when an older folder sets none.
+
+    Raises:
+        ModelFormatError: ``pooling_mode`` is neither a name nor a list of names.
+    """
+    mode = cfg.get("pooling_mode")
+    if mode is None:
+        return tuple(m for key, m in _LEGACY_POOLING_KEYS.items() if cfg.get(key, False))
+    if isinstance(mode, str):
+        return (mode,)
+    if isinstance(mode, (list, tuple)) and mode and all(isinstance(m, str) for m in mode):
+        return tuple(mode)
+    raise ModelFormatError(f"invalid pooling_mode {mode!r} in {path}")
+
+
+def _pooling_modes(cfg: dict[str, Any], path: Path) -> tuple[str, ...]:
+    modes = declared_pooling_modes(cfg, path) or ("mean",)
+    for m in modes:
+        if m not in POOLING_MODES:
+            raise ModelFormatError(
+                f"pooling mode {m!r} in {path} is not supported by the ONNX/OpenVINO pipeline "
+                f"(supported: {', '.join(POOLING_MODES)}); {_TORCH_HINT}"
+            )
+    return modes
+
+
+def read_pipeline_config(body_dir: str | Path) -> PipelineConfig:
+    """Read and check ``modules.json`` and the module configs of a sentence-transformers folder.
+
+    Raises:
+        ModelFormatError: the folder is not a sentence-transformers model, or has a module
+            or setting the numpy pipeline cannot reproduce.
+    """
+    body_dir = Path(body_dir)
+    modules = _read_json(body_dir / "modules.json", "modules.json (the sentence-transformers module list)")
+    if not isinstance(modules, list) or not modules:
+        raise ModelFormatError(f"{body_dir / 'modules.json'} does not list any module")
+    modules = sorted(modules, key=lambda m: int(m.get("idx", 0)) if isinstance(m, dict) else 0)
+
+    kinds = []
+    for module in modules:
+        if not isinstance(module, dict) or "type" not in module:
+            raise ModelFormatError(f"invalid entry {module!r} in {body_dir / 'modules.json'}")
+        kind = _module_kind(str(module["type"]))
+        if kind is None:
+            raise ModelFormatError(
+                f"module {module.get('name', '?')!r} of type {module['type']!r} cannot run outside torch: "
+                f"the ONNX/OpenVINO variants support only Transformer -> Pooling [-> Normalize]; {_TORCH_HINT}"
+            )
+        kinds.append(kind)
+    if kinds[0] != "Transformer" or kinds[1:2] != ["Pooling"] or any(k != "Normalize" for k in kinds[2:]):
+        raise ModelFormatError(
+            f"unsupported module sequence {' -> '.join(kinds)} in {body_dir / 'modules.json'}: the ONNX/OpenVINO "
+            f"variants support only Transformer -> Pooling [-> Normalize]; {_TORCH_HINT}"
+        )
+
+    transformer_dir = body_dir / str(modules[0].get("path", ""))
+    sbert: dict[str, Any] = {}
+    for name in _TRANSFORMER_CONFIG_FILES:
+        if (transformer_dir / name).is_file():
+            sbert = _read_json(transformer_dir / name, "the Transformer module config")
+            break
+    task = sbert.get("transformer_task", "feature-extraction")
+    if task != "feature-extraction":
+        raise ModelFormatError(f"transformer_task {task!r} is not supported by the ONNX/OpenVINO pipeline; {_TORCH_HINT}")
+    modality = sbert.get("modality_config")
+    if modality is not None and (
+        set(modality) != {"text"}
+        or modality["text"].get("method", "forward") != "forward"
+        or modality["text"].get("method_output_name") != "last_hidden_state"
+        or sbert.get("module_output_name", "token_embeddings") != "token_embeddings"
+    ):
+        raise ModelFormatError(
+            f"the Transformer module's modality_config {modality!r} is not plain text -> token embeddings; {_TORCH_HINT}"
+        )
+    processing = sbert.get("processing_kwargs") or {}
+    max_length_override = None
+    for key, values in processing.items():
+        extra = set(values or {}) - {"max_length"}
+        if key not in ("text", "common") or extra:
+            raise ModelFormatError(
+                f"processing_kwargs {processing!r} in the Transformer config are not supported by the "
+                f"ONNX/OpenVINO pipeline; {_TORCH_HINT}"
+            )
+        if values and values.get("max_length") is not None:
+            max_length_override = int(values["max_length"])
+
+    # The max length, as sentence-transformers' Transformer module computes it.
+    processor_kwargs = sbert.get("processor_kwargs") or sbert.get("tokenizer_args") or {}
+    if max_length_override is not None:
+        max_len: int | None = max_length_override
+    elif sbert.get("max_seq_length") is not None and "model_max_length" not in processor_kwargs:
+        max_len = int(sbert["max_seq_length"])
+    elif processor_kwargs.get("model_max_length") is not None:
+        max_len = int(processor_kwargs["model_max_length"])
+    else:
+        tok_cfg = _read_optional_json(transformer_dir / "tokenizer_config.json", "tokenizer_config.json")
+        max_len = int(tok_cfg.get("model_max_length") or _VERY_LARGE_INTEGER)
+        hf_cfg = _read_optional_json(transformer_dir / "config.json", "config.json")
+        max_pos = hf_cfg.get("max_position_embeddings")
+        if isinstance(max_pos, int) and max_pos != -1:
+            max_len = min(max_len, max_pos)
+    if max_len is not None and max_len >= _VERY_LARGE_INTEGER:
+        max_len = None
+
+    pool_path = body_dir / str(modules[1].get("path", "")) / "config.json"
+    pool_cfg = _read_json(pool_path, "the Pooling module config")
+    modes = _pooling_modes(pool_cfg, pool_path)
+    dim = pool_cfg.get("embedding_dimension", pool_cfg.get("word_embedding_dimension"))
+
+    st_cfg = _read_optional_json(body_dir / "config_sentence_transformers.json", "config_sentence_transformers.json")
+    prompt = None
+    default_prompt = st_cfg.get("default_prompt_name")
+    if default_prompt is not None:
+        prompt = (st_cfg.get("prompts") or {}).get(default_prompt) or None
+
+    return PipelineConfig(
+        transformer_dir=transformer_dir,
+        max_seq_length=max_len,
+        pooling_modes=modes,
+        embedding_dimension=int(dim) if dim is not None else None,
+        include_prompt=bool(pool_cfg.get("include_prompt", True)),
+        normalize="Normalize" in kinds,
+        prompt=prompt,
+    )

@@ -1,0 +1,76 @@
+"""Pooling for the numpy pipeline: sentence embeddings from token embeddings, as the
+sentence-transformers Pooling (+ Normalize) modules compute them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from ..errors import ModelFormatError
+
+
+def _prompt_mask(attention_mask: np.ndarray, prompt_length: int | None) -> np.ndarray:
+    """The attention mask with the prompt's tokens masked out (``include_prompt`` false)."""
+    mask = np.asarray(attention_mask).astype(np.int64, copy=True)
+    if prompt_length:
+        first = mask.argmax(axis=1)
+        if (first == 0).all():
+            mask[:, :prompt_length] = 0
+        else:
+            pos = np.arange(mask.shape[1])[None, :]
+            mask[pos < (first + prompt_length)[:, None]] = 0
+    return mask
+
+
+def _last_token(emb: np.ndarray, mask: np.ndarray, maskf: np.ndarray) -> np.ndarray:
+    seq_len = mask.shape[1]
+    flipped = mask[:, ::-1]
+    values, indices = flipped.max(axis=1), flipped.argmax(axis=1)
+    indices = np.where(values == 0, seq_len - 1, indices)
+    last = seq_len - indices - 1
+    return (emb * maskf)[np.arange(emb.shape[0]), last]
+
+
+def pool_tokens(token_embeddings: np.ndarray, attention_mask: np.ndarray, modes: Sequence[str], *,
+                prompt_length: int | None, normalize: bool, dim: int | None) -> np.ndarray:
+    """Sentence embeddings from token embeddings, each of ``modes`` in turn, concatenated.
+
+    Raises:
+        ModelFormatError: the token embeddings do not have the shape (or ``dim``) the pooling expects.
+    """
+    emb = np.asarray(token_embeddings, dtype=np.float32)
+    if emb.ndim != 3:
+        raise ModelFormatError(f"the transformer graph returned an array of shape {emb.shape}, expected (batch, seq, hidden)")
+    if dim is not None and emb.shape[-1] != dim:
+        raise ModelFormatError(
+            f"the transformer graph returns {emb.shape[-1]}-dim token embeddings but the Pooling module "
+            f"expects {dim}: the exported graph does not belong to this body"
+        )
+    mask = _prompt_mask(attention_mask, prompt_length)
+    maskf = mask.astype(np.float32)[:, :, None]
+    out: list[np.ndarray] = []
+    mean_sum: np.ndarray | None = None
+    mean_count = np.ones(1, dtype=np.float32)
+    for mode in modes:
+        if mode == "cls":
+            first = mask.argmax(axis=1)
+            out.append(emb[np.arange(emb.shape[0]), first])
+        elif mode == "max":
+            out.append(np.where(maskf > 0, emb, -np.inf).max(axis=1).astype(np.float32))
+        elif mode in ("mean", "mean_sqrt_len_tokens"):
+            if mean_sum is None:
+                mean_sum = (emb * maskf).sum(axis=1)
+                mean_count = np.maximum(maskf.sum(axis=1), 1e-9)
+            out.append(mean_sum / (mean_count if mode == "mean" else np.sqrt(mean_count)))
+        elif mode == "weightedmean":
+            weights = np.arange(1, emb.shape[1] + 1, dtype=np.float32)[None, :, None] * maskf
+            out.append((emb * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9))
+        elif mode == "lasttoken":
+            out.append(_last_token(emb, mask, maskf))
+    pooled = out[0] if len(out) == 1 else np.concatenate(out, axis=-1)
+    pooled = pooled.astype(np.float32, copy=False)
+    if normalize:
+        norm = np.linalg.norm(pooled, axis=1, keepdims=True)
+        pooled = pooled / np.maximum(norm, 1e-12)
+    return pooled

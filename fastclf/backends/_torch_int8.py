@@ -1,0 +1,205 @@
+"""Static int8 quantization of the torch bodies (``torch-int8``: torchao PT2E with the x86
+inductor quantizer; ``inc-int8``: Intel Neural Compressor): observers inserted into the exported
+graph, calibrated, their statistics written to ``observers.safetensors`` with the texts in
+``calibration.json`` (no pickle), and loaded back to rebuild the quantized graph.
+See :mod:`fastclf.backends.torch_backend` for why ``torch.export.save`` is not used."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from .._util import atomic_write, package_versions
+from ..errors import DataError, ModelFormatError, first_line, missing_dependency
+from . import VariantSpec
+from . import _torch_graph as tg
+
+OBSERVERS_FORMAT = "fastclf-torch-observers/1"
+CALIBRATION_FORMAT = "fastclf-calibration/1"
+CALIBRATION_BATCH = 32
+
+
+class _QuietINC:
+    """Neural Compressor logs every step (INFO, and WARNINGs such as "converted the model in qdq
+    mode, please compile it" that fastclf acts on) on its own logger: keep errors only."""
+
+    def __enter__(self):
+        try:  # INC creates its logger lazily, at its first message, and resets the level then
+            from neural_compressor.common.utils.logger import Logger
+
+            self.logger = Logger().get_logger()
+        except ImportError:
+            self.logger = logging.getLogger("neural_compressor")
+        self.level = self.logger.level
+        self.logger.setLevel(max(self.level, logging.ERROR))
+
+    def __exit__(self, *exc):
+        self.logger.setLevel(self.level)
+
+
+def _quant_modules():
+    try:
+        from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+        from torchao.quantization.pt2e.quantizer import x86_inductor_quantizer as xiq
+    except ImportError as exc:
+        raise missing_dependency("torchao", "torch") from exc
+    return prepare_pt2e, convert_pt2e, xiq
+
+
+def _inc_modules():
+    try:
+        with _QuietINC():  # its import logs warnings about accelerator detection
+            from neural_compressor.torch.quantization import StaticQuantConfig, convert, prepare
+    except ImportError as exc:
+        raise missing_dependency("neural_compressor", "inc") from exc
+    return StaticQuantConfig, prepare, convert
+
+
+def _engine(spec: VariantSpec) -> str:
+    return spec.option.get("engine", "pt2e")
+
+
+def _is_static_int8(spec: VariantSpec) -> bool:
+    return spec.option.get("quantize") == "static"
+
+
+def _require_engine(spec: VariantSpec) -> None:
+    """Import the quantization engine now: a missing optional dependency fails before any work."""
+    _inc_modules() if _engine(spec) == "inc" else _quant_modules()
+
+
+def _insert_observers(spec: VariantSpec, graph, example, dynamic_shapes):
+    """The exported graph with observers inserted (not calibrated)."""
+    if _engine(spec) == "inc":
+        StaticQuantConfig, prepare, _ = _inc_modules()
+        # what neural_compressor.torch.export.export returns: an exported GraphModule, marked
+        graph._exported = True
+        graph.dynamic_shapes = (dynamic_shapes,)
+        with _QuietINC():
+            return prepare(graph, StaticQuantConfig(), example_inputs=example)
+    prepare_pt2e, _, xiq = _quant_modules()
+    quantizer = xiq.X86InductorQuantizer()
+    quantizer.set_global(xiq.get_default_x86_inductor_quantization_config())
+    return prepare_pt2e(graph, quantizer)
+
+
+def _convert(spec: VariantSpec, prepared):
+    if _engine(spec) == "inc":
+        _, _, convert = _inc_modules()
+        with _QuietINC():
+            return convert(prepared)
+    _, convert_pt2e, _ = _quant_modules()
+    return convert_pt2e(prepared)
+
+
+def _observed_nodes(prepared) -> dict[str, str]:
+    """observer module name -> the name of the graph node it observes."""
+    out = {}
+    for node in prepared.graph.nodes:
+        if node.op == "call_module" and str(node.target).startswith("activation_post_process"):
+            src = node.args[0] if node.args else None
+            out[str(node.target)] = getattr(src, "name", str(src))
+    return out
+
+
+def _observer_state(prepared) -> dict[str, torch.Tensor]:
+    names = set(_observed_nodes(prepared))
+    return {k: v.detach().clone().contiguous() for k, v in prepared.state_dict().items()
+            if k.split(".", 1)[0] in names}
+
+
+def _calibrate(st_model, transformer, prepared, names, texts: Sequence[str]) -> None:
+    pad_id, limit = tg._pad_id(transformer), tg._max_len(transformer)
+    with torch.no_grad():
+        for i in range(0, len(texts), CALIBRATION_BATCH):
+            features = tg._tokenize(st_model, texts[i : i + CALIBRATION_BATCH])
+            prepared(*tg._pad_to_multiple([features[n] for n in names], names, pad_id, limit))
+
+
+def _variant_dir(body_dir: Path, spec: VariantSpec) -> tuple[Path, Path]:
+    observers = next(f for f in spec.files if f.endswith(".safetensors"))
+    calibration = next(f for f in spec.files if f.endswith(".json"))
+    return body_dir / observers, body_dir / calibration
+
+
+def _export_int8(body_dir: Path, spec: VariantSpec, calibration_texts: list[str]) -> None:
+    from safetensors.torch import save_file
+
+    texts = [t for t in calibration_texts if isinstance(t, str) and t.strip()]
+    if not texts:
+        raise DataError(f"{spec.name} needs calibration texts (static quantization); none were given")
+    _require_engine(spec)
+    st_model = tg._load_sentence_transformer(body_dir)
+    transformer, core, names, example = tg._prepare_core(st_model)
+    graph, dynamic_shapes = tg._export_graph(core, example, max_len=tg._max_len(transformer))
+    prepared = _insert_observers(spec, graph, example, dynamic_shapes)
+    _calibrate(st_model, transformer, prepared, names, texts)
+    state = _observer_state(prepared)
+    if not state:
+        raise ModelFormatError(f"{spec.name}: the quantizer inserted no observers into this model")
+    observers_path, calibration_path = _variant_dir(body_dir, spec)
+    metadata = {
+        "format": OBSERVERS_FORMAT,
+        "variant": spec.name,
+        "engine": _engine(spec),
+        "observed": json.dumps(_observed_nodes(prepared), sort_keys=True),
+        "inputs": json.dumps(list(names)),
+        "versions": json.dumps(package_versions(("torch", "torchao", "neural-compressor")), sort_keys=True),
+        "calibration_sha256": _texts_digest(texts),
+    }
+    atomic_write(observers_path, lambda p: save_file(state, str(p), metadata=metadata))
+    payload = {"format": CALIBRATION_FORMAT, "variant": spec.name, "batch_size": CALIBRATION_BATCH,
+               "seq_multiple": tg.SEQ_MULTIPLE, "texts": texts}
+    atomic_write(calibration_path,
+                  lambda p: p.write_text(json.dumps(payload, ensure_ascii=False, indent=0), encoding="utf-8"))
+
+
+def _texts_digest(texts: Sequence[str]) -> str:
+    return hashlib.sha256(json.dumps(list(texts), ensure_ascii=False).encode("utf-8")).hexdigest()
+
+
+def _read_calibration(path: Path) -> list[str]:
+    try:
+        payload = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelFormatError(f"cannot read {path}: {exc}") from exc
+    texts = payload.get("texts") if isinstance(payload, dict) else None
+    if payload.get("format") != CALIBRATION_FORMAT or not isinstance(texts, list) \
+            or not all(isinstance(t, str) for t in texts):
+        raise ModelFormatError(f"{path} is not a {CALIBRATION_FORMAT} file")
+    return texts
+
+
+def _load_observers(prepared, path: Path, spec: VariantSpec) -> str:
+    """Load the stored observer statistics into ``prepared``; returns '' or why they do not fit."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+            state = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as exc:  # a corrupt file: safetensors raises its own error types
+        return f"cannot read {path.name}: {exc}"
+    if metadata.get("format") != OBSERVERS_FORMAT or metadata.get("engine") != _engine(spec):
+        return f"{path.name} is not a {OBSERVERS_FORMAT} file for engine {_engine(spec)}"
+    try:
+        stored = json.loads(metadata.get("observed", ""))
+    except ValueError:
+        return f"{path.name} has no observer map"
+    if stored != _observed_nodes(prepared):
+        return "the observers of this torch version do not match the stored ones"
+    expected = set(_observer_state(prepared))
+    if set(state) != expected:
+        return "the stored observer statistics do not match the observers"
+    try:
+        missing, unexpected = prepared.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # shape mismatch
+        return f"cannot load the observer statistics: {first_line(exc)}"
+    if unexpected or any(k in expected for k in missing):
+        return "the stored observer statistics do not match the observers"
+    return ""
