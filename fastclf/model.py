@@ -303,7 +303,8 @@ def _body_dim(body: Body) -> int | None:
     try:
         dim = getattr(body, "dim", None)
         if dim is None and hasattr(body, "model"):
-            dim = body.model.get_sentence_embedding_dimension()
+            model = body.model  # sentence-transformers 5.x renamed the method; both spellings work
+            dim = (getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension)()
     except Exception:  # a body without the notion: checked at the first predict instead
         return None
     return int(dim) if isinstance(dim, (int, np.integer)) and not isinstance(dim, bool) else None

@@ -115,7 +115,8 @@ class TorchBody:
     def encode(self, texts: Sequence[str], *, batch_size: int = 32) -> np.ndarray:
         texts = list(texts)
         if not texts:
-            return np.zeros((0, self.model.get_sentence_embedding_dimension() or 0), dtype=np.float32)
+            dim = (getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension)()
+            return np.zeros((0, dim or 0), dtype=np.float32)
         with torch.inference_mode():
             out = self.model.encode(texts, batch_size=batch_size, convert_to_numpy=True, show_progress_bar=False)
         return np.asarray(out, dtype=np.float32)
