@@ -152,6 +152,8 @@ def _pick(row: dict, rule: str, epochs: tuple[int, ...]) -> tuple[str, str]:
         return min(keys, key=lambda k: (loss(k), int(k[0])))
     if rule.endswith("acc+loss"):  # accuracy, ties broken by log-loss
         return max(keys, key=lambda k: (acc(k), -loss(k)))
+    if rule.endswith("acc-tune"):  # the recipe's rule: a tie with the untuned body goes to fine-tuning
+        return max(keys, key=lambda k: (acc(k), k[0] != "0", -int(k[0]), -abs(np.log10(float(k[1])))))
     if rule.endswith("acc-more"):  # accuracy, ties to more epochs
         return max(keys, key=lambda k: (acc(k), int(k[0]), -abs(np.log10(float(k[1])))))
     return max(keys, key=lambda k: (acc(k), -int(k[0]), -abs(np.log10(float(k[1])))))  # today's rule
@@ -167,7 +169,7 @@ def _decisive(row: dict, epochs: tuple[int, ...], z: float = 2.0) -> bool:
     return abs(tuned - untuned) > z * np.sqrt(max(2 * p * (1 - p), 1e-9) / n)
 
 
-RULES = ("2fold-margin", "adapt-acc", "adapt-acc+loss", "2fold-acc", "2fold-acc-more", "2fold-acc+loss", "2fold-loss", "1fold-acc", "1fold-acc+loss")
+RULES = ("2fold-acc-tune", "2fold-margin", "adapt-acc", "adapt-acc+loss", "2fold-acc", "2fold-acc-more", "2fold-acc+loss", "2fold-loss", "1fold-acc", "1fold-acc+loss")
 
 
 def analyse(rows: list[dict], epochs: tuple[int, ...]) -> str:

@@ -124,8 +124,7 @@ def finetune(
     (``num_iterations`` pairs an example; ``labels`` may be multi-hot rows for multi-label data).
     ``on_epoch_end(epoch)`` is called after each epoch (1-based), with the model in eval mode.
     ``freeze_layers``: ``None`` trains every weight; 0 keeps the token embeddings fixed (a few
-    dozen texts touch few of their rows, and updating the whole matrix is a quarter of a step's
-    time); k > 0 also keeps the k lowest transformer layers fixed (see :func:`frozen`).
+    dozen texts touch few of their rows); k > 0 also keeps the k lowest transformer layers fixed (see :func:`frozen`).
 
     Raises:
         TrainingError: the loss or the embeddings became non-finite.

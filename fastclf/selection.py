@@ -115,7 +115,7 @@ class Scores:
     def best(self) -> tuple[int, float]:
         """The best (epochs, C): highest accuracy; a tie between the untuned body and a
         fine-tuning goes to the fine-tuning (the folds cannot tell them apart, and fine-tuning
-        is the better bet: it scored at least as well on the test texts in 7 of 9 runs of
+        is the better bet: it scored at least as well on the test texts in 7 of 8 runs of
         benchmarks/recipe_study.py), then to fewer epochs, then to the C nearest 1 (sklearn's
         default)."""
         return max(self.correct, key=lambda k: (self.accuracy(k), k[0] > 0, -k[0], -abs(np.log10(k[1]))))
