@@ -275,12 +275,13 @@ def test_accelerate_all_exports_every_installed_runtime(tiny_model, tmp_path, mo
     """``--all`` on the runtimes installed here, cut to the two cheapest exports (no calibration,
     no compilation) so that the test stays short: the plumbing is the same for every variant."""
     import fastclf.accelerate as acc
+    import fastclf.accelerate_command as command
 
     installed = acc.available_variants()
     cheap = [v for v in ("onnx-fp32", "openvino-fp32") if v in installed]
     if not cheap:
         pytest.skip("neither onnxruntime nor openvino is installed")
-    monkeypatch.setattr(acc, "available_variants", lambda: cheap)
+    monkeypatch.setattr(command, "available_variants", lambda: cheap)  # where the command looks it up
     model = tmp_path / "m"
     shutil.copytree(tiny_model, model)
     calib = tmp_path / "calib.csv"
