@@ -227,4 +227,3 @@ def _train(st_model: Any, texts: Sequence[str], labels: Sequence[Any], *, loss: 
         with autocast:
             trainer.train_embeddings(list(texts), [list(map(int, y)) if multi_label else int(y) for y in labels],
                                      args=args)
-    st_model.eval()

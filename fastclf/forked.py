@@ -14,21 +14,12 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import traceback
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from .errors import FastclfError, TrainingError
 
 T = TypeVar("T")
-
-
-def usable_cores() -> int:
-    """Cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 def can_fork() -> bool:
@@ -43,9 +34,7 @@ def _child(job: Callable[[], Any], threads: int, conn: Any) -> None:
         torch.set_num_threads(threads)
         conn.send(("ok", job()))
     except BaseException as exc:  # noqa: BLE001  (everything goes back to the parent)
-        kind = "fastclf" if isinstance(exc, FastclfError) else "other"
-        conn.send((kind, f"{type(exc).__name__}: {exc}" if kind == "other" else str(exc),
-                   traceback.format_exc(limit=3)))
+        conn.send(("error", str(exc) if isinstance(exc, FastclfError) else f"{type(exc).__name__}: {exc}"))
     finally:
         conn.close()
 
@@ -72,7 +61,7 @@ def run_forked(jobs: Sequence[Callable[[], T]], *, threads_each: int) -> list[T]
             try:
                 message = conn.recv()
             except EOFError:
-                message = ("other", f"a cross-validation process died (exit code {proc.exitcode})", "")
+                message = ("error", f"a cross-validation process died (exit code {proc.exitcode})")
             proc.join()
             if message[0] == "ok":
                 results.append(message[1])

@@ -21,7 +21,8 @@ from typing import Any
 import numpy as np
 
 from .data import LabeledData
-from .forked import can_fork, run_forked, usable_cores
+from .forked import can_fork, run_forked
+from .machine import usable_cpus
 
 #: head regularisation strengths tried by cross-validation (sklearn's C: higher = weaker)
 C_GRID = (0.1, 1.0, 10.0, 100.0)
@@ -175,7 +176,7 @@ def select(data: LabeledData, y: np.ndarray, texts: list[str], config: Any, base
     tuned_epochs = sorted(e for e in epoch_choices if e > 0)
     quick_emb = embed(base, texts, quick=True)
     splits = folds(y, k, config.seed, data.multi_label)
-    workers = min(k, usable_cores()) if tuned_epochs and config.cv_parallel and can_fork() else 1
+    workers = min(k, usable_cpus()) if tuned_epochs and config.cv_parallel and can_fork() else 1
     scores = Scores(cs)
     used = 0
     for start in range(0, k, workers):
@@ -194,7 +195,7 @@ def select(data: LabeledData, y: np.ndarray, texts: list[str], config: Any, base
         jobs = [functools.partial(_tuned_fold, splits[f], texts, y, tuned_epochs, cs, data.multi_label, config.seed,
                                   base, embed, tune) for f in batch]
         if len(jobs) > 1:
-            parts = run_forked(jobs, threads_each=max(1, usable_cores() // len(jobs)))
+            parts = run_forked(jobs, threads_each=max(1, usable_cpus() // len(jobs)))
         else:
             parts = [jobs[0]()]
         for part in parts:
