@@ -63,6 +63,15 @@ def tiny_body_dir(tmp_path_factory, minilm_dir) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def tiny_model(tiny_body_dir, tmp_path_factory) -> Path:
+    """A tiny sport/food classifier (:func:`samples.train_tiny`), trained and saved once for the
+    session: tests read it, and copy it before changing anything."""
+    from samples import train_tiny
+
+    return train_tiny(tiny_body_dir).save(tmp_path_factory.mktemp("tiny-model") / "model")
+
+
 @pytest.fixture
 def texts() -> list[str]:
     return list(TEXTS)

@@ -22,7 +22,6 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from samples import train_tiny
 
 from fastclf import Classifier, FastclfError
 from fastclf.data import read_labeled, read_texts
@@ -139,10 +138,8 @@ def test_data_reader_on_parquet_shapes(scratch, texts, labels):
 # -- the model loader ---------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def pristine(tiny_body_dir, tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("fuzz-model") / "model"
-    train_tiny(tiny_body_dir).save(path)
-    return path
+def pristine(tiny_model) -> Path:
+    return tiny_model  # read only: the fuzzed copy is `victim`
 
 
 @pytest.fixture(scope="module")

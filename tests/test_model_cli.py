@@ -22,11 +22,6 @@ from fastclf.errors import ModelFormatError, ModelNotFound, UnknownVariant, Vari
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory, tiny_body_dir) -> Path:
-    return train_tiny(tiny_body_dir).save(tmp_path_factory.mktemp("m") / "model")
-
-
 @pytest.fixture
 def csv(tmp_path) -> Path:
     path = tmp_path / "train.csv"

@@ -34,11 +34,9 @@ ROOT = Path(fastclf.__file__).resolve().parent.parent  # the fastclf under test,
 
 
 @pytest.fixture(scope="module")
-def saved(tiny_body_dir, tmp_path_factory) -> Path:
-    """A tiny sport/food model saved once; tests copy it before changing anything."""
-    path = tmp_path_factory.mktemp("robust") / "model"
-    train_tiny(tiny_body_dir).save(path)
-    return path
+def saved(tiny_model) -> Path:
+    """The session's tiny sport/food model; tests copy it before changing anything."""
+    return tiny_model
 
 
 @pytest.fixture(scope="module")
