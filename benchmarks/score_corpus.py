@@ -60,13 +60,15 @@ def _tree_memory(proc: psutil.Process) -> tuple[int, int]:
 
 
 def run_engine(model: Path, corpus: Path, out: Path, engine: str, concurrency: int, variant: str | None,
-               timeout: float) -> dict:
+               timeout: float, chunk_size: int | None = None) -> dict:
     """Run one ``fastclf predict`` and watch its process tree."""
     cmd = [sys.executable, "-m", "fastclf", "predict", str(model), "--input", str(corpus), "--output", str(out), "-q"]
     if variant:
         cmd += ["--variant", variant]
     if engine == "ray":
         cmd += ["--engine", "ray", "--concurrency", str(concurrency)]
+    if chunk_size:
+        cmd += ["--chunk-size", str(chunk_size)]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     env.pop("RAY_ADDRESS", None)
     started = time.monotonic()
@@ -95,6 +97,9 @@ def main() -> None:
     parser.add_argument("--sizes", default="5000,20000", help="two corpus sizes, comma-separated")
     parser.add_argument("--engines", default="local,ray1,ray2", help="local, rayN (N actors), comma-separated")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/score-corpus"), help="corpora and outputs")
+    parser.add_argument("--chunk-size", type=int, default=None,
+                        help="fastclf predict --chunk-size for every engine (rows scored at a time by the local "
+                             "engine, rows per actor call by Ray); the same value makes their model batches equal")
     parser.add_argument("--timeout", type=float, default=900, help="seconds one run may take")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args()
@@ -110,7 +115,8 @@ def main() -> None:
             out = args.workdir / f"scored_{engine}_{n}.parquet"
             kind, conc = ("local", 1) if engine == "local" else ("ray", int(engine[3:] or 1))
             print(f"{engine}, {n} rows ...", file=sys.stderr, flush=True)
-            result = run_engine(args.model, corpora[n], out, kind, conc, args.variant, args.timeout)
+            result = run_engine(args.model, corpora[n], out, kind, conc, args.variant, args.timeout,
+                                args.chunk_size)
             result.update(engine=engine, rows=n, texts_per_s=n / result["seconds"], output=str(out))
             runs.append(result)
     load_after = os.getloadavg()
@@ -139,7 +145,7 @@ def main() -> None:
     cpu = machine_cpu().model
     isa = [f for f in ("avx2", "avx512_vnni", "avx512_bf16", "amx_int8") if machine_cpu().has(f)]
     info = {"cpu": cpu, "logical_cpus": os.cpu_count(), "isa": isa, "load_before": load_before,
-            "load_after": load_after, "variant": args.variant, "sizes": sizes, "python": platform.python_version()}
+            "load_after": load_after, "variant": args.variant, "sizes": sizes, "chunk_size": args.chunk_size, "python": platform.python_version()}
 
     print(f"machine: {cpu}, {os.cpu_count()} logical CPUs, {', '.join(isa)}; load average before "
           f"{load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}, after {load_after[0]:.2f} "

@@ -46,8 +46,14 @@ def _import_ray() -> Any:
 class _Scorer:
     """The callable class of ``map_batches``: loads the Classifier once per actor, then scores batches."""
 
-    def __init__(self, model_dir: str, variant: str | None, text_column: str, batch_size: int):
+    def __init__(self, model_dir: str, variant: str | None, text_column: str, batch_size: int,
+                 threads: int | None = None):
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        if threads is not None and not os.environ.get("FASTCLF_THREADS"):
+            # this actor's share of the cores; without it every actor runs a thread per core
+            from .machine import physical_cores
+
+            os.environ["FASTCLF_THREADS"] = str(max(1, min(threads, physical_cores())))
         from .backends import silence_import_warnings
         from .model import Classifier
 
@@ -87,7 +93,7 @@ def cpus_per_actor(total_cpus: float, concurrency: int, requested: float = 1.0) 
 
 def predict_dataset(ds: Any, model_dir: str | Path, *, variant: str | None = None, batch_size: int = 256,
                     concurrency: int = 1, text_column: str = "text", num_cpus_per_actor: float = 1,
-                    model_batch_size: int = 32) -> Any:
+                    model_batch_size: int = 32, threads_per_actor: int | None = None) -> Any:
     """Add ``predicted`` and ``proba_<label>`` columns to a Ray Dataset, scored by ``concurrency``
     actors that each load the model in ``model_dir`` once (the folder must be readable on the
     cluster's nodes, and fastclf installed there).
@@ -106,6 +112,8 @@ def predict_dataset(ds: Any, model_dir: str | Path, *, variant: str | None = Non
         text_column: the column of texts.
         num_cpus_per_actor: CPUs each actor reserves, lowered to leave one CPU for reading.
         model_batch_size: texts per model call inside an actor (``predict_proba``'s batch_size).
+        threads_per_actor: runtime threads in each actor (None: the cluster's CPUs shared out over
+            the actors, at most the node's physical cores; ``$FASTCLF_THREADS`` on the nodes wins).
 
     Raises:
         MissingDependency: ray[data] is not installed.
@@ -123,6 +131,7 @@ def predict_dataset(ds: Any, model_dir: str | Path, *, variant: str | None = Non
         _init(ray)
     total = float(ray.cluster_resources().get("CPU", os.cpu_count() or 1))
     cpus = cpus_per_actor(total, concurrency, num_cpus_per_actor)
+    threads = threads_per_actor or max(1, int(total // concurrency))
     ds = ds.repartition(target_num_rows_per_block=batch_size)
     with warnings.catch_warnings():
         # max_restarts goes through ray_remote_args, deprecated in 2.60 (no named parameter yet)
@@ -130,7 +139,7 @@ def predict_dataset(ds: Any, model_dir: str | Path, *, variant: str | None = Non
         return ds.map_batches(
             _Scorer,
             fn_constructor_kwargs={"model_dir": str(model_dir), "variant": name, "text_column": text_column,
-                                   "batch_size": model_batch_size},
+                                   "batch_size": model_batch_size, "threads": threads},
             batch_size=batch_size,
             batch_format="pandas",
             compute=ray.data.ActorPoolStrategy(size=concurrency),

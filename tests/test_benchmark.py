@@ -260,3 +260,15 @@ def test_setfit_head_is_fastclf_head(kind):
     else:
         assert np.array_equal(sk.predict(X), proba.argmax(axis=1))
         np.testing.assert_allclose(sk.predict_proba(X), proba, atol=1e-9)
+
+
+def test_variant_size_of_a_relative_model_dir(model, monkeypatch):
+    """A model given as a relative path (``fastclf benchmark ./model ...``) is sized like an
+    absolute one: every file named relative to the model folder."""
+    from fastclf.benchmark.variants import variant_size
+
+    absolute = variant_size(model, "torch-fp32")
+    monkeypatch.chdir(model.parent)
+    relative = variant_size(Path(model.name), "torch-fp32")
+    assert relative == absolute
+    assert "fastclf.json" in relative.files and relative.bytes > 0

@@ -55,7 +55,7 @@ def variant_files(model_dir: str | Path, variant: str) -> list[Path]:
     """
     from ..config import BODY_DIR, CONFIG_FILE, read_config
 
-    model_dir = Path(model_dir)
+    model_dir = Path(model_dir).resolve()
     head = read_config(model_dir).head_path(model_dir)
     files = [*body_files(model_dir / BODY_DIR, variant), head, model_dir / CONFIG_FILE]
     return [p for p in dict.fromkeys(files) if p.is_file()]
@@ -63,6 +63,7 @@ def variant_files(model_dir: str | Path, variant: str) -> list[Path]:
 
 def variant_size(model_dir: str | Path, variant: str) -> Size:
     """The size on disk of :func:`variant_files`."""
-    files = variant_files(model_dir, variant)
+    root = Path(model_dir).resolve()
+    files = variant_files(root, variant)
     total = sum(p.stat().st_size for p in files)
-    return Size(bytes=total, mb=total / 1e6, files=[str(p.relative_to(Path(model_dir))) for p in files])
+    return Size(bytes=total, mb=total / 1e6, files=[str(p.relative_to(root)) for p in files])
