@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .backends import REFERENCE, VARIANTS, cpu_info, runtime_module
+from .backends import auto_candidates as registry_candidates
 from .config import ModelConfig, now
 from .errors import MissingDependency
 from .modeldir import writer_lock
@@ -17,8 +18,8 @@ if TYPE_CHECKING:
     from .accelerate import ExportResult
     from .timing import Timing
 
-AUTO_CANDIDATES = ("onnx-fp32", "onnx-int8", "openvino-fp32", "openvino-bf16", "openvino-int8")
-TORCH_CANDIDATES = ("torch-bf16", "torch-int8", "inc-int8")
+AUTO_CANDIDATES = registry_candidates(torch=False)
+TORCH_CANDIDATES = registry_candidates(torch=True)
 
 
 @dataclass

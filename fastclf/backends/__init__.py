@@ -20,18 +20,16 @@ functions::
 from __future__ import annotations
 
 import importlib
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from ..errors import MissingDependency, UnknownVariant, VariantNotExported, missing_dependency
+from ..errors import MissingDependency, VariantNotExported, missing_dependency
 from ..machine import ISA_FLAGS, cpu_has_bf16
 from ..machine import isa_summary as cpu_info
-
-REFERENCE = "torch-fp32"
+from .specs import _RUNTIMES, REFERENCE, RUNTIME_DIRS, VARIANTS, VariantSpec, auto_candidates, export_command, get_spec
 
 
 @runtime_checkable
@@ -66,142 +64,14 @@ def thread_settings(body: object | None = None) -> dict[str, object]:
     return out
 
 
-@dataclass(frozen=True)
-class VariantSpec:
-    """What fastclf knows about one body variant."""
-
-    name: str
-    runtime: str  # "torch", "onnx" or "openvino": the module backends/<runtime>_backend.py
-    description: str
-    files: tuple[str, ...]  # paths below body/ that the export writes; () = computed at load
-    calibrated: bool = False  # static quantization: the export needs calibration texts
-    # how the runtime module builds and runs it, read only by that module: torch: compile
-    # (inductor), precision (bf16), quantize (static), engine (pt2e, inc); onnx: level (O1-O3),
-    # quantize (dynamic); openvino: precision (f32, bf16, auto), quantize (static)
-    options: tuple[tuple[str, str], ...] = ()
-
-    @property
-    def option(self) -> dict[str, str]:
-        return dict(self.options)
-
-    @property
-    def extra(self) -> str:
-        """The pip extra that installs this variant's runtime."""
-        return _RUNTIMES[self.runtime][1]
-
-    @property
-    def package(self) -> str:
-        """The Python package this variant's runtime needs."""
-        return _RUNTIMES[self.runtime][0]
-
-    @property
-    def loads_weights(self) -> bool:
-        """Whether loading reads the sentence-transformers weights of ``body/`` (the torch
-        variants, also those rebuilt from them at load), not only :attr:`files`."""
-        return self.runtime == "torch" or not self.files
+#: the keys of :func:`thread_settings` that give a runtime's thread count, and the runtime's name
+_THREAD_KEYS = (("onnxruntime_intra_op", "onnxruntime"), ("openvino_inference_num_threads", "openvino"),
+                ("torch_intra_op", "torch"))
 
 
-# runtime -> (python module that must import, pip extra)
-_RUNTIMES: dict[str, tuple[str, str]] = {
-    "torch": ("torch", "torch"),
-    "onnx": ("onnxruntime", "onnx"),
-    "openvino": ("openvino", "openvino"),
-}
-
-#: folders of ``body/`` that hold the runtimes' exports (``body/<runtime>/...``); the rest of
-#: ``body/`` is the sentence-transformers model itself
-RUNTIME_DIRS = tuple(_RUNTIMES)
-
-_SPECS = [
-    VariantSpec(REFERENCE, "torch", "PyTorch fp32 eager: the reference every other variant is checked against", ()),
-    VariantSpec(
-        "torch-bf16",
-        "torch",
-        "PyTorch bf16 autocast with torch.compile and frozen weights (native replacement for IPEX bf16)",
-        (),
-        options=(("compile", "inductor"), ("precision", "bf16")),
-    ),
-    VariantSpec(
-        "torch-int8",
-        "torch",
-        "PyTorch static int8: PT2E with the x86 inductor quantizer, compiled with freezing (replaces IPEX int8)",
-        ("torch/int8/observers.safetensors", "torch/int8/calibration.json"),
-        calibrated=True,
-        options=(("compile", "inductor"), ("quantize", "static"), ("engine", "pt2e")),
-    ),
-    VariantSpec(
-        "inc-int8",
-        "torch",
-        "Intel Neural Compressor 3.x static int8 (StaticQuantConfig, prepare, convert)",
-        ("torch/inc-int8/observers.safetensors", "torch/inc-int8/calibration.json"),
-        calibrated=True,
-        options=(("compile", "inductor"), ("quantize", "static"), ("engine", "inc")),
-    ),
-    VariantSpec("onnx-fp32", "onnx", "ONNX Runtime fp32, exported with optimum", ("onnx/model.onnx",)),
-    VariantSpec(
-        "onnx-o1", "onnx", "ONNX Runtime with basic graph optimizations (O1)", ("onnx/model_O1.onnx",),
-        options=(("level", "O1"),),
-    ),
-    VariantSpec(
-        "onnx-o2", "onnx", "ONNX Runtime with extended graph optimizations and fusions (O2)", ("onnx/model_O2.onnx",),
-        options=(("level", "O2"),),
-    ),
-    VariantSpec(
-        "onnx-o3", "onnx", "ONNX Runtime with O2 plus fast GELU approximation (O3)", ("onnx/model_O3.onnx",),
-        options=(("level", "O3"),),
-    ),
-    VariantSpec(
-        "onnx-int8",
-        "onnx",
-        "ONNX Runtime dynamic int8: per-channel int8 weights, attention in fp32; fastest with AVX-512 VNNI",
-        ("onnx/model_qint8_avx512_vnni.onnx",),
-        options=(("quantize", "dynamic"),),
-    ),
-    VariantSpec(
-        "openvino-fp32",
-        "openvino",
-        "OpenVINO with INFERENCE_PRECISION_HINT=f32 (true fp32)",
-        ("openvino/openvino_model.xml", "openvino/openvino_model.bin"),
-        options=(("precision", "f32"),),
-    ),
-    VariantSpec(
-        "openvino-bf16",
-        "openvino",
-        "OpenVINO with its CPU default precision (bf16 on CPUs that have it)",
-        ("openvino/openvino_model.xml", "openvino/openvino_model.bin"),
-        options=(("precision", "bf16"),),
-    ),
-    VariantSpec(
-        "openvino-int8",
-        "openvino",
-        "OpenVINO static int8, quantized with NNCF through optimum-intel's OVQuantizer; "
-        "the unquantized layers in bf16 where the CPU has it, else f32",
-        ("openvino/openvino_model_qint8_quantized.xml", "openvino/openvino_model_qint8_quantized.bin"),
-        calibrated=True,
-        options=(("precision", "auto"), ("quantize", "static")),
-    ),
-]
-
-VARIANTS: dict[str, VariantSpec] = {spec.name: spec for spec in _SPECS}
-
-
-def get_spec(variant: str) -> VariantSpec:
-    """Return the spec of a variant name.
-
-    Raises:
-        UnknownVariant: the name is not one of :data:`VARIANTS`.
-    """
-    try:
-        return VARIANTS[variant]
-    except KeyError:
-        raise UnknownVariant(
-            f"unknown variant {variant!r}; valid variants: {', '.join(VARIANTS)}"
-        ) from None
-
-
-def export_command(variant: str) -> str:
-    """The command that exports ``variant``, for error messages."""
-    return f"fastclf accelerate MODEL_DIR --variant {variant}"
+def thread_counts(threads: Mapping[str, object] | None) -> list[tuple[str, object]]:
+    """(runtime, threads) for each runtime in a :func:`thread_settings` dict, for reports."""
+    return [(name, threads[key]) for key, name in _THREAD_KEYS if threads and key in threads]
 
 
 def newer_than_weights(path: Path, transformer_dir: Path) -> bool:
@@ -417,6 +287,7 @@ __all__ = [
     "Body",
     "MissingDependency",
     "VariantSpec",
+    "auto_candidates",
     "export_command",
     "export_variant",
     "get_spec",
@@ -431,6 +302,7 @@ __all__ = [
     "declared_pooling_modes",
     "runtime_installed",
     "runtime_settings",
+    "thread_counts",
     "thread_settings",
     "variant_for_this_cpu",
     "runtime_module",

@@ -5,6 +5,7 @@ max sequence length, the pooling modes, the prompt and normalization (:class:`Pi
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -102,14 +103,9 @@ def _pooling_modes(cfg: dict[str, Any], path: Path) -> tuple[str, ...]:
     return modes
 
 
-def read_pipeline_config(body_dir: str | Path) -> PipelineConfig:
-    """Read and check ``modules.json`` and the module configs of a sentence-transformers folder.
-
-    Raises:
-        ModelFormatError: the folder is not a sentence-transformers model, or has a module
-            or setting the numpy pipeline cannot reproduce.
-    """
-    body_dir = Path(body_dir)
+def _modules(body_dir: Path) -> tuple[list[dict[str, Any]], list[str]]:
+    """``modules.json`` sorted by index, and each module's kind; checked to be Transformer ->
+    Pooling [-> Normalize]."""
     modules = _read_json(body_dir / "modules.json", "modules.json (the sentence-transformers module list)")
     if not isinstance(modules, list) or not modules:
         raise ModelFormatError(f"{body_dir / 'modules.json'} does not list any module")
@@ -131,8 +127,12 @@ def read_pipeline_config(body_dir: str | Path) -> PipelineConfig:
             f"unsupported module sequence {' -> '.join(kinds)} in {body_dir / 'modules.json'}: the ONNX/OpenVINO "
             f"variants support only Transformer -> Pooling [-> Normalize]; {_TORCH_HINT}"
         )
+    return modules, kinds
 
-    transformer_dir = body_dir / str(modules[0].get("path", ""))
+
+def _transformer_config(transformer_dir: Path) -> dict[str, Any]:
+    """The Transformer module's sentence-transformers config, checked to be plain text in and
+    token embeddings out ({} when the folder has none)."""
     sbert: dict[str, Any] = {}
     for name in _TRANSFORMER_CONFIG_FILES:
         if (transformer_dir / name).is_file():
@@ -151,6 +151,11 @@ def read_pipeline_config(body_dir: str | Path) -> PipelineConfig:
         raise ModelFormatError(
             f"the Transformer module's modality_config {modality!r} is not plain text -> token embeddings; {_TORCH_HINT}"
         )
+    return sbert
+
+
+def _max_length(sbert: Mapping[str, Any], transformer_dir: Path) -> int | None:
+    """The max length in tokens, as sentence-transformers' Transformer module computes it (None: unbounded)."""
     processing = sbert.get("processing_kwargs") or {}
     max_length_override = None
     for key, values in processing.items():
@@ -163,10 +168,9 @@ def read_pipeline_config(body_dir: str | Path) -> PipelineConfig:
         if values and values.get("max_length") is not None:
             max_length_override = int(values["max_length"])
 
-    # The max length, as sentence-transformers' Transformer module computes it.
     processor_kwargs = sbert.get("processor_kwargs") or sbert.get("tokenizer_args") or {}
     if max_length_override is not None:
-        max_len: int | None = max_length_override
+        max_len = max_length_override
     elif sbert.get("max_seq_length") is not None and "model_max_length" not in processor_kwargs:
         max_len = int(sbert["max_seq_length"])
     elif processor_kwargs.get("model_max_length") is not None:
@@ -178,26 +182,39 @@ def read_pipeline_config(body_dir: str | Path) -> PipelineConfig:
         max_pos = hf_cfg.get("max_position_embeddings")
         if isinstance(max_pos, int) and max_pos != -1:
             max_len = min(max_len, max_pos)
-    if max_len is not None and max_len >= _VERY_LARGE_INTEGER:
-        max_len = None
+    return None if max_len >= _VERY_LARGE_INTEGER else max_len
+
+
+def _default_prompt(body_dir: Path) -> str | None:
+    """The text of the model's default prompt, if it names one."""
+    st_cfg = _read_optional_json(body_dir / "config_sentence_transformers.json", "config_sentence_transformers.json")
+    default_prompt = st_cfg.get("default_prompt_name")
+    if default_prompt is None:
+        return None
+    return (st_cfg.get("prompts") or {}).get(default_prompt) or None
+
+
+def read_pipeline_config(body_dir: str | Path) -> PipelineConfig:
+    """Read and check ``modules.json`` and the module configs of a sentence-transformers folder.
+
+    Raises:
+        ModelFormatError: the folder is not a sentence-transformers model, or has a module
+            or setting the numpy pipeline cannot reproduce.
+    """
+    body_dir = Path(body_dir)
+    modules, kinds = _modules(body_dir)
+    transformer_dir = body_dir / str(modules[0].get("path", ""))
+    max_len = _max_length(_transformer_config(transformer_dir), transformer_dir)
 
     pool_path = body_dir / str(modules[1].get("path", "")) / "config.json"
     pool_cfg = _read_json(pool_path, "the Pooling module config")
-    modes = _pooling_modes(pool_cfg, pool_path)
     dim = pool_cfg.get("embedding_dimension", pool_cfg.get("word_embedding_dimension"))
-
-    st_cfg = _read_optional_json(body_dir / "config_sentence_transformers.json", "config_sentence_transformers.json")
-    prompt = None
-    default_prompt = st_cfg.get("default_prompt_name")
-    if default_prompt is not None:
-        prompt = (st_cfg.get("prompts") or {}).get(default_prompt) or None
-
     return PipelineConfig(
         transformer_dir=transformer_dir,
         max_seq_length=max_len,
-        pooling_modes=modes,
+        pooling_modes=_pooling_modes(pool_cfg, pool_path),
         embedding_dimension=int(dim) if dim is not None else None,
         include_prompt=bool(pool_cfg.get("include_prompt", True)),
         normalize="Normalize" in kinds,
-        prompt=prompt,
+        prompt=_default_prompt(body_dir),
     )

@@ -38,7 +38,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..model import Classifier
 
 #: the runtime package of each variant runtime, for /info
-_RUNTIME_PACKAGES = {"torch": ("torch",), "onnx": ("onnxruntime",), "openvino": ("openvino",)}
 
 
 def require_web() -> None:
@@ -57,9 +56,8 @@ def runtime_versions(variant: str) -> dict[str, str]:
     from .._util import package_versions
     from ..backends import get_spec
 
-    runtime = get_spec(variant).runtime
     versions = {"fastclf": __version__, "python": platform.python_version()}
-    versions.update({k: v for k, v in package_versions(_RUNTIME_PACKAGES.get(runtime, ()) + ("numpy",)).items() if v})
+    versions.update({k: v for k, v in package_versions((get_spec(variant).package, "numpy")).items() if v})
     return versions
 
 

@@ -1,0 +1,163 @@
+"""The variant registry: every body variant fastclf can export and load, described by a
+:class:`VariantSpec` (its runtime, files, options, and whether ``accelerate --auto`` tries it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import UnknownVariant
+
+#: the variant every other one is checked against
+REFERENCE = "torch-fp32"
+
+
+@dataclass(frozen=True)
+class VariantSpec:
+    """What fastclf knows about one body variant."""
+
+    name: str
+    runtime: str  # "torch", "onnx" or "openvino": the module backends/<runtime>_backend.py
+    description: str
+    files: tuple[str, ...]  # paths below body/ that the export writes; () = computed at load
+    calibrated: bool = False  # static quantization: the export needs calibration texts
+    # how the runtime module builds and runs it, read only by that module: torch: compile
+    # (inductor), precision (bf16), quantize (static), engine (pt2e, inc); onnx: level (O1-O3),
+    # quantize (dynamic); openvino: precision (f32, bf16, auto), quantize (static)
+    options: tuple[tuple[str, str], ...] = ()
+    auto: bool = False  # a candidate of ``fastclf accelerate --auto`` (the torch ones only with --include-torch)
+
+    @property
+    def option(self) -> dict[str, str]:
+        return dict(self.options)
+
+    @property
+    def extra(self) -> str:
+        """The pip extra that installs this variant's runtime."""
+        return _RUNTIMES[self.runtime][1]
+
+    @property
+    def package(self) -> str:
+        """The Python package this variant's runtime needs."""
+        return _RUNTIMES[self.runtime][0]
+
+    @property
+    def loads_weights(self) -> bool:
+        """Whether loading reads the sentence-transformers weights of ``body/`` (the torch
+        variants, also those rebuilt from them at load), not only :attr:`files`."""
+        return self.runtime == "torch" or not self.files
+
+
+# runtime -> (python module that must import, pip extra)
+_RUNTIMES: dict[str, tuple[str, str]] = {
+    "torch": ("torch", "torch"),
+    "onnx": ("onnxruntime", "onnx"),
+    "openvino": ("openvino", "openvino"),
+}
+
+#: folders of ``body/`` that hold the runtimes' exports (``body/<runtime>/...``); the rest of
+#: ``body/`` is the sentence-transformers model itself
+RUNTIME_DIRS = tuple(_RUNTIMES)
+
+_SPECS = [
+    VariantSpec(REFERENCE, "torch", "PyTorch fp32 eager: the reference every other variant is checked against", ()),
+    VariantSpec(
+        "torch-bf16",
+        "torch",
+        "PyTorch bf16 autocast with torch.compile and frozen weights (native replacement for IPEX bf16)",
+        (),
+        options=(("compile", "inductor"), ("precision", "bf16")),
+        auto=True,
+    ),
+    VariantSpec(
+        "torch-int8",
+        "torch",
+        "PyTorch static int8: PT2E with the x86 inductor quantizer, compiled with freezing (replaces IPEX int8)",
+        ("torch/int8/observers.safetensors", "torch/int8/calibration.json"),
+        calibrated=True,
+        options=(("compile", "inductor"), ("quantize", "static"), ("engine", "pt2e")),
+        auto=True,
+    ),
+    VariantSpec(
+        "inc-int8",
+        "torch",
+        "Intel Neural Compressor 3.x static int8 (StaticQuantConfig, prepare, convert)",
+        ("torch/inc-int8/observers.safetensors", "torch/inc-int8/calibration.json"),
+        calibrated=True,
+        options=(("compile", "inductor"), ("quantize", "static"), ("engine", "inc")),
+        auto=True,
+    ),
+    VariantSpec("onnx-fp32", "onnx", "ONNX Runtime fp32, exported with optimum", ("onnx/model.onnx",), auto=True),
+    VariantSpec(
+        "onnx-o1", "onnx", "ONNX Runtime with basic graph optimizations (O1)", ("onnx/model_O1.onnx",),
+        options=(("level", "O1"),),
+    ),
+    VariantSpec(
+        "onnx-o2", "onnx", "ONNX Runtime with extended graph optimizations and fusions (O2)", ("onnx/model_O2.onnx",),
+        options=(("level", "O2"),),
+    ),
+    VariantSpec(
+        "onnx-o3", "onnx", "ONNX Runtime with O2 plus fast GELU approximation (O3)", ("onnx/model_O3.onnx",),
+        options=(("level", "O3"),),
+    ),
+    VariantSpec(
+        "onnx-int8",
+        "onnx",
+        "ONNX Runtime dynamic int8: per-channel int8 weights, attention in fp32; fastest with AVX-512 VNNI",
+        ("onnx/model_qint8_avx512_vnni.onnx",),
+        options=(("quantize", "dynamic"),),
+        auto=True,
+    ),
+    VariantSpec(
+        "openvino-fp32",
+        "openvino",
+        "OpenVINO with INFERENCE_PRECISION_HINT=f32 (true fp32)",
+        ("openvino/openvino_model.xml", "openvino/openvino_model.bin"),
+        options=(("precision", "f32"),),
+        auto=True,
+    ),
+    VariantSpec(
+        "openvino-bf16",
+        "openvino",
+        "OpenVINO with its CPU default precision (bf16 on CPUs that have it)",
+        ("openvino/openvino_model.xml", "openvino/openvino_model.bin"),
+        options=(("precision", "bf16"),),
+        auto=True,
+    ),
+    VariantSpec(
+        "openvino-int8",
+        "openvino",
+        "OpenVINO static int8, quantized with NNCF through optimum-intel's OVQuantizer; "
+        "the unquantized layers in bf16 where the CPU has it, else f32",
+        ("openvino/openvino_model_qint8_quantized.xml", "openvino/openvino_model_qint8_quantized.bin"),
+        calibrated=True,
+        options=(("precision", "auto"), ("quantize", "static")),
+        auto=True,
+    ),
+]
+
+VARIANTS: dict[str, VariantSpec] = {spec.name: spec for spec in _SPECS}
+
+
+def get_spec(variant: str) -> VariantSpec:
+    """Return the spec of a variant name.
+
+    Raises:
+        UnknownVariant: the name is not one of :data:`VARIANTS`.
+    """
+    try:
+        return VARIANTS[variant]
+    except KeyError:
+        raise UnknownVariant(
+            f"unknown variant {variant!r}; valid variants: {', '.join(VARIANTS)}"
+        ) from None
+
+
+def auto_candidates(*, torch: bool) -> tuple[str, ...]:
+    """The variants ``fastclf accelerate --auto`` exports and times, in registry order: those of
+    the torch runtime (``torch=True``, asked for with ``--include-torch``) or the others."""
+    return tuple(s.name for s in _SPECS if s.auto and (s.runtime == "torch") == torch)
+
+
+def export_command(variant: str) -> str:
+    """The command that exports ``variant``, for error messages."""
+    return f"fastclf accelerate MODEL_DIR --variant {variant}"
