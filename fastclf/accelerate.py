@@ -32,6 +32,7 @@ from .backends import (
     REFERENCE,
     RUNTIME_DIRS,
     VARIANTS,
+    export_note,
     export_variant,
     get_spec,
     load_body,
@@ -227,7 +228,7 @@ def _export_one(run: _Run, variant: str, index: int, total: int) -> ExportResult
     """Export ``variant`` in a staging folder, check it, and publish it when it passes (or ``keep``)."""
     start = time.perf_counter()
     result = ExportResult(variant, ok=False)
-    run.progress(Step(variant, "export", index, total))
+    run.progress(Step(variant, "export", index, total, message=export_note(variant, len(run.calibration))))
     # beside the model, not in it: a concurrent save swaps the model folder, not this one
     with tempfile.TemporaryDirectory(prefix=staging_prefix(run.model_dir, f"staging-{variant}"),
                                      dir=run.model_dir.parent) as tmp:

@@ -37,7 +37,8 @@ def _progress_printer():
     def show(step) -> None:
         if step.stage in stages:
             where = f"[{step.index}/{step.total}] " if step.index else ""
-            click.echo(f"  {where}{step.variant}: {stages[step.stage]}...", err=True)
+            detail = f" ({step.message})" if step.message else ""
+            click.echo(f"  {where}{step.variant}: {stages[step.stage]}{detail}...", err=True)
         elif step.stage == "note":
             click.echo(step.message)
         elif step.stage == "baseline" and step.timing is not None:

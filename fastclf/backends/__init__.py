@@ -108,6 +108,17 @@ def runtime_module(spec: VariantSpec):
     return importlib.import_module(f"{__name__}.{spec.runtime}_backend")
 
 
+def export_note(variant: str, n_texts: int) -> str:
+    """What is worth saying before a long export of ``variant`` starts ("" for most)."""
+    spec = get_spec(variant)
+    if spec.option.get("distill"):
+        from ._distill import DISTILL_STEPS
+
+        return (f"distilling a smaller body on {n_texts} texts, {DISTILL_STEPS} steps: several minutes on a "
+                "small CPU")
+    return ""
+
+
 def runtime_installed(variant: str) -> bool:
     """Whether the Python package of ``variant``'s runtime is installed (checked without importing it).
 
@@ -289,6 +300,7 @@ __all__ = [
     "VariantSpec",
     "auto_candidates",
     "export_command",
+    "export_note",
     "export_variant",
     "get_spec",
     "is_exported",

@@ -126,12 +126,21 @@ _SPECS = [
     VariantSpec(
         "openvino-int8",
         "openvino",
-        "OpenVINO static int8, quantized with NNCF through optimum-intel's OVQuantizer; "
-        "the unquantized layers in bf16 where the CPU has it, else f32",
+        "OpenVINO static int8, quantized with NNCF through optimum-intel's OVQuantizer; the unquantized layers in f32",
         ("openvino/openvino_model_qint8_quantized.xml", "openvino/openvino_model_qint8_quantized.bin"),
         calibrated=True,
-        options=(("precision", "auto"), ("quantize", "static")),
+        options=(("precision", "f32"), ("quantize", "static")),
         auto=True,
+    ),
+    VariantSpec(
+        "openvino-int8-distilled",
+        "openvino",
+        "a smaller body: two thirds of the transformer layers, taken from the body and distilled on the "
+        "calibration texts to give its token states, then OpenVINO static int8 like openvino-int8",
+        ("openvino/openvino_model_distilled_qint8_quantized.xml", "openvino/openvino_model_distilled_qint8_quantized.bin",
+         "openvino/openvino_model_distilled.json"),
+        calibrated=True,
+        options=(("precision", "f32"), ("quantize", "static"), ("distill", "two-thirds")),
     ),
 ]
 
