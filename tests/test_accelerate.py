@@ -57,9 +57,10 @@ def test_exports_are_recorded_and_load_by_name(accelerated):
     cfg = json.loads((accelerated / "fastclf.json").read_text())
     for name in ("onnx-fp32", "onnx-int8"):
         entry = cfg["variants"][name]
-        # no static variant: every distinct calibration text is a check text
-        assert entry["agreement"] >= 0.98 and entry["n"] == 16 and entry["mean_cosine"] > 0.9
-        assert entry["gate"]["passed"] and entry["gate"]["n"] == 16 and len(entry["gate"]["interval"]) == 2
+        # onnx-int8 chooses what stays fp32 on calibration texts: with nothing else to check on,
+        # half of the 16 distinct texts calibrate and the other half are the check texts
+        assert entry["agreement"] >= 0.98 and entry["n"] == 8 and entry["mean_cosine"] > 0.9
+        assert entry["gate"]["passed"] and entry["gate"]["n"] == 8 and len(entry["gate"]["interval"]) == 2
         for f in entry["files"]:
             assert (accelerated / "body" / f).is_file()
     assert not [p for p in accelerated.iterdir() if p.name.startswith(".staging")]

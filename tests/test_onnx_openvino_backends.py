@@ -429,3 +429,29 @@ def test_all_owned_variants_are_registered():
     assert set(OUR_VARIANTS) <= set(VARIANTS)
     assert {VARIANTS[v].runtime for v in ONNX_VARIANTS} == {"onnx"}
     assert {VARIANTS[v].runtime for v in OPENVINO_VARIANTS} == {"openvino"}
+
+
+def test_onnx_int8_keeps_the_feed_forward_layers_in_fp32_while_int8_drifts(tiny_exported, tmp_path, monkeypatch):
+    import onnx
+
+    from fastclf.backends import onnx_backend
+
+    src = tiny_exported / "onnx" / "model.onnx"
+    shapes = onnx_backend._weight_shapes(src)
+    down = [n for n, (k, m) in shapes.items() if k > m]
+    up = [n for n, (k, m) in shapes.items() if k < m]
+    assert len(down) == len(up) == 2  # the tiny body: 2 layers, 32 -> 64 -> 32 feed-forward
+    pipeline = TextPipeline(tiny_exported)
+
+    def int8_matmuls(path: Path) -> int:
+        return sum(n.op_type in ("MatMulInteger", "DynamicQuantizeMatMul") for n in onnx.load(str(path)).graph.node)
+
+    monkeypatch.setattr(onnx_backend, "INT8_TARGET_COSINE", 0.0)  # any int8 graph is close enough
+    met = onnx_backend._quantize_dynamic_checked(src, tmp_path / "a.onnx", pipeline, CALIBRATION)
+    assert met["kept_fp32"] == 0 and len(met["cosines"]) == 1
+    monkeypatch.setattr(onnx_backend, "INT8_TARGET_COSINE", 1.01)  # never met: every step is tried
+    unmet = onnx_backend._quantize_dynamic_checked(src, tmp_path / "b.onnx", pipeline, CALIBRATION)
+    assert unmet["kept_fp32"] == len(down) + len(up) and len(unmet["cosines"]) == 3
+    assert int8_matmuls(tmp_path / "b.onnx") == int8_matmuls(tmp_path / "a.onnx") - len(down) - len(up) > 0
+    without_texts = onnx_backend._quantize_dynamic_checked(src, tmp_path / "c.onnx", pipeline, [])
+    assert without_texts == {"kept_fp32": 0, "cosines": []}
