@@ -272,3 +272,14 @@ def test_variant_size_of_a_relative_model_dir(model, monkeypatch):
     relative = variant_size(Path(model.name), "torch-fp32")
     assert relative == absolute
     assert "fastclf.json" in relative.files and relative.bytes > 0
+
+
+def test_recommendation_warns_when_its_variant_changes_many_labels():
+    drifting = _row("openvino-int8-distilled", 0.851, 2.0, thr=900)
+    drifting["agreement"] = 0.897
+    rows = [Row.from_dict(r) for r in (_row("torch-fp32", 0.850, 10.0), _row("openvino-int8", 0.848, 3.0), drifting)]
+    rec = recommend(rows, tolerance=1.0)
+    assert rec["variant"] == "openvino-int8-distilled"  # its accuracy is within the budget
+    assert "changes 10.3% of torch-fp32's labels" in rec["text"] and "check it" in rec["text"]
+    calm = recommend(rows[:2], tolerance=1.0)
+    assert calm["variant"] == "openvino-int8" and "Note:" not in calm["text"]

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..backends import REFERENCE
+from ..parity import DEFAULT_MAX_DISAGREEMENT
 from .results import BenchmarkResults, Row, Speedup
 
 DEFAULT_TOLERANCE = 1.0  # accuracy points
@@ -64,6 +65,10 @@ def _advice(best: Row, ref: Row, rows: Sequence[Row], thr_best: dict[str, Any] |
     text = (f"Deploy {best.name}: the fastest for one text (p50 {p50:.2f} ms{vs}) with accuracy "
             f"{best.accuracy:.1%} ({REFERENCE}: {ref.accuracy:.1%}, tolerance {_points(tolerance)}; "
             f"agreement with {REFERENCE} {agreement}).")
+    if best.agreement is not None and best.agreement < 1 - DEFAULT_MAX_DISAGREEMENT:
+        text += (f" Note: {best.name} changes {1 - best.agreement:.1%} of {REFERENCE}'s labels on these texts, more "
+                 f"than the parity gate's {DEFAULT_MAX_DISAGREEMENT:.0%} tolerance; its accuracy held here, so check "
+                 "it on texts of your own before deploying it.")
     if thr_best is not None:
         same = " too" if thr_best["variant"] == best.name else ""
         text += (f" For batch work, {thr_best['variant']} has the highest throughput{same}: "
