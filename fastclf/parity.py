@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .backends import REFERENCE
+from .backends._pooling import row_cosines
 from .errors import DataError, ParityError
 
 if TYPE_CHECKING:
@@ -118,7 +119,7 @@ def parity(reference: Classifier, candidate_body, texts: Sequence[str], *, batch
     p = reference.head.predict_proba(emb)
     ref_labels, labels = reference.labels_from_proba(ref_p), reference.labels_from_proba(p)
     same = [a == b for a, b in zip(ref_labels, labels)]
-    cos = np.sum(ref_emb * emb, axis=1) / (np.linalg.norm(ref_emb, axis=1) * np.linalg.norm(emb, axis=1) + 1e-12)
+    cos = row_cosines(ref_emb, emb)
     return Parity(
         n=len(texts),
         agreement=float(np.mean(same)),

@@ -30,12 +30,13 @@ import json
 import logging
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import DataError, ModelFormatError
+from ._pooling import row_cosines
 
 log = logging.getLogger(__name__)
 
@@ -105,9 +106,9 @@ def _encoder_layers(hf_model):
     )
 
 
-def make_student(teacher, *, keep: int | None = None):
-    """A copy of the sentence-transformers ``teacher`` with ``keep`` of its encoder layers (default:
-    half, rounded up). Returns ``(student, kept layer indices, teacher's layer count)``."""
+def make_student(teacher, *, keep: int):
+    """A copy of the sentence-transformers ``teacher`` with ``keep`` of its encoder layers.
+    Returns ``(student, kept layer indices, teacher's layer count)``."""
     import torch
 
     student = copy.deepcopy(teacher)
@@ -115,7 +116,6 @@ def make_student(teacher, *, keep: int | None = None):
     owner, attr, count = _encoder_layers(hf)
     layers = getattr(owner, attr)
     n = len(layers)
-    keep = keep or max(1, (n + 1) // 2)
     kept = student_layers(n, keep)
     setattr(owner, attr, torch.nn.ModuleList([layers[i] for i in kept]))
     setattr(hf.config, count, len(kept))
@@ -135,9 +135,8 @@ def _token_mse(a, b, mask):
     return err / (scale + 1e-6)
 
 
-def distill(teacher, texts: Sequence[str], out_dir: Path, *, keep: int | None = None, steps: int = DISTILL_STEPS,
-            seed: int = 0, bf16: bool | None = None,
-            progress: Callable[[int, int, float], None] | None = None) -> dict[str, object]:
+def distill(teacher, texts: Sequence[str], out_dir: Path, *, keep: int, steps: int = DISTILL_STEPS,
+            seed: int = 0, bf16: bool | None = None) -> dict[str, object]:
     """Distil a student of ``teacher`` (a loaded SentenceTransformer) on ``texts`` and save its
     transformer (config, weights, tokenizer) to ``out_dir``. Returns what was done: the layers
     kept, the inputs and steps, the final loss and the held-out cosine with the teacher.
@@ -173,11 +172,10 @@ def distill(teacher, texts: Sequence[str], out_dir: Path, *, keep: int | None = 
     use_bf16 = cpu_has_bf16() if bf16 is None else bf16
     max_tokens = min(limit or DISTILL_MAX_TOKENS, DISTILL_MAX_TOKENS)
     tokenizer = teacher[0].tokenizer
-    names = [n for n in ("input_ids", "attention_mask", "token_type_ids")]
 
     def features(batch: list[str]) -> dict[str, torch.Tensor]:
         enc = tokenizer(batch, padding=True, truncation=True, max_length=max_tokens, return_tensors="pt")
-        return {k: v for k, v in enc.items() if k in names}
+        return {k: v for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
 
     target_index = [*kept[1:], n_layers]  # hidden_states[i] is the input of layer i
     student.train()
@@ -207,13 +205,11 @@ def distill(teacher, texts: Sequence[str], out_dir: Path, *, keep: int | None = 
         optimizer.step()
         schedule.step()
         loss_value = float(loss.detach())
-        if progress is not None and (step + 1) % 50 == 0:
-            progress(step + 1, steps, loss_value)
     student.eval()
     with torch.inference_mode():
         a = student.encode(held_texts, batch_size=64, convert_to_numpy=True, show_progress_bar=False)
         b = teacher.encode(held_texts, batch_size=64, convert_to_numpy=True, show_progress_bar=False)
-    cos = np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-12)
+    cos = row_cosines(a, b)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     student[0].auto_model.save_pretrained(str(out_dir), safe_serialization=True)
@@ -228,11 +224,11 @@ def distill(teacher, texts: Sequence[str], out_dir: Path, *, keep: int | None = 
     return info
 
 
-def distill_body(body_dir: Path, texts: Sequence[str], out_dir: Path, *, info_file: Path,
-                 layers: str = "half") -> Path:
+def distill_body(body_dir: Path, texts: Sequence[str], out_dir: Path, *, info_file: Path, layers: str) -> Path:
     """Distil a smaller student of the body in ``body_dir`` on ``texts`` into ``out_dir`` (a
     Hugging Face transformer folder, for an exporter), and write what was done to ``info_file``
-    (JSON, a file of the variant). ``layers``: "half", or a number of layers to keep."""
+    (JSON, a file of the variant). ``layers`` (the spec's ``distill`` option): "half" or
+    "two-thirds" of the body's layers, rounded up, or a number of layers to keep."""
     from .._util import atomic_write_text
     from ._torch_graph import _load_sentence_transformer
 

@@ -10,6 +10,11 @@ import numpy as np
 from ..errors import ModelFormatError
 
 
+def row_cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The cosine of each row of ``a`` with the same row of ``b`` (embeddings of the same texts)."""
+    return np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-12)
+
+
 def _prompt_mask(attention_mask: np.ndarray, prompt_length: int | None) -> np.ndarray:
     """The attention mask with the prompt's tokens masked out (``include_prompt`` false)."""
     mask = np.asarray(attention_mask).astype(np.int64, copy=True)

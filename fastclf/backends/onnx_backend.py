@@ -21,6 +21,7 @@ from ..errors import ModelFormatError, first_line
 from ..machine import physical_cores
 from . import VariantSpec, export_command, newer_than_weights, requested_threads
 from ._numpy_pipeline import PipelineBody, TextPipeline, check_graph_inputs, read_pipeline_config
+from ._pooling import row_cosines
 
 logger = logging.getLogger(__name__)
 
@@ -239,12 +240,10 @@ def _quantize_dynamic_checked(src: Path, dst: Path, pipeline: TextPipeline, text
         return {"kept_fp32": 0, "cosines": []}
     reference = _embed_with(src, pipeline, sample)
     cosines: list[float] = []
-    for i, exclude in enumerate(steps):
+    for exclude in steps:  # dst holds the last one tried
         _quantize_dynamic(src, dst, exclude)
-        emb = _embed_with(dst, pipeline, sample)
-        cos = np.sum(emb * reference, axis=1) / (np.linalg.norm(emb, axis=1) * np.linalg.norm(reference, axis=1) + 1e-12)
-        cosines.append(round(float(np.mean(cos)), 5))
-        if cosines[-1] >= INT8_TARGET_COSINE or i == len(steps) - 1:
-            logger.info("onnx-int8: %d MatMuls kept in fp32, mean cosine with fp32 %s", len(exclude), cosines)
-            return {"kept_fp32": len(exclude), "cosines": cosines}
-    raise AssertionError("unreachable")
+        cosines.append(round(float(np.mean(row_cosines(_embed_with(dst, pipeline, sample), reference))), 5))
+        if cosines[-1] >= INT8_TARGET_COSINE:
+            break
+    logger.info("onnx-int8: %d MatMuls kept in fp32, mean cosine with fp32 %s", len(exclude), cosines)
+    return {"kept_fp32": len(exclude), "cosines": cosines}
