@@ -75,7 +75,8 @@ for _command in (accelerate, benchmark, serve):
               help="Fine-tune the body contrastively (SetFit)? auto: decided by cross-validation on DATA, "
                    "against the untuned body with a logistic head.")
 @click.option("--epochs", type=click.IntRange(min=0), default=None,
-              help="Fine-tuning epochs (0: untuned body). Default: chosen by cross-validation among 0, 2 and 4.")
+              help="Fine-tuning epochs, run as given (0: untuned body). Default: chosen by cross-validation among 0, 2 "
+                   "and 4, a small set running more epochs so that an epoch makes at least 8 optimizer steps.")
 @click.option("--head-c", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Inverse regularisation of the logistic head. Default: chosen by cross-validation.")
 @click.option("--cv-folds", type=click.IntRange(min=2), default=2, show_default=True,
@@ -91,7 +92,7 @@ for _command in (accelerate, benchmark, serve):
               help="supcon: supervised contrastive loss on label-grouped batches; pairs: setfit's classic pair sampling.")
 @click.option("--batch-size", type=click.IntRange(min=4), default=16, show_default=True,
               help="Fine-tuning batch size (even).")
-@click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), default=5e-5, show_default=True,
+@click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), default=1e-4, show_default=True,
               help="Body learning rate.")
 @click.option("--num-iterations", type=click.IntRange(min=1), default=5, show_default=True,
               help="Pairs per example (pairs loss).")
@@ -112,8 +113,8 @@ def train(data, output, base_model, text_column, label_column, label_columns, la
     """Train a classifier on the labeled examples in DATA (CSV, TSV, JSONL or Parquet).
 
     By default the recipe is chosen by cross-validation on DATA: the untuned body with a
-    logistic head, or the body fine-tuned for 2 or 4 epochs, and the head's
-    regularisation; the output says what was chosen and why.
+    logistic head, or the body fine-tuned for 2 or 4 epochs (at least 16 or 32 optimizer
+    steps), and the head's regularisation; the output says what was chosen and why.
     """
     from .commands import train_command
     from .trainer import TrainConfig

@@ -3,7 +3,8 @@
 The examples are split into stratified folds. On each fold the head is fit on the untuned
 body's embeddings of the other folds, and a copy of the body is fine-tuned on the other folds
 and scored on the held-out fold after several numbers of epochs, with every head C of
-:data:`C_GRID`. The (epochs, C) with the best held-out accuracy over the folds wins (0 epochs is
+:data:`C_GRID` (an epoch of a choice runs at least :data:`MIN_STEPS_PER_EPOCH` optimizer steps, so
+a small set runs more epochs). The (epochs, C) with the best held-out accuracy over the folds wins (0 epochs is
 the untuned body; a tie between it and a fine-tuning goes to the fine-tuning, other ties to
 fewer epochs). When the first fold already separates the untuned
 body from fine-tuning by more than :data:`DECISIVE_Z` standard errors, the other folds are
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +32,11 @@ C_GRID = (0.1, 1.0, 10.0, 100.0)
 EPOCH_CHOICES = (0, 2, 4)
 #: epochs when fine-tuning is forced (``finetune="always"``) without a number of epochs
 DEFAULT_EPOCHS = 4
+#: optimizer steps an epoch of a recipe's choice runs at least: on a few dozen examples an epoch is
+#: one to four batches, and 2 or 4 epochs (2 to 16 steps) barely move the body, while 16 to 32 steps
+#: gained 2 to 8 points over the untuned body (benchmarks/steps_study.py). A small set runs more
+#: epochs instead; an epoch count the user fixes (``--epochs``) is run as given.
+MIN_STEPS_PER_EPOCH = 8
 #: the first fold settles the choice when the untuned body and the best fine-tuning differ there
 #: by more than this many standard errors (of a difference of two proportions)
 DECISIVE_Z = 2.0
@@ -44,10 +51,24 @@ class Selection:
     reason: str
     folds: int = 0
     scores: dict[str, float] = field(default_factory=dict)  # "<epochs>" -> best held-out accuracy over C
+    steps: int = 0  # optimizer steps of the fine-tuning on all the examples
 
     @property
     def finetuned(self) -> bool:
         return self.epochs > 0
+
+
+def steps_per_epoch(n: int, batch_size: int) -> int:
+    """Optimizer steps of one epoch over ``n`` examples (label-grouped batches of ``batch_size``)."""
+    return max(1, math.ceil(n / batch_size))
+
+
+def planned_epochs(epochs: int, per_epoch: int) -> int:
+    """Epochs to run for a choice of ``epochs`` where an epoch is ``per_epoch`` optimizer steps: at
+    least :data:`MIN_STEPS_PER_EPOCH` steps an epoch of the choice."""
+    if epochs <= 0:
+        return 0
+    return max(epochs, math.ceil(epochs * MIN_STEPS_PER_EPOCH / per_epoch))
 
 
 def folds(y: np.ndarray, k: int, seed: int, multi_label: bool) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -139,7 +160,8 @@ def describe(sel: Selection, n: int) -> str:
         return sel.reason
     frozen = sel.scores.get("0")
     chosen = sel.scores.get(str(sel.epochs))
-    what = f"fine-tuned {sel.epochs} epochs" if sel.finetuned else "the untuned body"
+    steps = f" ({sel.steps} optimizer steps)" if sel.steps else ""
+    what = f"fine-tuned {sel.epochs} epochs{steps}" if sel.finetuned else "the untuned body"
     parts = [f"{what}, head C={sel.head_c:g}: cross-validated accuracy {chosen:.3f}"]
     if sel.finetuned and frozen is not None:
         parts.append(f"against {frozen:.3f} for the untuned body")
@@ -157,22 +179,36 @@ def select(data: LabeledData, y: np.ndarray, texts: list[str], config: Any, base
             embed: Callable[..., np.ndarray], tune: Callable[..., None], say: Callable[[str], None]) -> Selection:
     """Choose the number of fine-tuning epochs and the head's C (see the module docstring)."""
     cs = C_GRID if config.head_c is None else (config.head_c,)
+    # an epoch of the contrastive loss is one pass over the examples; the pairs loss (multi-label,
+    # --loss pairs) draws 2 * num_iterations pairs an example
+    per_example = 2 * config.num_iterations if data.multi_label or config.loss != "supcon" else 1
+
+    def per_epoch(n: int) -> int:
+        return steps_per_epoch(n * per_example, config.batch_size)
+
+    full = per_epoch(len(texts))
     if config.num_epochs is not None:
         epoch_choices: tuple[int, ...] = (config.num_epochs,)
-    elif config.finetune == "never":
-        epoch_choices = (0,)
-    elif config.finetune == "always":
-        epoch_choices = tuple(e for e in EPOCH_CHOICES if e > 0)
     else:
-        epoch_choices = EPOCH_CHOICES
+        if config.finetune == "never":
+            nominal: tuple[int, ...] = (0,)
+        elif config.finetune == "always":
+            nominal = tuple(e for e in EPOCH_CHOICES if e > 0)
+        else:
+            nominal = EPOCH_CHOICES
+        epoch_choices = tuple(planned_epochs(e, full) for e in nominal)
     if len(epoch_choices) == 1 and len(cs) == 1:
-        return Selection(epoch_choices[0], cs[0], "fixed by the settings")
+        return Selection(epoch_choices[0], cs[0], "fixed by the settings",
+                         steps=epoch_choices[0] * full)
     smallest = min(data.counts().values())
     k = min(config.cv_folds, smallest) if not data.multi_label else min(config.cv_folds, len(texts) // 2)
     if k < 2:
-        epochs = epoch_choices[-1] if config.finetune == "always" else (DEFAULT_EPOCHS if 0 not in epoch_choices else 0)
+        # the epochs asked for; else the most that "always" offers; else ("auto", "never") the untuned body
+        epochs = config.num_epochs if config.num_epochs is not None else (
+            epoch_choices[-1] if config.finetune == "always" else 0)
         return Selection(epochs, 1.0 if config.head_c is None else config.head_c,
-                         "too few examples a class to cross-validate: defaults used")
+                         "too few examples a class to cross-validate: defaults used",
+                         steps=epochs * full)
     tuned_epochs = sorted(e for e in epoch_choices if e > 0)
     quick_emb = embed(base, texts, quick=True)
     splits = folds(y, k, config.seed, data.multi_label)
@@ -180,43 +216,45 @@ def select(data: LabeledData, y: np.ndarray, texts: list[str], config: Any, base
     scores = Scores(cs)
     used = 0
     for start in range(0, k, workers):
-        batch = list(range(start, min(start + workers, k)))
-        for f in batch:
+        group = list(range(start, min(start + workers, k)))
+        for f in group:
             tr, te = splits[f]
             if 0 in epoch_choices:
                 scores.add(0, quick_emb[tr], y[tr], quick_emb[te], y[te], data.multi_label, config.seed)
-        used += len(batch)
+        used += len(group)
         if not tuned_epochs:
             continue
-        n_train = ", ".join(str(len(splits[f][0])) for f in batch)
-        which = f"fold {batch[0] + 1}/{k}" if len(batch) == 1 else f"folds {batch[0] + 1}-{batch[-1] + 1}/{k} side by side"
-        say(f"cross-validation {which}: fine-tuning on {n_train} examples, scoring the rest after the steps of "
-            f"{', '.join(map(str, tuned_epochs))} epochs")
+        n_train = ", ".join(str(len(splits[f][0])) for f in group)
+        which = f"fold {group[0] + 1}/{k}" if len(group) == 1 else f"folds {group[0] + 1}-{group[-1] + 1}/{k} side by side"
+        steps = ", ".join(str(e * full) for e in tuned_epochs)
+        say(f"cross-validation {which}: fine-tuning on {n_train} examples, scoring the rest after the {steps} "
+            f"optimizer steps of {', '.join(map(str, tuned_epochs))} epochs")
         jobs = [functools.partial(_tuned_fold, splits[f], texts, y, tuned_epochs, cs, data.multi_label, config.seed,
-                                  base, embed, tune) for f in batch]
+                                  base, embed, tune, full, per_epoch(len(splits[f][0]))) for f in group]
         if len(jobs) > 1:
             parts = run_forked(jobs, threads_each=max(1, usable_cpus() // len(jobs)))
         else:
             parts = [jobs[0]()]
         for part in parts:
             scores.merge(part)
-        if start == 0 and used < k and 0 in epoch_choices and scores.decisive(sum(len(splits[f][1]) for f in batch)):
+        if start == 0 and used < k and 0 in epoch_choices and scores.decisive(sum(len(splits[f][1]) for f in group)):
             say(f"the first {'fold settles' if used == 1 else 'folds settle'} it: skipping the other {k - used}")
             break
     epochs, c = scores.best()
-    return Selection(epochs, c, "cross-validation", folds=used, scores=scores.by_epochs())
+    return Selection(epochs, c, "cross-validation", folds=used, scores=scores.by_epochs(),
+                     steps=epochs * full)
 
 
 def _tuned_fold(split: tuple[np.ndarray, np.ndarray], texts: list[str], y: np.ndarray, tuned_epochs: list[int],
                 cs: Sequence[float], multi_label: bool, seed: int, base: Any, embed: Callable[..., np.ndarray],
-                tune: Callable[..., None]) -> Scores:
+                tune: Callable[..., None], full: int, part: int) -> Scores:
     """Fine-tune a copy of ``base`` on one fold's training part and score its held-out part
-    after the optimizer steps of each of ``tuned_epochs`` full-data epochs."""
+    after the optimizer steps of each of ``tuned_epochs`` full-data epochs (``full`` steps an epoch
+    on all the examples, ``part`` on the fold's training part)."""
     tr, te = split
     # a fold trains on fewer examples, so it runs more epochs: the same number of optimizer
     # steps as the final training of each choice, which is what the choice is about
-    scale = len(texts) / len(tr)
-    fold_epochs = {max(1, round(e * scale)): e for e in tuned_epochs}
+    fold_epochs = {max(1, round(e * full / part)): e for e in tuned_epochs}
     scores = Scores(cs)
     model = copy.deepcopy(base)
 

@@ -87,7 +87,7 @@ class TrainConfig:
     num_epochs: int | None = None
     loss: str = "supcon"
     batch_size: int = 16
-    body_learning_rate: float = 5e-5
+    body_learning_rate: float = 1e-4  # with at least 16 optimizer steps: benchmarks/steps_study.py
     num_iterations: int = 5  # pairs loss only: pairs drawn per example
     head_c: float | None = None
     cv_folds: int = 2
@@ -287,7 +287,7 @@ def train(data: LabeledData, config: TrainConfig | None = None, *, progress: Pro
         timings["cross_validation"] = time.perf_counter() - mark
         mark = time.perf_counter()
         if selection.finetuned:
-            say(f"fine-tuning on all {len(texts)} examples for {selection.epochs} epochs")
+            say(f"fine-tuning on all {len(texts)} examples for {selection.epochs} epochs ({selection.steps} optimizer steps)")
             tune(base, np.arange(len(texts)), selection.epochs, show=config.show_progress)
         timings["fine_tuning"] = time.perf_counter() - mark
         mark = time.perf_counter()

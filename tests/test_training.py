@@ -18,7 +18,7 @@ from fastclf.config import LongTexts
 from fastclf.data import LabeledData
 from fastclf.errors import TrainingError
 from fastclf.finetune import BalancedSupConLoss
-from fastclf.selection import EPOCH_CHOICES, settles
+from fastclf.selection import EPOCH_CHOICES, MIN_STEPS_PER_EPOCH, planned_epochs, settles, steps_per_epoch
 from fastclf.trainer import TrainConfig, train
 
 TOPICS = {
@@ -99,6 +99,23 @@ def test_eight_classes_train_and_predict_their_labels(minilm_dir):
     assert sum(p == t for p, t in zip(predicted, held_out)) >= 7, dict(zip(held_out, predicted))
 
 
+def _planned(n: int, batch_size: int = 16) -> tuple[int, ...]:
+    return tuple(planned_epochs(e, steps_per_epoch(n, batch_size)) for e in EPOCH_CHOICES)
+
+
+def test_small_sets_run_at_least_the_floor_of_optimizer_steps():
+    assert steps_per_epoch(24, 16) == 2 and steps_per_epoch(16, 16) == 1 and steps_per_epoch(0, 16) == 1
+    assert planned_epochs(0, 1) == 0
+    for n in (8, 16, 24, 64, 72, 133, 292, 1000):
+        per_epoch = steps_per_epoch(n, 16)
+        for e in (1, 2, 4):
+            planned = planned_epochs(e, per_epoch)
+            assert planned >= e and planned * per_epoch >= e * MIN_STEPS_PER_EPOCH
+            # never more than one epoch beyond the floor, and a large set runs the epochs as chosen
+            assert (planned - 1) * per_epoch < e * MIN_STEPS_PER_EPOCH or planned == e
+    assert planned_epochs(4, steps_per_epoch(24, 16)) == 16 and planned_epochs(4, steps_per_epoch(292, 16)) == 4
+
+
 def test_imbalanced_classes_train(tiny_body_dir):
     big = {"sport": TOPICS["sport"] * 7, "food": TOPICS["food"]}  # 42 against 2
     data = _data(big, {"sport": 42, "food": 2})
@@ -113,8 +130,10 @@ def test_recipe_is_chosen_by_cross_validation_and_recorded(tiny_body_dir, tmp_pa
     data = _data({k: TOPICS[k] for k in ("sport", "food", "money")})
     result = train(data, TrainConfig(model=str(tiny_body_dir), show_progress=False))
     sel = result.selection
-    assert set(sel.scores) == {str(e) for e in EPOCH_CHOICES}
-    assert sel.epochs in EPOCH_CHOICES and sel.reason == "cross-validation"
+    choices = _planned(len(data))
+    assert set(sel.scores) == {str(e) for e in choices}
+    assert sel.epochs in choices and sel.reason == "cross-validation"
+    assert sel.steps == sel.epochs * steps_per_epoch(len(data), 16)
     assert sel.scores[str(sel.epochs)] == max(sel.scores.values())
     path = result.classifier.save(tmp_path / "m")
     recorded = json.loads((path / "fastclf.json").read_text())["training"]["selection"]
@@ -250,6 +269,6 @@ def test_folds_side_by_side_score_like_one_after_the_other(tiny_body_dir):
     side = train(data, TrainConfig(model=str(tiny_body_dir), show_progress=False, cv_parallel=True)).selection
     seq = train(data, TrainConfig(model=str(tiny_body_dir), show_progress=False, cv_parallel=False)).selection
     assert side.folds == 2 and seq.folds in (1, 2)  # one after the other, a decisive first fold may end it
-    assert set(side.scores) == set(seq.scores) == {str(e) for e in EPOCH_CHOICES}
+    assert set(side.scores) == set(seq.scores) == {str(e) for e in _planned(len(data))}
     for e in side.scores:  # the same folds and seeds; only the thread count differs (float sums in another order)
         assert side.scores[e] == pytest.approx(seq.scores[e], abs=0.1)
