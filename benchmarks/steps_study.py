@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import math
 import os
 import sys
 import time
@@ -53,6 +52,7 @@ def study(data: str, shots: int, seed: int, steps: list[int], lr: float, with_cv
 
     from fastclf.backends import cpu_has_bf16
     from fastclf.finetune import finetune, quiet
+    from fastclf.selection import steps_per_epoch
     from fastclf.trainer import FINETUNE_MAX_LENGTH, TrainConfig, _Embedder, _load_body, default_model_path
 
     train, test = suite_data.split(data, shots, seed)
@@ -65,7 +65,7 @@ def study(data: str, shots: int, seed: int, steps: list[int], lr: float, with_cv
     start = time.perf_counter()
 
     def epochs_for(n_texts: int) -> dict[int, int]:
-        per_epoch = math.ceil(n_texts / BATCH)
+        per_epoch = steps_per_epoch(n_texts, BATCH)
         return {max(1, round(s / per_epoch)): s for s in steps}
 
     with quiet():

@@ -203,9 +203,9 @@ def select(data: LabeledData, y: np.ndarray, texts: list[str], config: Any, base
     smallest = min(data.counts().values())
     k = min(config.cv_folds, smallest) if not data.multi_label else min(config.cv_folds, len(texts) // 2)
     if k < 2:
-        # the epochs asked for; else the most that "always" offers; else ("auto", "never") the untuned body
+        # the epochs asked for; else, forced fine-tuning's default; else ("auto", "never") the untuned body
         epochs = config.num_epochs if config.num_epochs is not None else (
-            epoch_choices[-1] if config.finetune == "always" else 0)
+            planned_epochs(DEFAULT_EPOCHS, full) if config.finetune == "always" else 0)
         return Selection(epochs, 1.0 if config.head_c is None else config.head_c,
                          "too few examples a class to cross-validate: defaults used",
                          steps=epochs * full)
