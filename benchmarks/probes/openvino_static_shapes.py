@@ -1,36 +1,56 @@
-"""Probe (2026-12-02, AMX Xeon): see benchmarks/README.md, "Probes on a second AMX Xeon instance". Run from the repo root after `fastclf train examples/train.csv -o runs/rt` and `fastclf accelerate runs/rt --variant onnx-int8 --variant openvino-int8 --keep`."""
-# ruff: noqa: E701, E702, E402
-import csv
-import statistics as st
+"""OpenVINO at one text: the dynamic compilation fastclf uses against one static [1, L] compilation for
+each padded length L (multiples of 16), LATENCY hint; then compile time and memory of one static shape.
+
+    HF_HUB_OFFLINE=1 python benchmarks/probes/openvino_static_shapes.py runs/rt/body/openvino/openvino_model_qint8_quantized.xml f32
+    HF_HUB_OFFLINE=1 python benchmarks/probes/openvino_static_shapes.py runs/rt/body/openvino/openvino_model.xml bf16
+
+``ONEDNN_MAX_CPU_ISA=AVX512_CORE_VNNI`` (and the like) in the environment caps oneDNN's ISA.
+"""
+
+from __future__ import annotations
+
+import resource
 import sys
 import time
 
-import numpy as np
-import openvino as ov
+from _common import median_ms, one_text_features, test_snippets
 
-from fastclf import Classifier
+from fastclf.backends.openvino_backend import disable_telemetry
 
-texts=[r['text'] for r in csv.DictReader(open('examples/test.csv'))][:400]
-c=Classifier.load('runs/rt', variant='onnx-int8'); p=c.body.pipeline
-def bucket(f, L):
-    n=f['input_ids'].shape[1]; return {k: np.pad(v, ((0,0),(0,L-n))) for k,v in f.items()}
-feats=[p.tokenize([t]) for t in texts]
-feats=[bucket(f, -(-f['input_ids'].shape[1]//16)*16) for f in feats]
-lens=sorted(set(f['input_ids'].shape[1] for f in feats)); print('lens', lens)
-core=ov.Core()
-xml=sys.argv[1]
-cfg={"PERFORMANCE_HINT":"LATENCY","INFERENCE_PRECISION_HINT":sys.argv[2]}
-def med(run):
-    for f in feats[:40]: run(f)
-    ts=[]
-    for f in feats:
-        a=time.perf_counter(); run(f); ts.append(time.perf_counter()-a)
-    return round(st.median(ts)*1000,3)
-m=core.read_model(xml); dyn=core.compile_model(m,"CPU",cfg); rq=dyn.create_infer_request()
-names=[i.get_any_name() for i in dyn.inputs]
-print("dynamic", med(lambda f: rq.infer({n:f[n] for n in names})))
-stat={}
-for L in lens:
-    mm=core.read_model(xml); mm.reshape({n: [1,L] for n in names}); stat[L]=core.compile_model(mm,"CPU",cfg).create_infer_request()
-print("static", med(lambda f: stat[f['input_ids'].shape[1]].infer({n:f[n] for n in names})))
-print("dynamic", med(lambda f: rq.infer({n:f[n] for n in names})))
+
+def main(xml: str, precision: str) -> None:
+    disable_telemetry()
+    import openvino as ov
+
+    texts, _ = test_snippets(400)
+    feats = one_text_features(texts, bucket=16)
+    lengths = sorted({f["input_ids"].shape[1] for f in feats})
+    core = ov.Core()
+    config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": precision}
+    dynamic = core.compile_model(core.read_model(xml), "CPU", config)
+    names = [port.get_any_name() for port in dynamic.inputs]
+    request = dynamic.create_infer_request()
+
+    def run_dynamic(f):
+        return request.infer({n: f[n] for n in names})
+
+    static = {}
+    for length in lengths:
+        start = time.perf_counter()
+        model = core.read_model(xml)
+        model.reshape({n: [1, length] for n in names})
+        static[length] = core.compile_model(model, "CPU", config).create_infer_request()
+        print(f"static [1, {length}]: compiled in {time.perf_counter() - start:.2f} s, "
+              f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024} MB")
+
+    def run_static(f):
+        return static[f["input_ids"].shape[1]].infer({n: f[n] for n in names})
+
+    print("padded lengths", lengths)
+    print("dynamic ms", median_ms(run_dynamic, feats))
+    print("static ms", median_ms(run_static, feats))
+    print("dynamic ms", median_ms(run_dynamic, feats))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])
