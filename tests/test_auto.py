@@ -20,6 +20,7 @@ import fastclf.auto as auto
 import fastclf.backends as backends
 from fastclf import Classifier
 from fastclf.accelerate import gate_decision, split_texts, wilson_bounds
+from fastclf.backends import openvino_backend
 
 SPORT = samples.SPORT + samples.SPORT_EXTRA
 FOOD = samples.FOOD + samples.FOOD_EXTRA
@@ -181,6 +182,36 @@ def test_openvino_length_bucketing_and_parallel_chunks_do_not_change_embeddings(
     body.length_bucket = 0
     plain = np.vstack([body.encode([t]) for t in texts])  # one at a time, unpadded
     np.testing.assert_allclose(bucketed, plain, atol=1e-5)
+
+
+def test_openvino_one_text_static_shapes_match_the_dynamic_compilation(auto_model):
+    model, _ = auto_model
+    body = backends.load_body(model / "body", "openvino-fp32")
+    texts = SPORT + FOOD + ["word " * 60, "x"]
+    body.static_shapes = 0
+    dynamic = np.vstack([body.encode([t]) for t in texts])
+    assert body.runtime_settings()["static_one_text_lengths"] == []
+    body.static_shapes = 2
+    for _ in range(openvino_backend.STATIC_AFTER):  # lengths seen that often: compiled in the background
+        first = np.vstack([body.encode([t]) for t in texts])
+    body.settle()
+    lengths = body.runtime_settings()["static_one_text_lengths"]
+    assert len(lengths) == 2 and all(n % body.length_bucket == 0 for n in lengths)
+    static = np.vstack([body.encode([t]) for t in texts])
+    assert sorted(body._local.static) == lengths  # this thread ran those lengths on their own compilations
+    np.testing.assert_allclose(first, dynamic, atol=1e-5)
+    np.testing.assert_allclose(static, dynamic, atol=1e-5)
+    assert body.encode(texts[:3], batch_size=8).shape == (3, dynamic.shape[1])  # batches stay dynamic
+
+
+def test_openvino_static_shapes_setting(monkeypatch):
+    monkeypatch.delenv(openvino_backend.STATIC_SHAPES_ENV, raising=False)
+    assert openvino_backend.static_shapes_setting() == openvino_backend.STATIC_SHAPES
+    monkeypatch.setenv(openvino_backend.STATIC_SHAPES_ENV, "0")
+    assert openvino_backend.static_shapes_setting() == 0
+    monkeypatch.setenv(openvino_backend.STATIC_SHAPES_ENV, "many")
+    with pytest.raises(ValueError, match="FASTCLF_OPENVINO_STATIC_SHAPES"):
+        openvino_backend.static_shapes_setting()
 
 
 def test_threads_setting_reaches_the_session(auto_model, monkeypatch):

@@ -75,6 +75,26 @@ def disable_telemetry() -> None:
 LENGTH_BUCKET = 16
 #: texts a chunk at least when a batch's chunks run side by side (see OpenVINOBody.encode)
 MIN_CHUNK = 8
+#: one-text inputs of at most this many padded lengths get a compilation of their own, static
+#: shape [1, length] (see OpenVINOBody); ``$FASTCLF_OPENVINO_STATIC_SHAPES`` overrides it, 0 turns it off
+STATIC_SHAPES = 4
+STATIC_SHAPES_ENV = "FASTCLF_OPENVINO_STATIC_SHAPES"
+#: one-text calls at a padded length before that length is compiled on its own
+STATIC_AFTER = 3
+
+
+def static_shapes_setting() -> int:
+    """:data:`STATIC_SHAPES`, or ``$FASTCLF_OPENVINO_STATIC_SHAPES`` when set.
+
+    Raises:
+        ValueError: the environment variable is not a whole number.
+    """
+    value = os.environ.get(STATIC_SHAPES_ENV, "").strip()
+    if not value:
+        return STATIC_SHAPES
+    if not value.isdigit():
+        raise ValueError(f"{STATIC_SHAPES_ENV} must be 0 or a positive integer, got {value!r}")
+    return int(value)
 
 
 class OpenVINOBody(PipelineBody):
@@ -96,6 +116,16 @@ class OpenVINOBody(PipelineBody):
     change: padded positions are masked in attention and dropped before pooling), so a body
     meets at most max_seq_length / 16 lengths per batch size (150 calls of varied shapes on
     MiniLM int8: 1,965 MB peak unrounded, 574 MB rounded; benchmarks/README.md).
+
+    Static shapes for one text: the dynamic compilation runs one text at [1, L] 25 to 35% slower
+    than a compilation for exactly that shape (README model's int8 IR, 400 test snippets, 2-core
+    AMX Xeon: median 3.64 against 4.80 to 5.77 ms; benchmarks/probes/openvino_static_shapes.py).
+    So once one text has come :data:`STATIC_AFTER` times at a padded length, that shape is
+    compiled in a background thread (about 1 s) while the dynamic compilation keeps answering,
+    and from then on one text of that length runs on its own compilation: at most
+    :data:`STATIC_SHAPES` lengths (``$FASTCLF_OPENVINO_STATIC_SHAPES``; the first to be seen that
+    often), the others stay dynamic. Each costs memory: about 77 MB for MiniLM's int8 IR and
+    33 MB for its bf16 one (2-core Zen 4). :meth:`settle` waits for the compilations under way.
 
     Precision: ``f32`` sets ``INFERENCE_PRECISION_HINT=f32``; ``bf16`` keeps the plugin's
     default (bf16 on CPUs that have it). openvino-int8 runs the layers that stay unquantized
@@ -150,9 +180,70 @@ class OpenVINOBody(PipelineBody):
         self._queue_lock = threading.Lock()
         #: padded lengths are rounded up to a multiple of this (0: no rounding)
         self.length_bucket = 0 if self.pipeline.padding_side == "left" else LENGTH_BUCKET
+        #: at most this many one-text lengths get a static compilation (0: none)
+        self.static_shapes = static_shapes_setting()
+        self._static_seen: dict[int, int] = {}  # padded length -> one-text calls, until compiled
+        self._static: dict[int, Any] = {}  # padded length -> compiled model of shape [1, length]
+        self._static_futures: dict[int, Any] = {}  # compilations under way or failed
+        self._static_lock = threading.Lock()
+        self._model_lock = threading.Lock()  # ov.Model is not for two threads at once
+        self._executor: Any = None
 
-    def _compile(self, hint: str):
-        return self._core.compile_model(self._model, "CPU", {"PERFORMANCE_HINT": hint, **self._config})
+    def _compile(self, hint: str, model: Any = None):
+        return self._core.compile_model(self._model if model is None else model, "CPU",
+                                        {"PERFORMANCE_HINT": hint, **self._config})
+
+    def _compile_static(self, length: int) -> None:
+        with self._model_lock:
+            model = self._model.clone()
+        model.reshape({name: [1, length] for name in self._input_names})
+        compiled = self._compile("LATENCY", model)
+        with self._static_lock:
+            self._static[length] = compiled
+            del self._static_futures[length]
+
+    def _static_request(self, length: int):
+        """This thread's infer request on the [1, ``length``] compilation; None while there is
+        none (its compilation is then started in the background, within :attr:`static_shapes`)."""
+        compiled = self._static.get(length)
+        if compiled is None:
+            with self._static_lock:
+                if (length in self._static_futures or length in self._static
+                        or len(self._static) + len(self._static_futures) >= self.static_shapes):
+                    return None
+                seen = self._static_seen[length] = self._static_seen.get(length, 0) + 1
+                if seen < STATIC_AFTER:
+                    return None
+                if self._executor is None:
+                    from concurrent.futures import ThreadPoolExecutor
+
+                    self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fastclf-openvino-static")
+                future = self._executor.submit(self._compile_static, length)
+                self._static_futures[length] = future
+                future.add_done_callback(self._static_failed)
+            return None
+        requests = getattr(self._local, "static", None)
+        if requests is None:
+            requests = self._local.static = {}
+        request = requests.get(length)
+        if request is None:
+            request = requests[length] = compiled.create_infer_request()
+        return request
+
+    @staticmethod
+    def _static_failed(future) -> None:
+        exc = future.exception()
+        if exc is not None:  # the shape stays dynamic (its future stays, so it is not tried again)
+            logger.debug("static OpenVINO compilation failed: %s", first_line(exc))
+
+    def settle(self, timeout: float = 60.0) -> None:
+        """Wait (at most ``timeout`` seconds) for the static compilations under way."""
+        from concurrent.futures import wait
+
+        with self._static_lock:
+            pending = list(self._static_futures.values())
+        if pending:
+            wait(pending, timeout=timeout)
 
     @staticmethod
     def _property(compiled, name: str) -> str:
@@ -171,6 +262,8 @@ class OpenVINOBody(PipelineBody):
             "threads": self._property(self.compiled, "INFERENCE_NUM_THREADS"),
             "threads_requested": self._threads,
             "length_bucket": self.length_bucket,
+            "static_one_text_lengths": sorted(self._static),
+            "static_shapes_max": self.static_shapes,
         }
         if self._throughput is not None:
             out["throughput_streams"] = self._property(self._throughput, "NUM_STREAMS")
@@ -208,8 +301,14 @@ class OpenVINOBody(PipelineBody):
         length = features["input_ids"].shape[1]
         padded = self._bucketed(features)
         feed = {name: padded[name] for name in self._input_names}
-        result = self._request().infer(feed)
-        return np.asarray(result[self._output])[:, :length]
+        request = None
+        if self.static_shapes and padded["input_ids"].shape[0] == 1:
+            request = self._static_request(padded["input_ids"].shape[1])
+        if request is None:
+            result = self._request().infer(feed)
+            return np.asarray(result[self._output])[:, :length]
+        result = request.infer(feed)
+        return np.asarray(result[self._output_index])[:, :length]
 
     def _run_parallel(self, chunks: list[dict[str, np.ndarray]]) -> list[np.ndarray]:
         """Run ``chunks`` on the THROUGHPUT compilation, as many at once as it has streams."""
@@ -217,7 +316,8 @@ class OpenVINOBody(PipelineBody):
 
         with self._queue_lock:  # one batch at a time uses the queue
             if self._queue is None:
-                self._throughput = self._compile("THROUGHPUT")
+                with self._model_lock:
+                    self._throughput = self._compile("THROUGHPUT")
                 try:
                     jobs = int(self._throughput.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
                 except Exception:
