@@ -124,8 +124,9 @@ class OpenVINOBody(PipelineBody):
     compiled in a background thread (about 1 s) while the dynamic compilation keeps answering,
     and from then on one text of that length runs on its own compilation: at most
     :data:`STATIC_SHAPES` lengths (``$FASTCLF_OPENVINO_STATIC_SHAPES``; the first to be seen that
-    often), the others stay dynamic. Each costs memory: about 77 MB for MiniLM's int8 IR and
-    33 MB for its bf16 one (2-core Zen 4). :meth:`settle` waits for the compilations under way.
+    often), the others stay dynamic. Each costs memory: about 75 MB for MiniLM's int8 IR and
+    30 MB for its bf16 one (peak memory in ``fastclf benchmark``, 2-core Zen 4: 958 against 655 MB
+    and 584 against 456 MB with four shapes). :meth:`settle` waits for the compilations under way.
 
     Precision: ``f32`` sets ``INFERENCE_PRECISION_HINT=f32``; ``bf16`` keeps the plugin's
     default (bf16 on CPUs that have it). openvino-int8 runs the layers that stay unquantized
