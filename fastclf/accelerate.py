@@ -260,11 +260,11 @@ def _export_and_check(run: _Run, variant: str, staged: Path, result: ExportResul
     p = result.parity
     result.gate = gate_decision(p.n, p.flips, p.mean_cosine, max_disagreement=run.max_disagreement,
                                 min_cosine=run.min_cosine)
-    result.runtime = runtime_settings(body)
     if run.timing and result.gate.passed:
         run.progress(Step(variant, "time", index, total))
         with quiet_third_party(run.verbose):
             result.timing = time_body(body, run.reference.head, run.check)
+    result.runtime = runtime_settings(body)  # after the timing: what it ran with (compiled shapes included)
     del body
 
 

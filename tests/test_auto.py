@@ -204,6 +204,47 @@ def test_openvino_one_text_static_shapes_match_the_dynamic_compilation(auto_mode
     assert body.encode(texts[:3], batch_size=8).shape == (3, dynamic.shape[1])  # batches stay dynamic
 
 
+def test_openvino_static_shapes_after_a_fork(auto_model, monkeypatch):
+    """A forked child inherits the parent's executor and futures but not its compiling thread:
+    settle() does not wait on them, and the child starts compilations of its own."""
+    from concurrent.futures import Future
+
+    model, _ = auto_model
+    body = backends.load_body(model / "body", "openvino-fp32")
+    body.static_shapes = 2
+    for _ in range(openvino_backend.STATIC_AFTER):
+        body.encode([SPORT[0]])
+    body.settle()
+    assert len(body.runtime_settings()["static_one_text_lengths"]) == 1
+    body._static_futures[4096] = Future()  # a compilation the parent's thread would have finished
+    child = body._executor_pid + 1
+    monkeypatch.setattr(openvino_backend.os, "getpid", lambda: child)  # now "in the child"
+    body.settle(timeout=600)  # returns at once: nothing here would finish that future
+    for _ in range(openvino_backend.STATIC_AFTER):
+        body.encode(["word " * 60])
+    assert 4096 not in body._static_futures and body._executor_pid == child
+    body.settle()
+    assert len(body.runtime_settings()["static_one_text_lengths"]) == 2
+
+
+def test_settle_one_text_brings_background_shapes_in_before_timing():
+    calls: list[str] = []
+
+    class Settling:
+        settled = 0
+
+        def settle(self):
+            self.settled += 1
+
+    body = Settling()
+    texts = [f"text {i}" for i in range(backends.SETTLE_TEXTS + 10)]
+    seconds = backends.settle_one_text(body, calls.append, texts)
+    assert seconds is not None and seconds >= 0
+    assert calls == texts[:backends.SETTLE_TEXTS] and body.settled == 1
+    assert backends.settle_one_text(object(), calls.append, texts) is None  # nothing compiles in the background
+    assert len(calls) == backends.SETTLE_TEXTS
+
+
 def test_openvino_static_shapes_setting(monkeypatch):
     monkeypatch.delenv(openvino_backend.STATIC_SHAPES_ENV, raising=False)
     assert openvino_backend.static_shapes_setting() == openvino_backend.STATIC_SHAPES

@@ -20,7 +20,8 @@ functions::
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -45,6 +46,25 @@ def runtime_settings(body: object) -> dict[str, object]:
     """What a loaded body runs with (threads, hints, precision), as the body reports it."""
     get = getattr(body, "runtime_settings", None)
     return dict(get()) if callable(get) else {}
+
+
+#: one-text calls made before timing a body that compiles shapes in the background
+SETTLE_TEXTS = 64
+
+
+def settle_one_text(body: object, call_one: Callable[[str], object], texts: Sequence[str]) -> float | None:
+    """Bring ``body`` to its steady state for one-text calls before they are timed: a body that
+    compiles shapes in the background (OpenVINO's static one-text shapes, its ``settle()``) gets
+    ``call_one(text)`` for the first :data:`SETTLE_TEXTS` texts, then waits for its compilations.
+    Returns the seconds it took, or None for a body without background compilation."""
+    settle = getattr(body, "settle", None)
+    if not callable(settle):
+        return None
+    start = time.monotonic()
+    for text in list(texts)[:SETTLE_TEXTS]:
+        call_one(text)
+    settle()
+    return time.monotonic() - start
 
 
 def thread_settings(body: object | None = None) -> dict[str, object]:
@@ -314,6 +334,8 @@ __all__ = [
     "declared_pooling_modes",
     "runtime_installed",
     "runtime_settings",
+    "SETTLE_TEXTS",
+    "settle_one_text",
     "thread_counts",
     "thread_settings",
     "variant_for_this_cpu",

@@ -189,6 +189,7 @@ class OpenVINOBody(PipelineBody):
         self._static_lock = threading.Lock()
         self._model_lock = threading.Lock()  # ov.Model is not for two threads at once
         self._executor: Any = None
+        self._executor_pid = 0
 
     def _compile(self, hint: str, model: Any = None):
         return self._core.compile_model(self._model if model is None else model, "CPU",
@@ -201,7 +202,7 @@ class OpenVINOBody(PipelineBody):
         compiled = self._compile("LATENCY", model)
         with self._static_lock:
             self._static[length] = compiled
-            del self._static_futures[length]
+            self._static_futures.pop(length, None)
 
     def _static_request(self, length: int):
         """This thread's infer request on the [1, ``length``] compilation; None while there is
@@ -209,6 +210,9 @@ class OpenVINOBody(PipelineBody):
         compiled = self._static.get(length)
         if compiled is None:
             with self._static_lock:
+                if self._executor is not None and self._executor_pid != os.getpid():
+                    # a forked process: the parent's compiling thread is not here
+                    self._executor, self._static_futures = None, {}
                 if (length in self._static_futures or length in self._static
                         or len(self._static) + len(self._static_futures) >= self.static_shapes):
                     return None
@@ -219,6 +223,7 @@ class OpenVINOBody(PipelineBody):
                     from concurrent.futures import ThreadPoolExecutor
 
                     self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fastclf-openvino-static")
+                    self._executor_pid = os.getpid()
                 future = self._executor.submit(self._compile_static, length)
                 self._static_futures[length] = future
                 future.add_done_callback(self._static_failed)
@@ -242,6 +247,8 @@ class OpenVINOBody(PipelineBody):
         from concurrent.futures import wait
 
         with self._static_lock:
+            if self._executor is not None and self._executor_pid != os.getpid():
+                return  # a forked process: the parent's compilations do not finish here
             pending = list(self._static_futures.values())
         if pending:
             wait(pending, timeout=timeout)

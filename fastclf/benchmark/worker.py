@@ -24,14 +24,11 @@ from typing import Any
 import numpy as np
 
 from .._util import atomic_write_text
-from ..backends import runtime_settings, silence_import_warnings, thread_settings
+from ..backends import runtime_settings, settle_one_text, silence_import_warnings, thread_settings
 from ..errors import FastclfError, first_line
 
 EVAL_BATCH_SIZE = 32
 LATENCY_MIN_CALLS = 20
-#: one-text calls made before the latency warm-up of a body that compiles shapes in the
-#: background (OpenVINO's static one-text shapes), which is then waited for
-SETTLE_TEXTS = 64
 THROUGHPUT_MIN_BATCHES = 3
 
 
@@ -179,14 +176,9 @@ class _Measurement:
         self.save()
 
     def latency(self, predict: Callable[[list[str], int], list]) -> None:
-        settle = getattr(self.body, "settle", None)
-        settled_s = None
-        if callable(settle):  # the steady state: the shapes this text mix brings compiled
-            t0 = time.monotonic()
-            for text in self.job.timing_texts[:SETTLE_TEXTS]:
-                predict([text], 1)
-            settle()
-            settled_s = time.monotonic() - t0
+        # the steady state: the shapes this text mix brings compiled (OpenVINO's one-text shapes)
+        settled_s = settle_one_text(self.body, lambda text: predict([text], 1), self.job.timing_texts)
+        if settled_s is not None:
             self.res["runtime_settings"] = _plain(runtime_settings(self.body))
         times, _, warm = time_calls(functools.partial(_call, predict, 1), _batches(self.job.timing_texts, 1),
                                     warmup_s=self.job.warmup, warmup_min=5, duration_s=self.job.duration,
