@@ -61,7 +61,6 @@ def study(data: str, shots: int, seed: int, freeze: int | None, max_length: int)
     from sklearn.model_selection import StratifiedKFold
     from transformers import set_seed
 
-    from fastclf.backends import cpu_has_bf16
     from fastclf.finetune import finetune, quiet
     from fastclf.trainer import TrainConfig, _Embedder, _load_body, default_model_path
 
@@ -71,7 +70,7 @@ def study(data: str, shots: int, seed: int, freeze: int | None, max_length: int)
     y = np.array([classes.index(v) for v in train.label])
     yt = np.array([classes.index(v) if v in classes else -1 for v in test.label])
     texts, test_texts = train.text.tolist(), test.text.tolist()
-    bf16 = cpu_has_bf16()
+    bf16 = TrainConfig().bf16  # as fastclf train: fp32 unless --bf16
     start = time.perf_counter()
     with quiet():
         set_seed(seed)

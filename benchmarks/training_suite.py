@@ -84,13 +84,18 @@ def run_setfit(train, test, seed):
     return np.asarray(pred), seconds, {}
 
 
+#: TrainConfig fields set by --set (a recipe variant, written to its own --results file)
+OVERRIDES: dict[str, object] = {}
+
+
 def run_fastclf(train, test, seed):
     from fastclf.data import LabeledData
     from fastclf.trainer import TrainConfig
     from fastclf.trainer import train as fit
 
     start = time.perf_counter()
-    result = fit(LabeledData(train.text.tolist(), train.label.tolist()), TrainConfig(seed=seed, show_progress=False))
+    config = TrainConfig(seed=seed, show_progress=False, **OVERRIDES)  # type: ignore[arg-type]
+    result = fit(LabeledData(train.text.tolist(), train.label.tolist()), config)
     seconds = time.perf_counter() - start
     pred = result.classifier.predict(test.text.tolist())
     sel = result.selection
@@ -144,11 +149,34 @@ def main() -> None:
     parser.add_argument("--only", nargs="+", default=None, help="data:shots pairs, e.g. rt-sentiment:8")
     parser.add_argument("--resume", action="store_true", help="skip runs already in the results file")
     parser.add_argument("--table", action="store_true", help="print the table of the results file and stop")
+    parser.add_argument("--results", type=Path, nargs="+", default=[RESULTS],
+                        help="results file (JSON lines) the runs are appended to; with --table, the rows of "
+                             "every file given (for --methods of each, see --from)")
+    parser.add_argument("--from", dest="take", nargs="+", default=None, metavar="FILE=METHOD,METHOD",
+                        help="with --table: which methods to take from which file, e.g. old.jsonl=setfit")
+    parser.add_argument("--set", nargs="+", default=[], metavar="FIELD=VALUE",
+                        help="TrainConfig fields for the fastclf runs, e.g. dropout=false (a recipe variant; "
+                             "give it its own --results file)")
     args = parser.parse_args()
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    done = [json.loads(line) for line in RESULTS.read_text().splitlines()] if RESULTS.exists() else []
+    for item in args.set:
+        field, _, value = item.partition("=")
+        try:
+            OVERRIDES[field] = json.loads(value)  # numbers, true, false, null
+        except ValueError:
+            OVERRIDES[field] = value
+    results: Path = args.results[0]
+    results.parent.mkdir(parents=True, exist_ok=True)
+    done = [json.loads(line) for line in results.read_text().splitlines()] if results.exists() else []
     if args.table:
-        print(table(done))
+        take = dict(item.split("=", 1) for item in args.take or [])
+        rows = []
+        for path in args.results:
+            methods = take.get(str(path), ",".join(METHODS)).split(",")
+            rows += [r for r in map(json.loads, path.read_text().splitlines()) if r["method"] in methods]
+        if args.only:
+            wanted = {(d, int(s)) for d, s in (x.split(":") for x in args.only)}
+            rows = [r for r in rows if (r["data"], r["shots"]) in wanted]
+        print(table(rows))
         return
     grid = [(d, int(s)) for d, s in (x.split(":") for x in args.only)] if args.only else list(GRID)
     seen = {(r["data"], r["shots"], r["seed"], r["method"]) for r in done} if args.resume else set()
@@ -165,13 +193,14 @@ def main() -> None:
                 row = {"data": data, "shots": shots, "seed": seed, "method": method,
                        "classes": int(train.label.nunique()), "n_train": len(train), "n_test": len(test),
                        **_scores(test.label.to_numpy(), pred), "seconds": round(seconds, 1), "extra": extra,
+                       **({"overrides": dict(OVERRIDES)} if method == "fastclf" and OVERRIDES else {}),
                        "machine": machine(), "load_before": os.getloadavg()[0],
                        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-                with RESULTS.open("a") as fh:
+                with results.open("a") as fh:
                     fh.write(json.dumps(row) + "\n")
                 print(f"{data} {shots} seed {seed} {method}: accuracy {row['accuracy']:.3f} in {seconds:.0f} s "
                       f"{extra}", flush=True)
-    print(table([json.loads(line) for line in RESULTS.read_text().splitlines()]))
+    print(table([json.loads(line) for line in results.read_text().splitlines()]))
 
 
 if __name__ == "__main__":

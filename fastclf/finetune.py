@@ -47,7 +47,7 @@ class BalancedSupConLoss(torch.nn.Module):
         if not torch.isfinite(features).all():
             raise TrainingError(
                 f"the body produced non-finite embeddings at training step {self.step}; "
-                "lower --learning-rate or train with --no-bf16"
+                "lower --learning-rate, or train without --bf16 if it was given"
             )
         features = torch.nn.functional.normalize(features, p=2, dim=1)
         n = features.shape[0]
@@ -65,7 +65,7 @@ class BalancedSupConLoss(torch.nn.Module):
         loss = -(pos_log_prob[has_positive] / counts[has_positive]).mean()
         if not torch.isfinite(loss):
             raise TrainingError(
-                f"the training loss became non-finite at step {self.step}; lower --learning-rate or train with --no-bf16"
+                f"the training loss became non-finite at step {self.step}; lower --learning-rate, or train without --bf16 if it was given"
             )
         return loss
 

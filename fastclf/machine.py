@@ -1,7 +1,7 @@
 """The machine fastclf runs on: CPU model, instruction-set flags, cores, memory and load.
 
 The one module that reads ``/proc/cpuinfo`` and ``/proc/meminfo``; they are parsed once a
-process (:func:`cpu`). Training asks it for native bf16 (:func:`cpu_has_bf16`), the numpy
+process (:func:`cpu`). The distillation asks it for native bf16 (:func:`cpu_has_bf16`), the numpy
 pipeline for the threads to use (:func:`physical_cores`), the variant registry for the ISA
 a variant needs (:func:`isa_summary`) and the benchmark for the report (:func:`cpu_info`).
 On a system without ``/proc`` the flags are empty and the counts come from ``os``.
