@@ -17,7 +17,7 @@ from fastclf.chunking import Chunker, window_of
 from fastclf.config import LongTexts
 from fastclf.data import LabeledData
 from fastclf.errors import TrainingError
-from fastclf.finetune import BalancedSupConLoss
+from fastclf.finetune import BalancedSupConLoss, embed_by_length
 from fastclf.selection import EPOCH_CHOICES, MIN_STEPS_PER_EPOCH, planned_epochs, settles, steps_per_epoch
 from fastclf.trainer import TrainConfig, train
 
@@ -76,6 +76,33 @@ def test_loss_matches_setfit_supcon_when_every_anchor_has_a_positive():
 def test_loss_stops_on_non_finite_embeddings():
     with pytest.raises(TrainingError, match="non-finite"):
         _loss(torch.full((4, 8), float("nan")), [0, 0, 1, 1])
+
+
+def test_length_groups_give_the_whole_batch_embeddings_and_gradients(tiny_body_dir):
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(str(tiny_body_dir), device="cpu").eval()  # eval: no dropout, so comparable
+    texts = [t for v in TOPICS.values() for t in v][:13] + ["a much longer text " * 12, "ok"]
+    features = getattr(model, "preprocess", model.tokenize)(texts)
+    assert features["attention_mask"].sum(dim=1).min() < features["attention_mask"].shape[1]  # padding to cut
+    labels = torch.tensor([i % 4 for i in range(len(texts))])
+
+    def run_loss(group: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        model.zero_grad()
+        emb = embed_by_length(model, dict(features), group)
+        BalancedSupConLoss(model, group=group)([dict(features)], labels).backward()
+        return emb.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+    whole, whole_grads = run_loss(0)
+    for group in (1, 4, 5):
+        emb, grads = run_loss(group)
+        np.testing.assert_allclose(emb.numpy(), whole.numpy(), atol=1e-5)
+        assert len(grads) == len(whole_grads)
+        for g, w in zip(grads, whole_grads):
+            np.testing.assert_allclose(g.numpy(), w.numpy(), atol=1e-5, rtol=1e-4)
+    left = {k: v.flip(dims=[1]) if torch.is_tensor(v) and v.dim() == 2 else v for k, v in features.items()}  # left padding: run whole
+    np.testing.assert_allclose(embed_by_length(model, left, 4).detach().numpy(),
+                               model(dict(left))["sentence_embedding"].detach().numpy(), atol=1e-6)
 
 
 def _data(classes: dict[str, list[str]], counts: dict[str, int] | None = None) -> LabeledData:
