@@ -299,3 +299,30 @@ def test_folds_side_by_side_score_like_one_after_the_other(tiny_body_dir):
     assert set(side.scores) == set(seq.scores) == {str(e) for e in _planned(len(data))}
     for e in side.scores:  # the same folds and seeds; only the thread count differs (float sums in another order)
         assert side.scores[e] == pytest.approx(seq.scores[e], abs=0.1)
+
+
+def test_cross_validation_embeddings_in_bf16_stay_near_fp32_and_the_saved_ones_stay_fp32(minilm_dir):
+    """``cv_bf16``: the folds' embeddings may run under bf16 autocast (where the CPU has native
+    bf16); they must stay close to fp32 ones, and the embeddings the saved head is fit on must not change."""
+    from fastclf.trainer import _Embedder, _load_body
+
+    body = _load_body(str(minilm_dir))
+    texts = [t for k in ("sport", "food", "money") for t in TOPICS[k][:4]] + ["a much longer text " * 200]
+    config = TrainConfig(model=str(minilm_dir))
+    fp32 = _Embedder(config, body, bf16=False)
+    bf16 = _Embedder(config, body, bf16=True)
+    quick32, quick16 = fp32(body, texts, quick=True), bf16(body, texts, quick=True)
+    assert quick16.dtype == np.float32 and np.isfinite(quick16).all()
+    cos = (quick32 * quick16).sum(1) / np.linalg.norm(quick32, axis=1) / np.linalg.norm(quick16, axis=1)
+    assert cos.min() > 0.99
+    np.testing.assert_array_equal(bf16(body, texts), fp32(body, texts))
+
+
+def test_training_records_whether_the_cross_validation_embedded_in_bf16(tiny_body_dir):
+    from fastclf.machine import cpu_has_bf16
+
+    data = _data({k: TOPICS[k] for k in ("sport", "food", "money")})
+    off = train(data, TrainConfig(model=str(tiny_body_dir), show_progress=False, cv_bf16=False, finetune="never"))
+    on = train(data, TrainConfig(model=str(tiny_body_dir), show_progress=False, finetune="never"))
+    assert off.classifier.config.training.settings["cv_bf16"] is False
+    assert on.classifier.config.training.settings["cv_bf16"] is cpu_has_bf16()
