@@ -83,6 +83,9 @@ for _command in (accelerate, benchmark, serve):
               help="Folds of the cross-validation that chooses the recipe.")
 @click.option("--cv-parallel/--no-cv-parallel", default=True, show_default=True,
               help="Fine-tune the cross-validation folds side by side (forked processes sharing the cores).")
+@click.option("--average-folds/--no-average-folds", default=None,
+              help="When fine-tuning wins, make the body the average of the cross-validation folds' fine-tuned "
+                   "weights instead of fine-tuning again on all the examples (faster; see benchmarks/README.md).")
 @click.option("--frozen-layers", type=click.IntRange(min=0), default=None,
               help="Lowest transformer layers kept fixed while fine-tuning (the token embeddings always are); "
                    "more is faster. Default: 0.")
@@ -109,7 +112,7 @@ for _command in (accelerate, benchmark, serve):
 @click.option("--seed", type=int, default=42, show_default=True)
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 def train(data, output, base_model, text_column, label_column, label_columns, label_separator, shots, eval_file,
-          holdout, eval_max, finetune, epochs, head_c, cv_folds, cv_parallel, frozen_layers, finetune_max_length, loss, batch_size,
+          holdout, eval_max, finetune, epochs, head_c, cv_folds, cv_parallel, average_folds, frozen_layers, finetune_max_length, loss, batch_size,
           learning_rate, num_iterations, long_texts, max_chunks, max_length, bf16, seed, quiet):
     """Train a classifier on the labeled examples in DATA (CSV, TSV, JSONL or Parquet).
 
@@ -120,7 +123,8 @@ def train(data, output, base_model, text_column, label_column, label_columns, la
     from .commands import train_command
     from .trainer import TrainConfig
 
-    unset = {"frozen_layers": frozen_layers, "finetune_max_length": finetune_max_length}  # None: the library's default
+    unset = {"frozen_layers": frozen_layers, "finetune_max_length": finetune_max_length,
+             "average_folds": average_folds}  # None: the library's default
     config = TrainConfig(model=base_model, finetune=finetune, num_epochs=epochs, head_c=head_c, cv_folds=cv_folds,
                          cv_parallel=cv_parallel,
                          loss=loss, batch_size=batch_size, body_learning_rate=learning_rate,

@@ -16,8 +16,10 @@ from __future__ import annotations
 import copy
 import functools
 import math
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -52,10 +54,18 @@ class Selection:
     folds: int = 0
     scores: dict[str, float] = field(default_factory=dict)  # "<epochs>" -> best held-out accuracy over C
     steps: int = 0  # optimizer steps of the fine-tuning on all the examples
+    # "all examples": the final body is fine-tuned on all the examples after the choice;
+    # "average of N folds": it is the average of the N fold bodies' weights at the chosen steps
+    final_body: str = "all examples"
 
     @property
     def finetuned(self) -> bool:
         return self.epochs > 0
+
+    @property
+    def averaged(self) -> bool:
+        """Whether the body is already the average of the fold bodies (no final fine-tuning)."""
+        return self.finetuned and self.final_body != "all examples"
 
 
 def steps_per_epoch(n: int, batch_size: int) -> int:
@@ -162,6 +172,8 @@ def describe(sel: Selection, n: int) -> str:
     chosen = sel.scores.get(str(sel.epochs))
     steps = f" ({sel.steps} optimizer steps)" if sel.steps else ""
     what = f"fine-tuned {sel.epochs} epochs{steps}" if sel.finetuned else "the untuned body"
+    if sel.averaged:
+        what += f" on each of {sel.folds} folds, their weights averaged"
     parts = [f"{what}, head C={sel.head_c:g}: cross-validated accuracy {chosen:.3f}"]
     if sel.finetuned and frozen is not None:
         parts.append(f"against {frozen:.3f} for the untuned body")
@@ -177,7 +189,21 @@ def describe(sel: Selection, n: int) -> str:
 
 def select(data: LabeledData, y: np.ndarray, texts: list[str], config: Any, base: Any,
             embed: Callable[..., np.ndarray], tune: Callable[..., None], say: Callable[[str], None]) -> Selection:
-    """Choose the number of fine-tuning epochs and the head's C (see the module docstring)."""
+    """Choose the number of fine-tuning epochs and the head's C (see the module docstring).
+
+    With ``config.average_folds``, when every fold ran and fine-tuning wins, ``base`` is changed in
+    place to the average of the fold bodies' weights after the chosen number of steps (each fold
+    fine-tuned a copy of ``base``), and the selection says so: no fine-tuning on all the examples
+    follows (see :func:`average_into`).
+    """
+    with tempfile.TemporaryDirectory(prefix="fastclf-folds-") as tmp:
+        return _select(data, y, texts, config, base, embed, tune, say,
+                       Path(tmp) if getattr(config, "average_folds", False) else None)
+
+
+def _select(data: LabeledData, y: np.ndarray, texts: list[str], config: Any, base: Any,
+            embed: Callable[..., np.ndarray], tune: Callable[..., None], say: Callable[[str], None],
+            weights_dir: Path | None) -> Selection:
     cs = C_GRID if config.head_c is None else (config.head_c,)
     # an epoch of the contrastive loss is one pass over the examples; the pairs loss (multi-label,
     # --loss pairs) draws 2 * num_iterations pairs an example
@@ -230,7 +256,8 @@ def select(data: LabeledData, y: np.ndarray, texts: list[str], config: Any, base
         say(f"cross-validation {which}: fine-tuning on {n_train} examples, scoring the rest after the {steps} "
             f"optimizer steps of {', '.join(map(str, tuned_epochs))} epochs")
         jobs = [functools.partial(_tuned_fold, splits[f], texts, y, tuned_epochs, cs, data.multi_label, config.seed,
-                                  base, embed, tune, full, per_epoch(len(splits[f][0]))) for f in group]
+                                  base, embed, tune, full, per_epoch(len(splits[f][0])),
+                                  None if weights_dir is None else weights_dir / f"fold{f}") for f in group]
         if len(jobs) > 1:
             parts = run_forked(jobs, threads_each=max(1, usable_cpus() // len(jobs)))
         else:
@@ -241,16 +268,46 @@ def select(data: LabeledData, y: np.ndarray, texts: list[str], config: Any, base
             say(f"the first {'fold settles' if used == 1 else 'folds settle'} it: skipping the other {k - used}")
             break
     epochs, c = scores.best()
-    return Selection(epochs, c, "cross-validation", folds=used, scores=scores.by_epochs(),
-                     steps=epochs * full)
+    selection = Selection(epochs, c, "cross-validation", folds=used, scores=scores.by_epochs(), steps=epochs * full)
+    if weights_dir is not None and epochs > 0 and used == k:
+        average_into(base, [weights_dir / f"fold{f}" / f"{epochs}.npz" for f in range(k)])
+        selection.final_body = f"average of {k} folds"
+    return selection
+
+
+def _trainable(model: Any) -> dict[str, np.ndarray]:
+    return {name: p.detach().cpu().numpy().copy() for name, p in model.named_parameters() if p.requires_grad}
+
+
+def average_into(model: Any, paths: Sequence[Path]) -> None:
+    """Set ``model``'s parameters to the mean of the snapshots in ``paths`` (``.npz`` files of
+    parameter name -> array, as the folds write them); a parameter no snapshot holds (kept fixed
+    while fine-tuning) stays as it is. The folds fine-tuned copies of one body for a few dozen
+    steps at a small learning rate, so their weights stay close (the averaged-weights
+    "model soup" of Wortsman et al. 2022): to first order in the steps, the average moves the body as
+    fine-tuning on the union of the folds' examples does."""
+    import torch
+
+    total: dict[str, np.ndarray] = {}
+    for path in paths:
+        with np.load(path) as snap:
+            for name in snap.files:
+                arr = snap[name].astype(np.float64)
+                total[name] = total[name] + arr if name in total else arr
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for name, arr in total.items():
+            p = params[name]
+            p.copy_(torch.from_numpy(arr / len(paths)).to(p.dtype))
 
 
 def _tuned_fold(split: tuple[np.ndarray, np.ndarray], texts: list[str], y: np.ndarray, tuned_epochs: list[int],
                 cs: Sequence[float], multi_label: bool, seed: int, base: Any, embed: Callable[..., np.ndarray],
-                tune: Callable[..., None], full: int, part: int) -> Scores:
+                tune: Callable[..., None], full: int, part: int, weights_dir: Path | None = None) -> Scores:
     """Fine-tune a copy of ``base`` on one fold's training part and score its held-out part
     after the optimizer steps of each of ``tuned_epochs`` full-data epochs (``full`` steps an epoch
-    on all the examples, ``part`` on the fold's training part)."""
+    on all the examples, ``part`` on the fold's training part). With ``weights_dir``, the trained
+    parameters at each of those points are saved there as ``<epochs>.npz``."""
     tr, te = split
     # a fold trains on fewer examples, so it runs more epochs: the same number of optimizer
     # steps as the final training of each choice, which is what the choice is about
@@ -262,6 +319,9 @@ def _tuned_fold(split: tuple[np.ndarray, np.ndarray], texts: list[str], y: np.nd
         if epoch in fold_epochs:
             emb = embed(model, [texts[i] for i in np.concatenate([tr, te])], quick=True)
             scores.add(fold_epochs[epoch], emb[: len(tr)], y[tr], emb[len(tr):], y[te], multi_label, seed)
+            if weights_dir is not None:
+                weights_dir.mkdir(parents=True, exist_ok=True)
+                np.savez(weights_dir / f"{fold_epochs[epoch]}.npz", **_trainable(model))
 
     tune(model, tr, max(fold_epochs), hook)
     return scores

@@ -93,6 +93,9 @@ class TrainConfig:
     head_c: float | None = None
     cv_folds: int = 2
     cv_parallel: bool = True  # fine-tune the folds side by side (forked processes), as many at once as cores
+    # when fine-tuning wins and every fold ran: the final body is the average of the fold bodies'
+    # weights at the chosen steps, instead of a fine-tuning on all the examples after the choice
+    average_folds: bool = False
     frozen_layers: int = DEFAULT_FROZEN_LAYERS
     finetune_max_length: int = FINETUNE_MAX_LENGTH
     max_length: int | None = None
@@ -294,7 +297,10 @@ def train(data: LabeledData, config: TrainConfig | None = None, *, progress: Pro
         selection = select(data, y, texts, config, base, embed, tune, say)
         timings["cross_validation"] = time.perf_counter() - mark
         mark = time.perf_counter()
-        if selection.finetuned:
+        if selection.averaged:
+            say(f"body: the average of the fold bodies' weights after {selection.steps} optimizer steps "
+                f"({selection.final_body}); no fine-tuning on all the examples")
+        elif selection.finetuned:
             say(f"fine-tuning on all {len(texts)} examples for {selection.epochs} epochs ({selection.steps} optimizer steps)")
             tune(base, np.arange(len(texts)), selection.epochs, show=config.show_progress)
         timings["fine_tuning"] = time.perf_counter() - mark

@@ -326,3 +326,43 @@ def test_training_records_whether_the_cross_validation_embedded_in_bf16(tiny_bod
     on = train(data, TrainConfig(model=str(tiny_body_dir), show_progress=False, finetune="never"))
     assert off.classifier.config.training.settings["cv_bf16"] is False
     assert on.classifier.config.training.settings["cv_bf16"] is cpu_has_bf16()
+
+
+def test_average_into_sets_the_mean_of_the_fold_snapshots_and_keeps_fixed_weights(tmp_path):
+    from fastclf.selection import average_into
+
+    model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.Linear(2, 1))
+    fixed = model[1].weight.detach().clone()
+    a, b = torch.randn(2, 3), torch.randn(2, 3)
+    np.savez(tmp_path / "a.npz", **{"0.weight": a.numpy(), "0.bias": np.array([1.0, 2.0], dtype=np.float32)})
+    np.savez(tmp_path / "b.npz", **{"0.weight": b.numpy(), "0.bias": np.array([3.0, 6.0], dtype=np.float32)})
+    average_into(model, [tmp_path / "a.npz", tmp_path / "b.npz"])
+    torch.testing.assert_close(model[0].weight.detach(), (a + b) / 2)
+    torch.testing.assert_close(model[0].bias.detach(), torch.tensor([2.0, 4.0]))
+    torch.testing.assert_close(model[1].weight.detach(), fixed, rtol=0, atol=0)
+    assert model[0].weight.dtype == torch.float32
+
+
+def test_averaged_folds_are_the_body_and_no_final_fine_tuning_runs(tiny_body_dir, tmp_path):
+    from fastclf.trainer import _load_body
+
+    data = _data({k: TOPICS[k] for k in ("sport", "food", "money")})
+    said: list[str] = []
+    result = train(data, TrainConfig(model=str(tiny_body_dir), show_progress=False, finetune="always",
+                                     average_folds=True), progress=said.append)
+    sel = result.selection
+    assert sel.finetuned and sel.averaged and sel.final_body == "average of 2 folds" and sel.folds == 2
+    assert not any(m.startswith("fine-tuning on all") for m in said)
+    assert any("average of the fold bodies" in m for m in said)
+    untuned = dict(_load_body(str(tiny_body_dir)).named_parameters())
+    tuned = dict(result.classifier.body.model.named_parameters())
+    moved = [n for n, p in tuned.items() if not torch.equal(p.detach(), untuned[n].detach())]
+    assert moved and all("word_embeddings" not in n for n in moved)  # fine-tuned, token embeddings fixed
+    assert np.isfinite(result.classifier.predict_proba(data.texts)).all()
+    path = result.classifier.save(tmp_path / "m")
+    recorded = json.loads((path / "fastclf.json").read_text())["training"]["selection"]
+    assert recorded["final_body"] == "average of 2 folds"
+    # without averaging the same folds choose the same, and a final fine-tuning makes the body
+    plain = train(data, TrainConfig(model=str(tiny_body_dir), show_progress=False, finetune="always")).selection
+    assert not plain.averaged and plain.final_body == "all examples"
+    assert (plain.epochs, plain.head_c, plain.scores) == (sel.epochs, sel.head_c, sel.scores)
