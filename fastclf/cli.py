@@ -84,8 +84,8 @@ for _command in (accelerate, benchmark, serve):
 @click.option("--cv-parallel/--no-cv-parallel", default=True, show_default=True,
               help="Fine-tune the cross-validation folds side by side (forked processes sharing the cores).")
 @click.option("--average-folds/--no-average-folds", default=None,
-              help="When fine-tuning wins, make the body the average of the cross-validation folds' fine-tuned "
-                   "weights instead of fine-tuning again on all the examples (faster; see benchmarks/README.md).")
+              help="When fine-tuning wins, the body is the average of the cross-validation folds' fine-tuned "
+                   "weights (default), or --no-average-folds: fine-tuned again on all the examples (slower).")
 @click.option("--frozen-layers", type=click.IntRange(min=0), default=None,
               help="Lowest transformer layers kept fixed while fine-tuning (the token embeddings always are); "
                    "more is faster. Default: 0.")

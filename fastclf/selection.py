@@ -275,7 +275,8 @@ def _select(data: LabeledData, y: np.ndarray, texts: list[str], config: Any, bas
     return selection
 
 
-def _trainable(model: Any) -> dict[str, np.ndarray]:
+def _trainable(model: Any) -> dict[str, Any]:
+    """The parameters fine-tuning changes, as numpy arrays by name (a snapshot for :func:`average_into`)."""
     return {name: p.detach().cpu().numpy().copy() for name, p in model.named_parameters() if p.requires_grad}
 
 

@@ -363,6 +363,7 @@ def test_averaged_folds_are_the_body_and_no_final_fine_tuning_runs(tiny_body_dir
     recorded = json.loads((path / "fastclf.json").read_text())["training"]["selection"]
     assert recorded["final_body"] == "average of 2 folds"
     # without averaging the same folds choose the same, and a final fine-tuning makes the body
-    plain = train(data, TrainConfig(model=str(tiny_body_dir), show_progress=False, finetune="always")).selection
+    plain = train(data, TrainConfig(model=str(tiny_body_dir), show_progress=False, finetune="always",
+                                    average_folds=False)).selection
     assert not plain.averaged and plain.final_body == "all examples"
     assert (plain.epochs, plain.head_c, plain.scores) == (sel.epochs, sel.head_c, sel.scores)
