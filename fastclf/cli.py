@@ -79,6 +79,10 @@ for _command in (accelerate, benchmark, serve):
                    "and 4, a small set running more epochs so that an epoch makes at least 8 optimizer steps.")
 @click.option("--head-c", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Inverse regularisation of the logistic head. Default: chosen by cross-validation.")
+@click.option("--class-weight", type=click.Choice(["none", "balanced"]), default="none", show_default=True,
+              help="balanced: the head weighs each class's examples inversely to its count, so that a class with "
+                   "few examples gets predicted more often (recall of rare classes up, accuracy on data as skewed "
+                   "as the training set may fall; single-label data); none: unweighted.")
 @click.option("--cv-folds", type=click.IntRange(min=2), default=2, show_default=True,
               help="Folds of the cross-validation that chooses the recipe.")
 @click.option("--cv-parallel/--no-cv-parallel", default=True, show_default=True,
@@ -112,7 +116,7 @@ for _command in (accelerate, benchmark, serve):
 @click.option("--seed", type=int, default=42, show_default=True)
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 def train(data, output, base_model, text_column, label_column, label_columns, label_separator, shots, eval_file,
-          holdout, eval_max, finetune, epochs, head_c, cv_folds, cv_parallel, average_folds, frozen_layers, finetune_max_length, loss, batch_size,
+          holdout, eval_max, finetune, epochs, head_c, class_weight, cv_folds, cv_parallel, average_folds, frozen_layers, finetune_max_length, loss, batch_size,
           learning_rate, num_iterations, long_texts, max_chunks, max_length, bf16, seed, quiet):
     """Train a classifier on the labeled examples in DATA (CSV, TSV, JSONL or Parquet).
 
@@ -125,7 +129,8 @@ def train(data, output, base_model, text_column, label_column, label_columns, la
 
     unset = {"frozen_layers": frozen_layers, "finetune_max_length": finetune_max_length,
              "average_folds": average_folds}  # None: the library's default
-    config = TrainConfig(model=base_model, finetune=finetune, num_epochs=epochs, head_c=head_c, cv_folds=cv_folds,
+    config = TrainConfig(model=base_model, finetune=finetune, num_epochs=epochs, head_c=head_c,
+                         class_weight=class_weight, cv_folds=cv_folds,
                          cv_parallel=cv_parallel,
                          loss=loss, batch_size=batch_size, body_learning_rate=learning_rate,
                          **{k: v for k, v in unset.items() if v is not None}, num_iterations=num_iterations, long_texts=long_texts, max_chunks=max_chunks,

@@ -77,6 +77,26 @@ class TrainOutcome:
                 "seconds": self.seconds, "eval": self.eval_description or None, "metrics": self.metrics}
 
 
+#: a training set whose largest class has this many times the examples of its smallest is called skewed
+SKEWED_RATIO = 4
+
+
+def imbalance_note(data: LabeledData, config: TrainConfig) -> str:
+    """A line for a skewed single-label training set (:data:`SKEWED_RATIO`), saying what to expect
+    and what to do; "" otherwise."""
+    if data.multi_label:
+        return ""
+    counts = data.counts()
+    (big, n_big), (small, n_small) = max(counts.items(), key=lambda kv: kv[1]), min(counts.items(), key=lambda kv: kv[1])
+    if n_big < SKEWED_RATIO * n_small:
+        return ""
+    if config.class_weight == "balanced":
+        return (f"note: the classes are skewed ({big}: {n_big} examples, {small}: {n_small}); the head weighs "
+                "each class inversely to its count (--class-weight balanced)")
+    return (f"note: the classes are skewed ({big}: {n_big} examples, {small}: {n_small}): the model will favour the "
+            "common classes; label more of the rare ones, or try --class-weight balanced")
+
+
 def train_command(data_path: Path, output: Path, config: TrainConfig, *, read: Callable[[Path], LabeledData],
                   shots: int | None, eval_file: Path | None, holdout: float | None, eval_max: int,
                   progress: Progress | None = None) -> TrainOutcome:
@@ -97,6 +117,9 @@ def train_command(data_path: Path, output: Path, config: TrainConfig, *, read: C
 
     counts = ", ".join(f"{c}: {n}" for c, n in train_data.counts().items())
     say(f"training on {len(train_data)} examples ({counts})")
+    note = imbalance_note(train_data, config)
+    if note:
+        say(note)
     say(f"base model: {resolve_model(config.model)[1]}")
     result = train(train_data, config, progress=say if config.show_progress else None)
     clf = result.classifier

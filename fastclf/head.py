@@ -61,9 +61,11 @@ class LogisticHead:
 
     @classmethod
     def fit(cls, X: np.ndarray, y: np.ndarray, *, multi_label: bool = False, C: float = 1.0,
-            seed: int = 42) -> LogisticHead:
+            seed: int = 42, class_weight: str | None = None) -> LogisticHead:
         """Fit on embeddings ``X``: ``y`` holds class indices, or a multi-hot matrix when
-        ``multi_label``."""
+        ``multi_label``. ``class_weight="balanced"`` weighs each class's examples inversely to its
+        count (single-label only; each label of a multi-label head is fit unweighted), so a class
+        with few examples is not drowned by a common one; on balanced data it changes nothing."""
         from sklearn.linear_model import LogisticRegression
 
         X = np.asarray(X, dtype=np.float64)
@@ -74,7 +76,7 @@ class LogisticHead:
                 coefs.append(lr.coef_[0])
                 intercepts.append(lr.intercept_[0])
             return cls(np.stack(coefs), np.array(intercepts), "multilabel")
-        lr = LogisticRegression(C=C, max_iter=1000, random_state=seed).fit(X, y)
+        lr = LogisticRegression(C=C, max_iter=1000, random_state=seed, class_weight=class_weight).fit(X, y)
         if len(lr.classes_) != int(np.max(y)) + 1:
             raise ValueError("every class must appear in the training labels")
         kind = "binary" if lr.coef_.shape[0] == 1 else "multiclass"

@@ -68,6 +68,11 @@ class Selection:
         return self.finetuned and self.final_body != "all examples"
 
 
+def head_class_weight(config: Any) -> str | None:
+    """sklearn's ``class_weight`` for the head from ``config.class_weight`` ("balanced" or "none")."""
+    return None if getattr(config, "class_weight", "none") == "none" else "balanced"
+
+
 def steps_per_epoch(n: int, batch_size: int) -> int:
     """Optimizer steps of one epoch over ``n`` examples (label-grouped batches of ``batch_size``)."""
     return max(1, math.ceil(n / batch_size))
@@ -92,15 +97,19 @@ def folds(y: np.ndarray, k: int, seed: int, multi_label: bool) -> list[tuple[np.
 
 
 def fit_predict(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, c: float, multi_label: bool,
-                 seed: int) -> np.ndarray:
-    """Predictions (class indices, or a multi-hot matrix) of a logistic head fit with ``c``; a
-    label that is constant in a fold's training part is predicted as that constant."""
+                 seed: int, class_weight: str | None = None) -> np.ndarray:
+    """Predictions (class indices, or a multi-hot matrix) of a logistic head fit with ``c`` (and
+    ``class_weight``, single-label only: see :meth:`fastclf.head.LogisticHead.fit`); a label that is
+    constant in a fold's training part is predicted as that constant."""
     from sklearn.linear_model import LogisticRegression
+
+    weight = None if multi_label else class_weight
 
     def fit(yy: np.ndarray) -> np.ndarray:
         if len(np.unique(yy)) < 2:
             return np.full(len(test_x), yy[0])
-        return LogisticRegression(C=c, max_iter=1000, random_state=seed).fit(train_x, yy).predict(test_x)
+        return LogisticRegression(C=c, max_iter=1000, random_state=seed,
+                                  class_weight=weight).fit(train_x, yy).predict(test_x)
 
     if multi_label:
         return np.stack([fit(train_y[:, j]) for j in range(train_y.shape[1])], axis=1)
@@ -122,15 +131,16 @@ def settles(untuned: float, tuned: float, held_out: int, z: float = DECISIVE_Z) 
 class Scores:
     """Correct held-out predictions, summed over folds, for each (epochs, C)."""
 
-    def __init__(self, cs: Sequence[float]):
+    def __init__(self, cs: Sequence[float], class_weight: str | None = None):
         self.cs = tuple(cs)
+        self.class_weight = class_weight
         self.correct: dict[tuple[int, float], int] = {}
         self.total: dict[tuple[int, float], int] = {}
 
     def add(self, epochs: int, emb_train: np.ndarray, y_train: np.ndarray, emb_test: np.ndarray,
             y_test: np.ndarray, multi_label: bool, seed: int) -> None:
         for c in self.cs:
-            pred = fit_predict(emb_train, y_train, emb_test, c, multi_label, seed)
+            pred = fit_predict(emb_train, y_train, emb_test, c, multi_label, seed, self.class_weight)
             key = (epochs, c)
             self.correct[key] = self.correct.get(key, 0) + int(_correct(pred, y_test, multi_label).sum())
             self.total[key] = self.total.get(key, 0) + len(y_test)
@@ -205,6 +215,7 @@ def _select(data: LabeledData, y: np.ndarray, texts: list[str], config: Any, bas
             embed: Callable[..., np.ndarray], tune: Callable[..., None], say: Callable[[str], None],
             weights_dir: Path | None) -> Selection:
     cs = C_GRID if config.head_c is None else (config.head_c,)
+    weight = head_class_weight(config)
     # an epoch of the contrastive loss is one pass over the examples; the pairs loss (multi-label,
     # --loss pairs) draws 2 * num_iterations pairs an example
     per_example = 2 * config.num_iterations if data.multi_label or config.loss != "supcon" else 1
@@ -239,7 +250,7 @@ def _select(data: LabeledData, y: np.ndarray, texts: list[str], config: Any, bas
     quick_emb = embed(base, texts, quick=True)
     splits = folds(y, k, config.seed, data.multi_label)
     workers = min(k, usable_cpus()) if tuned_epochs and config.cv_parallel and can_fork() else 1
-    scores = Scores(cs)
+    scores = Scores(cs, weight)
     used = 0
     for start in range(0, k, workers):
         group = list(range(start, min(start + workers, k)))
@@ -255,7 +266,8 @@ def _select(data: LabeledData, y: np.ndarray, texts: list[str], config: Any, bas
         steps = ", ".join(str(e * full) for e in tuned_epochs)
         say(f"cross-validation {which}: fine-tuning on {n_train} examples, scoring the rest after the {steps} "
             f"optimizer steps of {', '.join(map(str, tuned_epochs))} epochs")
-        jobs = [functools.partial(_tuned_fold, splits[f], texts, y, tuned_epochs, cs, data.multi_label, config.seed,
+        jobs = [functools.partial(_tuned_fold, splits[f], texts, y, tuned_epochs, Scores(cs, weight), data.multi_label,
+                                  config.seed,
                                   base, embed, tune, full, per_epoch(len(splits[f][0])),
                                   None if weights_dir is None else weights_dir / f"fold{f}") for f in group]
         if len(jobs) > 1:
@@ -303,17 +315,17 @@ def average_into(model: Any, paths: Sequence[Path]) -> None:
 
 
 def _tuned_fold(split: tuple[np.ndarray, np.ndarray], texts: list[str], y: np.ndarray, tuned_epochs: list[int],
-                cs: Sequence[float], multi_label: bool, seed: int, base: Any, embed: Callable[..., np.ndarray],
+                scores: Scores, multi_label: bool, seed: int, base: Any, embed: Callable[..., np.ndarray],
                 tune: Callable[..., None], full: int, part: int, weights_dir: Path | None = None) -> Scores:
     """Fine-tune a copy of ``base`` on one fold's training part and score its held-out part
     after the optimizer steps of each of ``tuned_epochs`` full-data epochs (``full`` steps an epoch
     on all the examples, ``part`` on the fold's training part). With ``weights_dir``, the trained
-    parameters at each of those points are saved there as ``<epochs>.npz``."""
+    parameters at each of those points are saved there as ``<epochs>.npz``. The held-out
+    predictions are counted into ``scores`` (empty), which is returned."""
     tr, te = split
     # a fold trains on fewer examples, so it runs more epochs: the same number of optimizer
     # steps as the final training of each choice, which is what the choice is about
     fold_epochs = {max(1, round(e * full / part)): e for e in tuned_epochs}
-    scores = Scores(cs)
     model = copy.deepcopy(base)
 
     def hook(epoch: int) -> None:

@@ -373,3 +373,19 @@ def test_model_config_names_the_file_and_the_bad_field(tmp_path, field, value, m
     with pytest.raises(ModelFormatError, match=message) as info:
         ModelConfig.from_dict(data, tmp_path / "fastclf.json")
     assert str(tmp_path / "fastclf.json") in str(info.value)
+
+
+@pytest.mark.parametrize("class_weight", ["none", "balanced"])
+def test_cli_train_names_skewed_classes_and_the_class_weight_option(tiny_body_dir, tmp_path, class_weight):
+    path = tmp_path / "skewed.csv"
+    rows = [(f"match report number {i}: the striker scored", "sport") for i in range(12)]
+    rows += [("the soup was salty", "food"), ("a spicy curry with rice", "food"), ("fresh bread", "food")]
+    pd.DataFrame(rows, columns=["text", "label"]).to_csv(path, index=False)
+    out = tmp_path / "model"
+    code, text = run("train", path, "-o", out, "--model", tiny_body_dir, "--epochs", "0", "--head-c", "1",
+                     "--class-weight", class_weight, "-q")
+    assert code == 0, text
+    assert "the classes are skewed (sport: 12 examples, food: 3)" in text
+    assert ("--class-weight balanced" in text) and (("try --class-weight" in text) == (class_weight == "none"))
+    cfg = json.loads((out / "fastclf.json").read_text())
+    assert cfg["training"]["settings"]["class_weight"] == class_weight

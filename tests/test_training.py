@@ -153,6 +153,25 @@ def test_imbalanced_classes_train(tiny_body_dir):
     assert set(result.classifier.predict(data.texts)) <= {"sport", "food"}
 
 
+@pytest.mark.parametrize("class_weight", ["balanced", "none"])
+def test_head_weighs_classes_by_their_counts_unless_told_not_to(minilm_dir, class_weight):
+    from sklearn.linear_model import LogisticRegression
+
+    data = _data({k: TOPICS[k] for k in ("sport", "food", "money")}, {"sport": 6, "food": 6, "money": 2})
+    result = train(data, TrainConfig(model=str(minilm_dir), finetune="never", head_c=1.0, class_weight=class_weight,
+                                     show_progress=False))
+    clf = result.classifier
+    y = np.array([list(data.classes).index(label) for label in data.labels])
+    emb = clf.embed(data.texts)
+    ref = LogisticRegression(C=1.0, max_iter=1000, random_state=42,
+                             class_weight=None if class_weight == "none" else "balanced").fit(emb, y)
+    np.testing.assert_allclose(clf.predict_proba(TOPICS["money"]), ref.predict_proba(clf.embed(TOPICS["money"])),
+                               atol=1e-6)
+    assert clf.config.training.settings["class_weight"] == class_weight
+    with pytest.raises(Exception, match="class weight"):
+        TrainConfig(class_weight="inverse")
+
+
 def test_recipe_is_chosen_by_cross_validation_and_recorded(tiny_body_dir, tmp_path):
     data = _data({k: TOPICS[k] for k in ("sport", "food", "money")})
     result = train(data, TrainConfig(model=str(tiny_body_dir), show_progress=False))
