@@ -77,6 +77,21 @@ class TrainOutcome:
                 "seconds": self.seconds, "eval": self.eval_description or None, "metrics": self.metrics}
 
 
+#: classes above which the training line summarises the counts instead of listing every class
+LIST_MAX_CLASSES = 12
+
+
+def describe_counts(counts: dict[str, int]) -> str:
+    """Examples a class, every class when there are few, else a summary naming the smallest."""
+    if len(counts) <= LIST_MAX_CLASSES:
+        return ", ".join(f"{c}: {n}" for c, n in counts.items())
+    fewest = sorted(counts.items(), key=lambda kv: (kv[1], kv[0]))[:3]
+    low, high = min(counts.values()), max(counts.values())
+    spread = f"{low} a class" if low == high else f"{low} to {high} a class; fewest: " + ", ".join(
+        f"{c}: {n}" for c, n in fewest)
+    return f"{len(counts)} classes, {spread}"
+
+
 #: a training set whose largest class has this many times the examples of its smallest is called skewed
 SKEWED_RATIO = 4
 
@@ -115,8 +130,7 @@ def train_command(data_path: Path, output: Path, config: TrainConfig, *, read: C
     from .metrics import evaluate, format_report
     from .trainer import resolve_model, train
 
-    counts = ", ".join(f"{c}: {n}" for c, n in train_data.counts().items())
-    say(f"training on {len(train_data)} examples ({counts})")
+    say(f"training on {len(train_data)} examples ({describe_counts(train_data.counts())})")
     note = imbalance_note(train_data, config)
     if note:
         say(note)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -75,6 +76,17 @@ def evaluate(clf, data: LabeledData, *, batch_size: int = 32) -> dict[str, Any]:
     return scores([str(c) for c in clf.classes_], data.labels, y_pred, multi_label=clf.multi_label)
 
 
+#: classes above which the text report lists the most confused pairs instead of the whole matrix
+MATRIX_MAX_CLASSES = 12
+
+
+def most_confused(confusion: Sequence[Sequence[int]], classes: Sequence[str], top: int = 10) -> list[tuple[str, str, int]]:
+    """The ``top`` largest off-diagonal cells of ``confusion`` as (true class, predicted class, count)."""
+    cells = [(int(n), i, j) for i, row in enumerate(confusion) for j, n in enumerate(row) if i != j and n]
+    cells.sort(key=lambda c: (-c[0], c[1], c[2]))
+    return [(classes[i], classes[j], n) for n, i, j in cells[:top]]
+
+
 def format_report(result: dict[str, Any], classes: list[str]) -> str:
     """A plain-text report: headline figures, per-class table, confusion matrix."""
     lines = [f"examples: {result['n']}", f"accuracy: {result['accuracy']:.4f}", f"macro-F1: {result['macro_f1']:.4f}"]
@@ -85,7 +97,10 @@ def format_report(result: dict[str, Any], classes: list[str]) -> str:
     for c in classes:
         r = result["per_class"][c]
         lines.append(f"{c:<{width}}  {r['precision']:9.3f}  {r['recall']:6.3f}  {r['f1']:5.3f}  {r['support']:7d}")
-    if "confusion" in result:
+    if "confusion" in result and len(classes) > MATRIX_MAX_CLASSES:
+        lines += ["", "most confused (true -> predicted; the whole matrix: fastclf eval MODEL DATA --json)"]
+        lines += [f"  {t} -> {p}: {n}" for t, p, n in most_confused(result["confusion"], classes)] or ["  none"]
+    elif "confusion" in result:
         cw = max(6, *(len(c) for c in classes))
         lines += ["", "confusion matrix (rows: true, columns: predicted)",
                   " " * width + "  " + "  ".join(f"{c:>{cw}}" for c in classes)]
