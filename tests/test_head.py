@@ -43,7 +43,7 @@ def test_corrupted_file(tmp_path):
 
 
 def _skewed_clusters(n_common: int, n_rare: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Two overlapping Gaussian clusters on the unit sphere (like sentence embeddings)."""
+    """Two Gaussian clusters projected on the unit sphere (like sentence embeddings)."""
     centre = np.random.default_rng(0).normal(size=(2, 32))
     rng = np.random.default_rng(seed)
     X = np.concatenate([centre[0] + rng.normal(size=(n_common, 32)),
