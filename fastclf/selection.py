@@ -206,9 +206,10 @@ def select(data: LabeledData, y: np.ndarray, texts: list[str], config: Any, base
     fine-tuned a copy of ``base``), and the selection says so: no fine-tuning on all the examples
     follows (see :func:`average_into`).
     """
+    if not getattr(config, "average_folds", False):
+        return _select(data, y, texts, config, base, embed, tune, say, None)
     with tempfile.TemporaryDirectory(prefix="fastclf-folds-") as tmp:
-        return _select(data, y, texts, config, base, embed, tune, say,
-                       Path(tmp) if getattr(config, "average_folds", False) else None)
+        return _select(data, y, texts, config, base, embed, tune, say, Path(tmp))
 
 
 def _select(data: LabeledData, y: np.ndarray, texts: list[str], config: Any, base: Any,
