@@ -13,13 +13,13 @@ import contextlib
 import logging
 import tempfile
 import warnings
-from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
 
 from .errors import TrainingError
+from .selection import can_contrast
 
 #: setfit's default temperature
 TEMPERATURE = 0.07
@@ -175,9 +175,8 @@ def finetune(
                 st_model.train()
 
     supcon = loss == "supcon" and not multi_label
-    if supcon and sum(1 for k in Counter(int(y) for y in labels).values() if k >= 2) < 2:
-        # a contrastive batch needs two classes with two examples each: with fewer there is
-        # nothing to learn from, and the body stays as it is
+    if supcon and not can_contrast(labels):
+        # nothing to learn from: the body stays as it is
         for epoch in range(1, epochs + 1):
             if on_epoch_end is not None:
                 with torch.inference_mode():

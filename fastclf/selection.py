@@ -57,6 +57,7 @@ class Selection:
     # "all examples": the final body is fine-tuned on all the examples after the choice;
     # "average of N folds": it is the average of the N fold bodies' weights at the chosen steps
     final_body: str = "all examples"
+    note: str = ""  # why a choice was left out (said after the description)
 
     @property
     def finetuned(self) -> bool:
@@ -71,6 +72,13 @@ class Selection:
 def head_class_weight(config: Any) -> str | None:
     """sklearn's ``class_weight`` for the head from ``config.class_weight`` ("balanced" or "none")."""
     return None if getattr(config, "class_weight", "none") == "none" else "balanced"
+
+
+def can_contrast(labels: Sequence[Any]) -> bool:
+    """Whether the contrastive loss can learn from single-label ``labels`` (class indices): the
+    label-grouped batches leave out classes with one example, and batches of a single class have
+    nothing to contrast, so with fewer than two classes of two examples the body does not move."""
+    return int((np.bincount(np.asarray(labels, dtype=int)) >= 2).sum()) >= 2
 
 
 def steps_per_epoch(n: int, batch_size: int) -> int:
@@ -182,6 +190,11 @@ def describe(sel: Selection, n: int) -> str:
     chosen = sel.scores.get(str(sel.epochs))
     steps = f" ({sel.steps} optimizer steps)" if sel.steps else ""
     what = f"fine-tuned {sel.epochs} epochs{steps}" if sel.finetuned else "the untuned body"
+    held = (f"{sel.folds} folds over {n} examples" if sel.folds > 1
+            else f"first fold of {n} examples, decisive: the other folds were skipped")
+    if chosen is None:  # a fine-tuning the folds could not score
+        return (f"{what} on all the examples, head C={sel.head_c:g} (cross-validated on the untuned body: "
+                f"{frozen:.3f}, {held}); {sel.note}")
     if sel.averaged:
         what += f" on each of {sel.folds} folds, their weights averaged"
     parts = [f"{what}, head C={sel.head_c:g}: cross-validated accuracy {chosen:.3f}"]
@@ -192,9 +205,7 @@ def describe(sel: Selection, n: int) -> str:
         if tuned:
             e, s = max(tuned.items(), key=lambda kv: kv[1])
             parts.append(f"against {s:.3f} for the best fine-tuning ({e} epochs)")
-    held = (f"{sel.folds} folds over {n} examples" if sel.folds > 1
-            else f"first fold of {n} examples, decisive: the other folds were skipped")
-    return ", ".join(parts) + f" ({held})"
+    return ", ".join(parts) + f" ({held})" + (f"; {sel.note}" if sel.note else "")
 
 
 def select(data: LabeledData, y: np.ndarray, texts: list[str], config: Any, base: Any,
@@ -250,6 +261,20 @@ def _select(data: LabeledData, y: np.ndarray, texts: list[str], config: Any, bas
     tuned_epochs = sorted(e for e in epoch_choices if e > 0)
     quick_emb = embed(base, texts, quick=True)
     splits = folds(y, k, config.seed, data.multi_label)
+    unscored = 0  # epochs of a fine-tuning the folds cannot score, run on all the examples
+    note = ""
+    supcon = config.loss == "supcon" and not data.multi_label
+    if tuned_epochs and supcon and not all(can_contrast(y[tr]) for tr, _ in splits):
+        # a fold body would not move: its scores would be the untuned body's, and a tie would
+        # "choose" a fine-tuning that never happened
+        note = ("fine-tuning was not scored: a fold's examples hold fewer than two classes with two "
+                "examples each, too few for the contrastive loss")
+        if 0 not in epoch_choices:  # --finetune always, or --epochs N: fine-tune all the examples, unscored
+            unscored = max(tuned_epochs)
+            say(f"{note}; fine-tuning on all the examples as asked, unscored")
+        else:
+            say(f"{note}; the untuned body is kept")
+        tuned_epochs, epoch_choices = [], (0,)
     workers = min(k, usable_cpus()) if tuned_epochs and config.cv_parallel and can_fork() else 1
     scores = Scores(cs, weight)
     used = 0
@@ -281,7 +306,11 @@ def _select(data: LabeledData, y: np.ndarray, texts: list[str], config: Any, bas
             say(f"the first {'fold settles' if used == 1 else 'folds settle'} it: skipping the other {k - used}")
             break
     epochs, c = scores.best()
-    selection = Selection(epochs, c, "cross-validation", folds=used, scores=scores.by_epochs(), steps=epochs * full)
+    if unscored:
+        return Selection(unscored, c, "fine-tuning asked for; " + note, folds=used, scores=scores.by_epochs(),
+                         steps=unscored * full, note=note)
+    selection = Selection(epochs, c, "cross-validation", folds=used, scores=scores.by_epochs(), steps=epochs * full,
+                          note=note)
     if weights_dir is not None and epochs > 0 and used == k:
         average_into(base, [weights_dir / f"fold{f}" / f"{epochs}.npz" for f in range(k)])
         selection.final_body = f"average of {k} folds"

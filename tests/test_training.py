@@ -18,7 +18,7 @@ from fastclf.config import LongTexts
 from fastclf.data import LabeledData
 from fastclf.errors import TrainingError
 from fastclf.finetune import BalancedSupConLoss, embed_by_length
-from fastclf.selection import EPOCH_CHOICES, MIN_STEPS_PER_EPOCH, planned_epochs, settles, steps_per_epoch
+from fastclf.selection import EPOCH_CHOICES, MIN_STEPS_PER_EPOCH, describe, planned_epochs, settles, steps_per_epoch
 from fastclf.trainer import TrainConfig, train
 
 TOPICS = {
@@ -386,3 +386,31 @@ def test_averaged_folds_are_the_body_and_no_final_fine_tuning_runs(tiny_body_dir
                                     average_folds=False)).selection
     assert not plain.averaged and plain.final_body == "all examples"
     assert (plain.epochs, plain.head_c, plain.scores) == (sel.epochs, sel.head_c, sel.scores)
+
+
+def test_folds_too_small_to_contrast_never_claim_a_fine_tuning(tiny_body_dir):
+    from fastclf.selection import can_contrast
+    from fastclf.trainer import _load_body
+
+    assert can_contrast([0, 0, 1, 1]) and not can_contrast([0, 1, 2, 3]) and not can_contrast([0, 0, 1, 2])
+    # 2 examples of each of 5 classes: each of the 2 folds trains on one example a class, where the
+    # contrastive loss has nothing to learn, so the folds cannot score a fine-tuning
+    data = _data({k: TOPICS[k] for k in list(TOPICS)[:5]}, {k: 2 for k in list(TOPICS)[:5]})
+    untuned = dict(_load_body(str(tiny_body_dir)).named_parameters())
+
+    said: list[str] = []
+    auto = train(data, TrainConfig(model=str(tiny_body_dir), show_progress=False), progress=said.append).selection
+    assert auto.epochs == 0 and not auto.finetuned and set(auto.scores) == {"0"}
+    assert "not scored" in auto.note and "not scored" in describe(auto, len(data))
+    assert any("the untuned body is kept" in m for m in said)
+
+    said.clear()
+    forced = train(data, TrainConfig(model=str(tiny_body_dir), show_progress=False, finetune="always"),
+                   progress=said.append)
+    sel = forced.selection
+    assert sel.finetuned and not sel.averaged and sel.final_body == "all examples" and set(sel.scores) == {"0"}
+    assert any(m.startswith("fine-tuning on all") for m in said)
+    text = describe(sel, len(data))
+    assert text.startswith(f"fine-tuned {sel.epochs} epochs") and "on all the examples" in text and "not scored" in text
+    tuned = dict(forced.classifier.body.model.named_parameters())
+    assert any(not torch.equal(p.detach(), untuned[n].detach()) for n, p in tuned.items())  # the body moved
