@@ -60,6 +60,21 @@ def test_save_load_predict_round_trip(tiny_model, tiny_body_dir):
     np.testing.assert_allclose(st.encode(SPORT), clf.embed(SPORT), atol=1e-5)
 
 
+def test_loading_in_an_app_prints_no_library_noise(tiny_model):
+    """torch and torchao log optional-kernel warnings on import ("Failed to load ..._C_mxfp8...",
+    pytree deprecations): an app that only loads and predicts must not see them on stderr."""
+    import subprocess
+    import sys
+
+    code = f"from fastclf import Classifier; print(Classifier.load({str(tiny_model)!r}).predict(['a text'])[0])"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() in ("sport", "food")
+    for noise in ("Failed to load", "torchao", "_pytree", "UserWarning"):
+        assert noise not in done.stderr, done.stderr
+
+
 def test_training_is_reproducible(tiny_body_dir, tiny_model):
     again = train_tiny(tiny_body_dir)
     saved = Classifier.load(tiny_model)

@@ -117,6 +117,7 @@ def runtime_module(spec: VariantSpec):
         MissingDependency: the runtime's Python package is not installed.
     """
     package, extra = _RUNTIMES[spec.runtime]
+    silence_import_warnings()  # Classifier.load in a user's app, not only the CLI
     if spec.runtime == "openvino":  # before anything imports openvino: no telemetry (see its docstring)
         from .openvino_backend import disable_telemetry
 
