@@ -112,6 +112,24 @@ def imbalance_note(data: LabeledData, config: TrainConfig) -> str:
             "common classes; label more of the rare ones, or try --class-weight balanced")
 
 
+def duplicates_note(data: LabeledData) -> str:
+    """A line when texts repeat (equal after stripping whitespace): how many, that the
+    cross-validation keeps copies together, and how many carry different labels; "" otherwise."""
+    seen: dict[str, list[Any]] = {}
+    for text, label in zip(data.texts, data.labels):
+        seen.setdefault(text.strip(), []).append(tuple(sorted(label)) if data.multi_label else label)
+    repeated = {t: labels for t, labels in seen.items() if len(labels) > 1}
+    if not repeated:
+        return ""
+    rows = sum(len(labels) for labels in repeated.values())
+    note = (f"note: {len(repeated)} text{'s' if len(repeated) > 1 else ''} appear more than once ({rows} rows); "
+            "the cross-validation keeps the copies of a text in one fold")
+    conflicting = sum(1 for labels in repeated.values() if len(set(labels)) > 1)
+    if conflicting:
+        note += f"; {conflicting} of them {'carry' if conflicting > 1 else 'carries'} different labels: check those rows"
+    return note
+
+
 def train_command(data_path: Path, output: Path, config: TrainConfig, *, read: Callable[[Path], LabeledData],
                   shots: int | None, eval_file: Path | None, holdout: float | None, eval_max: int,
                   progress: Progress | None = None) -> TrainOutcome:
@@ -130,10 +148,12 @@ def train_command(data_path: Path, output: Path, config: TrainConfig, *, read: C
     from .metrics import evaluate, format_report
     from .trainer import resolve_model, train
 
-    say(f"training on {len(train_data)} examples ({describe_counts(train_data.counts())})")
-    note = imbalance_note(train_data, config)
-    if note:
-        say(note)
+    kind = ", multi-label (a text may carry several labels; texts a label" if train_data.multi_label else " ("
+    say(f"training on {len(train_data)} examples{kind}{': ' if train_data.multi_label else ''}"
+        f"{describe_counts(train_data.counts())})")
+    for note in (imbalance_note(train_data, config), duplicates_note(train_data)):
+        if note:
+            say(note)
     say(f"base model: {resolve_model(config.model)[1]}")
     result = train(train_data, config, progress=say if config.show_progress else None)
     clf = result.classifier

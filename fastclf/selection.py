@@ -94,9 +94,27 @@ def planned_epochs(epochs: int, per_epoch: int) -> int:
     return max(epochs, math.ceil(epochs * MIN_STEPS_PER_EPOCH / per_epoch))
 
 
-def folds(y: np.ndarray, k: int, seed: int, multi_label: bool) -> list[tuple[np.ndarray, np.ndarray]]:
-    from sklearn.model_selection import KFold, StratifiedKFold
+def duplicate_groups(texts: Sequence[str]) -> np.ndarray | None:
+    """A group id a text (equal after stripping whitespace: same id), or None when every text is unique."""
+    ids: dict[str, int] = {}
+    groups = np.array([ids.setdefault(t.strip(), len(ids)) for t in texts])
+    return None if len(ids) == len(texts) else groups
 
+
+def folds(y: np.ndarray, k: int, seed: int, multi_label: bool,
+          groups: np.ndarray | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``k`` shuffled folds (stratified for single-label data). With ``groups``, the copies of a text
+    stay in one fold: a copy on each side would let the held-out part be scored on texts the head
+    and the fold body were trained on, and push the choice toward the weakest regularisation."""
+    from sklearn.model_selection import KFold, StratifiedGroupKFold, StratifiedKFold
+
+    if groups is not None:
+        if multi_label:
+            uniq = np.unique(groups)
+            parts = KFold(n_splits=k, shuffle=True, random_state=seed).split(uniq)
+            return [(np.flatnonzero(np.isin(groups, uniq[a])), np.flatnonzero(np.isin(groups, uniq[b])))
+                    for a, b in parts]
+        return list(StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed).split(np.zeros(len(y)), y, groups))
     if multi_label:
         splitter = KFold(n_splits=k, shuffle=True, random_state=seed)
         return list(splitter.split(np.zeros(len(y))))
@@ -251,6 +269,9 @@ def _select(data: LabeledData, y: np.ndarray, texts: list[str], config: Any, bas
                          steps=epoch_choices[0] * full)
     smallest = min(data.counts().values())
     k = min(config.cv_folds, smallest) if not data.multi_label else min(config.cv_folds, len(texts) // 2)
+    groups = duplicate_groups(texts)
+    if groups is not None:
+        k = min(k, int(groups.max()) + 1)
     if k < 2:
         # the epochs asked for; else, forced fine-tuning's default; else ("auto", "never") the untuned body
         epochs = config.num_epochs if config.num_epochs is not None else (
@@ -260,7 +281,7 @@ def _select(data: LabeledData, y: np.ndarray, texts: list[str], config: Any, bas
                          steps=epochs * full)
     tuned_epochs = sorted(e for e in epoch_choices if e > 0)
     quick_emb = embed(base, texts, quick=True)
-    splits = folds(y, k, config.seed, data.multi_label)
+    splits = folds(y, k, config.seed, data.multi_label, groups)
     unscored = 0  # epochs of a fine-tuning the folds cannot score, run on all the examples
     note = ""
     supcon = config.loss == "supcon" and not data.multi_label

@@ -414,3 +414,31 @@ def test_folds_too_small_to_contrast_never_claim_a_fine_tuning(tiny_body_dir):
     assert text.startswith(f"fine-tuned {sel.epochs} epochs") and "on all the examples" in text and "not scored" in text
     tuned = dict(forced.classifier.body.model.named_parameters())
     assert any(not torch.equal(p.detach(), untuned[n].detach()) for n, p in tuned.items())  # the body moved
+
+
+@pytest.mark.parametrize("multi_label", [False, True])
+def test_folds_keep_the_copies_of_a_text_together(multi_label):
+    from fastclf.selection import duplicate_groups, folds
+
+    texts = [f"text {i}" for i in range(20)]
+    texts += [texts[i] + "  " for i in range(0, 20, 2)]  # 10 copies (equal after stripping whitespace)
+    assert duplicate_groups(texts[:20]) is None
+    groups = duplicate_groups(texts)
+    assert groups is not None and groups.max() + 1 == 20
+    y = np.array([i % 2 for i in range(20)] + [0] * 10)
+    if multi_label:
+        y = np.stack([y, 1 - y], axis=1)
+    for seed in range(5):
+        splits = folds(y, 2, seed, multi_label, groups)
+        assert len(splits) == 2
+        for tr, te in splits:
+            assert not set(groups[tr]) & set(groups[te])
+            assert sorted(np.concatenate([tr, te])) == list(range(30))
+
+
+def test_training_notes_repeated_and_conflicting_texts():
+    from fastclf.commands import duplicates_note
+
+    assert duplicates_note(LabeledData(["a", "b", "c", "d"], ["x", "y", "x", "y"])) == ""
+    note = duplicates_note(LabeledData(["a", "b", "a ", "b", "c", "d"], ["x", "y", "x", "x", "x", "y"]))
+    assert note.startswith("note: 2 texts appear more than once (4 rows)") and "1 of them carries different labels" in note
