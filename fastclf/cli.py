@@ -141,6 +141,17 @@ def train(data, output, base_model, text_column, label_column, label_columns, la
     )
 
 
+#: characters of a text echoed after its label by ``fastclf predict`` (--json gives the whole text)
+ECHO_CHARS = 80
+
+
+def _one_line(text: str) -> str:
+    """A text as one line of the tab-separated output: whitespace runs (newlines, tabs) become one
+    space, and a long text is cut to :data:`ECHO_CHARS` characters with an ellipsis."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= ECHO_CHARS else flat[: ECHO_CHARS - 3] + "..."
+
+
 @cli.command()
 @click.argument("model_dir", type=click.Path(path_type=Path))
 @click.argument("texts", nargs=-1)
@@ -166,7 +177,10 @@ def train(data, output, base_model, text_column, label_column, label_columns, la
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def predict(model_dir, texts, input_file, output, text_column, variant, batch_size, chunk_size, engine, concurrency,
             as_json, quiet):
-    """Label TEXTS (or the texts of --input) with the model in MODEL_DIR."""
+    """Label TEXTS (or the texts of --input) with the model in MODEL_DIR.
+
+    Prints a line a text: label, probability and the text (on one line, cut to 80 characters;
+    --json prints it whole, with every probability)."""
     from .commands import Predictions, predict_command
 
     result = predict_command(model_dir, list(texts), input_file=input_file, output=output, text_column=text_column,
@@ -178,9 +192,9 @@ def predict(model_dir, texts, input_file, output, text_column, variant, batch_si
                 click.echo(json.dumps(p.to_dict()))
             elif result.multi_label:
                 shown = ", ".join(f"{c} {v:.3f}" for c, v in p.proba.items() if c in p.label) or "(none)"
-                click.echo(f"{shown}\t{p.text}")
+                click.echo(f"{shown}\t{_one_line(p.text)}")
             else:
-                click.echo(f"{p.label}\t{max(p.proba.values()):.3f}\t{p.text}")
+                click.echo(f"{p.label}\t{max(p.proba.values()):.3f}\t{_one_line(p.text)}")
     elif output is not None:
         if len(result.outputs) == 1:
             click.echo(f"wrote {result.rows} rows to {result.outputs[0]}")

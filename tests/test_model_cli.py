@@ -252,6 +252,16 @@ def test_a_model_trained_on_clear_examples_labels_them(clear_model, tmp_path):
     assert code == 0 and metrics["n"] == 4 and metrics["accuracy"] == 1.0 and metrics["macro_f1"] == 1.0
 
 
+def test_predict_prints_one_line_a_text_however_the_text_is_laid_out(clear_model):
+    long_one = "the match went to extra time " * 20
+    code, text = run("predict", clear_model, "the striker scored\ttwice\nin the final", long_one)
+    lines = text.strip().splitlines()
+    assert code == 0 and len(lines) == 2 and all(len(line.split("\t")) == 3 for line in lines)
+    assert lines[0].split("\t")[2] == "the striker scored twice in the final"
+    shown = lines[1].split("\t")[2]
+    assert len(shown) == 80 and shown.endswith("...") and long_one.startswith(shown[:-3])
+
+
 def test_predict_json_lines_carry_text_label_and_every_probability(clear_model):
     code, text = run("predict", clear_model, "--json", SPORT_EXTRA[0], FOOD_EXTRA[0])
     assert code == 0
