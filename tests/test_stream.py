@@ -247,6 +247,8 @@ def test_failure_leaves_no_output_and_no_temp_file(tmp_path, model_dir, clf, mon
     ("good", ["in.csv", "--output", "out.zip"], "cannot write .zip"),
     ("good", ["in.csv", "--text-column", "body"], "no column 'body'"),
     ("mixed", ["mixed", "--output", "all.csv"], "has other columns"),
+    # a blank line in a one-column file is an empty text at its row, not a row that vanishes
+    ("blank_line", ["one.csv", "--output", "out.csv"], "at rows 2, 3 "),
 ])
 def test_bad_inputs_one_line_error(tmp_path, model_dir, monkeypatch, setup, args, message):
     monkeypatch.chdir(tmp_path)
@@ -264,6 +266,8 @@ def test_bad_inputs_one_line_error(tmp_path, model_dir, monkeypatch, setup, args
         (tmp_path / "latin.csv").write_bytes("text\ncaf\xe9 cr\xe8me\n".encode("latin-1"))
     elif setup == "good":
         _write(_frame(3), tmp_path / "in.csv")
+    elif setup == "blank_line":
+        (tmp_path / "one.csv").write_text("text\nhello\n\n   \nworld\n")
     elif setup == "mixed":
         (tmp_path / "mixed").mkdir()
         _write(_frame(3), tmp_path / "mixed" / "a.csv")

@@ -206,7 +206,10 @@ def _parquet_chunks(job: FileJob, chunk_size: int) -> Chunks:
 
 def _csv_chunks(job: FileJob, chunk_size: int) -> Chunks:
     with open(job.source, "rb") as fh:
-        reader = pd.read_csv(fh, chunksize=chunk_size, compression=job.compression, **csv_options(job.fmt))
+        # a blank line is a row (an empty text, refused by name), not skipped: skipping it would shift
+        # every later row of a one-column file against the input it is scored from
+        reader = pd.read_csv(fh, chunksize=chunk_size, compression=job.compression, skip_blank_lines=False,
+                             **csv_options(job.fmt))
         with reader:
             for chunk in reader:
                 yield chunk, fh.tell()
