@@ -37,6 +37,26 @@ def test_reads_every_format(tmp_path, suffix):
     assert not data.multi_label
 
 
+@pytest.mark.parametrize("name, sep", [("tabs.csv", "\t"), ("semicolons.csv", ";"), ("commas.tsv", ","),
+                                       ("tabs.csv.gz", "\t")])
+def test_separator_is_read_from_the_header(tmp_path, name, sep):
+    """A spreadsheet's tab- or semicolon-separated .csv (texts with commas in them), or a comma
+    file named .tsv, reads as it is, for training and for scoring with --input."""
+    from fastclf import stream
+
+    rows = [("good, even great film", "pos"), ("bad; dull film", "neg"), ("great acting, fine", "pos"),
+            ("awful plot, sadly", "neg")]
+    df = pd.DataFrame(rows, columns=["text", "label"])
+    path = tmp_path / name
+    df.to_csv(path, sep=sep, index=False)
+    data = read_labeled(path)
+    assert data.texts == [r[0] for r in rows] and data.labels == [r[1] for r in rows]
+    job = stream.inspect_file(path)
+    assert job.columns == ["text", "label"] and job.sep == sep
+    scored = pd.concat([chunk for chunk, _ in stream.iter_chunks(job)])
+    assert scored["text"].tolist() == [r[0] for r in rows]
+
+
 def test_explicit_columns_and_missing_column(tmp_path):
     path = write_csv(tmp_path / "d.csv", ROWS, header=("body", "y"))
     with pytest.raises(DataError, match="no text column found.*--text-column"):

@@ -70,9 +70,25 @@ def is_supported(path: Path) -> bool:
     return True
 
 
-def csv_options(fmt: str) -> dict[str, Any]:
-    """``pandas.read_csv`` options of a CSV or TSV file: cells as strings, empty cells missing."""
-    return {"sep": "\t" if fmt == "tsv" else ",", "encoding": "utf-8", "dtype": object,
+def separator(fmt: str, header: str | None = None) -> str:
+    """The cell separator of a CSV or TSV file: the format's own (comma, tab) unless the file's
+    ``header`` line has none of it and has another: a ``.csv`` saved by a spreadsheet as
+    tab- or semicolon-separated (as many locales do), or a comma file named ``.tsv``."""
+    own = "\t" if fmt == "tsv" else ","
+    if header is None or own in header:
+        return own
+    return next((sep for sep in ("\t", ";", ",") if sep in header), own)
+
+
+def header_line(data: bytes) -> str:
+    """The first line of a CSV or TSV file's bytes (the header), without a byte-order mark."""
+    return data.split(b"\n", 1)[0].decode("utf-8", errors="replace").lstrip("\ufeff")
+
+
+def csv_options(fmt: str, sep: str | None = None) -> dict[str, Any]:
+    """``pandas.read_csv`` options of a CSV or TSV file: cells as strings, empty cells missing;
+    ``sep`` from :func:`separator` (default: the format's own)."""
+    return {"sep": sep or separator(fmt), "encoding": "utf-8", "dtype": object,
             "keep_default_na": False, "na_values": [""]}
 
 

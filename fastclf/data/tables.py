@@ -10,7 +10,7 @@ import pandas as pd
 
 from .._util import load_json_as
 from ..errors import DataError, DataFileNotFound, first_line
-from .formats import csv_options, format_of, read_bytes, read_error
+from .formats import csv_options, format_of, header_line, read_bytes, read_error, separator
 
 
 def read_table(path: str | Path) -> pd.DataFrame:
@@ -48,7 +48,7 @@ def read_table(path: str | Path) -> pd.DataFrame:
 def _parse(path: Path, fmt: str, data: bytes) -> pd.DataFrame:
     if fmt in ("csv", "tsv"):
         data.decode("utf-8")  # a clear message for a file that is not UTF-8
-        return pd.read_csv(io.BytesIO(data), **csv_options(fmt))
+        return pd.read_csv(io.BytesIO(data), **csv_options(fmt, separator(fmt, header_line(data))))
     if fmt == "jsonl":
         return _read_json(path, data)
     return pd.read_parquet(io.BytesIO(data))
@@ -59,9 +59,6 @@ def _check_frame(path: Path, fmt: str, df: pd.DataFrame) -> None:
     if len(df) == 0:
         raise DataError(f"{path} has no data rows")
     df.columns = [str(c) for c in df.columns]
-    if fmt == "csv" and len(df.columns) == 1 and "\t" in df.columns[0]:
-        raise DataError(f"{path}: the header holds tab characters and no commas: this looks like "
-                        "tab-separated data; name the file .tsv")
     if len(set(df.columns)) != len(df.columns):
         dup = sorted({c for c in df.columns if list(df.columns).count(c) > 1})
         raise DataError(f"{path}: duplicate column names: {', '.join(dup)}")

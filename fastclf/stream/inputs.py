@@ -17,9 +17,11 @@ from ..data.formats import (
     compression_of,
     csv_options,
     format_of,
+    header_line,
     is_supported,
     open_decompressed,
     read_error,
+    separator,
 )
 from ..errors import DataError, DataFileNotFound, FastclfError
 
@@ -46,6 +48,7 @@ class FileJob:
         size: the file's size in bytes.
         target: the output file, or None for CSV on stdout.
         json_array: the file is one JSON array (read whole), not JSON Lines.
+        sep: a CSV or TSV file's separator (see :func:`fastclf.data.formats.separator`).
     """
 
     source: Path
@@ -57,6 +60,7 @@ class FileJob:
     size: int
     target: Path | None = None
     json_array: bool = field(default=False, repr=False)
+    sep: str | None = field(default=None, repr=False)  # CSV/TSV: the separator its header line shows
 
 
 def resolve_inputs(spec: str | Path) -> list[Path]:
@@ -107,11 +111,12 @@ def inspect_file(path: Path, text_column: str | None = None) -> FileJob:
     fmt, compression = format_of(path), compression_of(path)
     rows: int | None = None
     json_array = False
+    sep = None
     try:
         if fmt == "parquet":
             columns, rows = _parquet_header(path)
         elif fmt in ("csv", "tsv"):
-            columns = _csv_header(path, fmt, compression)
+            columns, sep = _csv_header(path, fmt, compression)
         else:
             columns, json_array = _json_header(path, compression)
     except FastclfError:
@@ -121,7 +126,7 @@ def inspect_file(path: Path, text_column: str | None = None) -> FileJob:
     except READ_ERRORS as exc:
         raise read_error(path, fmt, exc) from None
     return FileJob(path, fmt, compression, find_text_column(columns, text_column, path), columns, rows,
-                   path.stat().st_size, json_array=json_array)
+                   path.stat().st_size, json_array=json_array, sep=sep)
 
 
 def _parquet_header(path: Path) -> tuple[list[str], int]:
@@ -134,10 +139,13 @@ def _parquet_header(path: Path) -> tuple[list[str], int]:
     return [n for n in meta.schema_arrow.names if not n.startswith("__index_level_")], rows
 
 
-def _csv_header(path: Path, fmt: str, compression: str | None) -> list[str]:
+def _csv_header(path: Path, fmt: str, compression: str | None) -> tuple[list[str], str]:
+    """The columns of a CSV or TSV file and its separator."""
+    with open_decompressed(path) as fh:
+        sep = separator(fmt, header_line(fh.readline()))
     with open(path, "rb") as fh:
-        header = pd.read_csv(fh, nrows=0, compression=compression, **csv_options(fmt))
-    return [str(c) for c in header.columns]
+        header = pd.read_csv(fh, nrows=0, compression=compression, **csv_options(fmt, sep))
+    return [str(c) for c in header.columns], sep
 
 
 def _json_header(path: Path, compression: str | None) -> tuple[list[str], bool]:
@@ -209,7 +217,7 @@ def _csv_chunks(job: FileJob, chunk_size: int) -> Chunks:
         # a blank line is a row (an empty text, refused by name), not skipped: skipping it would shift
         # every later row of a one-column file against the input it is scored from
         reader = pd.read_csv(fh, chunksize=chunk_size, compression=job.compression, skip_blank_lines=False,
-                             **csv_options(job.fmt))
+                             **csv_options(job.fmt, job.sep))
         with reader:
             for chunk in reader:
                 yield chunk, fh.tell()
