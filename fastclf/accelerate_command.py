@@ -14,7 +14,14 @@ from .auto import AutoChoice, auto_candidates, available_variants, choose_defaul
 from .backends import REFERENCE, VARIANTS, get_spec, runtime_module
 from .config import ModelConfig, TrainingRecord
 from .errors import DataError, FastclfError
-from .parity import CONFIDENCE, DEFAULT_MAX_DISAGREEMENT, DEFAULT_MIN_COSINE, split_texts
+from .parity import (
+    COARSE_CHECK_RATIO,
+    CONFIDENCE,
+    DEFAULT_MAX_DISAGREEMENT,
+    DEFAULT_MIN_COSINE,
+    pass_bound,
+    split_texts,
+)
 from .timing import Timing
 
 
@@ -143,6 +150,10 @@ def accelerate_command(model_dir: Path, variants: list[str], *, all_variants: bo
          f"not used for calibration (tolerance {max_disagreement:.1%} label disagreement at "
          f"{CONFIDENCE:.0%} confidence, mean cosine >= {min_cosine})"
          + (f"; static int8 calibrated on {len(cal)} texts of {calibration}" if calibrate else ""))
+    bound = pass_bound(len(chk))
+    if bound > COARSE_CHECK_RATIO * max(max_disagreement, 0.0):
+        note(f"with {len(chk)} texts the check is coarse: even a variant that changes none of their labels may change "
+             f"up to {bound:.0%} of others; add texts with --check FILE (a few hundred) for a finer check")
     run = accelerate(model_dir, variants, calibration_texts=texts, extra_check_texts=extra,
                      num_calibration=num_calibration, max_disagreement=max_disagreement, min_cosine=min_cosine,
                      keep=keep, calibration_source=str(calibration), timing=auto, verbose=verbose,

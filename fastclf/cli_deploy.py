@@ -70,7 +70,7 @@ def _progress_printer():
 @click.option("--num-calibration", type=int, default=200, show_default=True, help="Calibration texts to use at most.")
 @click.option("--max-disagreement", type=float, default=None,
               help="Gate tolerance: share of texts whose label may differ from torch-fp32 (default 0.02). A variant "
-                   "fails when the lower 95%% confidence bound of its disagreement rate is above it.")
+                   "fails when the lower 95% confidence bound of its disagreement rate is above it.")
 @click.option("--min-agreement", type=float, default=None,
               help="The same tolerance as an agreement: --min-agreement 0.98 = --max-disagreement 0.02.")
 @click.option("--min-cosine", type=float, default=0.95, show_default=True,

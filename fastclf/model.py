@@ -88,12 +88,16 @@ def body_info(body_dir: Path) -> dict[str, Any]:
                 continue
             info["pooling"] = "+".join(modes) or "none"
             info["dim"] = pcfg.get("embedding_dimension", pcfg.get("word_embedding_dimension"))
-    try:
-        info["max_seq_length"] = json.loads((body_dir / "sentence_bert_config.json").read_text()).get(
-            "max_seq_length"
-        )
-    except (OSError, json.JSONDecodeError):
-        pass
+    # sentence-transformers before 5 wrote the window into sentence_bert_config.json; 5 leaves it
+    # to the tokenizer's model_max_length
+    for name, key in (("sentence_bert_config.json", "max_seq_length"), ("tokenizer_config.json", "model_max_length")):
+        try:
+            value = json.loads((body_dir / name).read_text()).get(key)
+        except (OSError, json.JSONDecodeError, AttributeError):
+            continue
+        if isinstance(value, int) and 0 < value < 1_000_000:  # tokenizers write 1e30 for "no limit"
+            info["max_seq_length"] = value
+            break
     return info
 
 

@@ -46,6 +46,16 @@ def wilson_bounds(flips: int, n: int, confidence: float = CONFIDENCE) -> tuple[f
     return max(0.0, center - margin), min(1.0, center + margin)
 
 
+#: a check whose pass (no label changed) still allows this many times the tolerance is called coarse
+COARSE_CHECK_RATIO = 2
+
+
+def pass_bound(n: int, confidence: float = CONFIDENCE) -> float:
+    """The most a variant that changed no label of ``n`` checked texts may change (the upper bound
+    of its disagreement rate): what a pass on ``n`` texts shows at best."""
+    return wilson_bounds(0, n, confidence)[1]
+
+
 @dataclass
 class GateDecision:
     """The parity gate's verdict on one variant."""

@@ -43,6 +43,9 @@ def accelerated(trained, calib, tmp_path_factory) -> Path:
     shutil.copytree(trained, model)
     code, out = run("accelerate", model, "--variant", "onnx-fp32", "--variant", "onnx-int8", "--calibration", calib)
     assert code == 0, out
+    # 8 check texts: the output says how coarse that check is and how to make it finer
+    assert "with 8 texts the check is coarse: even a variant that changes none of their labels may change up to" in out
+    assert "--check FILE" in out
     return model
 
 

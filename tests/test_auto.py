@@ -54,6 +54,14 @@ def test_gate_edges():
     assert 0.02 < lo < 0.03 < hi < 0.045
 
 
+def test_pass_bound_is_what_a_clean_pass_shows():
+    from fastclf.parity import pass_bound
+
+    assert pass_bound(8) > 0.2 and 0.05 < pass_bound(32) < 0.1 and pass_bound(1000) < 0.003
+    for n in (8, 32, 200):
+        assert gate_decision(n, 0, 0.99).upper == pass_bound(n)
+
+
 def test_check_texts_are_kept_apart_from_calibration():
     cal_file = [f"calibration text {i}" for i in range(300)]
     training = [f"training text {i}" for i in range(100)] + cal_file[:10]
