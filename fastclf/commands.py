@@ -112,6 +112,24 @@ def imbalance_note(data: LabeledData, config: TrainConfig) -> str:
             "common classes; label more of the rare ones, or try --class-weight balanced")
 
 
+def chance_note(selection: Any, data: LabeledData) -> str:
+    """A line when the cross-validated accuracy of the choice is no better than always answering the
+    most common class (single-label): the model has learnt little, and the user should know; "" otherwise."""
+    if data.multi_label or not getattr(selection, "scores", None):
+        return ""
+    score = selection.scores.get(str(selection.epochs))
+    if score is None:
+        return ""
+    counts = data.counts()
+    common, n_common = max(counts.items(), key=lambda kv: kv[1])
+    share = n_common / len(data)
+    if score > share + 0.5 / len(data):  # more than half an example above it
+        return ""
+    return (f"note: the cross-validated accuracy ({score:.3f}) is no better than always answering '{common}' "
+            f"({share:.3f}): the model has learnt little from these examples. More examples a class, or a body "
+            "that knows their language and domain (--model), may help")
+
+
 def duplicates_note(data: LabeledData) -> str:
     """A line when texts repeat (equal after stripping whitespace): how many, that the
     cross-validation keeps copies together, and how many carry different labels; "" otherwise."""
@@ -122,7 +140,7 @@ def duplicates_note(data: LabeledData) -> str:
     if not repeated:
         return ""
     rows = sum(len(labels) for labels in repeated.values())
-    note = (f"note: {len(repeated)} text{'s' if len(repeated) > 1 else ''} appear more than once ({rows} rows); "
+    note = (f"note: {len(repeated)} {'texts appear' if len(repeated) > 1 else 'text appears'} more than once ({rows} rows); "
             "the cross-validation keeps the copies of a text in one fold")
     conflicting = sum(1 for labels in repeated.values() if len(set(labels)) > 1)
     if conflicting:
@@ -162,6 +180,9 @@ def train_command(data_path: Path, output: Path, config: TrainConfig, *, read: C
         say(f"{info['long_texts']} of {len(train_data)} texts are longer than the body's window: "
             f"{'split into windows whose embeddings are pooled' if config.long_texts == 'chunk' else 'truncated'}")
     say(f"recipe: {info['description']}")
+    note = chance_note(result.selection, train_data)
+    if note:
+        say(note)
     steps = ", ".join(f"{k.replace('_', ' ')} {v:.1f} s" for k, v in info["seconds_by_step"].items())
     say(f"trained in {result.seconds:.1f} s ({steps}; loss: {info['loss']}, bf16: {info['bf16']})")
     metrics = None

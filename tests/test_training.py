@@ -442,3 +442,16 @@ def test_training_notes_repeated_and_conflicting_texts():
     assert duplicates_note(LabeledData(["a", "b", "c", "d"], ["x", "y", "x", "y"])) == ""
     note = duplicates_note(LabeledData(["a", "b", "a ", "b", "c", "d"], ["x", "y", "x", "x", "x", "y"]))
     assert note.startswith("note: 2 texts appear more than once (4 rows)") and "1 of them carries different labels" in note
+
+
+def test_a_choice_no_better_than_the_common_class_is_named():
+    from fastclf.commands import chance_note
+    from fastclf.selection import Selection
+
+    data = LabeledData([f"text {i}" for i in range(12)], ["a"] * 8 + ["b"] * 4)
+    weak = Selection(0, 1.0, "cross-validation", folds=2, scores={"0": 8 / 12, "16": 0.5})
+    note = chance_note(weak, data)
+    assert note.startswith("note: the cross-validated accuracy (0.667) is no better than always answering 'a' (0.667)")
+    assert "--model" in note
+    assert chance_note(Selection(0, 1.0, "cross-validation", folds=2, scores={"0": 0.75}), data) == ""
+    assert chance_note(Selection(0, 1.0, "fixed by the settings"), data) == ""
