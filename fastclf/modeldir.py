@@ -20,7 +20,10 @@ from pathlib import Path
 
 from ._util import current_umask
 from .config import CONFIG_FILE
+from .config_sections import BODY_DIR, HEAD_FILE
 
+#: what a model directory holds (fastclf.json, the head, the body folder); anything else is the user's
+MODEL_ENTRIES = frozenset({CONFIG_FILE, HEAD_FILE, BODY_DIR})
 STALE_SECONDS = 600  # leftovers without a recorded owner are removed after this long
 _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
@@ -48,6 +51,12 @@ def check_output_dir(path: Path, *, overwrite: bool = True) -> None:
         return
     if not path.is_dir() or not overwrite or not (path / CONFIG_FILE).is_file():
         raise FileExistsError(f"{path} exists and is not a fastclf model; choose another output directory")
+    # a new model replaces the whole folder: refuse to take the user's own files with it
+    others = sorted(p.name for p in path.iterdir() if p.name not in MODEL_ENTRIES and not p.name.startswith("."))
+    if others:
+        shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+        raise FileExistsError(f"{path} is a fastclf model that also holds other files ({shown}), which writing a new "
+                              "model there would delete; move them, or choose another output directory")
 
 
 @contextlib.contextmanager

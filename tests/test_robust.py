@@ -387,6 +387,21 @@ def test_output_naming_a_directory(saved, tmp_path):
     assert [p.name for p in target.iterdir()] == ["keep.txt"]
 
 
+def test_training_over_a_model_keeps_the_users_own_files(saved, tmp_path, tiny_body_dir):
+    data = tmp_path / "d.csv"
+    data.write_text("text,label\n" + "".join(f"goal number {i},sport\nbread number {i},food\n" for i in range(4)))
+    model = tmp_path / "model"
+    shutil.copytree(saved, model)
+    (model / "NOTES.md").write_text("mine")
+    before = sorted(p.name for p in model.iterdir())
+    one_line_error(*run("train", data, "-o", model, "--model", tiny_body_dir, "--finetune", "never", "-q"),
+                   "also holds other files (NOTES.md)")
+    assert sorted(p.name for p in model.iterdir()) == before and (model / "NOTES.md").read_text() == "mine"
+    (model / "NOTES.md").unlink()
+    code, text = run("train", data, "-o", model, "--model", tiny_body_dir, "--finetune", "never", "-q")
+    assert code == 0, text  # a model folder with nothing else in it is replaced as before
+
+
 @pytest.mark.parametrize("victim,payload", [
     ("model.safetensors", b"\x00garbage weights"),
     ("modules.json", b"{not json"),
