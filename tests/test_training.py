@@ -455,3 +455,23 @@ def test_a_choice_no_better_than_the_common_class_is_named():
     assert "--model" in note
     assert chance_note(Selection(0, 1.0, "cross-validation", folds=2, scores={"0": 0.75}), data) == ""
     assert chance_note(Selection(0, 1.0, "fixed by the settings"), data) == ""
+
+
+def test_the_untuned_body_needs_a_clear_lead_over_fine_tuning():
+    from fastclf.selection import UNTUNED_MARGIN_Z, Scores, Selection
+
+    def scores(correct: dict[tuple[int, float], int], n: int = 64) -> Scores:
+        s = Scores((1.0, 10.0))
+        s.correct, s.total = dict(correct), {k: n for k in correct}
+        return s
+
+    # 41 against 40 of 64 held out: a lead of 1.6 points, far within 1.5 standard errors (about 12 points)
+    assert scores({(0, 1.0): 41, (0, 10.0): 39, (4, 1.0): 40, (8, 1.0): 40}).best() == (4, 1.0)
+    assert scores({(0, 1.0): 41, (4, 1.0): 40}).best(margin=0) == (0, 1.0)  # the old rule: ahead at all
+    # 52 against 36 of 64: 25 points, beyond the margin: the untuned body (with its best C)
+    assert scores({(0, 1.0): 50, (0, 10.0): 52, (4, 1.0): 36, (8, 1.0): 30}).best() == (0, 10.0)
+    # fine-tuning ahead: the best fine-tuning, ties to fewer epochs, then to C nearest 1
+    assert scores({(0, 1.0): 40, (4, 10.0): 45, (8, 1.0): 45, (4, 1.0): 45}).best() == (4, 1.0)
+    assert UNTUNED_MARGIN_Z > 0
+    sel = Selection(4, 1.0, "cross-validation", folds=2, scores={"0": 41 / 64, "4": 40 / 64})
+    assert "within 1.5 standard errors" in describe(sel, 64)
