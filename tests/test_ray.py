@@ -55,11 +55,11 @@ def test_cli_ray_engine_writes_what_the_local_engine_writes(tmp_path, model_dir)
     proc = subprocess.run(
         [sys.executable, "-m", "fastclf", "predict", str(model_dir), "--input", str(corpus / "*"), "--output",
          str(tmp_path / "ray") + "/", "--engine", "ray", "--concurrency", "2", "--chunk-size", "64"],
-        capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path,
+        capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path,
     )
     seconds = time.monotonic() - started
     assert proc.returncode == 0, proc.stderr
-    assert seconds < 300
+    assert seconds < 600  # 27 s on a quiet 2-core machine; over 300 s once when a training job shared the CPU
     assert proc.stdout.strip() == f"wrote {600 + len(TEXTS)} rows to 2 files in {tmp_path / 'ray'}/"
     # quiet: no Ray log lines, warnings or progress bars (stderr is not a terminal)
     assert proc.stderr.strip() == "", proc.stderr
