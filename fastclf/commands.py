@@ -131,14 +131,17 @@ def chance_note(selection: Any, data: LabeledData) -> str:
 
 
 def duplicates_note(data: LabeledData) -> str:
-    """A line when texts repeat (equal after stripping whitespace): how many, that the
+    """A line when texts repeat (:func:`fastclf.selection.duplicate_groups`): how many, that the
     cross-validation keeps copies together, and how many carry different labels; "" otherwise."""
-    seen: dict[str, list[Any]] = {}
-    for text, label in zip(data.texts, data.labels):
-        seen.setdefault(text.strip(), []).append(tuple(sorted(label)) if data.multi_label else label)
-    repeated = {t: labels for t, labels in seen.items() if len(labels) > 1}
-    if not repeated:
+    from .selection import duplicate_groups
+
+    groups = duplicate_groups(data.texts)
+    if groups is None:
         return ""
+    seen: dict[int, list[Any]] = {}
+    for g, label in zip(groups.tolist(), data.labels):
+        seen.setdefault(g, []).append(tuple(sorted(label)) if data.multi_label else label)
+    repeated = {g: labels for g, labels in seen.items() if len(labels) > 1}
     rows = sum(len(labels) for labels in repeated.values())
     note = (f"note: {len(repeated)} {'texts appear' if len(repeated) > 1 else 'text appears'} more than once ({rows} rows); "
             "the cross-validation keeps the copies of a text in one fold")
