@@ -312,10 +312,7 @@ def _select(data: LabeledData, y: np.ndarray, texts: list[str], config: Any, bas
                 "examples each, too few for the contrastive loss")
         if 0 not in epoch_choices:  # --finetune always, or --epochs N: fine-tune all the examples, unscored
             unscored = max(tuned_epochs)
-            say(f"{note}; fine-tuning on all the examples as asked, unscored")
-        else:
-            say(f"{note}; the untuned body is kept")
-        tuned_epochs, epoch_choices = [], (0,)
+        tuned_epochs, epoch_choices = [], (0,)  # the recipe line says why (Selection.note)
     workers = min(k, usable_cpus()) if tuned_epochs and config.cv_parallel and can_fork() else 1
     scores = Scores(cs, weight)
     used = 0
