@@ -177,12 +177,19 @@ def _one_line(text: str) -> str:
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def predict(model_dir, texts, input_file, output, text_column, variant, batch_size, chunk_size, engine, concurrency,
             as_json, quiet):
-    """Label TEXTS (or the texts of --input) with the model in MODEL_DIR.
+    """Label TEXTS (or the texts of --input) with the model in MODEL_DIR; TEXTS "-" reads one text
+    a line from standard input.
 
     Prints a line a text: label, probability and the text (on one line, cut to 80 characters;
     --json prints it whole, with every probability)."""
     from .commands import Predictions, predict_command
 
+    if texts == ("-",):
+        texts = tuple(click.get_text_stream("stdin").read().splitlines())
+        if not texts:
+            from .errors import DataError
+
+            raise DataError("no texts on standard input")
     result = predict_command(model_dir, list(texts), input_file=input_file, output=output, text_column=text_column,
                              variant=variant, batch_size=batch_size, engine=engine, concurrency=concurrency,
                              chunk_size=chunk_size, quiet=quiet)

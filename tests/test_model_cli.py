@@ -262,6 +262,21 @@ def test_predict_prints_one_line_a_text_however_the_text_is_laid_out(clear_model
     assert len(shown) == 80 and shown.endswith("...") and long_one.startswith(shown[:-3])
 
 
+def test_predict_reads_texts_from_standard_input(clear_model):
+    from click.testing import CliRunner
+
+    from fastclf.cli import cli
+
+    piped = "\n".join(SPORT_EXTRA + FOOD_EXTRA) + "\n"
+    result = CliRunner().invoke(cli, ["predict", str(clear_model), "-"], input=piped)
+    assert result.exit_code == 0, result.output
+    lines = result.output.strip().splitlines()
+    assert [line.split("\t")[0] for line in lines] == ["sport"] * 2 + ["food"] * 2
+    assert [line.split("\t")[2] for line in lines] == SPORT_EXTRA + FOOD_EXTRA
+    empty = CliRunner().invoke(cli, ["predict", str(clear_model), "-"], input="")
+    assert empty.exit_code == 1 and empty.output.startswith("error: no texts on standard input")
+
+
 def test_predict_json_lines_carry_text_label_and_every_probability(clear_model):
     code, text = run("predict", clear_model, "--json", SPORT_EXTRA[0], FOOD_EXTRA[0])
     assert code == 0
