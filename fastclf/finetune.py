@@ -10,9 +10,7 @@ anchor alone with its class in a batch divides 0 by 0, and the NaN spreads to ev
 from __future__ import annotations
 
 import contextlib
-import logging
 import tempfile
-import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -103,26 +101,6 @@ def embed_by_length(model: Any, features: dict[str, Any], group: int) -> torch.T
         parts.append(model(sub)["sentence_embedding"])
     out = torch.empty((n,) + parts[0].shape[1:], dtype=parts[0].dtype, device=parts[0].device)
     return out.index_copy(0, order, torch.cat(parts))
-
-
-@contextlib.contextmanager
-def quiet() -> Iterator[None]:
-    """Keep transformers', sentence-transformers', setfit's and datasets' chatter out of the way
-    (their loggers at ERROR, warnings off); tqdm progress bars stay."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        import setfit  # noqa: F401  (its import sets its own logger to INFO: import it before quieting it)
-    loggers = [logging.getLogger(n) for n in ("transformers", "sentence_transformers", "setfit", "datasets")]
-    old = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        for lg, level in zip(loggers, old):
-            lg.setLevel(level)
 
 
 def _mute_metric_printing(hf_trainer: Any) -> None:

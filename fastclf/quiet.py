@@ -1,4 +1,6 @@
-"""Hide what exporters and runtimes print, logging it at DEBUG instead."""
+"""The one place that quiets third-party libraries: their loggers and warnings, and (for exporters)
+what they print, logged at DEBUG instead. Nothing here changes a setting for good: each is a
+context that restores what it changed."""
 
 from __future__ import annotations
 
@@ -7,6 +9,28 @@ import logging
 import tempfile
 
 logger = logging.getLogger(__name__)
+
+#: libraries whose INFO chatter and warnings say nothing about the user's model
+CHATTY = ("transformers", "sentence_transformers", "setfit", "datasets", "optimum", "nncf", "openvino",
+          "neural_compressor", "torchao", "torch.utils._pytree")
+
+
+@contextlib.contextmanager
+def quiet_logs(names: tuple[str, ...] = CHATTY):
+    """Loggers ``names`` at ERROR and Python warnings off inside the block; restored after."""
+    import warnings
+
+    loggers = [logging.getLogger(n) for n in names]
+    old = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, level in zip(loggers, old):
+            lg.setLevel(level)
 
 
 @contextlib.contextmanager

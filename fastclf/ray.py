@@ -54,10 +54,8 @@ class _Scorer:
             from .machine import physical_cores
 
             os.environ["FASTCLF_THREADS"] = str(max(1, min(threads, physical_cores())))
-        from .backends import silence_import_warnings
         from .model import Classifier
 
-        silence_import_warnings()
         self.clf = Classifier.load(model_dir, variant=variant)
         self.text_column = text_column
         self.batch_size = batch_size

@@ -30,13 +30,13 @@ from typing import Any
 import numpy as np
 
 from ._util import package_versions
-from .backends import silence_import_warnings
 from .chunking import DEFAULT_MAX_CHUNKS, LONG_TEXT_MODES, Chunker, pool, window_of
 from .data import LabeledData, validate_for_training
 from .errors import DataError, ModelNotFound, TrainingError, first_line
 from .head import LogisticHead
 from .machine import cpu_has_bf16
 from .model import Classifier
+from .quiet import quiet_logs
 from .selection import (  # noqa: F401  (re-exported)
     C_GRID,
     DEFAULT_EPOCHS,
@@ -263,10 +263,11 @@ def train(data: LabeledData, config: TrainConfig | None = None, *, progress: Pro
     validate_for_training(data)
     model_ref, model_name = resolve_model(config.model)
 
-    silence_import_warnings()
     from transformers import set_seed
 
-    from .finetune import finetune, quiet
+    from .finetune import finetune
+    with quiet_logs():
+        import setfit  # noqa: F401  (its import sets its own logger to INFO: import it before quieting it)
 
     start = time.perf_counter()
     if data.multi_label:
@@ -278,7 +279,7 @@ def train(data: LabeledData, config: TrainConfig | None = None, *, progress: Pro
     bf16 = bool(config.bf16)
     texts = list(data.texts)
 
-    with quiet():
+    with quiet_logs():
         set_seed(config.seed)
         base = _load_body(model_ref)
         timings = {"load": time.perf_counter() - start}

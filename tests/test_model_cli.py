@@ -66,11 +66,14 @@ def test_loading_in_an_app_prints_no_library_noise(tiny_model):
     import subprocess
     import sys
 
-    code = f"from fastclf import Classifier; print(Classifier.load({str(tiny_model)!r}).predict(['a text'])[0])"
+    code = (f"import logging; from fastclf import Classifier; print(Classifier.load({str(tiny_model)!r}).predict(['a text'])[0]); "
+            "print(*(logging.getLogger(n).level for n in ('torchao', 'torch.utils._pytree', 'transformers')))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
                           env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() in ("sport", "food")
+    label, levels = done.stdout.strip().splitlines()
+    assert label in ("sport", "food")
+    assert levels == "0 0 0", "loading must leave the app's log levels as they were"
     for noise in ("Failed to load", "torchao", "_pytree", "UserWarning"):
         assert noise not in done.stderr, done.stderr
 

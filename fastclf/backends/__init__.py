@@ -30,6 +30,7 @@ import numpy as np
 from ..errors import MissingDependency, VariantNotExported, missing_dependency
 from ..machine import ISA_FLAGS, cpu_has_bf16
 from ..machine import isa_summary as cpu_info
+from ..quiet import quiet_logs
 from .specs import _RUNTIMES, REFERENCE, RUNTIME_DIRS, VARIANTS, VariantSpec, auto_candidates, export_command, get_spec
 
 
@@ -101,15 +102,6 @@ def newer_than_weights(path: Path, transformer_dir: Path) -> bool:
     return not weights or max(p.stat().st_mtime for p in weights) <= path.stat().st_mtime
 
 
-def silence_import_warnings() -> None:
-    """torch and torchao log warnings about optional kernels (CUDA, mxfp8) when imported: they
-    say nothing about the user's model."""
-    import logging
-
-    for name in ("torchao", "torch.utils._pytree"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-
-
 def runtime_module(spec: VariantSpec):
     """Import the module that runs ``spec``'s runtime.
 
@@ -117,16 +109,16 @@ def runtime_module(spec: VariantSpec):
         MissingDependency: the runtime's Python package is not installed.
     """
     package, extra = _RUNTIMES[spec.runtime]
-    silence_import_warnings()  # Classifier.load in a user's app, not only the CLI
     if spec.runtime == "openvino":  # before anything imports openvino: no telemetry (see its docstring)
         from .openvino_backend import disable_telemetry
 
         disable_telemetry()
-    try:
-        importlib.import_module(package)
-    except ImportError as exc:
-        raise missing_dependency(package, extra) from exc
-    return importlib.import_module(f"{__name__}.{spec.runtime}_backend")
+    with quiet_logs():  # torch and torchao warn about optional kernels (CUDA, mxfp8) on import
+        try:
+            importlib.import_module(package)
+        except ImportError as exc:
+            raise missing_dependency(package, extra) from exc
+        return importlib.import_module(f"{__name__}.{spec.runtime}_backend")
 
 
 def export_note(variant: str, n_texts: int) -> str:
@@ -225,7 +217,8 @@ def load_body(body_dir: str | Path, variant: str = REFERENCE) -> Body:
             f"variant {variant!r} is not exported in this model (missing {missing[0]}); "
             f"create it with: {export_command(variant)}"
         )
-    return runtime_module(spec).load(body_dir, spec)
+    with quiet_logs():  # the runtimes' own warnings while they load say nothing about the user's model
+        return runtime_module(spec).load(body_dir, spec)
 
 
 def reset_runtime_state() -> None:
@@ -341,5 +334,4 @@ __all__ = [
     "thread_settings",
     "variant_for_this_cpu",
     "runtime_module",
-    "silence_import_warnings",
 ]

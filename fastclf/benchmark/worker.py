@@ -24,8 +24,9 @@ from typing import Any
 import numpy as np
 
 from .._util import atomic_write_text
-from ..backends import runtime_settings, settle_one_text, silence_import_warnings, thread_settings
+from ..backends import runtime_settings, settle_one_text, thread_settings
 from ..errors import FastclfError, first_line
+from ..quiet import quiet_logs
 
 EVAL_BATCH_SIZE = 32
 LATENCY_MIN_CALLS = 20
@@ -104,16 +105,6 @@ def time_calls(call: Callable[[list[str]], Any], batches: Iterator[list[str]], *
     return times, sizes, warm
 
 
-def _quiet_libraries() -> None:
-    import logging
-    import warnings
-
-    warnings.filterwarnings("ignore")
-    silence_import_warnings()
-    for name in ("transformers", "sentence_transformers", "setfit", "datasets", "optimum", "nncf", "openvino",
-                 "neural_compressor"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("LOGLEVEL", "ERROR")  # Intel Neural Compressor sets its logger's level from it
 
 
@@ -147,7 +138,8 @@ class _Measurement:
         from .baseline import load_fastclf, load_setfit
 
         started = time.monotonic()
-        _quiet_libraries()
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        quiet_logs().__enter__()  # this worker process only measures: its libraries stay quiet until it exits
         model_dir = Path(self.job.model_dir)
         t0 = time.monotonic()
         if self.job.kind == "baseline":
