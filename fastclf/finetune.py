@@ -77,8 +77,7 @@ class BalancedSupConLoss(torch.nn.Module):
 def embed_by_length(model: Any, features: dict[str, Any], group: int) -> torch.Tensor:
     """``model(features)["sentence_embedding"]`` for a right-padded batch, computed in groups of
     ``group`` texts of similar length, each cut to its own longest text: a batch of short texts
-    padded to its longest one spends about half its work on padding (measured on the suite's
-    short-text sets), and attention masks padding out anyway. Rows come back in the batch's order.
+    padded to its longest one spends much of its work on padding, which attention masks out anyway. Rows come back in the batch's order.
     A batch that is not right-padded, or ``group`` < 1, runs as one."""
     mask = features.get("attention_mask")
     n = 0 if mask is None else mask.shape[0]

@@ -1,9 +1,7 @@
 """Run a few CPU-bound jobs side by side in forked processes (cross-validation folds).
 
-Fine-tuning a small body on a few dozen texts keeps two cores only partly busy (one fold with
-2 threads is only 1.3x faster than with 1), so two folds run at once, one thread each; on 2
-cores the whole cross-validation of 8 classes x 16 texts took 13 to 17% less time than one fold
-after the other (benchmarks/README.md). A fork shares the loaded model and the texts
+Fine-tuning a small body on a few dozen texts keeps two cores only partly busy, so two folds
+run at once, one thread each (benchmarks/studies/training-time.md). A fork shares the loaded model and the texts
 without pickling them; each child sets its own thread count before any work, as PyTorch's
 data-loader workers do, and sends back only its (small, picklable) result. An error in a
 child is raised again in the parent with its message; a child that dies without a word

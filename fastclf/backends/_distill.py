@@ -1,8 +1,8 @@
 """A smaller body for the ``-distilled`` variants: a student with two thirds of the transformer
 layers, taken from the body itself and distilled on the user's texts to reproduce its states.
 
-On a small CPU the transformer graph is the whole cost of a prediction (benchmarks/README.md,
-"Where the time goes"), so after int8 the next lever is less graph. The student keeps the
+On a small CPU the transformer graph is nearly the whole cost of a prediction, so after int8
+the next lever is less graph. The student keeps the
 body's tokenizer, token and position embeddings, pooling and normalization, and some of its
 encoder layers, evenly spaced with the first and the last kept (:func:`student_layers`). It
 then learns, on the calibration texts, to give token by token what the body gives: each kept
@@ -12,16 +12,8 @@ few hundred texts cannot improve them. The teacher labels any text, so the train
 widened from the user's texts (:func:`distillation_texts`): each text, random spans of its
 words, and pairs of texts joined; only the user's words are used.
 
-What it gives, measured (all-MiniLM-L6-v2 tuned on the README's snippets, 4 of 6 layers,
-distilled on 1,000 unlabeled snippets, 400 steps, about 4 minutes on a 2-core AMX Xeon):
-1.3x the texts/s of openvino-int8, but a mean cosine of 0.92 with torch-fp32 and 9.7% of
-1,000 labels changed, so the parity gate refuses it. Dropping the layers without distillation
-gave a cosine of 0.80. It is a lever for bodies with more layers to spare, judged by the same
-gate as every other variant, and not an ``--auto`` candidate.
-
-The distillation runs under bf16 autocast where the CPU computes bf16 natively: on a Zen 4 it gave
-the same student as fp32 (cosines, labels and accuracy) in 0.58 of the time, unlike the contrastive
-fine-tuning, which bf16 harms (benchmarks/README.md, "Distilled students in fp32 and bf16").
+The distillation runs under bf16 autocast where the CPU computes bf16 natively (it gave the same
+student as fp32, faster). Figures: benchmarks/studies/distilled-students.md.
 
 The result is a plain Hugging Face transformer folder (config, weights, tokenizer) that the
 OpenVINO exporter converts like the body's own transformer.

@@ -83,9 +83,7 @@ def length_chunks(lengths: Sequence[int], batch_size: int, *, min_fill: float = 
     ``batch_size`` a chunk, and a new chunk wherever a text is shorter than ``min_fill`` times
     the chunk's first (longest) text, once the chunk has ``min_size`` texts.
 
-    A batch padded to its longest text wastes the difference on every shorter one; with the
-    short texts of typical requests (10 to 100 tokens) one padded batch of 128 ran at less than
-    half the texts a second of the same texts in length-matched chunks (benchmarks/README.md).
+    A batch padded to its longest text wastes the difference on every shorter one.
     ``min_size`` keeps chunks from getting so small that a call costs more than its padding
     saves (chunks run side by side, each on a core or two: see the OpenVINO body).
     """

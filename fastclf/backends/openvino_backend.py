@@ -108,32 +108,21 @@ class OpenVINOBody(PipelineBody):
       the first time a batch splits into several length-matched chunks, runs those chunks in
       parallel through an ``AsyncInferQueue``.
 
-    Shapes: the OpenVINO CPU plugin prepares and keeps executable kernels and buffers for each
-    new input shape it sees. The padded length of a chunk used to be its longest text, so nearly
-    every call brought a new (batch, length) shape, and openvino-int8 (then forced to f32) grew
-    to a 2.2 GB peak in the benchmark: a new compiled shape per call. Here the padded length is
-    rounded up to a multiple of :data:`LENGTH_BUCKET` with masked padding (outputs do not
-    change: padded positions are masked in attention and dropped before pooling), so a body
-    meets at most max_seq_length / 16 lengths per batch size (150 calls of varied shapes on
-    MiniLM int8: 1,965 MB peak unrounded, 574 MB rounded; benchmarks/README.md).
+    Shapes: the CPU plugin keeps kernels and buffers for every input shape it meets, so the padded
+    length is rounded up to a multiple of :data:`LENGTH_BUCKET` (masked padding: outputs do not
+    change) and a body meets a few shapes, not a new one nearly every call.
 
-    Static shapes for one text: the dynamic compilation runs one text at [1, L] 25 to 35% slower
-    than a compilation for exactly that shape (README model's int8 IR, 400 test snippets, 2-core
-    AMX Xeon: median 3.64 against 4.80 to 5.77 ms; benchmarks/probes/openvino_static_shapes.py).
-    So once one text has come :data:`STATIC_AFTER` times at a padded length, that shape is
-    compiled in a background thread (about 1 s) while the dynamic compilation keeps answering,
-    and from then on one text of that length runs on its own compilation: at most
-    :data:`STATIC_SHAPES` lengths (``$FASTCLF_OPENVINO_STATIC_SHAPES``; the first to be seen that
-    often), the others stay dynamic. Each costs memory: about 75 MB for MiniLM's int8 IR and
-    30 MB for its bf16 one (peak memory in ``fastclf benchmark``, 2-core Zen 4: 958 against 655 MB
-    and 584 against 456 MB with four shapes). :meth:`settle` waits for the compilations under way.
+    Static shapes for one text: a compilation for exactly [1, L] runs one text faster than the
+    dynamic one. Once one text has come :data:`STATIC_AFTER` times at a padded length, that shape
+    is compiled in a background thread while the dynamic compilation keeps answering; at most
+    :data:`STATIC_SHAPES` lengths (``$FASTCLF_OPENVINO_STATIC_SHAPES``), each costing memory.
+    :meth:`settle` waits for the compilations under way. (Figures:
+    benchmarks/studies/openvino-padded-length.md, openvino-static-shapes.md.)
 
     Precision: ``f32`` sets ``INFERENCE_PRECISION_HINT=f32``; ``bf16`` keeps the plugin's
-    default (bf16 on CPUs that have it). openvino-int8 runs the layers that stay unquantized
-    in f32: in bf16 its embeddings drifted (README model, 1,000 test snippets, 2-core AMX Xeon:
-    mean cosine with torch-fp32 0.946, min 0.64, 93.9% of labels kept; in f32 0.9965, min 0.964,
-    98.8%) at no gain in speed (1,134 against 1,124 texts/s). ``inference_precision`` says what
-    the plugin chose.
+    default (bf16 on CPUs that have it). openvino-int8 runs its unquantized layers in f32: in
+    bf16 its embeddings drifted at no gain in speed. ``inference_precision`` says what the
+    plugin chose.
     """
 
     def __init__(self, body_dir: Path, spec: VariantSpec):
@@ -360,8 +349,7 @@ class OpenVINOBody(PipelineBody):
             return pipeline.encode(texts, self._run, batch_size=batch_size)
         encodings = pipeline._encode(texts)
         # chunks run side by side on the THROUGHPUT compilation: a few texts a chunk at least,
-        # or a call costs more than its padding saves (batch 128 of the README's snippets on a
-        # 2-core AMX Xeon: 868 texts/s against 765 cut at the length rule alone)
+        # or a call costs more than its padding saves
         chunks = length_chunks([len(e.ids) for e in encodings], batch_size,
                                min_size=min(batch_size, max(MIN_CHUNK, len(texts) // 8)))
         features = [pipeline._pad([encodings[i] for i in idx]) for idx in chunks]
