@@ -16,8 +16,8 @@ from .backends import VARIANTS
 from .config import ModelConfig, VariantRecord
 from .data import LabeledData, sample_shots, split_holdout, validate_for_training
 from .errors import DataError
-from .model import Classifier, exported_variants
-from .modeldir import check_output_dir
+from .model import Classifier
+from .modeldir import ModelDir, check_output_dir
 
 if TYPE_CHECKING:
     from .stream import ScoreResult
@@ -342,7 +342,7 @@ def info_text(model_dir: Path, cfg: ModelConfig) -> str:
             lines.append(f"evaluation: accuracy {_num(ev.get('accuracy'), '.4f')}, "
                          f"macro-F1 {_num(ev.get('macro_f1'), '.4f')} on {ev.get('data', '?')}")
     lines.append("variants:")
-    for name in exported_variants(model_dir, cfg):
+    for name in ModelDir(model_dir, cfg).exported():
         lines.append(f"  {name:<14} {_parity_text(cfg.variants.get(name))}")
     lines += _default_variant_lines(model_dir, cfg)
     if cfg.versions:
@@ -369,10 +369,8 @@ def _parity_text(p: VariantRecord | None) -> str:
 
 def _default_variant_lines(model_dir: Path, cfg: ModelConfig) -> list[str]:
     """The default variant, and where and why ``accelerate --auto`` chose it."""
-    from .model import default_variant
-
     try:
-        used = default_variant(model_dir, cfg)
+        used = ModelDir(model_dir, cfg).default()
     except Exception:  # an unreadable body folder: info still shows the rest
         used = cfg.default_variant or "torch-fp32"
     recorded = cfg.default_variant
@@ -401,7 +399,7 @@ def _default_variant_lines(model_dir: Path, cfg: ModelConfig) -> list[str]:
 
 
 def variants_text(model_dir: Path | None) -> str:
-    exported = exported_variants(model_dir) if model_dir is not None else []
+    exported = ModelDir(model_dir).exported() if model_dir is not None else []
     width = max(len(n) for n in VARIANTS)
     lines = []
     for name, spec in VARIANTS.items():

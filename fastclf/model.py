@@ -17,11 +17,13 @@ from typing import Any
 import numpy as np
 
 from . import __version__
-from .backends import REFERENCE, VARIANTS, Body, declared_pooling_modes, get_spec, is_exported, load_body
+from .backends import Body, get_spec, load_body
+from .backends._numpy_pipeline import declared_pooling_modes
 from .config import BODY_DIR, CONFIG_FILE, HEAD_FILE, BodyConfig, HeadConfig, ModelConfig, now, read_config
-from .errors import FastclfError, ModelFormatError, VariantNotExported
+from .errors import FastclfError, ModelFormatError
 from .head import LogisticHead
 from .modeldir import (
+    ModelDir,
     check_output_dir,
     commit_dir,
     fix_permissions,
@@ -33,36 +35,6 @@ from .modeldir import (
 from .texts import check_batch_size, check_texts
 
 __all__ = ["BODY_DIR", "CONFIG_FILE", "HEAD_FILE", "Classifier", "ModelConfig", "check_output_dir", "read_config"]
-
-
-def _as_list(texts: str | Sequence[str]) -> list[str]:
-    """The texts as a list, checked by :func:`fastclf.texts.check_texts` (the one place that does)."""
-    return check_texts(texts)
-
-
-def exported_variants(model_dir: str | Path, cfg: ModelConfig | None = None) -> list[str]:
-    """torch-fp32 plus every variant recorded in the model's ``fastclf.json`` (``cfg``, read if
-    not given) whose files exist, in the registry's order."""
-    recorded = (read_config(model_dir) if cfg is None else cfg).variants
-    body_dir = Path(model_dir) / BODY_DIR
-    return [REFERENCE] + [v for v in VARIANTS if v != REFERENCE and v in recorded and is_exported(body_dir, v)]
-
-
-def default_variant(model_dir: str | Path, cfg: ModelConfig | None = None) -> str:
-    """The variant :meth:`Classifier.load` uses when none is named: the recorded
-    ``default_variant`` if it is exported here, else torch-fp32."""
-    cfg = read_config(model_dir) if cfg is None else cfg
-    chosen = cfg.default_variant
-    exported = exported_variants(model_dir, cfg)
-    if chosen is not None and chosen in exported:
-        # accelerate --auto: a variant that needs an ISA this CPU lacks falls back (warning logged once)
-        from .backends import variant_for_this_cpu
-
-        fallback = variant_for_this_cpu(chosen, dict(cfg.default_variant_choice or {}) or None)
-        if fallback == chosen or fallback == REFERENCE or is_exported(Path(model_dir) / BODY_DIR, fallback):
-            return fallback  # openvino-bf16 -> openvino-fp32: the same files
-        return REFERENCE
-    return REFERENCE
 
 
 def body_info(body_dir: Path) -> dict[str, Any]:
@@ -141,7 +113,7 @@ class Classifier:
 
     def embed(self, texts: str | Sequence[str], *, batch_size: int = 32) -> np.ndarray:
         """Sentence embeddings from the body, float32 ``(n, dim)``."""
-        texts = _as_list(texts)
+        texts = check_texts(texts)
         batch_size = check_batch_size(batch_size)
         if not texts:
             return np.zeros((0, self.head.dim), dtype=np.float32)
@@ -219,16 +191,8 @@ class Classifier:
 
     @classmethod
     def _load_once(cls, path: Path, variant: str | None) -> Classifier:
-        cfg = read_config(path)
-        if variant is None:
-            variant = default_variant(path, cfg)
-        elif get_spec(variant).files and variant not in exported_variants(path, cfg):
-            recorded = variant in cfg.variants
-            raise VariantNotExported(
-                f"variant {variant!r} is not exported in this model"
-                + (" (its files are missing)" if recorded else " (not recorded in fastclf.json)")
-                + f"; create it with: fastclf accelerate {path} --variant {variant}"
-            )
+        folder = ModelDir(path)
+        cfg, variant = folder.config, folder.resolve(variant)
         head = LogisticHead.load(cfg.head_path(path))
         kind = cfg.head.kind
         if kind is not None and kind != head.kind:
@@ -237,7 +201,7 @@ class Classifier:
         if multi_label != (head.kind == "multilabel"):
             raise ModelFormatError(f"{path / CONFIG_FILE} says multi_label is {str(multi_label).lower()} "
                                    f"but the head is {head.kind}")
-        body = load_body(path / BODY_DIR, variant)
+        body = load_body(folder.body_dir, variant)
         dim = _body_dim(body)
         if dim is not None and dim != head.dim:
             raise ModelFormatError(f"{path}: the body makes {dim}-dimensional embeddings but the head expects {head.dim}")

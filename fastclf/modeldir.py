@@ -19,8 +19,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ._util import current_umask
-from .config import CONFIG_FILE
+from .config import CONFIG_FILE, ModelConfig, read_config
 from .config_sections import BODY_DIR, HEAD_FILE
+from .errors import VariantNotExported
 
 #: what a model directory holds (fastclf.json, the head, the body folder); anything else is the user's
 MODEL_ENTRIES = frozenset({CONFIG_FILE, HEAD_FILE, BODY_DIR})
@@ -223,3 +224,62 @@ def link_copy(src: Path, dst: Path, *, skip: Callable[[Path], bool] = lambda p: 
         return [n for n in names if skip(Path(directory) / n)]
 
     shutil.copytree(src, dst, copy_function=copy, ignore=ignore, symlinks=True, dirs_exist_ok=True)
+
+
+class ModelDir:
+    """One model folder and the one rule for which variant runs in it: a variant runs when
+    fastclf.json records it (torch-fp32 always) and its files are there; no variant named means
+    the recorded default, or its CPU fallback, else torch-fp32. Load, serve, Ray, the benchmark,
+    accelerate and info all ask here.
+
+    Raises (on open):
+        ModelNotFound, ModelFormatError: the folder is missing or its fastclf.json is unreadable.
+    """
+
+    def __init__(self, path: str | Path, config: ModelConfig | None = None):
+        self.path = Path(path)
+        self.config = read_config(self.path) if config is None else config
+        self.body_dir = self.path / BODY_DIR
+
+    def exported(self) -> list[str]:
+        """torch-fp32 and every recorded variant whose files exist, in the registry's order."""
+        from .backends import REFERENCE, VARIANTS, is_exported
+
+        recorded = self.config.variants
+        return [REFERENCE] + [v for v in VARIANTS if v != REFERENCE and v in recorded and is_exported(self.body_dir, v)]
+
+    def default(self) -> str:
+        """The variant that runs when none is named."""
+        from .backends import REFERENCE, variant_for_this_cpu
+
+        chosen = self.config.default_variant
+        exported = self.exported()
+        if chosen is None or chosen not in exported:
+            return REFERENCE
+        fallback = variant_for_this_cpu(chosen, dict(self.config.default_variant_choice or {}) or None)
+        return fallback if fallback in exported or fallback == REFERENCE else REFERENCE
+
+    def resolve(self, variant: str | None = None) -> str:
+        """The variant that runs for ``variant`` (None: :meth:`default`).
+
+        Raises:
+            UnknownVariant: not a variant name.
+            VariantNotExported: not recorded in fastclf.json, or its files are missing.
+        """
+        from .backends import export_command, get_spec
+
+        if variant is None:
+            return self.default()
+        spec = get_spec(variant)
+        if not spec.files or variant in self.exported():
+            return variant
+        why = "its files are missing" if variant in self.config.variants else "not recorded in fastclf.json"
+        raise VariantNotExported(f"variant {variant!r} is not exported in {self.path} ({why}); "
+                                 f"create it with: {export_command(variant).replace('MODEL_DIR', str(self.path))}")
+
+    def files(self, variant: str) -> list[Path]:
+        """The files running ``variant`` reads: its body files, the head and fastclf.json."""
+        from .backends import body_files
+
+        files = [*body_files(self.body_dir, variant), self.config.head_path(self.path), self.path / CONFIG_FILE]
+        return [p for p in dict.fromkeys(files) if p.is_file()]

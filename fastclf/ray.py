@@ -119,12 +119,12 @@ def predict_dataset(ds: Any, model_dir: str | Path, *, variant: str | None = Non
         DataError: bad ``batch_size``/``concurrency``, or too few CPUs.
     """
     ray = _import_ray()
-    from ._preflight import checked_variant
+    from .modeldir import ModelDir
 
     if batch_size < 1 or model_batch_size < 1:
         raise DataError(f"batch sizes must be at least 1, got {batch_size} and {model_batch_size}")
     model_dir = Path(model_dir).resolve()
-    name = checked_variant(model_dir, variant)  # fail early, in the driver, on a bad model
+    name = ModelDir(model_dir).resolve(variant)  # fail early, in the driver, on a bad model
     if not ray.is_initialized():
         _init(ray)
     total = float(ray.cluster_resources().get("CPU", os.cpu_count() or 1))
@@ -271,11 +271,11 @@ def predict_files(model_dir: str | Path, input_spec: str | Path, output: str | P
             VariantNotExported: bad inputs, outputs or model, before Ray starts.
     """
     from . import stream
-    from ._preflight import checked_variant
+    from .modeldir import ModelDir
 
     _import_ray()
     jobs = stream.plan(input_spec, output, text_column=text_column)
-    checked_variant(model_dir, variant)
+    ModelDir(model_dir).resolve(variant)  # fail before Ray starts
     with ray_session(num_cpus) as ray:
         datasets: list[Any] = []  # every Dataset stays referenced until Ray shuts down
 

@@ -32,7 +32,7 @@ from .recommend import recommend
 from .results import BenchmarkResults, Row
 from .runner import Benchmark, BenchmarkInterrupted, library_versions
 from .stats import latency_summary, percentile_ci, throughput_summary
-from .variants import resolve_variants, variant_files, variant_size
+from .variants import resolve_variants, variant_size
 
 __all__ = [
     "Benchmark",
@@ -45,6 +45,5 @@ __all__ = [
     "recommend",
     "resolve_variants",
     "throughput_summary",
-    "variant_files",
     "variant_size",
 ]

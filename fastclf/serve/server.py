@@ -72,12 +72,12 @@ def serve(model_dir: str | Path, settings: ServeSettings | None = None, *,
     require_web()
     import uvicorn
 
-    from .._preflight import checked_variant
     from ..model import Classifier
+    from ..modeldir import ModelDir
 
     settings = settings or ServeSettings()
     model_dir = Path(model_dir)
-    variant = checked_variant(model_dir, settings.variant)
+    variant = ModelDir(model_dir).resolve(settings.variant)  # a bad model or variant fails before the port is bound
 
     def load() -> Classifier:
         clf = Classifier.load(model_dir, variant=variant)
