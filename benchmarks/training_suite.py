@@ -85,8 +85,20 @@ def run_setfit(train, test, seed):
     return np.asarray(pred), seconds, {}
 
 
-#: TrainConfig fields set by --set (a recipe variant, written to its own --results file)
-OVERRIDES: dict[str, object] = {}
+#: FIELD=VALUE items for TrainConfig.with_settings (--set: a recipe variant, written to its own --results file)
+SETTINGS: list[str] = []
+
+
+def _overrides() -> dict[str, object]:
+    """The --set items as recorded in a result line: values read as JSON where they parse."""
+    out: dict[str, object] = {}
+    for item in SETTINGS:
+        field, _, value = item.partition("=")
+        try:
+            out[field] = json.loads(value)
+        except ValueError:
+            out[field] = value
+    return out
 
 
 def run_fastclf(train, test, seed):
@@ -95,7 +107,7 @@ def run_fastclf(train, test, seed):
     from fastclf.trainer import train as fit
 
     start = time.perf_counter()
-    config = TrainConfig(seed=seed, show_progress=False, **OVERRIDES)  # type: ignore[arg-type]
+    config = TrainConfig(seed=seed, show_progress=False).with_settings(SETTINGS)
     result = fit(LabeledData(train.text.tolist(), train.label.tolist()), config)
     seconds = time.perf_counter() - start
     pred = result.classifier.predict(test.text.tolist())
@@ -159,12 +171,7 @@ def main() -> None:
                         help="TrainConfig fields for the fastclf runs, e.g. dropout=false (a recipe variant; "
                              "give it its own --results file)")
     args = parser.parse_args()
-    for item in args.set:
-        field, _, value = item.partition("=")
-        try:
-            OVERRIDES[field] = json.loads(value)  # numbers, true, false, null
-        except ValueError:
-            OVERRIDES[field] = value
+    SETTINGS.extend(args.set)
     results: Path = args.results[0]
     results.parent.mkdir(parents=True, exist_ok=True)
     done = [json.loads(line) for line in results.read_text().splitlines()] if results.exists() else []
@@ -194,7 +201,7 @@ def main() -> None:
                 row = {"data": data, "shots": shots, "seed": seed, "method": method,
                        "classes": int(train.label.nunique()), "n_train": len(train), "n_test": len(test),
                        **_scores(test.label.to_numpy(), pred), "seconds": round(seconds, 1), "extra": extra,
-                       **({"overrides": dict(OVERRIDES)} if method == "fastclf" and OVERRIDES else {}),
+                       **({"overrides": _overrides()} if method == "fastclf" and SETTINGS else {}),
                        "machine": machine(), "load_before": os.getloadavg()[0],
                        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
                 with results.open("a") as fh:

@@ -80,41 +80,19 @@ for _command in (accelerate, benchmark, serve):
               help="balanced: the head weighs each class's examples inversely to its count, so that a class with "
                    "few examples gets predicted more often (recall of rare classes up, accuracy on data as skewed "
                    "as the training set may fall; single-label data); none: unweighted.")
-@click.option("--cv-folds", type=click.IntRange(min=2), default=2, show_default=True,
-              help="Folds of the cross-validation that chooses the recipe.")
-@click.option("--cv-parallel/--no-cv-parallel", default=True, show_default=True,
-              help="Fine-tune the cross-validation folds side by side (forked processes sharing the cores).")
-@click.option("--average-folds/--no-average-folds", default=None,
-              help="When fine-tuning wins, the body is the average of the cross-validation folds' fine-tuned "
-                   "weights (default), or --no-average-folds: fine-tuned again on all the examples (slower).")
-@click.option("--frozen-layers", type=click.IntRange(min=0), default=None,
-              help="Lowest transformer layers kept fixed while fine-tuning (the token embeddings always are); "
-                   "more is faster. Default: 0.")
-@click.option("--finetune-max-length", type=click.IntRange(min=8), default=None,
-              help="Tokens a text while fine-tuning (default 64; the head and predictions see every window).")
-@click.option("--loss", type=click.Choice(["supcon", "pairs"]), default="supcon", show_default=True,
-              help="supcon: supervised contrastive loss on label-grouped batches; pairs: setfit's classic pair sampling.")
-@click.option("--batch-size", type=click.IntRange(min=4), default=16, show_default=True,
-              help="Fine-tuning batch size (even).")
-@click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), default=1e-4, show_default=True,
-              help="Body learning rate.")
-@click.option("--num-iterations", type=click.IntRange(min=1), default=5, show_default=True,
-              help="Pairs per example (pairs loss).")
 @click.option("--long-texts", type=click.Choice(["chunk", "truncate"]), default="chunk", show_default=True,
               help="chunk: embed every window of a text longer than the body's window and pool them; "
                    "truncate: the first window only.")
 @click.option("--max-chunks", type=click.IntRange(min=1), default=16, show_default=True,
               help="Windows embedded at most a long text (evenly spaced beyond that).")
-@click.option("--max-length", type=click.IntRange(min=8), default=None,
-              help="Tokens a window (default: the body's max sequence length).")
-@click.option("--bf16/--no-bf16", default=False,
-              help="bf16 autocast while fine-tuning and cross-validating: faster on CPUs with native bf16 "
-                   "(AVX512-BF16, AMX), but it cost 0.4 to 7.3 points of accuracy on the benchmark suite; off by default.")
 @click.option("--seed", type=int, default=42, show_default=True)
+@click.option("--set", "settings", multiple=True, metavar="FIELD=VALUE",
+              help="Set one of the recipe's internals, repeatable: cv_folds, cv_parallel, average_folds, loss, "
+                   "batch_size, body_learning_rate, frozen_layers, finetune_max_length, max_length, bf16, ... "
+                   "(a field of fastclf.trainer.TrainConfig; an unknown one lists them all). Example: --set bf16=true")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 def train(data, output, base_model, text_column, label_column, label_columns, label_separator, shots, eval_file,
-          holdout, eval_max, finetune, epochs, head_c, class_weight, cv_folds, cv_parallel, average_folds, frozen_layers, finetune_max_length, loss, batch_size,
-          learning_rate, num_iterations, long_texts, max_chunks, max_length, bf16, seed, quiet):
+          holdout, eval_max, finetune, epochs, head_c, class_weight, long_texts, max_chunks, seed, settings, quiet):
     """Train a classifier on the labeled examples in DATA (CSV, TSV, JSONL or Parquet).
 
     By default the recipe is chosen by cross-validation on DATA: the untuned body with a
@@ -124,14 +102,9 @@ def train(data, output, base_model, text_column, label_column, label_columns, la
     from .commands import train_command
     from .trainer import TrainConfig
 
-    unset = {"frozen_layers": frozen_layers, "finetune_max_length": finetune_max_length,
-             "average_folds": average_folds}  # None: the library's default
     config = TrainConfig(model=base_model, finetune=finetune, num_epochs=epochs, head_c=head_c,
-                         class_weight=class_weight, cv_folds=cv_folds,
-                         cv_parallel=cv_parallel,
-                         loss=loss, batch_size=batch_size, body_learning_rate=learning_rate,
-                         **{k: v for k, v in unset.items() if v is not None}, num_iterations=num_iterations, long_texts=long_texts, max_chunks=max_chunks,
-                         max_length=max_length, bf16=bf16, seed=seed, show_progress=not quiet)
+                         class_weight=class_weight, long_texts=long_texts, max_chunks=max_chunks, seed=seed,
+                         show_progress=not quiet).with_settings(settings)
     train_command(
         data, output, config, read=lambda p: read_data(p, text_column, label_column, label_columns, label_separator),
         shots=shots, eval_file=eval_file, holdout=holdout, eval_max=eval_max, progress=click.echo,

@@ -51,7 +51,7 @@ class BalancedSupConLoss(torch.nn.Module):
         if not torch.isfinite(features).all():
             raise TrainingError(
                 f"the body produced non-finite embeddings at training step {self.step}; "
-                "lower --learning-rate, or train without --bf16 if it was given"
+                "lower the learning rate (--set body_learning_rate=...), or train without bf16 if it was set"
             )
         features = torch.nn.functional.normalize(features, p=2, dim=1)
         n = features.shape[0]
@@ -69,7 +69,7 @@ class BalancedSupConLoss(torch.nn.Module):
         loss = -(pos_log_prob[has_positive] / counts[has_positive]).mean()
         if not torch.isfinite(loss):
             raise TrainingError(
-                f"the training loss became non-finite at step {self.step}; lower --learning-rate, or train without --bf16 if it was given"
+                f"the training loss became non-finite at step {self.step}; lower the learning rate (--set body_learning_rate=...), or train without bf16 if it was set"
             )
         return loss
 

@@ -20,8 +20,11 @@ at prediction alike.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import time
+import typing
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -154,6 +157,37 @@ class TrainConfig:
         if self.max_chunks < 1:
             raise DataError(f"max_chunks must be at least 1, got {self.max_chunks}")
 
+    def with_settings(self, items: Sequence[str]) -> TrainConfig:
+        """A copy with ``FIELD=VALUE`` items applied (``fastclf train --set``); a value is read as
+        JSON (numbers, true, false, null), else as text, and must fit the field's type.
+
+        Raises:
+            DataError: an unknown field, a value of the wrong type, or one the checks refuse.
+        """
+        hints = typing.get_type_hints(TrainConfig)
+        changes: dict[str, Any] = {}
+        for item in items:
+            name, sep, text = item.partition("=")
+            name = name.strip().replace("-", "_")
+            if not sep or name not in SETTABLE:
+                raise DataError(f"--set takes FIELD=VALUE, FIELD one of {', '.join(SETTABLE)}; got {item!r}")
+            try:
+                value = json.loads(text)
+            except ValueError:
+                value = text
+            types = typing.get_args(hints[name]) or (hints[name],)
+            if float in types and type(value) is int:
+                value = float(value)
+            if not any(type(value) is t for t in types):
+                names = " or ".join("null" if t is type(None) else t.__name__ for t in types)
+                raise DataError(f"--set {name}: {text!r} is not a {names}")
+            changes[name] = value
+        return dataclasses.replace(self, **changes)
+
+
+#: the TrainConfig fields ``fastclf train --set`` takes (the recipe's internals, and the rest)
+SETTABLE = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.name != "show_progress")
+
 
 @dataclass
 class TrainResult:
@@ -198,8 +232,8 @@ class _TrainedBody:
                                     show_progress_bar=False)
         out = np.asarray(out, dtype=np.float32)
         if not np.isfinite(out).all():
-            raise TrainingError("the tuned body produces non-finite embeddings; lower --learning-rate or "
-                                "train without --bf16 if it was given")
+            raise TrainingError("the tuned body produces non-finite embeddings; lower the learning rate "
+                                "(--set body_learning_rate=...) or train without bf16 if it was set")
         return out
 
     def save(self, path: Path) -> None:

@@ -353,10 +353,30 @@ def test_empty_label_separator(tmp_path):
     assert not (tmp_path / "m").exists()
 
 
+@pytest.mark.parametrize(("setting", "words"), [
+    ("no_such_field=1", ("--set", "cv_folds", "frozen_layers")),   # the valid fields are listed
+    ("bf16=maybe", ("bf16", "bool")), ("cv_folds=2.5", ("cv_folds", "int")), ("cv_folds=1", ("cv_folds",)),
+    ("loss", ("FIELD=VALUE",)),
+])
+def test_train_set_refuses_bad_fields_and_values_in_one_line(tmp_path, setting, words):
+    one_line_error(*run("train", tmp_path / "x.csv", "-o", tmp_path / "m", "--set", setting), *words)
+    assert not (tmp_path / "m").exists()
+
+
+def test_train_set_applies_typed_values():
+    from fastclf.trainer import TrainConfig
+
+    config = TrainConfig().with_settings(["bf16=true", "body_learning_rate=1", "max_length=null", "loss=pairs",
+                                          "frozen-layers=2"])
+    assert (config.bf16, config.body_learning_rate, config.max_length, config.loss, config.frozen_layers) == \
+        (True, 1.0, None, "pairs", 2)
+    assert isinstance(config.body_learning_rate, float)
+
+
 @pytest.mark.parametrize("value", ["0", "-1"])
 def test_batch_size_below_one_is_refused_by_the_cli(saved, tmp_path, value):
     one_line_error(*run("predict", saved, "--batch-size", value, "a late goal"), "--batch-size")
-    one_line_error(*run("train", tmp_path / "x.csv", "-o", tmp_path / "m", "--batch-size", value), "--batch-size")
+    one_line_error(*run("train", tmp_path / "x.csv", "-o", tmp_path / "m", "--set", f"batch_size={value}"), "batch_size")
     assert not (tmp_path / "m").exists()
 
 

@@ -197,7 +197,7 @@ def test_divergence_stops_with_one_line_and_writes_nothing(tmp_path, tiny_body_d
     pd.DataFrame({"text": TOPICS["sport"] + TOPICS["food"], "label": ["s"] * 6 + ["f"] * 6}).to_csv(csv, index=False)
     out = tmp_path / "model"
     code, text = run("train", csv, "-o", out, "--model", tiny_body_dir, "--epochs", "3", "--head-c", "1",
-                     "--learning-rate", "1e30", "-q")
+                     "--set", "body_learning_rate=1e30", "-q")
     assert code == 1
     assert "non-finite" in text and "Traceback" not in text
     assert not out.exists()
