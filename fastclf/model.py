@@ -18,7 +18,7 @@ import numpy as np
 
 from . import __version__
 from .backends import Body, get_spec, load_body
-from .backends._numpy_pipeline import declared_pooling_modes
+from .backends._pipeline_config import declared_pooling_modes
 from .config import BODY_DIR, CONFIG_FILE, HEAD_FILE, BodyConfig, HeadConfig, ModelConfig, now, read_config
 from .errors import FastclfError, ModelFormatError
 from .head import LogisticHead

@@ -184,17 +184,6 @@ def body_files(body_dir: str | Path, variant: str) -> list[Path]:
     return [p for p in dict.fromkeys(files) if p.is_file()]
 
 
-def declared_pooling_modes(cfg: dict, path: Path) -> tuple[str, ...]:
-    """The pooling modes a Pooling module's ``config.json`` (read into ``cfg``) declares.
-
-    Raises:
-        ModelFormatError: ``pooling_mode`` is neither a name nor a list of names.
-    """
-    from ._numpy_pipeline import declared_pooling_modes as declared
-
-    return declared(cfg, path)
-
-
 def is_exported(body_dir: Path, variant: str) -> bool:
     """Whether the files of ``variant`` exist below ``body_dir``."""
     spec = get_spec(variant)
@@ -325,7 +314,6 @@ __all__ = [
     "body_files",
     "cpu_has_bf16",
     "cpu_info",
-    "declared_pooling_modes",
     "runtime_installed",
     "runtime_settings",
     "SETTLE_TEXTS",

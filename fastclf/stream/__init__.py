@@ -26,7 +26,6 @@ from .inputs import DEFAULT_CHUNK_SIZE, FileJob, inspect_file, iter_chunks, reso
 from .outputs import ScoredChunks, ScoreResult, TableWriter, write_jobs
 from .pipeline import (
     add_predictions,
-    is_missing_text,
     local_engine,
     predict_files,
     progress_bar,
@@ -43,7 +42,6 @@ __all__ = [
     "TableWriter",
     "add_predictions",
     "inspect_file",
-    "is_missing_text",
     "iter_chunks",
     "local_engine",
     "plan",

@@ -10,16 +10,11 @@ from typing import IO, Any
 import numpy as np
 import pandas as pd
 
-from ..data.columns import is_missing, text_cells
+from ..data.columns import text_cells
 from ..errors import DataError
 from .inputs import DEFAULT_CHUNK_SIZE, FileJob, iter_chunks
 from .outputs import ScoredChunks, ScoreResult, write_jobs
 from .plan import plan
-
-
-def is_missing_text(value: Any) -> bool:
-    """Whether a text cell is empty or missing (None, NaN, pandas' NA, blank)."""
-    return is_missing(value)
 
 
 def texts_of(chunk: pd.DataFrame, column: str, path: Path, offset: int) -> list[str]:
