@@ -14,6 +14,7 @@ import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +79,50 @@ class Server:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
+
+
+class Wrapped:
+    """A classifier that delegates to ``clf``; its predict_proba records each batch, sleeps ``delay`` s,
+    and fails (with a long message) on a batch holding a text that contains "boom"."""
+
+    def __init__(self, clf, delay: float = 0.0):
+        self.clf, self.delay, self.calls = clf, delay, []
+
+    def __getattr__(self, name: str):
+        return getattr(self.clf, name)
+
+    def predict_proba(self, texts, batch_size: int = 32):
+        self.calls.append(list(texts))
+        time.sleep(self.delay)
+        if any("boom" in t for t in texts):
+            raise RuntimeError("boom in the runtime\n" + "  frame\n" * 500)
+        return self.clf.predict_proba(texts, batch_size=batch_size)
+
+
+@contextmanager
+def thread_server(classifier, **settings):
+    """``create_app(classifier)`` served by uvicorn, configured as ``fastclf serve`` does, in a
+    thread on a free loopback port: yields its URL, then stops it."""
+    import uvicorn
+
+    from fastclf.serve import ServeSettings, _bind, create_app
+    from fastclf.serve.server import uvicorn_config
+
+    settings = ServeSettings(**{"port": 0, **settings})
+    sock = _bind("127.0.0.1", 0)
+    server = uvicorn.Server(uvicorn_config(create_app(classifier, settings), settings))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "the server did not start"
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(30)
+        sock.close()
 
 
 def request(url: str, body: bytes | str | dict | list | None = None, *, method: str | None = None,
@@ -565,3 +610,41 @@ def test_micro_batcher_splits_orders_bounds_and_drains():
     assert last[:, 0].tolist() == [12, 13] and waiting == 0
     # at most max_batch texts a call; the 7-text request is split and the next request fills the gap
     assert calls == [["0", "1", "2"], ["3", "4", "5"], ["6", "10"], ["boom"], ["12", "13"]]
+
+
+# ---------------------------------------------------------------------------------- isolation
+
+
+@pytest.mark.parametrize("bad, index, words", [
+    ([SPORT[0], ""], 1, "empty"),
+    ([FOOD[0], FOOD[1], "x\udc80"], 2, "lone surrogate"),
+])
+def test_a_bad_request_among_concurrent_ones_fails_alone(server, clf, bad, index, words):
+    texts = [(SPORT + FOOD)[i % 12] for i in range(30)]
+    bodies: list[dict] = [{"inputs": [t]} for t in texts]
+    bodies.insert(15, {"inputs": bad})
+    with ThreadPoolExecutor(len(bodies)) as pool:
+        answers = list(pool.map(lambda b: predict(server, b), bodies))
+    status, _, body = answers.pop(15)
+    assert status == 422 and body["error_type"] == "invalid_request", body
+    assert f"text {index} " in body["error"] and words in body["error"], body
+    assert [a[0] for a in answers] == [200] * 30
+    assert [a[2][0][0]["label"] for a in answers] == clf.predict(texts)
+
+
+def test_a_batch_that_fails_is_retried_request_by_request(clf, capfd, caplog):
+    wrapped = Wrapped(clf, delay=0.05)
+    bodies = [{"inputs": [t]} for t in SPORT + FOOD]
+    bodies.insert(6, {"inputs": ["fine", "boom"]})
+    with thread_server(wrapped, max_wait_ms=100) as url:
+        with ThreadPoolExecutor(len(bodies)) as pool:
+            answers = list(pool.map(lambda b: request(url + "/predict", b), bodies))
+    status, _, raw = answers.pop(6)
+    assert status == 500 and json.loads(raw) == {"error": "inference failed: boom in the runtime",
+                                                  "error_type": "internal"}
+    assert [a[0] for a in answers] == [200] * 12
+    assert [json.loads(a[2])[0][0]["label"] for a in answers] == clf.predict(SPORT + FOOD)
+    assert max(len(c) for c in wrapped.calls) > 2, "the requests never met in a batch"
+    assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"] == [
+        "POST /predict: inference failed: RuntimeError: boom in the runtime"]
+    assert "Traceback" not in capfd.readouterr().err

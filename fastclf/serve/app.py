@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import logging
 import math
 import platform
 import time
@@ -20,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .. import __version__
-from ..errors import first_line, missing_dependency
+from ..errors import DataError, first_line, missing_dependency
+from ..texts import check_texts
 from .batcher import MicroBatcher, QueueFull, ShuttingDown
 from .metrics import Metrics
 from .protocol import PREDICT_SCHEMA, RequestError, parse_predict_request, rank_labels
@@ -37,7 +39,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from ..model import Classifier
 
-#: the runtime package of each variant runtime, for /info
+log = logging.getLogger("fastclf.serve")
 
 
 def require_web() -> None:
@@ -234,11 +236,18 @@ def _add_routes(app: FastAPI, model: ServedModel) -> None:
         payload = await _read_json(request, settings.max_body_bytes)
         texts, single, top_k = parse_predict_request(payload, settings.max_inputs)
         try:
+            check_texts(texts)  # this request's own positions, before it meets others in a batch
+        except DataError as exc:
+            raise RequestError(422, "invalid_request", str(exc)) from None
+        try:
             proba = await batcher.submit(texts)
         except QueueFull as exc:
             raise _queue_full(exc, batcher, metrics) from None
         except ShuttingDown as exc:
             raise RequestError(503, "shutting_down", str(exc)) from None
+        except Exception as exc:  # noqa: BLE001 - the inference of this request failed: one line, not a traceback
+            log.error("POST /predict: inference failed: %s: %s", type(exc).__name__, first_line(exc))
+            raise RequestError(500, "internal", f"inference failed: {first_line(exc)}") from None
         ranked = rank_labels(proba, clf.classes_, multi_label=clf.multi_label, threshold=clf.threshold, top_k=top_k)
         return JSONResponse(ranked[0] if single else ranked)  # built by hand: no jsonable_encoder pass
 
@@ -266,7 +275,8 @@ def create_app(classifier_or_loader: Classifier | Callable[[], Classifier], sett
                on_load_error: Callable[[BaseException], None] | None = None) -> FastAPI:
     """The FastAPI application serving a classifier.
 
-    ``classifier_or_loader`` is a loaded :class:`~fastclf.Classifier`, or a function that loads
+    ``classifier_or_loader`` is a loaded :class:`~fastclf.Classifier` (or any object with its
+    ``predict_proba``, ``classes_``, ``multi_label``, ``threshold``, ``variant`` and ``path``), or a function that loads
     one: it is then called in the worker thread when the app starts, and ``/health`` answers
     503 until it returns. If it raises, ``on_load_error`` is called with the exception (the
     server started by :func:`~fastclf.serve.serve` then stops) and the app keeps answering 503.
@@ -278,16 +288,14 @@ def create_app(classifier_or_loader: Classifier | Callable[[], Classifier], sett
     require_web()
     from fastapi import FastAPI
 
-    from ..model import Classifier
-
     model = ServedModel(settings or ServeSettings(), Metrics(),
                         ThreadPoolExecutor(max_workers=1, thread_name_prefix="fastclf-infer"))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         loading = None
-        if isinstance(classifier_or_loader, Classifier):
-            model.ready(classifier_or_loader)
+        if hasattr(classifier_or_loader, "predict_proba"):
+            model.ready(classifier_or_loader)  # type: ignore[arg-type]
         else:
             loading = asyncio.get_running_loop().create_task(model.load(classifier_or_loader, on_load_error))
         try:

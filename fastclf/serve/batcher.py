@@ -152,16 +152,21 @@ class MicroBatcher:
         return parts
 
     async def _infer(self, parts: list[_Slice]) -> None:
-        """One ``predict_proba`` call in the worker thread for ``parts``; hand out the rows or the error."""
+        """One ``predict_proba`` call in the worker thread for ``parts``; hand out the rows. If the
+        call fails, each request's part is run alone, so that only the failing request gets the error."""
         texts = [t for request, a, b in parts for t in request.texts[a:b]]
         started = time.perf_counter()
         try:
             proba = await asyncio.get_running_loop().run_in_executor(self._executor, self._predict, texts)
-        except Exception as exc:  # noqa: BLE001 - handed to each request of the batch
-            for request, _, _ in parts:
-                if not request.future.done():
-                    request.future.set_exception(exc)
-                self._drop(request)
+        except Exception as exc:  # noqa: BLE001 - handed to the request it belongs to
+            if len(parts) > 1:
+                for part in parts:
+                    await self._infer([part])
+                return
+            request = parts[0][0]
+            if not request.future.done():
+                request.future.set_exception(exc)
+            self._drop(request)
             return
         self.metrics.batch_done(len(texts), time.perf_counter() - started)
         self._deliver(parts, proba)

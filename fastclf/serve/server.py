@@ -40,6 +40,14 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def uvicorn_config(app: Any, settings: ServeSettings) -> Any:
+    """The uvicorn configuration of ``app`` under ``settings``."""
+    import uvicorn
+
+    return uvicorn.Config(app, log_level="warning", access_log=settings.access_log, lifespan="on",
+                          timeout_graceful_shutdown=math.ceil(settings.shutdown_timeout_s), server_header=False)
+
+
 @contextmanager
 def _signals_handled_by_uvicorn() -> Iterator[None]:
     """uvicorn re-raises the signal that stopped it once it has shut down; with these no-op
@@ -93,9 +101,7 @@ def serve(model_dir: str | Path, settings: ServeSettings | None = None, *,
     app = create_app(load, settings, on_load_error=stop)
     sock = _bind(settings.host, settings.port)
     host, port = sock.getsockname()[:2]
-    config = uvicorn.Config(app, log_level="warning", access_log=settings.access_log, lifespan="on",
-                            timeout_graceful_shutdown=math.ceil(settings.shutdown_timeout_s), server_header=False)
-    server = uvicorn.Server(config)
+    server = uvicorn.Server(uvicorn_config(app, settings))
     echo(f"listening on http://{f'[{host}]' if ':' in host else host}:{port} (loading {model_dir}, variant {variant})")
     try:
         with _signals_handled_by_uvicorn():
