@@ -26,17 +26,24 @@ ROOT = Path(__file__).resolve().parents[1]
 API_KEY = "test-key-123"
 
 
+SLOW = ("import time; from fastclf.model import Classifier; p = Classifier.predict_proba; "
+        "Classifier.predict_proba = lambda self, texts, **kw: (time.sleep({}), p(self, texts, **kw))[1]; "
+        "from fastclf.cli import main; main()")
+
+
 class Server:
     """`python -m fastclf serve MODEL --port 0 ...` in a subprocess; its stderr is read by a thread."""
 
     def __init__(self, model_dir: Path, *args: str, env: dict[str, str] | None = None,
-                 python_flags: tuple[str, ...] = ()):
+                 python_flags: tuple[str, ...] = (), slow_ms: int = 0):
         full_env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
                     "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", **(env or {})}
         if "FASTCLF_API_KEY" not in (env or {}):
             full_env.pop("FASTCLF_API_KEY", None)
+        # slow_ms: every predict_proba call of the served model sleeps that long first
+        launch = ["-c", SLOW.format(slow_ms / 1000)] if slow_ms else ["-m", "fastclf"]
         self.proc = subprocess.Popen(
-            [sys.executable, *python_flags, "-m", "fastclf", "serve", str(model_dir), "--port", "0", *args],
+            [sys.executable, *python_flags, *launch, "serve", str(model_dir), "--port", "0", *args],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full_env, cwd=ROOT,
         )
         self.lines: list[str] = []
@@ -335,9 +342,9 @@ def test_metrics_count_requests_by_status(server):
 
 
 def test_burst_past_the_queue_gets_only_200_and_429_then_sigterm_finishes_the_slow_request(model_dir, clf):
-    # one text a batch, 100 ms each (test-only delay), at most 8 texts waiting
-    srv = Server(model_dir, "--max-batch", "1", "--max-queue", "8", "--max-inputs", "8", "--max-wait-ms", "0",
-                 "--test-delay-ms", "100")
+    # one text a batch, 100 ms each (a slowed model), at most 20 tokens waiting
+    srv = Server(model_dir, "--max-batch", "1", "--max-queue", "20", "--max-inputs", "8", "--max-wait-ms", "0",
+                 slow_ms=100)
     try:
         def one(i: int):
             status, hdrs, body = request(srv.url + "/predict", {"inputs": SPORT[i % len(SPORT)]})
@@ -428,7 +435,7 @@ def test_startup_errors_are_one_line(model_dir, tmp_path):
         ((str(tmp_path / "missing"),), "model directory not found"),
         ((str(model_dir), "--variant", "onnx-int8"), "not exported"),
         ((str(model_dir), "--variant", "bogus"), "unknown variant"),
-        ((str(model_dir), "--max-inputs", "300", "--max-queue", "10"), "--max-queue"),
+        ((str(model_dir), "--max-queue", "0"), "--max-queue must be at least 1"),
         ((str(model_dir), "--max-body-bytes", "lots"), "not a size"),
     ]:
         proc = run_cli(*args)
@@ -565,51 +572,74 @@ def test_parse_size_and_settings_checks():
     assert parse_size("1.5 kb") == 1500
     with pytest.raises(ServeSettingsError, match="not a size"):
         parse_size("lots")
-    assert ServeSettings().queue_limit == 256  # max(4 x 64, 256)
-    assert ServeSettings(max_batch=128, max_inputs=16).queue_limit == 512
+    assert ServeSettings().queue_limit == 32 * 4096  # 32 x max_batch_tokens
+    assert ServeSettings(max_batch_tokens=100).queue_limit == 3200
     with pytest.raises(ValueError, match="--max-batch"):
         ServeSettings(max_batch=0)
     with pytest.raises(ValueError, match="API key"):
         ServeSettings(api_key=" ")
 
 
-def test_micro_batcher_splits_orders_bounds_and_drains():
+def test_micro_batcher_interleaves_bounds_tokens_and_drains():
     import asyncio
 
     from fastclf.serve import MicroBatcher, QueueFull, ShuttingDown
 
     calls: list[list[str]] = []
+    gate = threading.Event()
 
     def fake_predict(texts: list[str]) -> np.ndarray:
         calls.append(list(texts))
         if "boom" in texts:
             raise RuntimeError("boom")
-        time.sleep(0.02)
+        assert gate.wait(10)
         return np.array([[float(t), -float(t)] for t in texts])
 
+    async def until(condition) -> None:
+        for _ in range(1000):
+            if condition():
+                return
+            await asyncio.sleep(0.005)
+        raise AssertionError("timed out")
+
     async def scenario():
-        batcher = MicroBatcher(fake_predict, max_batch=3, max_wait_s=0.05, max_queue=8)
+        # a text costs its characters here: "10" is 2 tokens; at most 3 texts and 4 tokens a batch
+        batcher = MicroBatcher(fake_predict, max_batch=3, max_batch_tokens=4, max_wait_s=0.05, max_queue=10)
         batcher.start()
+        first = asyncio.create_task(batcher.submit(["9"]))
+        await until(lambda: calls)  # the worker is busy with ["9"] until the gate opens
         big = asyncio.create_task(batcher.submit([str(i) for i in range(7)]))
+        await until(lambda: batcher.waiting == 7)
         small = asyncio.create_task(batcher.submit(["10"]))
-        await asyncio.sleep(0)  # both queued: 8 texts wait
+        await until(lambda: batcher.waiting == 9)
         with pytest.raises(QueueFull):
-            await batcher.submit(["11"])
-        big_result, small_result = await big, await small
+            await batcher.submit(["11", "2"])  # 9 + 4 tokens > 10
+        gate.set()
+        results = [await first, await big, await small]
+        results.append(await batcher.submit([str(i) for i in range(12)]))  # over the queue, but nothing waits
         with pytest.raises(RuntimeError, match="boom"):
             await batcher.submit(["boom"])
+        gate.clear()
         last = asyncio.create_task(batcher.submit(["12", "13"]))
-        await asyncio.sleep(0)
-        await batcher.close()  # drains the queued request before stopping
+        await until(lambda: calls[-1] == ["12", "13"])  # running, held at the gate
+        queued = asyncio.create_task(batcher.submit(["15"]))
+        await until(lambda: batcher.waiting == 2)
+        closing = asyncio.create_task(batcher.close())
+        await asyncio.sleep(0.01)
         with pytest.raises(ShuttingDown):
             await batcher.submit(["14"])
-        return big_result, small_result, last.result(), batcher.waiting
+        gate.set()
+        await closing  # drains the queued request before stopping
+        return [*results, last.result(), queued.result()], batcher.waiting
 
-    big, small, last, waiting = asyncio.run(scenario())
-    assert big[:, 0].tolist() == list(range(7)) and small[:, 0].tolist() == [10]
-    assert last[:, 0].tolist() == [12, 13] and waiting == 0
-    # at most max_batch texts a call; the 7-text request is split and the next request fills the gap
-    assert calls == [["0", "1", "2"], ["3", "4", "5"], ["6", "10"], ["boom"], ["12", "13"]]
+    results, waiting = asyncio.run(scenario())
+    assert [r[:, 0].tolist() for r in results] == [[9], list(range(7)), [10], list(range(12)), [12, 13], [15]]
+    assert waiting == 0
+    # the small request rides in the first batch after it came, taking turns with the big one;
+    # a text is taken alone when it is over the token budget with others
+    assert calls[:4] == [["9"], ["0", "1", "10"], ["2", "3", "4"], ["5", "6"]]
+    assert all(sum(map(len, c)) <= 4 or len(c) == 1 for c in calls)
+    assert calls[-3:] == [["boom"], ["12", "13"], ["15"]]
 
 
 # ---------------------------------------------------------------------------------- isolation
@@ -648,3 +678,26 @@ def test_a_batch_that_fails_is_retried_request_by_request(clf, capfd, caplog):
     assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"] == [
         "POST /predict: inference failed: RuntimeError: boom in the runtime"]
     assert "Traceback" not in capfd.readouterr().err
+
+
+def test_a_small_request_overtakes_a_large_one_in_flight(clf):
+    wrapped = Wrapped(clf, delay=0.05)
+    big = [" ".join([SPORT[i % 6]] * 4) for i in range(64)]  # about 24 tokens each: 2 a batch
+    finished: list[str] = []
+
+    def send(name: str, texts: list[str]) -> int:
+        status = request(url + "/predict", {"inputs": texts})[0]
+        finished.append(name)
+        return status
+
+    with thread_server(wrapped, max_batch_tokens=64, max_wait_ms=0) as url, ThreadPoolExecutor(2) as pool:
+        large = pool.submit(send, "large", big)
+        deadline = time.monotonic() + 30
+        while not wrapped.calls:  # the large request is being classified
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+        small = pool.submit(send, "small", [FOOD[0]])
+        assert (large.result(60), small.result(60)) == (200, 200)
+    assert finished == ["small", "large"]
+    assert sum(len(c) for c in wrapped.calls) == 65 and len(wrapped.calls) > 20
+    assert all(sum(len(t.split()) for t in c) <= 64 for c in wrapped.calls)

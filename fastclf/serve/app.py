@@ -18,12 +18,10 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from .. import __version__
 from ..errors import DataError, first_line, missing_dependency
 from ..texts import check_texts
-from .batcher import MicroBatcher, QueueFull, ShuttingDown
+from .batcher import MicroBatcher, QueueFull, ShuttingDown, token_counter
 from .metrics import Metrics
 from .protocol import PREDICT_SCHEMA, RequestError, parse_predict_request, rank_labels
 from .settings import ServeSettings
@@ -76,15 +74,11 @@ class ServedModel:
 
     def ready(self, clf: Classifier) -> None:
         """Start serving ``clf``: its batcher runs on the current loop."""
-        settings, delay_s = self.settings, self.settings.test_delay_ms / 1000
-
-        def predict(texts: list[str]) -> np.ndarray:
-            if delay_s:
-                time.sleep(delay_s)
-            return clf.predict_proba(texts, batch_size=len(texts))
-
-        batcher = MicroBatcher(predict, max_batch=settings.max_batch, max_wait_s=settings.max_wait_ms / 1000,
-                               max_queue=settings.queue_limit, metrics=self.metrics, executor=self.executor)
+        settings = self.settings
+        batcher = MicroBatcher(lambda texts: clf.predict_proba(texts, batch_size=len(texts)),
+                               max_batch=settings.max_batch, max_batch_tokens=settings.max_batch_tokens,
+                               max_wait_s=settings.max_wait_ms / 1000, max_queue=settings.queue_limit,
+                               count_tokens=token_counter(clf), metrics=self.metrics, executor=self.executor)
         batcher.start()
         self.info = {
             "labels": [str(c) for c in clf.classes_],
@@ -216,8 +210,8 @@ async def _read_json(request: Request, limit: int) -> Any:
 
 
 def _queue_full(exc: QueueFull, batcher: MicroBatcher, metrics: Metrics) -> RequestError:
-    """The 429 answer, with Retry-After: the batches ahead times the mean inference time, at least 1 s."""
-    retry = max(1, math.ceil(math.ceil(batcher.waiting / batcher.max_batch) * metrics.inference.mean))
+    """The 429 answer, with Retry-After: the full batches ahead times the mean inference time, at least 1 s."""
+    retry = max(1, math.ceil(math.ceil(batcher.waiting / batcher.max_batch_tokens) * metrics.inference.mean))
     return RequestError(429, "queue_full", f"the server is busy: {exc}; retry later", {"Retry-After": str(retry)})
 
 
