@@ -158,9 +158,17 @@ def benchmark(model_dir, data, text_column, label_column, label_columns, label_s
               help="Most texts in one request; more are answered 413.")
 @click.option("--max-body-bytes", default="1MB", show_default=True,
               help="Largest request body (e.g. 1MB, 512KiB, 20000); larger are answered 413.")
-@click.option("--access-log", is_flag=True, help="Log every request (uvicorn's access log) to stderr.")
+@click.option("--read-timeout", type=float, default=30.0, show_default=True,
+              help="Seconds a client has to send a request's headers, and again its body; then the connection "
+                   "is closed (headers) or answered 408 (body).")
+@click.option("--max-connections", type=int, default=256, show_default=True,
+              help="Most open connections; a request past it is answered 503.")
+@click.option("--allowed-hosts", default=None,
+              help="Comma-separated Host header values to answer (default: 127.0.0.1, localhost, [::1] and --host); "
+                   "others get 400, which stops DNS rebinding. '*' answers any.")
+@click.option("--access-log", is_flag=True, help="Log every request (uvicorn's access log) to standard output.")
 def serve(model_dir, variant, host, port, api_key, max_batch, max_batch_tokens, max_wait_ms, max_queue, max_inputs,
-          max_body_bytes, access_log):
+          max_body_bytes, read_timeout, max_connections, allowed_hosts, access_log):
     """Serve the model in MODEL_DIR over HTTP: POST /predict, GET /health, /info, /metrics.
 
     \b
@@ -174,5 +182,8 @@ def serve(model_dir, variant, host, port, api_key, max_batch, max_batch_tokens, 
 
     settings = ServeSettings(host=host, port=port, variant=variant, api_key=api_key, max_batch=max_batch,
                              max_batch_tokens=max_batch_tokens, max_wait_ms=max_wait_ms, max_queue=max_queue,
-                             max_inputs=max_inputs, max_body_bytes=parse_size(max_body_bytes), access_log=access_log)
+                             max_inputs=max_inputs, max_body_bytes=parse_size(max_body_bytes), access_log=access_log,
+                             read_timeout_s=read_timeout, max_connections=max_connections,
+                             allowed_hosts=None if allowed_hosts is None else
+                             tuple(h.strip() for h in allowed_hosts.split(",") if h.strip()))
     run_server(model_dir, settings, echo=lambda line: click.echo(f"fastclf serve: {line}", err=True))

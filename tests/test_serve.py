@@ -206,7 +206,7 @@ def test_health_and_info(server, model_dir, clf):
     assert info["labels"] == [str(c) for c in clf.classes_]
     assert info["variant"] == "torch-fp32"
     assert info["multi_label"] is False
-    assert Path(info["model_path"]) == model_dir.resolve()
+    assert info["model"] == model_dir.name and str(model_dir.parent) not in body.decode()  # no absolute path
     assert info["versions"]["fastclf"] and info["versions"]["torch"]
     assert info["limits"]["max_inputs"] == 8
 
@@ -437,6 +437,7 @@ def test_startup_errors_are_one_line(model_dir, tmp_path):
         ((str(model_dir), "--variant", "bogus"), "unknown variant"),
         ((str(model_dir), "--max-queue", "0"), "--max-queue must be at least 1"),
         ((str(model_dir), "--max-body-bytes", "lots"), "not a size"),
+        ((str(model_dir), "--api-key", "abc "), "the API key starts or ends with whitespace"),
     ]:
         proc = run_cli(*args)
         assert proc.returncode == 1, (args, proc.stderr)
@@ -472,7 +473,7 @@ def test_create_app_serves_a_loaded_classifier_in_process(clf):
     async def calls():
         async with app.router.lifespan_context(app):  # starts the batcher, drains it on exit
             transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://fastclf") as client:
+            async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
                 health = await client.get("/health")
                 answer = await client.post("/predict", json={"inputs": FOOD[:2], "top_k": 2})
                 too_many = await client.post("/predict", json={"inputs": FOOD[:5]})
@@ -518,7 +519,7 @@ def test_health_is_503_while_the_model_loads_and_after_a_failed_load(clf):
         app = create_app(loader, ServeSettings(), on_load_error=failures.append)
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://fastclf") as client:
+            async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
                 loading = await client.get("/health")
                 refused = await client.post("/predict", json={"inputs": "x"})
                 if release_after:
@@ -701,3 +702,94 @@ def test_a_small_request_overtakes_a_large_one_in_flight(clf):
     assert finished == ["small", "large"]
     assert sum(len(c) for c in wrapped.calls) == 65 and len(wrapped.calls) > 20
     assert all(sum(len(t.split()) for t in c) <= 64 for c in wrapped.calls)
+
+
+
+# ---------------------------------------------------------------------------------- hygiene
+
+
+def raw(url: str, data: bytes, wait: float = 10) -> bytes:
+    """Send ``data`` on a fresh connection and read until the server closes it or ``wait`` passes."""
+    import socket
+
+    host, port = url.rsplit("/", 1)[-1].split(":")
+    with socket.create_connection((host, int(port)), timeout=wait) as sock:
+        sock.sendall(data)
+        got = b""
+        try:
+            while chunk := sock.recv(4096):
+                got += chunk
+        except TimeoutError:
+            got += b"<still open>"
+    return got
+
+
+def test_hostile_bodies_are_422_and_the_log_stays_quiet(clf, capfd):
+    with thread_server(clf) as url:
+        for body, content_type, words in [
+            ("[" * 5000, "application/json", "not valid JSON"),  # RecursionError in the parser
+            ('{"inputs": "x", "top_k": ' + "9" * 5000 + "}", "application/json", "not valid JSON"),
+            ('{"inputs": "x"}', "text/plain", "Content-Type: application/json"),
+            ('{"inputs": "x"}', "", "Content-Type: application/json"),
+        ]:
+            status, _, answer = request(url + "/predict", body, headers={"Content-Type": content_type})
+            assert status == 422, (body[:30], answer)
+            assert json.loads(answer)["error_type"] == "invalid_request" and words in json.loads(answer)["error"]
+        # a client that goes away halfway through its body
+        raw(url, b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: 100\r\n\r\n{\"inputs\"", wait=0.2)
+        assert request(url + "/predict", {"inputs": "x"})[0] == 200
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "ERROR" not in err, err[-2000:]
+
+
+def test_an_unexpected_error_is_a_json_500_and_one_log_line(clf, caplog, capfd):
+    class WrongWidth(Wrapped):
+        def predict_proba(self, texts, batch_size: int = 32):
+            return np.full((len(texts), 5), 0.2)  # more columns than labels: ranking them fails
+
+    with thread_server(WrongWidth(clf)) as url:
+        status, _, answer = request(url + "/predict", {"inputs": "x", "top_k": 5})
+        assert request(url + "/health")[0] == 200
+    assert status == 500 and json.loads(answer)["error_type"] == "internal"
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and errors[0].startswith("POST /predict: IndexError:"), errors
+    assert "Traceback" not in capfd.readouterr().err
+
+
+def test_slow_clients_are_cut_off_and_connections_are_capped(clf):
+    with thread_server(clf, read_timeout_s=1) as url:
+        started = time.monotonic()
+        assert raw(url, b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\n") == b""  # headers never finished: closed
+        assert time.monotonic() - started < 8
+        answer = raw(url, b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                          b"Content-Length: 100\r\n\r\n{\"inputs\"")
+        assert answer.startswith(b"HTTP/1.1 408") and b'"error_type":"timeout"' in answer
+    import socket
+
+    with thread_server(clf, max_connections=3) as url:
+        port = int(url.rsplit(":", 1)[1])
+        idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(3)]
+        try:
+            time.sleep(0.2)
+            assert request(url + "/predict", {"inputs": "x"})[0] == 503
+        finally:
+            for sock in idle:
+                sock.close()
+        time.sleep(0.2)
+        assert request(url + "/predict", {"inputs": "x"})[0] == 200
+
+
+def test_access_log_hosts_and_no_docs(clf, capfd):
+    with thread_server(clf, access_log=True) as url:
+        port = url.rsplit(":", 1)[1]
+        assert request(url + "/predict", {"inputs": "x"})[0] == 200
+        assert request(url + "/predict", {"inputs": "x"}, headers={"Host": f"localhost:{port}"})[0] == 200
+        status, _, body = request(url + "/predict", {"inputs": "x"}, headers={"Host": f"rebound.example:{port}"})
+        assert status == 400
+        for path in ("/docs", "/redoc", "/openapi.json"):
+            assert request(url + path)[0] == 404, path
+    out = capfd.readouterr().out  # uvicorn's access log goes to standard output
+    assert '"POST /predict HTTP/1.1" 200' in out and '"GET /docs HTTP/1.1" 404' in out, out[-2000:]
+    with thread_server(clf, allowed_hosts=("*",)) as url:
+        assert request(url + "/predict", {"inputs": "x"}, headers={"Host": "rebound.example"})[0] == 200

@@ -12,22 +12,6 @@ from typing import Any
 
 import numpy as np
 
-#: the OpenAPI description of the /predict body (the route reads the raw body itself)
-PREDICT_SCHEMA = {
-    "requestBody": {
-        "required": True,
-        "content": {"application/json": {"schema": {
-            "type": "object",
-            "required": ["inputs"],
-            "properties": {
-                "inputs": {"oneOf": [{"type": "string"},
-                                     {"type": "array", "items": {"type": "string"}, "minItems": 1}]},
-                "top_k": {"type": "integer", "minimum": 1},
-            },
-        }}},
-    }
-}
-
 
 class RequestError(Exception):
     """A request the server answers with an error: HTTP status, ``error_type``, message and headers."""
@@ -63,7 +47,7 @@ def parse_predict_request(payload: Any, max_inputs: int) -> tuple[list[str], boo
                            f"{len(texts)} inputs in one request; the server takes at most {max_inputs}")
     top_k = payload.get("top_k")
     if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
-        raise _invalid(f"'top_k' must be a positive integer, not {json.dumps(top_k)}")
+        raise _invalid(f"'top_k' must be a positive integer, not {json.dumps(top_k)[:20]}")
     return texts, single, top_k
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import signal
 import socket
@@ -41,11 +42,35 @@ def _bind(host: str, port: int) -> socket.socket:
 
 
 def uvicorn_config(app: Any, settings: ServeSettings) -> Any:
-    """The uvicorn configuration of ``app`` under ``settings``."""
+    """The uvicorn configuration of ``app`` under ``settings``: h11 with its 16 KiB header limit, a
+    deadline for each request's headers, idle connections closed after 5 s, at most
+    ``max_connections`` open (past it, 503), and the access log at INFO when asked for."""
     import uvicorn
+    from uvicorn.protocols.http.h11_impl import H11Protocol
 
-    return uvicorn.Config(app, log_level="warning", access_log=settings.access_log, lifespan="on",
-                          timeout_graceful_shutdown=math.ceil(settings.shutdown_timeout_s), server_header=False)
+    class Protocol(H11Protocol):
+        """Closes a connection whose request headers have not all come ``read_timeout_s`` after it
+        opened or after its last answer (uvicorn only times out idle keep-alive connections)."""
+
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            self.loop.call_later(settings.read_timeout_s, self._headers_due)
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            self.loop.call_later(settings.read_timeout_s, self._headers_due)
+
+        def _headers_due(self) -> None:
+            if (self.cycle is None or self.cycle.response_complete) and not self.transport.is_closing():
+                self.timeout_keep_alive_handler()
+
+    config = uvicorn.Config(app, http=Protocol, log_level="warning", access_log=settings.access_log, lifespan="on",
+                            timeout_keep_alive=5, h11_max_incomplete_event_size=16 * 1024,
+                            limit_concurrency=settings.max_connections, server_header=False,
+                            timeout_graceful_shutdown=math.ceil(settings.shutdown_timeout_s))
+    if settings.access_log:  # log_level="warning" also silenced the access log
+        logging.getLogger("uvicorn.access").setLevel(logging.INFO)
+    return config
 
 
 @contextmanager

@@ -40,6 +40,9 @@ class ServeSettings:
     """How the server listens, batches and limits requests.
 
     ``max_queue`` counts tokens waiting for a batch (None: ``32 * max_batch_tokens``).
+    ``read_timeout_s`` bounds the time to receive a request's headers and, apart, its body;
+    ``max_connections`` the open connections (past it uvicorn answers 503); ``allowed_hosts``
+    the Host header values answered (None: the loopback names and ``host``; ``"*"``: any).
     ``shutdown_timeout_s`` is rounded up to whole seconds (uvicorn takes an int).
 
     Raises:
@@ -56,6 +59,9 @@ class ServeSettings:
     max_queue: int | None = None
     max_inputs: int = 256
     max_body_bytes: int = 1_000_000
+    read_timeout_s: float = 30.0
+    max_connections: int = 256
+    allowed_hosts: tuple[str, ...] | None = None
     shutdown_timeout_s: float = 30.0
     access_log: bool = False
 
@@ -71,14 +77,26 @@ class ServeSettings:
         need(self.max_wait_ms >= 0, f"--max-wait-ms must be 0 or more, not {self.max_wait_ms}")
         need(self.max_inputs >= 1, f"--max-inputs must be at least 1, not {self.max_inputs}")
         need(self.max_body_bytes >= 1, f"--max-body-bytes must be at least 1, not {self.max_body_bytes}")
+        need(self.read_timeout_s > 0, f"--read-timeout must be more than 0, not {self.read_timeout_s}")
+        need(self.max_connections >= 1, f"--max-connections must be at least 1, not {self.max_connections}")
         need(self.api_key is None or self.api_key.strip() != "", "the API key is empty")
+        need(self.api_key is None or self.api_key == self.api_key.strip(),
+             "the API key starts or ends with whitespace (a space or a newline); no client would send it: remove it")
 
     @property
     def queue_limit(self) -> int:
         """The effective ``max_queue``."""
         return self.max_queue if self.max_queue is not None else 32 * self.max_batch_tokens
 
+    @property
+    def hosts(self) -> list[str]:
+        """The Host header values answered."""
+        if self.allowed_hosts is not None:
+            return list(self.allowed_hosts)
+        return ["127.0.0.1", "localhost", "[::1]", f"[{self.host}]" if ":" in self.host else self.host]
+
     def limits(self) -> dict[str, float | int]:
         """The request limits, as ``GET /info`` shows them."""
         return {"max_batch": self.max_batch, "max_batch_tokens": self.max_batch_tokens, "max_wait_ms": self.max_wait_ms, "max_queue": self.queue_limit,
-                "max_inputs": self.max_inputs, "max_body_bytes": self.max_body_bytes}
+                "max_inputs": self.max_inputs, "max_body_bytes": self.max_body_bytes,
+                "read_timeout_s": self.read_timeout_s, "max_connections": self.max_connections}
