@@ -161,13 +161,11 @@ def predict(server: Server, body, headers=AUTH, **kw):
 
 
 def metric(text: str, name: str, **labels: str) -> float:
-    """The value of one sample in a Prometheus text page (0 if absent)."""
-    want = ",".join(f'{k}="{v}"' for k, v in labels.items())
-    pattern = re.escape(name) + (r"\{" + re.escape(want) + r"\}" if want else "") + r" (\S+)$"
+    """The value of one sample in a Prometheus text page (0 if absent); labels in any order."""
     for line in text.splitlines():
-        m = re.match(pattern, line)
-        if m:
-            return float(m.group(1))
+        m = re.fullmatch(re.escape(name) + r"(?:\{(.*)\})? (\S+)", line)
+        if m and dict(re.findall(r'(\w+)="([^"]*)"', m.group(1) or "")) == labels:
+            return float(m.group(2))
     return 0.0
 
 

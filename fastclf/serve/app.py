@@ -42,9 +42,9 @@ log = logging.getLogger("fastclf.serve")
 
 def require_web() -> None:
     """Raises:
-        MissingDependency: fastapi or uvicorn is not installed.
+        MissingDependency: fastapi, uvicorn or prometheus_client is not installed.
     """
-    for package in ("fastapi", "uvicorn"):
+    for package in ("fastapi", "uvicorn", "prometheus_client"):
         try:
             __import__(package)
         except ImportError as exc:
@@ -129,7 +129,7 @@ class MeteredMiddleware:
         started, status = time.perf_counter(), [0]
         predict = scope.get("path") == "/predict"
         if predict:
-            self.metrics.in_flight += 1
+            self.metrics.in_flight.inc()
 
         async def send_status(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
@@ -145,7 +145,7 @@ class MeteredMiddleware:
                 await _error(500, "internal", f"internal error: {first_line(exc)}")(scope, receive, send)
         finally:
             if predict:
-                self.metrics.in_flight -= 1
+                self.metrics.in_flight.dec()
             self.metrics.request_done(scope.get("path", ""), status[0] or 500, time.perf_counter() - started)
 
 
@@ -221,7 +221,7 @@ async def _read_json(request: Request, limit: int, timeout_s: float) -> Any:
 
 def _queue_full(exc: QueueFull, batcher: MicroBatcher, metrics: Metrics) -> RequestError:
     """The 429 answer, with Retry-After: the full batches ahead times the mean inference time, at least 1 s."""
-    retry = max(1, math.ceil(math.ceil(batcher.waiting / batcher.max_batch_tokens) * metrics.inference.mean))
+    retry = max(1, math.ceil(math.ceil(batcher.waiting / batcher.max_batch_tokens) * metrics.inference_mean))
     return RequestError(429, "queue_full", f"the server is busy: {exc}; retry later", {"Retry-After": str(retry)})
 
 
@@ -271,7 +271,9 @@ def _add_routes(app: FastAPI, model: ServedModel) -> None:
     @app.get("/metrics")
     async def metrics_endpoint(request: Request):
         _check_key(request, settings.api_key)
-        return Response(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+        from prometheus_client import CONTENT_TYPE_LATEST
+
+        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
 
 def create_app(classifier_or_loader: Classifier | Callable[[], Classifier], settings: ServeSettings | None = None, *,

@@ -140,7 +140,7 @@ class MicroBatcher:
 
     def _set_waiting(self, n: int) -> None:
         self._waiting = n
-        self.metrics.queue_depth = n
+        self.metrics.queue_depth.set(n)
 
     async def _run(self) -> None:
         while await self._wait_for_work():
