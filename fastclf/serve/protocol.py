@@ -12,6 +12,9 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import DataError, first_line
+from ..texts import check_texts
+
 
 class RequestError(Exception):
     """A request the server answers with an error: HTTP status, ``error_type``, message and headers."""
@@ -25,6 +28,26 @@ def _invalid(message: str) -> RequestError:
     return RequestError(422, "invalid_request", message)
 
 
+def parse_predict_body(body: bytes, max_inputs: int) -> tuple[list[str], bool, int | None]:
+    """Decode and check a /predict body on its own: (texts, whether ``inputs`` was one string, top_k).
+
+    Raises:
+        RequestError: 422 for a body that is not JSON or has a wrong shape, type or text (an
+            empty text, a lone surrogate: named by its position in this request), 413 for more
+            than ``max_inputs`` texts. Nothing else.
+    """
+    try:
+        payload = json.loads(body)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # ValueError: JSONDecodeError, a 5,000-digit number
+        raise _invalid(f"the body is not valid JSON: {first_line(exc)[:200]}") from None
+    texts, single, top_k = parse_predict_request(payload, max_inputs)
+    try:
+        check_texts(texts)
+    except DataError as exc:
+        raise _invalid(str(exc)) from None
+    return texts, single, top_k
+
+
 def parse_predict_request(payload: Any, max_inputs: int) -> tuple[list[str], bool, int | None]:
     """Check a decoded /predict body: (texts, whether ``inputs`` was one string, top_k).
 
@@ -35,7 +58,8 @@ def parse_predict_request(payload: Any, max_inputs: int) -> tuple[list[str], boo
         raise _invalid(f'the body must be a JSON object like {{"inputs": ["text"]}}, not {type(payload).__name__}')
     unknown = sorted(set(payload) - {"inputs", "top_k", "truncate"})
     if unknown:
-        raise _invalid(f"unknown field(s): {', '.join(unknown)}; expected 'inputs' and optionally 'top_k'")
+        names = ", ".join(json.dumps(k)[:40] for k in unknown[:5])  # quoted and cut: a name may hold anything
+        raise _invalid(f"unknown field(s): {names}; expected 'inputs' and optionally 'top_k'")
     if not isinstance(payload.get("truncate", True), bool):
         raise _invalid("'truncate' must be true or false (texts are always truncated to the model's max length)")
     if "inputs" not in payload:
