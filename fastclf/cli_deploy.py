@@ -151,9 +151,9 @@ def benchmark(model_dir, data, text_column, label_column, label_columns, label_s
                    "with the others.")
 @click.option("--max-wait-ms", type=float, default=5.0, show_default=True,
               help="Longest wait for more texts before a batch is run.")
-@click.option("--max-queue", type=int, default=None,
-              help="Most tokens waiting for a batch; a request past it is answered 429 (default: 32 x "
-                   "--max-batch-tokens). A larger request is taken when nothing waits.")
+@click.option("--max-queue", type=int, default=1 << 20, show_default=True,
+              help="Most tokens waiting for a batch; a request past it is answered 429 (a larger request is "
+                   "taken when nothing waits).")
 @click.option("--max-inputs", type=int, default=256, show_default=True,
               help="Most texts in one request; more are answered 413.")
 @click.option("--max-body-bytes", default="1MB", show_default=True,

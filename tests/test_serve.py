@@ -571,8 +571,7 @@ def test_parse_size_and_settings_checks():
     assert parse_size("1.5 kb") == 1500
     with pytest.raises(ServeSettingsError, match="not a size"):
         parse_size("lots")
-    assert ServeSettings().queue_limit == 32 * 4096  # 32 x max_batch_tokens
-    assert ServeSettings(max_batch_tokens=100).queue_limit == 3200
+    assert ServeSettings().max_queue == 2**20  # any 1 MB body fits
     with pytest.raises(ValueError, match="--max-batch"):
         ServeSettings(max_batch=0)
     with pytest.raises(ValueError, match="API key"):

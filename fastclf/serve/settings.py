@@ -39,7 +39,8 @@ def parse_size(text: str | int) -> int:
 class ServeSettings:
     """How the server listens, batches and limits requests.
 
-    ``max_queue`` counts tokens waiting for a batch (None: ``32 * max_batch_tokens``).
+    ``max_queue`` counts tokens waiting for a batch; its default, 2**20, takes any 1 MB body
+    (a token covers at least one byte) with room for others beside it.
     ``read_timeout_s`` bounds the time to receive a request's headers and, apart, its body;
     ``max_connections`` the open connections (past it uvicorn answers 503); ``allowed_hosts``
     the Host header values answered (None: the loopback names and ``host``; ``"*"``: any).
@@ -56,7 +57,7 @@ class ServeSettings:
     max_batch: int = 64
     max_batch_tokens: int = 4096
     max_wait_ms: float = 5.0
-    max_queue: int | None = None
+    max_queue: int = 1 << 20
     max_inputs: int = 256
     max_body_bytes: int = 1_000_000
     read_timeout_s: float = 30.0
@@ -73,7 +74,7 @@ class ServeSettings:
         need(0 <= self.port <= 65535, f"--port must be between 0 and 65535, not {self.port}")
         need(self.max_batch >= 1, f"--max-batch must be at least 1, not {self.max_batch}")
         need(self.max_batch_tokens >= 1, f"--max-batch-tokens must be at least 1, not {self.max_batch_tokens}")
-        need(self.max_queue is None or self.max_queue >= 1, f"--max-queue must be at least 1, not {self.max_queue}")
+        need(self.max_queue >= 1, f"--max-queue must be at least 1, not {self.max_queue}")
         need(self.max_wait_ms >= 0, f"--max-wait-ms must be 0 or more, not {self.max_wait_ms}")
         need(self.max_inputs >= 1, f"--max-inputs must be at least 1, not {self.max_inputs}")
         need(self.max_body_bytes >= 1, f"--max-body-bytes must be at least 1, not {self.max_body_bytes}")
@@ -84,11 +85,6 @@ class ServeSettings:
              "the API key starts or ends with whitespace (a space or a newline); no client would send it: remove it")
 
     @property
-    def queue_limit(self) -> int:
-        """The effective ``max_queue``."""
-        return self.max_queue if self.max_queue is not None else 32 * self.max_batch_tokens
-
-    @property
     def hosts(self) -> list[str]:
         """The Host header values answered."""
         if self.allowed_hosts is not None:
@@ -97,6 +93,6 @@ class ServeSettings:
 
     def limits(self) -> dict[str, float | int]:
         """The request limits, as ``GET /info`` shows them."""
-        return {"max_batch": self.max_batch, "max_batch_tokens": self.max_batch_tokens, "max_wait_ms": self.max_wait_ms, "max_queue": self.queue_limit,
-                "max_inputs": self.max_inputs, "max_body_bytes": self.max_body_bytes,
+        return {"max_batch": self.max_batch, "max_batch_tokens": self.max_batch_tokens, "max_wait_ms": self.max_wait_ms,
+                "max_queue": self.max_queue, "max_inputs": self.max_inputs, "max_body_bytes": self.max_body_bytes,
                 "read_timeout_s": self.read_timeout_s, "max_connections": self.max_connections}
