@@ -244,7 +244,7 @@ async def _mixed(url: str, small: list[str], large: list[str], n_large: int, alo
     large_calls: list[tuple[float, float]] = []
     counts = {"valid_failed": 0, "bad_not_422": 0, "bad": 0, "small": 0}
     limits = httpx.Limits(max_connections=32, max_keepalive_connections=32)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=600) as client:
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=900) as client:
         async def send(body) -> tuple[int, float, float]:
             started = time.perf_counter()
             try:
@@ -313,7 +313,7 @@ def run_mixed(args, texts: list[str]) -> None:
         time.sleep(2)
         idle = rss_mb(server.proc.pid)
         threading.Thread(target=sample, daemon=True).start()
-        result = asyncio.run(asyncio.wait_for(_mixed(server.url, texts, big, args.large, args.duration), 900))
+        result = asyncio.run(asyncio.wait_for(_mixed(server.url, texts, big, args.large, args.duration), 1200))
         sampling.set()
         time.sleep(10)
         after = rss_mb(server.proc.pid)

@@ -146,7 +146,7 @@ def benchmark(model_dir, data, text_column, label_column, label_columns, label_s
                    "environment variable: a command-line key is visible to other users in ps.")
 @click.option("--max-batch", type=int, default=64, show_default=True,
               help="Most texts in one inference call (texts of concurrent requests are batched together).")
-@click.option("--max-batch-tokens", type=int, default=4096, show_default=True,
+@click.option("--max-batch-tokens", type=int, default=2048, show_default=True,
               help="Most tokens in one inference call; a large request is split over several calls, taking turns "
                    "with the others.")
 @click.option("--max-wait-ms", type=float, default=5.0, show_default=True,

@@ -55,7 +55,7 @@ class ServeSettings:
     variant: str | None = None
     api_key: str | None = None
     max_batch: int = 64
-    max_batch_tokens: int = 4096
+    max_batch_tokens: int = 2048
     max_wait_ms: float = 5.0
     max_queue: int = 1 << 20
     max_inputs: int = 256
