@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import time
 from collections import deque
 from collections.abc import Callable
@@ -47,6 +48,14 @@ def token_counter(clf: Any) -> Callable[[list[str]], list[int]]:
         return out
 
     return count
+
+
+def _trim_heap() -> None:
+    """glibc keeps freed memory for reuse; ``malloc_trim`` returns it, so memory falls back after a large request."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
 
 
 class _Request:
@@ -148,6 +157,8 @@ class MicroBatcher:
             parts = self._take()
             if parts:
                 await self._infer(parts)
+            if not self._queue:  # idle: hand the heap that the batches freed back to the system
+                await asyncio.get_running_loop().run_in_executor(self._executor, _trim_heap)
 
     async def _wait_for_work(self) -> bool:
         """Wait until a text is queued: True, or False once closing with nothing queued."""

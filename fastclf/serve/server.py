@@ -49,19 +49,19 @@ def uvicorn_config(app: Any, settings: ServeSettings) -> Any:
     from uvicorn.protocols.http.h11_impl import H11Protocol
 
     class Protocol(H11Protocol):
-        """Closes a connection whose request headers have not all come ``read_timeout_s`` after it
+        """Closes a connection that has not sent a whole request's headers ``read_timeout_s`` after it
         opened or after its last answer (uvicorn only times out idle keep-alive connections)."""
 
         def connection_made(self, transport: Any) -> None:
             super().connection_made(transport)
-            self.loop.call_later(settings.read_timeout_s, self._headers_due)
+            self.loop.call_later(settings.read_timeout_s, self._headers_due, self.cycle)
 
         def on_response_complete(self) -> None:
             super().on_response_complete()
-            self.loop.call_later(settings.read_timeout_s, self._headers_due)
+            self.loop.call_later(settings.read_timeout_s, self._headers_due, self.cycle)
 
-        def _headers_due(self) -> None:
-            if (self.cycle is None or self.cycle.response_complete) and not self.transport.is_closing():
+        def _headers_due(self, cycle: Any) -> None:
+            if self.cycle is cycle and not self.transport.is_closing():  # no request began since
                 self.timeout_keep_alive_handler()
 
     config = uvicorn.Config(app, http=Protocol, log_level="warning", access_log=settings.access_log, lifespan="on",
