@@ -1,5 +1,6 @@
 """`fastclf serve`: the real server, started with the CLI in a subprocess on a free loopback port
-and called over HTTP. A tiny model (tiny_body_dir) keeps it fast."""
+and called over HTTP; tests that wrap the classifier (slow, failing) run create_app under uvicorn,
+configured as the CLI does, in a thread (thread_server). A tiny model (tiny_body_dir) keeps it fast."""
 
 from __future__ import annotations
 
@@ -790,3 +791,20 @@ def test_access_log_hosts_and_no_docs(clf, capfd):
     assert '"POST /predict HTTP/1.1" 200' in out and '"GET /docs HTTP/1.1" 404' in out, out[-2000:]
     with thread_server(clf, allowed_hosts=("*",)) as url:
         assert request(url + "/predict", {"inputs": "x"}, headers={"Host": "rebound.example"})[0] == 200
+
+
+def test_a_busy_keep_alive_connection_is_not_cut_by_the_header_deadline(clf):
+    import http.client
+
+    with thread_server(clf, read_timeout_s=0.3) as url:
+        conn = http.client.HTTPConnection("127.0.0.1", int(url.rsplit(":", 1)[1]), timeout=10)
+        deadline, answered = time.monotonic() + 2, 0
+        while time.monotonic() < deadline:  # back to back on one connection, for several deadlines
+            conn.request("POST", "/predict", body=json.dumps({"inputs": "x"}),
+                         headers={"Content-Type": "application/json"})
+            response = conn.getresponse()
+            assert response.status == 200
+            response.read()
+            answered += 1
+        conn.close()
+    assert answered > 5
