@@ -13,6 +13,13 @@
    mean batch size the server formed (from its /metrics).
 4. Stops the server with SIGTERM; it must exit 0 (else this script exits 1).
 
+With ``--mix`` it runs the mixed load instead (issue 31): 30 clients send one-text requests, alone
+for ``--duration`` seconds, then while one client sends ``--large`` requests of 256 texts of about
+3.9 KB each, one after the other, and one client sends a bad request every 0.25 s (an empty text,
+a lone surrogate, deeply nested JSON, a text/plain body). Reported: valid requests that failed
+(must be 0), bad requests not answered 422, the p99 of one-text requests alone and while a large
+request runs, and the server's RSS idle (after a warm-up), at its peak, and after 10 s of quiet.
+
 Load generator: ``hey`` (``apt-get install hey``) when it is on PATH, else (or with
 ``--client python``) a bounded asyncio + httpx generator in this file. hey sends one body per
 process, so the clients are spread over ``min(concurrency, 8)`` hey processes, each with its
@@ -206,6 +213,127 @@ def run_python(url: str, texts: list[str], concurrency: int, duration: float) ->
     return asyncio.run(_python_load(url, texts, concurrency, duration))
 
 
+def large_texts(texts: list[str], n: int = 256, size: int = 3850) -> list[str]:
+    """``n`` texts of ``size`` characters, each made of consecutive texts of the file (256 of them fit a 1 MB body)."""
+    out, i = [], 0
+    for _ in range(n):
+        parts: list[str] = []
+        while sum(len(p) + 1 for p in parts) < size:
+            parts.append(texts[i % len(texts)])
+            i += 1
+        out.append(" ".join(parts)[:size])
+    return out
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+BAD = [(json.dumps({"inputs": ["fine", ""]}), "application/json"), (json.dumps({"inputs": "x\udc80"}), "application/json"),
+       ("[" * 5000, "application/json"), ('{"inputs": "x"}', "text/plain")]
+
+
+async def _mixed(url: str, small: list[str], large: list[str], n_large: int, alone_s: float) -> dict:
+    import httpx
+
+    lat_alone: list[float] = []
+    small_calls: list[tuple[float, float]] = []  # (start, end) of each one-text request in phase 2
+    large_calls: list[tuple[float, float]] = []
+    counts = {"valid_failed": 0, "bad_not_422": 0, "bad": 0, "small": 0}
+    limits = httpx.Limits(max_connections=32, max_keepalive_connections=32)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=900) as client:
+        async def send(body) -> tuple[int, float, float]:
+            started = time.perf_counter()
+            try:
+                status = (await client.post("/predict", json=body)).status_code
+            except httpx.HTTPError:
+                status = 0
+            return status, started, time.perf_counter()
+
+        async def small_client(w: int, done, out) -> None:
+            i = w
+            while not done():
+                status, a, b = await send({"inputs": small[i % len(small)]})
+                counts["small"] += 1
+                counts["valid_failed"] += status != 200
+                out(a, b)
+                i += 30
+
+        deadline = time.perf_counter() + alone_s
+        await asyncio.gather(*(small_client(w, lambda: time.perf_counter() > deadline,
+                                            lambda a, b: lat_alone.append(b - a)) for w in range(30)))
+        finished = asyncio.Event()
+
+        async def large_client() -> None:
+            for _ in range(n_large):
+                status, a, b = await send({"inputs": large})
+                counts["valid_failed"] += status != 200
+                large_calls.append((a, b))
+            finished.set()
+
+        async def bad_client() -> None:
+            i = 0
+            while not finished.is_set():
+                content, kind = BAD[i % len(BAD)]
+                try:
+                    status = (await client.post("/predict", content=content, headers={"Content-Type": kind})).status_code
+                except httpx.HTTPError:
+                    status = 0
+                counts["bad"] += 1
+                counts["bad_not_422"] += status != 422
+                i += 1
+                await asyncio.sleep(0.25)
+
+        await asyncio.gather(large_client(), bad_client(),
+                             *(small_client(w, finished.is_set, lambda a, b: small_calls.append((a, b)))
+                               for w in range(30)))
+    during = [b - a for a, b in small_calls if any(la <= a and b <= lb for la, lb in large_calls)]
+    return {**counts, "p99_alone_ms": percentile(lat_alone, 99) * 1000, "n_alone": len(lat_alone),
+            "p99_during_ms": percentile(during, 99) * 1000, "n_during": len(during),
+            "large_s": [round(b - a, 1) for a, b in large_calls]}
+
+
+def run_mixed(args, texts: list[str]) -> None:
+    big = large_texts(texts)
+    body_bytes = len(json.dumps({"inputs": big}))
+    server = Server(args.model_dir, args.variant, args.server_args.split())
+    peak = [0.0]
+    sampling = threading.Event()
+
+    def sample() -> None:
+        while not sampling.is_set():
+            peak[0] = max(peak[0], rss_mb(server.proc.pid))
+            time.sleep(0.05)
+
+    try:
+        asyncio.run(_python_load(server.url, texts, 4, 2.0))  # warm-up
+        time.sleep(2)
+        idle = rss_mb(server.proc.pid)
+        threading.Thread(target=sample, daemon=True).start()
+        result = asyncio.run(asyncio.wait_for(_mixed(server.url, texts, big, args.large, args.duration), 1200))
+        sampling.set()
+        time.sleep(10)
+        after = rss_mb(server.proc.pid)
+    finally:
+        code = server.stop()
+    print(f"machine: {cpu_name()}, load average {loadavg()}\nserver: fastclf serve {args.server_args}")
+    print(f"large request: 256 texts of 3,850 characters, a {body_bytes:,}-byte body; took {result['large_s']} s")
+    print(f"valid requests failed: {result['valid_failed']} (one-text: {result['small']}, large: {args.large})")
+    print(f"bad requests not answered 422: {result['bad_not_422']} of {result['bad']}")
+    print(f"one-text p99: alone {result['p99_alone_ms']:.0f} ms ({result['n_alone']} requests), while a large "
+          f"request runs {result['p99_during_ms']:.0f} ms ({result['n_during']}): "
+          f"{result['p99_during_ms'] / result['p99_alone_ms']:.1f}x")
+    print(f"server RSS: idle {idle:.0f} MB, peak {peak[0]:.0f} MB, after {after:.0f} MB "
+          f"({after / idle - 1:+.0%} of idle)\nserver exit code after SIGTERM: {code}")
+    if args.json:
+        args.json.write_text(json.dumps({"machine": cpu_name(), **result, "rss_mb": [idle, peak[0], after]}, indent=2))
+    if code != 0 or result["valid_failed"]:
+        sys.exit(1)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("model_dir", type=Path)
@@ -218,7 +346,12 @@ def main() -> None:
     ap.add_argument("--client", choices=["auto", "hey", "python"], default="auto",
                     help="Load generator: hey, or the asyncio+httpx one here (auto: hey if installed).")
     ap.add_argument("--json", type=Path, default=None, help="Also write the results here as JSON.")
+    ap.add_argument("--mix", action="store_true", help="Run the mixed load of small, large and bad requests.")
+    ap.add_argument("--large", type=int, default=1, help="With --mix: large requests sent, one after the other.")
+    ap.add_argument("--server-args", default="", help="With --mix: options for fastclf serve, as one string.")
     args = ap.parse_args()
+    if args.mix:
+        return run_mixed(args, read_texts(args.texts))
 
     client = args.client if args.client != "auto" else ("hey" if shutil.which("hey") else "python")
     if client == "hey" and not shutil.which("hey"):

@@ -146,19 +146,29 @@ def benchmark(model_dir, data, text_column, label_column, label_columns, label_s
                    "environment variable: a command-line key is visible to other users in ps.")
 @click.option("--max-batch", type=int, default=64, show_default=True,
               help="Most texts in one inference call (texts of concurrent requests are batched together).")
+@click.option("--max-batch-tokens", type=int, default=2048, show_default=True,
+              help="Most tokens in one inference call; a large request is split over several calls, taking turns "
+                   "with the others.")
 @click.option("--max-wait-ms", type=float, default=5.0, show_default=True,
               help="Longest wait for more texts before a batch is run.")
-@click.option("--max-queue", type=int, default=None,
-              help="Most texts waiting for a batch; more are answered 429 (default: max(4 x --max-batch, --max-inputs)).")
+@click.option("--max-queue", type=int, default=1 << 20, show_default=True,
+              help="Most tokens waiting for a batch; a request past it is answered 429 (a larger request is "
+                   "taken when nothing waits).")
 @click.option("--max-inputs", type=int, default=256, show_default=True,
               help="Most texts in one request; more are answered 413.")
 @click.option("--max-body-bytes", default="1MB", show_default=True,
               help="Largest request body (e.g. 1MB, 512KiB, 20000); larger are answered 413.")
-@click.option("--access-log", is_flag=True, help="Log every request (uvicorn's access log) to stderr.")
-@click.option("--test-delay-ms", type=float, default=0.0, hidden=True,
-              help="Tests only: sleep this long before each batch.")
-def serve(model_dir, variant, host, port, api_key, max_batch, max_wait_ms, max_queue, max_inputs, max_body_bytes,
-          access_log, test_delay_ms):
+@click.option("--read-timeout", type=float, default=30.0, show_default=True,
+              help="Seconds a client has to send a request's headers, and again its body; then the connection "
+                   "is closed (headers) or answered 408 (body).")
+@click.option("--max-connections", type=int, default=256, show_default=True,
+              help="Most open connections; a request past it is answered 503.")
+@click.option("--allowed-hosts", default=None,
+              help="Comma-separated Host header values to answer (default: 127.0.0.1, localhost, [::1] and --host); "
+                   "others get 400, which stops DNS rebinding. '*' answers any.")
+@click.option("--access-log", is_flag=True, help="Log every request (uvicorn's access log) to standard output.")
+def serve(model_dir, variant, host, port, api_key, max_batch, max_batch_tokens, max_wait_ms, max_queue, max_inputs,
+          max_body_bytes, read_timeout, max_connections, allowed_hosts, access_log):
     """Serve the model in MODEL_DIR over HTTP: POST /predict, GET /health, /info, /metrics.
 
     \b
@@ -171,7 +181,9 @@ def serve(model_dir, variant, host, port, api_key, max_batch, max_wait_ms, max_q
     from .serve import serve as run_server
 
     settings = ServeSettings(host=host, port=port, variant=variant, api_key=api_key, max_batch=max_batch,
-                             max_wait_ms=max_wait_ms, max_queue=max_queue, max_inputs=max_inputs,
-                             max_body_bytes=parse_size(max_body_bytes), access_log=access_log,
-                             test_delay_ms=test_delay_ms)
+                             max_batch_tokens=max_batch_tokens, max_wait_ms=max_wait_ms, max_queue=max_queue,
+                             max_inputs=max_inputs, max_body_bytes=parse_size(max_body_bytes), access_log=access_log,
+                             read_timeout_s=read_timeout, max_connections=max_connections,
+                             allowed_hosts=None if allowed_hosts is None else
+                             tuple(h.strip() for h in allowed_hosts.split(",") if h.strip()))
     run_server(model_dir, settings, echo=lambda line: click.echo(f"fastclf serve: {line}", err=True))

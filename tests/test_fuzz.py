@@ -1,4 +1,4 @@
-"""Fuzzing the two readers of untrusted files: the data reader and the model loader.
+"""Fuzzing the readers of untrusted input: the data reader, the model loader and the server's request body.
 
 Whatever bytes or shapes they are given, they raise nothing but a FastclfError (one line in
 the CLI). CI runs a fixed, derandomized budget; a long run sets FASTCLF_FUZZ_EXAMPLES::
@@ -240,3 +240,35 @@ def test_loader_on_mutated_modules_json(pristine, victim, modules):
         _load(victim)
     finally:
         _restore(pristine, victim, "body/modules.json")
+
+
+# -- the server's request body --------------------------------------------------------------------
+
+_json = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+                     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+                     max_leaves=12)
+_inputs = st.one_of(st.text(max_size=20), st.lists(st.text(max_size=20), max_size=6), _json)
+_body = st.one_of(
+    st.binary(max_size=300),
+    _json.map(json.dumps),
+    st.fixed_dictionaries({"inputs": _inputs}, optional={"top_k": _json | st.integers(), "truncate": _json,
+                                                         "extra": _json}).map(json.dumps),
+    st.tuples(st.sampled_from("[{"), st.integers(1, 3000)).map(lambda c: c[0] * c[1]),
+    st.integers(1, 6000).map(lambda n: '{"inputs": "x", "top_k": ' + "9" * n + "}"),
+)
+
+
+@FUZZ
+@given(body=_body)
+def test_server_body_parser_raises_only_request_errors(body):
+    from fastclf.serve import parse_predict_body
+    from fastclf.serve.protocol import RequestError
+
+    try:
+        texts, single, top_k = parse_predict_body(body.encode("utf-8", "surrogatepass") if isinstance(body, str)
+                                                  else body, max_inputs=4)
+    except RequestError as exc:
+        assert exc.status in (413, 422) and "\n" not in exc.message
+        return
+    assert 1 <= len(texts) <= 4 and all(isinstance(t, str) and t.strip() for t in texts)
+    assert (not single or len(texts) == 1) and (top_k is None or top_k >= 1)

@@ -1,5 +1,6 @@
 """`fastclf serve`: the real server, started with the CLI in a subprocess on a free loopback port
-and called over HTTP. A tiny model (tiny_body_dir) keeps it fast."""
+and called over HTTP; tests that wrap the classifier (slow, failing) run create_app under uvicorn,
+configured as the CLI does, in a thread (thread_server). A tiny model (tiny_body_dir) keeps it fast."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,17 +27,24 @@ ROOT = Path(__file__).resolve().parents[1]
 API_KEY = "test-key-123"
 
 
+SLOW = ("import time; from fastclf.model import Classifier; p = Classifier.predict_proba; "
+        "Classifier.predict_proba = lambda self, texts, **kw: (time.sleep({}), p(self, texts, **kw))[1]; "
+        "from fastclf.cli import main; main()")
+
+
 class Server:
     """`python -m fastclf serve MODEL --port 0 ...` in a subprocess; its stderr is read by a thread."""
 
     def __init__(self, model_dir: Path, *args: str, env: dict[str, str] | None = None,
-                 python_flags: tuple[str, ...] = ()):
+                 python_flags: tuple[str, ...] = (), slow_ms: int = 0):
         full_env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
                     "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", **(env or {})}
         if "FASTCLF_API_KEY" not in (env or {}):
             full_env.pop("FASTCLF_API_KEY", None)
+        # slow_ms: every predict_proba call of the served model sleeps that long first
+        launch = ["-c", SLOW.format(slow_ms / 1000)] if slow_ms else ["-m", "fastclf"]
         self.proc = subprocess.Popen(
-            [sys.executable, *python_flags, "-m", "fastclf", "serve", str(model_dir), "--port", "0", *args],
+            [sys.executable, *python_flags, *launch, "serve", str(model_dir), "--port", "0", *args],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full_env, cwd=ROOT,
         )
         self.lines: list[str] = []
@@ -80,6 +89,50 @@ class Server:
             self.proc.wait(10)
 
 
+class Wrapped:
+    """A classifier that delegates to ``clf``; its predict_proba records each batch, sleeps ``delay`` s,
+    and fails (with a long message) on a batch holding a text that contains "boom"."""
+
+    def __init__(self, clf, delay: float = 0.0):
+        self.clf, self.delay, self.calls = clf, delay, []
+
+    def __getattr__(self, name: str):
+        return getattr(self.clf, name)
+
+    def predict_proba(self, texts, batch_size: int = 32):
+        self.calls.append(list(texts))
+        time.sleep(self.delay)
+        if any("boom" in t for t in texts):
+            raise RuntimeError("boom in the runtime\n" + "  frame\n" * 500)
+        return self.clf.predict_proba(texts, batch_size=batch_size)
+
+
+@contextmanager
+def thread_server(classifier, **settings):
+    """``create_app(classifier)`` served by uvicorn, configured as ``fastclf serve`` does, in a
+    thread on a free loopback port: yields its URL, then stops it."""
+    import uvicorn
+
+    from fastclf.serve import ServeSettings, _bind, create_app
+    from fastclf.serve.server import uvicorn_config
+
+    settings = ServeSettings(**{"port": 0, **settings})
+    sock = _bind("127.0.0.1", 0)
+    server = uvicorn.Server(uvicorn_config(create_app(classifier, settings), settings))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "the server did not start"
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(30)
+        sock.close()
+
+
 def request(url: str, body: bytes | str | dict | list | None = None, *, method: str | None = None,
             headers: dict[str, str] | None = None, timeout: float = 60) -> tuple[int, Any, bytes]:
     """(status, headers, body) of one HTTP request; HTTP errors are returned, not raised."""
@@ -109,13 +162,11 @@ def predict(server: Server, body, headers=AUTH, **kw):
 
 
 def metric(text: str, name: str, **labels: str) -> float:
-    """The value of one sample in a Prometheus text page (0 if absent)."""
-    want = ",".join(f'{k}="{v}"' for k, v in labels.items())
-    pattern = re.escape(name) + (r"\{" + re.escape(want) + r"\}" if want else "") + r" (\S+)$"
+    """The value of one sample in a Prometheus text page (0 if absent); labels in any order."""
     for line in text.splitlines():
-        m = re.match(pattern, line)
-        if m:
-            return float(m.group(1))
+        m = re.fullmatch(re.escape(name) + r"(?:\{(.*)\})? (\S+)", line)
+        if m and dict(re.findall(r'(\w+)="([^"]*)"', m.group(1) or "")) == labels:
+            return float(m.group(2))
     return 0.0
 
 
@@ -154,7 +205,7 @@ def test_health_and_info(server, model_dir, clf):
     assert info["labels"] == [str(c) for c in clf.classes_]
     assert info["variant"] == "torch-fp32"
     assert info["multi_label"] is False
-    assert Path(info["model_path"]) == model_dir.resolve()
+    assert info["model"] == model_dir.name and str(model_dir.parent) not in body.decode()  # no absolute path
     assert info["versions"]["fastclf"] and info["versions"]["torch"]
     assert info["limits"]["max_inputs"] == 8
 
@@ -290,9 +341,9 @@ def test_metrics_count_requests_by_status(server):
 
 
 def test_burst_past_the_queue_gets_only_200_and_429_then_sigterm_finishes_the_slow_request(model_dir, clf):
-    # one text a batch, 100 ms each (test-only delay), at most 8 texts waiting
-    srv = Server(model_dir, "--max-batch", "1", "--max-queue", "8", "--max-inputs", "8", "--max-wait-ms", "0",
-                 "--test-delay-ms", "100")
+    # one text a batch, 100 ms each (a slowed model), at most 20 tokens waiting
+    srv = Server(model_dir, "--max-batch", "1", "--max-queue", "20", "--max-inputs", "8", "--max-wait-ms", "0",
+                 slow_ms=100)
     try:
         def one(i: int):
             status, hdrs, body = request(srv.url + "/predict", {"inputs": SPORT[i % len(SPORT)]})
@@ -383,8 +434,9 @@ def test_startup_errors_are_one_line(model_dir, tmp_path):
         ((str(tmp_path / "missing"),), "model directory not found"),
         ((str(model_dir), "--variant", "onnx-int8"), "not exported"),
         ((str(model_dir), "--variant", "bogus"), "unknown variant"),
-        ((str(model_dir), "--max-inputs", "300", "--max-queue", "10"), "--max-queue"),
+        ((str(model_dir), "--max-queue", "0"), "--max-queue must be at least 1"),
         ((str(model_dir), "--max-body-bytes", "lots"), "not a size"),
+        ((str(model_dir), "--api-key", "abc "), "the API key starts or ends with whitespace"),
     ]:
         proc = run_cli(*args)
         assert proc.returncode == 1, (args, proc.stderr)
@@ -420,7 +472,7 @@ def test_create_app_serves_a_loaded_classifier_in_process(clf):
     async def calls():
         async with app.router.lifespan_context(app):  # starts the batcher, drains it on exit
             transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://fastclf") as client:
+            async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
                 health = await client.get("/health")
                 answer = await client.post("/predict", json={"inputs": FOOD[:2], "top_k": 2})
                 too_many = await client.post("/predict", json={"inputs": FOOD[:5]})
@@ -466,7 +518,7 @@ def test_health_is_503_while_the_model_loads_and_after_a_failed_load(clf):
         app = create_app(loader, ServeSettings(), on_load_error=failures.append)
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://fastclf") as client:
+            async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
                 loading = await client.get("/health")
                 refused = await client.post("/predict", json={"inputs": "x"})
                 if release_after:
@@ -520,48 +572,239 @@ def test_parse_size_and_settings_checks():
     assert parse_size("1.5 kb") == 1500
     with pytest.raises(ServeSettingsError, match="not a size"):
         parse_size("lots")
-    assert ServeSettings().queue_limit == 256  # max(4 x 64, 256)
-    assert ServeSettings(max_batch=128, max_inputs=16).queue_limit == 512
+    assert ServeSettings().max_queue == 2**20  # any 1 MB body fits
     with pytest.raises(ValueError, match="--max-batch"):
         ServeSettings(max_batch=0)
     with pytest.raises(ValueError, match="API key"):
         ServeSettings(api_key=" ")
 
 
-def test_micro_batcher_splits_orders_bounds_and_drains():
+def test_micro_batcher_interleaves_bounds_tokens_and_drains():
     import asyncio
 
     from fastclf.serve import MicroBatcher, QueueFull, ShuttingDown
 
     calls: list[list[str]] = []
+    gate = threading.Event()
 
     def fake_predict(texts: list[str]) -> np.ndarray:
         calls.append(list(texts))
         if "boom" in texts:
             raise RuntimeError("boom")
-        time.sleep(0.02)
+        assert gate.wait(10)
         return np.array([[float(t), -float(t)] for t in texts])
 
+    async def until(condition) -> None:
+        for _ in range(1000):
+            if condition():
+                return
+            await asyncio.sleep(0.005)
+        raise AssertionError("timed out")
+
     async def scenario():
-        batcher = MicroBatcher(fake_predict, max_batch=3, max_wait_s=0.05, max_queue=8)
+        # a text costs its characters here: "10" is 2 tokens; at most 3 texts and 4 tokens a batch
+        batcher = MicroBatcher(fake_predict, max_batch=3, max_batch_tokens=4, max_wait_s=0.05, max_queue=10)
         batcher.start()
+        first = asyncio.create_task(batcher.submit(["9"]))
+        await until(lambda: calls)  # the worker is busy with ["9"] until the gate opens
         big = asyncio.create_task(batcher.submit([str(i) for i in range(7)]))
+        await until(lambda: batcher.waiting == 7)
         small = asyncio.create_task(batcher.submit(["10"]))
-        await asyncio.sleep(0)  # both queued: 8 texts wait
+        await until(lambda: batcher.waiting == 9)
         with pytest.raises(QueueFull):
-            await batcher.submit(["11"])
-        big_result, small_result = await big, await small
+            await batcher.submit(["11", "2"])  # 9 + 4 tokens > 10
+        gate.set()
+        results = [await first, await big, await small]
+        results.append(await batcher.submit([str(i) for i in range(12)]))  # over the queue, but nothing waits
         with pytest.raises(RuntimeError, match="boom"):
             await batcher.submit(["boom"])
+        gate.clear()
         last = asyncio.create_task(batcher.submit(["12", "13"]))
-        await asyncio.sleep(0)
-        await batcher.close()  # drains the queued request before stopping
+        await until(lambda: calls[-1] == ["12", "13"])  # running, held at the gate
+        queued = asyncio.create_task(batcher.submit(["15"]))
+        await until(lambda: batcher.waiting == 2)
+        closing = asyncio.create_task(batcher.close())
+        await asyncio.sleep(0.01)
         with pytest.raises(ShuttingDown):
             await batcher.submit(["14"])
-        return big_result, small_result, last.result(), batcher.waiting
+        gate.set()
+        await closing  # drains the queued request before stopping
+        return [*results, last.result(), queued.result()], batcher.waiting
 
-    big, small, last, waiting = asyncio.run(scenario())
-    assert big[:, 0].tolist() == list(range(7)) and small[:, 0].tolist() == [10]
-    assert last[:, 0].tolist() == [12, 13] and waiting == 0
-    # at most max_batch texts a call; the 7-text request is split and the next request fills the gap
-    assert calls == [["0", "1", "2"], ["3", "4", "5"], ["6", "10"], ["boom"], ["12", "13"]]
+    results, waiting = asyncio.run(scenario())
+    assert [r[:, 0].tolist() for r in results] == [[9], list(range(7)), [10], list(range(12)), [12, 13], [15]]
+    assert waiting == 0
+    # the small request rides in the first batch after it came, taking turns with the big one;
+    # a text is taken alone when it is over the token budget with others
+    assert calls[:4] == [["9"], ["0", "1", "10"], ["2", "3", "4"], ["5", "6"]]
+    assert all(sum(map(len, c)) <= 4 or len(c) == 1 for c in calls)
+    assert calls[-3:] == [["boom"], ["12", "13"], ["15"]]
+
+
+# ---------------------------------------------------------------------------------- isolation
+
+
+@pytest.mark.parametrize("bad, index, words", [
+    ([SPORT[0], ""], 1, "empty"),
+    ([FOOD[0], FOOD[1], "x\udc80"], 2, "lone surrogate"),
+])
+def test_a_bad_request_among_concurrent_ones_fails_alone(server, clf, bad, index, words):
+    texts = [(SPORT + FOOD)[i % 12] for i in range(30)]
+    bodies: list[dict] = [{"inputs": [t]} for t in texts]
+    bodies.insert(15, {"inputs": bad})
+    with ThreadPoolExecutor(len(bodies)) as pool:
+        answers = list(pool.map(lambda b: predict(server, b), bodies))
+    status, _, body = answers.pop(15)
+    assert status == 422 and body["error_type"] == "invalid_request", body
+    assert f"text {index} " in body["error"] and words in body["error"], body
+    assert [a[0] for a in answers] == [200] * 30
+    assert [a[2][0][0]["label"] for a in answers] == clf.predict(texts)
+
+
+def test_a_batch_that_fails_is_retried_request_by_request(clf, capfd, caplog):
+    wrapped = Wrapped(clf, delay=0.05)
+    bodies = [{"inputs": [t]} for t in SPORT + FOOD]
+    bodies.insert(6, {"inputs": ["fine", "boom"]})
+    with thread_server(wrapped, max_wait_ms=100) as url:
+        with ThreadPoolExecutor(len(bodies)) as pool:
+            answers = list(pool.map(lambda b: request(url + "/predict", b), bodies))
+    status, _, raw = answers.pop(6)
+    assert status == 500 and json.loads(raw) == {"error": "inference failed: boom in the runtime",
+                                                  "error_type": "internal"}
+    assert [a[0] for a in answers] == [200] * 12
+    assert [json.loads(a[2])[0][0]["label"] for a in answers] == clf.predict(SPORT + FOOD)
+    assert max(len(c) for c in wrapped.calls) > 2, "the requests never met in a batch"
+    assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"] == [
+        "POST /predict: inference failed: RuntimeError: boom in the runtime"]
+    assert "Traceback" not in capfd.readouterr().err
+
+
+def test_a_small_request_overtakes_a_large_one_in_flight(clf):
+    wrapped = Wrapped(clf, delay=0.05)
+    big = [" ".join([SPORT[i % 6]] * 4) for i in range(64)]  # about 24 tokens each: 2 a batch
+    finished: list[str] = []
+
+    def send(name: str, texts: list[str]) -> int:
+        status = request(url + "/predict", {"inputs": texts})[0]
+        finished.append(name)
+        return status
+
+    with thread_server(wrapped, max_batch_tokens=64, max_wait_ms=0) as url, ThreadPoolExecutor(2) as pool:
+        large = pool.submit(send, "large", big)
+        deadline = time.monotonic() + 30
+        while not wrapped.calls:  # the large request is being classified
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+        small = pool.submit(send, "small", [FOOD[0]])
+        assert (large.result(60), small.result(60)) == (200, 200)
+    assert finished == ["small", "large"]
+    assert sum(len(c) for c in wrapped.calls) == 65 and len(wrapped.calls) > 20
+    assert all(sum(len(t.split()) for t in c) <= 64 for c in wrapped.calls)
+
+
+
+# ---------------------------------------------------------------------------------- hygiene
+
+
+def raw(url: str, data: bytes, wait: float = 10) -> bytes:
+    """Send ``data`` on a fresh connection and read until the server closes it or ``wait`` passes."""
+    import socket
+
+    host, port = url.rsplit("/", 1)[-1].split(":")
+    with socket.create_connection((host, int(port)), timeout=wait) as sock:
+        sock.sendall(data)
+        got = b""
+        try:
+            while chunk := sock.recv(4096):
+                got += chunk
+        except TimeoutError:
+            got += b"<still open>"
+    return got
+
+
+def test_hostile_bodies_are_422_and_the_log_stays_quiet(clf, capfd):
+    with thread_server(clf) as url:
+        for body, content_type, words in [
+            ("[" * 5000, "application/json", "not valid JSON"),  # RecursionError in the parser
+            ('{"inputs": "x", "top_k": ' + "9" * 5000 + "}", "application/json", "not valid JSON"),
+            ('{"inputs": "x"}', "text/plain", "Content-Type: application/json"),
+            ('{"inputs": "x"}', "", "Content-Type: application/json"),
+        ]:
+            status, _, answer = request(url + "/predict", body, headers={"Content-Type": content_type})
+            assert status == 422, (body[:30], answer)
+            assert json.loads(answer)["error_type"] == "invalid_request" and words in json.loads(answer)["error"]
+        # a client that goes away halfway through its body
+        raw(url, b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: 100\r\n\r\n{\"inputs\"", wait=0.2)
+        assert request(url + "/predict", {"inputs": "x"})[0] == 200
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "ERROR" not in err, err[-2000:]
+
+
+def test_an_unexpected_error_is_a_json_500_and_one_log_line(clf, caplog, capfd):
+    class WrongWidth(Wrapped):
+        def predict_proba(self, texts, batch_size: int = 32):
+            return np.full((len(texts), 5), 0.2)  # more columns than labels: ranking them fails
+
+    with thread_server(WrongWidth(clf)) as url:
+        status, _, answer = request(url + "/predict", {"inputs": "x", "top_k": 5})
+        assert request(url + "/health")[0] == 200
+    assert status == 500 and json.loads(answer)["error_type"] == "internal"
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and errors[0].startswith("POST /predict: IndexError:"), errors
+    assert "Traceback" not in capfd.readouterr().err
+
+
+def test_slow_clients_are_cut_off_and_connections_are_capped(clf):
+    with thread_server(clf, read_timeout_s=1) as url:
+        started = time.monotonic()
+        assert raw(url, b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\n") == b""  # headers never finished: closed
+        assert time.monotonic() - started < 8
+        answer = raw(url, b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                          b"Content-Length: 100\r\n\r\n{\"inputs\"")
+        assert answer.startswith(b"HTTP/1.1 408") and b'"error_type":"timeout"' in answer
+    import socket
+
+    with thread_server(clf, max_connections=3) as url:
+        port = int(url.rsplit(":", 1)[1])
+        idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(3)]
+        try:
+            time.sleep(0.2)
+            assert request(url + "/predict", {"inputs": "x"})[0] == 503
+        finally:
+            for sock in idle:
+                sock.close()
+        time.sleep(0.2)
+        assert request(url + "/predict", {"inputs": "x"})[0] == 200
+
+
+def test_access_log_hosts_and_no_docs(clf, capfd):
+    with thread_server(clf, access_log=True) as url:
+        port = url.rsplit(":", 1)[1]
+        assert request(url + "/predict", {"inputs": "x"})[0] == 200
+        assert request(url + "/predict", {"inputs": "x"}, headers={"Host": f"localhost:{port}"})[0] == 200
+        status, _, body = request(url + "/predict", {"inputs": "x"}, headers={"Host": f"rebound.example:{port}"})
+        assert status == 400
+        for path in ("/docs", "/redoc", "/openapi.json"):
+            assert request(url + path)[0] == 404, path
+    out = capfd.readouterr().out  # uvicorn's access log goes to standard output
+    assert '"POST /predict HTTP/1.1" 200' in out and '"GET /docs HTTP/1.1" 404' in out, out[-2000:]
+    with thread_server(clf, allowed_hosts=("*",)) as url:
+        assert request(url + "/predict", {"inputs": "x"}, headers={"Host": "rebound.example"})[0] == 200
+
+
+def test_a_busy_keep_alive_connection_is_not_cut_by_the_header_deadline(clf):
+    import http.client
+
+    with thread_server(clf, read_timeout_s=0.3) as url:
+        conn = http.client.HTTPConnection("127.0.0.1", int(url.rsplit(":", 1)[1]), timeout=10)
+        deadline, answered = time.monotonic() + 2, 0
+        while time.monotonic() < deadline:  # back to back on one connection, for several deadlines
+            conn.request("POST", "/predict", body=json.dumps({"inputs": "x"}),
+                         headers={"Content-Type": "application/json"})
+            response = conn.getresponse()
+            assert response.status == 200
+            response.read()
+            answered += 1
+        conn.close()
+    assert answered > 5

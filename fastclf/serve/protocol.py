@@ -12,21 +12,8 @@ from typing import Any
 
 import numpy as np
 
-#: the OpenAPI description of the /predict body (the route reads the raw body itself)
-PREDICT_SCHEMA = {
-    "requestBody": {
-        "required": True,
-        "content": {"application/json": {"schema": {
-            "type": "object",
-            "required": ["inputs"],
-            "properties": {
-                "inputs": {"oneOf": [{"type": "string"},
-                                     {"type": "array", "items": {"type": "string"}, "minItems": 1}]},
-                "top_k": {"type": "integer", "minimum": 1},
-            },
-        }}},
-    }
-}
+from ..errors import DataError, first_line
+from ..texts import check_texts
 
 
 class RequestError(Exception):
@@ -41,6 +28,26 @@ def _invalid(message: str) -> RequestError:
     return RequestError(422, "invalid_request", message)
 
 
+def parse_predict_body(body: bytes, max_inputs: int) -> tuple[list[str], bool, int | None]:
+    """Decode and check a /predict body on its own: (texts, whether ``inputs`` was one string, top_k).
+
+    Raises:
+        RequestError: 422 for a body that is not JSON or has a wrong shape, type or text (an
+            empty text, a lone surrogate: named by its position in this request), 413 for more
+            than ``max_inputs`` texts. Nothing else.
+    """
+    try:
+        payload = json.loads(body)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # ValueError: JSONDecodeError, a 5,000-digit number
+        raise _invalid(f"the body is not valid JSON: {first_line(exc)[:200]}") from None
+    texts, single, top_k = parse_predict_request(payload, max_inputs)
+    try:
+        check_texts(texts)
+    except DataError as exc:
+        raise _invalid(str(exc)) from None
+    return texts, single, top_k
+
+
 def parse_predict_request(payload: Any, max_inputs: int) -> tuple[list[str], bool, int | None]:
     """Check a decoded /predict body: (texts, whether ``inputs`` was one string, top_k).
 
@@ -51,7 +58,8 @@ def parse_predict_request(payload: Any, max_inputs: int) -> tuple[list[str], boo
         raise _invalid(f'the body must be a JSON object like {{"inputs": ["text"]}}, not {type(payload).__name__}')
     unknown = sorted(set(payload) - {"inputs", "top_k", "truncate"})
     if unknown:
-        raise _invalid(f"unknown field(s): {', '.join(unknown)}; expected 'inputs' and optionally 'top_k'")
+        names = ", ".join(json.dumps(k)[:40] for k in unknown[:5])  # quoted and cut: a name may hold anything
+        raise _invalid(f"unknown field(s): {names}; expected 'inputs' and optionally 'top_k'")
     if not isinstance(payload.get("truncate", True), bool):
         raise _invalid("'truncate' must be true or false (texts are always truncated to the model's max length)")
     if "inputs" not in payload:
@@ -63,7 +71,7 @@ def parse_predict_request(payload: Any, max_inputs: int) -> tuple[list[str], boo
                            f"{len(texts)} inputs in one request; the server takes at most {max_inputs}")
     top_k = payload.get("top_k")
     if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
-        raise _invalid(f"'top_k' must be a positive integer, not {json.dumps(top_k)}")
+        raise _invalid(f"'top_k' must be a positive integer, not {json.dumps(top_k)[:20]}")
     return texts, single, top_k
 
 

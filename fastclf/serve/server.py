@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import signal
 import socket
@@ -38,6 +39,38 @@ def _bind(host: str, port: int) -> socket.socket:
         raise ServeError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     sock.set_inheritable(True)
     return sock
+
+
+def uvicorn_config(app: Any, settings: ServeSettings) -> Any:
+    """The uvicorn configuration of ``app`` under ``settings``: h11 with its 16 KiB header limit, a
+    deadline for each request's headers, idle connections closed after 5 s, at most
+    ``max_connections`` open (past it, 503), and the access log at INFO when asked for."""
+    import uvicorn
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class Protocol(H11Protocol):
+        """Closes a connection that has not sent a whole request's headers ``read_timeout_s`` after it
+        opened or after its last answer (uvicorn only times out idle keep-alive connections)."""
+
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            self.loop.call_later(settings.read_timeout_s, self._headers_due, self.cycle)
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            self.loop.call_later(settings.read_timeout_s, self._headers_due, self.cycle)
+
+        def _headers_due(self, cycle: Any) -> None:
+            if self.cycle is cycle and not self.transport.is_closing():  # no request began since
+                self.timeout_keep_alive_handler()
+
+    config = uvicorn.Config(app, http=Protocol, log_level="warning", access_log=settings.access_log, lifespan="on",
+                            timeout_keep_alive=5, h11_max_incomplete_event_size=16 * 1024,
+                            limit_concurrency=settings.max_connections, server_header=False,
+                            timeout_graceful_shutdown=math.ceil(settings.shutdown_timeout_s))
+    if settings.access_log:  # log_level="warning" also silenced the access log
+        logging.getLogger("uvicorn.access").setLevel(logging.INFO)
+    return config
 
 
 @contextmanager
@@ -93,9 +126,7 @@ def serve(model_dir: str | Path, settings: ServeSettings | None = None, *,
     app = create_app(load, settings, on_load_error=stop)
     sock = _bind(settings.host, settings.port)
     host, port = sock.getsockname()[:2]
-    config = uvicorn.Config(app, log_level="warning", access_log=settings.access_log, lifespan="on",
-                            timeout_graceful_shutdown=math.ceil(settings.shutdown_timeout_s), server_header=False)
-    server = uvicorn.Server(config)
+    server = uvicorn.Server(uvicorn_config(app, settings))
     echo(f"listening on http://{f'[{host}]' if ':' in host else host}:{port} (loading {model_dir}, variant {variant})")
     try:
         with _signals_handled_by_uvicorn():
