@@ -229,7 +229,8 @@ class Classifier:
                 + (" (its files are missing)" if recorded else " (not recorded in fastclf.json)")
                 + f"; create it with: fastclf accelerate {path} --variant {variant}"
             )
-        head = LogisticHead.load(cfg.head_path(path))
+        own = get_spec(variant).head  # a body that is a new model brings its own head
+        head = LogisticHead.load(path / BODY_DIR / own if own else cfg.head_path(path))
         kind = cfg.head.kind
         if kind is not None and kind != head.kind:
             raise ModelFormatError(f"{path / CONFIG_FILE} says the head is {kind!r} but the head file holds {head.kind!r}")
