@@ -34,6 +34,12 @@ class VariantSpec:
         return dict(self.options)
 
     @property
+    def new_model(self) -> bool:
+        """Whether the body is a new model (distilled, static): judged by its accuracy on labeled
+        texts, not by how many labels it changes."""
+        return self.head is not None or "distill" in self.option
+
+    @property
     def extra(self) -> str:
         """The pip extra that installs this variant's runtime."""
         return _RUNTIMES[self.runtime][1]

@@ -1,7 +1,7 @@
 """Static bodies: model2vec's distillation of the transformer into one vector a token.
 
 A text's embedding is the mean of its tokens' vectors (no special tokens, the unknown token
-dropped), then L2-normalized, exactly as model2vec's ``StaticModel.encode`` computes it. Loading
+dropped, the first 512 kept), then L2-normalized, as model2vec's ``StaticModel.encode`` computes it. Loading
 and encoding need numpy, safetensors and tokenizers only; exporting needs model2vec's
 ``distill`` extra (``pip install 'fastclf[static]'``), which runs the body once over its vocabulary.
 """
@@ -12,6 +12,7 @@ import json
 import shutil
 import tempfile
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -33,14 +34,20 @@ class StaticBody:
         self.variant = spec.name
         folder = Path(body_dir) / Path(spec.files[0]).parent
         try:
-            self.vectors = load_file(str(folder / "model.safetensors"))["embeddings"].astype(np.float32)
+            tensors = load_file(str(folder / "model.safetensors"))
+            vectors = tensors["embeddings"].astype(np.float32)
+            if "mapping" in tensors:  # one vector a token, as model2vec's token mapping and weights give it
+                vectors = vectors[tensors["mapping"]]
+            if "weights" in tensors:
+                vectors = vectors * tensors["weights"].astype(np.float32)[:, None]
+            self.vectors = vectors
             self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
             self.normalize = bool(json.loads((folder / "config.json").read_text()).get("normalize", True))
         except Exception as exc:  # safetensors and tokenizers raise their own types
             raise ModelFormatError(f"cannot load the static body in {folder}: {exc}; "
                                    f"re-export it with: {export_command(spec.name)}") from exc
         self.tokenizer.no_padding()
-        self.tokenizer.enable_truncation(MAX_TOKENS)
+        self.tokenizer.no_truncation()
         unk = json.loads(self.tokenizer.to_str())["model"].get("unk_token")
         self.unk_id = self.tokenizer.token_to_id(unk) if isinstance(unk, str) else None
 
@@ -53,7 +60,7 @@ class StaticBody:
         from ..texts import check_texts
 
         texts = check_texts(texts, single_ok=False, allow_empty=True)
-        ids = [[i for i in e.ids if i != self.unk_id]
+        ids = [[i for i in e.ids if i != self.unk_id][:MAX_TOKENS]
                for e in self.tokenizer.encode_batch(texts, add_special_tokens=False)]
         counts = np.array([len(i) for i in ids], dtype=np.int64)
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
@@ -86,5 +93,4 @@ def export(body_dir: Path, spec: VariantSpec, calibration_texts: list[str]) -> N
         model = distill(model_name=str(body_dir), pca_dims=dims)
         model.save_pretrained(tmp)
         for name in spec.files:
-            if Path(name).name != Path(spec.head or "").name:
-                atomic_write(body_dir / name, lambda dst, n=name: shutil.copyfile(Path(tmp) / Path(n).name, dst))
+            atomic_write(body_dir / name, partial(shutil.copyfile, Path(tmp) / Path(name).name))
