@@ -325,8 +325,8 @@ def _judge_and_publish(run: _Run, variant: str, staged: Path, result: ExportResu
         if run.keep:
             result.kept_below_tolerance = True
         else:
-            result.error = (f"{result.gate.reason} (--min-agreement {1 - run.max_disagreement:.0%}): "
-                            "export discarded (use --keep to keep it anyway)")
+            said = "" if result.gate.accuracy else f" (--min-agreement {1 - run.max_disagreement:.0%})"
+            result.error = f"{result.gate.reason}{said}: export discarded (use --keep to keep it anyway)"
             return
     try:
         moved = _commit(run.model_dir, run.body_id, staged, variant, result, run.calibration_source,

@@ -131,7 +131,7 @@ def accuracy_decision(reference_right: Sequence[bool], candidate_right: Sequence
         reason = (f"accuracy {np.mean(cand):.1%} against {np.mean(ref):.1%} for {REFERENCE} on {n} labeled texts: "
                   f"with {confidence:.0%} confidence the loss may reach {upper:.1%}, above the {max_loss:.1%} "
                   "tolerance; " + (f"at these rates a pass takes {needed} labeled texts" if needed
-                                   else "no number of texts passes it (the loss itself is at the tolerance)"))
+                                   else "no number of texts passes it (the loss itself is at or above the tolerance)"))
     return GateDecision(not reason, n, b, loss, lower, upper, confidence, max_loss, math.nan, math.nan, reason,
                         ACCURACY_RULE.format(conf=confidence, tol=max_loss), accuracy=(float(np.mean(ref)) if n else
                         math.nan, float(np.mean(cand)) if n else math.nan), needed=needed)
