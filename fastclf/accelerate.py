@@ -32,6 +32,7 @@ from .backends import (
     REFERENCE,
     RUNTIME_DIRS,
     VARIANTS,
+    Body,
     export_note,
     export_variant,
     get_spec,
@@ -41,6 +42,7 @@ from .backends import (
 )
 from .config import BODY_DIR, ModelConfig, VariantRecord, now
 from .errors import FastclfError, ModelFormatError, first_line
+from .head import LogisticHead
 from .model import Classifier
 from .modeldir import (
     commit_dir,
@@ -61,6 +63,7 @@ from .parity import (
     MIN_CHECK_TEXTS,
     GateDecision,
     Parity,
+    accuracy_decision,
     gate_decision,
     parity,
     split_texts,
@@ -156,13 +159,15 @@ def accelerate(model_dir: str | Path, variants: Sequence[str], *, calibration_te
                num_calibration: int = 200, min_agreement: float | None = None,
                max_disagreement: float | None = None, min_cosine: float = DEFAULT_MIN_COSINE,
                keep: bool = False, calibration_source: str = "", timing: bool = False, verbose: bool = False,
-               progress: Callable[[Step], None] | None = None, config: ModelConfig | None = None) -> Acceleration:
+               progress: Callable[[Step], None] | None = None, config: ModelConfig | None = None,
+               labeled_check: tuple[Sequence[str], Sequence[str]] | None = None) -> Acceleration:
     """Export ``variants`` of the model in ``model_dir``, each checked by the parity gate.
 
     Check texts: ``check_texts``, ``extra_check_texts`` and the calibration texts not used to
     calibrate (see :func:`split_texts`). Each export is compared with torch-fp32 on them and
     judged by :func:`gate_decision` (tolerance ``max_disagreement``, or ``1 - min_agreement``;
-    default 2%); one that fails is discarded unless ``keep``. ``timing``: also time each
+    default 2%); a variant that is a new model is judged instead by :func:`accuracy_decision` on
+    ``labeled_check`` (texts, labels), within the same tolerance. One that fails is discarded unless ``keep``. ``timing``: also time each
     passing variant briefly (:func:`time_body`), and torch-fp32 itself. ``progress`` receives a
     :class:`Step` at each stage. ``config``: the model's fastclf.json, when already read.
 
@@ -182,6 +187,11 @@ def accelerate(model_dir: str | Path, variants: Sequence[str], *, calibration_te
     calibration, check = split_texts(calibration_texts, num_calibration, calibrate=calibrate,
                                      extra_check=[*(check_texts or ()), *extra_check_texts])
     reference = Classifier.load(model_dir, variant=REFERENCE)
+    fit_head = head_fitter(model_dir, reference.config)
+    labeled = None
+    if labeled_check is not None:
+        texts, labels = list(labeled_check[0]), [str(label) for label in labeled_check[1]]
+        labeled = (texts, labels, [a == b for a, b in zip(reference.predict(texts), labels)])
     ref_emb = reference.embed(check)  # once: every variant is checked against the same embeddings
     report = progress or _no_progress
     reference_timing = None
@@ -191,7 +201,7 @@ def accelerate(model_dir: str | Path, variants: Sequence[str], *, calibration_te
             reference_timing = time_body(reference.body, reference.head, check)
         report(Step(REFERENCE, "baseline", 0, len(variants), timing=reference_timing))
     run = _Run(model_dir, body_id, reference, ref_emb, check, calibration, max_disagreement, min_cosine, keep,
-               calibration_source, timing, verbose, report)
+               calibration_source, timing, verbose, report, fit_head, labeled)
     todo = [v for v in variants if v != REFERENCE]
     results = []
     for index, variant in enumerate(todo, 1):
@@ -199,6 +209,35 @@ def accelerate(model_dir: str | Path, variants: Sequence[str], *, calibration_te
         report(Step(variant, "done", index, len(todo), result))
         results.append(result)
     return Acceleration(results, reference_timing)
+
+
+def head_fitter(model_dir: Path, cfg: ModelConfig) -> Callable[[Body], LogisticHead] | None:
+    """How a variant that is a new model gets its own head: fit like the model's head (its C,
+    its class weights) on its embeddings of the training examples, read again from the training
+    file that fastclf.json records; None when that file is gone."""
+    t = cfg.training
+    if t is None or not t.source_path or not Path(t.source_path).is_file():
+        return None
+    from .data import read_labeled
+
+    cols = list(t.label_columns or [])
+    several = cfg.multi_label and len(cols) > 1
+    data = read_labeled(t.source_path, text_column=t.text_column, label_column=None if several or not cols else cols[0],
+                        label_columns=cols if several else None)
+    index = {c: i for i, c in enumerate(cfg.labels)}
+    if cfg.multi_label:
+        y = np.zeros((len(data.texts), len(index)), dtype=np.int64)
+        for row, labels in enumerate(data.labels):
+            y[row, [index[c] for c in labels if c in index]] = 1
+    else:
+        y = np.array([index.get(str(c), -1) for c in data.labels])
+    settings, selection = dict(t.settings or {}), dict(t.selection or {})
+    C = float(selection.get("head_c") or settings.get("head_c") or 1.0)
+    weight = "balanced" if settings.get("class_weight") == "balanced" else None
+    keep = np.asarray(y.any(axis=1) if cfg.multi_label else y >= 0)  # rows whose labels the model knows
+    texts = [text for text, k in zip(data.texts, keep.tolist()) if k]
+    return lambda body: LogisticHead.fit(body.encode(texts), y[keep], multi_label=cfg.multi_label, C=C,
+                                         class_weight=weight)
 
 
 def _no_progress(_step: Step) -> None:
@@ -222,6 +261,8 @@ class _Run:
     timing: bool
     verbose: bool
     progress: Callable[[Step], None]
+    fit_head: Callable[[Body], LogisticHead] | None  # the head of a variant that is a new model
+    labeled: tuple[list[str], list[str], list[bool]] | None  # labeled check texts, labels, torch-fp32 right
 
 
 def _export_one(run: _Run, variant: str, index: int, total: int) -> ExportResult:
@@ -252,18 +293,27 @@ def _export_and_check(run: _Run, variant: str, staged: Path, result: ExportResul
     parity, gate verdict, runtime settings and (``run.timing``, when it passes) timing."""
     with quiet_third_party(run.verbose):
         _staging_copy(run.model_dir / BODY_DIR, get_spec(variant).runtime, staged.parent)
-        export_variant(staged, variant, run.calibration)
+        export_variant(staged, variant, run.calibration, run.fit_head)
         body = load_body(staged, variant)
+        own = get_spec(variant).head
+        head = LogisticHead.load(staged / own) if own else run.reference.head
     run.progress(Step(variant, "check", index, total))
     with quiet_third_party(run.verbose):
-        result.parity = parity(run.reference, body, run.check, ref_emb=run.ref_emb)
+        result.parity = parity(run.reference, body, run.check, ref_emb=run.ref_emb, head=head)
     p = result.parity
-    result.gate = gate_decision(p.n, p.flips, p.mean_cosine, max_disagreement=run.max_disagreement,
-                                min_cosine=run.min_cosine)
+    if get_spec(variant).new_model:
+        texts, labels, ref_right = run.labeled or ([], [], [])
+        with quiet_third_party(run.verbose):
+            found = Classifier(body, head, list(run.reference.classes_)).predict(texts) if texts else []
+        result.gate = accuracy_decision(ref_right, [a == b for a, b in zip(found, labels)],
+                                        max_loss=run.max_disagreement)
+    else:
+        result.gate = gate_decision(p.n, p.flips, p.mean_cosine, max_disagreement=run.max_disagreement,
+                                    min_cosine=run.min_cosine)
     if run.timing and result.gate.passed:
         run.progress(Step(variant, "time", index, total))
         with quiet_third_party(run.verbose):
-            result.timing = time_body(body, run.reference.head, run.check)
+            result.timing = time_body(body, head, run.check)
     result.runtime = runtime_settings(body)  # after the timing: what it ran with (compiled shapes included)
     del body
 
@@ -275,8 +325,8 @@ def _judge_and_publish(run: _Run, variant: str, staged: Path, result: ExportResu
         if run.keep:
             result.kept_below_tolerance = True
         else:
-            result.error = (f"{result.gate.reason} (--min-agreement {1 - run.max_disagreement:.0%}): "
-                            "export discarded (use --keep to keep it anyway)")
+            said = "" if result.gate.accuracy else f" (--min-agreement {1 - run.max_disagreement:.0%})"
+            result.error = f"{result.gate.reason}{said}: export discarded (use --keep to keep it anyway)"
             return
     try:
         moved = _commit(run.model_dir, run.body_id, staged, variant, result, run.calibration_source,
@@ -327,11 +377,14 @@ def variant_record(variant: str, result: ExportResult, source: str, n_cal: int) 
     g = result.gate
     runtime = {k: v if isinstance(v, (int, float, str, bool, type(None))) else str(v)
                for k, v in result.runtime.items()}
+    figures: dict[str, Any] = {k: None if isinstance(v, float) and np.isnan(v) else v  # no cosine: a new model
+                               for k, v in asdict(result.parity).items()}
     return VariantRecord(
-        **asdict(result.parity),
+        **figures,
         gate={"passed": g.passed, "n": g.n, "flips": g.flips, "disagreement": round(g.disagreement, 5),
               "interval": [round(g.lower, 5), round(g.upper, 5)], "confidence": g.confidence,
-              "max_disagreement": g.max_disagreement, "min_cosine": g.min_cosine, "rule": g.rule},
+              "max_disagreement": g.max_disagreement, "min_cosine": None if np.isnan(g.min_cosine) else g.min_cosine, "rule": g.rule,
+              **({"accuracy": list(g.accuracy), "labeled_texts_needed": g.needed} if g.accuracy else {})},
         min_agreement=round(1 - g.max_disagreement, 6),
         exported=now(),
         seconds=round(result.seconds, 1),

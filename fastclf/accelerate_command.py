@@ -135,6 +135,7 @@ def accelerate_command(model_dir: Path, variants: list[str], *, all_variants: bo
         raise DataError(f"--max-disagreement must be between 0 and 1, got {max_disagreement}")
     if auto and budget_points is not None and not 0 <= budget_points < 100:
         raise DataError(f"--budget-points must be between 0 and 100, got {budget_points}")
+    named = set(variants)
     variants, missing = _pick_variants(variants, all_variants=all_variants, auto=auto, include_torch=include_torch)
     if auto and max_disagreement is None and min_agreement is None:
         max_disagreement = budget_points / 100.0
@@ -145,11 +146,27 @@ def accelerate_command(model_dir: Path, variants: list[str], *, all_variants: bo
         max_disagreement = DEFAULT_MAX_DISAGREEMENT if min_agreement is None else 1.0 - min_agreement
     calibrate = any(get_spec(v).calibrated for v in variants)
     cal, chk = split_texts(texts, num_calibration, calibrate=calibrate, extra_check=extra)
+    labeled = None
+    if check is not None and not cfg.multi_label and any(get_spec(v).new_model for v in variants):
+        from .data import read_labeled
+
+        try:  # new models are judged by accuracy: --check's labels, when it has them
+            data = read_labeled(check, text_column=text_column)
+            labeled = (data.texts, data.labels) if set(data.classes) <= set(cfg.labels) else None
+        except FastclfError:
+            pass
+    unjudged = [v for v in variants if get_spec(v).new_model and v not in named and labeled is None]
+    if unjudged:  # --all / --auto: a new model without labeled texts to judge it would only fail
+        variants = [v for v in variants if v not in unjudged]
+        note(f"skipping {', '.join(unjudged)}: a new model is judged by its accuracy; give --check a labeled file")
     n_var = len([v for v in variants if v != REFERENCE])
     note(f"checking {n_var} variant{'s' if n_var != 1 else ''} against {REFERENCE} on {len(chk)} texts "
          f"not used for calibration (tolerance {max_disagreement:.1%} label disagreement at "
          f"{CONFIDENCE:.0%} confidence, mean cosine >= {min_cosine})"
-         + (f"; static int8 calibrated on {len(cal)} texts of {calibration}" if calibrate else ""))
+         + (f"; static int8 calibrated on {len(cal)} texts of {calibration}" if calibrate else "")
+         + (f"; new models judged by their accuracy loss on {len(labeled[0]) if labeled else 0} labeled texts "
+            f"of --check, within the same {max_disagreement:.1%}" if any(get_spec(v).new_model for v in variants)
+            else ""))
     bound = pass_bound(len(chk))
     if bound > COARSE_CHECK_RATIO * max(max_disagreement, 0.0):
         note(f"with {len(chk)} texts the check is coarse: even a variant that changes none of their labels may change "
@@ -157,7 +174,7 @@ def accelerate_command(model_dir: Path, variants: list[str], *, all_variants: bo
     run = accelerate(model_dir, variants, calibration_texts=texts, extra_check_texts=extra,
                      num_calibration=num_calibration, max_disagreement=max_disagreement, min_cosine=min_cosine,
                      keep=keep, calibration_source=str(calibration), timing=auto, verbose=verbose,
-                     progress=progress, config=cfg)
+                     progress=progress, config=cfg, labeled_check=labeled)
     outcome = AccelerateOutcome(model_dir, run.results, missing, auto, run.reference_timing)
     if auto and run.reference_timing is not None:
         outcome.choice = choose_default(model_dir, run.results, run.reference_timing, budget_points=budget_points)
@@ -170,8 +187,13 @@ def format_result(r: ExportResult) -> str:
         return f"{r.variant:<14} FAILED  {r.error}"
     g, p = r.gate, r.parity
     verdict = "KEPT" if r.kept_below_tolerance else ("OK" if r.ok else "FAILED")
-    line = (f"{r.variant:<14} {verdict:<6}  {p.flips}/{p.n} labels differ "
-            f"({g.confidence:.0%} bounds {g.lower:.1%}-{g.upper:.1%}), cosine {p.mean_cosine:.4f}")
+    if g.accuracy is not None:  # a new model: judged by accuracy
+        line = (f"{r.variant:<14} {verdict:<6}  accuracy {g.accuracy[1]:.1%} against {g.accuracy[0]:.1%} on {g.n} "
+                f"labeled texts, loss {g.disagreement:.1%} ({g.confidence:.0%} bound {g.upper:.1%}); "
+                f"a pass at these rates takes {g.needed or 'no number of'} labeled texts")
+    else:
+        line = (f"{r.variant:<14} {verdict:<6}  {p.flips}/{p.n} labels differ "
+                f"({g.confidence:.0%} bounds {g.lower:.1%}-{g.upper:.1%}), cosine {p.mean_cosine:.4f}")
     if r.timing is not None:
         line += f", 1 text {r.timing.one_text_p50_ms:.1f} ms, {r.timing.texts_per_s:.0f} texts/s @{r.timing.batch_size}"
     line += f"  [{r.seconds:.0f} s]"

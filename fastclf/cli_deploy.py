@@ -65,7 +65,9 @@ def _progress_printer():
               help="Texts to calibrate static int8 variants on (default: the training file).")
 @click.option("--check", type=click.Path(path_type=Path), default=None,
               help="More texts to check each export against torch-fp32 on (added to the calibration file's "
-                   "unused rows and the training texts; up to 1,000 in all).")
+                   "unused rows and the training texts; up to 1,000 in all). With labels, they also judge the "
+                   "variants that are new models (static, distilled): their accuracy loss must be within the "
+                   "same tolerance, at 95% confidence.")
 @click.option("--text-column", default=None, help="Text column of the calibration file.")
 @click.option("--num-calibration", type=int, default=200, show_default=True, help="Calibration texts to use at most.")
 @click.option("--max-disagreement", type=float, default=None,

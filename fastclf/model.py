@@ -193,7 +193,7 @@ class Classifier:
     def _load_once(cls, path: Path, variant: str | None) -> Classifier:
         folder = ModelDir(path)
         cfg, variant = folder.config, folder.resolve(variant)
-        head = LogisticHead.load(cfg.head_path(path))
+        head = LogisticHead.load(folder.head_path(variant))
         kind = cfg.head.kind
         if kind is not None and kind != head.kind:
             raise ModelFormatError(f"{path / CONFIG_FILE} says the head is {kind!r} but the head file holds {head.kind!r}")

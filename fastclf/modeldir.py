@@ -277,9 +277,16 @@ class ModelDir:
         raise VariantNotExported(f"variant {variant!r} is not exported in {self.path} ({why}); "
                                  f"create it with: {export_command(variant).replace('MODEL_DIR', str(self.path))}")
 
+    def head_path(self, variant: str) -> Path:
+        """The head ``variant`` runs with: the model's, or the variant's own when its body is a new model."""
+        from .backends import get_spec
+
+        own = get_spec(variant).head
+        return self.body_dir / own if own else self.config.head_path(self.path)
+
     def files(self, variant: str) -> list[Path]:
-        """The files running ``variant`` reads: its body files, the head and fastclf.json."""
+        """The files running ``variant`` reads: its body files, its head and fastclf.json."""
         from .backends import body_files
 
-        files = [*body_files(self.body_dir, variant), self.config.head_path(self.path), self.path / CONFIG_FILE]
+        files = [*body_files(self.body_dir, variant), self.head_path(variant), self.path / CONFIG_FILE]
         return [p for p in dict.fromkeys(files) if p.is_file()]

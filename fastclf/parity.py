@@ -4,7 +4,9 @@
 variant's embeddings and labels with the reference's on them, and :func:`gate_decision` fails
 a variant only when the check texts show, with 95% confidence, that it disagrees with
 torch-fp32 on more labels than the tolerance (the lower Wilson bound of its disagreement rate
-is above it), or when its embeddings drift (mean cosine below a floor).
+is above it), or when its embeddings drift (mean cosine below a floor). A body that is a new
+model is judged by :func:`accuracy_decision` instead: its accuracy loss on labeled texts, within
+the same tolerance.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from .backends._pooling import row_cosines
 from .errors import DataError, ParityError
 
 if TYPE_CHECKING:
+    from .head import LogisticHead
     from .model import Classifier
 
 DEFAULT_MIN_AGREEMENT = 0.98
@@ -72,6 +75,8 @@ class GateDecision:
     min_cosine: float
     reason: str  # why it failed; "" when it passed
     rule: str
+    accuracy: tuple[float, float] | None = None  # (torch-fp32, candidate) on labeled texts: the accuracy gate
+    needed: int | None = None  # labeled texts a pass takes at the observed rates (the accuracy gate)
 
 
 def gate_decision(n: int, flips: int, mean_cosine: float, *, max_disagreement: float = DEFAULT_MAX_DISAGREEMENT,
@@ -97,6 +102,40 @@ def gate_decision(n: int, flips: int, mean_cosine: float, *, max_disagreement: f
                         mean_cosine, min_cosine, reason, rule)
 
 
+ACCURACY_RULE = ("a new model (its own embeddings) fails unless the upper one-sided {conf:.0%} bound of its paired "
+                 "accuracy loss against " + REFERENCE + " on labeled check texts is within {tol:.1%}")
+
+
+def accuracy_decision(reference_right: Sequence[bool], candidate_right: Sequence[bool], *,
+                      max_loss: float = DEFAULT_MAX_DISAGREEMENT, confidence: float = CONFIDENCE) -> GateDecision:
+    """Judge a body that is a new model (a distilled or static body) by accuracy, not by changed
+    labels: on the same labeled texts, the loss is (b - c) / n, b the texts only torch-fp32 gets
+    right, c those only the candidate gets right; it passes when the upper one-sided bound of the
+    loss (normal approximation of the paired difference, with a 1/n continuity correction) is
+    within ``max_loss``, the one tolerance of the gate. ``needed`` is how many labeled texts, at
+    the same rates, a pass takes (0 when the observed loss is not below the tolerance: none does)."""
+    ref, cand = np.asarray(reference_right, bool), np.asarray(candidate_right, bool)
+    n = len(ref)
+    b, c = int(np.sum(ref & ~cand)), int(np.sum(~ref & cand))
+    loss = (b - c) / n if n else 0.0
+    spread = (b + c) / n - loss * loss if n else 0.0  # variance of one text's paired difference
+    z = NormalDist().inv_cdf(confidence)
+    margin = z * math.sqrt(max(spread, 0.0) / n) + 1 / n if n else 1.0
+    lower, upper = loss - margin, loss + margin
+    gap = max_loss - loss
+    needed = 0 if gap <= 0 else math.ceil((z * math.sqrt(max(spread, 1e-12)) + 1) ** 2 / gap ** 2)
+    reason = ""
+    if n == 0:
+        reason = "no labeled check texts: a new model is judged by its accuracy (give --check FILE with labels)"
+    elif upper > max_loss + 1e-12:
+        reason = (f"accuracy {np.mean(cand):.1%} against {np.mean(ref):.1%} for {REFERENCE} on {n} labeled texts: "
+                  f"with {confidence:.0%} confidence the loss may reach {upper:.1%}, above the {max_loss:.1%} "
+                  "tolerance; " + (f"at these rates a pass takes {needed} labeled texts" if needed
+                                   else "no number of texts passes it (the loss itself is at or above the tolerance)"))
+    return GateDecision(not reason, n, b, loss, lower, upper, confidence, max_loss, math.nan, math.nan, reason,
+                        ACCURACY_RULE.format(conf=confidence, tol=max_loss), accuracy=(float(np.mean(ref)) if n else
+                        math.nan, float(np.mean(cand)) if n else math.nan), needed=needed)
+
 
 @dataclass
 class Parity:
@@ -112,24 +151,26 @@ class Parity:
 
 
 def parity(reference: Classifier, candidate_body, texts: Sequence[str], *, batch_size: int = 32,
-           ref_emb: np.ndarray | None = None) -> Parity:
-    """Compare ``candidate_body`` (with ``reference``'s head) against ``reference`` on ``texts``;
-    ``ref_emb``: the reference's embeddings of ``texts``, when already computed.
+           ref_emb: np.ndarray | None = None, head: LogisticHead | None = None) -> Parity:
+    """Compare ``candidate_body`` (with ``head``, by default ``reference``'s) against ``reference``
+    on ``texts``; ``ref_emb``: the reference's embeddings of ``texts``, when already computed. A
+    body with its own head makes other embeddings: their cosines are NaN.
 
     Raises:
-        ParityError: the candidate's embeddings have another shape.
+        ParityError: the candidate's embeddings have another shape than its head expects.
     """
     if ref_emb is None:
         ref_emb = reference.embed(texts, batch_size=batch_size)
     emb = np.asarray(candidate_body.encode(list(texts), batch_size=batch_size), dtype=np.float32)
-    if emb.shape != ref_emb.shape:
+    head = reference.head if head is None else head
+    if emb.shape != (len(ref_emb), head.dim):
         raise ParityError(f"{candidate_body.variant} returns embeddings of shape {emb.shape}, "
-                          f"expected {ref_emb.shape}")
+                          f"expected {(len(ref_emb), head.dim)}")
     ref_p = reference.head.predict_proba(ref_emb)
-    p = reference.head.predict_proba(emb)
+    p = head.predict_proba(emb)
     ref_labels, labels = reference.labels_from_proba(ref_p), reference.labels_from_proba(p)
     same = [a == b for a, b in zip(ref_labels, labels)]
-    cos = row_cosines(ref_emb, emb)
+    cos = row_cosines(ref_emb, emb) if emb.shape == ref_emb.shape else np.full(len(emb), np.nan)
     return Parity(
         n=len(texts),
         agreement=float(np.mean(same)),

@@ -31,6 +31,16 @@ def train_tiny(body_dir: Path, data=None):
     return train(tiny_data() if data is None else data, config).classifier
 
 
+def fit_tiny_head(body):
+    """A head fit on ``body``'s embeddings of :func:`tiny_data` (for a variant with its own head)."""
+    import numpy as np
+
+    from fastclf.head import LogisticHead
+
+    data = tiny_data()
+    return LogisticHead.fit(body.encode(data.texts), np.array([data.classes.index(c) for c in data.labels]), C=10.0)
+
+
 def run(*args) -> tuple[int, str]:
     """Run the fastclf CLI in-process: (exit code, output)."""
     from click.testing import CliRunner

@@ -54,6 +54,28 @@ def test_gate_edges():
     assert 0.02 < lo < 0.03 < hi < 0.045
 
 
+def _paired(n: int, only_reference: int, only_candidate: int, both: int):
+    """(reference right, candidate right) for ``n`` texts with the given discordant counts."""
+    ref = [True] * only_reference + [False] * only_candidate + [True] * both
+    cand = [False] * only_reference + [True] * only_candidate + [True] * both
+    rest = n - len(ref)
+    return ref + [False] * rest, cand + [False] * rest
+
+
+def test_accuracy_gate_judges_the_paired_loss_and_says_how_many_texts_a_pass_takes():
+    from fastclf.parity import accuracy_decision
+
+    same = accuracy_decision(*_paired(1000, 10, 10, 700))  # as accurate, a few texts differ
+    assert same.passed and same.accuracy == (0.71, 0.71) and same.upper < 0.02
+    drop = accuracy_decision(*_paired(1000, 80, 20, 600))  # a 6-point loss: no sample size passes it
+    assert not drop.passed and drop.needed == 0 and "no number" in drop.reason and "2.0%" in drop.reason
+    small = accuracy_decision(*_paired(100, 3, 2, 60))  # a 1-point loss seen on 100 texts: too few to tell
+    assert not small.passed and small.needed is not None and small.needed > 100 and str(small.needed) in small.reason
+    n = small.needed
+    assert accuracy_decision(*_paired(n, round(0.03 * n), round(0.02 * n), round(0.6 * n))).passed  # enough
+    assert not accuracy_decision([], []).passed
+
+
 def test_pass_bound_is_what_a_clean_pass_shows():
     from fastclf.parity import pass_bound
 

@@ -23,15 +23,19 @@ import importlib
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 
-from ..errors import MissingDependency, VariantNotExported, missing_dependency
+from .._util import atomic_write
+from ..errors import DataError, MissingDependency, VariantNotExported, missing_dependency
 from ..machine import ISA_FLAGS, cpu_has_bf16
 from ..machine import isa_summary as cpu_info
 from ..quiet import quiet_logs
 from .specs import _RUNTIMES, REFERENCE, RUNTIME_DIRS, VARIANTS, VariantSpec, auto_candidates, export_command, get_spec
+
+if TYPE_CHECKING:
+    from ..head import LogisticHead
 
 
 @runtime_checkable
@@ -175,7 +179,7 @@ def body_files(body_dir: str | Path, variant: str) -> list[Path]:
     if spec.loads_weights:
         weights = [body_dir / n for n in ("model.safetensors", "pytorch_model.bin") if (body_dir / n).is_file()]
         files.extend(weights[:1])
-    for f in spec.files:
+    for f in (*spec.files, *filter(None, [spec.head])):
         p = body_dir / f
         files.append(p)
         files.extend(x for x in (p.with_name(p.name + "_data"), p.with_name(p.name + ".data"),
@@ -283,14 +287,24 @@ def variant_for_this_cpu(variant: str, choice: dict | None = None,
     return fallback
 
 
-def export_variant(body_dir: str | Path, variant: str, calibration_texts: Sequence[str]) -> None:
-    """Write the files of ``variant`` below ``body_dir``.
+def export_variant(body_dir: str | Path, variant: str, calibration_texts: Sequence[str],
+                   fit_head: Callable[[Body], LogisticHead] | None = None) -> None:
+    """Write the files of ``variant`` below ``body_dir``; for a variant with its own
+    :attr:`~VariantSpec.head`, also that head, ``fit_head(body)`` (fit on the training examples).
 
     Raises:
         UnknownVariant, MissingDependency
+        DataError: the variant needs its own head and ``fit_head`` is None.
     """
     spec = get_spec(variant)
-    runtime_module(spec).export(Path(body_dir), spec, list(calibration_texts))
+    module = runtime_module(spec)
+    if spec.head and fit_head is None:
+        raise DataError(f"variant {variant!r} is a new model with its own head, fit on the labeled training "
+                        "examples: the training file was not found")
+    module.export(Path(body_dir), spec, list(calibration_texts))
+    if spec.head and fit_head is not None:
+        head = fit_head(module.load(Path(body_dir), spec))
+        atomic_write(Path(body_dir) / spec.head, head.save)
 
 
 __all__ = [

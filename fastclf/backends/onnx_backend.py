@@ -75,6 +75,14 @@ class OnnxBody(PipelineBody):
         }
         outputs = [o.name for o in self.session.get_outputs()]
         self._output = _OUTPUT if _OUTPUT in outputs else outputs[0]
+        self._one_text = spec.option.get("quantize") == "dynamic"
+
+    def encode(self, texts, *, batch_size: int = 32) -> np.ndarray:
+        """Embeddings; dynamic int8 runs one text a call: it takes its activation ranges from the
+        whole input of a call, so in a batch a text's answer would depend on its neighbours."""
+        from ..texts import check_batch_size
+
+        return super().encode(texts, batch_size=1 if self._one_text and check_batch_size(batch_size) else batch_size)
 
     def _run(self, features: dict[str, np.ndarray]) -> np.ndarray:
         feed = {

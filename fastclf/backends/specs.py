@@ -16,19 +16,28 @@ class VariantSpec:
     """What fastclf knows about one body variant."""
 
     name: str
-    runtime: str  # "torch", "onnx" or "openvino": the module backends/<runtime>_backend.py
+    runtime: str  # "torch", "onnx", "openvino" or "static": the module backends/<runtime>_backend.py
     description: str
     files: tuple[str, ...]  # paths below body/ that the export writes; () = computed at load
     calibrated: bool = False  # static quantization: the export needs calibration texts
     # how the runtime module builds and runs it, read only by that module: torch: compile
     # (inductor), precision (bf16), quantize (static), engine (pt2e, inc); onnx: level (O1-O3),
-    # quantize (dynamic); openvino: precision (f32, bf16, auto), quantize (static)
+    # quantize (dynamic); openvino: precision (f32, bf16, auto), quantize (static); static: pca_dims
     options: tuple[tuple[str, str], ...] = ()
     auto: bool = False  # a candidate of ``fastclf accelerate --auto`` (the torch ones only with --include-torch)
+    # a body that is a new model (other embeddings) brings its own head, fit on the training
+    # examples when it is exported: its path below body/, used instead of the model's head
+    head: str | None = None
 
     @property
     def option(self) -> dict[str, str]:
         return dict(self.options)
+
+    @property
+    def new_model(self) -> bool:
+        """Whether the body is a new model (distilled, static): judged by its accuracy on labeled
+        texts, not by how many labels it changes."""
+        return self.head is not None or "distill" in self.option
 
     @property
     def extra(self) -> str:
@@ -52,6 +61,7 @@ _RUNTIMES: dict[str, tuple[str, str]] = {
     "torch": ("torch", "torch"),
     "onnx": ("onnxruntime", "onnx"),
     "openvino": ("openvino", "openvino"),
+    "static": ("numpy", "static"),  # runs on numpy alone; the export needs model2vec (the extra)
 }
 
 #: folders of ``body/`` that hold the runtimes' exports (``body/<runtime>/...``); the rest of
@@ -103,7 +113,8 @@ _SPECS = [
         "onnx-int8",
         "onnx",
         "ONNX Runtime dynamic int8: per-channel int8 weights, attention in fp32; the feed-forward layers kept in "
-        "fp32 where int8 drifts on the calibration texts; fastest with AVX-512 VNNI",
+        "fp32 where int8 drifts on the calibration texts; one text a call (its activation ranges are taken per call, "
+        "so a batch would make answers depend on the neighbours); fastest with AVX-512 VNNI",
         ("onnx/model_qint8_avx512_vnni.onnx",),
         calibrated=True,  # accuracy in the loop: the texts choose what stays fp32 (not activation ranges)
         options=(("quantize", "dynamic"),),
@@ -143,6 +154,15 @@ _SPECS = [
          "openvino/openvino_model_distilled.json"),
         calibrated=True,
         options=(("precision", "f32"), ("quantize", "static"), ("distill", "two-thirds")),
+    ),
+    VariantSpec(
+        "static",
+        "static",
+        "a static body: model2vec's distillation of the body into one vector a token (256 dimensions), a text "
+        "being the mean of its tokens' vectors, in numpy alone; its own head, fit on the training examples",
+        ("static/model.safetensors", "static/tokenizer.json", "static/config.json"),
+        options=(("pca_dims", "256"),),
+        head="static/head.safetensors",
     ),
 ]
 

@@ -1,0 +1,96 @@
+"""Static bodies: model2vec's distillation of the transformer into one vector a token.
+
+A text's embedding is the mean of its tokens' vectors (no special tokens, the unknown token
+dropped, the first 512 kept), then L2-normalized, as model2vec's ``StaticModel.encode`` computes it. Loading
+and encoding need numpy, safetensors and tokenizers only; exporting needs model2vec's
+``distill`` extra (``pip install 'fastclf[static]'``), which runs the body once over its vocabulary.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from collections.abc import Sequence
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+
+from .._util import atomic_write
+from ..errors import ModelFormatError, missing_dependency
+from . import VariantSpec, export_command
+
+MAX_TOKENS = 512  # model2vec's default window
+
+
+class StaticBody:
+    """One vector a token, averaged over the text: batch-independent by construction."""
+
+    def __init__(self, body_dir: Path, spec: VariantSpec):
+        from safetensors.numpy import load_file
+        from tokenizers import Tokenizer
+
+        self.variant = spec.name
+        folder = Path(body_dir) / Path(spec.files[0]).parent
+        try:
+            tensors = load_file(str(folder / "model.safetensors"))
+            vectors = tensors["embeddings"].astype(np.float32)
+            if "mapping" in tensors:  # one vector a token, as model2vec's token mapping and weights give it
+                vectors = vectors[tensors["mapping"]]
+            if "weights" in tensors:
+                vectors = vectors * tensors["weights"].astype(np.float32)[:, None]
+            self.vectors = vectors
+            self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+            self.normalize = bool(json.loads((folder / "config.json").read_text()).get("normalize", True))
+        except Exception as exc:  # safetensors and tokenizers raise their own types
+            raise ModelFormatError(f"cannot load the static body in {folder}: {exc}; "
+                                   f"re-export it with: {export_command(spec.name)}") from exc
+        self.tokenizer.no_padding()
+        self.tokenizer.no_truncation()
+        unk = json.loads(self.tokenizer.to_str())["model"].get("unk_token")
+        self.unk_id = self.tokenizer.token_to_id(unk) if isinstance(unk, str) else None
+
+    @property
+    def dim(self) -> int:
+        return int(self.vectors.shape[1])
+
+    def encode(self, texts: Sequence[str], *, batch_size: int = 32) -> np.ndarray:
+        """Float32 ``(n, dim)``: each text's mean token vector (zeros for a text without tokens)."""
+        from ..texts import check_texts
+
+        texts = check_texts(texts, single_ok=False, allow_empty=True)
+        ids = [[i for i in e.ids if i != self.unk_id][:MAX_TOKENS]
+               for e in self.tokenizer.encode_batch(texts, add_special_tokens=False)]
+        counts = np.array([len(i) for i in ids], dtype=np.int64)
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        filled = counts > 0
+        if filled.any():
+            flat = np.fromiter((i for row in ids for i in row), dtype=np.int64, count=int(counts.sum()))
+            starts = np.concatenate(([0], np.cumsum(counts[filled])[:-1]))
+            out[filled] = np.add.reduceat(self.vectors[flat], starts, axis=0) / counts[filled, None]
+        if self.normalize:
+            out /= np.linalg.norm(out, axis=1, keepdims=True) + 1e-32
+        return out
+
+    def __repr__(self) -> str:
+        return f"StaticBody(variant={self.variant!r}, tokens={len(self.vectors)}, dim={self.dim})"
+
+
+def load(body_dir: Path, spec: VariantSpec) -> StaticBody:
+    return StaticBody(Path(body_dir), spec)
+
+
+def export(body_dir: Path, spec: VariantSpec, calibration_texts: list[str]) -> None:
+    """Distill the body into ``spec.files``' folder (model2vec, offline, from the local folder)."""
+    try:
+        from model2vec.distill import distill
+    except ImportError as exc:
+        raise missing_dependency("model2vec", spec.extra) from exc
+    body_dir = Path(body_dir)
+    dims = int(spec.option.get("pca_dims", 0)) or None
+    with tempfile.TemporaryDirectory(prefix="fastclf-static-") as tmp:
+        model = distill(model_name=str(body_dir), pca_dims=dims)
+        model.save_pretrained(tmp)
+        for name in spec.files:
+            atomic_write(body_dir / name, partial(shutil.copyfile, Path(tmp) / Path(name).name))

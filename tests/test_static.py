@@ -1,0 +1,68 @@
+"""The static tier: model2vec's distillation of the tiny body, its own head fit on the training
+examples, the same embeddings as model2vec's StaticModel, and a process that predicts with it
+without importing torch, onnxruntime or openvino."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from samples import CALIBRATION, fit_tiny_head, tiny_data
+
+from fastclf.backends import export_variant, is_exported, load_body
+from fastclf.errors import DataError
+from fastclf.model import BODY_DIR, Classifier
+
+DATA = tiny_data()
+
+
+@pytest.fixture(scope="module")
+def static_model(tiny_model, tmp_path_factory):
+    model = shutil.copytree(tiny_model, tmp_path_factory.mktemp("static") / "model")
+    export_variant(model / BODY_DIR, "static", CALIBRATION, fit_head=fit_tiny_head)
+    cfg = json.loads((model / "fastclf.json").read_text())
+    cfg["variants"]["static"] = {}  # as accelerate records it
+    (model / "fastclf.json").write_text(json.dumps(cfg))
+    return model
+
+
+def test_static_body_matches_model2vec_and_has_its_own_head(static_model):
+    from model2vec import StaticModel
+
+    body_dir = static_model / BODY_DIR
+    assert is_exported(body_dir, "static") and (body_dir / "static" / "head.safetensors").is_file()
+    texts = [*DATA.texts, "naïve café 日本語 😀", "word " * 700, ""]
+    ours = load_body(body_dir, "static").encode(texts)
+    model = StaticModel.from_pretrained(str(body_dir / "static"))  # one text a call: 0.9 averages in a batch's padding
+    theirs = np.vstack([model.encode([t]) for t in texts])
+    np.testing.assert_allclose(ours, theirs, atol=2e-3)  # model2vec computes in float16
+    clf = Classifier.load(static_model, "static")
+    assert clf.head.dim == ours.shape[1] and clf.predict(DATA.texts) == DATA.labels  # the training examples
+
+
+def test_a_new_model_needs_its_training_examples(tiny_model, tmp_path):
+    body = shutil.copytree(tiny_model / BODY_DIR, tmp_path / "body")
+    with pytest.raises(DataError, match="training"):
+        export_variant(body, "static", CALIBRATION)
+    assert not (body / "static").exists()
+
+
+_NUMPY_ONLY = """
+import json, sys
+from fastclf.model import Classifier
+clf = Classifier.load(sys.argv[1], "static")
+labels = clf.predict(json.loads(sys.argv[2]))
+heavy = sorted(m for m in ("torch", "onnxruntime", "openvino", "transformers", "model2vec") if m in sys.modules)
+print(json.dumps({"labels": labels, "heavy": heavy}))
+"""
+
+
+def test_static_predicts_with_numpy_alone(static_model):
+    out = subprocess.run([sys.executable, "-c", _NUMPY_ONLY, str(static_model), json.dumps(DATA.texts)],
+                         capture_output=True, text=True, check=True, timeout=120)
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result == {"labels": Classifier.load(static_model, "static").predict(DATA.texts), "heavy": []}
