@@ -23,7 +23,7 @@ from .. import __version__
 from ..errors import first_line, missing_dependency
 from .batcher import MicroBatcher, QueueFull, ShuttingDown
 from .metrics import Metrics
-from .protocol import PREDICT_SCHEMA, RequestError, parse_predict_request, rank_labels
+from .protocol import PREDICT_SCHEMA, RequestError, answer_options, parse_predict_request, rank_labels, with_answers
 from .settings import ServeSettings
 
 try:  # the route functions' annotations are resolved in this module's globals (postponed annotations)
@@ -233,6 +233,7 @@ def _add_routes(app: FastAPI, model: ServedModel) -> None:
             raise model.not_ready()
         payload = await _read_json(request, settings.max_body_bytes)
         texts, single, top_k = parse_predict_request(payload, settings.max_inputs)
+        answer = answer_options(payload, clf)
         try:
             proba = await batcher.submit(texts)
         except QueueFull as exc:
@@ -240,6 +241,7 @@ def _add_routes(app: FastAPI, model: ServedModel) -> None:
         except ShuttingDown as exc:
             raise RequestError(503, "shutting_down", str(exc)) from None
         ranked = rank_labels(proba, clf.classes_, multi_label=clf.multi_label, threshold=clf.threshold, top_k=top_k)
+        ranked = with_answers(ranked, proba, clf, answer)
         return JSONResponse(ranked[0] if single else ranked)  # built by hand: no jsonable_encoder pass
 
     @app.get("/health", summary="200 when the model is loaded, 503 while it loads")
