@@ -365,6 +365,10 @@ def info_text(model_dir: Path, cfg: ModelConfig) -> str:
         if ev:
             lines.append(f"evaluation: accuracy {_num(ev.get('accuracy'), '.4f')}, "
                          f"macro-F1 {_num(ev.get('macro_f1'), '.4f')} on {ev.get('data', '?')}")
+    cal = cfg.calibration
+    lines.append("calibration: " + ("none (the head's probabilities as they are)" if cal is None else
+                                    f"temperature {', '.join(f'{t:g}' for t in cal.temperature)} fitted on {cal.n} "
+                                    f"held-out texts" + (", prediction sets available" if cal.conformal else "")))
     lines.append("variants:")
     for name in exported_variants(model_dir, cfg):
         lines.append(f"  {name:<14} {_parity_text(cfg.variants.get(name))}")

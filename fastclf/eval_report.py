@@ -23,7 +23,8 @@ def _reliability(result: dict[str, Any]) -> str:
         fig = mpl.figure.Figure(figsize=SIZE_INCHES)
         ax = fig.add_subplot()
         ax.plot([0, 1], [0, 1], color="#999999", linestyle="--", linewidth=1, label="perfect calibration")
-        for i, (key, name) in enumerate((("uncalibrated", "uncalibrated"), ("confidence", "as predicted"))):
+        calibrated = "calibrated" if "uncalibrated" in result else "as predicted (not calibrated)"
+        for i, (key, name) in enumerate((("uncalibrated", "uncalibrated"), ("confidence", calibrated))):
             bins = (result.get(key) or {}).get("reliability")
             if bins:
                 ax.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins], marker="o",
