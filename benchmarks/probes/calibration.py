@@ -29,7 +29,7 @@ import suite_data  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parents[1] / "results" / "calibration.jsonl"
 SCORES = Path(__file__).resolve().parents[1] / "results" / "calibration_scores"
-GRID = (("rt-sentiment", 32), ("rt-3way", 32), ("chatbot-topics", 8), ("convention-party", 8))
+GRID = (("rt-sentiment", 32), ("rt-3way", 32), ("chatbot-topics", 8), ("convention-party", 8), ("convention-party", 32))
 COVERAGES = (0.8, 0.9, 0.95)
 
 
@@ -100,12 +100,49 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def diagnose() -> str:
+    """Why a row misses the target: the temperature fitted on the held-out scores, on the test
+    texts themselves (the best a temperature can do), and on the held-out scores weighted to the
+    test set's class mix (a label shift the user would have to know of); test ECE with each."""
+    from scipy.optimize import minimize_scalar
+
+    from fastclf.calibration import _softmax
+    from fastclf.metrics import confidence_scores
+
+    def fit_t(z: np.ndarray, y: np.ndarray, w: np.ndarray) -> float:
+        def loss(log_t: float) -> float:
+            s = z / np.exp(log_t)
+            s = s - s.max(axis=1, keepdims=True)
+            return float(np.sum(w * (np.log(np.exp(s).sum(axis=1)) - s[np.arange(len(y)), y])) / w.sum())
+        return float(np.exp(minimize_scalar(loss, bounds=(-5, 5), method="bounded").x))
+
+    lines = ["| run | T held-out | T test (best) | T held-out, test class mix | test ECE with each |", "|---|---|---|---|---|"]
+    for path in sorted(SCORES.glob("*.npz")):
+        d = np.load(path)
+        if "held_out_y" not in d.files:
+            continue
+        zo, yo, zt, yt = d["held_out_scores"], d["held_out_y"], d["test_scores"], d["test_y"]
+        ok = np.isfinite(zo[np.arange(len(yo)), yo])
+        zo, yo = zo[ok], yo[ok]
+        k = zt.shape[1]
+        mix = np.bincount(yt, minlength=k) / len(yt) / np.maximum(np.bincount(yo, minlength=k) / len(yo), 1e-9)
+        temps = [fit_t(zo, yo, np.ones(len(yo))), fit_t(zt, yt, np.ones(len(yt))), fit_t(zo, yo, mix[yo])]
+        eces = [confidence_scores(_softmax(zt / t), yt)["ece"] for t in temps]
+        lines.append(f"| {path.stem} | " + " | ".join(f"{t:.2f}" for t in temps) + " | "
+                     + " / ".join(f"{e:.3f}" for e in eces) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--only", nargs="+", default=None, help="data:shots, e.g. rt-sentiment:32")
     parser.add_argument("--table", action="store_true", help="print the table of the results file and stop")
+    parser.add_argument("--diagnose", action="store_true", help="print the temperatures table of the saved scores")
     args = parser.parse_args()
+    if args.diagnose:
+        print(diagnose())
+        return
     done = [json.loads(line) for line in RESULTS.read_text().splitlines()] if RESULTS.exists() else []
     if not args.table:
         grid = [(n, int(s)) for n, s in (x.split(":") for x in args.only)] if args.only else GRID
