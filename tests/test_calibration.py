@@ -10,7 +10,7 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
-from samples import run
+from samples import FOOD, SPORT, run
 
 from fastclf import stream
 from fastclf.calibration import fit, single_label_loss
@@ -218,3 +218,17 @@ def test_cli_serve_and_streaming_answer_with_abstention_and_sets(calibrated_mode
     assert item["label"] == clf.predict(["a late goal"])[0] and item["prediction_set"][0] == item["label"]
     with pytest.raises(RequestError, match="coverage must be"):
         answer_options({"inputs": "x", "coverage": 0}, clf)
+
+
+def test_eval_reports_confidence_figures_and_writes_the_page(calibrated_model, tiny_model, tmp_path):
+    data = tmp_path / "test.csv"
+    pd.DataFrame({"text": SPORT + FOOD, "label": ["sport"] * len(SPORT) + ["food"] * len(FOOD)}).to_csv(data, index=False)
+    code, out = run("eval", calibrated_model, data, "--report", tmp_path / "report")
+    assert code == 0 and "log-loss: " in out and "(uncalibrated " in out and "min confidence  answered" in out
+    assert "prediction sets at coverage 0.90: achieved" in out
+    page = (tmp_path / "report" / "eval.html").read_text()
+    assert page.count("<svg") == 2 and "Reliability" in page
+    code, out = run("eval", tiny_model, data, "--json")
+    metrics = json.loads(out)
+    assert code == 0 and "uncalibrated" not in metrics and 0 <= metrics["confidence"]["ece"] <= 1
+    assert [row["threshold"] for row in metrics["confidence"]["table"]] == [0.5, 0.6, 0.7, 0.8, 0.9, 0.95]
