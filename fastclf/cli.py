@@ -143,15 +143,28 @@ def _one_line(text: str) -> str:
                    "needs pip install 'fastclf[ray]'.")
 @click.option("--concurrency", type=click.IntRange(min=1), default=1, show_default=True,
               help="Ray actors, each holding one copy of the model (--engine ray).")
+@click.option("--min-confidence", type=float, default=None, metavar="P",
+              help="Answer only when the (calibrated) confidence is at least P (0 to 1); below it, the unsure "
+                   "label (with --input: in the predicted column). A multi-label text's confidence is its least "
+                   "sure label decision.")
+@click.option("--unsure-label", default="unsure", show_default=True,
+              help="The answer below --min-confidence; it must not be one of the model's labels.")
+@click.option("--coverage", type=float, default=None, metavar="C",
+              help="Also give each text's conformal prediction set: the labels that hold the true label with "
+                   "probability at least C (0 < C < 1), on average over texts like the training examples "
+                   "(exchangeable data), not for each text. Single-label models; with --input, a prediction_set "
+                   "column.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines with all probabilities.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def predict(model_dir, texts, input_file, output, text_column, variant, batch_size, chunk_size, engine, concurrency,
-            as_json, quiet):
+            min_confidence, unsure_label, coverage, as_json, quiet):
     """Label TEXTS (or the texts of --input) with the model in MODEL_DIR; TEXTS "-" reads one text
     a line from standard input.
 
     Prints a line a text: label, probability and the text (on one line, cut to 80 characters;
-    --json prints it whole, with every probability)."""
+    --json prints it whole, with every probability). The probabilities are calibrated on the
+    cross-validation's held-out examples when the model was trained with it; the guarantee of
+    --coverage assumes new texts are exchangeable with (drawn like) the training examples."""
     from .commands import Predictions, predict_command
 
     if texts == ("-",):
@@ -162,16 +175,19 @@ def predict(model_dir, texts, input_file, output, text_column, variant, batch_si
             raise DataError("no texts on standard input")
     result = predict_command(model_dir, list(texts), input_file=input_file, output=output, text_column=text_column,
                              variant=variant, batch_size=batch_size, engine=engine, concurrency=concurrency,
-                             chunk_size=chunk_size, quiet=quiet)
+                             chunk_size=chunk_size, quiet=quiet,
+                             answer={"min_confidence": min_confidence, "unsure_label": unsure_label,
+                                     "coverage": coverage})
     if isinstance(result, Predictions):
         for p in result.items:
             if as_json:
                 click.echo(json.dumps(p.to_dict()))
-            elif result.multi_label:
+            elif result.multi_label and isinstance(p.label, list):
                 shown = ", ".join(f"{c} {v:.3f}" for c, v in p.proba.items() if c in p.label) or "(none)"
                 click.echo(f"{shown}\t{_one_line(p.text)}")
             else:
-                click.echo(f"{p.label}\t{max(p.proba.values()):.3f}\t{_one_line(p.text)}")
+                shown = "" if p.labels is None else "\t{" + ", ".join(p.labels) + "}"
+                click.echo(f"{p.label}\t{p.confidence:.3f}{shown}\t{_one_line(p.text)}")
     elif output is not None:
         if len(result.outputs) == 1:
             click.echo(f"wrote {result.rows} rows to {result.outputs[0]}")
@@ -186,20 +202,28 @@ def predict(model_dir, texts, input_file, output, text_column, variant, batch_si
 @click.option("--variant", default=None, help="Body variant (default: the model's default variant).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True,
               help="Texts embedded together.")
+@click.option("--report", type=click.Path(path_type=Path), default=None, metavar="DIR",
+              help="Write DIR/eval.html: a reliability diagram and the accuracy-coverage curve (needs matplotlib).")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
-def eval_(model_dir, data, text_column, label_column, label_columns, label_separator, variant, batch_size, as_json):
-    """Evaluate the model in MODEL_DIR on the labeled file DATA."""
+def eval_(model_dir, data, text_column, label_column, label_columns, label_separator, variant, batch_size, report,
+          as_json):
+    """Evaluate the model in MODEL_DIR on the labeled file DATA: accuracy, macro-F1, the per-class
+    table and, for a single-label model, how far its confidence can be trusted (log-loss,
+    calibration error, the share answered and its accuracy at each --min-confidence, and the
+    prediction sets' achieved coverage)."""
     from .commands import eval_command
     from .metrics import format_report
 
     result = eval_command(model_dir, data, read=lambda p: read_data(p, text_column, label_column, label_columns,
                                                                 label_separator),
-                          variant=variant, batch_size=batch_size)
+                          variant=variant, batch_size=batch_size, report=report)
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))
     else:
         click.echo(f"model: {model_dir} ({result.variant})\ndata: {data}")
         click.echo(format_report(result.metrics, result.classes))
+        if result.report is not None:
+            click.echo(f"\nwrote {result.report}")
 
 
 @cli.command()

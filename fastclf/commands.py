@@ -16,7 +16,7 @@ from .backends import VARIANTS
 from .config import ModelConfig, VariantRecord
 from .data import LabeledData, sample_shots, split_holdout, validate_for_training
 from .errors import DataError
-from .model import Classifier
+from .model import Classifier, check_answer
 from .modeldir import ModelDir, check_output_dir
 
 if TYPE_CHECKING:
@@ -183,6 +183,7 @@ def train_command(data_path: Path, output: Path, config: TrainConfig, *, read: C
         say(f"{info['long_texts']} of {len(train_data)} texts are longer than the body's window: "
             f"{'split into windows whose embeddings are pooled' if config.long_texts == 'chunk' else 'truncated'}")
     say(f"recipe: {info['description']}")
+    say(f"probabilities: {info['calibration']}")
     note = chance_note(result.selection, train_data)
     if note:
         say(note)
@@ -192,7 +193,9 @@ def train_command(data_path: Path, output: Path, config: TrainConfig, *, read: C
     if eval_data is not None:
         say(f"evaluating on {eval_desc}")
         metrics = evaluate(clf, eval_data)
-        clf.config = clf.config.with_eval({"data": eval_desc, **{k: metrics[k] for k in ("n", "accuracy", "macro_f1")}})
+        conf = {k: metrics["confidence"][k] for k in ("log_loss", "ece")} if "confidence" in metrics else {}
+        clf.config = clf.config.with_eval({"data": eval_desc, **{k: metrics[k] for k in ("n", "accuracy", "macro_f1")},
+                                           **conf})
         say(format_report(metrics, [str(c) for c in clf.classes_]))
     path = clf.save(output)
     say(f"saved to {path}")
@@ -202,14 +205,18 @@ def train_command(data_path: Path, output: Path, config: TrainConfig, *, read: C
 
 @dataclass(frozen=True)
 class Prediction:
-    """One text's label (a list of labels for a multi-label model) and every class's probability."""
+    """One text's label (a list of labels for a multi-label model, or the unsure label), every
+    class's probability, its confidence, and its prediction set when one was asked for."""
 
     text: str
     label: str | list[str]
     proba: dict[str, float]
+    confidence: float = 1.0
+    labels: list[str] | None = None  # the prediction set
 
     def to_dict(self) -> dict[str, Any]:
-        return {"text": self.text, "label": self.label, "proba": self.proba}
+        out = {"text": self.text, "label": self.label, "proba": self.proba, "confidence": self.confidence}
+        return out if self.labels is None else {**out, "prediction_set": self.labels}
 
 
 @dataclass
@@ -228,10 +235,12 @@ class Predictions:
 def predict_command(model_dir: Path, texts: Sequence[str], *, input_file: str | Path | None,
                     output: str | Path | None, text_column: str | None, variant: str | None, batch_size: int,
                     engine: str = "local", concurrency: int = 1, chunk_size: int | None = None,
-                    quiet: bool = False) -> Predictions | ScoreResult:
+                    quiet: bool = False, answer: dict[str, Any] | None = None) -> Predictions | ScoreResult:
     """``fastclf predict``: label command-line texts (:class:`Predictions`), or score a file, a
     folder or a glob of files in chunks of rows into a new file (or folder), or CSV on stdout
-    without ``output`` (the stream's :class:`~fastclf.stream.ScoreResult`).
+    without ``output`` (the stream's :class:`~fastclf.stream.ScoreResult`). ``answer``: abstention
+    (``min_confidence``, ``unsure_label``) and prediction sets (``coverage``), checked against the
+    model before any text is scored.
 
     Raises:
         DataError, DataFileNotFound: bad texts, inputs or outputs.
@@ -243,24 +252,27 @@ def predict_command(model_dir: Path, texts: Sequence[str], *, input_file: str | 
         raise DataError("give either texts or --input FILE, not both")
     if output is not None and input_file is None:
         raise DataError("--output writes the scored --input file; give --input FILE")
+    answer = {k: v for k, v in (answer or {}).items() if v is not None}
+    check_answer(ModelConfig.read(model_dir), **answer)
     if input_file is not None:
         return _predict_input(model_dir, input_file, output, text_column=text_column, variant=variant,
                               batch_size=batch_size, engine=engine, concurrency=concurrency,
-                              chunk_size=chunk_size, quiet=quiet)
+                              chunk_size=chunk_size, quiet=quiet, answer=answer)
     if engine != "local":
         raise DataError("--engine applies to --input files only")
     clf = Classifier.load(model_dir, variant=variant)
     proba = clf.predict_proba(list(texts), batch_size=batch_size)
-    labels = clf.labels_from_proba(proba)
+    labels = clf.labels_from_proba(proba, **{k: v for k, v in answer.items() if k != "coverage"})
+    sets = clf.sets_from_proba(proba, answer["coverage"]) if "coverage" in answer else [None] * len(labels)
     classes = [str(c) for c in clf.classes_]
-    items = [Prediction(text, label, dict(zip(classes, map(float, row)))) for text, label, row in
-             zip(texts, labels, proba)]
+    items = [Prediction(text, label, dict(zip(classes, map(float, row))), float(c), s) for text, label, row, c, s in
+             zip(texts, labels, proba, clf.confidence(proba), sets)]
     return Predictions(clf.variant, clf.multi_label, items)
 
 
 def _predict_input(model_dir: Path, input_file: str | Path, output: str | Path | None, *, text_column: str | None,
                    variant: str | None, batch_size: int, engine: str, concurrency: int,
-                   chunk_size: int | None, quiet: bool) -> ScoreResult:
+                   chunk_size: int | None, quiet: bool, answer: dict[str, Any]) -> ScoreResult:
     from . import stream
 
     if engine == "ray":
@@ -268,11 +280,12 @@ def _predict_input(model_dir: Path, input_file: str | Path, output: str | Path |
 
         result = ray_predict_files(model_dir, input_file, output, variant=variant, text_column=text_column,
                                    batch_size=batch_size, rows_per_call=chunk_size or 256, concurrency=concurrency,
-                                   progress=not quiet)
+                                   progress=not quiet, answer=answer)
     elif engine == "local":
         clf = Classifier.load(model_dir, variant=variant)
         result = stream.predict_files(clf, input_file, output, text_column=text_column, batch_size=batch_size,
-                                      chunk_size=chunk_size or stream.DEFAULT_CHUNK_SIZE, progress=not quiet)
+                                      chunk_size=chunk_size or stream.DEFAULT_CHUNK_SIZE, progress=not quiet,
+                                      answer=answer)
     else:
         raise DataError(f"unknown engine {engine!r}; use local or ray")
     return result
@@ -287,25 +300,36 @@ class EvalOutcome:
     variant: str
     classes: list[str]
     metrics: dict[str, Any]
+    report: Path | None = None  # the HTML page, with --report
 
     def to_dict(self) -> dict[str, Any]:
         return self.metrics
 
 
 def eval_command(model_dir: Path, data: Path, *, read: Callable[[Path], LabeledData], variant: str | None,
-                 batch_size: int) -> EvalOutcome:
-    """``fastclf eval``: accuracy, macro-F1 and the per-class table of a model on labeled data.
+                 batch_size: int, report: Path | None = None) -> EvalOutcome:
+    """``fastclf eval``: accuracy, macro-F1, the per-class table and the confidence figures of a
+    model on labeled data; with ``report``, the HTML page of :mod:`fastclf.eval_report` in that folder.
 
     Raises:
         ModelNotFound, ModelFormatError, UnknownVariant, VariantNotExported: the model cannot be loaded.
-        DataError, DataFileNotFound: the data cannot be read, or has labels the model does not know.
+        DataError, DataFileNotFound: the data cannot be read, or has labels the model does not know,
+            or a report is asked of a multi-label model.
+        MissingDependency: a report without matplotlib.
     """
     from .metrics import evaluate
 
     clf = Classifier.load(model_dir, variant=variant)
+    if report is not None and clf.multi_label:
+        raise DataError("--report plots a single-label model's confidence; this model is multi-label")
     labeled = read(data)
     metrics = evaluate(clf, labeled, batch_size=batch_size)
-    return EvalOutcome(Path(model_dir), Path(data), clf.variant, [str(c) for c in clf.classes_], metrics)
+    if report is not None:
+        from .eval_report import write_eval_report
+
+        report = write_eval_report(metrics, [str(c) for c in clf.classes_], report,
+                                   title=f"fastclf eval: {model_dir} on {data}")
+    return EvalOutcome(Path(model_dir), Path(data), clf.variant, [str(c) for c in clf.classes_], metrics, report)
 
 
 def _num(value: Any, fmt: str) -> str:
@@ -341,6 +365,10 @@ def info_text(model_dir: Path, cfg: ModelConfig) -> str:
         if ev:
             lines.append(f"evaluation: accuracy {_num(ev.get('accuracy'), '.4f')}, "
                          f"macro-F1 {_num(ev.get('macro_f1'), '.4f')} on {ev.get('data', '?')}")
+    cal = cfg.calibration
+    lines.append("calibration: " + ("none (the head's probabilities as they are)" if cal is None else
+                                    f"temperature {', '.join(f'{t:g}' for t in cal.temperature)} fitted on {cal.n} "
+                                    f"held-out texts" + (", prediction sets available" if cal.conformal else "")))
     lines.append("variants:")
     for name in ModelDir(model_dir, cfg).exported():
         lines.append(f"  {name:<14} {_parity_text(cfg.variants.get(name))}")

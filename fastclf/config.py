@@ -11,7 +11,7 @@ and the field. The records that only describe the model (training, versions, the
 figures) are read leniently: a value of an unexpected type is not exposed as a typed field but
 kept, like every unknown key, in ``extra`` and written back unchanged.
 
-The sections below the top level (head, body, long_texts, training, variants) are in
+The sections below the top level (head, body, long_texts, calibration, training, variants) are in
 :mod:`fastclf.config_sections`, re-exported here. Only the standard library and fastclf's own
 light modules are imported.
 """
@@ -31,6 +31,7 @@ from .config_sections import (  # noqa: F401  (re-exported: the sections are par
     DEFAULT_MAX_CHUNKS,
     HEAD_FILE,
     BodyConfig,
+    Calibration,
     Check,
     Extra,
     HeadConfig,
@@ -57,7 +58,7 @@ _INFO_CHECKS: dict[str, Check] = {"fastclf_version": is_str, "created": is_str, 
                                   "body_id": is_str, "versions": is_dict, "training": is_dict,
                                   "default_variant_choice": is_dict}
 _STRICT_KEYS = ("format", "format_version", "labels", "multi_label", "threshold", "head", "body", "long_texts",
-                "variants", "default_variant")
+                "variants", "default_variant", "calibration")
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,7 @@ class ModelConfig:
     head: HeadConfig = field(default_factory=HeadConfig)
     body: BodyConfig = field(default_factory=BodyConfig)
     long_texts: LongTexts | None = None  # None: a model saved before long texts were split (first window only)
+    calibration: Calibration | None = None  # None: the head's scores are used as they are
     training: TrainingRecord | None = None
     versions: Mapping[str, Any] | None = None  # of the packages that trained it
     variants: Mapping[str, VariantRecord] = field(default_factory=dict)
@@ -119,6 +121,10 @@ class ModelConfig:
         default = data.get("default_variant")
         if default is not None and not isinstance(default, str):
             raise corrupted(source, "'default_variant' must be a variant name")
+        calibration = Calibration.from_dict(data.get("calibration"), source)
+        if calibration is not None and len(calibration.temperature) not in (1, len(labels)):
+            raise corrupted(source, f"calibration.temperature has {len(calibration.temperature)} values for "
+                                    f"{len(labels)} labels")
         info, extra = split_known({k: v for k, v in data.items() if k not in _STRICT_KEYS}, _INFO_CHECKS)
         training = info.pop("training", None)
         return cls(
@@ -126,6 +132,7 @@ class ModelConfig:
             head=HeadConfig.from_dict(data.get("head", {}), source),
             body=BodyConfig.from_dict(data.get("body", {}), source),
             long_texts=LongTexts.from_dict(data.get("long_texts"), source),
+            calibration=calibration,
             training=None if training is None else TrainingRecord.from_dict(training),
             variants={str(k): VariantRecord.from_value(str(k), v, source) for k, v in variants.items()},
             default_variant=default, extra=extra, **info,
@@ -180,6 +187,8 @@ class ModelConfig:
         out.update(head=self.head.to_dict(), body=self.body.to_dict())
         if self.long_texts is not None:
             out["long_texts"] = self.long_texts.to_dict()
+        if self.calibration is not None:
+            out["calibration"] = self.calibration.to_dict()
         if self.training is not None:
             out["training"] = self.training.to_dict()
         out.update(dump_record({"versions": self.versions}, {}))

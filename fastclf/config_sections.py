@@ -7,6 +7,7 @@ checks and helpers those readers share. Standard library only.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -246,3 +247,47 @@ class VariantRecord:
         if not typed["kept_below_tolerance"]:
             typed["kept_below_tolerance"] = None
         return dump_record(typed, self.extra)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """``calibration``: the map from the head's scores to calibrated probabilities, fitted on the
+    out-of-fold scores of the recipe's cross-validation (:mod:`fastclf.calibration`), and the
+    split-conformal scores of those texts. The head's scores are divided by ``temperature`` (one
+    value, or one a label for a multi-label head) before its softmax or sigmoid: a positive
+    scale, so the top label and every label at the 0.5 threshold stay as they were.
+    ``conformal`` holds the sorted nonconformity scores (1 - calibrated probability of the true
+    label) of ``n`` held-out texts, single-label only: a prediction set for any coverage is
+    built from them at prediction time."""
+
+    temperature: tuple[float, ...] = (1.0,)
+    n: int = 0
+    conformal: tuple[float, ...] = ()
+    extra: Extra = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: Any, source: Path | str) -> Calibration | None:
+        if data is None:
+            return None
+        if not isinstance(data, dict):
+            raise corrupted(source, "'calibration' must be an object")
+        temps, scores, n = data.get("temperature"), data.get("conformal", []), data.get("n", 0)
+        if (not isinstance(temps, list) or not temps
+                or not all(is_num(t) and 0 < t < float("inf") for t in temps)):
+            raise corrupted(source, f"calibration.temperature must be a list of positive numbers, got {temps!r}")
+        if not isinstance(scores, list) or not all(is_num(s) and 0 <= s <= 1 for s in scores):
+            raise corrupted(source, "calibration.conformal must be a list of numbers from 0 to 1")
+        if not is_int(n) or n < 0:
+            raise corrupted(source, f"calibration.n must be a count, got {n!r}")
+        extra = {k: v for k, v in data.items() if k not in ("temperature", "conformal", "n")}
+        return cls(tuple(float(t) for t in temps), n, tuple(sorted(float(s) for s in scores)), extra)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dump_record({"temperature": self.temperature, "n": self.n, "conformal": self.conformal}, self.extra)
+
+    def conformal_threshold(self, coverage: float) -> float:
+        """The split-conformal threshold for ``coverage`` (0 < coverage < 1): a label whose
+        nonconformity score (1 - probability) is at most this is in the set. The
+        ``ceil((n + 1) * coverage)``-th smallest held-out score; 1.0 (every label) when too few."""
+        k = math.ceil((len(self.conformal) + 1) * coverage - 1e-9)
+        return 1.0 if k > len(self.conformal) else self.conformal[k - 1]

@@ -82,11 +82,15 @@ class LogisticHead:
         kind = "binary" if lr.coef_.shape[0] == 1 else "multiclass"
         return cls(lr.coef_, lr.intercept_, kind)
 
-    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+    def predict_proba(self, X: np.ndarray, temperature: float | np.ndarray = 1.0) -> np.ndarray:
+        """Probabilities of embeddings ``X``; the scores are divided by ``temperature`` (a scalar, or
+        one value a label of a multi-label head) before the link: see :class:`fastclf.config.Calibration`."""
         X = np.asarray(X, dtype=np.float64)
         if X.ndim != 2 or X.shape[1] != self.dim:
             raise ValueError(f"expected embeddings of shape (n, {self.dim}), got {X.shape}")
         scores = X @ self.coef.T + self.intercept
+        if np.any(temperature != 1.0):
+            scores = scores / temperature
         if self.kind == "binary":
             p = _sigmoid(scores[:, 0])
             return np.stack([1.0 - p, p], axis=1)

@@ -20,7 +20,7 @@ from . import __version__
 from .backends import Body, get_spec, load_body
 from .backends._pipeline_config import declared_pooling_modes
 from .config import BODY_DIR, CONFIG_FILE, HEAD_FILE, BodyConfig, HeadConfig, ModelConfig, now, read_config
-from .errors import FastclfError, ModelFormatError
+from .errors import DataError, FastclfError, ModelFormatError
 from .head import LogisticHead
 from .modeldir import (
     ModelDir,
@@ -35,6 +35,41 @@ from .modeldir import (
 from .texts import check_batch_size, check_texts
 
 __all__ = ["BODY_DIR", "CONFIG_FILE", "HEAD_FILE", "Classifier", "ModelConfig", "check_output_dir", "read_config"]
+
+
+#: the answer of a text below ``min_confidence`` (:meth:`Classifier.predict`) unless another is named
+UNSURE = "unsure"
+
+
+def check_answer(cfg: ModelConfig, *, min_confidence: float | None = None, unsure_label: str = UNSURE,
+                 coverage: float | None = None) -> None:
+    """Refuse, before any text is scored, what :meth:`Classifier.predict` (``min_confidence``,
+    ``unsure_label``) or :meth:`Classifier.predict_set` (``coverage``) would refuse for the model
+    described by ``cfg``.
+
+    Raises:
+        DataError: ``min_confidence`` not from 0 to 1, ``unsure_label`` one of the labels,
+            ``coverage`` not strictly between 0 and 1, or sets asked of a multi-label model or
+            of a model without conformal scores.
+    """
+    def number(v: Any) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+    if min_confidence is not None:
+        if not number(min_confidence) or not 0 <= min_confidence <= 1:
+            raise DataError(f"min_confidence must be a probability from 0 to 1, got {min_confidence!r}")
+        if not isinstance(unsure_label, str) or unsure_label in cfg.labels:
+            raise DataError(f"the unsure label {unsure_label!r} is one of the model's labels; name another")
+    if coverage is None:
+        return
+    if not number(coverage) or not 0 < coverage < 1:
+        raise DataError(f"coverage must be strictly between 0 and 1 (e.g. 0.9), got {coverage!r}")
+    if cfg.multi_label:
+        raise DataError("prediction sets are for single-label models; for a multi-label model use each label's "
+                        f"calibrated probability against the threshold ({cfg.threshold:g})")
+    if cfg.calibration is None or not cfg.calibration.conformal:
+        raise DataError("this model has no conformal scores (trained without cross-validation, on too few examples, "
+                        "or by an older fastclf): retrain it to get prediction sets")
 
 
 def body_info(body_dir: Path) -> dict[str, Any]:
@@ -138,20 +173,73 @@ class Classifier:
         return self._chunker_cache
 
     def predict_proba(self, texts: str | Sequence[str], *, batch_size: int = 32) -> np.ndarray:
-        """Class probabilities ``(n, n_classes)``, columns in :attr:`classes_` order.
+        """Class probabilities ``(n, n_classes)``, columns in :attr:`classes_` order, calibrated
+        when the model holds a calibration (fastclf.json ``calibration``).
 
         For a multi-label model each column is that label's independent probability.
         """
-        return self.head.predict_proba(self.embed(texts, batch_size=batch_size))
+        return self.proba_of(self.embed(texts, batch_size=batch_size))
 
-    def predict(self, texts: str | Sequence[str], *, batch_size: int = 32) -> list:
-        """Predicted label for each text; a list of labels for each text if multi-label."""
-        return self.labels_from_proba(self.predict_proba(texts, batch_size=batch_size))
+    def proba_of(self, embeddings: np.ndarray, *, calibrated: bool = True) -> np.ndarray:
+        """The head's probabilities of ``embeddings``, through the model's calibration map unless
+        ``calibrated`` is False: the one place the map is applied."""
+        cal = self.config.calibration
+        temperature = np.asarray(cal.temperature) if calibrated and cal is not None else 1.0
+        return self.head.predict_proba(embeddings, temperature=temperature)
 
-    def labels_from_proba(self, proba: np.ndarray) -> list:
+    def predict(self, texts: str | Sequence[str], *, batch_size: int = 32, min_confidence: float | None = None,
+                unsure_label: str = UNSURE) -> list:
+        """Predicted label for each text; a list of labels for each text if multi-label. With
+        ``min_confidence``, a text whose :meth:`confidence` is below it gets ``unsure_label``
+        instead (for a multi-label model, in place of its list).
+
+        Raises:
+            DataError: ``min_confidence`` not from 0 to 1, or ``unsure_label`` is one of the labels.
+        """
+        return self.labels_from_proba(self.predict_proba(texts, batch_size=batch_size), min_confidence=min_confidence,
+                                      unsure_label=unsure_label)
+
+    def labels_from_proba(self, proba: np.ndarray, *, min_confidence: float | None = None,
+                          unsure_label: str = UNSURE) -> list:
+        """:meth:`predict`'s answer for probabilities ``proba``."""
+        check_answer(self.config, min_confidence=min_confidence, unsure_label=unsure_label)
         if self.multi_label:
-            return [[str(c) for c in self.classes_[row >= self.threshold]] for row in proba]
-        return [str(self.classes_[i]) for i in np.argmax(proba, axis=1)]
+            labels: list = [[str(c) for c in self.classes_[row >= self.threshold]] for row in proba]
+        else:
+            labels = [str(self.classes_[i]) for i in np.argmax(proba, axis=1)]
+        if min_confidence is None:
+            return labels
+        return [unsure_label if c < min_confidence else label for label, c in zip(labels, self.confidence(proba))]
+
+    def confidence(self, proba: np.ndarray) -> np.ndarray:
+        """How sure each answer is: the top label's probability; for a multi-label model, the
+        least sure of its per-label decisions (``max(p, 1 - p)`` over the labels)."""
+        proba = np.asarray(proba)
+        return np.maximum(proba, 1 - proba).min(axis=1) if self.multi_label else proba.max(axis=1)
+
+    def predict_set(self, texts: str | Sequence[str], *, coverage: float = 0.9, batch_size: int = 32) -> list[list[str]]:
+        """For each text, the labels of its split-conformal prediction set at ``coverage``: the
+        set holds the true label with probability at least ``coverage``, on average over texts
+        drawn like the held-out examples of the cross-validation (exchangeable data); not for
+        each text. Labels in decreasing probability; the top label is always in it.
+
+        Raises:
+            DataError: ``coverage`` not strictly between 0 and 1, a multi-label model, or a
+                model without calibration (trained before it, or on too few examples).
+        """
+        check_answer(self.config, coverage=coverage)
+        return self.sets_from_proba(self.predict_proba(texts, batch_size=batch_size), coverage)
+
+    def sets_from_proba(self, proba: np.ndarray, coverage: float) -> list[list[str]]:
+        """:meth:`predict_set`'s answer for (calibrated) probabilities ``proba``."""
+        check_answer(self.config, coverage=coverage)
+        assert self.config.calibration is not None  # checked
+        floor = 1.0 - self.config.calibration.conformal_threshold(coverage)
+        sets = []
+        for row in np.asarray(proba):
+            order = np.argsort(-row, kind="stable")
+            sets.append([str(self.classes_[i]) for n, i in enumerate(order) if n == 0 or row[i] >= floor])
+        return sets
 
     # ------------------------------------------------------------------ persistence
 

@@ -47,7 +47,7 @@ class _Scorer:
     """The callable class of ``map_batches``: loads the Classifier once per actor, then scores batches."""
 
     def __init__(self, model_dir: str, variant: str | None, text_column: str, batch_size: int,
-                 threads: int | None = None):
+                 threads: int | None = None, answer: dict[str, Any] | None = None):
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         if threads is not None and not os.environ.get("FASTCLF_THREADS"):
             # this actor's share of the cores; without it every actor runs a thread per core
@@ -59,6 +59,7 @@ class _Scorer:
         self.clf = Classifier.load(model_dir, variant=variant)
         self.text_column = text_column
         self.batch_size = batch_size
+        self.answer = answer
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
         from .data.columns import is_missing
@@ -69,7 +70,7 @@ class _Scorer:
         values = batch[self.text_column].tolist()
         if any(is_missing(v) for v in values):
             raise DataError(f"empty or missing text in column {self.text_column!r}")
-        return score_chunk(self.clf, batch, [str(v) for v in values], batch_size=self.batch_size)
+        return score_chunk(self.clf, batch, [str(v) for v in values], batch_size=self.batch_size, answer=self.answer)
 
 
 def cpus_per_actor(total_cpus: float, concurrency: int, requested: float = 1.0) -> float:
@@ -91,7 +92,8 @@ def cpus_per_actor(total_cpus: float, concurrency: int, requested: float = 1.0) 
 
 def predict_dataset(ds: Any, model_dir: str | Path, *, variant: str | None = None, batch_size: int = 256,
                     concurrency: int = 1, text_column: str = "text", num_cpus_per_actor: float = 1,
-                    model_batch_size: int = 32, threads_per_actor: int | None = None) -> Any:
+                    model_batch_size: int = 32, threads_per_actor: int | None = None,
+                    answer: dict[str, Any] | None = None) -> Any:
     """Add ``predicted`` and ``proba_<label>`` columns to a Ray Dataset, scored by ``concurrency``
     actors that each load the model in ``model_dir`` once (the folder must be readable on the
     cluster's nodes, and fastclf installed there).
@@ -112,6 +114,7 @@ def predict_dataset(ds: Any, model_dir: str | Path, *, variant: str | None = Non
         model_batch_size: texts per model call inside an actor (``predict_proba``'s batch_size).
         threads_per_actor: runtime threads in each actor (None: the cluster's CPUs shared out over
             the actors, at most the node's physical cores; ``$FASTCLF_THREADS`` on the nodes wins).
+        answer: abstention and prediction sets, as :func:`fastclf.stream.score_chunk` takes them.
 
     Raises:
         MissingDependency: ray[data] is not installed.
@@ -137,7 +140,7 @@ def predict_dataset(ds: Any, model_dir: str | Path, *, variant: str | None = Non
         return ds.map_batches(
             _Scorer,
             fn_constructor_kwargs={"model_dir": str(model_dir), "variant": name, "text_column": text_column,
-                                   "batch_size": model_batch_size, "threads": threads},
+                                   "batch_size": model_batch_size, "threads": threads, "answer": answer},
             batch_size=batch_size,
             batch_format="pandas",
             compute=ray.data.ActorPoolStrategy(size=concurrency),
@@ -260,7 +263,7 @@ def _unwrap(exc: BaseException) -> BaseException | None:
 def predict_files(model_dir: str | Path, input_spec: str | Path, output: str | Path | None, *,
                   variant: str | None = None, text_column: str | None = None, batch_size: int = 32,
                   rows_per_call: int = 256, concurrency: int = 1, num_cpus: int | None = None,
-                  progress: bool = False) -> Any:
+                  progress: bool = False, answer: dict[str, Any] | None = None) -> Any:
     """Score a file, a folder or a glob with a Ray actor pool and write the same outputs as
     :func:`fastclf.stream.predict_files` (one Ray Dataset per input file, rows in input order).
     ``rows_per_call`` rows go to an actor at a time; ``batch_size`` texts to a model call.
@@ -284,7 +287,8 @@ def predict_files(model_dir: str | Path, input_spec: str | Path, output: str | P
             if job.rows is not None:  # a small file: blocks small enough that every actor gets some
                 per_call = max(1, min(rows_per_call, -(-job.rows // concurrency)))
             ds = predict_dataset(_read(ray, job), model_dir, variant=variant, batch_size=per_call,
-                                 concurrency=concurrency, text_column=job.text_column, model_batch_size=batch_size)
+                                 concurrency=concurrency, text_column=job.text_column, model_batch_size=batch_size,
+                                 answer=answer)
             datasets.append(ds)
             try:
                 yield from _scored_batches(ds, job.columns)

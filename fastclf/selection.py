@@ -67,6 +67,9 @@ class Selection:
     # "average of N folds": it is the average of the N fold bodies' weights at the chosen steps
     final_body: str = "all examples"
     note: str = ""  # why a choice was left out (said after the description)
+    # the chosen (epochs, C)'s held-out scores and true labels over the folds that ran (Scores.out_of_fold):
+    # what calibration is fitted on; not part of the training record
+    held_out: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False, compare=False)
 
     @property
     def finetuned(self) -> bool:
@@ -131,24 +134,41 @@ def folds(y: np.ndarray, k: int, seed: int, multi_label: bool,
     return list(splitter.split(np.zeros(len(y)), y))
 
 
-def fit_predict(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, c: float, multi_label: bool,
-                 seed: int, class_weight: str | None = None) -> np.ndarray:
-    """Predictions (class indices, or a multi-hot matrix) of a logistic head fit with ``c`` (and
-    ``class_weight``, single-label only: see :meth:`fastclf.head.LogisticHead.fit`); a label that is
-    constant in a fold's training part is predicted as that constant."""
+def fit_scores(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, c: float, multi_label: bool,
+               seed: int, class_weight: str | None = None, n_classes: int = 2) -> np.ndarray:
+    """Held-out scores of a logistic head fit with ``c`` (and ``class_weight``, single-label only:
+    see :meth:`fastclf.head.LogisticHead.fit`), in the head's terms: single-label, one column a
+    class whose argmax is the prediction (a binary head's score ``z`` as ``[0, z]``, a class absent
+    from the training part ``-inf``); multi-label, one score a label, positive for the label (a label
+    constant in the training part scores ``+inf`` or ``-inf``)."""
     from sklearn.linear_model import LogisticRegression
 
-    weight = None if multi_label else class_weight
-
-    def fit(yy: np.ndarray) -> np.ndarray:
-        if len(np.unique(yy)) < 2:
-            return np.full(len(test_x), yy[0])
-        return LogisticRegression(C=c, max_iter=1000, random_state=seed,
-                                  class_weight=weight).fit(train_x, yy).predict(test_x)
+    def fit(yy: np.ndarray, weight: str | None) -> tuple[np.ndarray, np.ndarray]:
+        lr = LogisticRegression(C=c, max_iter=1000, random_state=seed, class_weight=weight).fit(train_x, yy)
+        return lr.classes_, lr.decision_function(test_x)
 
     if multi_label:
-        return np.stack([fit(train_y[:, j]) for j in range(train_y.shape[1])], axis=1)
-    return fit(train_y)
+        cols = []
+        for j in range(train_y.shape[1]):
+            yy = train_y[:, j]
+            cols.append(np.full(len(test_x), np.inf if yy[0] else -np.inf) if len(np.unique(yy)) < 2
+                        else fit(yy, None)[1])
+        return np.stack(cols, axis=1)
+    out = np.full((len(test_x), n_classes), -np.inf)
+    if len(np.unique(train_y)) < 2:
+        out[:, train_y[0]] = 0.0
+        return out
+    classes, z = fit(train_y, class_weight)
+    if z.ndim == 1:
+        out[:, classes[0]], out[:, classes[1]] = 0.0, z
+    else:
+        out[:, classes] = z
+    return out
+
+
+def predicted(scores: np.ndarray, multi_label: bool) -> np.ndarray:
+    """Class indices (or a multi-hot matrix) of :func:`fit_scores`' scores, as the head predicts."""
+    return (scores > 0).astype(int) if multi_label else np.argmax(scores, axis=1)
 
 
 def _correct(pred: np.ndarray, truth: np.ndarray, multi_label: bool) -> np.ndarray:
@@ -164,27 +184,40 @@ def settles(untuned: float, tuned: float, held_out: int, z: float = DECISIVE_Z) 
 
 
 class Scores:
-    """Correct held-out predictions, summed over folds, for each (epochs, C)."""
+    """Correct held-out predictions, summed over folds, for each (epochs, C), and the held-out
+    scores themselves with their true labels (``held_out``): the data calibration is fitted on."""
 
-    def __init__(self, cs: Sequence[float], class_weight: str | None = None):
+    def __init__(self, cs: Sequence[float], class_weight: str | None = None, n_classes: int = 2):
         self.cs = tuple(cs)
         self.class_weight = class_weight
+        self.n_classes = n_classes
         self.correct: dict[tuple[int, float], int] = {}
         self.total: dict[tuple[int, float], int] = {}
+        self.held_out: dict[tuple[int, float], list[tuple[np.ndarray, np.ndarray]]] = {}
 
     def add(self, epochs: int, emb_train: np.ndarray, y_train: np.ndarray, emb_test: np.ndarray,
             y_test: np.ndarray, multi_label: bool, seed: int) -> None:
         for c in self.cs:
-            pred = fit_predict(emb_train, y_train, emb_test, c, multi_label, seed, self.class_weight)
+            z = fit_scores(emb_train, y_train, emb_test, c, multi_label, seed, self.class_weight, self.n_classes)
             key = (epochs, c)
-            self.correct[key] = self.correct.get(key, 0) + int(_correct(pred, y_test, multi_label).sum())
+            self.correct[key] = self.correct.get(key, 0) + int(_correct(predicted(z, multi_label), y_test,
+                                                                        multi_label).sum())
             self.total[key] = self.total.get(key, 0) + len(y_test)
+            self.held_out.setdefault(key, []).append((z, y_test))
 
     def merge(self, other: Scores) -> None:
-        """Add another fold's counts."""
+        """Add another fold's counts and scores."""
         for key, n in other.correct.items():
             self.correct[key] = self.correct.get(key, 0) + n
             self.total[key] = self.total.get(key, 0) + other.total[key]
+            self.held_out.setdefault(key, []).extend(other.held_out.get(key, []))
+
+    def out_of_fold(self, key: tuple[int, float]) -> tuple[np.ndarray, np.ndarray] | None:
+        """(held-out scores, their true labels) of ``key`` over the folds that ran, or None."""
+        parts = self.held_out.get(key)
+        if not parts:
+            return None
+        return np.concatenate([z for z, _ in parts]), np.concatenate([y for _, y in parts])
 
     def accuracy(self, key: tuple[int, float]) -> float:
         return self.correct[key] / self.total[key]
@@ -314,7 +347,8 @@ def _select(data: LabeledData, y: np.ndarray, texts: list[str], config: Any, bas
             unscored = max(tuned_epochs)
         tuned_epochs, epoch_choices = [], (0,)  # the recipe line says why (Selection.note)
     workers = min(k, usable_cpus()) if tuned_epochs and config.cv_parallel and can_fork() else 1
-    scores = Scores(cs, weight)
+    n_classes = len(data.classes)
+    scores = Scores(cs, weight, n_classes)
     used = 0
     for start in range(0, k, workers):
         group = list(range(start, min(start + workers, k)))
@@ -330,7 +364,7 @@ def _select(data: LabeledData, y: np.ndarray, texts: list[str], config: Any, bas
         steps = ", ".join(str(e * full) for e in tuned_epochs)
         say(f"cross-validation {which}: fine-tuning on {n_train} examples, scoring the rest after the {steps} "
             f"optimizer steps of {', '.join(map(str, tuned_epochs))} epochs")
-        jobs = [functools.partial(_tuned_fold, splits[f], texts, y, tuned_epochs, Scores(cs, weight), data.multi_label,
+        jobs = [functools.partial(_tuned_fold, splits[f], texts, y, tuned_epochs, Scores(cs, weight, n_classes), data.multi_label,
                                   config.seed,
                                   base, embed, tune, full, per_epoch(len(splits[f][0])),
                                   None if weights_dir is None else weights_dir / f"fold{f}") for f in group]
@@ -348,7 +382,7 @@ def _select(data: LabeledData, y: np.ndarray, texts: list[str], config: Any, bas
         return Selection(unscored, c, "fine-tuning asked for; " + note, folds=used, scores=scores.by_epochs(),
                          steps=unscored * full, note=note)
     selection = Selection(epochs, c, "cross-validation", folds=used, scores=scores.by_epochs(), steps=epochs * full,
-                          note=note)
+                          note=note, held_out=scores.out_of_fold((epochs, c)))
     if weights_dir is not None and epochs > 0 and used == k:
         average_into(base, [weights_dir / f"fold{f}" / f"{epochs}.npz" for f in range(k)])
         selection.final_body = f"average of {k} folds"

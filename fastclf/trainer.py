@@ -34,6 +34,7 @@ import numpy as np
 
 from ._util import package_versions
 from .chunking import DEFAULT_MAX_CHUNKS, LONG_TEXT_MODES, Chunker, pool, window_of
+from .config import Calibration
 from .data import LabeledData, validate_for_training
 from .errors import DataError, ModelNotFound, TrainingError, first_line
 from .head import LogisticHead
@@ -216,6 +217,23 @@ def resolve_model(model: str | None) -> tuple[str, str]:
     return model, model
 
 
+def calibrate(selection: Selection, data: LabeledData) -> tuple[Calibration | None, str]:
+    """The calibration fitted on the recipe's held-out scores (:mod:`fastclf.calibration`), or None,
+    and a line that says which, and why."""
+    from .calibration import fit
+
+    if selection.held_out is None:
+        return None, ("not calibrated: the recipe was not cross-validated, so no held-out scores; the "
+                      "probabilities are the head's as they are")
+    scores, y = selection.held_out
+    fitted = fit(scores, y, multi_label=data.multi_label, n_classes=len(data.classes))
+    if isinstance(fitted, str):
+        return None, f"not calibrated: {fitted}; the probabilities are the head's as they are"
+    temps = ", ".join(f"{t:g}" for t in fitted.temperature)
+    return fitted, (f"calibrated on {fitted.n} held-out scores of the cross-validation: temperature {temps}"
+                    + ("" if data.multi_label else "; prediction sets available (predict --coverage)"))
+
+
 class _TrainedBody:
     """The freshly tuned sentence-transformers body (torch fp32), before it is saved."""
 
@@ -363,6 +381,7 @@ def train(data: LabeledData, config: TrainConfig | None = None, *, progress: Pro
         head = LogisticHead.fit(embeddings, y, multi_label=data.multi_label, C=selection.head_c, seed=config.seed,
                                 class_weight=head_class_weight(config))
         timings["embeddings_and_head"] = time.perf_counter() - mark
+    calibration, calibration_text = calibrate(selection, data)
     seconds = time.perf_counter() - start
     from .config import LongTexts, ModelConfig, TrainingRecord
 
@@ -375,9 +394,11 @@ def train(data: LabeledData, config: TrainConfig | None = None, *, progress: Pro
         multi_label=data.multi_label,
         base_model=model_name,
         long_texts=LongTexts(mode=config.long_texts, max_chunks=config.max_chunks),
+        calibration=calibration,
         training=TrainingRecord(
             settings=settings,
-            selection={**asdict(selection), "description": description},
+            selection={**{k: v for k, v in asdict(selection).items() if k != "held_out"},
+                       "description": description},
             examples=len(data),
             examples_per_class=data.counts(),
             long_texts=embed.n_long,
@@ -393,4 +414,4 @@ def train(data: LabeledData, config: TrainConfig | None = None, *, progress: Pro
     clf = Classifier(_TrainedBody(base), head, data.classes, multi_label=data.multi_label, config=cfg)
     return TrainResult(clf, seconds, selection,
                        {"loss": loss_name, "bf16": bf16, "long_texts": embed.n_long, "seconds_by_step": timings,
-                        "description": description})
+                        "description": description, "calibration": calibration_text})

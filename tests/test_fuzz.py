@@ -265,7 +265,7 @@ def test_server_body_parser_raises_only_request_errors(body):
     from fastclf.serve.protocol import RequestError
 
     try:
-        texts, single, top_k = parse_predict_body(body.encode("utf-8", "surrogatepass") if isinstance(body, str)
+        texts, single, top_k, _ = parse_predict_body(body.encode("utf-8", "surrogatepass") if isinstance(body, str)
                                                   else body, max_inputs=4)
     except RequestError as exc:
         assert exc.status in (413, 422) and "\n" not in exc.message

@@ -13,6 +13,9 @@ Each text's list is sorted by score, highest first. Without ``top_k`` a single-l
 answers its best label only (top_k=1); a multi-label model answers every label whose
 probability is at least the model's threshold (possibly none). With ``top_k`` both answer the
 ``top_k`` best labels (all of them if ``top_k`` is larger than the number of labels).
+With ``min_confidence`` (and ``unsure_label``) or ``coverage`` in the request, each text's answer
+is an object instead: ``{"label", "confidence", "scores": [the list above], "prediction_set"}``,
+the label being the unsure label below ``min_confidence`` (see ``fastclf predict --help``).
 
 Each request's texts are checked and their tokens counted on their own; a
 :class:`MicroBatcher` then gathers the texts of concurrent requests, waiting at most

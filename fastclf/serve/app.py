@@ -21,7 +21,7 @@ from .. import __version__
 from ..errors import first_line, missing_dependency
 from .batcher import MicroBatcher, QueueFull, ShuttingDown, token_counter
 from .metrics import Metrics
-from .protocol import RequestError, parse_predict_body, rank_labels
+from .protocol import RequestError, answer_options, parse_predict_body, rank_labels, with_answers
 from .settings import ServeSettings
 
 try:  # the route functions' annotations are resolved in this module's globals (postponed annotations)
@@ -232,7 +232,8 @@ def _add_routes(app: FastAPI, model: ServedModel) -> None:
         if batcher is None or clf is None:
             raise model.not_ready()
         body = await _read_body(request, settings.max_body_bytes, settings.read_timeout_s)
-        texts, single, top_k = parse_predict_body(body, settings.max_inputs)  # alone, before it meets others
+        texts, single, top_k, payload = parse_predict_body(body, settings.max_inputs)  # alone, before it meets others
+        answer = answer_options(payload, clf)
         try:
             proba = await batcher.submit(texts)
         except QueueFull as exc:
@@ -243,6 +244,7 @@ def _add_routes(app: FastAPI, model: ServedModel) -> None:
             log.error("POST /predict: inference failed: %s: %s", type(exc).__name__, first_line(exc))
             raise RequestError(500, "internal", f"inference failed: {first_line(exc)}") from None
         ranked = rank_labels(proba, clf.classes_, multi_label=clf.multi_label, threshold=clf.threshold, top_k=top_k)
+        ranked = with_answers(ranked, proba, clf, answer)
         return JSONResponse(ranked[0] if single else ranked)  # built by hand: no jsonable_encoder pass
 
     @app.get("/health")

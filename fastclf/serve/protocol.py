@@ -28,8 +28,9 @@ def _invalid(message: str) -> RequestError:
     return RequestError(422, "invalid_request", message)
 
 
-def parse_predict_body(body: bytes, max_inputs: int) -> tuple[list[str], bool, int | None]:
-    """Decode and check a /predict body on its own: (texts, whether ``inputs`` was one string, top_k).
+def parse_predict_body(body: bytes, max_inputs: int) -> tuple[list[str], bool, int | None, dict[str, Any]]:
+    """Decode and check a /predict body on its own: (texts, whether ``inputs`` was one string, top_k,
+    the decoded body for :func:`answer_options`).
 
     Raises:
         RequestError: 422 for a body that is not JSON or has a wrong shape, type or text (an
@@ -45,7 +46,7 @@ def parse_predict_body(body: bytes, max_inputs: int) -> tuple[list[str], bool, i
         check_texts(texts)
     except DataError as exc:
         raise _invalid(str(exc)) from None
-    return texts, single, top_k
+    return texts, single, top_k, payload
 
 
 def parse_predict_request(payload: Any, max_inputs: int) -> tuple[list[str], bool, int | None]:
@@ -56,7 +57,7 @@ def parse_predict_request(payload: Any, max_inputs: int) -> tuple[list[str], boo
     """
     if not isinstance(payload, dict):
         raise _invalid(f'the body must be a JSON object like {{"inputs": ["text"]}}, not {type(payload).__name__}')
-    unknown = sorted(set(payload) - {"inputs", "top_k", "truncate"})
+    unknown = sorted(set(payload) - {"inputs", "top_k", "truncate", *ANSWER_FIELDS})
     if unknown:
         names = ", ".join(json.dumps(k)[:40] for k in unknown[:5])  # quoted and cut: a name may hold anything
         raise _invalid(f"unknown field(s): {names}; expected 'inputs' and optionally 'top_k'")
@@ -73,6 +74,44 @@ def parse_predict_request(payload: Any, max_inputs: int) -> tuple[list[str], boo
     if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
         raise _invalid(f"'top_k' must be a positive integer, not {json.dumps(top_k)[:20]}")
     return texts, single, top_k
+
+
+#: request fields that turn each text's answer into an object (:func:`with_answers`)
+ANSWER_FIELDS = ("min_confidence", "unsure_label", "coverage")
+
+
+def answer_options(payload: dict[str, Any], clf: Any) -> dict[str, Any]:
+    """The abstention and prediction-set fields of a checked /predict body, checked against the
+    model (:func:`fastclf.model.check_answer`).
+
+    Raises:
+        RequestError: 422 for a value the model refuses (min_confidence 1.5, coverage 1).
+    """
+    from ..errors import DataError
+    from ..model import check_answer
+
+    answer = {k: payload[k] for k in ANSWER_FIELDS if payload.get(k) is not None}
+    try:
+        check_answer(clf.config, **answer)
+    except DataError as exc:
+        raise _invalid(str(exc)) from None
+    return answer
+
+
+def with_answers(ranked: list[list[dict[str, Any]]], proba: np.ndarray, clf: Any,
+                 answer: dict[str, Any]) -> list[Any]:
+    """``ranked`` as it is without ``answer``; with it, each text's answer as an object: ``label``
+    (the unsure label below ``min_confidence``), ``confidence``, ``scores`` (the ranked labels) and,
+    with ``coverage``, ``prediction_set``."""
+    if not answer:
+        return ranked
+    labels = clf.labels_from_proba(proba, **{k: v for k, v in answer.items() if k != "coverage"})
+    sets = clf.sets_from_proba(proba, answer["coverage"]) if "coverage" in answer else None
+    out = []
+    for i, (scores, confidence) in enumerate(zip(ranked, clf.confidence(proba))):
+        item = {"label": labels[i], "confidence": float(confidence), "scores": scores}
+        out.append(item if sets is None else {**item, "prediction_set": sets[i]})
+    return out
 
 
 def _texts_of(inputs: Any) -> list[str]:

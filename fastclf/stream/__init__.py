@@ -7,7 +7,8 @@ compressed) and Parquet are read. Each output is written to a temporary file bes
 renamed into place when complete, so a failure or Ctrl-C leaves no partial output behind.
 
 The output has the input's columns, then ``predicted`` (multi-label: the labels joined by
-``|``) and one ``proba_<label>`` column per class, in ``clf.classes_`` order.
+``|``; the unsure label below a ``min_confidence``) and one ``proba_<label>`` column per class,
+in ``clf.classes_`` order; with a ``coverage``, a ``prediction_set`` column last.
 
 The Ray engine (:mod:`fastclf.ray`) reuses the planning and the writers of this module, so
 both engines write the same files.
