@@ -8,7 +8,7 @@ is swapped with the live one in one step. A failure or Ctrl-C leaves the model a
 
 The parity gate lives in :mod:`fastclf.parity`, the brief timing in :mod:`fastclf.timing`,
 ``--auto``'s choice of a default variant in :mod:`fastclf.auto` and the ``fastclf accelerate``
-command in :mod:`fastclf.accelerate_command`; their names are re-exported here.
+command in :mod:`fastclf.accelerate_command`.
 
 The library reports progress through a callback (:class:`Step`) and returns
 :class:`ExportResult` objects; only the CLI prints.
@@ -27,11 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from .auto import AUTO_CANDIDATES, TORCH_CANDIDATES, AutoChoice, auto_candidates, available_variants, choose_default
 from .backends import (
     REFERENCE,
     RUNTIME_DIRS,
-    VARIANTS,
     Body,
     export_note,
     export_variant,
@@ -54,32 +52,17 @@ from .modeldir import (
     writer_lock,
 )
 from .parity import (
-    CONFIDENCE,
     DEFAULT_MAX_DISAGREEMENT,
-    DEFAULT_MIN_AGREEMENT,
     DEFAULT_MIN_COSINE,
-    GATE_RULE,
-    MAX_CHECK_TEXTS,
-    MIN_CHECK_TEXTS,
     GateDecision,
     Parity,
     accuracy_decision,
     gate_decision,
     parity,
     split_texts,
-    wilson_bounds,
 )
 from .quiet import quiet_third_party
 from .timing import Timing, time_body
-
-__all__ = [  # the names that moved out, re-exported: fastclf.accelerate still offers them
-    "AUTO_CANDIDATES", "CONFIDENCE", "DEFAULT_MAX_DISAGREEMENT", "DEFAULT_MIN_AGREEMENT", "DEFAULT_MIN_COSINE",
-    "GATE_RULE", "MAX_CHECK_TEXTS", "MIN_CHECK_TEXTS", "TORCH_CANDIDATES", "VARIANTS", "Acceleration", "AutoChoice",
-    "ExportResult", "GateDecision", "Parity", "Step", "Timing", "accelerate", "auto_candidates",
-    "available_variants", "choose_default", "export_variant", "gate_decision", "parity", "quiet_third_party",
-    "split_texts", "time_body", "variant_record", "wilson_bounds",
-]
-_COMMAND_NAMES = ("AccelerateOutcome", "accelerate_command", "format_baseline", "format_result", "format_summary")
 
 
 @dataclass
@@ -394,13 +377,3 @@ def variant_record(variant: str, result: ExportResult, source: str, n_cal: int) 
         kept_below_tolerance=result.kept_below_tolerance,
         gate_failure=g.reason if result.kept_below_tolerance else None,
     )
-
-
-def __getattr__(name: str) -> Any:
-    """The ``fastclf accelerate`` command's names, which live in :mod:`fastclf.accelerate_command`
-    (imported on first use: that module imports this one)."""
-    if name in _COMMAND_NAMES:
-        from . import accelerate_command
-
-        return getattr(accelerate_command, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -19,8 +19,8 @@ import fastclf.accelerate as acc
 import fastclf.auto as auto
 import fastclf.backends as backends
 from fastclf import Classifier
-from fastclf.accelerate import gate_decision, split_texts, wilson_bounds
 from fastclf.backends import openvino_backend
+from fastclf.parity import gate_decision, split_texts, wilson_bounds
 
 SPORT = samples.SPORT + samples.SPORT_EXTRA
 FOOD = samples.FOOD + samples.FOOD_EXTRA
@@ -314,7 +314,9 @@ def test_benchmark_threads_reach_each_row(auto_model, tmp_path):
 
 
 def test_auto_never_picks_a_variant_that_fails_the_gate(tmp_path, trained):
-    from fastclf.accelerate import ExportResult, Timing, choose_default
+    from fastclf.accelerate import ExportResult
+    from fastclf.auto import choose_default
+    from fastclf.timing import Timing
 
     model = tmp_path / "m"
     shutil.copytree(trained, model)

@@ -312,10 +312,11 @@ def test_train_shots_samples_each_class_and_evaluates_on_the_rest(csv, tiny_body
 def test_accelerate_all_exports_every_installed_runtime(tiny_model, tmp_path, monkeypatch):
     """``--all`` on the runtimes installed here, cut to the two cheapest exports (no calibration,
     no compilation) so that the test stays short: the plumbing is the same for every variant."""
-    import fastclf.accelerate as acc
     import fastclf.accelerate_command as command
+    from fastclf.auto import available_variants
+    from fastclf.backends import VARIANTS
 
-    installed = acc.available_variants()
+    installed = available_variants()
     cheap = [v for v in ("onnx-fp32", "openvino-fp32") if v in installed]
     if not cheap:
         pytest.skip("neither onnxruntime nor openvino is installed")
@@ -327,7 +328,7 @@ def test_accelerate_all_exports_every_installed_runtime(tiny_model, tmp_path, mo
     code, text = run("accelerate", model, "--all", "--calibration", calib)
     assert code == 0, text
     assert f"exported: {', '.join(cheap)}" in text
-    skipped = [v for v in acc.VARIANTS if v != "torch-fp32" and v not in cheap]
+    skipped = [v for v in VARIANTS if v != "torch-fp32" and v not in cheap]
     assert f"skipping {', '.join(skipped)}: runtime not installed" in text
     cfg = ModelConfig.read(model)
     assert list(cfg.variants) == cheap
