@@ -41,10 +41,7 @@ from .head import LogisticHead
 from .machine import cpu_has_bf16
 from .model import Classifier
 from .quiet import quiet_logs
-from .selection import (  # noqa: F401  (re-exported)
-    C_GRID,
-    DEFAULT_EPOCHS,
-    EPOCH_CHOICES,
+from .selection import (
     Selection,
     describe,
     head_class_weight,
