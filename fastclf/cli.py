@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from . import __version__
+from ._version import __version__
 from .cli_deploy import accelerate, benchmark, serve
 from .cli_options import data_options, read_data
 from .errors import FastclfError

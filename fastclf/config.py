@@ -95,7 +95,7 @@ class ModelConfig:
         Raises:
             ModelFormatError: not a fastclf config, an unknown format version, or a bad field.
         """
-        from . import __version__
+        from ._version import __version__
 
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise ModelFormatError(f"{source} is not a fastclf model config")

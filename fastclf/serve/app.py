@@ -17,7 +17,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .. import __version__
+from .._version import __version__
 from ..errors import first_line, missing_dependency
 from .batcher import MicroBatcher, QueueFull, ShuttingDown, token_counter
 from .metrics import Metrics
