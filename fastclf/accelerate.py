@@ -62,7 +62,7 @@ from .parity import (
     split_texts,
 )
 from .quiet import quiet_third_party
-from .timing import Timing, time_body
+from .timing import Timing, time_classifier
 
 
 @dataclass
@@ -181,7 +181,7 @@ def accelerate(model_dir: str | Path, variants: Sequence[str], *, calibration_te
     if timing:
         report(Step(REFERENCE, "time", 0, len(variants)))
         with quiet_third_party(verbose):
-            reference_timing = time_body(reference.body, reference.head, check)
+            reference_timing = time_classifier(reference, check)
         report(Step(REFERENCE, "baseline", 0, len(variants), timing=reference_timing))
     run = _Run(model_dir, body_id, reference, ref_emb, check, calibration, max_disagreement, min_cosine, keep,
                calibration_source, timing, verbose, report, fit_head, labeled)
@@ -280,6 +280,9 @@ def _export_and_check(run: _Run, variant: str, staged: Path, result: ExportResul
         body = load_body(staged, variant)
         own = get_spec(variant).head
         head = LogisticHead.load(staged / own) if own else run.reference.head
+        ref = run.reference  # the candidate as Classifier.load would give it: its head, the model's windows
+        candidate = Classifier(body, head, list(ref.classes_), multi_label=ref.multi_label, config=ref.config,
+                               threshold=ref.threshold)
     run.progress(Step(variant, "check", index, total))
     with quiet_third_party(run.verbose):
         result.parity = parity(run.reference, body, run.check, ref_emb=run.ref_emb, head=head)
@@ -287,7 +290,7 @@ def _export_and_check(run: _Run, variant: str, staged: Path, result: ExportResul
     if get_spec(variant).new_model:
         texts, labels, ref_right = run.labeled or ([], [], [])
         with quiet_third_party(run.verbose):
-            found = Classifier(body, head, list(run.reference.classes_)).predict(texts) if texts else []
+            found = candidate.predict(texts) if texts else []
         result.gate = accuracy_decision(ref_right, [a == b for a, b in zip(found, labels)],
                                         max_loss=run.max_disagreement)
     else:
@@ -296,7 +299,7 @@ def _export_and_check(run: _Run, variant: str, staged: Path, result: ExportResul
     if run.timing and result.gate.passed:
         run.progress(Step(variant, "time", index, total))
         with quiet_third_party(run.verbose):
-            result.timing = time_body(body, head, run.check)
+            result.timing = time_classifier(candidate, run.check)
     result.runtime = runtime_settings(body)  # after the timing: what it ran with (compiled shapes included)
     del body
 

@@ -1,10 +1,13 @@
-"""A brief timing of a loaded variant on this machine, head included (``accelerate --auto``)."""
+"""The one timing loop: warm-up, then calls timed for a duration. ``fastclf benchmark``'s workers
+and ``accelerate --auto``'s brief timing both use it, through ``Classifier.predict_proba``
+(tokenization, long-text windows and the head included)."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -22,36 +25,49 @@ class Timing:
     batch_calls: int
 
 
+def cycle_batches(texts: Sequence[str], size: int, start: int = 0) -> Iterator[list[str]]:
+    """Consecutive batches of ``size`` texts, cycling through ``texts``."""
+    i, n = start, len(texts)
+    while True:
+        yield [texts[(i + k) % n] for k in range(size)]
+        i = (i + size) % n
 
-def time_body(body, head, texts: Sequence[str], *, one_text_seconds: float = 1.5, batch_seconds: float = 2.0,
-              batch_size: int = 32) -> Timing:
-    """Brief timing on this machine: p50 of one-text calls over ``one_text_seconds`` (texts taken in
-    turn), then texts/s at ``batch_size`` over ``batch_seconds``, after one warm-up call each."""
+
+def time_calls(call: Callable[[list[str]], Any], batches: Iterator[list[str]], *, warmup_s: float,
+               warmup_min: int, duration_s: float, min_calls: int) -> tuple[list[int], list[int], int]:
+    """Warm up, then time calls for ``duration_s`` (and at least ``min_calls``); return
+    (per-call ns, texts per call, warm-up calls)."""
+    clock = time.perf_counter_ns
+    warm = 0
+    end = clock() + int(warmup_s * 1e9)
+    while warm < warmup_min or clock() < end:
+        call(next(batches))
+        warm += 1
+    times: list[int] = []
+    sizes: list[int] = []
+    end = clock() + int(duration_s * 1e9)
+    while len(times) < min_calls or clock() < end:
+        batch = next(batches)
+        t0 = clock()
+        call(batch)
+        times.append(clock() - t0)
+        sizes.append(len(batch))
+    return times, sizes, warm
+
+
+def time_classifier(clf: Any, texts: Sequence[str], *, one_text_seconds: float = 1.5, batch_seconds: float = 2.0,
+                    batch_size: int = 32) -> Timing:
+    """Brief timing of a Classifier on this machine: p50 of one-text calls over ``one_text_seconds``
+    (texts taken in turn), then texts/s at ``batch_size`` over ``batch_seconds``."""
     texts = [t for t in texts if t.strip()] or ["a short example text"]
 
     def call(batch: list[str]) -> None:
-        head.predict_proba(np.asarray(body.encode(batch, batch_size=batch_size), dtype=np.float32))
+        clf.predict_proba(batch, batch_size=batch_size)
 
-    call(texts[:1])
-    settle_one_text(body, lambda text: call([text]), texts)  # OpenVINO's one-text shapes compiled first
-    samples: list[float] = []
-    end = time.perf_counter() + one_text_seconds
-    i = 0
-    while time.perf_counter() < end or len(samples) < 5:
-        t0 = time.perf_counter()
-        call([texts[i % len(texts)]])
-        samples.append(time.perf_counter() - t0)
-        i += 1
-    batches = [(texts * (batch_size // len(texts) + 1))[k:k + batch_size] for k in range(0, len(texts), batch_size)]
-    call(batches[0])
-    done = calls = 0
-    start = time.perf_counter()
-    while time.perf_counter() - start < batch_seconds or calls < 2:
-        batch = batches[calls % len(batches)]
-        call(batch)
-        done += len(batch)
-        calls += 1
-    elapsed = time.perf_counter() - start
-    return Timing(round(float(np.median(samples)) * 1000, 3), len(samples), batch_size,
-                  round(done / elapsed, 1), calls)
-
+    settle_one_text(clf.body, lambda text: call([text]), texts)  # OpenVINO's one-text shapes compiled first
+    one, _, _ = time_calls(call, cycle_batches(texts, 1), warmup_s=0, warmup_min=1, duration_s=one_text_seconds,
+                           min_calls=5)
+    times, sizes, _ = time_calls(call, cycle_batches(texts, batch_size), warmup_s=0, warmup_min=1,
+                                 duration_s=batch_seconds, min_calls=2)
+    return Timing(round(float(np.median(one)) / 1e6, 3), len(one), batch_size,
+                  round(sum(sizes) / (sum(times) / 1e9), 1), len(times))

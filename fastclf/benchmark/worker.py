@@ -16,7 +16,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ from .._util import atomic_write_text
 from ..backends import runtime_settings, settle_one_text, thread_settings
 from ..errors import FastclfError, first_line
 from ..quiet import quiet_logs
+from ..timing import cycle_batches, time_calls
 
 EVAL_BATCH_SIZE = 32
 LATENCY_MIN_CALLS = 20
@@ -74,40 +75,6 @@ def _peak_rss_mb() -> float:
     return peak / 1024 if sys.platform != "darwin" else peak / 1024**2
 
 
-def _batches(texts: list[str], size: int, start: int = 0) -> Iterator[list[str]]:
-    """Consecutive batches of ``size`` texts, cycling through ``texts``."""
-    i = start
-    n = len(texts)
-    while True:
-        yield [texts[(i + k) % n] for k in range(size)]
-        i = (i + size) % n
-
-
-def time_calls(call: Callable[[list[str]], Any], batches: Iterator[list[str]], *, warmup_s: float,
-               warmup_min: int, duration_s: float, min_calls: int) -> tuple[list[int], list[int], int]:
-    """Warm up, then time calls for ``duration_s`` (and at least ``min_calls``); return
-    (per-call ns, texts per call, warm-up calls)."""
-    clock = time.perf_counter_ns
-    warm = 0
-    end = clock() + int(warmup_s * 1e9)
-    while warm < warmup_min or clock() < end:
-        call(next(batches))
-        warm += 1
-    times: list[int] = []
-    sizes: list[int] = []
-    end = clock() + int(duration_s * 1e9)
-    while len(times) < min_calls or clock() < end:
-        batch = next(batches)
-        t0 = clock()
-        call(batch)
-        times.append(clock() - t0)
-        sizes.append(len(batch))
-    return times, sizes, warm
-
-
-    os.environ.setdefault("LOGLEVEL", "ERROR")  # Intel Neural Compressor sets its logger's level from it
-
-
 def _call(predict: Callable[[list[str], int], list], batch_size: int, texts: list[str]) -> list:
     return predict(texts, batch_size)
 
@@ -139,6 +106,7 @@ class _Measurement:
 
         started = time.monotonic()
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        os.environ.setdefault("LOGLEVEL", "ERROR")  # Intel Neural Compressor sets its logger's level from it
         quiet_logs().__enter__()  # this worker process only measures: its libraries stay quiet until it exits
         model_dir = Path(self.job.model_dir)
         t0 = time.monotonic()
@@ -172,7 +140,7 @@ class _Measurement:
         settled_s = settle_one_text(self.body, lambda text: predict([text], 1), self.job.timing_texts)
         if settled_s is not None:
             self.res["runtime_settings"] = _plain(runtime_settings(self.body))
-        times, _, warm = time_calls(functools.partial(_call, predict, 1), _batches(self.job.timing_texts, 1),
+        times, _, warm = time_calls(functools.partial(_call, predict, 1), cycle_batches(self.job.timing_texts, 1),
                                     warmup_s=self.job.warmup, warmup_min=5, duration_s=self.job.duration,
                                     min_calls=LATENCY_MIN_CALLS)
         self.res["latency"] = {"samples_ns": times, "warmup_calls": warm, "seconds": sum(times) / 1e9,
@@ -184,7 +152,7 @@ class _Measurement:
     def throughput(self, predict: Callable[[list[str], int], list]) -> None:
         self.res["throughput"] = {}
         for i, b in enumerate(self.job.batch_sizes):
-            times, sizes, warm = time_calls(functools.partial(_call, predict, b), _batches(self.job.timing_texts, b, i * 7),
+            times, sizes, warm = time_calls(functools.partial(_call, predict, b), cycle_batches(self.job.timing_texts, b, i * 7),
                                             warmup_s=self.job.warmup, warmup_min=1, duration_s=self.job.duration,
                                             min_calls=THROUGHPUT_MIN_BATCHES)
             self.res["throughput"][str(b)] = {"batch_ns": times, "texts": sizes, "warmup_batches": warm}
