@@ -3,8 +3,8 @@
 The rule, the same for the Python API (``predict``, ``predict_proba``, ``embed``), command-line
 texts and ``--input`` files: every text is a ``str`` with at least one non-space character and
 valid Unicode (no lone surrogates). An empty text carries nothing to classify, so it is refused
-with its position instead of getting a confident-looking label. A body's own ``encode`` (the
-low-level runtime protocol) takes empty strings as sentence-transformers does.
+with its position instead of getting a confident-looking label. The runtimes' ``encode`` trusts
+texts checked here (or by the readers, which name rows).
 """
 
 from __future__ import annotations
@@ -17,12 +17,10 @@ from .errors import DataError
 _DECODE = "decode them first, e.g. data.decode('utf-8')"
 
 
-def check_texts(texts: str | Iterable[str], *, single_ok: bool = True, allow_empty: bool = False) -> list[str]:
+def check_texts(texts: str | Iterable[str]) -> list[str]:
     """Return ``texts`` as a list of strings, after checking every item.
 
-    A single string is one text (``single_ok``; otherwise a TypeError). ``allow_empty`` is for
-    the bodies' own ``encode`` (embedding ``""`` is well defined, as in sentence-transformers);
-    classifying refuses empty texts.
+    A single string is one text.
 
     Raises:
         TypeError: ``texts`` is bytes, a set (no defined order), a mapping, not iterable, or
@@ -30,8 +28,6 @@ def check_texts(texts: str | Iterable[str], *, single_ok: bool = True, allow_emp
         DataError: an item is empty or whitespace only, or is not valid Unicode.
     """
     if isinstance(texts, str):
-        if not single_ok:
-            raise TypeError("texts must be a sequence of strings, not a single string")
         texts = [texts]
     elif isinstance(texts, (bytes, bytearray, memoryview)):
         raise TypeError(f"texts are bytes: {_DECODE}")
@@ -50,7 +46,7 @@ def check_texts(texts: str | Iterable[str], *, single_ok: bool = True, allow_emp
             if isinstance(t, (bytes, bytearray, memoryview)):
                 raise TypeError(f"texts must be strings; item {i} is bytes: {_DECODE}")
             raise TypeError(f"texts must be strings; item {i} is {type(t).__name__}")
-        if not allow_empty and not t.strip():
+        if not t.strip():
             raise DataError(f"text {i} (counted from 0) is empty or only whitespace; there is nothing to classify")
     try:
         "".join(texts).encode("utf-8")

@@ -102,9 +102,9 @@ class TextPipeline:
         ``batch_size`` texts whose lengths are close (see :func:`length_chunks`), so little
         compute goes to padding; the result is in the order of ``texts``.
         """
-        from ..texts import check_batch_size, check_texts
+        from ..texts import check_batch_size
 
-        texts = check_texts(texts, single_ok=False, allow_empty=True)
+        texts = list(texts)  # checked by the caller (Classifier, the readers): fastclf.texts
         batch_size = check_batch_size(batch_size)
         if not texts:
             return np.zeros((0, self.config.dim or 0), dtype=np.float32)

@@ -342,9 +342,9 @@ class OpenVINOBody(PipelineBody):
         from ._numpy_pipeline import length_chunks
 
         pipeline = self.pipeline
-        if isinstance(texts, str) or batch_size < 1 or not all(isinstance(t, str) for t in texts):
-            return pipeline.encode(texts, self._run, batch_size=batch_size)  # raises its own clear error
-        texts = list(texts)
+        from ..texts import check_batch_size
+
+        texts, batch_size = list(texts), check_batch_size(batch_size)
         if len(texts) <= 1:
             return pipeline.encode(texts, self._run, batch_size=batch_size)
         encodings = pipeline._encode(texts)
