@@ -151,17 +151,18 @@ class Classifier:
         return chunker.embed(texts, lambda pieces: self.body.encode(pieces, batch_size=batch_size))
 
     def _chunker(self):
-        """The long-text splitter of this model (fastclf.json ``long_texts``), or None: a model
-        saved before long texts were split, or ``mode: truncate``, embeds the first window only."""
+        """The long-text splitter of this model (fastclf.json ``long_texts``), or None when the
+        body has no fast tokenizer. A model saved before long texts were split, or ``mode:
+        truncate``, embeds the first window only: its chunker only cuts the texts."""
         if not hasattr(self, "_chunker_cache"):
             from .chunking import Chunker, window_of
 
             policy = self.config.long_texts
+            window = window_of(self.body)
             chunker = None
-            if policy is not None and policy.mode == "chunk":
-                window = window_of(self.body)
-                if window is not None:
-                    chunker = Chunker(window[0], window[1], max_chunks=policy.max_chunks)
+            if window is not None:
+                split = policy is not None and policy.mode == "chunk"
+                chunker = Chunker(window[0], window[1], max_chunks=policy.max_chunks if split else 1, split=split)
             self._chunker_cache = chunker
         return self._chunker_cache
 

@@ -621,3 +621,58 @@ def test_openvino_accelerate_predict_and_benchmark_make_no_network_attempt(saved
         time.sleep(0.5)  # telemetry sends from a thread
     assert not log.exists(), log.read_text()
     assert not (tmp_path / "home" / "intel").exists()  # and nothing written in the user's home
+
+
+# ---------------------------------------------------------------------------------------------
+# 6. hostile and heavy input (issue 31): bounded memory, one line for every failure
+
+_RSS_CHILD = textwrap.dedent("""
+    import resource, sys
+    from fastclf.cli import cli
+    try:
+        cli(sys.argv[1:], standalone_mode=False)
+    finally:
+        print("maxrss_kb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)
+""")
+
+
+def test_one_huge_text_costs_memory_bounded_by_tokens(saved, tmp_path):
+    """A 20 MB text is cut to what --max-chunks windows can use before it is tokenized: the peak
+    memory stays far below the ~3 GB that tokenizing all of it took, and a warning says so once."""
+    src = tmp_path / "big.jsonl"
+    words = "alpha beta gamma delta " * (20_000_000 // 23)
+    src.write_text(json.dumps({"text": words}) + "\n" + json.dumps({"text": "short one"}) + "\n")
+    out = tmp_path / "out.csv"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-c", _RSS_CHILD, "predict", str(saved), "--input", str(src),
+                           "--output", str(out)], capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rss_mb = int(proc.stderr.rsplit("maxrss_kb", 1)[1].split()[0]) / 1024
+    assert rss_mb < 1500, f"peak RSS {rss_mb:.0f} MB"
+    assert proc.stderr.count("are cut to their first") == 1, proc.stderr[-2000:]
+    assert len(pd.read_csv(out)) == 2
+
+
+def test_windows_of_a_cut_text_are_spaced_over_the_kept_characters(minilm_dir):
+    from tokenizers import Tokenizer
+
+    from fastclf.chunking import CHARS_PER_TOKEN, Chunker
+
+    chunker = Chunker(Tokenizer.from_file(str(minilm_dir / "tokenizer.json")), 16, max_chunks=3)
+    assert chunker.max_chars == 3 * 16 * CHARS_PER_TOKEN
+    long = "x" * 5000 + " tail words here"  # one 5,000-character word: one token for many characters
+    pieces = chunker.split(["a short text", long, "word " * 2000])
+    assert pieces.n_cut == 2 and pieces.n_inputs == 3
+    assert all(len(p) <= chunker.max_chars for p in pieces.texts)
+    assert "tail" not in " ".join(pieces.texts)
+    assert (pieces.owner == 2).sum() == 3  # evenly spaced windows over the kept prefix
+
+
+@pytest.mark.parametrize("sep", [",", "\t"])
+def test_a_csv_with_absurdly_many_columns_is_refused_early(saved, tmp_path, sep):
+    src = tmp_path / "wide.csv"
+    src.write_text(sep.join(f"c{i}" for i in range(1_000_000)) + "\n" + sep.join("x" * 1_000_000) + "\n")
+    with pytest.raises(DataError, match="1,000,000 columns"):
+        read_texts(src)
+    code, output = run("predict", saved, "--input", src, "--output", tmp_path / "out.csv")
+    one_line_error(code, output, "1,000,000 columns")

@@ -80,9 +80,25 @@ def separator(fmt: str, header: str | None = None) -> str:
     return next((sep for sep in ("\t", ";", ",") if sep in header), own)
 
 
-def header_line(data: bytes) -> str:
-    """The first line of a CSV or TSV file's bytes (the header), without a byte-order mark."""
-    return data.split(b"\n", 1)[0].decode("utf-8", errors="replace").lstrip("\ufeff")
+#: a CSV or TSV header with more columns is refused before pandas parses it (a million
+#: columns of a 14 MB file took gigabytes)
+MAX_COLUMNS = 10_000
+
+
+def csv_separator(path: Path, fmt: str, data: bytes) -> str:
+    """The separator (see :func:`separator`) of a CSV or TSV file whose bytes start with ``data``
+    (its first line at least).
+
+    Raises:
+        DataError: the header has more than :data:`MAX_COLUMNS` columns.
+    """
+    header = data.split(b"\n", 1)[0].decode("utf-8", errors="replace").lstrip("\ufeff")
+    sep = separator(fmt, header)
+    n = header.count(sep) + 1
+    if n > MAX_COLUMNS:
+        raise DataError(f"{path}: the header has {n:,} columns, more than fastclf reads ({MAX_COLUMNS:,}); "
+                        "is this a table of texts?")
+    return sep
 
 
 def csv_options(fmt: str, sep: str | None = None) -> dict[str, Any]:
