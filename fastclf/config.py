@@ -46,7 +46,7 @@ from .config_sections import (  # noqa: F401  (re-exported: the sections are par
     split_known,
 )
 from .errors import ModelFormatError, ModelNotFound, first_line
-from .safety import inside
+from .safety import check_file, inside
 
 FORMAT = "fastclf"
 FORMAT_VERSION = 1
@@ -150,6 +150,7 @@ class ModelConfig:
         if not cfg_path.is_file():
             raise ModelFormatError(f"{path} is not a fastclf model ({CONFIG_FILE} is missing); "
                                    "train one with: fastclf train DATA")
+        check_file(cfg_path, path)
         try:
             data = json.loads(cfg_path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:

@@ -212,7 +212,7 @@ def _load_body(model: str) -> Any:
     if Path(model).is_dir():  # a local folder: refuse one that would run code when loaded
         from .safety import check_body
 
-        check_body(model)
+        check_body(model, contained=False)  # a folder in the Hugging Face cache links to its blobs
     try:
         return SentenceTransformer(model, device="cpu")
     except Exception as exc:  # hub errors, missing weights, bad config...

@@ -676,3 +676,90 @@ def test_a_csv_with_absurdly_many_columns_is_refused_early(saved, tmp_path, sep)
         read_texts(src)
     code, output = run("predict", saved, "--input", src, "--output", tmp_path / "out.csv")
     one_line_error(code, output, "1,000,000 columns")
+
+
+def test_fastclf_json_linked_outside_the_model_is_refused(model, tmp_path):
+    outside = tmp_path / "elsewhere.json"
+    shutil.move(model / "fastclf.json", outside)
+    (model / "fastclf.json").symlink_to(outside)
+    with pytest.raises(ModelFormatError, match="fastclf.json leads outside"):
+        Classifier.load(model)
+    code, output = run("info", model)
+    one_line_error(code, output, "fastclf.json leads outside")
+
+
+@pytest.mark.parametrize("name", ["model.safetensors", "tokenizer.json", "1_Pooling/config.json"])
+def test_body_files_linked_outside_the_model_are_refused(model, tmp_path, name):
+    victim = model / "body" / name
+    outside = tmp_path / "elsewhere"
+    shutil.move(victim, outside)
+    victim.symlink_to(outside)
+    with pytest.raises(ModelFormatError, match="leads outside"):
+        Classifier.load(model)
+    victim.unlink()
+    victim.symlink_to("/dev/zero")  # no longer an endless read
+    code, output = run("predict", model, "a text")
+    one_line_error(code, output, name, "leads outside")
+
+
+def test_oversize_tokenizer_and_json_files_are_refused_before_they_are_read(model):
+    tokenizer = model / "body" / "tokenizer.json"
+    with open(tokenizer, "r+b") as fh:
+        fh.truncate(2 * 1024**3)  # 2 GB, sparse: nothing is written
+    with pytest.raises(ModelFormatError, match="tokenizer.json is 2048 MB, more than"):
+        Classifier.load(model)
+    from fastclf.backends import load_body
+
+    with pytest.raises(ModelFormatError, match="tokenizer.json is 2048 MB, more than"):
+        load_body(model / "body", "onnx-fp32")  # checked before the variant's own files are looked for
+
+
+@pytest.mark.parametrize("depth", [3, 12, 200])
+def test_code_keys_are_found_at_any_depth(model, depth):
+    config = json.loads((model / "body" / "config.json").read_text())
+    node: dict = config
+    for i in range(depth):
+        node[f"k{i}"] = {}
+        node = node[f"k{i}"]
+    node["auto_map"] = {"AutoModel": "modeling_evil.EvilModel"}
+    (model / "body" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelFormatError, match="auto_map"):
+        Classifier.load(model)
+
+
+def test_large_json_with_a_code_key_is_refused_not_skipped(model):
+    config = json.loads((model / "body" / "config.json").read_text())
+    config["auto_map"] = {"AutoModel": "modeling_evil.EvilModel"}
+    (model / "body" / "config.json").write_text(json.dumps(config) + " " * 51_000_000)
+    with pytest.raises(ModelFormatError, match="config.json"):
+        Classifier.load(model)
+
+
+@pytest.fixture(scope="module")
+def exported(saved, tmp_path_factory) -> Path:
+    """The tiny model with onnx-fp32 and openvino-fp32 exported."""
+    from samples import CALIBRATION
+
+    from fastclf.accelerate import accelerate
+
+    path = tmp_path_factory.mktemp("robust-exported") / "model"
+    shutil.copytree(saved, path)
+    accelerate(path, ["onnx-fp32", "openvino-fp32"], calibration_texts=CALIBRATION)
+    return path
+
+
+@pytest.mark.parametrize("variant", ["torch-fp32", "onnx-fp32", "openvino-fp32"])
+def test_every_variant_runs_the_code_safety_check(exported, tmp_path, variant):
+    model = tmp_path / "model"
+    shutil.copytree(exported, model)
+    modules = json.loads((model / "body" / "modules.json").read_text())
+    modules[1]["path"] = "../../../outside/body"
+    (model / "body" / "modules.json").write_text(json.dumps(modules))
+    with pytest.raises(ModelFormatError, match="entry 1 path"):
+        Classifier.load(model, variant=variant)
+    modules[1]["path"] = "1_Pooling"
+    (model / "body" / "modules.json").write_text(json.dumps(modules))
+    (model / "body" / "custom.py").write_text("raise SystemExit('ran')\n")
+    code, output = run("predict", model, "a text", "--variant", variant)
+    one_line_error(code, output, "custom.py is code")
+

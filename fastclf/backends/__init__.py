@@ -216,9 +216,13 @@ def load_body(body_dir: str | Path, variant: str = REFERENCE) -> Body:
         UnknownVariant: the variant name is not known.
         VariantNotExported: the variant's files are not in ``body_dir``.
         MissingDependency: the variant's runtime is not installed.
+        ModelFormatError: the body folder is refused (see :func:`fastclf.safety.check_body`).
     """
+    from ..safety import check_body
+
     spec = get_spec(variant)
     body_dir = Path(body_dir)
+    check_body(body_dir)  # the one check every variant passes before its runtime sees the folder
     missing = [f for f in spec.files if not (body_dir / f).is_file()]
     if missing:
         raise VariantNotExported(
@@ -306,8 +310,12 @@ def export_variant(body_dir: str | Path, variant: str, calibration_texts: Sequen
 
     Raises:
         UnknownVariant, MissingDependency
+        ModelFormatError: the body folder is refused (see :func:`fastclf.safety.check_body`).
     """
+    from ..safety import check_body
+
     spec = get_spec(variant)
+    check_body(body_dir)
     runtime_module(spec).export(Path(body_dir), spec, list(calibration_texts))
 
 
