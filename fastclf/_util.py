@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from .errors import FastclfError, write_error
+
 
 def current_umask() -> int:
     """The process umask (reading it means setting it: set it straight back)."""
@@ -25,7 +27,11 @@ def atomic_write(path: str | Path, write: Callable[[Path], object]) -> None:
     """Create or replace ``path`` atomically: ``write(tmp)`` fills a temporary file beside it,
     which is then renamed over ``path``. A reader sees the old file or the complete new one,
     and a failure (or Ctrl-C) leaves ``path`` as it was and no temporary file behind. The new
-    file gets the usual permissions (0666 less the umask), not mkstemp's 0600."""
+    file gets the usual permissions (0666 less the umask), not mkstemp's 0600.
+
+    Raises:
+        WriteError: the file system refused the write (an OSError: full, read-only, no permission).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -35,8 +41,10 @@ def atomic_write(path: str | Path, write: Callable[[Path], object]) -> None:
         write(tmp)
         os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and not isinstance(exc, FastclfError):  # disk full, no permission
+            raise write_error(path, exc) from None
         raise
 
 

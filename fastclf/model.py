@@ -19,7 +19,7 @@ import numpy as np
 from . import __version__
 from .backends import REFERENCE, VARIANTS, Body, declared_pooling_modes, get_spec, is_exported, load_body
 from .config import BODY_DIR, CONFIG_FILE, HEAD_FILE, BodyConfig, HeadConfig, ModelConfig, now, read_config
-from .errors import FastclfError, ModelFormatError, VariantNotExported
+from .errors import FastclfError, ModelFormatError, VariantNotExported, write_error
 from .head import LogisticHead
 from .modeldir import (
     check_output_dir,
@@ -255,6 +255,7 @@ class Classifier:
 
         Raises:
             FileExistsError: ``path`` exists and is not a fastclf model (or ``overwrite`` is False).
+            WriteError: the file system refused a write (full, read-only); ``path`` is unchanged.
         """
         path = Path(path).resolve()
         check_output_dir(path, overwrite=overwrite)
@@ -267,8 +268,10 @@ class Classifier:
                 config = self._write(staging)
                 fix_permissions(staging)
                 commit_dir(staging, path)
-            except BaseException:
+            except BaseException as exc:
                 shutil.rmtree(staging, ignore_errors=True)
+                if _write_failure(exc):
+                    raise write_error(path, exc) from None
                 raise
         self.path = path
         self.config = config
@@ -301,6 +304,17 @@ class Classifier:
 
 
 _LOAD_ATTEMPTS = 5
+
+
+def _write_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` is the file system refusing a write (full, read-only): an OSError, or
+    safetensors' error, which wraps the OS error."""
+    if isinstance(exc, FastclfError):
+        return False
+    from safetensors import SafetensorError
+
+    return isinstance(exc, OSError) or (isinstance(exc, SafetensorError) and ("I/O error" in str(exc)
+                                                                             or "IoError" in str(exc)))
 
 
 def _body_dim(body: Body) -> int | None:

@@ -6,6 +6,7 @@ Each test here failed on the code before this suite was written (see the commit 
 from __future__ import annotations
 
 import bz2
+import errno
 import gzip
 import io
 import json
@@ -763,3 +764,45 @@ def test_every_variant_runs_the_code_safety_check(exported, tmp_path, variant):
     code, output = run("predict", model, "a text", "--variant", variant)
     one_line_error(code, output, "custom.py is code")
 
+
+def _disk_full(*_a, **_k):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def _safetensors_disk_full(*_a, **_k):
+    from safetensors import SafetensorError
+
+    raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+
+@pytest.mark.parametrize("where", ["head", "body"])
+def test_train_on_a_full_disk_ends_in_one_line(tiny_body_dir, tmp_path, monkeypatch, where):
+    """A full file system (simulated: the writer raises as it does on ENOSPC): one line, exit 1,
+    no model and no staging folder left."""
+    from fastclf.head import LogisticHead
+
+    csv = tmp_path / "train.csv"
+    pd.DataFrame({"text": tiny_data().texts, "label": tiny_data().labels}).to_csv(csv, index=False)
+    if where == "head":
+        monkeypatch.setattr(LogisticHead, "save", _safetensors_disk_full)
+    else:
+        monkeypatch.setattr("sentence_transformers.SentenceTransformer.save", _disk_full)
+    out = tmp_path / "out" / "model"
+    code, output = run("train", csv, "-o", out, "--model", tiny_body_dir, "--epochs", "0", "--head-c", "1", "-q")
+    errors = [line for line in output.splitlines() if line.startswith("error: ")]  # after the training lines
+    assert code == 1 and "Traceback" not in output, output
+    assert len(errors) == 1 and output.strip().endswith(errors[0]) and "no space left on device" in errors[0]
+    assert not out.exists() and not [p for p in out.parent.iterdir()]
+
+
+def test_predict_output_on_a_full_disk_ends_in_one_line(saved, tmp_path, monkeypatch):
+    from fastclf.stream.outputs import TableWriter
+
+    src = tmp_path / "in.csv"
+    pd.DataFrame({"text": SPORT + FOOD}).to_csv(src, index=False)
+    monkeypatch.setattr(TableWriter, "write", _disk_full)
+    out = tmp_path / "out" / "scored.csv"
+    out.parent.mkdir()
+    code, output = run("predict", saved, "--input", src, "--output", out)
+    one_line_error(code, output, "scored.csv", "no space left on device")
+    assert list(out.parent.iterdir()) == []
