@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from ._util import remove_stale
 from .auto import AUTO_CANDIDATES, TORCH_CANDIDATES, AutoChoice, auto_candidates, available_variants, choose_default
 from .backends import (
     REFERENCE,
@@ -47,7 +48,6 @@ from .modeldir import (
     fix_permissions,
     link_copy,
     make_staging,
-    remove_stale,
     staging_prefix,
     writer_lock,
 )

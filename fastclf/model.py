@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from . import __version__
+from ._util import remove_stale
 from .backends import REFERENCE, VARIANTS, Body, declared_pooling_modes, get_spec, is_exported, load_body
 from .config import BODY_DIR, CONFIG_FILE, HEAD_FILE, BodyConfig, HeadConfig, ModelConfig, now, read_config
 from .errors import FastclfError, ModelFormatError, VariantNotExported, write_error
@@ -27,7 +28,6 @@ from .modeldir import (
     fix_permissions,
     identity,
     make_staging,
-    remove_stale,
     writer_lock,
 )
 from .texts import check_batch_size, check_texts

@@ -806,3 +806,33 @@ def test_predict_output_on_a_full_disk_ends_in_one_line(saved, tmp_path, monkeyp
     code, output = run("predict", saved, "--input", src, "--output", out)
     one_line_error(code, output, "scored.csv", "no space left on device")
     assert list(out.parent.iterdir()) == []
+
+
+def test_a_killed_predict_output_leaves_a_temp_file_that_the_next_run_removes(saved, tmp_path):
+    src = tmp_path / "in.csv"
+    pd.DataFrame({"text": [f"the striker scored goal number {i}" for i in range(40_000)]}).to_csv(src, index=False)
+    out = tmp_path / "out" / "scored.csv"
+    out.parent.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "fastclf", "predict", str(saved), "--input", str(src),
+                             "--output", str(out), "--chunk-size", "64"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not list(out.parent.iterdir()) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait()
+    left = list(out.parent.iterdir())
+    assert len(left) == 1 and left[0].name.startswith(".scored.csv.") and str(proc.pid) in left[0].name, left
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        kept = out.parent / f".scored.csv.tmp-{live.pid}-abc_12"  # a concurrent run's file
+        kept.write_text("")
+        small = tmp_path / "small.csv"
+        pd.DataFrame({"text": SPORT}).to_csv(small, index=False)
+        code, output = run("predict", saved, "--input", small, "--output", out)
+        assert code == 0, output
+        assert sorted(p.name for p in out.parent.iterdir()) == sorted([kept.name, "scored.csv"])
+    finally:
+        live.kill()
+        live.wait()
