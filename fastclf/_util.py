@@ -29,7 +29,7 @@ def current_umask() -> int:
 
 def atomic_write(path: str | Path, write: Callable[[Path], object]) -> None:
     """Create or replace ``path`` atomically: ``write(tmp)`` fills a temporary file beside it,
-    (``.NAME.tmp-<pid>-*``), which is then renamed over ``path``. A reader sees the old file or
+    (``.NAME.tmp-<pid>-*.tmp``), which is then renamed over ``path``. A reader sees the old file or
     the complete new one, and a failure (or Ctrl-C) leaves ``path`` as it was and no temporary
     file behind; one left by a killed process is removed by the next write (:func:`remove_stale`). The new
     file gets the usual permissions (0666 less the umask), not mkstemp's 0600.
@@ -40,7 +40,7 @@ def atomic_write(path: str | Path, write: Callable[[Path], object]) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale(path)  # the temporary files of killed writers of this path
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.tmp-{os.getpid()}-", dir=path.parent)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.tmp-{os.getpid()}-", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(name)
     try:
@@ -57,8 +57,8 @@ def atomic_write(path: str | Path, write: Callable[[Path], object]) -> None:
 STALE_SECONDS = 600  # leftovers without a recorded owner are removed after this long
 
 
-#: the owner's pid in a leftover's name: ``...-<pid>-<random>`` (mkdtemp's random part has no dash)
-_OWNER_RE = re.compile(r"(?:^|-)(\d+)-[a-z0-9_]*$")
+#: the owner's pid in a leftover's name: ``...-<pid>-<random>[.tmp]`` (mkdtemp's random part has no dash)
+_OWNER_RE = re.compile(r"(?:^|-)(\d+)-[a-z0-9_]*(?:\.tmp)?$")
 
 
 def _pid_alive(pid: int) -> bool:

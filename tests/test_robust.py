@@ -826,7 +826,7 @@ def test_a_killed_predict_output_leaves_a_temp_file_that_the_next_run_removes(sa
     assert len(left) == 1 and left[0].name.startswith(".scored.csv.") and str(proc.pid) in left[0].name, left
     live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        kept = out.parent / f".scored.csv.tmp-{live.pid}-abc_12"  # a concurrent run's file
+        kept = out.parent / f".scored.csv.tmp-{live.pid}-abc_12.tmp"  # a concurrent run's file
         kept.write_text("")
         small = tmp_path / "small.csv"
         pd.DataFrame({"text": SPORT}).to_csv(small, index=False)
