@@ -156,7 +156,8 @@ class ModelConfig:
         except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
             raise corrupted(cfg_path, first_line(exc)) from None
         cfg = cls.from_dict(data, cfg_path)
-        inside(path, cfg.head.file, "head.file", cfg_path)
+        if not inside(path, cfg.head.file, "head.file", cfg_path).is_file():
+            raise ModelFormatError(f"model directory is incomplete: {cfg.head.file} is missing in {path}")
         inside(path, cfg.body.path, "body.path", cfg_path)
         for name, record in cfg.variants.items():
             for f in record.files:

@@ -836,3 +836,48 @@ def test_a_killed_predict_output_leaves_a_temp_file_that_the_next_run_removes(sa
     finally:
         live.kill()
         live.wait()
+
+
+def test_duplicate_text_columns_are_refused_by_name(saved, tmp_path):
+    src = tmp_path / "dup.csv"
+    src.write_text("text,label,text\nthe striker scored,sport,a late goal\nsalty soup,food,fresh bread\n")
+    with pytest.raises(DataError, match="duplicate column names: text"):
+        read_texts(src)
+    code, output = run("predict", saved, "--input", src, "--output", tmp_path / "out.csv")
+    one_line_error(code, output, "duplicate column names: text")
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".tsv"])
+def test_nested_parquet_columns_are_written_to_csv_as_json(saved, tmp_path, suffix):
+    src = tmp_path / "nested.parquet"
+    pd.DataFrame({"text": ["the striker scored", "salty soup", "a late goal"],
+                  "tags": [["a", "b"], [], ["é"]],
+                  "meta": [{"n": 1, "xs": [1, 2]}, {"n": 2, "xs": []}, {"n": 3, "xs": [3]}]}).to_parquet(src)
+    out = tmp_path / f"out{suffix}"
+    code, output = run("predict", saved, "--input", src, "--output", out)
+    assert code == 0, output
+    df = pd.read_csv(out, sep="\t" if suffix == ".tsv" else ",", dtype=str)
+    assert [json.loads(x) for x in df["tags"]] == [["a", "b"], [], ["é"]]
+    assert [json.loads(x) for x in df["meta"]] == [{"n": 1, "xs": [1, 2]}, {"n": 2, "xs": []}, {"n": 3, "xs": [3]}]
+    code, output = run("predict", saved, "--input", src)  # CSV on stdout too
+    assert code == 0 and '"[""a"", ""b""]"' in output, output
+
+
+def test_info_on_a_model_without_its_head_file_is_one_error_line(model):
+    (model / "head.safetensors").unlink()
+    code, output = run("info", model)
+    one_line_error(code, output, "head.safetensors is missing")
+    code, output = run("info", model, "--json")
+    one_line_error(code, output, "head.safetensors is missing")
+
+
+def test_json_output_writes_utf8_as_it_is(saved, tmp_path):
+    code, output = run("predict", saved, "le café était froid ⚽", "--json")
+    assert code == 0 and "le café était froid ⚽" in output and "\\u" not in output, output
+    data = tmp_path / "eval.csv"
+    pd.DataFrame({"text": SPORT + ["un café très salé"] + FOOD, "label": ["sport"] * 6 + ["food"] * 7}).to_csv(
+        data, index=False)
+    code, output = run("eval", saved, data, "--json")
+    assert code == 0 and "\\u" not in output, output
+    code, output = run("info", saved, "--json")
+    assert code == 0 and json.loads(output)["labels"], output

@@ -4,6 +4,7 @@ decompressed bytes, and the one-line error for a file that cannot be read."""
 from __future__ import annotations
 
 import bz2
+import csv
 import gzip
 import io
 import lzma
@@ -90,7 +91,7 @@ def csv_separator(path: Path, fmt: str, data: bytes) -> str:
     (its first line at least).
 
     Raises:
-        DataError: the header has more than :data:`MAX_COLUMNS` columns.
+        DataError: the header has more than :data:`MAX_COLUMNS` columns, or a name twice.
     """
     header = data.split(b"\n", 1)[0].decode("utf-8", errors="replace").lstrip("\ufeff")
     sep = separator(fmt, header)
@@ -98,6 +99,10 @@ def csv_separator(path: Path, fmt: str, data: bytes) -> str:
     if n > MAX_COLUMNS:
         raise DataError(f"{path}: the header has {n:,} columns, more than fastclf reads ({MAX_COLUMNS:,}); "
                         "is this a table of texts?")
+    names = [c.strip() for c in next(csv.reader([header.rstrip("\r")], delimiter=sep), [])]
+    dup = sorted({c for c in names if names.count(c) > 1})
+    if dup:  # pandas would rename the second one (text.1) and use the first without a word
+        raise DataError(f"{path}: duplicate column names: {', '.join(dup)}")
     return sep
 
 
