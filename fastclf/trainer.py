@@ -44,6 +44,7 @@ from .selection import (  # noqa: F401  (re-exported)
     Selection,
     describe,
     head_class_weight,
+    head_note,
     select,
 )
 
@@ -325,6 +326,8 @@ def train(data: LabeledData, config: TrainConfig | None = None, *, progress: Pro
         timings["fine_tuning"] = time.perf_counter() - mark
         mark = time.perf_counter()
         embeddings = embed(base, texts)
+        if line := head_note(len(data.classes), f"fitting the head on {len(texts)} examples"):
+            say(line)
         head = LogisticHead.fit(embeddings, y, multi_label=data.multi_label, C=selection.head_c, seed=config.seed,
                                 class_weight=head_class_weight(config))
         timings["embeddings_and_head"] = time.perf_counter() - mark

@@ -881,3 +881,18 @@ def test_json_output_writes_utf8_as_it_is(saved, tmp_path):
     assert code == 0 and "\\u" not in output, output
     code, output = run("info", saved, "--json")
     assert code == 0 and json.loads(output)["labels"], output
+
+
+def test_training_on_many_labels_says_what_the_long_steps_are(tiny_body_dir):
+    from fastclf.data import LabeledData
+    from fastclf.trainer import TrainConfig, train
+
+    rng = np.random.default_rng(0)
+    words = (SPORT + FOOD)
+    texts = [f"{words[int(rng.integers(len(words)))]} item {i // 2}" for i in range(240)]
+    data = LabeledData(texts, [f"label{i // 2}" for i in range(240)], source="many")
+    said: list[str] = []
+    train(data, TrainConfig(model=str(tiny_body_dir), finetune="never", show_progress=False), progress=said.append)
+    head_lines = [s for s in said if "120 classes" in s]
+    assert len(head_lines) == 2, said  # the cross-validation of the head, then the final head
+    assert said.index(head_lines[0]) < said.index(head_lines[1])
