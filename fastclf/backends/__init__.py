@@ -27,7 +27,14 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from ..errors import MissingDependency, VariantNotExported, missing_dependency
+from ..errors import (
+    FastclfError,
+    MissingDependency,
+    ModelFormatError,
+    VariantNotExported,
+    first_line,
+    missing_dependency,
+)
 from ..machine import ISA_FLAGS, cpu_has_bf16
 from ..machine import isa_summary as cpu_info
 from .specs import _RUNTIMES, REFERENCE, RUNTIME_DIRS, VARIANTS, VariantSpec, auto_candidates, export_command, get_spec
@@ -216,7 +223,8 @@ def load_body(body_dir: str | Path, variant: str = REFERENCE) -> Body:
         UnknownVariant: the variant name is not known.
         VariantNotExported: the variant's files are not in ``body_dir``.
         MissingDependency: the variant's runtime is not installed.
-        ModelFormatError: the body folder is refused (see :func:`fastclf.safety.check_body`).
+        ModelFormatError: the body folder is refused (see :func:`fastclf.safety.check_body`), or
+            its runtime cannot load it (a damaged config or tokenizer).
     """
     from ..safety import check_body
 
@@ -229,7 +237,14 @@ def load_body(body_dir: str | Path, variant: str = REFERENCE) -> Body:
             f"variant {variant!r} is not exported in this model (missing {missing[0]}); "
             f"create it with: {export_command(variant)}"
         )
-    return runtime_module(spec).load(body_dir, spec)
+    module = runtime_module(spec)
+    try:
+        return module.load(body_dir, spec)
+    except (FastclfError, MemoryError, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # a damaged config or tokenizer fails deep in transformers, tokenizers or a runtime
+        raise ModelFormatError(f"cannot load the model body in {body_dir} as {variant}: it is damaged or "
+                               f"incomplete ({type(exc).__name__}: {first_line(exc)[:300]})") from None
 
 
 def reset_runtime_state() -> None:
