@@ -61,6 +61,10 @@ def missing_dependency(package: str, extra: str) -> MissingDependency:
     )
 
 
+class SettingError(FastclfError, ValueError):
+    """An environment setting (``FASTCLF_THREADS``...) has a value fastclf cannot use."""
+
+
 class WriteError(FastclfError, OSError):
     """A file or folder cannot be written (the disk is full, no permission); nothing half-written is left."""
 

@@ -31,6 +31,7 @@ from ..errors import (
     FastclfError,
     MissingDependency,
     ModelFormatError,
+    SettingError,
     VariantNotExported,
     first_line,
     missing_dependency,
@@ -273,7 +274,7 @@ def requested_threads(threads: int | None = None) -> int | None:
     None (the runtime's default: the physical cores).
 
     Raises:
-        ValueError: the environment variable is not a positive integer.
+        SettingError: the environment variable is not a positive integer.
     """
     import os
 
@@ -283,7 +284,7 @@ def requested_threads(threads: int | None = None) -> int | None:
     if not value:
         return None
     if not value.isdigit() or int(value) < 1:
-        raise ValueError(f"{THREADS_ENV} must be a positive integer, got {value!r}")
+        raise SettingError(f"{THREADS_ENV} must be a positive integer, got {value!r}")
     return int(value)
 
 
