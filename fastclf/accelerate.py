@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from ._util import remove_stale
 from .backends import (
     REFERENCE,
     RUNTIME_DIRS,
@@ -47,7 +48,6 @@ from .modeldir import (
     fix_permissions,
     link_copy,
     make_staging,
-    remove_stale,
     staging_prefix,
     writer_lock,
 )

@@ -6,10 +6,15 @@ The split happens on the text, before any runtime sees it: every variant (torch,
 OpenVINO) embeds the same pieces, and a text that fits the window is passed through
 unchanged, so short texts cost nothing more. Windows are cut at token boundaries with the
 body's own tokenizer (the ``tokenizers`` library, no torch).
+
+Memory is bounded by tokens, not by the length of a text: only the first
+:attr:`Chunker.max_chars` characters of a text (``max_chunks`` windows at a generous
+:data:`CHARS_PER_TOKEN`) are tokenized, and a warning says once that texts were cut.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -18,26 +23,32 @@ import numpy as np
 #: at most this many windows of one text are embedded; a longer text gives evenly spaced windows
 DEFAULT_MAX_CHUNKS = 16
 LONG_TEXT_MODES = ("chunk", "truncate")
+#: characters a token covers at most before a text is cut (words average 4-6 characters a token)
+CHARS_PER_TOKEN = 32
 
 
 @dataclass(frozen=True)
 class Pieces:
     """Texts cut into pieces: ``texts`` to embed, ``owner[i]`` the input each piece belongs to,
-    ``weight[i]`` its number of tokens, and ``n_long`` how many inputs were split."""
+    ``weight[i]`` its number of tokens, ``n_long`` how many inputs were split and ``n_cut``
+    how many were cut to :attr:`Chunker.max_chars` first."""
 
     texts: list[str]
     owner: np.ndarray
     weight: np.ndarray
     n_inputs: int
     n_long: int
+    n_cut: int = 0
 
 
 class Chunker:
-    """Cuts texts longer than ``window`` tokens (special tokens excluded) into windows."""
+    """Cuts texts longer than ``window`` tokens (special tokens excluded) into windows, after
+    cutting each to its first :attr:`max_chars` characters."""
 
-    def __init__(self, tokenizer, window: int, *, max_chunks: int = DEFAULT_MAX_CHUNKS):
+    def __init__(self, tokenizer, window: int, *, max_chunks: int = DEFAULT_MAX_CHUNKS, split: bool = True):
         """``tokenizer``: a ``tokenizers.Tokenizer``; it is copied, and the copy has truncation
-        and padding off."""
+        and padding off. ``split=False`` (``long_texts: truncate``): :meth:`embed` only cuts the
+        texts, and the body embeds their first window."""
         from tokenizers import Tokenizer
 
         if window < 8:
@@ -49,9 +60,27 @@ class Chunker:
         self.tokenizer.no_padding()
         self.window = int(window)
         self.max_chunks = int(max_chunks)
+        self.max_chars = self.max_chunks * self.window * CHARS_PER_TOKEN
+        self.split_long = split
+        self._warned = False
+
+    def cut(self, texts: Sequence[str]) -> tuple[list[str], int]:
+        """``texts`` with each cut to its first :attr:`max_chars` characters, and how many were
+        cut; the first cut is logged once (a warning of the ``fastclf`` logger)."""
+        cut = [t[: self.max_chars] for t in texts]
+        n_cut = sum(len(t) > self.max_chars for t in texts)
+        if n_cut and not self._warned:
+            self._warned = True
+            logging.getLogger("fastclf").warning(
+                "texts longer than %d characters are cut to their first %d (%d windows of %d tokens at most "
+                "%d characters a token); said once", self.max_chars, self.max_chars, self.max_chunks,
+                self.window, CHARS_PER_TOKEN)
+        return cut, n_cut
 
     def split(self, texts: Sequence[str]) -> Pieces:
-        """Cut each text into pieces of at most ``window`` tokens; a text that fits stays whole."""
+        """Cut each text into pieces of at most ``window`` tokens; a text that fits stays whole.
+        Beyond ``max_chunks`` windows, evenly spaced windows over the kept characters are used."""
+        texts, n_cut = self.cut(texts)
         pieces: list[str] = []
         owner: list[int] = []
         weight: list[int] = []
@@ -81,10 +110,12 @@ class Chunker:
                     owner.append(i)
                     weight.append(e - s)
         return Pieces(pieces, np.asarray(owner, dtype=np.int64), np.asarray(weight, dtype=np.float64),
-                      len(texts), n_long)
+                      len(texts), n_long, n_cut)
 
     def embed(self, texts: Sequence[str], encode: Callable[[list[str]], np.ndarray]) -> np.ndarray:
         """Embeddings of ``texts``, ``encode`` run on the pieces and pooled per text."""
+        if not self.split_long:
+            return encode(self.cut(texts)[0])
         pieces = self.split(texts)
         emb = encode(pieces.texts)
         return pool(emb, pieces)

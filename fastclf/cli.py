@@ -181,7 +181,7 @@ def predict(model_dir, texts, input_file, output, text_column, variant, batch_si
     if isinstance(result, Predictions):
         for p in result.items:
             if as_json:
-                click.echo(json.dumps(p.to_dict()))
+                click.echo(json.dumps(p.to_dict(), ensure_ascii=False))
             elif result.multi_label and isinstance(p.label, list):
                 shown = ", ".join(f"{c} {v:.3f}" for c, v in p.proba.items() if c in p.label) or "(none)"
                 click.echo(f"{shown}\t{_one_line(p.text)}")
@@ -218,7 +218,7 @@ def eval_(model_dir, data, text_column, label_column, label_columns, label_separ
                                                                 label_separator),
                           variant=variant, batch_size=batch_size, report=report)
     if as_json:
-        click.echo(json.dumps(result.to_dict(), indent=2))
+        click.echo(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
     else:
         click.echo(f"model: {model_dir} ({result.variant})\ndata: {data}")
         click.echo(format_report(result.metrics, result.classes))
@@ -235,7 +235,7 @@ def info(model_dir, as_json):
     from .config import ModelConfig
 
     cfg = ModelConfig.read(model_dir)
-    click.echo(json.dumps(cfg.to_dict(), indent=2) if as_json else info_text(model_dir, cfg))
+    click.echo(json.dumps(cfg.to_dict(), indent=2, ensure_ascii=False) if as_json else info_text(model_dir, cfg))
 
 
 @cli.command()

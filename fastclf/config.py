@@ -47,7 +47,7 @@ from .config_sections import (  # noqa: F401  (re-exported: the sections are par
     split_known,
 )
 from .errors import ModelFormatError, ModelNotFound, first_line
-from .safety import inside
+from .safety import check_file, inside
 
 FORMAT = "fastclf"
 FORMAT_VERSION = 1
@@ -157,12 +157,14 @@ class ModelConfig:
         if not cfg_path.is_file():
             raise ModelFormatError(f"{path} is not a fastclf model ({CONFIG_FILE} is missing); "
                                    "train one with: fastclf train DATA")
+        check_file(cfg_path, path)
         try:
             data = json.loads(cfg_path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
             raise corrupted(cfg_path, first_line(exc)) from None
         cfg = cls.from_dict(data, cfg_path)
-        inside(path, cfg.head.file, "head.file", cfg_path)
+        if not inside(path, cfg.head.file, "head.file", cfg_path).is_file():
+            raise ModelFormatError(f"model directory is incomplete: {cfg.head.file} is missing in {path}")
         inside(path, cfg.body.path, "body.path", cfg_path)
         for name, record in cfg.variants.items():
             for f in record.files:

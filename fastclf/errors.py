@@ -61,5 +61,21 @@ def missing_dependency(package: str, extra: str) -> MissingDependency:
     )
 
 
+class SettingError(FastclfError, ValueError):
+    """An environment setting (``FASTCLF_THREADS``...) has a value fastclf cannot use."""
+
+
+class WriteError(FastclfError, OSError):
+    """A file or folder cannot be written (the disk is full, no permission); nothing half-written is left."""
+
+
+def write_error(target: object, exc: BaseException) -> WriteError:
+    """The one-line error for ``target`` that could not be written because of ``exc`` (an
+    OSError, or safetensors' error, which carries the OS error in its text)."""
+    full = getattr(exc, "errno", None) == 28 or "os error 28" in str(exc)  # ENOSPC
+    return WriteError(f"cannot write {target}: {'no space left on device' if full else first_line(exc)}; "
+                      "nothing was written")
+
+
 class TrainingError(FastclfError, RuntimeError):
     """Training failed in a way the data or the settings can fix (e.g. a non-finite loss)."""

@@ -16,11 +16,12 @@ from typing import Any
 
 import numpy as np
 
+from ._util import remove_stale
 from ._version import __version__
 from .backends import Body, get_spec, load_body
 from .backends._pipeline_config import declared_pooling_modes
 from .config import BODY_DIR, CONFIG_FILE, HEAD_FILE, BodyConfig, HeadConfig, ModelConfig, now, read_config
-from .errors import DataError, FastclfError, ModelFormatError
+from .errors import DataError, FastclfError, ModelFormatError, write_error
 from .head import LogisticHead
 from .modeldir import (
     ModelDir,
@@ -29,7 +30,6 @@ from .modeldir import (
     fix_permissions,
     identity,
     make_staging,
-    remove_stale,
     writer_lock,
 )
 from .texts import check_batch_size, check_texts
@@ -158,17 +158,18 @@ class Classifier:
         return chunker.embed(texts, lambda pieces: self.body.encode(pieces, batch_size=batch_size))
 
     def _chunker(self):
-        """The long-text splitter of this model (fastclf.json ``long_texts``), or None: a model
-        saved before long texts were split, or ``mode: truncate``, embeds the first window only."""
+        """The long-text splitter of this model (fastclf.json ``long_texts``), or None when the
+        body has no fast tokenizer. A model saved before long texts were split, or ``mode:
+        truncate``, embeds the first window only: its chunker only cuts the texts."""
         if not hasattr(self, "_chunker_cache"):
             from .chunking import Chunker, window_of
 
             policy = self.config.long_texts
+            window = window_of(self.body)
             chunker = None
-            if policy is not None and policy.mode == "chunk":
-                window = window_of(self.body)
-                if window is not None:
-                    chunker = Chunker(window[0], window[1], max_chunks=policy.max_chunks)
+            if window is not None:
+                split = policy is not None and policy.mode == "chunk"
+                chunker = Chunker(window[0], window[1], max_chunks=policy.max_chunks if split else 1, split=split)
             self._chunker_cache = chunker
         return self._chunker_cache
 
@@ -306,6 +307,7 @@ class Classifier:
 
         Raises:
             FileExistsError: ``path`` exists and is not a fastclf model (or ``overwrite`` is False).
+            WriteError: the file system refused a write (full, read-only); ``path`` is unchanged.
         """
         path = Path(path).resolve()
         check_output_dir(path, overwrite=overwrite)
@@ -318,8 +320,10 @@ class Classifier:
                 config = self._write(staging)
                 fix_permissions(staging)
                 commit_dir(staging, path)
-            except BaseException:
+            except BaseException as exc:
                 shutil.rmtree(staging, ignore_errors=True)
+                if _write_failure(exc):
+                    raise write_error(path, exc) from None
                 raise
         self.path = path
         self.config = config
@@ -352,6 +356,17 @@ class Classifier:
 
 
 _LOAD_ATTEMPTS = 5
+
+
+def _write_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` is the file system refusing a write (full, read-only): an OSError, or
+    safetensors' error, which wraps the OS error."""
+    if isinstance(exc, FastclfError):
+        return False
+    from safetensors import SafetensorError
+
+    return isinstance(exc, OSError) or (isinstance(exc, SafetensorError) and ("I/O error" in str(exc)
+                                                                             or "IoError" in str(exc)))
 
 
 def _body_dim(body: Body) -> int | None:

@@ -11,10 +11,8 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import re
 import shutil
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -25,7 +23,6 @@ from .errors import VariantNotExported
 
 #: what a model directory holds (fastclf.json, the head, the body folder); anything else is the user's
 MODEL_ENTRIES = frozenset({CONFIG_FILE, HEAD_FILE, BODY_DIR})
-STALE_SECONDS = 600  # leftovers without a recorded owner are removed after this long
 _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
 
@@ -141,73 +138,10 @@ def fix_permissions(root: Path) -> None:
                 os.chmod(p, 0o666 & ~mask)
 
 
-#: the owner's pid in a leftover's name: ``...-<pid>-<random>`` (mkdtemp's random part has no dash)
-_OWNER_RE = re.compile(r"(?:^|-)(\d+)-[a-z0-9_]*$")
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    except OSError:
-        return False
-    return True
-
-
-def _stale(entry: Path, rest: str, now: float) -> bool:
-    """Whether a leftover is abandoned: its owner (the pid in its name) is dead, or, for a
-    name without an owner (older fastclf), it is older than :data:`STALE_SECONDS`."""
-    m = _OWNER_RE.search(rest)
-    if m:
-        return not _pid_alive(int(m.group(1)))
-    try:
-        age = now - entry.lstat().st_mtime
-    except OSError:
-        return False
-    return age > STALE_SECONDS
-
-
 def staging_prefix(path: Path, what: str) -> str:
     """The name prefix of a staging folder beside the model ``path`` (``tmp``, or
     ``staging-<variant>`` for an export), with this process's id as its owner."""
     return f".{Path(path).name}.{what}-{os.getpid()}-"
-
-
-def remove_stale(path: Path) -> list[Path]:
-    """Remove what killed runs left: ``.NAME.tmp-*``, ``.NAME.old-*`` and ``.NAME.staging-*``
-    beside the model, and older fastclf's ``.staging-*`` inside it. A concurrent run's folders
-    (owner alive, or recent when the name has no owner) are kept. Returns what was removed."""
-    path = Path(path)
-    now = time.time()
-    removed: list[Path] = []
-    candidates: list[tuple[Path, str]] = []
-    prefixes = (f".{path.name}.tmp-", f".{path.name}.old-", f".{path.name}.staging-")
-    try:
-        for entry in path.parent.iterdir():
-            for prefix in prefixes:
-                if entry.name.startswith(prefix):
-                    candidates.append((entry, entry.name[len(prefix):]))
-    except OSError:
-        return removed
-    if path.is_dir():
-        try:
-            candidates += [(e, e.name[len(".staging-"):]) for e in path.iterdir() if e.name.startswith(".staging-")]
-        except OSError:
-            pass
-    for entry, rest in candidates:
-        if _stale(entry, rest, now):
-            if entry.is_dir() and not entry.is_symlink():
-                shutil.rmtree(entry, ignore_errors=True)
-            else:
-                with contextlib.suppress(OSError):
-                    entry.unlink()
-            removed.append(entry)
-    return removed
 
 
 def link_copy(src: Path, dst: Path, *, skip: Callable[[Path], bool] = lambda p: False) -> None:

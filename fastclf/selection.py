@@ -34,6 +34,13 @@ C_GRID = (0.1, 1.0, 10.0, 100.0)
 EPOCH_CHOICES = (0, 2, 4)
 #: epochs when fine-tuning is forced (``finetune="always"``) without a number of epochs
 DEFAULT_EPOCHS = 4
+#: from this many classes a logistic head takes long enough to fit that training says when it starts
+MANY_CLASSES = 100
+
+
+def head_note(n_classes: int, what: str) -> str:
+    """A progress line for a long head fit (``MANY_CLASSES`` classes or more), else ""."""
+    return f"{what} ({n_classes} classes): this takes a while" if n_classes >= MANY_CLASSES else ""
 #: optimizer steps an epoch of a recipe's choice runs at least: on a few dozen examples an epoch is
 #: one to four batches, and 2 or 4 epochs (2 to 16 steps) barely move the body, while 16 to 32 steps
 #: gained 2 to 8 points over the untuned body (benchmarks/steps_study.py). A small set runs more
@@ -349,6 +356,9 @@ def _select(data: LabeledData, y: np.ndarray, texts: list[str], config: Any, bas
     workers = min(k, usable_cpus()) if tuned_epochs and config.cv_parallel and can_fork() else 1
     n_classes = len(data.classes)
     scores = Scores(cs, weight, n_classes)
+    if 0 in epoch_choices and (line := head_note(n_classes, f"cross-validation: fitting the head for "
+                                                 f"{len(cs)} values of C on {k} folds")):
+        say(line)
     used = 0
     for start in range(0, k, workers):
         group = list(range(start, min(start + workers, k)))

@@ -45,6 +45,7 @@ from .selection import (
     Selection,
     describe,
     head_class_weight,
+    head_note,
     select,
 )
 
@@ -261,7 +262,7 @@ def _load_body(model: str) -> Any:
     if Path(model).is_dir():  # a local folder: refuse one that would run code when loaded
         from .safety import check_body
 
-        check_body(model)
+        check_body(model, contained=False)  # a folder in the Hugging Face cache links to its blobs
     try:
         return SentenceTransformer(model, device="cpu")
     except Exception as exc:  # hub errors, missing weights, bad config...
@@ -375,6 +376,8 @@ def train(data: LabeledData, config: TrainConfig | None = None, *, progress: Pro
         timings["fine_tuning"] = time.perf_counter() - mark
         mark = time.perf_counter()
         embeddings = embed(base, texts)
+        if line := head_note(len(data.classes), f"fitting the head on {len(texts)} examples"):
+            say(line)
         head = LogisticHead.fit(embeddings, y, multi_label=data.multi_label, C=selection.head_c, seed=config.seed,
                                 class_weight=head_class_weight(config))
         timings["embeddings_and_head"] = time.perf_counter() - mark

@@ -1,4 +1,6 @@
-"""Fuzzing the readers of untrusted input: the data reader, the model loader and the server's request body.
+"""Fuzzing the readers of untrusted input: the data reader, the model loader (fastclf.json, the head,
+modules.json, and the body's tokenizer.json and config files under torch-fp32 and onnx-fp32) and the
+server's request body.
 
 Whatever bytes or shapes they are given, they raise nothing but a FastclfError (one line in
 the CLI). CI runs a fixed, derandomized budget; a long run sets FASTCLF_FUZZ_EXAMPLES::
@@ -32,6 +34,8 @@ FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                        HealthCheck.function_scoped_fixture])
 FUZZ_LOADER = settings(FUZZ, max_examples=LOADER_EXAMPLES)
+#: a model folder's files: each example loads torch-fp32 and onnx-fp32 (FASTCLF_FUZZ_VARIANTS)
+FUZZ_FOLDER = settings(FUZZ, max_examples=int(os.environ.get("FASTCLF_FUZZ_EXAMPLES", "40")))
 
 SUFFIXES = [".csv", ".tsv", ".jsonl", ".json", ".parquet"]
 COMPRESSIONS = ["", ".gz", ".bz2", ".xz", ".zip", ".zst"]
@@ -272,3 +276,150 @@ def test_server_body_parser_raises_only_request_errors(body):
         return
     assert 1 <= len(texts) <= 4 and all(isinstance(t, str) and t.strip() for t in texts)
     assert (not single or len(texts) == 1) and (top_k is None or top_k >= 1)
+
+
+# -- a model folder's tokenizer and config files --------------------------------------------------
+
+@pytest.fixture(scope="module")
+def exported_pristine(tiny_model, tmp_path_factory) -> Path:
+    """The tiny model with onnx-fp32 exported (read only: the fuzzed copy is `exported_victim`)."""
+    from samples import CALIBRATION
+
+    from fastclf.accelerate import accelerate
+
+    path = tmp_path_factory.mktemp("fuzz-exported") / "model"
+    shutil.copytree(tiny_model, path)
+    accelerate(path, ["onnx-fp32"], calibration_texts=CALIBRATION)
+    return path
+
+
+@pytest.fixture(scope="module")
+def exported_victim(exported_pristine, tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("fuzz-exported-victim") / "model"
+    shutil.copytree(exported_pristine, path)
+    return path
+
+
+VARIANTS = [v for v in os.environ.get("FASTCLF_FUZZ_VARIANTS", "torch-fp32,onnx-fp32").split(",") if v]
+
+
+def _load_variants(victim: Path) -> None:
+    """Load every fuzzed variant (sizes in the configs stay small: a huge one is a memory test)."""
+    for variant in VARIANTS:
+        try:
+            Classifier.load(victim, variant=variant)
+        except FastclfError:
+            pass
+
+
+def _mutate_bytes(data: bytes, mode: str, cut: int, junk: bytes) -> bytes:
+    if mode == "truncate":
+        return data[: cut % (len(data) + 1)]
+    if mode == "prefix":
+        return junk + data[cut % len(data):]
+    if mode == "insert":
+        i = cut % len(data)
+        return data[:i] + junk + data[i:]
+    i = cut % len(data)
+    return data[:i] + bytes([data[i] ^ 0xFF]) + data[i + 1:]
+
+
+def _edit(doc: object, path: tuple, value: object, delete: bool) -> object:
+    """``doc`` with ``path`` set to ``value`` (or deleted); a missing or non-container step is made a dict."""
+    if not path:
+        return value
+    node = doc if isinstance(doc, dict) else {}
+    root = node
+    for key in path[:-1]:
+        if not isinstance(node.get(key), dict):
+            node[key] = {}
+        node = node[key]
+    if delete:
+        node.pop(path[-1], None)
+    else:
+        node[path[-1]] = value
+    return root
+
+
+_byte_mutation = st.tuples(st.sampled_from(["truncate", "prefix", "insert", "flip"]),
+                           st.integers(min_value=0, max_value=10**6), st.binary(max_size=32))
+_small = st.one_of(st.none(), st.booleans(), st.integers(-2, 600), st.floats(-10, 10), st.text(max_size=8),
+                   st.lists(st.one_of(st.integers(-2, 600), st.text(max_size=4)), max_size=3), st.sampled_from([-1, 0, 1, 2, 3, 8, 16, 32, 128, 512, "bert", "BertModel", [],
+                                                 {}, "[CLS]", "[PAD]", "WordPiece", "BPE", "Unigram"]))
+_tokenizer_paths = st.sampled_from([
+    (), ("model",), ("model", "type"), ("model", "vocab"), ("model", "unk_token"), ("model", "max_input_chars_per_word"),
+    ("model", "continuing_subword_prefix"), ("normalizer",), ("normalizer", "type"), ("normalizer", "lowercase"),
+    ("pre_tokenizer",), ("pre_tokenizer", "type"), ("post_processor",), ("post_processor", "type"),
+    ("post_processor", "special_tokens"), ("post_processor", "single"), ("decoder",), ("added_tokens",),
+    ("truncation",), ("padding",), ("version",),
+])
+_config_paths = st.sampled_from([
+    ("config.json", "hidden_size"), ("config.json", "num_hidden_layers"), ("config.json", "num_attention_heads"),
+    ("config.json", "intermediate_size"), ("config.json", "vocab_size"), ("config.json", "model_type"),
+    ("config.json", "architectures"), ("config.json", "max_position_embeddings"), ("config.json", "hidden_act"),
+    ("config.json", "type_vocab_size"), ("config.json", "pad_token_id"), ("config.json", "torch_dtype"),
+    ("config.json", "layer_norm_eps"), ("config.json", "position_embedding_type"),
+    ("tokenizer_config.json", "do_lower_case"), ("tokenizer_config.json", "tokenizer_class"),
+    ("tokenizer_config.json", "pad_token"), ("tokenizer_config.json", "model_max_length"),
+    ("tokenizer_config.json", "strip_accents"), ("tokenizer_config.json", "padding_side"),
+    ("special_tokens_map.json", "pad_token"), ("sentence_bert_config.json", "max_seq_length"),
+    ("sentence_bert_config.json", "do_lower_case"), ("1_Pooling/config.json", "pooling_mode"),
+    ("1_Pooling/config.json", "word_embedding_dimension"), ("1_Pooling/config.json", "pooling_mode_mean_tokens"),
+])
+
+
+def _fuzz_file(pristine: Path, victim: Path, name: str, write) -> None:
+    try:
+        write(victim / "body" / name, (pristine / "body" / name).read_bytes())
+        _load_variants(victim)
+    finally:
+        shutil.copy(pristine / "body" / name, victim / "body" / name)
+
+
+@FUZZ_FOLDER
+@given(mutation=_byte_mutation)
+def test_loader_on_mutated_tokenizer_bytes(exported_pristine, exported_victim, mutation):
+    _fuzz_file(exported_pristine, exported_victim, "tokenizer.json",
+               lambda path, data: path.write_bytes(_mutate_bytes(data, *mutation)))
+
+
+@FUZZ_FOLDER
+@given(edits=st.lists(st.tuples(_tokenizer_paths, _small, st.booleans()), min_size=1, max_size=3))
+def test_loader_on_mutated_tokenizer_structure(exported_pristine, exported_victim, edits):
+    def write(path: Path, data: bytes) -> None:
+        doc: object = json.loads(data)
+        for key_path, value, delete in edits:
+            doc = _edit(doc, key_path, value, delete)
+        path.write_text(json.dumps(doc))
+
+    _fuzz_file(exported_pristine, exported_victim, "tokenizer.json", write)
+
+
+@FUZZ_FOLDER
+@given(edits=st.lists(st.tuples(_config_paths, _small, st.booleans()), min_size=1, max_size=3),
+       mutation=st.one_of(st.none(), _byte_mutation))
+def test_loader_on_mutated_config_files(exported_pristine, exported_victim, edits, mutation):
+    names = sorted({path[0] for path, _v, _d in edits})
+    try:
+        for name in names:
+            doc: object = json.loads((exported_pristine / "body" / name).read_text())
+            for (file, *key_path), value, delete in edits:
+                if file == name:
+                    doc = _edit(doc, tuple(key_path), value, delete)
+            data = json.dumps(doc).encode()
+            (exported_victim / "body" / name).write_bytes(data if mutation is None else _mutate_bytes(data, *mutation))
+        _load_variants(exported_victim)
+    finally:
+        for name in names:
+            shutil.copy(exported_pristine / "body" / name, exported_victim / "body" / name)
+
+
+@FUZZ_LOADER
+@given(mutation=_byte_mutation)
+def test_loader_on_mutated_fastclf_json_bytes(pristine, victim, mutation):
+    data = (pristine / "fastclf.json").read_bytes()
+    (victim / "fastclf.json").write_bytes(_mutate_bytes(data, *mutation))
+    try:
+        _load(victim)
+    finally:
+        _restore(pristine, victim, "fastclf.json")

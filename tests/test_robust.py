@@ -6,6 +6,7 @@ Each test here failed on the code before this suite was written (see the commit 
 from __future__ import annotations
 
 import bz2
+import errno
 import gzip
 import io
 import json
@@ -641,3 +642,277 @@ def test_openvino_accelerate_predict_and_benchmark_make_no_network_attempt(saved
         time.sleep(0.5)  # telemetry sends from a thread
     assert not log.exists(), log.read_text()
     assert not (tmp_path / "home" / "intel").exists()  # and nothing written in the user's home
+
+
+# ---------------------------------------------------------------------------------------------
+# 6. hostile and heavy input (issue 31): bounded memory, one line for every failure
+
+_RSS_CHILD = textwrap.dedent("""
+    import resource, sys
+    from fastclf.cli import cli
+    try:
+        cli(sys.argv[1:], standalone_mode=False)
+    finally:
+        print("maxrss_kb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)
+""")
+
+
+def test_one_huge_text_costs_memory_bounded_by_tokens(saved, tmp_path):
+    """A 20 MB text is cut to what --max-chunks windows can use before it is tokenized: the peak
+    memory stays far below the ~3 GB that tokenizing all of it took, and a warning says so once."""
+    src = tmp_path / "big.jsonl"
+    words = "alpha beta gamma delta " * (20_000_000 // 23)
+    src.write_text(json.dumps({"text": words}) + "\n" + json.dumps({"text": "short one"}) + "\n")
+    out = tmp_path / "out.csv"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-c", _RSS_CHILD, "predict", str(saved), "--input", str(src),
+                           "--output", str(out)], capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rss_mb = int(proc.stderr.rsplit("maxrss_kb", 1)[1].split()[0]) / 1024
+    assert rss_mb < 1500, f"peak RSS {rss_mb:.0f} MB"
+    assert proc.stderr.count("are cut to their first") == 1, proc.stderr[-2000:]
+    assert len(pd.read_csv(out)) == 2
+
+
+def test_windows_of_a_cut_text_are_spaced_over_the_kept_characters(minilm_dir):
+    from tokenizers import Tokenizer
+
+    from fastclf.chunking import CHARS_PER_TOKEN, Chunker
+
+    chunker = Chunker(Tokenizer.from_file(str(minilm_dir / "tokenizer.json")), 16, max_chunks=3)
+    assert chunker.max_chars == 3 * 16 * CHARS_PER_TOKEN
+    long = "x" * 5000 + " tail words here"  # one 5,000-character word: one token for many characters
+    pieces = chunker.split(["a short text", long, "word " * 2000])
+    assert pieces.n_cut == 2 and pieces.n_inputs == 3
+    assert all(len(p) <= chunker.max_chars for p in pieces.texts)
+    assert "tail" not in " ".join(pieces.texts)
+    assert (pieces.owner == 2).sum() == 3  # evenly spaced windows over the kept prefix
+
+
+@pytest.mark.parametrize("sep", [",", "\t"])
+def test_a_csv_with_absurdly_many_columns_is_refused_early(saved, tmp_path, sep):
+    src = tmp_path / "wide.csv"
+    src.write_text(sep.join(f"c{i}" for i in range(1_000_000)) + "\n" + sep.join("x" * 1_000_000) + "\n")
+    with pytest.raises(DataError, match="1,000,000 columns"):
+        read_texts(src)
+    code, output = run("predict", saved, "--input", src, "--output", tmp_path / "out.csv")
+    one_line_error(code, output, "1,000,000 columns")
+
+
+def test_fastclf_json_linked_outside_the_model_is_refused(model, tmp_path):
+    outside = tmp_path / "elsewhere.json"
+    shutil.move(model / "fastclf.json", outside)
+    (model / "fastclf.json").symlink_to(outside)
+    with pytest.raises(ModelFormatError, match="fastclf.json leads outside"):
+        Classifier.load(model)
+    code, output = run("info", model)
+    one_line_error(code, output, "fastclf.json leads outside")
+
+
+@pytest.mark.parametrize("name", ["model.safetensors", "tokenizer.json", "1_Pooling/config.json"])
+def test_body_files_linked_outside_the_model_are_refused(model, tmp_path, name):
+    victim = model / "body" / name
+    outside = tmp_path / "elsewhere"
+    shutil.move(victim, outside)
+    victim.symlink_to(outside)
+    with pytest.raises(ModelFormatError, match="leads outside"):
+        Classifier.load(model)
+    victim.unlink()
+    victim.symlink_to("/dev/zero")  # no longer an endless read
+    code, output = run("predict", model, "a text")
+    one_line_error(code, output, name, "leads outside")
+
+
+def test_oversize_tokenizer_and_json_files_are_refused_before_they_are_read(model):
+    tokenizer = model / "body" / "tokenizer.json"
+    with open(tokenizer, "r+b") as fh:
+        fh.truncate(2 * 1024**3)  # 2 GB, sparse: nothing is written
+    with pytest.raises(ModelFormatError, match="tokenizer.json is 2048 MB, more than"):
+        Classifier.load(model)
+    from fastclf.backends import load_body
+
+    with pytest.raises(ModelFormatError, match="tokenizer.json is 2048 MB, more than"):
+        load_body(model / "body", "onnx-fp32")  # checked before the variant's own files are looked for
+
+
+@pytest.mark.parametrize("depth", [3, 12, 200])
+def test_code_keys_are_found_at_any_depth(model, depth):
+    config = json.loads((model / "body" / "config.json").read_text())
+    node: dict = config
+    for i in range(depth):
+        node[f"k{i}"] = {}
+        node = node[f"k{i}"]
+    node["auto_map"] = {"AutoModel": "modeling_evil.EvilModel"}
+    (model / "body" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelFormatError, match="auto_map"):
+        Classifier.load(model)
+
+
+def test_large_json_with_a_code_key_is_refused_not_skipped(model):
+    config = json.loads((model / "body" / "config.json").read_text())
+    config["auto_map"] = {"AutoModel": "modeling_evil.EvilModel"}
+    (model / "body" / "config.json").write_text(json.dumps(config) + " " * 51_000_000)
+    with pytest.raises(ModelFormatError, match="config.json"):
+        Classifier.load(model)
+
+
+@pytest.fixture(scope="module")
+def exported(saved, tmp_path_factory) -> Path:
+    """The tiny model with onnx-fp32 and openvino-fp32 exported."""
+    from samples import CALIBRATION
+
+    from fastclf.accelerate import accelerate
+
+    path = tmp_path_factory.mktemp("robust-exported") / "model"
+    shutil.copytree(saved, path)
+    accelerate(path, ["onnx-fp32", "openvino-fp32"], calibration_texts=CALIBRATION)
+    return path
+
+
+@pytest.mark.parametrize("variant", ["torch-fp32", "onnx-fp32", "openvino-fp32"])
+def test_every_variant_runs_the_code_safety_check(exported, tmp_path, variant):
+    model = tmp_path / "model"
+    shutil.copytree(exported, model)
+    modules = json.loads((model / "body" / "modules.json").read_text())
+    modules[1]["path"] = "../../../outside/body"
+    (model / "body" / "modules.json").write_text(json.dumps(modules))
+    with pytest.raises(ModelFormatError, match="entry 1 path"):
+        Classifier.load(model, variant=variant)
+    modules[1]["path"] = "1_Pooling"
+    (model / "body" / "modules.json").write_text(json.dumps(modules))
+    (model / "body" / "custom.py").write_text("raise SystemExit('ran')\n")
+    code, output = run("predict", model, "a text", "--variant", variant)
+    one_line_error(code, output, "custom.py is code")
+
+
+def _disk_full(*_a, **_k):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def _safetensors_disk_full(*_a, **_k):
+    from safetensors import SafetensorError
+
+    raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+
+@pytest.mark.parametrize("where", ["head", "body"])
+def test_train_on_a_full_disk_ends_in_one_line(tiny_body_dir, tmp_path, monkeypatch, where):
+    """A full file system (simulated: the writer raises as it does on ENOSPC): one line, exit 1,
+    no model and no staging folder left."""
+    from fastclf.head import LogisticHead
+
+    csv = tmp_path / "train.csv"
+    pd.DataFrame({"text": tiny_data().texts, "label": tiny_data().labels}).to_csv(csv, index=False)
+    if where == "head":
+        monkeypatch.setattr(LogisticHead, "save", _safetensors_disk_full)
+    else:
+        monkeypatch.setattr("sentence_transformers.SentenceTransformer.save", _disk_full)
+    out = tmp_path / "out" / "model"
+    code, output = run("train", csv, "-o", out, "--model", tiny_body_dir, "--epochs", "0", "--head-c", "1", "-q")
+    errors = [line for line in output.splitlines() if line.startswith("error: ")]  # after the training lines
+    assert code == 1 and "Traceback" not in output, output
+    assert len(errors) == 1 and output.strip().endswith(errors[0]) and "no space left on device" in errors[0]
+    assert not out.exists() and not [p for p in out.parent.iterdir()]
+
+
+def test_predict_output_on_a_full_disk_ends_in_one_line(saved, tmp_path, monkeypatch):
+    from fastclf.stream.outputs import TableWriter
+
+    src = tmp_path / "in.csv"
+    pd.DataFrame({"text": SPORT + FOOD}).to_csv(src, index=False)
+    monkeypatch.setattr(TableWriter, "write", _disk_full)
+    out = tmp_path / "out" / "scored.csv"
+    out.parent.mkdir()
+    code, output = run("predict", saved, "--input", src, "--output", out)
+    one_line_error(code, output, "scored.csv", "no space left on device")
+    assert list(out.parent.iterdir()) == []
+
+
+def test_a_killed_predict_output_leaves_a_temp_file_that_the_next_run_removes(saved, tmp_path):
+    src = tmp_path / "in.csv"
+    pd.DataFrame({"text": [f"the striker scored goal number {i}" for i in range(40_000)]}).to_csv(src, index=False)
+    out = tmp_path / "out" / "scored.csv"
+    out.parent.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "fastclf", "predict", str(saved), "--input", str(src),
+                             "--output", str(out), "--chunk-size", "64"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not list(out.parent.iterdir()) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait()
+    left = list(out.parent.iterdir())
+    assert len(left) == 1 and left[0].name.startswith(".scored.csv.") and str(proc.pid) in left[0].name, left
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        kept = out.parent / f".scored.csv.tmp-{live.pid}-abc_12.tmp"  # a concurrent run's file
+        kept.write_text("")
+        small = tmp_path / "small.csv"
+        pd.DataFrame({"text": SPORT}).to_csv(small, index=False)
+        code, output = run("predict", saved, "--input", small, "--output", out)
+        assert code == 0, output
+        assert sorted(p.name for p in out.parent.iterdir()) == sorted([kept.name, "scored.csv"])
+    finally:
+        live.kill()
+        live.wait()
+
+
+def test_duplicate_text_columns_are_refused_by_name(saved, tmp_path):
+    src = tmp_path / "dup.csv"
+    src.write_text("text,label,text\nthe striker scored,sport,a late goal\nsalty soup,food,fresh bread\n")
+    with pytest.raises(DataError, match="duplicate column names: text"):
+        read_texts(src)
+    code, output = run("predict", saved, "--input", src, "--output", tmp_path / "out.csv")
+    one_line_error(code, output, "duplicate column names: text")
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".tsv"])
+def test_nested_parquet_columns_are_written_to_csv_as_json(saved, tmp_path, suffix):
+    src = tmp_path / "nested.parquet"
+    pd.DataFrame({"text": ["the striker scored", "salty soup", "a late goal"],
+                  "tags": [["a", "b"], [], ["é"]],
+                  "meta": [{"n": 1, "xs": [1, 2]}, {"n": 2, "xs": []}, {"n": 3, "xs": [3]}]}).to_parquet(src)
+    out = tmp_path / f"out{suffix}"
+    code, output = run("predict", saved, "--input", src, "--output", out)
+    assert code == 0, output
+    df = pd.read_csv(out, sep="\t" if suffix == ".tsv" else ",", dtype=str)
+    assert [json.loads(x) for x in df["tags"]] == [["a", "b"], [], ["é"]]
+    assert [json.loads(x) for x in df["meta"]] == [{"n": 1, "xs": [1, 2]}, {"n": 2, "xs": []}, {"n": 3, "xs": [3]}]
+    code, output = run("predict", saved, "--input", src)  # CSV on stdout too
+    assert code == 0 and '"[""a"", ""b""]"' in output, output
+
+
+def test_info_on_a_model_without_its_head_file_is_one_error_line(model):
+    (model / "head.safetensors").unlink()
+    code, output = run("info", model)
+    one_line_error(code, output, "head.safetensors is missing")
+    code, output = run("info", model, "--json")
+    one_line_error(code, output, "head.safetensors is missing")
+
+
+def test_json_output_writes_utf8_as_it_is(saved, tmp_path):
+    code, output = run("predict", saved, "le café était froid ⚽", "--json")
+    assert code == 0 and "le café était froid ⚽" in output and "\\u" not in output, output
+    data = tmp_path / "eval.csv"
+    pd.DataFrame({"text": SPORT + ["un café très salé"] + FOOD, "label": ["sport"] * 6 + ["food"] * 7}).to_csv(
+        data, index=False)
+    code, output = run("eval", saved, data, "--json")
+    assert code == 0 and "\\u" not in output, output
+    code, output = run("info", saved, "--json")
+    assert code == 0 and json.loads(output)["labels"], output
+
+
+def test_training_on_many_labels_says_what_the_long_steps_are(tiny_body_dir):
+    from fastclf.data import LabeledData
+    from fastclf.trainer import TrainConfig, train
+
+    rng = np.random.default_rng(0)
+    words = (SPORT + FOOD)
+    texts = [f"{words[int(rng.integers(len(words)))]} item {i // 2}" for i in range(240)]
+    data = LabeledData(texts, [f"label{i // 2}" for i in range(240)], source="many")
+    said: list[str] = []
+    train(data, TrainConfig(model=str(tiny_body_dir), finetune="never", show_progress=False), progress=said.append)
+    head_lines = [s for s in said if "120 classes" in s]
+    assert len(head_lines) == 2, said  # the cross-validation of the head, then the final head
+    assert said.index(head_lines[0]) < said.index(head_lines[1])

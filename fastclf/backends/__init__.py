@@ -28,7 +28,16 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 import numpy as np
 
 from .._util import atomic_write
-from ..errors import DataError, MissingDependency, VariantNotExported, missing_dependency
+from ..errors import (
+    DataError,
+    FastclfError,
+    MissingDependency,
+    ModelFormatError,
+    SettingError,
+    VariantNotExported,
+    first_line,
+    missing_dependency,
+)
 from ..machine import ISA_FLAGS, cpu_has_bf16
 from ..machine import isa_summary as cpu_info
 from ..quiet import quiet_logs
@@ -201,17 +210,29 @@ def load_body(body_dir: str | Path, variant: str = REFERENCE) -> Body:
         UnknownVariant: the variant name is not known.
         VariantNotExported: the variant's files are not in ``body_dir``.
         MissingDependency: the variant's runtime is not installed.
+        ModelFormatError: the body folder is refused (see :func:`fastclf.safety.check_body`), or
+            its runtime cannot load it (a damaged config or tokenizer).
     """
+    from ..safety import check_body
+
     spec = get_spec(variant)
     body_dir = Path(body_dir)
+    check_body(body_dir)  # the one check every variant passes before its runtime sees the folder
     missing = [f for f in spec.files if not (body_dir / f).is_file()]
     if missing:
         raise VariantNotExported(
             f"variant {variant!r} is not exported in this model (missing {missing[0]}); "
             f"create it with: {export_command(variant)}"
         )
-    with quiet_logs():  # the runtimes' own warnings while they load say nothing about the user's model
-        return runtime_module(spec).load(body_dir, spec)
+    module = runtime_module(spec)
+    try:
+        with quiet_logs():  # the runtimes' own warnings while they load say nothing about the user's model
+            return module.load(body_dir, spec)
+    except (FastclfError, MemoryError, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # a damaged config or tokenizer fails deep in transformers, tokenizers or a runtime
+        raise ModelFormatError(f"cannot load the model body in {body_dir} as {variant}: it is damaged or "
+                               f"incomplete ({type(exc).__name__}: {first_line(exc)[:300]})") from None
 
 
 def reset_runtime_state() -> None:
@@ -240,7 +261,7 @@ def requested_threads(threads: int | None = None) -> int | None:
     None (the runtime's default: the physical cores).
 
     Raises:
-        ValueError: the environment variable is not a positive integer.
+        SettingError: the environment variable is not a positive integer.
     """
     import os
 
@@ -250,7 +271,7 @@ def requested_threads(threads: int | None = None) -> int | None:
     if not value:
         return None
     if not value.isdigit() or int(value) < 1:
-        raise ValueError(f"{THREADS_ENV} must be a positive integer, got {value!r}")
+        raise SettingError(f"{THREADS_ENV} must be a positive integer, got {value!r}")
     return int(value)
 
 
@@ -295,8 +316,12 @@ def export_variant(body_dir: str | Path, variant: str, calibration_texts: Sequen
     Raises:
         UnknownVariant, MissingDependency
         DataError: the variant needs its own head and ``fit_head`` is None.
+        ModelFormatError: the body folder is refused (see :func:`fastclf.safety.check_body`).
     """
+    from ..safety import check_body
+
     spec = get_spec(variant)
+    check_body(body_dir)
     module = runtime_module(spec)
     if spec.head and fit_head is None:
         raise DataError(f"variant {variant!r} is a new model with its own head, fit on the labeled training "

@@ -18,15 +18,12 @@ _WARMUP_TEXTS = ("A short warm-up text.", "A second, somewhat longer text to war
 
 
 def _load_sentence_transformer(body_dir: Path):
-    """Load a body folder with sentence-transformers, after :func:`fastclf.safety.check_body`
-    has made sure that loading it runs no code from the folder.
+    """Load a body folder with sentence-transformers (checked by :func:`fastclf.safety.check_body`
+    in ``load_body`` and ``export_variant``: loading it runs no code from the folder).
 
     Raises:
-        ModelFormatError: the folder is refused, or damaged (weights, configs, tokenizer).
+        ModelFormatError: the folder is damaged (weights, configs, tokenizer).
     """
-    from ..safety import check_body
-
-    check_body(body_dir)
     from sentence_transformers import SentenceTransformer
 
     try:

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DataError, ModelFormatError, first_line
+from ..errors import DataError, ModelFormatError, SettingError, first_line
 from . import VariantSpec, export_command, newer_than_weights
 from ._numpy_pipeline import PipelineBody, TextPipeline, check_graph_inputs, read_pipeline_config
 
@@ -87,13 +87,13 @@ def static_shapes_setting() -> int:
     """:data:`STATIC_SHAPES`, or ``$FASTCLF_OPENVINO_STATIC_SHAPES`` when set.
 
     Raises:
-        ValueError: the environment variable is not a whole number.
+        SettingError: the environment variable is not a whole number.
     """
     value = os.environ.get(STATIC_SHAPES_ENV, "").strip()
     if not value:
         return STATIC_SHAPES
     if not value.isdigit():
-        raise ValueError(f"{STATIC_SHAPES_ENV} must be 0 or a positive integer, got {value!r}")
+        raise SettingError(f"{STATIC_SHAPES_ENV} must be 0 or a positive integer, got {value!r}")
     return int(value)
 
 

@@ -4,6 +4,7 @@ decompressed bytes, and the one-line error for a file that cannot be read."""
 from __future__ import annotations
 
 import bz2
+import csv
 import gzip
 import io
 import lzma
@@ -80,9 +81,29 @@ def separator(fmt: str, header: str | None = None) -> str:
     return next((sep for sep in ("\t", ";", ",") if sep in header), own)
 
 
-def header_line(data: bytes) -> str:
-    """The first line of a CSV or TSV file's bytes (the header), without a byte-order mark."""
-    return data.split(b"\n", 1)[0].decode("utf-8", errors="replace").lstrip("\ufeff")
+#: a CSV or TSV header with more columns is refused before pandas parses it (a million
+#: columns of a 14 MB file took gigabytes)
+MAX_COLUMNS = 10_000
+
+
+def csv_separator(path: Path, fmt: str, data: bytes) -> str:
+    """The separator (see :func:`separator`) of a CSV or TSV file whose bytes start with ``data``
+    (its first line at least).
+
+    Raises:
+        DataError: the header has more than :data:`MAX_COLUMNS` columns, or a name twice.
+    """
+    header = data.split(b"\n", 1)[0].decode("utf-8", errors="replace").lstrip("\ufeff")
+    sep = separator(fmt, header)
+    n = header.count(sep) + 1
+    if n > MAX_COLUMNS:
+        raise DataError(f"{path}: the header has {n:,} columns, more than fastclf reads ({MAX_COLUMNS:,}); "
+                        "is this a table of texts?")
+    names = [c.strip() for c in next(csv.reader([header.rstrip("\r")], delimiter=sep), [])]
+    dup = sorted({c for c in names if names.count(c) > 1})
+    if dup:  # pandas would rename the second one (text.1) and use the first without a word
+        raise DataError(f"{path}: duplicate column names: {', '.join(dup)}")
+    return sep
 
 
 def csv_options(fmt: str, sep: str | None = None) -> dict[str, Any]:

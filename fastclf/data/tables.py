@@ -10,7 +10,7 @@ import pandas as pd
 
 from .._util import load_json_as
 from ..errors import DataError, DataFileNotFound, first_line
-from .formats import csv_options, format_of, header_line, read_bytes, read_error, separator
+from .formats import csv_options, csv_separator, format_of, read_bytes, read_error
 
 
 def read_table(path: str | Path) -> pd.DataFrame:
@@ -48,7 +48,7 @@ def read_table(path: str | Path) -> pd.DataFrame:
 def _parse(path: Path, fmt: str, data: bytes) -> pd.DataFrame:
     if fmt in ("csv", "tsv"):
         data.decode("utf-8")  # a clear message for a file that is not UTF-8
-        return pd.read_csv(io.BytesIO(data), **csv_options(fmt, separator(fmt, header_line(data))))
+        return pd.read_csv(io.BytesIO(data), **csv_options(fmt, csv_separator(path, fmt, data)))
     if fmt == "jsonl":
         return _read_json(path, data)
     return pd.read_parquet(io.BytesIO(data))

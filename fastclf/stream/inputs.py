@@ -16,12 +16,11 @@ from ..data.formats import (
     READ_ERRORS,
     compression_of,
     csv_options,
+    csv_separator,
     format_of,
-    header_line,
     is_supported,
     open_decompressed,
     read_error,
-    separator,
 )
 from ..errors import DataError, DataFileNotFound, FastclfError
 
@@ -142,7 +141,7 @@ def _parquet_header(path: Path) -> tuple[list[str], int]:
 def _csv_header(path: Path, fmt: str, compression: str | None) -> tuple[list[str], str]:
     """The columns of a CSV or TSV file and its separator."""
     with open_decompressed(path) as fh:
-        sep = separator(fmt, header_line(fh.readline()))
+        sep = csv_separator(path, fmt, fh.readline())
     with open(path, "rb") as fh:
         header = pd.read_csv(fh, nrows=0, compression=compression, **csv_options(fmt, sep))
     return [str(c) for c in header.columns], sep

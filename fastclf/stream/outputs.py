@@ -4,12 +4,14 @@ to its target file)."""
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+import numpy as np
 import pandas as pd
 
 from .._util import atomic_write
@@ -59,6 +61,30 @@ def output_name(source: Path) -> str:
     return name
 
 
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (bytes, bytearray)):
+        return value.decode("utf-8", errors="replace")
+    return str(value)
+
+
+def csv_cells(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with its nested cells (lists, structs and maps of a Parquet input) as JSON text,
+    which a CSV or TSV cell can hold (pandas would write a numpy repr)."""
+    nested = (list, tuple, dict, np.ndarray)
+    cols = [c for c in df.columns if df[c].dtype == object and df[c].map(lambda v: isinstance(v, nested)).any()]
+    if not cols:
+        return df
+    df = df.copy()
+    for c in cols:
+        df[c] = df[c].map(lambda v: json.dumps(v, ensure_ascii=False, default=_json_default)
+                          if isinstance(v, nested) else v)
+    return df
+
+
 class TableWriter:
     """Append scored chunks to one file (CSV, TSV, JSON Lines, optionally gzip/bz2/xz
     compressed, or Parquet); ``close()`` finishes it. Used on the temporary file of an atomic write.
@@ -92,8 +118,8 @@ class TableWriter:
                 text += "\n"
             self._text_handle().write(text)
         else:
-            df.to_csv(self._text_handle(), sep="\t" if self.fmt == "tsv" else ",", index=False,
-                      header=self.rows == 0)
+            csv_cells(df).to_csv(self._text_handle(), sep="\t" if self.fmt == "tsv" else ",", index=False,
+                                 header=self.rows == 0)
         self.rows += len(df)
 
     def _write_parquet(self, df: pd.DataFrame) -> None:
@@ -149,7 +175,7 @@ def _write_csv_stream(jobs: list[FileJob], scored: ScoredChunks, bar: Any, out: 
     for job in jobs:
         for chunk, advance in scored(job):
             if len(chunk):
-                chunk.to_csv(out, index=False, header=total == 0)
+                csv_cells(chunk).to_csv(out, index=False, header=total == 0)
                 total += len(chunk)
             bar.update(advance)
     out.flush()
