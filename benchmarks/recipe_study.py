@@ -61,8 +61,8 @@ def study(data: str, shots: int, seed: int, freeze: int | None, max_length: int)
     from sklearn.model_selection import StratifiedKFold
     from transformers import set_seed
 
-    from fastclf.finetune import finetune, quiet
-    from fastclf.trainer import TrainConfig, _Embedder, _load_body, default_model_path
+    from fastclf.training.finetune import finetune, quiet
+    from fastclf.training.trainer import TrainConfig, _Embedder, _load_body, default_model_path
 
     train, test = suite_data.split(data, shots, seed)
     test = test.sample(frac=1, random_state=seed).iloc[:MAX_TEST]  # the suite's test set is grouped by label
@@ -139,7 +139,7 @@ def _pick(row: dict, rule: str, epochs: tuple[int, ...]) -> tuple[str, str]:
         return float(np.mean([f[k[0]][k[1]]["loss"] for f in folds]))
 
     if rule.endswith("margin"):  # tried and not kept: fine-tuning unless the untuned body wins by 1 SE
-        from fastclf.selection import settles
+        from fastclf.training.selection import settles
 
         def top(ks):
             return max(ks, key=lambda k: (acc(k), -int(k[0]), -abs(np.log10(float(k[1])))))

@@ -50,9 +50,9 @@ def study(data: str, shots: int, seed: int, steps: list[int], lr: float, with_cv
     from sklearn.model_selection import StratifiedKFold
     from transformers import set_seed
 
-    from fastclf.finetune import finetune, quiet
-    from fastclf.selection import steps_per_epoch
-    from fastclf.trainer import FINETUNE_MAX_LENGTH, TrainConfig, _Embedder, _load_body, default_model_path
+    from fastclf.training.finetune import finetune, quiet
+    from fastclf.training.selection import steps_per_epoch
+    from fastclf.training.trainer import FINETUNE_MAX_LENGTH, TrainConfig, _Embedder, _load_body, default_model_path
 
     train, test = suite_data.split(data, shots, seed)
     test = test.sample(frac=1, random_state=seed).iloc[:MAX_TEST]

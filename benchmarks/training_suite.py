@@ -103,8 +103,8 @@ def _overrides() -> dict[str, object]:
 
 def run_fastclf(train, test, seed):
     from fastclf.data import LabeledData
-    from fastclf.trainer import TrainConfig
-    from fastclf.trainer import train as fit
+    from fastclf.training.trainer import TrainConfig
+    from fastclf.training.trainer import train as fit
 
     start = time.perf_counter()
     config = TrainConfig(seed=seed, show_progress=False).with_settings(SETTINGS)

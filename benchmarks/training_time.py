@@ -94,8 +94,8 @@ def long_text_parts() -> list[dict]:
     from sentence_transformers import SentenceTransformer
 
     from fastclf.chunking import Chunker, pool, window_of
-    from fastclf.finetune import finetune, quiet
-    from fastclf.trainer import _TrainedBody
+    from fastclf.training.finetune import finetune, quiet
+    from fastclf.training.trainer import _TrainedBody
 
     tr, _ = suite_data.split("convention-party", 16, 0)
     texts, labels = tr.text.tolist(), [int(v == "democrat") for v in tr.label]

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ._version import __version__
-from .errors import (  # noqa: E402
+from fastclf._version import __version__
+from fastclf.errors import (  # noqa: E402
     DataError,
     FastclfError,
     MissingDependency,
@@ -13,18 +13,18 @@ from .errors import (  # noqa: E402
     UnknownVariant,
     VariantNotExported,
 )
-from .model import Classifier  # noqa: E402
+from fastclf.model import Classifier  # noqa: E402
 
 
 def __getattr__(name: str):
     # Training and benchmarking pull in torch and setfit: import them only when asked for,
     # so that `from fastclf import Classifier` stays light for ONNX/OpenVINO deployments.
     if name in ("train", "TrainConfig"):
-        from . import trainer
+        from fastclf.training import trainer
 
         return getattr(trainer, name)
     if name == "Benchmark":
-        from .benchmark import Benchmark
+        from fastclf.benchmark import Benchmark
 
         return Benchmark
     raise AttributeError(f"module 'fastclf' has no attribute {name!r}")

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from .errors import FastclfError, write_error
+from fastclf.errors import FastclfError, write_error
 
 
 def current_umask() -> int:

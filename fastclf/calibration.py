@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .config import Calibration
+from fastclf.config import Calibration
 
 #: fewer held-out texts than this (or fewer than :data:`MIN_PER_CLASS` of a class) leave the scores as they are
 MIN_HELD_OUT = 20
@@ -52,7 +52,7 @@ def _label_loss(z: np.ndarray, y: np.ndarray, temperature: float) -> float:
 
 
 def fit(scores: np.ndarray, y: np.ndarray, *, multi_label: bool, n_classes: int) -> Calibration | str:
-    """The calibration of held-out ``scores`` (see :func:`fastclf.selection.fit_scores`) against
+    """The calibration of held-out ``scores`` (see :func:`fastclf.training.selection.fit_scores`) against
     ``y`` (class indices, or a multi-hot matrix), or the reason it is left out (too few texts)."""
     if multi_label:
         return _fit_multi_label(scores, y)

@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._util import atomic_write_text
-from .config_sections import (  # noqa: F401  (re-exported: the sections are part of the config's API)
+from fastclf._util import atomic_write_text
+from fastclf.config_sections import (  # noqa: F401  (re-exported: the sections are part of the config's API)
     BODY_DIR,
     DEFAULT_MAX_CHUNKS,
     HEAD_FILE,
@@ -46,8 +46,8 @@ from .config_sections import (  # noqa: F401  (re-exported: the sections are par
     now,
     split_known,
 )
-from .errors import ModelFormatError, ModelNotFound, first_line
-from .safety import check_file, inside
+from fastclf.errors import ModelFormatError, ModelNotFound, first_line
+from fastclf.safety import check_file, inside
 
 FORMAT = "fastclf"
 FORMAT_VERSION = 1
@@ -95,7 +95,7 @@ class ModelConfig:
         Raises:
             ModelFormatError: not a fastclf config, an unknown format version, or a bad field.
         """
-        from ._version import __version__
+        from fastclf._version import __version__
 
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise ModelFormatError(f"{source} is not a fastclf model config")

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ModelFormatError
+from fastclf.errors import ModelFormatError
 
 HEAD_FILE = "head.safetensors"
 BODY_DIR = "body"
@@ -201,7 +201,7 @@ _VARIANT_CHECKS: dict[str, Check] = {
 @dataclass(frozen=True)
 class VariantRecord:
     """``variants.NAME``: an exported variant, its files (inside ``body/``) and its parity with
-    torch-fp32 on the check texts (see :mod:`fastclf.accelerate`)."""
+    torch-fp32 on the check texts (see :mod:`fastclf.accelerate.export`)."""
 
     files: tuple[str, ...] = ()
     n: int | None = None  # check texts

@@ -9,10 +9,10 @@ from typing import Any
 
 import numpy as np
 
-from ._util import atomic_write_text
-from .benchmark.plots import PALETTE, SIZE_INCHES, STYLE, _svg, require_matplotlib
-from .benchmark.report import _CSS, _html_table
-from .metrics import format_confidence
+from fastclf._util import atomic_write_text
+from fastclf.benchmark.plots import PALETTE, SIZE_INCHES, STYLE, _svg, require_matplotlib
+from fastclf.benchmark.report import _CSS, _html_table
+from fastclf.evaluation import format_confidence
 
 REPORT_FILE = "eval.html"
 
@@ -53,13 +53,13 @@ def _coverage_curve(result: dict[str, Any]) -> str:
 
 
 def write_eval_report(result: dict[str, Any], classes: list[str], folder: str | Path, *, title: str) -> Path:
-    """Write the page for :func:`fastclf.metrics.evaluate`'s single-label ``result`` into ``folder``.
+    """Write the page for :func:`fastclf.evaluation.evaluate`'s single-label ``result`` into ``folder``.
 
     Raises:
         DataError: a multi-label result (no top-label confidence to plot).
         MissingDependency: matplotlib is not installed.
     """
-    from .errors import DataError
+    from fastclf.errors import DataError
 
     if "confidence" not in result:
         raise DataError("the report plots a single-label model's confidence; this model is multi-label")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ModelFormatError, first_line
+from fastclf.errors import ModelFormatError, first_line
 
 KINDS = ("binary", "multiclass", "multilabel")
 

@@ -16,14 +16,14 @@ from typing import Any
 
 import numpy as np
 
-from ._util import remove_stale
-from ._version import __version__
-from .backends import Body, get_spec, load_body
-from .backends._pipeline_config import declared_pooling_modes
-from .config import BODY_DIR, CONFIG_FILE, HEAD_FILE, BodyConfig, HeadConfig, ModelConfig, now, read_config
-from .errors import DataError, FastclfError, ModelFormatError, write_error
-from .head import LogisticHead
-from .modeldir import (
+from fastclf._util import remove_stale
+from fastclf._version import __version__
+from fastclf.backends import Body, get_spec, load_body
+from fastclf.backends._pipeline_config import declared_pooling_modes
+from fastclf.config import BODY_DIR, CONFIG_FILE, HEAD_FILE, BodyConfig, HeadConfig, ModelConfig, now, read_config
+from fastclf.errors import DataError, FastclfError, ModelFormatError, write_error
+from fastclf.head import LogisticHead
+from fastclf.modeldir import (
     ModelDir,
     check_output_dir,
     commit_dir,
@@ -32,7 +32,7 @@ from .modeldir import (
     make_staging,
     writer_lock,
 )
-from .texts import check_batch_size, check_texts
+from fastclf.texts import check_batch_size, check_texts
 
 __all__ = ["BODY_DIR", "CONFIG_FILE", "HEAD_FILE", "Classifier", "ModelConfig", "check_output_dir", "read_config"]
 
@@ -162,7 +162,7 @@ class Classifier:
         body has no fast tokenizer. A model saved before long texts were split, or ``mode:
         truncate``, embeds the first window only: its chunker only cuts the texts."""
         if not hasattr(self, "_chunker_cache"):
-            from .chunking import Chunker, window_of
+            from fastclf.chunking import Chunker, window_of
 
             policy = self.config.long_texts
             window = window_of(self.body)

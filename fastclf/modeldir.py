@@ -16,10 +16,10 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from ._util import current_umask
-from .config import CONFIG_FILE, ModelConfig, read_config
-from .config_sections import BODY_DIR, HEAD_FILE
-from .errors import VariantNotExported
+from fastclf._util import current_umask
+from fastclf.config import CONFIG_FILE, ModelConfig, read_config
+from fastclf.config_sections import BODY_DIR, HEAD_FILE
+from fastclf.errors import VariantNotExported
 
 #: what a model directory holds (fastclf.json, the head, the body folder); anything else is the user's
 MODEL_ENTRIES = frozenset({CONFIG_FILE, HEAD_FILE, BODY_DIR})
@@ -177,14 +177,14 @@ class ModelDir:
 
     def exported(self) -> list[str]:
         """torch-fp32 and every recorded variant whose files exist, in the registry's order."""
-        from .backends import REFERENCE, VARIANTS, is_exported
+        from fastclf.backends import REFERENCE, VARIANTS, is_exported
 
         recorded = self.config.variants
         return [REFERENCE] + [v for v in VARIANTS if v != REFERENCE and v in recorded and is_exported(self.body_dir, v)]
 
     def default(self) -> str:
         """The variant that runs when none is named."""
-        from .backends import REFERENCE, variant_for_this_cpu
+        from fastclf.backends import REFERENCE, variant_for_this_cpu
 
         chosen = self.config.default_variant
         exported = self.exported()
@@ -200,7 +200,7 @@ class ModelDir:
             UnknownVariant: not a variant name.
             VariantNotExported: not recorded in fastclf.json, or its files are missing.
         """
-        from .backends import export_command, get_spec
+        from fastclf.backends import export_command, get_spec
 
         if variant is None:
             return self.default()
@@ -213,14 +213,14 @@ class ModelDir:
 
     def head_path(self, variant: str) -> Path:
         """The head ``variant`` runs with: the model's, or the variant's own when its body is a new model."""
-        from .backends import get_spec
+        from fastclf.backends import get_spec
 
         own = get_spec(variant).head
         return self.body_dir / own if own else self.config.head_path(self.path)
 
     def files(self, variant: str) -> list[Path]:
         """The files running ``variant`` reads: its body files, its head and fastclf.json."""
-        from .backends import body_files
+        from fastclf.backends import body_files
 
         files = [*body_files(self.body_dir, variant), self.head_path(variant), self.path / CONFIG_FILE]
         return [p for p in dict.fromkeys(files) if p.is_file()]

@@ -24,8 +24,8 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from ._util import load_json_as
-from .errors import ModelFormatError, first_line
+from fastclf._util import load_json_as
+from fastclf.errors import ModelFormatError, first_line
 
 #: sentence-transformers' module classes that read only data (weights, JSON, vocabularies).
 #: Router and Asym are left out on purpose: they name further module classes in their own

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numbers
 from collections.abc import Iterable, Mapping
 
-from .errors import DataError
+from fastclf.errors import DataError
 
 _DECODE = "decode them first, e.g. data.decode('utf-8')"
 

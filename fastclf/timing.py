@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from .backends import settle_one_text
+from fastclf.backends import settle_one_text
 
 
 @dataclass

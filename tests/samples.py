@@ -25,7 +25,7 @@ def tiny_data(sport: list[str] = SPORT, food: list[str] = FOOD):
 
 def train_tiny(body_dir: Path, data=None):
     """A classifier trained for one epoch on ``data`` (default: :func:`tiny_data`) with ``body_dir``."""
-    from fastclf.trainer import TrainConfig, train
+    from fastclf.training.trainer import TrainConfig, train
 
     config = TrainConfig(model=str(body_dir), num_epochs=1, head_c=1.0, show_progress=False)
     return train(tiny_data() if data is None else data, config).classifier
@@ -45,7 +45,7 @@ def run(*args) -> tuple[int, str]:
     """Run the fastclf CLI in-process: (exit code, output)."""
     from click.testing import CliRunner
 
-    from fastclf.cli import cli
+    from fastclf.cli.main import cli
 
     result = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
     return result.exit_code, result.output

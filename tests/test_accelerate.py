@@ -16,9 +16,9 @@ import samples
 from samples import run, tiny_data, train_tiny
 
 from fastclf import Classifier
+from fastclf.accelerate.parity import split_texts
 from fastclf.backends import get_spec, runtime_module
 from fastclf.errors import MissingDependency, ModelFormatError
-from fastclf.parity import split_texts
 
 SPORT = samples.SPORT + samples.SPORT_EXTRA
 FOOD = samples.FOOD + samples.FOOD_EXTRA

@@ -15,12 +15,12 @@ import pytest
 import samples
 from samples import run, tiny_data, train_tiny
 
-import fastclf.accelerate as acc
-import fastclf.auto as auto
+import fastclf.accelerate.auto as auto
+import fastclf.accelerate.export as acc
 import fastclf.backends as backends
 from fastclf import Classifier
+from fastclf.accelerate.parity import gate_decision, split_texts, wilson_bounds
 from fastclf.backends import openvino_backend
-from fastclf.parity import gate_decision, split_texts, wilson_bounds
 
 SPORT = samples.SPORT + samples.SPORT_EXTRA
 FOOD = samples.FOOD + samples.FOOD_EXTRA
@@ -63,7 +63,7 @@ def _paired(n: int, only_reference: int, only_candidate: int, both: int):
 
 
 def test_accuracy_gate_judges_the_paired_loss_and_says_how_many_texts_a_pass_takes():
-    from fastclf.parity import accuracy_decision
+    from fastclf.accelerate.parity import accuracy_decision
 
     same = accuracy_decision(*_paired(1000, 10, 10, 700))  # as accurate, a few texts differ
     assert same.passed and same.accuracy == (0.71, 0.71) and same.upper < 0.02
@@ -77,7 +77,7 @@ def test_accuracy_gate_judges_the_paired_loss_and_says_how_many_texts_a_pass_tak
 
 
 def test_pass_bound_is_what_a_clean_pass_shows():
-    from fastclf.parity import pass_bound
+    from fastclf.accelerate.parity import pass_bound
 
     assert pass_bound(8) > 0.2 and 0.05 < pass_bound(32) < 0.1 and pass_bound(1000) < 0.003
     for n in (8, 32, 200):
@@ -314,8 +314,8 @@ def test_benchmark_threads_reach_each_row(auto_model, tmp_path):
 
 
 def test_auto_never_picks_a_variant_that_fails_the_gate(tmp_path, trained):
-    from fastclf.accelerate import ExportResult
-    from fastclf.auto import choose_default
+    from fastclf.accelerate.auto import choose_default
+    from fastclf.accelerate.export import ExportResult
     from fastclf.timing import Timing
 
     model = tmp_path / "m"

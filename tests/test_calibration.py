@@ -12,13 +12,13 @@ import pandas as pd
 import pytest
 from samples import FOOD, SPORT, run
 
-from fastclf import stream
 from fastclf.calibration import fit, single_label_loss
 from fastclf.config import Calibration, ModelConfig
 from fastclf.data import LabeledData
 from fastclf.errors import DataError
 from fastclf.head import LogisticHead
 from fastclf.model import Classifier
+from fastclf.scoring import stream
 
 TEXTS = ["the striker scored twice", "a spicy curry with rice", "rain all week", "a goal and a pie"]
 
@@ -169,7 +169,7 @@ def test_a_model_without_calibration_loads_and_predicts_as_before(tiny_model, ca
 
 
 def test_training_calibrates_on_the_cross_validation_held_out_scores(tiny_body_dir, tmp_path):
-    from fastclf.trainer import TrainConfig, train
+    from fastclf.training.trainer import TrainConfig, train
 
     words = {"sport": ("goal", "match", "keeper", "striker"), "food": ("soup", "bread", "curry"),
              "weather": ("rain", "snow")}
@@ -210,7 +210,7 @@ def test_cli_serve_and_streaming_answer_with_abstention_and_sets(calibrated_mode
     df = pd.read_csv(tmp_path / "out.csv")
     assert set(df.predicted) == {"unsure"} and df.prediction_set.str.len().min() > 0
 
-    from fastclf.serve.protocol import RequestError, answer_options, with_answers
+    from fastclf.scoring.serve.protocol import RequestError, answer_options, with_answers
 
     proba = clf.predict_proba(["a late goal"])
     answer = answer_options({"inputs": "x", "min_confidence": 0.0, "coverage": 0.9}, clf)

@@ -42,7 +42,7 @@ def test_reads_every_format(tmp_path, suffix):
 def test_separator_is_read_from_the_header(tmp_path, name, sep):
     """A spreadsheet's tab- or semicolon-separated .csv (texts with commas in them), or a comma
     file named .tsv, reads as it is, for training and for scoring with --input."""
-    from fastclf import stream
+    from fastclf.scoring import stream
 
     rows = [("good, even great film", "pos"), ("bad; dull film", "neg"), ("great acting, fine", "pos"),
             ("awful plot, sadly", "neg")]

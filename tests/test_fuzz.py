@@ -265,8 +265,8 @@ _body = st.one_of(
 @FUZZ
 @given(body=_body)
 def test_server_body_parser_raises_only_request_errors(body):
-    from fastclf.serve import parse_predict_body
-    from fastclf.serve.protocol import RequestError
+    from fastclf.scoring.serve import parse_predict_body
+    from fastclf.scoring.serve.protocol import RequestError
 
     try:
         texts, single, top_k, _ = parse_predict_body(body.encode("utf-8", "surrogatepass") if isinstance(body, str)
@@ -285,7 +285,7 @@ def exported_pristine(tiny_model, tmp_path_factory) -> Path:
     """The tiny model with onnx-fp32 exported (read only: the fuzzed copy is `exported_victim`)."""
     from samples import CALIBRATION
 
-    from fastclf.accelerate import accelerate
+    from fastclf.accelerate.export import accelerate
 
     path = tmp_path_factory.mktemp("fuzz-exported") / "model"
     shutil.copytree(tiny_model, path)

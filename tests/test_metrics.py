@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from fastclf.commands import describe_counts
-from fastclf.metrics import MATRIX_MAX_CLASSES, format_report, most_confused
+from fastclf.cli.commands import describe_counts
+from fastclf.evaluation import MATRIX_MAX_CLASSES, format_report, most_confused
 
 
 def _result(confusion: np.ndarray, classes: list[str]) -> dict:

@@ -268,7 +268,7 @@ def test_predict_prints_one_line_a_text_however_the_text_is_laid_out(clear_model
 def test_predict_reads_texts_from_standard_input(clear_model):
     from click.testing import CliRunner
 
-    from fastclf.cli import cli
+    from fastclf.cli.main import cli
 
     piped = "\n".join(SPORT_EXTRA + FOOD_EXTRA) + "\n"
     result = CliRunner().invoke(cli, ["predict", str(clear_model), "-"], input=piped)
@@ -312,8 +312,8 @@ def test_train_shots_samples_each_class_and_evaluates_on_the_rest(csv, tiny_body
 def test_accelerate_all_exports_every_installed_runtime(tiny_model, tmp_path, monkeypatch):
     """``--all`` on the runtimes installed here, cut to the two cheapest exports (no calibration,
     no compilation) so that the test stays short: the plumbing is the same for every variant."""
-    import fastclf.accelerate_command as command
-    from fastclf.auto import available_variants
+    import fastclf.cli.accelerate as command
+    from fastclf.accelerate.auto import available_variants
     from fastclf.backends import VARIANTS
 
     installed = available_variants()

@@ -1,4 +1,4 @@
-"""The Ray engine (fastclf.ray): a local Ray on a tiny corpus gives the local engine's labels,
+"""The Ray engine (fastclf.scoring.ray): a local Ray on a tiny corpus gives the local engine's labels,
 in bounded time, quietly, and is shut down afterwards."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from samples import CALIBRATION, FOOD, SPORT, run, train_tiny
 
 from fastclf.errors import DataError, MissingDependency
 from fastclf.model import Classifier
-from fastclf.ray import cpus_per_actor, predict_dataset, predict_files, ray_session
+from fastclf.scoring.ray import cpus_per_actor, predict_dataset, predict_files, ray_session
 
 ROOT = Path(__file__).resolve().parents[1]
 TEXTS = SPORT + FOOD + CALIBRATION
@@ -140,7 +140,7 @@ def test_missing_extra_is_one_line(tmp_path, model_dir, monkeypatch):
 def test_each_actor_runs_its_share_of_the_threads(model_dir, monkeypatch):
     """Several actors on one machine each get cores / actors runtime threads (not a thread per
     core each), and a FASTCLF_THREADS set by the user wins."""
-    from fastclf.ray import _Scorer
+    from fastclf.scoring.ray import _Scorer
 
     monkeypatch.delenv("FASTCLF_THREADS", raising=False)
     _Scorer(str(model_dir), None, "text", 32, threads=1)

@@ -115,7 +115,7 @@ def test_cli_refuses_custom_module_in_one_line(model, tmp_path):
 
 
 def test_trainer_refuses_a_local_base_model_with_custom_code(tiny_body_dir, tmp_path):
-    from fastclf.trainer import TrainConfig, train
+    from fastclf.training.trainer import TrainConfig, train
 
     body = tmp_path / "base"
     shutil.copytree(tiny_body_dir, body)
@@ -254,7 +254,7 @@ def test_leftovers_of_killed_runs_are_removed_but_not_a_live_runs(model, other):
 
 def test_accelerate_publishes_whole_versions_and_discards_an_export_of_a_replaced_model(model, other, monkeypatch):
     pytest.importorskip("onnxruntime")
-    import fastclf.accelerate as acc
+    import fastclf.accelerate.export as acc
 
     stale = model.parent / ".model.old-abcd1234"
     stale.mkdir()
@@ -365,7 +365,7 @@ def test_train_set_refuses_bad_fields_and_values_in_one_line(tmp_path, setting, 
 
 
 def test_train_set_applies_typed_values():
-    from fastclf.trainer import TrainConfig
+    from fastclf.training.trainer import TrainConfig
 
     config = TrainConfig().with_settings(["bf16=true", "body_learning_rate=1", "max_length=null", "loss=pairs",
                                           "frozen-layers=2"])
@@ -649,7 +649,7 @@ def test_openvino_accelerate_predict_and_benchmark_make_no_network_attempt(saved
 
 _RSS_CHILD = textwrap.dedent("""
     import resource, sys
-    from fastclf.cli import cli
+    from fastclf.cli.main import cli
     try:
         cli(sys.argv[1:], standalone_mode=False)
     finally:
@@ -761,7 +761,7 @@ def exported(saved, tmp_path_factory) -> Path:
     """The tiny model with onnx-fp32 and openvino-fp32 exported."""
     from samples import CALIBRATION
 
-    from fastclf.accelerate import accelerate
+    from fastclf.accelerate.export import accelerate
 
     path = tmp_path_factory.mktemp("robust-exported") / "model"
     shutil.copytree(saved, path)
@@ -816,7 +816,7 @@ def test_train_on_a_full_disk_ends_in_one_line(tiny_body_dir, tmp_path, monkeypa
 
 
 def test_predict_output_on_a_full_disk_ends_in_one_line(saved, tmp_path, monkeypatch):
-    from fastclf.stream.outputs import TableWriter
+    from fastclf.scoring.stream.outputs import TableWriter
 
     src = tmp_path / "in.csv"
     pd.DataFrame({"text": SPORT + FOOD}).to_csv(src, index=False)
@@ -905,7 +905,7 @@ def test_json_output_writes_utf8_as_it_is(saved, tmp_path):
 
 def test_training_on_many_labels_says_what_the_long_steps_are(tiny_body_dir):
     from fastclf.data import LabeledData
-    from fastclf.trainer import TrainConfig, train
+    from fastclf.training.trainer import TrainConfig, train
 
     rng = np.random.default_rng(0)
     words = (SPORT + FOOD)

@@ -29,7 +29,7 @@ API_KEY = "test-key-123"
 
 SLOW = ("import time; from fastclf.model import Classifier; p = Classifier.predict_proba; "
         "Classifier.predict_proba = lambda self, texts, **kw: (time.sleep({}), p(self, texts, **kw))[1]; "
-        "from fastclf.cli import main; main()")
+        "from fastclf.cli.main import main; main()")
 
 
 class Server:
@@ -113,8 +113,8 @@ def thread_server(classifier, **settings):
     thread on a free loopback port: yields its URL, then stops it."""
     import uvicorn
 
-    from fastclf.serve import ServeSettings, _bind, create_app
-    from fastclf.serve.server import uvicorn_config
+    from fastclf.scoring.serve import ServeSettings, _bind, create_app
+    from fastclf.scoring.serve.server import uvicorn_config
 
     settings = ServeSettings(**{"port": 0, **settings})
     sock = _bind("127.0.0.1", 0)
@@ -393,7 +393,7 @@ def test_burst_past_the_queue_gets_only_200_and_429_then_sigterm_finishes_the_sl
 def test_onnx_variant_serves_without_importing_torch(model_dir, tmp_path, clf):
     import shutil
 
-    from fastclf.accelerate import accelerate
+    from fastclf.accelerate.export import accelerate
 
     onnx_dir = tmp_path / "onnx-model"
     shutil.copytree(model_dir, onnx_dir)
@@ -450,7 +450,7 @@ def test_listening_socket_sets_tcp_nodelay():
     # it a keep-alive client (hey, browsers) waited ~40 ms for a delayed ACK on every response
     import socket
 
-    from fastclf.serve import _bind
+    from fastclf.scoring.serve import _bind
 
     sock = _bind("127.0.0.1", 0)
     try:
@@ -465,7 +465,7 @@ def test_create_app_serves_a_loaded_classifier_in_process(clf):
 
     import httpx
 
-    from fastclf.serve import ServeSettings, create_app
+    from fastclf.scoring.serve import ServeSettings, create_app
 
     app = create_app(clf, ServeSettings(max_inputs=4, max_wait_ms=0))
 
@@ -487,7 +487,7 @@ def test_create_app_serves_a_loaded_classifier_in_process(clf):
 
 def test_missing_serve_extra_is_one_line(model_dir):
     # fastapi made unimportable, as when the serve extra is not installed
-    code = ("import sys; sys.modules['fastapi'] = None; from fastclf.cli import main; "
+    code = ("import sys; sys.modules['fastapi'] = None; from fastclf.cli.main import main; "
             f"sys.argv = ['fastclf', 'serve', {str(model_dir)!r}]; main()")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT,
                           env={**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"})
@@ -501,7 +501,7 @@ def test_health_is_503_while_the_model_loads_and_after_a_failed_load(clf):
 
     import httpx
 
-    from fastclf.serve import ServeSettings, create_app
+    from fastclf.scoring.serve import ServeSettings, create_app
 
     release = threading.Event()
 
@@ -545,7 +545,7 @@ def test_health_is_503_while_the_model_loads_and_after_a_failed_load(clf):
 
 
 def test_rank_labels_single_and_multi_label():
-    from fastclf.serve import rank_labels
+    from fastclf.scoring.serve import rank_labels
 
     proba = np.array([[0.2, 0.7, 0.1], [0.05, 0.3, 0.65]])
     labels = ["a", "b", "c"]
@@ -564,7 +564,7 @@ def test_rank_labels_single_and_multi_label():
 
 
 def test_parse_size_and_settings_checks():
-    from fastclf.serve import ServeSettings, ServeSettingsError, parse_size
+    from fastclf.scoring.serve import ServeSettings, ServeSettingsError, parse_size
 
     assert parse_size("1MB") == 1_000_000
     assert parse_size("512KiB") == 512 * 1024
@@ -582,7 +582,7 @@ def test_parse_size_and_settings_checks():
 def test_micro_batcher_interleaves_bounds_tokens_and_drains():
     import asyncio
 
-    from fastclf.serve import MicroBatcher, QueueFull, ShuttingDown
+    from fastclf.scoring.serve import MicroBatcher, QueueFull, ShuttingDown
 
     calls: list[list[str]] = []
     gate = threading.Event()

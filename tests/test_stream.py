@@ -1,4 +1,4 @@
-"""Streaming batch prediction (fastclf.stream, fastclf predict --input): every format in and
+"""Streaming batch prediction (fastclf.scoring.stream, fastclf predict --input): every format in and
 out, folders and globs, chunking, atomic outputs and one-line errors."""
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ import pandas as pd
 import pytest
 from samples import CALIBRATION, FOOD, SPORT, run, train_tiny
 
-from fastclf import stream
 from fastclf.data import LabeledData
 from fastclf.errors import DataError, DataFileNotFound
 from fastclf.model import Classifier
+from fastclf.scoring import stream
 
 TEXTS = SPORT + FOOD + CALIBRATION  # 36 texts
 
@@ -183,7 +183,7 @@ def test_no_output_prints_csv_once_with_one_header(tmp_path, model_dir, clf):
     _write(_frame(3), corpus / "b.csv")
     from click.testing import CliRunner
 
-    from fastclf.cli import cli
+    from fastclf.cli.main import cli
 
     result = CliRunner().invoke(cli, ["predict", str(model_dir), "--input", str(corpus), "-q"])
     assert result.exit_code == 0, result.output

@@ -17,9 +17,16 @@ from fastclf.chunking import Chunker, window_of
 from fastclf.config import LongTexts
 from fastclf.data import LabeledData
 from fastclf.errors import TrainingError
-from fastclf.finetune import BalancedSupConLoss, embed_by_length
-from fastclf.selection import EPOCH_CHOICES, MIN_STEPS_PER_EPOCH, describe, planned_epochs, settles, steps_per_epoch
-from fastclf.trainer import TrainConfig, train
+from fastclf.training.finetune import BalancedSupConLoss, embed_by_length
+from fastclf.training.selection import (
+    EPOCH_CHOICES,
+    MIN_STEPS_PER_EPOCH,
+    describe,
+    planned_epochs,
+    settles,
+    steps_per_epoch,
+)
+from fastclf.training.trainer import TrainConfig, train
 
 TOPICS = {
     "sport": ["the striker scored twice", "a late goal won the match", "the keeper saved a penalty",
@@ -220,7 +227,7 @@ def test_chunker_cuts_long_texts_into_windows(tiny_body_dir):
 
 
 def test_long_texts_are_embedded_whole_and_the_same_in_every_variant(tiny_body_dir, tmp_path):
-    from fastclf.accelerate import accelerate
+    from fastclf.accelerate.export import accelerate
 
     data = _data({k: TOPICS[k] for k in ("sport", "food")})
     clf = train(data, TrainConfig(model=str(tiny_body_dir), num_epochs=1, head_c=1.0, show_progress=False)).classifier
@@ -264,7 +271,7 @@ def test_first_fold_settles_only_a_clear_difference():
 def test_finetuning_keeps_embeddings_and_frozen_layers_fixed(tiny_body_dir):
     from sentence_transformers import SentenceTransformer
 
-    from fastclf.finetune import finetune
+    from fastclf.training.finetune import finetune
 
     st = SentenceTransformer(str(tiny_body_dir), device="cpu")
     bert = st[0].auto_model
@@ -289,7 +296,7 @@ def test_forked_jobs_return_in_order_from_other_processes():
     import functools
     import os
 
-    from fastclf.forked import run_forked
+    from fastclf.training.forked import run_forked
 
     out = run_forked([functools.partial(_pid_and_square, x) for x in (2, 3, 4)], threads_each=1)
     assert [sq for _pid, sq in out] == [4, 9, 16]
@@ -304,7 +311,7 @@ def test_forked_job_error_comes_back_as_one_training_error():
     import functools
 
     from fastclf.errors import TrainingError
-    from fastclf.forked import run_forked
+    from fastclf.training.forked import run_forked
 
     with pytest.raises(TrainingError, match="ValueError: fold 2 broke"):
         run_forked([functools.partial(_pid_and_square, 1), functools.partial(_fails, "fold 2 broke")], threads_each=1)
@@ -324,7 +331,7 @@ def test_cross_validation_embeddings_in_bf16_stay_near_fp32_and_the_saved_ones_s
     """``cv_bf16``: the folds' embeddings may run under bf16 autocast (where the CPU has native
     bf16); they must stay close to fp32 ones, and the embeddings the saved head is fit on must not change."""
     from fastclf.backends._pooling import row_cosines
-    from fastclf.trainer import _Embedder, _load_body
+    from fastclf.training.trainer import _Embedder, _load_body
 
     body = _load_body(str(minilm_dir))
     texts = [t for k in ("sport", "food", "money") for t in TOPICS[k][:4]] + ["a much longer text " * 200]
@@ -348,7 +355,7 @@ def test_training_records_whether_the_cross_validation_embedded_in_bf16(tiny_bod
 
 
 def test_average_into_sets_the_mean_of_the_fold_snapshots_and_keeps_fixed_weights(tmp_path):
-    from fastclf.selection import average_into
+    from fastclf.training.selection import average_into
 
     model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.Linear(2, 1))
     fixed = model[1].weight.detach().clone()
@@ -363,7 +370,7 @@ def test_average_into_sets_the_mean_of_the_fold_snapshots_and_keeps_fixed_weight
 
 
 def test_averaged_folds_are_the_body_and_no_final_fine_tuning_runs(tiny_body_dir, tmp_path):
-    from fastclf.trainer import _load_body
+    from fastclf.training.trainer import _load_body
 
     data = _data({k: TOPICS[k] for k in ("sport", "food", "money")})
     said: list[str] = []
@@ -389,8 +396,8 @@ def test_averaged_folds_are_the_body_and_no_final_fine_tuning_runs(tiny_body_dir
 
 
 def test_folds_too_small_to_contrast_never_claim_a_fine_tuning(tiny_body_dir):
-    from fastclf.selection import can_contrast
-    from fastclf.trainer import _load_body
+    from fastclf.training.selection import can_contrast
+    from fastclf.training.trainer import _load_body
 
     assert can_contrast([0, 0, 1, 1]) and not can_contrast([0, 1, 2, 3]) and not can_contrast([0, 0, 1, 2])
     # 2 examples of each of 5 classes: each of the 2 folds trains on one example a class, where the
@@ -418,7 +425,7 @@ def test_folds_too_small_to_contrast_never_claim_a_fine_tuning(tiny_body_dir):
 
 @pytest.mark.parametrize("multi_label", [False, True])
 def test_folds_keep_the_copies_of_a_text_together(multi_label):
-    from fastclf.selection import duplicate_groups, folds
+    from fastclf.training.selection import duplicate_groups, folds
 
     texts = [f"text {i}" for i in range(20)]
     texts += [texts[i] + "  " for i in range(0, 20, 2)]  # 10 copies (equal after stripping whitespace)
@@ -437,7 +444,7 @@ def test_folds_keep_the_copies_of_a_text_together(multi_label):
 
 
 def test_training_notes_repeated_and_conflicting_texts():
-    from fastclf.commands import duplicates_note
+    from fastclf.cli.commands import duplicates_note
 
     assert duplicates_note(LabeledData(["a", "b", "c", "d"], ["x", "y", "x", "y"])) == ""
     note = duplicates_note(LabeledData(["a", "b", "a ", "b", "c", "d"], ["x", "y", "x", "x", "x", "y"]))
@@ -445,8 +452,8 @@ def test_training_notes_repeated_and_conflicting_texts():
 
 
 def test_a_choice_no_better_than_the_common_class_is_named():
-    from fastclf.commands import chance_note
-    from fastclf.selection import Selection
+    from fastclf.cli.commands import chance_note
+    from fastclf.training.selection import Selection
 
     data = LabeledData([f"text {i}" for i in range(12)], ["a"] * 8 + ["b"] * 4)
     weak = Selection(0, 1.0, "cross-validation", folds=2, scores={"0": 8 / 12, "16": 0.5})
@@ -458,7 +465,7 @@ def test_a_choice_no_better_than_the_common_class_is_named():
 
 
 def test_the_untuned_body_needs_a_clear_lead_over_fine_tuning():
-    from fastclf.selection import UNTUNED_MARGIN_Z, Scores, Selection
+    from fastclf.training.selection import UNTUNED_MARGIN_Z, Scores, Selection
 
     def scores(correct: dict[tuple[int, float], int], n: int = 64) -> Scores:
         s = Scores((1.0, 10.0))

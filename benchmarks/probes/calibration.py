@@ -35,8 +35,8 @@ COVERAGES = (0.8, 0.9, 0.95)
 
 def run(name: str, shots: int, seed: int) -> dict:
     from fastclf.data import LabeledData
-    from fastclf.metrics import confidence_scores, set_scores
-    from fastclf.trainer import TrainConfig, train
+    from fastclf.evaluation import confidence_scores, set_scores
+    from fastclf.training.trainer import TrainConfig, train
 
     train_df, test_df = suite_data.split(name, shots, seed)
     start = time.perf_counter()
@@ -107,7 +107,7 @@ def diagnose() -> str:
     from scipy.optimize import minimize_scalar
 
     from fastclf.calibration import _softmax
-    from fastclf.metrics import confidence_scores
+    from fastclf.evaluation import confidence_scores
 
     def fit_t(z: np.ndarray, y: np.ndarray, w: np.ndarray) -> float:
         def loss(log_t: float) -> float:

@@ -17,7 +17,7 @@ import torch
 
 from fastclf.backends._pooling import row_cosines
 from fastclf.data import read_labeled
-from fastclf.trainer import TrainConfig, _Embedder, _load_body, resolve_model
+from fastclf.training.trainer import TrainConfig, _Embedder, _load_body, resolve_model
 
 
 def main() -> None:

@@ -16,8 +16,8 @@ import torch
 
 def main() -> None:
     torch.set_num_threads(1)
-    import fastclf.trainer as trainer
-    from fastclf.finetune import BalancedSupConLoss, finetune, frozen
+    import fastclf.training.trainer as trainer
+    from fastclf.training.finetune import BalancedSupConLoss, finetune, frozen
 
     with open("examples/train.csv", newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))[:32]

@@ -27,8 +27,18 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 
-from .._util import atomic_write
-from ..errors import (
+from fastclf._util import atomic_write
+from fastclf.backends.specs import (
+    _RUNTIMES,
+    REFERENCE,
+    RUNTIME_DIRS,
+    VARIANTS,
+    VariantSpec,
+    auto_candidates,
+    export_command,
+    get_spec,
+)
+from fastclf.errors import (
     DataError,
     FastclfError,
     MissingDependency,
@@ -38,13 +48,12 @@ from ..errors import (
     first_line,
     missing_dependency,
 )
-from ..machine import ISA_FLAGS, cpu_has_bf16
-from ..machine import isa_summary as cpu_info
-from ..quiet import quiet_logs
-from .specs import _RUNTIMES, REFERENCE, RUNTIME_DIRS, VARIANTS, VariantSpec, auto_candidates, export_command, get_spec
+from fastclf.machine import ISA_FLAGS, cpu_has_bf16
+from fastclf.machine import isa_summary as cpu_info
+from fastclf.quiet import quiet_logs
 
 if TYPE_CHECKING:
-    from ..head import LogisticHead
+    from fastclf.head import LogisticHead
 
 
 @runtime_checkable
@@ -89,7 +98,7 @@ def thread_settings(body: object | None = None) -> dict[str, object]:
 
     out: dict[str, object] = {}
     if "torch" in sys.modules:
-        from .torch_backend import torch_threads
+        from fastclf.backends.torch_backend import torch_threads
 
         out.update(torch_threads())
     get = getattr(body, "threads", None)
@@ -123,7 +132,7 @@ def runtime_module(spec: VariantSpec):
     """
     package, extra = _RUNTIMES[spec.runtime]
     if spec.runtime == "openvino":  # before anything imports openvino: no telemetry (see its docstring)
-        from .openvino_backend import disable_telemetry
+        from fastclf.backends.openvino_backend import disable_telemetry
 
         disable_telemetry()
     with quiet_logs():  # torch and torchao warn about optional kernels (CUDA, mxfp8) on import
@@ -138,7 +147,7 @@ def export_note(variant: str, n_texts: int) -> str:
     """What is worth saying before a long export of ``variant`` starts ("" for most)."""
     spec = get_spec(variant)
     if spec.option.get("distill"):
-        from ._distill import DISTILL_STEPS
+        from fastclf.backends._distill import DISTILL_STEPS
 
         return (f"distilling a smaller body on {n_texts} texts, {DISTILL_STEPS} steps: several minutes on a "
                 "small CPU")
@@ -213,7 +222,7 @@ def load_body(body_dir: str | Path, variant: str = REFERENCE) -> Body:
         ModelFormatError: the body folder is refused (see :func:`fastclf.safety.check_body`), or
             its runtime cannot load it (a damaged config or tokenizer).
     """
-    from ..safety import check_body
+    from fastclf.safety import check_body
 
     spec = get_spec(variant)
     body_dir = Path(body_dir)
@@ -318,7 +327,7 @@ def export_variant(body_dir: str | Path, variant: str, calibration_texts: Sequen
         DataError: the variant needs its own head and ``fit_head`` is None.
         ModelFormatError: the body folder is refused (see :func:`fastclf.safety.check_body`).
     """
-    from ..safety import check_body
+    from fastclf.safety import check_body
 
     spec = get_spec(variant)
     check_body(body_dir)

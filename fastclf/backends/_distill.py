@@ -31,8 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError, ModelFormatError
-from ._pooling import row_cosines
+from fastclf.backends._pooling import row_cosines
+from fastclf.errors import DataError, ModelFormatError
 
 log = logging.getLogger(__name__)
 
@@ -144,8 +144,8 @@ def distill(teacher, texts: Sequence[str], out_dir: Path, *, keep: int, steps: i
     """
     import torch
 
-    from ..errors import TrainingError
-    from ..machine import cpu_has_bf16
+    from fastclf.errors import TrainingError
+    from fastclf.machine import cpu_has_bf16
 
     start = time.perf_counter()
     torch.manual_seed(seed)
@@ -225,8 +225,8 @@ def distill_body(body_dir: Path, texts: Sequence[str], out_dir: Path, *, info_fi
     Hugging Face transformer folder, for an exporter), and write what was done to ``info_file``
     (JSON, a file of the variant). ``layers`` (the spec's ``distill`` option): "half" or
     "two-thirds" of the body's layers, rounded up, or a number of layers to keep."""
-    from .._util import atomic_write_text
-    from ._torch_graph import _load_sentence_transformer
+    from fastclf._util import atomic_write_text
+    from fastclf.backends._torch_graph import _load_sentence_transformer
 
     teacher = _load_sentence_transformer(Path(body_dir))
     n = len(getattr(*_encoder_layers(teacher[0].auto_model)[:2]))

@@ -23,11 +23,16 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ModelFormatError
-from . import export_command
-from ._pipeline_config import POOLING_MODES, PipelineConfig, declared_pooling_modes, read_pipeline_config
-from ._pooling import pool_tokens
-from ._tokenize import MIN_FILL, length_chunks, load_tokenizer
+from fastclf.backends import export_command
+from fastclf.backends._pipeline_config import (
+    POOLING_MODES,
+    PipelineConfig,
+    declared_pooling_modes,
+    read_pipeline_config,
+)
+from fastclf.backends._pooling import pool_tokens
+from fastclf.backends._tokenize import MIN_FILL, length_chunks, load_tokenizer
+from fastclf.errors import ModelFormatError
 
 TokenEmbedder = Callable[[dict[str, np.ndarray]], np.ndarray]
 """Runs the transformer graph: int64 ``input_ids``/``attention_mask``/``token_type_ids`` of
@@ -102,7 +107,7 @@ class TextPipeline:
         ``batch_size`` texts whose lengths are close (see :func:`length_chunks`), so little
         compute goes to padding; the result is in the order of ``texts``.
         """
-        from ..texts import check_batch_size
+        from fastclf.texts import check_batch_size
 
         texts = list(texts)  # checked by the caller (Classifier, the readers): fastclf.texts
         batch_size = check_batch_size(batch_size)

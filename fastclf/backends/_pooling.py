@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..errors import ModelFormatError
+from fastclf.errors import ModelFormatError
 
 
 def row_cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ModelFormatError
-from ._pipeline_config import _TORCH_HINT, _read_optional_json
+from fastclf.backends._pipeline_config import _TORCH_HINT, _read_optional_json
+from fastclf.errors import ModelFormatError
 
 
 def _token_content(value: Any) -> str | None:

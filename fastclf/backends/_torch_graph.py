@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from ..errors import ModelFormatError, first_line
+from fastclf.errors import ModelFormatError, first_line
 
 SEQ_MULTIPLE = 8
 _WARMUP_TEXTS = ("A short warm-up text.", "A second, somewhat longer text to warm up the compiled graph.")

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import torch
 
-from .._util import atomic_write, package_versions
-from ..errors import DataError, ModelFormatError, first_line, missing_dependency
-from . import VariantSpec
-from . import _torch_graph as tg
+from fastclf._util import atomic_write, package_versions
+from fastclf.backends import VariantSpec
+from fastclf.backends import _torch_graph as tg
+from fastclf.errors import DataError, ModelFormatError, first_line, missing_dependency
 
 OBSERVERS_FORMAT = "fastclf-torch-observers/1"
 CALIBRATION_FORMAT = "fastclf-calibration/1"

@@ -16,12 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .._util import atomic_write
-from ..errors import ModelFormatError, first_line
-from ..machine import physical_cores
-from . import VariantSpec, export_command, newer_than_weights, requested_threads
-from ._numpy_pipeline import PipelineBody, TextPipeline, check_graph_inputs, read_pipeline_config
-from ._pooling import row_cosines
+from fastclf._util import atomic_write
+from fastclf.backends import VariantSpec, export_command, newer_than_weights, requested_threads
+from fastclf.backends._numpy_pipeline import PipelineBody, TextPipeline, check_graph_inputs, read_pipeline_config
+from fastclf.backends._pooling import row_cosines
+from fastclf.errors import ModelFormatError, first_line
+from fastclf.machine import physical_cores
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ class OnnxBody(PipelineBody):
     def encode(self, texts, *, batch_size: int = 32) -> np.ndarray:
         """Embeddings; dynamic int8 runs one text a call: it takes its activation ranges from the
         whole input of a call, so in a batch a text's answer would depend on its neighbours."""
-        from ..texts import check_batch_size
+        from fastclf.texts import check_batch_size
 
         return super().encode(texts, batch_size=1 if self._one_text and check_batch_size(batch_size) else batch_size)
 

@@ -26,9 +26,9 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DataError, ModelFormatError, SettingError, first_line
-from . import VariantSpec, export_command, newer_than_weights
-from ._numpy_pipeline import PipelineBody, TextPipeline, check_graph_inputs, read_pipeline_config
+from fastclf.backends import VariantSpec, export_command, newer_than_weights
+from fastclf.backends._numpy_pipeline import PipelineBody, TextPipeline, check_graph_inputs, read_pipeline_config
+from fastclf.errors import DataError, ModelFormatError, SettingError, first_line
 
 logger = logging.getLogger(__name__)
 
@@ -129,7 +129,7 @@ class OpenVINOBody(PipelineBody):
         disable_telemetry()
         import openvino as ov
 
-        from . import requested_threads
+        from fastclf.backends import requested_threads
 
         self.variant = spec.name
         self.path = Path(body_dir)
@@ -339,10 +339,10 @@ class OpenVINOBody(PipelineBody):
     def encode(self, texts: Sequence[str], *, batch_size: int = 32) -> np.ndarray:
         """Embed ``texts``: like :meth:`TextPipeline.encode`, with the length-matched chunks of a
         batch run in parallel when there are several."""
-        from ._numpy_pipeline import length_chunks
+        from fastclf.backends._numpy_pipeline import length_chunks
 
         pipeline = self.pipeline
-        from ..texts import check_batch_size
+        from fastclf.texts import check_batch_size
 
         texts, batch_size = list(texts), check_batch_size(batch_size)
         if len(texts) <= 1:
@@ -469,7 +469,7 @@ def export(body_dir: Path, spec: VariantSpec, calibration_texts: list[str]) -> N
         if spec.option.get("distill"):
             from optimum.intel import OVModelForFeatureExtraction
 
-            from ._distill import distill_body
+            from fastclf.backends._distill import distill_body
 
             student = distill_body(body_dir, texts, work / "student", info_file=body_dir / spec.files[2],
                                    layers=spec.option["distill"])

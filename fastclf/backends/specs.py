@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import UnknownVariant
+from fastclf.errors import UnknownVariant
 
 #: the variant every other one is checked against
 REFERENCE = "torch-fp32"

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .._util import atomic_write
-from ..errors import ModelFormatError, missing_dependency
-from . import VariantSpec, export_command
+from fastclf._util import atomic_write
+from fastclf.backends import VariantSpec, export_command
+from fastclf.errors import ModelFormatError, missing_dependency
 
 MAX_TOKENS = 512  # model2vec's default window
 

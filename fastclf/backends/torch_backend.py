@@ -55,9 +55,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import MissingDependency
-from . import VariantSpec
-from ._torch_graph import (
+from fastclf.backends import VariantSpec
+from fastclf.backends._torch_graph import (
     _WARMUP_TEXTS,
     SEQ_MULTIPLE,
     _Core,
@@ -71,7 +70,7 @@ from ._torch_graph import (
     _tokenize,
     _transformer_module,
 )
-from ._torch_int8 import (
+from fastclf.backends._torch_int8 import (
     CALIBRATION_BATCH,
     CALIBRATION_FORMAT,
     OBSERVERS_FORMAT,
@@ -87,6 +86,7 @@ from ._torch_int8 import (
     _require_engine,
     _variant_dir,
 )
+from fastclf.errors import MissingDependency
 
 __all__ = [  # the graph and int8 helpers live in _torch_graph and _torch_int8; re-exported for their users
     "CALIBRATION_BATCH", "CALIBRATION_FORMAT", "OBSERVERS_FORMAT", "SEQ_MULTIPLE", "CompiledTorchBody", "TorchBody",

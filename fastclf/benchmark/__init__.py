@@ -28,11 +28,11 @@ or setfit), ``rows`` (raw measurements to a row), ``stats`` (bootstrap CIs), ``r
 
 from __future__ import annotations
 
-from .recommend import recommend
-from .results import BenchmarkResults, Row
-from .runner import Benchmark, BenchmarkInterrupted, library_versions
-from .stats import latency_summary, percentile_ci, throughput_summary
-from .variants import resolve_variants, variant_size
+from fastclf.benchmark.recommend import recommend
+from fastclf.benchmark.results import BenchmarkResults, Row
+from fastclf.benchmark.runner import Benchmark, BenchmarkInterrupted, library_versions
+from fastclf.benchmark.stats import latency_summary, percentile_ci, throughput_summary
+from fastclf.benchmark.variants import resolve_variants, variant_size
 
 __all__ = [
     "Benchmark",

@@ -3,6 +3,6 @@
 
 import sys
 
-from .worker import main
+from fastclf.benchmark.worker import main
 
 sys.exit(main(sys.argv[1:]))

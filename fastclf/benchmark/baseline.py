@@ -49,9 +49,9 @@ def load_setfit(model_dir: Path) -> tuple[Predict, None]:
     from sentence_transformers import SentenceTransformer
     from setfit import SetFitModel
 
-    from ..config import BODY_DIR, read_config
-    from ..head import LogisticHead
-    from ..safety import check_body
+    from fastclf.config import BODY_DIR, read_config
+    from fastclf.head import LogisticHead
+    from fastclf.safety import check_body
 
     cfg = read_config(model_dir)
     labels = list(cfg.labels)
@@ -73,7 +73,7 @@ def load_setfit(model_dir: Path) -> tuple[Predict, None]:
 
 def load_fastclf(model_dir: Path, variant: str) -> tuple[Predict, Any]:
     """``Classifier.load(model_dir, variant)``; returns (its predict, its body)."""
-    from ..model import Classifier
+    from fastclf.model import Classifier
 
     clf = Classifier.load(model_dir, variant=variant)
 

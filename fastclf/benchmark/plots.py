@@ -14,9 +14,9 @@ import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..backends import REFERENCE
-from ..errors import missing_dependency
-from .results import BenchmarkResults, Row
+from fastclf.backends import REFERENCE
+from fastclf.benchmark.results import BenchmarkResults, Row
+from fastclf.errors import missing_dependency
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

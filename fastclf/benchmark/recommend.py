@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ..backends import REFERENCE
-from ..parity import DEFAULT_MAX_DISAGREEMENT
-from .results import BenchmarkResults, Row, Speedup
+from fastclf.accelerate.parity import DEFAULT_MAX_DISAGREEMENT
+from fastclf.backends import REFERENCE
+from fastclf.benchmark.results import BenchmarkResults, Row, Speedup
 
 DEFAULT_TOLERANCE = 1.0  # accuracy points
 BUSY_CORES = 0.25  # CPU used by other processes above which a row's timings are flagged

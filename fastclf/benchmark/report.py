@@ -20,9 +20,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .._util import atomic_write_text
-from .results import BenchmarkResults
-from .tables import (
+from fastclf._util import atomic_write_text
+from fastclf.benchmark.results import BenchmarkResults
+from fastclf.benchmark.tables import (
     busy_text,
     cpu_text,
     detail_table,
@@ -193,7 +193,7 @@ def render_html(results: Results) -> str:
     Raises:
         MissingDependency: matplotlib (``pip install 'fastclf[bench]'``) is not installed.
     """
-    from .plots import plot_accuracy_latency, plot_throughput
+    from fastclf.benchmark.plots import plot_accuracy_latency, plot_throughput
 
     typed = _typed(results)
     escape = html.escape

@@ -8,10 +8,10 @@ from typing import Any
 
 import numpy as np
 
-from ..backends import REFERENCE
-from .results import Latency, Load, Memory, Row, Throughput
-from .stats import latency_summary, throughput_summary
-from .variants import variant_size
+from fastclf.backends import REFERENCE
+from fastclf.benchmark.results import Latency, Load, Memory, Row, Throughput
+from fastclf.benchmark.stats import latency_summary, throughput_summary
+from fastclf.benchmark.variants import variant_size
 
 
 @dataclass
@@ -33,7 +33,7 @@ def _agreement(preds: list, reference: list, multi_label: bool) -> float:
 
 
 def _score(row: Row, preds: list | None, scoring: Scoring) -> None:
-    from ..metrics import scores
+    from fastclf.evaluation import scores
 
     if preds is None or len(preds) != len(scoring.labels):
         return

@@ -12,17 +12,17 @@ from typing import Any
 
 import numpy as np
 
-from .._util import package_versions
-from ..backends import REFERENCE, get_spec
-from ..errors import DataError
-from ..machine import platform_info
-from .baseline import BASELINE_SETFIT, SETFIT_DESCRIPTION
-from .recommend import BUSY_CORES, DEFAULT_TOLERANCE, finalize
-from .results import BenchmarkResults, DataSummary, Row, Settings
-from .rows import Scoring, build_row
-from .spawn import OtherLoad, Progress, measure, sigint_ignored
-from .stats import CONFIDENCE, N_BOOT
-from .worker import EVAL_BATCH_SIZE, LATENCY_MIN_CALLS, THROUGHPUT_MIN_BATCHES, Job
+from fastclf._util import package_versions
+from fastclf.backends import REFERENCE, get_spec
+from fastclf.benchmark.baseline import BASELINE_SETFIT, SETFIT_DESCRIPTION
+from fastclf.benchmark.recommend import BUSY_CORES, DEFAULT_TOLERANCE, finalize
+from fastclf.benchmark.results import BenchmarkResults, DataSummary, Row, Settings
+from fastclf.benchmark.rows import Scoring, build_row
+from fastclf.benchmark.spawn import OtherLoad, Progress, measure, sigint_ignored
+from fastclf.benchmark.stats import CONFIDENCE, N_BOOT
+from fastclf.benchmark.worker import EVAL_BATCH_SIZE, LATENCY_MIN_CALLS, THROUGHPUT_MIN_BATCHES, Job
+from fastclf.errors import DataError
+from fastclf.machine import platform_info
 
 DEFAULT_BATCH_SIZES = (1, 8, 32, 128)
 DEFAULT_DURATION = 5.0
@@ -52,7 +52,7 @@ def _now() -> str:
 
 
 class _ModelLabels:
-    """What :func:`fastclf.metrics.check_labels` needs of a classifier, read from the config."""
+    """What :func:`fastclf.evaluation.check_labels` needs of a classifier, read from the config."""
 
     def __init__(self, labels: list[str], multi_label: bool):
         self.classes_ = np.array(labels, dtype=object)
@@ -134,12 +134,12 @@ class Benchmark:
         if self.threads is not None and self.threads < 1:
             raise DataError("threads must be at least 1")
         if self.output is not None:  # the report's plots need it: fail now, not after the first row
-            from .plots import require_matplotlib
+            from fastclf.benchmark.plots import require_matplotlib
 
             require_matplotlib()
 
     def _load_data(self):
-        from ..data import LabeledData, read_labeled
+        from fastclf.data import LabeledData, read_labeled
 
         data = self.data if isinstance(self.data, LabeledData) else read_labeled(self.data)
         if len(data) == 0:
@@ -148,9 +148,9 @@ class Benchmark:
 
     def _plan(self) -> _Plan:
         """Check everything and choose the texts, before anything is measured."""
-        from ..config import read_config
-        from ..metrics import check_labels
-        from .variants import resolve_variants
+        from fastclf.benchmark.variants import resolve_variants
+        from fastclf.config import read_config
+        from fastclf.evaluation import check_labels
 
         self._check()
         cfg = read_config(self.model_dir)
@@ -256,7 +256,7 @@ class Benchmark:
 
     def _update(self, results: BenchmarkResults, on_update: Callable[[BenchmarkResults], None] | None) -> None:
         if self.output is not None:
-            from .report import write_report
+            from fastclf.benchmark.report import write_report
 
             write_report(results, self.output)
         if on_update is not None:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from .worker import Job
+from fastclf.benchmark.worker import Job
 
 Progress = Callable[[str], None]
 

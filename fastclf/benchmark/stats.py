@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .results import Estimate, Latency, Throughput
+from fastclf.benchmark.results import Estimate, Latency, Throughput
 
 N_BOOT = 1000
 CONFIDENCE = 0.95

@@ -7,9 +7,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..backends import REFERENCE, thread_counts
-from .recommend import BUSY_CORES
-from .results import BenchmarkResults, Load, Memory, Row
+from fastclf.backends import REFERENCE, thread_counts
+from fastclf.benchmark.recommend import BUSY_CORES
+from fastclf.benchmark.results import BenchmarkResults, Load, Memory, Row
 
 FLAG_NAMES = (("avx512_vnni", "AVX-512 VNNI"), ("avx512_bf16", "AVX-512 BF16"), ("amx_tile", "AMX"),
               ("avx512f", "AVX-512F"), ("avx_vnni", "AVX-VNNI"), ("avx2", "AVX2"))

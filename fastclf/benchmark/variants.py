@@ -6,10 +6,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..backends import REFERENCE, get_spec, runtime_installed
-from ..errors import missing_dependency
-from ..modeldir import ModelDir
-from .results import Size
+from fastclf.backends import REFERENCE, get_spec, runtime_installed
+from fastclf.benchmark.results import Size
+from fastclf.errors import missing_dependency
+from fastclf.modeldir import ModelDir
 
 
 def resolve_variants(model_dir: str | Path, variants: Sequence[str] | None) -> tuple[list[str], list[str]]:

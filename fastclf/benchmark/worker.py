@@ -23,11 +23,11 @@ from typing import Any
 
 import numpy as np
 
-from .._util import atomic_write_text
-from ..backends import runtime_settings, settle_one_text, thread_settings
-from ..errors import FastclfError, first_line
-from ..quiet import quiet_logs
-from ..timing import cycle_batches, time_calls
+from fastclf._util import atomic_write_text
+from fastclf.backends import runtime_settings, settle_one_text, thread_settings
+from fastclf.errors import FastclfError, first_line
+from fastclf.quiet import quiet_logs
+from fastclf.timing import cycle_batches, time_calls
 
 EVAL_BATCH_SIZE = 32
 LATENCY_MIN_CALLS = 20
@@ -102,7 +102,7 @@ class _Measurement:
 
     def load(self) -> Callable[[list[str], int], list]:
         """Import, load and predict once: the cold start."""
-        from .baseline import load_fastclf, load_setfit
+        from fastclf.benchmark.baseline import load_fastclf, load_setfit
 
         started = time.monotonic()
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")

@@ -12,11 +12,11 @@ The package, one job a module:
 
 from __future__ import annotations
 
-from .columns import LABEL_COLUMNS, TEXT_COLUMNS
-from .formats import COMPRESSIONS, FORMATS
-from .labeled import DEFAULT_LABEL_SEPARATOR, LabeledData, read_labeled, read_texts
-from .splits import sample_shots, split_holdout, validate_for_training
-from .tables import read_table
+from fastclf.data.columns import LABEL_COLUMNS, TEXT_COLUMNS
+from fastclf.data.formats import COMPRESSIONS, FORMATS
+from fastclf.data.labeled import DEFAULT_LABEL_SEPARATOR, LabeledData, read_labeled, read_texts
+from fastclf.data.reading import read_table
+from fastclf.data.splits import sample_shots, split_holdout, validate_for_training
 
 __all__ = [
     "COMPRESSIONS",

@@ -16,7 +16,7 @@ from typing import IO, Any
 
 import pandas as pd
 
-from ..errors import DataError, first_line
+from fastclf.errors import DataError, first_line
 
 FORMATS = {
     ".csv": "csv",

@@ -12,8 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..errors import DataError
-from .columns import (
+from fastclf.data.columns import (
     COUNTED,
     LABEL_COLUMNS,
     find_column,
@@ -26,7 +25,8 @@ from .columns import (
     rows,
     text_cells,
 )
-from .tables import read_table
+from fastclf.data.reading import read_table
+from fastclf.errors import DataError
 
 DEFAULT_LABEL_SEPARATOR = "|"
 

@@ -6,8 +6,8 @@ from collections import Counter
 
 import numpy as np
 
-from ..errors import DataError
-from .labeled import LabeledData
+from fastclf.data.labeled import LabeledData
+from fastclf.errors import DataError
 
 
 def validate_for_training(data: LabeledData) -> None:

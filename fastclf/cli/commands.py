@@ -1,0 +1,441 @@
+"""The work behind the CLI commands, kept in the library so it can be tested and reused.
+
+Each function returns a typed result (with ``to_dict()``) and reports progress, when asked,
+through a ``progress`` callable that receives one line at a time; only :mod:`fastclf.cli.main`
+prints. ``info_text`` and ``variants_text`` return the text the CLI shows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from fastclf.backends import VARIANTS
+from fastclf.config import ModelConfig, VariantRecord
+from fastclf.data import LabeledData, sample_shots, split_holdout, validate_for_training
+from fastclf.errors import DataError
+from fastclf.model import Classifier, check_answer
+from fastclf.modeldir import ModelDir, check_output_dir
+
+if TYPE_CHECKING:
+    from fastclf.scoring.stream import ScoreResult
+    from fastclf.training.trainer import TrainConfig
+
+Progress = Callable[[str], None]
+
+
+def _quiet(_line: str) -> None:
+    pass
+
+
+def prepare_data(data: LabeledData, *, shots: int | None, eval_data: LabeledData | None, holdout: float | None,
+                 eval_max: int, seed: int) -> tuple[LabeledData, LabeledData | None, str]:
+    """Apply --holdout, --shots and --eval: return (train, eval or None, description of the eval set)."""
+    described = ""
+    if eval_data is not None and holdout:
+        raise DataError("give either --eval or --holdout, not both")
+    if holdout:
+        data, eval_data = split_holdout(data, holdout, seed)
+        described = f"{len(eval_data)} held-out rows ({holdout:.0%} of the data)"
+    if shots:
+        data, rest = sample_shots(data, shots, seed)
+        if eval_data is None and len(rest):
+            if len(rest) > eval_max:
+                import numpy as np
+
+                rest = rest.subset(sorted(np.random.default_rng(seed).choice(len(rest), eval_max, replace=False)))
+            eval_data = rest
+            described = f"{len(rest)} rows not sampled for training"
+    if eval_data is not None and not described:
+        described = f"{len(eval_data)} rows of {eval_data.source}"
+    validate_for_training(data)
+    if eval_data is not None:
+        if eval_data.multi_label != data.multi_label:
+            raise DataError(f"{eval_data.source}: evaluation data and training data differ in kind (multi-label or not)")
+        unknown = sorted(set(eval_data.classes) - set(data.classes))
+        if unknown:
+            raise DataError(
+                f"{eval_data.source}: labels {', '.join(map(repr, unknown[:5]))} are not in the training data"
+            )
+    return data, eval_data, described
+
+
+@dataclass
+class TrainOutcome:
+    """What ``fastclf train`` made: the classifier, where it was saved, its evaluation."""
+
+    classifier: Classifier
+    path: Path
+    seconds: float
+    metrics: dict[str, Any] | None = None  # fastclf.evaluation.evaluate's result, with an eval set
+    eval_description: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": str(self.path), "labels": [str(c) for c in self.classifier.classes_],
+                "seconds": self.seconds, "eval": self.eval_description or None, "metrics": self.metrics}
+
+
+#: classes above which the training line summarises the counts instead of listing every class
+LIST_MAX_CLASSES = 12
+
+
+def describe_counts(counts: dict[str, int]) -> str:
+    """Examples a class, every class when there are few, else a summary naming the smallest."""
+    if len(counts) <= LIST_MAX_CLASSES:
+        return ", ".join(f"{c}: {n}" for c, n in counts.items())
+    fewest = sorted(counts.items(), key=lambda kv: (kv[1], kv[0]))[:3]
+    low, high = min(counts.values()), max(counts.values())
+    spread = f"{low} a class" if low == high else f"{low} to {high} a class; fewest: " + ", ".join(
+        f"{c}: {n}" for c, n in fewest)
+    return f"{len(counts)} classes, {spread}"
+
+
+#: a training set whose largest class has this many times the examples of its smallest is called skewed
+SKEWED_RATIO = 4
+
+
+def imbalance_note(data: LabeledData, config: TrainConfig) -> str:
+    """A line for a skewed single-label training set (:data:`SKEWED_RATIO`), saying what to expect
+    and what to do; "" otherwise."""
+    if data.multi_label:
+        return ""
+    counts = data.counts()
+    (big, n_big), (small, n_small) = max(counts.items(), key=lambda kv: kv[1]), min(counts.items(), key=lambda kv: kv[1])
+    if n_big < SKEWED_RATIO * n_small:
+        return ""
+    if config.class_weight == "balanced":
+        return (f"note: the classes are skewed ({big}: {n_big} examples, {small}: {n_small}); the head weighs "
+                "each class inversely to its count (--class-weight balanced)")
+    return (f"note: the classes are skewed ({big}: {n_big} examples, {small}: {n_small}): the model will favour the "
+            "common classes; label more of the rare ones, or try --class-weight balanced")
+
+
+def chance_note(selection: Any, data: LabeledData) -> str:
+    """A line when the cross-validated accuracy of the choice is no better than always answering the
+    most common class (single-label): the model has learnt little, and the user should know; "" otherwise."""
+    if data.multi_label or not getattr(selection, "scores", None):
+        return ""
+    score = selection.scores.get(str(selection.epochs))
+    if score is None:
+        return ""
+    counts = data.counts()
+    common, n_common = max(counts.items(), key=lambda kv: kv[1])
+    share = n_common / len(data)
+    if score > share + 0.5 / len(data):  # more than half an example above it
+        return ""
+    return (f"note: the cross-validated accuracy ({score:.3f}) is no better than always answering '{common}' "
+            f"({share:.3f}): the model has learnt little from these examples. More examples a class, or a body "
+            "that knows their language and domain (--model), may help")
+
+
+def duplicates_note(data: LabeledData) -> str:
+    """A line when texts repeat (:func:`fastclf.training.selection.duplicate_groups`): how many, that the
+    cross-validation keeps copies together, and how many carry different labels; "" otherwise."""
+    from fastclf.training.selection import duplicate_groups
+
+    groups = duplicate_groups(data.texts)
+    if groups is None:
+        return ""
+    seen: dict[int, list[Any]] = {}
+    for g, label in zip(groups.tolist(), data.labels):
+        seen.setdefault(g, []).append(tuple(sorted(label)) if data.multi_label else label)
+    repeated = {g: labels for g, labels in seen.items() if len(labels) > 1}
+    rows = sum(len(labels) for labels in repeated.values())
+    note = (f"note: {len(repeated)} {'texts appear' if len(repeated) > 1 else 'text appears'} more than once ({rows} rows); "
+            "the cross-validation keeps the copies of a text in one fold")
+    conflicting = sum(1 for labels in repeated.values() if len(set(labels)) > 1)
+    if conflicting:
+        note += f"; {conflicting} of them {'carry' if conflicting > 1 else 'carries'} different labels: check those rows"
+    return note
+
+
+def train_command(data_path: Path, output: Path, config: TrainConfig, *, read: Callable[[Path], LabeledData],
+                  shots: int | None, eval_file: Path | None, holdout: float | None, eval_max: int,
+                  progress: Progress | None = None) -> TrainOutcome:
+    """``fastclf train``: read, validate, train, evaluate, save atomically. Nothing is written on error.
+
+    Raises:
+        FileExistsError: ``output`` exists and is not a fastclf model.
+        DataError, DataFileNotFound, ModelNotFound, TrainingError: see :func:`fastclf.training.trainer.train`.
+    """
+    say = progress or _quiet
+    check_output_dir(output)
+    data = read(data_path)
+    eval_data = read(eval_file) if eval_file else None
+    train_data, eval_data, eval_desc = prepare_data(data, shots=shots, eval_data=eval_data, holdout=holdout,
+                                                    eval_max=eval_max, seed=config.seed)
+    from fastclf.evaluation import evaluate, format_report
+    from fastclf.training.trainer import resolve_model, train
+
+    kind = ", multi-label (a text may carry several labels; texts a label" if train_data.multi_label else " ("
+    say(f"training on {len(train_data)} examples{kind}{': ' if train_data.multi_label else ''}"
+        f"{describe_counts(train_data.counts())})")
+    for note in (imbalance_note(train_data, config), duplicates_note(train_data)):
+        if note:
+            say(note)
+    say(f"base model: {resolve_model(config.model)[1]}")
+    result = train(train_data, config, progress=say if config.show_progress else None)
+    clf = result.classifier
+    info = result.info
+    if info["long_texts"]:
+        say(f"{info['long_texts']} of {len(train_data)} texts are longer than the body's window: "
+            f"{'split into windows whose embeddings are pooled' if config.long_texts == 'chunk' else 'truncated'}")
+    say(f"recipe: {info['description']}")
+    say(f"probabilities: {info['calibration']}")
+    note = chance_note(result.selection, train_data)
+    if note:
+        say(note)
+    steps = ", ".join(f"{k.replace('_', ' ')} {v:.1f} s" for k, v in info["seconds_by_step"].items())
+    say(f"trained in {result.seconds:.1f} s ({steps}; loss: {info['loss']}, bf16: {info['bf16']})")
+    metrics = None
+    if eval_data is not None:
+        say(f"evaluating on {eval_desc}")
+        metrics = evaluate(clf, eval_data)
+        conf = {k: metrics["confidence"][k] for k in ("log_loss", "ece")} if "confidence" in metrics else {}
+        clf.config = clf.config.with_eval({"data": eval_desc, **{k: metrics[k] for k in ("n", "accuracy", "macro_f1")},
+                                           **conf})
+        say(format_report(metrics, [str(c) for c in clf.classes_]))
+    path = clf.save(output)
+    say(f"saved to {path}")
+    say(f'next: fastclf predict {output} "some text"   |   fastclf accelerate {output} --all')
+    return TrainOutcome(clf, path, result.seconds, metrics, eval_desc)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One text's label (a list of labels for a multi-label model, or the unsure label), every
+    class's probability, its confidence, and its prediction set when one was asked for."""
+
+    text: str
+    label: str | list[str]
+    proba: dict[str, float]
+    confidence: float = 1.0
+    labels: list[str] | None = None  # the prediction set
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {"text": self.text, "label": self.label, "proba": self.proba, "confidence": self.confidence}
+        return out if self.labels is None else {**out, "prediction_set": self.labels}
+
+
+@dataclass
+class Predictions:
+    """The predictions of ``fastclf predict TEXTS``."""
+
+    variant: str
+    multi_label: bool
+    items: list[Prediction] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"variant": self.variant, "multi_label": self.multi_label,
+                "predictions": [p.to_dict() for p in self.items]}
+
+
+def predict_command(model_dir: Path, texts: Sequence[str], *, input_file: str | Path | None,
+                    output: str | Path | None, text_column: str | None, variant: str | None, batch_size: int,
+                    engine: str = "local", concurrency: int = 1, chunk_size: int | None = None,
+                    quiet: bool = False, answer: dict[str, Any] | None = None) -> Predictions | ScoreResult:
+    """``fastclf predict``: label command-line texts (:class:`Predictions`), or score a file, a
+    folder or a glob of files in chunks of rows into a new file (or folder), or CSV on stdout
+    without ``output`` (the stream's :class:`~fastclf.scoring.stream.ScoreResult`). ``answer``: abstention
+    (``min_confidence``, ``unsure_label``) and prediction sets (``coverage``), checked against the
+    model before any text is scored.
+
+    Raises:
+        DataError, DataFileNotFound: bad texts, inputs or outputs.
+        MissingDependency: ``engine="ray"`` without the ray extra.
+    """
+    if not texts and input_file is None:
+        raise DataError("give texts to label, or --input FILE")
+    if texts and input_file is not None:
+        raise DataError("give either texts or --input FILE, not both")
+    if output is not None and input_file is None:
+        raise DataError("--output writes the scored --input file; give --input FILE")
+    answer = {k: v for k, v in (answer or {}).items() if v is not None}
+    check_answer(ModelConfig.read(model_dir), **answer)
+    if input_file is not None:
+        return _predict_input(model_dir, input_file, output, text_column=text_column, variant=variant,
+                              batch_size=batch_size, engine=engine, concurrency=concurrency,
+                              chunk_size=chunk_size, quiet=quiet, answer=answer)
+    if engine != "local":
+        raise DataError("--engine applies to --input files only")
+    clf = Classifier.load(model_dir, variant=variant)
+    proba = clf.predict_proba(list(texts), batch_size=batch_size)
+    labels = clf.labels_from_proba(proba, **{k: v for k, v in answer.items() if k != "coverage"})
+    sets = clf.sets_from_proba(proba, answer["coverage"]) if "coverage" in answer else [None] * len(labels)
+    classes = [str(c) for c in clf.classes_]
+    items = [Prediction(text, label, dict(zip(classes, map(float, row))), float(c), s) for text, label, row, c, s in
+             zip(texts, labels, proba, clf.confidence(proba), sets)]
+    return Predictions(clf.variant, clf.multi_label, items)
+
+
+def _predict_input(model_dir: Path, input_file: str | Path, output: str | Path | None, *, text_column: str | None,
+                   variant: str | None, batch_size: int, engine: str, concurrency: int,
+                   chunk_size: int | None, quiet: bool, answer: dict[str, Any]) -> ScoreResult:
+    from fastclf.scoring import stream
+
+    if engine == "ray":
+        from fastclf.scoring.ray import predict_files as ray_predict_files
+
+        result = ray_predict_files(model_dir, input_file, output, variant=variant, text_column=text_column,
+                                   batch_size=batch_size, rows_per_call=chunk_size or 256, concurrency=concurrency,
+                                   progress=not quiet, answer=answer)
+    elif engine == "local":
+        clf = Classifier.load(model_dir, variant=variant)
+        result = stream.predict_files(clf, input_file, output, text_column=text_column, batch_size=batch_size,
+                                      chunk_size=chunk_size or stream.DEFAULT_CHUNK_SIZE, progress=not quiet,
+                                      answer=answer)
+    else:
+        raise DataError(f"unknown engine {engine!r}; use local or ray")
+    return result
+
+
+@dataclass
+class EvalOutcome:
+    """``fastclf eval``: the metrics of a model (as run by ``variant``) on a labeled file."""
+
+    model_dir: Path
+    data: Path
+    variant: str
+    classes: list[str]
+    metrics: dict[str, Any]
+    report: Path | None = None  # the HTML page, with --report
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.metrics
+
+
+def eval_command(model_dir: Path, data: Path, *, read: Callable[[Path], LabeledData], variant: str | None,
+                 batch_size: int, report: Path | None = None) -> EvalOutcome:
+    """``fastclf eval``: accuracy, macro-F1, the per-class table and the confidence figures of a
+    model on labeled data; with ``report``, the HTML page of :mod:`fastclf.eval_report` in that folder.
+
+    Raises:
+        ModelNotFound, ModelFormatError, UnknownVariant, VariantNotExported: the model cannot be loaded.
+        DataError, DataFileNotFound: the data cannot be read, or has labels the model does not know,
+            or a report is asked of a multi-label model.
+        MissingDependency: a report without matplotlib.
+    """
+    from fastclf.evaluation import evaluate
+
+    clf = Classifier.load(model_dir, variant=variant)
+    if report is not None and clf.multi_label:
+        raise DataError("--report plots a single-label model's confidence; this model is multi-label")
+    labeled = read(data)
+    metrics = evaluate(clf, labeled, batch_size=batch_size)
+    if report is not None:
+        from fastclf.eval_report import write_eval_report
+
+        report = write_eval_report(metrics, [str(c) for c in clf.classes_], report,
+                                   title=f"fastclf eval: {model_dir} on {data}")
+    return EvalOutcome(Path(model_dir), Path(data), clf.variant, [str(c) for c in clf.classes_], metrics, report)
+
+
+def _num(value: Any, fmt: str) -> str:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return "?"
+    return format(value, fmt)
+
+
+def _shown(value: Any) -> Any:
+    return "?" if value is None else value
+
+
+def info_text(model_dir: Path, cfg: ModelConfig) -> str:
+    """``fastclf info``: a readable summary of a model's config; odd or missing fields show as '?'."""
+    body, training = cfg.body, cfg.training
+    lines = [
+        f"model: {model_dir}",
+        f"format: fastclf v{cfg.format_version} (written by fastclf {_shown(cfg.fastclf_version)}, "
+        f"{_shown(cfg.created)})",
+        f"labels ({len(cfg.labels)}{', multi-label' if cfg.multi_label else ''}): {', '.join(cfg.labels)}",
+        f"base model: {_shown(cfg.base_model)}",
+        f"body: pooling {_shown(body.pooling)}, normalize {_shown(body.normalize)}, "
+        f"dim {_shown(body.dim)}, max length {_shown(body.max_seq_length)}",
+    ]
+    if training is not None:
+        settings = training.settings or {}
+        lines.append(f"trained on {_shown(training.examples)} examples in {_shown(training.seconds)} s "
+                     f"({settings.get('loss', '?')} loss)")
+        selection = training.selection or {}
+        if isinstance(selection.get("description"), str):
+            lines.append(f"recipe: {selection['description']}")
+        ev = training.eval
+        if ev:
+            lines.append(f"evaluation: accuracy {_num(ev.get('accuracy'), '.4f')}, "
+                         f"macro-F1 {_num(ev.get('macro_f1'), '.4f')} on {ev.get('data', '?')}")
+    cal = cfg.calibration
+    lines.append("calibration: " + ("none (the head's probabilities as they are)" if cal is None else
+                                    f"temperature {', '.join(f'{t:g}' for t in cal.temperature)} fitted on {cal.n} "
+                                    f"held-out texts" + (", prediction sets available" if cal.conformal else "")))
+    lines.append("variants:")
+    for name in ModelDir(model_dir, cfg).exported():
+        lines.append(f"  {name:<14} {_parity_text(cfg.variants.get(name))}")
+    lines += _default_variant_lines(model_dir, cfg)
+    if cfg.versions:
+        lines.append("versions: " + ", ".join(f"{k} {v}" for k, v in cfg.versions.items()))
+    return "\n".join(lines)
+
+
+def _parity_text(p: VariantRecord | None) -> str:
+    if p is None or not p.has_figures:
+        return "reference"
+    gate = p.gate
+    if gate is not None and "interval" in gate:
+        lo, hi = gate["interval"]
+        text = (f"{gate['flips']}/{gate['n']} labels differ ({gate.get('confidence', 0.95):.0%} bounds "
+                f"{lo:.1%}-{hi:.1%}, tolerance {gate['max_disagreement']:.1%}), agreement {p.agreement:.2%}, "
+                f"cosine {p.mean_cosine:.4f}")
+    else:
+        text = (f"agreement {p.agreement:.2%}, max prob diff {_num(p.max_proba_diff, '.4f')}, "
+                f"cosine {p.mean_cosine:.4f} on {_shown(p.n)} texts")
+    if p.kept_below_tolerance:
+        text += " [kept below tolerance]"
+    return text
+
+
+def _default_variant_lines(model_dir: Path, cfg: ModelConfig) -> list[str]:
+    """The default variant, and where and why ``accelerate --auto`` chose it."""
+    try:
+        used = ModelDir(model_dir, cfg).default()
+    except Exception:  # an unreadable body folder: info still shows the rest
+        used = cfg.default_variant or "torch-fp32"
+    recorded = cfg.default_variant
+    line = f"default variant: {used}"
+    if recorded and recorded != used:
+        line += f" (recorded {recorded}, not usable here)"
+    lines = [line]
+    choice = cfg.default_variant_choice
+    if choice is not None:
+        m = choice.get("machine") or {}
+        load = choice.get("load_average")
+        lines.append(f"  chosen {choice.get('date', '?')} on {m.get('cpu', '?')} ({m.get('cores', '?')} cores; "
+                     f"{', '.join(m.get('isa', [])) or 'no listed ISA'})"
+                     + (f", load average {load[0]:.2f}" if isinstance(load, list) and load else ""))
+        lines.append(f"  by: {choice.get('criterion', '?')}")
+        for name, fig in (choice.get("candidates") or {}).items():
+            if not isinstance(fig, dict):
+                continue
+            if "one_text_p50_ms" in fig:
+                text = f"1 text p50 {fig['one_text_p50_ms']:.2f} ms, {fig.get('texts_per_s', 0):.0f} texts/s @32"
+            else:
+                text = "not timed"
+            status = "passes" if fig.get("passed") else "fails the gate"
+            lines.append(f"  {name:<14} {text}, {status}")
+    return lines
+
+
+def variants_text(model_dir: Path | None) -> str:
+    exported = ModelDir(model_dir).exported() if model_dir is not None else []
+    width = max(len(n) for n in VARIANTS)
+    lines = []
+    for name, spec in VARIANTS.items():
+        mark = ""
+        if model_dir is not None:
+            mark = "[exported] " if name in exported else "[-]        "
+        cal = " (calibrated)" if spec.calibrated else ""
+        lines.append(f"{mark}{name:<{width}}  {spec.description}{cal}")
+    if model_dir is not None:
+        lines.append(f"\nexport more with: fastclf accelerate {model_dir} --variant NAME  (or --all)")
+    return "\n".join(lines)

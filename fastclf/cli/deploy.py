@@ -1,0 +1,191 @@
+"""The commands that prepare and run a trained model for deployment: ``accelerate`` (faster
+variants), ``benchmark`` (the report to choose one) and ``serve`` (HTTP). Registered on the
+group of :mod:`fastclf.cli.main`; like every command they parse, call the library and print."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from fastclf.cli.options import data_options, read_data
+
+
+def _show_logs(verbose: bool) -> None:
+    """Warnings of fastclf (and, with -v, DEBUG messages of every library) on stderr."""
+    import logging
+
+    for name in ("", "fastclf"):
+        for old in [h for h in logging.getLogger(name).handlers if getattr(h, "_fastclf_cli", False)]:
+            logging.getLogger(name).removeHandler(old)
+    handler = logging.StreamHandler(sys.stderr)
+    handler._fastclf_cli = True  # type: ignore[attr-defined]
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s" if verbose else "warning: %(message)s"))
+    logger = logging.getLogger() if verbose else logging.getLogger("fastclf")
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG if verbose else logging.WARNING)
+
+
+def _progress_printer():
+    """Progress of ``fastclf accelerate``: variant n/total and its stage on stderr; notes, the
+    baseline and each variant's verdict on stdout."""
+    from fastclf.cli.accelerate import format_baseline, format_result
+
+    stages = {"export": "exporting", "check": "checking against torch-fp32", "time": "timing"}
+
+    def show(step) -> None:
+        if step.stage in stages:
+            where = f"[{step.index}/{step.total}] " if step.index else ""
+            detail = f" ({step.message})" if step.message else ""
+            click.echo(f"  {where}{step.variant}: {stages[step.stage]}{detail}...", err=True)
+        elif step.stage == "note":
+            click.echo(step.message)
+        elif step.stage == "baseline" and step.timing is not None:
+            click.echo(format_baseline(step.timing))
+        elif step.stage == "done" and step.result is not None:
+            click.echo(format_result(step.result))
+
+    return show
+
+
+@click.command()
+@click.argument("model_dir", type=click.Path(path_type=Path))
+@click.option("--variant", "variant_names", multiple=True, help="Variant to export (repeat for several).")
+@click.option("--all", "all_variants", is_flag=True, help="Export every variant whose runtime is installed.")
+@click.option("--auto", is_flag=True,
+              help="Export, check and time the candidate variants (ONNX, OpenVINO; torch ones with --include-torch) "
+                   "on this machine, and record the fastest that passes as the model's default variant.")
+@click.option("--budget-points", type=float, default=1.0, show_default=True,
+              help="With --auto: label disagreement with torch-fp32 allowed, in percentage points (the gate's "
+                   "tolerance unless --max-disagreement or --min-agreement is given).")
+@click.option("--include-torch", is_flag=True,
+              help="With --auto: also try torch-bf16/torch-int8/inc-int8 (they compile for 15+ s at every load).")
+@click.option("--calibration", type=click.Path(path_type=Path), default=None,
+              help="Texts to calibrate static int8 variants on (default: the training file).")
+@click.option("--check", type=click.Path(path_type=Path), default=None,
+              help="More texts to check each export against torch-fp32 on (added to the calibration file's "
+                   "unused rows and the training texts; up to 1,000 in all). With labels, they also judge the "
+                   "variants that are new models (static, distilled): their accuracy loss must be within the "
+                   "same tolerance, at 95% confidence.")
+@click.option("--text-column", default=None, help="Text column of the calibration file.")
+@click.option("--num-calibration", type=int, default=200, show_default=True, help="Calibration texts to use at most.")
+@click.option("--max-disagreement", type=float, default=None,
+              help="Gate tolerance: share of texts whose label may differ from torch-fp32 (default 0.02). A variant "
+                   "fails when the lower 95% confidence bound of its disagreement rate is above it.")
+@click.option("--min-agreement", type=float, default=None,
+              help="The same tolerance as an agreement: --min-agreement 0.98 = --max-disagreement 0.02.")
+@click.option("--min-cosine", type=float, default=0.95, show_default=True,
+              help="Mean embedding cosine with torch-fp32 below which a variant fails.")
+@click.option("--keep", is_flag=True, help="Keep an export even when it fails the parity gate.")
+@click.option("-v", "--verbose", is_flag=True, help="Show the exporters' own output and warnings.")
+def accelerate(model_dir, variant_names, all_variants, auto, budget_points, include_torch, calibration, check,
+               text_column, num_calibration, max_disagreement, min_agreement, min_cosine, keep, verbose):
+    """Export faster body variants into MODEL_DIR, each checked against torch-fp32.
+
+    \b
+    fastclf accelerate model --auto                 pick and record the fastest variant that passes
+    fastclf accelerate model --variant onnx-int8    export one variant
+    """
+    from fastclf.cli.accelerate import accelerate_command, format_summary
+
+    _show_logs(verbose)
+    if max_disagreement is not None and min_agreement is not None:
+        raise click.UsageError("give --max-disagreement or --min-agreement, not both")
+    outcome = accelerate_command(model_dir, list(variant_names), all_variants=all_variants, calibration=calibration,
+                                 text_column=text_column, num_calibration=num_calibration,
+                                 min_agreement=min_agreement, keep=keep, check=check,
+                                 max_disagreement=max_disagreement, min_cosine=min_cosine, auto=auto,
+                                 budget_points=budget_points, include_torch=include_torch, verbose=verbose,
+                                 progress=_progress_printer())
+    for line in format_summary(outcome):
+        click.echo(line)
+    if not outcome.ok:
+        sys.exit(1)
+
+
+@click.command()
+@click.argument("model_dir", type=click.Path(path_type=Path))
+@click.argument("data", type=click.Path(path_type=Path))
+@data_options
+@click.option("--variants", "variant_list", default=None, help="Comma-separated variants (default: all exported).")
+@click.option("--batch-sizes", default="1,8,32,128", show_default=True, help="Comma-separated batch sizes.")
+@click.option("--baseline", type=click.Choice(["setfit", "none"]), default="none", show_default=True,
+              help="Add a row for the setfit library's own SetFitModel.predict on the same model.")
+@click.option("--output", type=click.Path(path_type=Path), default=Path("report"), show_default=True,
+              help="Folder for report.md, report.json and report.html.")
+@click.option("--duration", type=float, default=5.0, show_default=True, help="Seconds of timing a measurement.")
+@click.option("--max-eval", type=int, default=1000, show_default=True, help="Texts scored for accuracy at most.")
+@click.option("--tolerance", type=float, default=1.0, show_default=True,
+              help="Accuracy points below torch-fp32 a recommended variant may lose.")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="Threads each runtime uses (default: the physical cores); recorded in each row.")
+def benchmark(model_dir, data, text_column, label_column, label_columns, label_separator, variant_list, batch_sizes,
+              baseline, output, duration, max_eval, tolerance, threads):
+    """Compare the variants of MODEL_DIR on the labeled file DATA: accuracy, latency, throughput, size."""
+    from fastclf.benchmark import Benchmark
+    from fastclf.benchmark.report import render_markdown, report_paths
+
+    results = Benchmark(
+        model_dir, read_data(data, text_column, label_column, label_columns, label_separator),
+        variants=[v.strip() for v in variant_list.split(",") if v.strip()] if variant_list else None,
+        batch_sizes=[int(b) for b in batch_sizes.split(",")], baseline=baseline, output=output, duration=duration,
+        max_eval=max_eval, tolerance=tolerance, threads=threads, progress=lambda line: click.echo(line, err=True),
+    ).run()
+    paths = report_paths(output)
+    click.echo(render_markdown(results, brief=True))
+    click.echo(f"report: {paths['md']}, {paths['json']}, {paths['html']}")
+
+
+@click.command()
+@click.argument("model_dir", type=click.Path(path_type=Path))
+@click.option("--variant", default=None, help="Body variant to serve (default: the model's default variant).")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on. The default answers this machine only; 0.0.0.0 exposes the server.")
+@click.option("--port", type=int, default=8080, show_default=True, help="Port to listen on (0: any free port).")
+@click.option("--api-key", envvar="FASTCLF_API_KEY", default=None, show_envvar=True,
+              help="Require the header 'Authorization: Bearer KEY' (except on /health). Prefer the "
+                   "environment variable: a command-line key is visible to other users in ps.")
+@click.option("--max-batch", type=int, default=64, show_default=True,
+              help="Most texts in one inference call (texts of concurrent requests are batched together).")
+@click.option("--max-batch-tokens", type=int, default=2048, show_default=True,
+              help="Most tokens in one inference call; a large request is split over several calls, taking turns "
+                   "with the others.")
+@click.option("--max-wait-ms", type=float, default=5.0, show_default=True,
+              help="Longest wait for more texts before a batch is run.")
+@click.option("--max-queue", type=int, default=1 << 20, show_default=True,
+              help="Most tokens waiting for a batch; a request past it is answered 429 (a larger request is "
+                   "taken when nothing waits).")
+@click.option("--max-inputs", type=int, default=256, show_default=True,
+              help="Most texts in one request; more are answered 413.")
+@click.option("--max-body-bytes", default="1MB", show_default=True,
+              help="Largest request body (e.g. 1MB, 512KiB, 20000); larger are answered 413.")
+@click.option("--read-timeout", type=float, default=30.0, show_default=True,
+              help="Seconds a client has to send a request's headers, and again its body; then the connection "
+                   "is closed (headers) or answered 408 (body).")
+@click.option("--max-connections", type=int, default=256, show_default=True,
+              help="Most open connections; a request past it is answered 503.")
+@click.option("--allowed-hosts", default=None,
+              help="Comma-separated Host header values to answer (default: 127.0.0.1, localhost, [::1] and --host); "
+                   "others get 400, which stops DNS rebinding. '*' answers any.")
+@click.option("--access-log", is_flag=True, help="Log every request (uvicorn's access log) to standard output.")
+def serve(model_dir, variant, host, port, api_key, max_batch, max_batch_tokens, max_wait_ms, max_queue, max_inputs,
+          max_body_bytes, read_timeout, max_connections, allowed_hosts, access_log):
+    """Serve the model in MODEL_DIR over HTTP: POST /predict, GET /health, /info, /metrics.
+
+    \b
+    curl -s localhost:8080/predict -H 'Content-Type: application/json' \\
+         -d '{"inputs": ["a sharp, funny film", "dull"], "top_k": 2}'
+
+    Stops on SIGTERM or Ctrl-C after answering the requests it has received.
+    """
+    from fastclf.scoring.serve import ServeSettings, parse_size
+    from fastclf.scoring.serve import serve as run_server
+
+    settings = ServeSettings(host=host, port=port, variant=variant, api_key=api_key, max_batch=max_batch,
+                             max_batch_tokens=max_batch_tokens, max_wait_ms=max_wait_ms, max_queue=max_queue,
+                             max_inputs=max_inputs, max_body_bytes=parse_size(max_body_bytes), access_log=access_log,
+                             read_timeout_s=read_timeout, max_connections=max_connections,
+                             allowed_hosts=None if allowed_hosts is None else
+                             tuple(h.strip() for h in allowed_hosts.split(",") if h.strip()))
+    run_server(model_dir, settings, echo=lambda line: click.echo(f"fastclf serve: {line}", err=True))

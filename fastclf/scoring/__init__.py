@@ -1,0 +1,1 @@
+"""Scoring: streaming files, Ray Data and the HTTP server."""

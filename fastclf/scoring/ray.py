@@ -1,0 +1,334 @@
+"""Scoring with Ray Data: a pool of actors, each holding one copy of the Classifier.
+
+Needs the ``ray`` extra (``pip install 'fastclf[ray]'``). Two entry points:
+
+- :func:`predict_dataset` maps a ``ray.data.Dataset`` that you built (on any Ray cluster)
+  through the actor pool and returns a Dataset with ``predicted`` and ``proba_<label>`` columns.
+- :func:`predict_files` (``fastclf predict --engine ray``) scores files, a folder or a glob
+  and writes the same files as the local engine (:mod:`fastclf.scoring.stream`): Ray reads and scores,
+  the driver streams the scored batches into each output's temporary file, renamed when complete.
+
+The CPU trap: Ray's read tasks each ask for one CPU. Actors that reserve every CPU of the
+cluster leave none for reading and the pipeline stalls, so :func:`predict_dataset` gives each
+actor at most ``(cluster CPUs - 1) / concurrency`` CPUs. The size trap: a small file is a single
+block and a single block feeds a single actor, so the Dataset is re-cut (streaming, no
+shuffle) into blocks of ``batch_size`` rows before scoring.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from fastclf.errors import DataError, FastclfError, first_line, missing_dependency
+
+MIN_CPUS_PER_ACTOR = 0.05
+
+
+def _import_ray() -> Any:
+    """Raises: MissingDependency: ray[data] is not installed."""
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError:
+        raise missing_dependency("ray[data]", "ray") from None
+    return ray
+
+
+class _Scorer:
+    """The callable class of ``map_batches``: loads the Classifier once per actor, then scores batches."""
+
+    def __init__(self, model_dir: str, variant: str | None, text_column: str, batch_size: int,
+                 threads: int | None = None, answer: dict[str, Any] | None = None):
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        if threads is not None and not os.environ.get("FASTCLF_THREADS"):
+            # this actor's share of the cores; without it every actor runs a thread per core
+            from fastclf.machine import physical_cores
+
+            os.environ["FASTCLF_THREADS"] = str(max(1, min(threads, physical_cores())))
+        from fastclf.model import Classifier
+
+        self.clf = Classifier.load(model_dir, variant=variant)
+        self.text_column = text_column
+        self.batch_size = batch_size
+        self.answer = answer
+
+    def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
+        from fastclf.data.columns import is_missing
+        from fastclf.scoring.stream import score_chunk
+
+        if self.text_column not in batch.columns:
+            raise DataError(f"no column {self.text_column!r} in the dataset; columns are: {', '.join(batch.columns)}")
+        values = batch[self.text_column].tolist()
+        if any(is_missing(v) for v in values):
+            raise DataError(f"empty or missing text in column {self.text_column!r}")
+        return score_chunk(self.clf, batch, [str(v) for v in values], batch_size=self.batch_size, answer=self.answer)
+
+
+def cpus_per_actor(total_cpus: float, concurrency: int, requested: float = 1.0) -> float:
+    """The CPUs each actor reserves: ``requested``, lowered so that ``concurrency`` actors leave
+    one CPU for Ray's read tasks.
+
+    Raises:
+        DataError: ``concurrency`` or ``requested`` is not positive, or the cluster has fewer than 2 CPUs.
+    """
+    if concurrency < 1:
+        raise DataError(f"concurrency must be at least 1, got {concurrency}")
+    if requested <= 0:
+        raise DataError(f"num_cpus_per_actor must be positive, got {requested}")
+    spare = total_cpus - 1
+    if spare < MIN_CPUS_PER_ACTOR * concurrency:
+        raise DataError(f"the Ray cluster has {total_cpus:g} CPUs: too few to read and score at once (2 needed)")
+    return round(min(requested, spare / concurrency), 3)
+
+
+def predict_dataset(ds: Any, model_dir: str | Path, *, variant: str | None = None, batch_size: int = 256,
+                    concurrency: int = 1, text_column: str = "text", num_cpus_per_actor: float = 1,
+                    model_batch_size: int = 32, threads_per_actor: int | None = None,
+                    answer: dict[str, Any] | None = None) -> Any:
+    """Add ``predicted`` and ``proba_<label>`` columns to a Ray Dataset, scored by ``concurrency``
+    actors that each load the model in ``model_dir`` once (the folder must be readable on the
+    cluster's nodes, and fastclf installed there).
+
+    Lazy, like any Ray Dataset: nothing runs until it is consumed (``write_parquet``,
+    ``iter_batches``...). Row order is kept only when the DataContext's
+    ``execution_options.preserve_order`` is set. If Ray is not running in this process, it
+    connects to ``RAY_ADDRESS`` or starts a local Ray (as :func:`ray_session` does, left running).
+
+    Args:
+        ds: the Dataset, with a column of texts.
+        model_dir: a model written by ``fastclf train``.
+        variant: body variant (None: the model's default variant).
+        batch_size: rows per actor call, and rows per block after re-cutting.
+        concurrency: actors in the pool.
+        text_column: the column of texts.
+        num_cpus_per_actor: CPUs each actor reserves, lowered to leave one CPU for reading.
+        model_batch_size: texts per model call inside an actor (``predict_proba``'s batch_size).
+        threads_per_actor: runtime threads in each actor (None: the cluster's CPUs shared out over
+            the actors, at most the node's physical cores; ``$FASTCLF_THREADS`` on the nodes wins).
+        answer: abstention and prediction sets, as :func:`fastclf.scoring.stream.score_chunk` takes them.
+
+    Raises:
+        MissingDependency: ray[data] is not installed.
+        ModelNotFound, ModelFormatError, UnknownVariant, VariantNotExported: checked here, in the driver.
+        DataError: bad ``batch_size``/``concurrency``, or too few CPUs.
+    """
+    ray = _import_ray()
+    from fastclf.modeldir import ModelDir
+
+    if batch_size < 1 or model_batch_size < 1:
+        raise DataError(f"batch sizes must be at least 1, got {batch_size} and {model_batch_size}")
+    model_dir = Path(model_dir).resolve()
+    name = ModelDir(model_dir).resolve(variant)  # fail early, in the driver, on a bad model
+    if not ray.is_initialized():
+        _init(ray)
+    total = float(ray.cluster_resources().get("CPU", os.cpu_count() or 1))
+    cpus = cpus_per_actor(total, concurrency, num_cpus_per_actor)
+    threads = threads_per_actor or max(1, int(total // concurrency))
+    ds = ds.repartition(target_num_rows_per_block=batch_size)
+    with warnings.catch_warnings():
+        # max_restarts goes through ray_remote_args, deprecated in 2.60 (no named parameter yet)
+        warnings.simplefilter("ignore")
+        return ds.map_batches(
+            _Scorer,
+            fn_constructor_kwargs={"model_dir": str(model_dir), "variant": name, "text_column": text_column,
+                                   "batch_size": model_batch_size, "threads": threads, "answer": answer},
+            batch_size=batch_size,
+            batch_format="pandas",
+            compute=ray.data.ActorPoolStrategy(size=concurrency),
+            num_cpus=cpus,
+            # a failing actor is an error to report, not to retry; also keeps the core worker from
+            # logging a warning about restarting actors whose constructor arguments are in the object store
+            max_restarts=0,
+        )
+
+
+class RayUnavailable(FastclfError, ConnectionError):
+    """Ray could not be started, or the cluster at ``RAY_ADDRESS`` could not be reached."""
+
+
+def _init(ray: Any, num_cpus: int | None = None, *, object_store_mb: int = 1024) -> None:
+    """Connect to ``RAY_ADDRESS``, or start a quiet local Ray.
+
+    Raises:
+        RayUnavailable: Ray did not start, or the cluster did not answer.
+    """
+    address = os.environ.get("RAY_ADDRESS")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            if address:
+                ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
+            else:
+                # Ray 2.60 cannot be confined to the loopback interface: it turns a 127.0.0.1 node
+                # address into the machine's address and its gRPC servers listen on 0.0.0.0. What
+                # fastclf can do: no dashboard, Ray's token authentication (on by default for a new
+                # local Ray), and a Ray that lives only as long as the command.
+                ray.init(address="local", num_cpus=num_cpus or max(os.cpu_count() or 1, 2), include_dashboard=False,
+                         log_to_driver=False, logging_level=logging.ERROR,
+                         object_store_memory=object_store_mb * 1024 * 1024)
+        except Exception as exc:
+            where = f"the Ray cluster at RAY_ADDRESS={address}" if address else "a local Ray"
+            raise RayUnavailable(f"cannot start or reach {where}: {first_line(exc)}") from None
+
+
+@contextmanager
+def ray_session(num_cpus: int | None = None, *, object_store_mb: int = 1024) -> Iterator[Any]:
+    """Connect to the Ray cluster at ``RAY_ADDRESS``, or start a quiet local Ray (no dashboard,
+    no usage statistics, workers' logs not forwarded, Ray's token authentication) with ``num_cpus``
+    logical CPUs (default: this machine's, at least 2); shut it down on leaving. A Ray already
+    initialized in this process is used as it is and left running. Inside, Ray Data shows no
+    progress bars, execution logs or warnings.
+
+    Raises:
+        MissingDependency: ray[data] is not installed.
+        RayUnavailable: Ray did not start, or the cluster did not answer.
+    """
+    ray = _import_ray()
+    started = not ray.is_initialized()
+    if started:
+        logging.getLogger("ray").setLevel(logging.ERROR)
+        _init(ray, num_cpus, object_store_mb=object_store_mb)
+    ctx = ray.data.DataContext.get_current()
+    saved = (ctx.enable_progress_bars, ctx.print_on_execution_start)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Ray Data's warnings (from the driver's executor thread too) stay quiet
+        try:
+            ctx.enable_progress_bars = False
+            ctx.print_on_execution_start = False
+            logging.getLogger("ray.data").setLevel(logging.ERROR)
+            yield ray
+        finally:
+            ctx.enable_progress_bars, ctx.print_on_execution_start = saved
+            if started:
+                ray.shutdown()
+
+
+def _read(ray: Any, job: Any) -> Any:
+    """A Ray Dataset of one input file, read as the local engine reads it (CSV cells as strings)."""
+    path = str(job.source)
+    if job.fmt == "parquet":
+        return ray.data.read_parquet(path, columns=job.columns)
+    if job.fmt in ("csv", "tsv"):
+        import pyarrow as pa
+        from pyarrow import csv as pacsv
+
+        return ray.data.read_csv(
+            path,
+            parse_options=pacsv.ParseOptions(delimiter="\t" if job.fmt == "tsv" else ","),
+            convert_options=pacsv.ConvertOptions(column_types={c: pa.string() for c in job.columns},
+                                                 strings_can_be_null=True, null_values=[""]),
+        )
+    if job.json_array:
+        raise DataError(f"{job.source}: a JSON array cannot be read by Ray; use JSON Lines or --engine local")
+    return ray.data.read_json(path, lines=True)
+
+
+def _unwrap(exc: BaseException) -> BaseException | None:
+    """The fastclf error raised in a Ray task or actor, if ``exc`` carries one: in its chain
+    of causes, or (Ray Data keeps only the text of a failed UDF's traceback) as the last
+    ``fastclf.errors.Name: message`` line of its message."""
+    import re
+
+    from fastclf import errors
+
+    found: BaseException | None = None
+    cur: BaseException | None = exc
+    for _ in range(20):
+        if cur is None:
+            break
+        if isinstance(cur, FastclfError):
+            found = cur
+        cause = getattr(cur, "cause", None)
+        cur = cause if isinstance(cause, BaseException) and cause is not cur else cur.__cause__
+    if found is not None and not hasattr(found, "cause"):
+        return found
+    lines = re.findall(r"^fastclf\.errors\.(\w+): (.+)$", str(exc), flags=re.MULTILINE)
+    if lines:
+        name, message = lines[-1]
+        cls = getattr(errors, name, None)
+        if isinstance(cls, type) and issubclass(cls, FastclfError):
+            return cls(message)
+    return found
+
+
+def predict_files(model_dir: str | Path, input_spec: str | Path, output: str | Path | None, *,
+                  variant: str | None = None, text_column: str | None = None, batch_size: int = 32,
+                  rows_per_call: int = 256, concurrency: int = 1, num_cpus: int | None = None,
+                  progress: bool = False, answer: dict[str, Any] | None = None) -> Any:
+    """Score a file, a folder or a glob with a Ray actor pool and write the same outputs as
+    :func:`fastclf.scoring.stream.predict_files` (one Ray Dataset per input file, rows in input order).
+    ``rows_per_call`` rows go to an actor at a time; ``batch_size`` texts to a model call.
+
+    Raises:
+        MissingDependency: ray[data] is not installed.
+        DataFileNotFound, DataError, ModelNotFound, ModelFormatError, UnknownVariant,
+            VariantNotExported: bad inputs, outputs or model, before Ray starts.
+    """
+    from fastclf.modeldir import ModelDir
+    from fastclf.scoring import stream
+
+    _import_ray()
+    jobs = stream.plan(input_spec, output, text_column=text_column)
+    ModelDir(model_dir).resolve(variant)  # fail before Ray starts
+    with ray_session(num_cpus) as ray:
+        datasets: list[Any] = []  # every Dataset stays referenced until Ray shuts down
+
+        def scored(job: stream.FileJob) -> Iterator[tuple[pd.DataFrame, float]]:
+            per_call = rows_per_call
+            if job.rows is not None:  # a small file: blocks small enough that every actor gets some
+                per_call = max(1, min(rows_per_call, -(-job.rows // concurrency)))
+            ds = predict_dataset(_read(ray, job), model_dir, variant=variant, batch_size=per_call,
+                                 concurrency=concurrency, text_column=job.text_column, model_batch_size=batch_size,
+                                 answer=answer)
+            datasets.append(ds)
+            try:
+                yield from _scored_batches(ds, job.columns)
+            except Exception as exc:
+                raise _job_error(job.source, exc) from None
+
+        with _rows_in_order(ray), stream.progress_bar(jobs, by_bytes=False, enabled=progress) as bar:
+            return stream.write_jobs(jobs, scored, bar)
+
+
+def _scored_batches(ds: Any, columns: list[str]) -> Iterator[tuple[pd.DataFrame, float]]:
+    """The scored rows of ``ds`` as DataFrames, the input's ``columns`` first, each with its row count."""
+    for table in ds.iter_batches(batch_format="pyarrow", batch_size=None, prefetch_batches=1):
+        if table.num_rows:
+            # as the local engine converts its batches (without the pandas dtypes of the actors)
+            batch = table.replace_schema_metadata(None).to_pandas()
+            yield batch[[*columns, *[c for c in batch.columns if c not in columns]]], len(batch)
+
+
+def _job_error(source: Path, exc: Exception) -> BaseException:
+    """What to raise for an error while scoring ``source``: a fastclf error raised in the driver as
+    it is; else the fastclf error inside a Ray task error, or the task error's last line, naming the file."""
+    if isinstance(exc, FastclfError) and not hasattr(exc, "cause"):  # raised here, in the driver
+        return exc
+    inner = _unwrap(exc)
+    if inner is None and isinstance(exc, FastclfError):
+        inner = exc
+    if inner is not None:
+        return type(inner)(f"{source}: {inner}")
+    lines = str(exc).strip().splitlines()
+    return DataError(f"{source}: scoring with Ray failed: {lines[-1] if lines else type(exc).__name__}")
+
+
+@contextmanager
+def _rows_in_order(ray: Any) -> Iterator[None]:
+    """Ray Data keeps the input order of rows inside (its DataContext's ``preserve_order``)."""
+    ctx = ray.data.DataContext.get_current()
+    saved = ctx.execution_options.preserve_order
+    ctx.execution_options.preserve_order = True
+    try:
+        yield
+    finally:
+        ctx.execution_options.preserve_order = saved

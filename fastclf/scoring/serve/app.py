@@ -1,0 +1,317 @@
+"""The FastAPI application: the routes, API-key and body-size checks, JSON errors and metering.
+
+fastapi is imported only when :func:`create_app` runs (the ``serve`` extra).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import math
+import platform
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from fastclf._version import __version__
+from fastclf.errors import first_line, missing_dependency
+from fastclf.scoring.serve.batcher import MicroBatcher, QueueFull, ShuttingDown, token_counter
+from fastclf.scoring.serve.metrics import Metrics
+from fastclf.scoring.serve.protocol import RequestError, answer_options, parse_predict_body, rank_labels, with_answers
+from fastclf.scoring.serve.settings import ServeSettings
+
+try:  # the route functions' annotations are resolved in this module's globals (postponed annotations)
+    from starlette.requests import Request
+except ImportError:  # the serve extra is missing: create_app and serve say so
+    Request = None  # type: ignore[assignment,misc]  # only an annotation then; create_app refuses to run
+
+if TYPE_CHECKING:  # pragma: no cover
+    from fastapi import FastAPI
+    from fastapi.responses import JSONResponse
+
+    from fastclf.model import Classifier
+
+log = logging.getLogger("fastclf.scoring.serve")
+
+
+def require_web() -> None:
+    """Raises:
+        MissingDependency: fastapi, uvicorn or prometheus_client is not installed.
+    """
+    for package in ("fastapi", "uvicorn", "prometheus_client"):
+        try:
+            __import__(package)
+        except ImportError as exc:
+            raise missing_dependency(package, "serve") from exc
+
+
+def runtime_versions(variant: str) -> dict[str, str]:
+    """Versions of fastclf, Python and the packages that run ``variant``."""
+    from fastclf._util import package_versions
+    from fastclf.backends import get_spec
+
+    versions = {"fastclf": __version__, "python": platform.python_version()}
+    versions.update({k: v for k, v in package_versions((get_spec(variant).package, "numpy")).items() if v})
+    return versions
+
+
+class ServedModel:
+    """The app's model: missing while it loads, then the classifier, its batcher and its /info;
+    or the exception that stopped it loading."""
+
+    def __init__(self, settings: ServeSettings, metrics: Metrics, executor: ThreadPoolExecutor):
+        self.settings, self.metrics, self.executor = settings, metrics, executor
+        self.clf: Classifier | None = None
+        self.batcher: MicroBatcher | None = None
+        self.info: dict[str, Any] | None = None
+        self.load_error: BaseException | None = None
+
+    def ready(self, clf: Classifier) -> None:
+        """Start serving ``clf``: its batcher runs on the current loop."""
+        settings = self.settings
+        # forwards of 16 pieces, taken in order of length: a short text is not padded to a long one's windows
+        batcher = MicroBatcher(lambda texts: clf.predict_proba(texts, batch_size=16),
+                               max_batch=settings.max_batch, max_batch_tokens=settings.max_batch_tokens,
+                               max_wait_s=settings.max_wait_ms / 1000, max_queue=settings.max_queue,
+                               count_tokens=token_counter(clf), metrics=self.metrics, executor=self.executor)
+        batcher.start()
+        self.info = {
+            "labels": [str(c) for c in clf.classes_],
+            "variant": clf.variant,
+            "multi_label": bool(clf.multi_label),
+            "threshold": float(clf.threshold),
+            "model": Path(clf.path).name if clf.path is not None else None,  # not the absolute path
+            "versions": runtime_versions(clf.variant),
+            "limits": settings.limits(),
+        }
+        self.clf, self.batcher = clf, batcher
+
+    async def load(self, loader: Callable[[], Classifier],
+                   on_error: Callable[[BaseException], None] | None) -> None:
+        """Run ``loader`` in the worker thread, then :meth:`ready`; on failure keep the error and tell ``on_error``."""
+        try:
+            clf = await asyncio.get_running_loop().run_in_executor(self.executor, loader)
+        except Exception as exc:  # noqa: BLE001 - reported to serve(), which stops the server
+            self.load_error = exc
+            if on_error is not None:
+                on_error(exc)
+            return
+        self.ready(clf)
+
+    def not_ready(self) -> RequestError:
+        """The 503 answer before the model is ready (loading, or failed to load)."""
+        if self.load_error is not None:
+            return RequestError(503, "not_ready", f"the model failed to load: {first_line(self.load_error)}")
+        return RequestError(503, "not_ready", "the model is still loading", {"Retry-After": "1"})
+
+    async def close(self) -> None:
+        """Drain the batcher, then stop the worker thread."""
+        if self.batcher is not None:
+            await self.batcher.close()
+        self.executor.shutdown(wait=True)
+
+
+class MeteredMiddleware:
+    """Pure ASGI middleware: counts every HTTP answer by path and status, times /predict, and turns
+    an unexpected error into a JSON 500 and one log line (not a traceback)."""
+
+    def __init__(self, app: Any, metrics: Metrics):
+        self.inner, self.metrics = app, metrics
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.inner(scope, receive, send)
+        started, status = time.perf_counter(), [0]
+        predict = scope.get("path") == "/predict"
+        if predict:
+            self.metrics.in_flight.inc()
+
+        async def send_status(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.inner(scope, receive, send_status)
+        except Exception as exc:  # noqa: BLE001 - a bug or a runtime failure: one line, the client gets JSON
+            log.error("%s %s: %s: %s", scope.get("method"), scope.get("path"), type(exc).__name__, first_line(exc))
+            if not status[0]:  # nothing sent yet
+                status[0] = 500
+                await _error(500, "internal", f"internal error: {first_line(exc)}")(scope, receive, send)
+        finally:
+            if predict:
+                self.metrics.in_flight.dec()
+            self.metrics.request_done(scope.get("path", ""), status[0] or 500, time.perf_counter() - started)
+
+
+def _error(status: int, error_type: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    from fastapi.responses import JSONResponse
+
+    return JSONResponse({"error": message, "error_type": error_type}, status_code=status, headers=headers)
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    """Every error as JSON ``{"error": ..., "error_type": ...}``."""
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+
+    @app.exception_handler(RequestError)
+    async def _request_error(request: Request, exc: RequestError):
+        return _error(exc.status, exc.error_type, exc.message, exc.headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException):
+        kind = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return _error(exc.status_code, kind, str(exc.detail), getattr(exc, "headers", None))
+
+
+def _check_key(request: Request, api_key: str | None) -> None:
+    """Raises:
+        RequestError: 401, the request lacks ``Authorization: Bearer <api_key>``.
+    """
+    if api_key is None:
+        return
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), api_key.encode()):
+        raise RequestError(401, "unauthorized", "missing or wrong API key: send the header 'Authorization: Bearer KEY'",
+                           {"WWW-Authenticate": "Bearer"})
+
+
+async def _read_body(request: Request, limit: int, timeout_s: float) -> bytes:
+    """The request's body, sent as JSON, read up to ``limit`` bytes within ``timeout_s`` seconds.
+
+    Raises:
+        RequestError: 413, the body is larger than ``limit``; 422, it is not sent as
+            application/json; 408, it did not all come in time; 400, the client went away.
+    """
+    from starlette.requests import ClientDisconnect
+
+    kind = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if kind != "application/json":
+        raise RequestError(422, "invalid_request", f"send the body as 'Content-Type: application/json', not "
+                                                   f"{kind[:40] or 'without a Content-Type'}")
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise RequestError(413, "payload_too_large", f"the body has {int(declared)} bytes; the server takes at most {limit}")
+
+    async def read() -> bytes:
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise RequestError(413, "payload_too_large", f"the body is over {limit} bytes, the server's limit")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    try:
+        return await asyncio.wait_for(read(), timeout_s)
+    except asyncio.TimeoutError:
+        raise RequestError(408, "timeout", f"the body did not all come within {timeout_s:g} s") from None
+    except ClientDisconnect:
+        raise RequestError(400, "client_disconnected", "the client went away before sending its body") from None
+
+
+def _queue_full(exc: QueueFull, batcher: MicroBatcher, metrics: Metrics) -> RequestError:
+    """The 429 answer, with Retry-After: the full batches ahead times the mean inference time, at least 1 s."""
+    retry = max(1, math.ceil(math.ceil(batcher.waiting / batcher.max_batch_tokens) * metrics.inference_mean))
+    return RequestError(429, "queue_full", f"the server is busy: {exc}; retry later", {"Retry-After": str(retry)})
+
+
+def _add_routes(app: FastAPI, model: ServedModel) -> None:
+    from fastapi.responses import JSONResponse, Response
+
+    settings, metrics = model.settings, model.metrics
+
+    @app.post("/predict")
+    async def predict(request: Request):
+        _check_key(request, settings.api_key)
+        batcher, clf = model.batcher, model.clf
+        if batcher is None or clf is None:
+            raise model.not_ready()
+        body = await _read_body(request, settings.max_body_bytes, settings.read_timeout_s)
+        texts, single, top_k, payload = parse_predict_body(body, settings.max_inputs)  # alone, before it meets others
+        answer = answer_options(payload, clf)
+        try:
+            proba = await batcher.submit(texts)
+        except QueueFull as exc:
+            raise _queue_full(exc, batcher, metrics) from None
+        except ShuttingDown as exc:
+            raise RequestError(503, "shutting_down", str(exc)) from None
+        except Exception as exc:  # noqa: BLE001 - the inference of this request failed: one line, not a traceback
+            log.error("POST /predict: inference failed: %s: %s", type(exc).__name__, first_line(exc))
+            raise RequestError(500, "internal", f"inference failed: {first_line(exc)}") from None
+        ranked = rank_labels(proba, clf.classes_, multi_label=clf.multi_label, threshold=clf.threshold, top_k=top_k)
+        ranked = with_answers(ranked, proba, clf, answer)
+        return JSONResponse(ranked[0] if single else ranked)  # built by hand: no jsonable_encoder pass
+
+    @app.get("/health")
+    async def health():
+        if model.batcher is None:
+            status = "failed" if model.load_error is not None else "loading"
+            return JSONResponse({"status": status}, status_code=503)
+        return {"status": "ok"}
+
+    @app.get("/info")
+    async def info(request: Request):
+        _check_key(request, settings.api_key)
+        if model.info is None:
+            raise model.not_ready()
+        return JSONResponse(model.info)
+
+    @app.get("/metrics")
+    async def metrics_endpoint(request: Request):
+        _check_key(request, settings.api_key)
+        from prometheus_client import CONTENT_TYPE_LATEST
+
+        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+
+def create_app(classifier_or_loader: Classifier | Callable[[], Classifier], settings: ServeSettings | None = None, *,
+               on_load_error: Callable[[BaseException], None] | None = None) -> FastAPI:
+    """The FastAPI application serving a classifier.
+
+    ``classifier_or_loader`` is a loaded :class:`~fastclf.Classifier` (or any object with its
+    ``predict_proba``, ``classes_``, ``multi_label``, ``threshold``, ``variant`` and ``path``), or a function that loads
+    one: it is then called in the worker thread when the app starts, and ``/health`` answers
+    503 until it returns. If it raises, ``on_load_error`` is called with the exception (the
+    server started by :func:`~fastclf.scoring.serve.serve` then stops) and the app keeps answering 503.
+    ``app.state.fastclf`` is the :class:`ServedModel`.
+
+    Raises:
+        MissingDependency: fastapi or uvicorn is not installed (``pip install 'fastclf[serve]'``).
+    """
+    require_web()
+    from fastapi import FastAPI
+    from starlette.middleware.trustedhost import TrustedHostMiddleware
+
+    model = ServedModel(settings or ServeSettings(), Metrics(),
+                        ThreadPoolExecutor(max_workers=1, thread_name_prefix="fastclf-infer"))
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        loading = None
+        if hasattr(classifier_or_loader, "predict_proba"):
+            model.ready(classifier_or_loader)  # type: ignore[arg-type]
+        else:
+            loading = asyncio.get_running_loop().create_task(model.load(classifier_or_loader, on_load_error))
+        try:
+            yield
+        finally:
+            if loading is not None:
+                await loading
+            await model.close()
+
+    # no /docs, /redoc, /openapi.json: they would load scripts from a CDN and need no key
+    app = FastAPI(title="fastclf", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
+                  openapi_url=None)
+    app.state.fastclf = model
+    app.state.metrics = model.metrics
+    # a Host header outside the allow-list is answered 400: a web page on a rebound DNS name cannot reach the server
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=model.settings.hosts)
+    app.add_middleware(MeteredMiddleware, metrics=model.metrics)
+    _add_error_handlers(app)
+    _add_routes(app, model)
+    return app

@@ -1,0 +1,253 @@
+"""Micro-batching by tokens: the texts of concurrent requests gathered into ``predict_proba`` calls."""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+
+from fastclf.scoring.serve.metrics import Metrics
+
+
+class QueueFull(Exception):
+    """More tokens are waiting than the queue holds."""
+
+
+class ShuttingDown(Exception):
+    """The batcher no longer takes work."""
+
+
+def token_counter(clf: Any) -> Callable[[list[str]], list[int]]:
+    """A function giving the tokens each text costs ``clf``: its tokens by the body's own tokenizer
+    (special tokens aside, at least 1), at most the windows the model embeds of a long text. A body
+    without a fast tokenizer costs a text its characters (a token covers at least one)."""
+    from fastclf.chunking import window_of
+
+    found = window_of(getattr(clf, "body", None))
+    if found is None:
+        return lambda texts: [max(1, len(t)) for t in texts]
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_str(found[0].to_str())  # type: ignore[attr-defined]
+    tokenizer.no_truncation()
+    tokenizer.no_padding()
+    policy = getattr(getattr(clf, "config", None), "long_texts", None)
+    cap = found[1] * (policy.max_chunks if policy is not None and policy.mode == "chunk" else 1)
+
+    def count(texts: list[str]) -> list[int]:
+        out: list[int] = []
+        for i in range(0, len(texts), 32):  # a few texts at a time, each read up to 16 x cap characters: bounded memory
+            encodings = tokenizer.encode_batch([t[:16 * cap] for t in texts[i:i + 32]], add_special_tokens=False)
+            out += [max(1, min(len(e.ids), cap)) for e in encodings]
+        return out
+
+    return count
+
+
+def _trim_heap() -> None:
+    """glibc keeps freed memory for reuse; ``malloc_trim`` returns it, so memory falls back after a large request."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
+class _Request:
+    """The texts of one request with their token costs, how far they are batched, and the future that answers it."""
+
+    __slots__ = ("texts", "costs", "taken", "done", "result", "future")
+
+    def __init__(self, texts: list[str], costs: list[int], future: asyncio.Future[np.ndarray]):
+        self.texts, self.costs, self.future = texts, costs, future
+        self.taken = 0  # texts already put into a batch
+        self.done = 0  # texts whose probabilities are in
+        self.result: np.ndarray | None = None
+
+    @property
+    def untaken_tokens(self) -> int:
+        return sum(self.costs[self.taken:])
+
+
+_Slice = tuple[_Request, int, int]  # a request's texts [start:stop] in a batch
+
+
+class MicroBatcher:
+    """Gathers the texts of concurrent requests into batches of at most ``max_batch`` texts and
+    ``max_batch_tokens`` tokens (a text over the budget goes alone), one ``predict_proba`` call each.
+    ``count_tokens`` gives each text's tokens (default: its characters).
+
+    A batch starts when a full batch waits or ``max_wait_s`` after its oldest text arrived. Each
+    batch takes one text from every waiting request in turn, so a large request is spread over
+    many batches and a small one arriving meanwhile rides in the next. ``max_queue`` bounds the
+    tokens waiting (a larger request is taken only when nothing waits). Inference runs in one
+    worker thread, one batch at a time. Use on one event loop: :meth:`start`, :meth:`submit`,
+    and :meth:`close` (which drains the queue).
+    """
+
+    def __init__(self, predict_proba: Callable[[list[str]], np.ndarray], *, max_batch: int, max_batch_tokens: int,
+                 max_wait_s: float, max_queue: int, count_tokens: Callable[[list[str]], list[int]] | None = None,
+                 metrics: Metrics | None = None, executor: ThreadPoolExecutor | None = None):
+        self._predict = predict_proba
+        self._count = count_tokens or (lambda texts: [max(1, len(t)) for t in texts])
+        self._counter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fastclf-count")
+        self.max_batch, self.max_batch_tokens = max_batch, max_batch_tokens
+        self.max_wait_s, self.max_queue = max_wait_s, max_queue
+        self.metrics = metrics or Metrics()
+        self._executor = executor or ThreadPoolExecutor(max_workers=1, thread_name_prefix="fastclf-infer")
+        self._queue: deque[tuple[float, _Request]] = deque()
+        self._waiting = 0  # tokens not yet taken into a batch
+        self._wakeup = asyncio.Event()  # bound to the loop that first waits on it (Python 3.10+)
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+
+    @property
+    def waiting(self) -> int:
+        """Tokens waiting for a batch."""
+        return self._waiting
+
+    def start(self) -> None:
+        """Start the batching task on the running loop."""
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="fastclf-batcher")
+
+    async def submit(self, texts: list[str]) -> np.ndarray:
+        """Count the tokens of ``texts`` (in a thread of their own) and queue them; their probabilities
+        ``(len(texts), n_classes)`` once computed.
+
+        Raises:
+            QueueFull: the queue cannot take ``sum(costs)`` more tokens.
+            ShuttingDown: the batcher is closing.
+        """
+        if self._closing or self._task is None:
+            raise ShuttingDown("the server is shutting down")
+        costs = await asyncio.get_running_loop().run_in_executor(self._counter, self._count, texts)
+        if self._task.done():  # closed while counting
+            raise ShuttingDown("the server is shutting down")
+        tokens = sum(costs)
+        if self._waiting and self._waiting + tokens > self.max_queue:
+            raise QueueFull(f"{self._waiting} tokens are waiting, this request has {tokens}; "
+                            f"the queue holds {self.max_queue}")
+        future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
+        self._queue.append((time.monotonic(), _Request(texts, costs, future)))
+        self._set_waiting(self._waiting + tokens)
+        self._wakeup.set()
+        return await future
+
+    async def close(self) -> None:
+        """Stop taking work, finish every queued text, then stop the worker."""
+        self._closing = True
+        if self._task is not None:
+            self._wakeup.set()
+            await self._task
+        self._executor.shutdown(wait=True)
+        self._counter.shutdown(wait=True)
+
+    def _set_waiting(self, n: int) -> None:
+        self._waiting = n
+        self.metrics.queue_depth.set(n)
+
+    async def _run(self) -> None:
+        while await self._wait_for_work():
+            await self._wait_for_batch()
+            parts = self._take()
+            if parts:
+                await self._infer(parts)
+            if not self._queue:  # idle: hand the heap that the batches freed back to the system
+                await asyncio.get_running_loop().run_in_executor(self._executor, _trim_heap)
+
+    async def _wait_for_work(self) -> bool:
+        """Wait until a text is queued: True, or False once closing with nothing queued."""
+        while not self._queue:
+            if self._closing:
+                return False
+            self._wakeup.clear()
+            await self._wakeup.wait()
+        return True
+
+    async def _wait_for_batch(self) -> None:
+        """Wait until a full batch is queued, the oldest text has waited ``max_wait_s``, or closing."""
+        deadline = self._queue[0][0] + self.max_wait_s
+        while (self._waiting < self.max_batch_tokens and not self._closing
+               and sum(len(r.texts) - r.taken for _, r in self._queue) < self.max_batch):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            self._wakeup.clear()
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), remaining)
+            except asyncio.TimeoutError:
+                return
+
+    def _take(self) -> list[_Slice]:
+        """The next batch: one text from each waiting request in turn, within the budgets."""
+        for _, request in self._queue:
+            if request.future.cancelled():  # nobody waits for these texts any more
+                self._set_waiting(self._waiting - request.untaken_tokens)
+                request.taken = len(request.texts)
+        taken: dict[_Request, int] = {}
+        texts = tokens = 0
+        added = True
+        while added and texts < self.max_batch:
+            added = False
+            for _, request in self._queue:
+                i = request.taken + taken.get(request, 0)
+                if i == len(request.texts) or texts == self.max_batch:
+                    continue
+                if texts and tokens + request.costs[i] > self.max_batch_tokens:
+                    continue
+                taken[request] = taken.get(request, 0) + 1
+                texts, tokens, added = texts + 1, tokens + request.costs[i], True
+        parts = [(request, request.taken, request.taken + n) for request, n in taken.items()]
+        for request, _, stop in parts:
+            request.taken = stop
+        self._queue = deque(item for item in self._queue if item[1].taken < len(item[1].texts))
+        self._set_waiting(self._waiting - tokens)
+        return parts
+
+    async def _infer(self, parts: list[_Slice]) -> None:
+        """One ``predict_proba`` call in the worker thread for ``parts``; hand out the rows. If the
+        call fails, each request's part is run alone, so that only the failing request gets the error."""
+        texts = [t for request, a, b in parts for t in request.texts[a:b]]
+        started = time.perf_counter()
+        try:
+            proba = await asyncio.get_running_loop().run_in_executor(self._executor, self._predict, texts)
+        except Exception as exc:  # noqa: BLE001 - handed to the request it belongs to
+            if len(parts) > 1:
+                for part in parts:
+                    await self._infer([part])
+                return
+            request = parts[0][0]
+            if not request.future.done():
+                request.future.set_exception(exc)
+            self._drop(request)
+            return
+        self.metrics.batch_done(len(texts), time.perf_counter() - started)
+        self._deliver(parts, proba)
+
+    @staticmethod
+    def _deliver(parts: list[_Slice], proba: np.ndarray) -> None:
+        """Copy each slice's rows of ``proba`` into its request; answer the requests now complete."""
+        offset = 0
+        for request, a, b in parts:
+            rows = proba[offset:offset + b - a]
+            offset += b - a
+            if request.future.done():  # failed in an earlier batch, or the client went away
+                continue
+            if request.result is None:
+                request.result = np.empty((len(request.texts), proba.shape[1]), dtype=proba.dtype)
+            request.result[a:b] = rows
+            request.done += b - a
+            if request.done == len(request.texts):
+                request.future.set_result(request.result)
+
+    def _drop(self, request: _Request) -> None:
+        """Forget the texts of a failed request that are still queued."""
+        if request.taken < len(request.texts):
+            self._set_waiting(self._waiting - request.untaken_tokens)
+            request.taken = len(request.texts)
+            self._queue = deque(item for item in self._queue if item[1] is not request)

@@ -1,0 +1,1 @@
+"""Training: the recipe chosen by cross-validation, fine-tuning and the head."""
