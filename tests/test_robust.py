@@ -268,8 +268,8 @@ def test_accelerate_publishes_whole_versions_and_discards_an_export_of_a_replace
 
     real = acc.export_variant
 
-    def export_then_replace(body_dir, variant, calibration):
-        real(body_dir, variant, calibration)
+    def export_then_replace(body_dir, variant, calibration, fit_head=None):
+        real(body_dir, variant, calibration, fit_head)
         other.save(model)  # `fastclf train -o model` finishes during the export
 
     monkeypatch.setattr(acc, "export_variant", export_then_replace)
