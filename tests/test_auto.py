@@ -121,7 +121,7 @@ def auto_model(trained, calib, tmp_path_factory):
     mp = pytest.MonkeyPatch()
     # brief timings and three candidates keep the test short; the choice logic is the same
     mp.setattr(auto, "AUTO_CANDIDATES", ("onnx-fp32", "onnx-int8", "openvino-fp32"))
-    mp.setattr(acc, "time_body", functools.partial(acc.time_body, one_text_seconds=0.2, batch_seconds=0.2))
+    mp.setattr(acc, "time_classifier", functools.partial(acc.time_classifier, one_text_seconds=0.2, batch_seconds=0.2))
     try:
         code, out = run("accelerate", model, "--auto", "--calibration", calib)
     finally:
