@@ -177,17 +177,9 @@ _weird = st.one_of(_json_value, st.sampled_from(["../x", "/etc/passwd", "head.sa
 @FUZZ_LOADER
 @given(edits=st.lists(st.tuples(_paths, _weird, st.booleans()), min_size=1, max_size=3))
 def test_loader_on_mutated_fastclf_json(pristine, victim, edits):
-    cfg = json.loads((pristine / "fastclf.json").read_text())
+    cfg: object = json.loads((pristine / "fastclf.json").read_text())
     for path, value, delete in edits:
-        node = cfg
-        for key in path[:-1]:
-            if not isinstance(node.get(key), dict):
-                node[key] = {}
-            node = node[key]
-        if delete:
-            node.pop(path[-1], None)
-        else:
-            node[path[-1]] = value
+        cfg = _edit(cfg, path, value, delete)
     (victim / "fastclf.json").write_text(json.dumps(cfg))
     try:
         _load(victim)
