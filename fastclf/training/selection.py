@@ -41,19 +41,15 @@ MANY_CLASSES = 100
 def head_note(n_classes: int, what: str) -> str:
     """A progress line for a long head fit (``MANY_CLASSES`` classes or more), else ""."""
     return f"{what} ({n_classes} classes): this takes a while" if n_classes >= MANY_CLASSES else ""
+
+
 #: optimizer steps an epoch of a recipe's choice runs at least: on a few dozen examples an epoch is
-#: one to four batches, and 2 or 4 epochs (2 to 16 steps) barely move the body, while 16 to 32 steps
-#: gained 2 to 8 points over the untuned body (benchmarks/steps_study.py). A small set runs more
-#: epochs instead; an epoch count the user fixes (``--epochs``) is run as given.
+#: one to four batches, and a few steps barely move the body (benchmarks/studies/steps-study.md). A
+#: small set runs more epochs instead; an epoch count the user fixes (``--epochs``) is run as given.
 MIN_STEPS_PER_EPOCH = 8
 #: the untuned body is chosen over the best fine-tuning only when the folds put it ahead by more than
-#: this many standard errors (of a difference of two proportions, :func:`settles`). The folds are small
-#: (a standard error is about 9 points on 64 examples), and fine-tuning scored higher on the test texts
-#: in 25 of 30 suite runs (10 data sets x 3 seeds, benchmarks/probes/finetune_rule.py): with a margin of 0
-#: (the untuned body when ahead at all) the folds kept it in 9 runs where fine-tuning was closer, and
-#: rt-sentiment 32 ended 4 points behind setfit's defaults. Replayed on those 30 runs: mean accuracy the
-#: same at 0 and 1.5 (0.651), rt-sentiment 32 +3.7 points, convention-party 8 -3.8 (long speeches,
-#: where fine-tuning on 64 tokens of each can lose); chosen from 0, 0.5, 1, 1.5 and 2 on those runs.
+#: this many standard errors (of a difference of two proportions, :func:`settles`): the folds are small,
+#: and fine-tuning usually wins on the test texts (benchmarks/studies/untuned-or-finetuned.md).
 UNTUNED_MARGIN_Z = 1.5
 #: the first fold settles the choice when the untuned body and the best fine-tuning differ there
 #: by more than this many standard errors (of a difference of two proportions)

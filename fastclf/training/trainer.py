@@ -52,15 +52,13 @@ from fastclf.training.selection import (
 LOSSES = ("supcon", "pairs")
 FINETUNE_MODES = ("auto", "always", "never")
 CLASS_WEIGHTS = ("balanced", "none")
-#: tokens a text while fine-tuning: a step costs about half of 128 tokens' on texts that long,
-#: and on long speeches the tuned body was no worse (benchmarks/README.md); the embeddings for
-#: the head and at prediction use every window of the body's whole length
+#: tokens a text while fine-tuning (a step costs about half of 128 tokens'; benchmarks/studies/training-time.md);
+#: the embeddings for the head and at prediction use every window of the body's whole length
 FINETUNE_MAX_LENGTH = 64
 #: lowest transformer layers kept fixed while fine-tuning (the token embeddings always are)
 DEFAULT_FROZEN_LAYERS = 0
-#: windows a long text while cross-validating (evenly spaced); the final head and predictions use max_chunks.
-#: 2 rather than 4: the long-text cross-validation took 35 s instead of 48 s, and chose as well or better
-#: (benchmarks/README.md, "Fewer windows in the cross-validation")
+#: windows a long text while cross-validating (evenly spaced); the final head and predictions use max_chunks
+#: (benchmarks/studies/cv-windows.md)
 CV_MAX_CHUNKS = 2
 
 Progress = Callable[[str], None]
@@ -104,28 +102,25 @@ class TrainConfig:
     head_c: float | None = None
     # "balanced": the head weighs each class's examples inversely to its count, in the
     # cross-validation and in the saved head (single-label); "none": unweighted. Not the default:
-    # on the untuned body it raised skewed sets' balanced accuracy by 4.3 points, but in the whole
-    # recipe it cost 2.7 points on chatbot-topics 8 and 1.8 on chatbot-topics 32 (3 seeds each),
-    # gaining 3.0 on rt-3way-skewed (benchmarks/README.md, "Class weights for skewed sets")
+    # in the whole recipe it cost more than it gave (benchmarks/studies/class-weights.md)
     class_weight: str = "none"
     cv_folds: int = 2
     cv_parallel: bool = True  # fine-tune the folds side by side (forked processes), as many at once as cores
     # when fine-tuning wins and every fold ran: the final body is the average of the fold bodies'
-    # weights at the chosen steps, instead of a fine-tuning on all the examples after the choice.
-    # On the suite (8 rows x 3 seeds, Zen 4) the 14 fine-tuned runs scored -0.03 points on average
-    # and took 0.73 of the time (median): benchmarks/README.md, "Averaged fold bodies"
+    # weights at the chosen steps, instead of a fine-tuning on all the examples after the choice:
+    # as accurate, in less time (benchmarks/studies/averaged-fold-bodies.md)
     average_folds: bool = True
     frozen_layers: int = DEFAULT_FROZEN_LAYERS
     finetune_max_length: int = FINETUNE_MAX_LENGTH
     max_length: int | None = None
     long_texts: str = "chunk"
     max_chunks: int = DEFAULT_MAX_CHUNKS
-    # bf16 autocast while fine-tuning and cross-validating. Off by default: on a Zen 4 with native
-    # bf16, the 6 suite rows lost 0.4 to 7.3 points (mean of 3 seeds) against fp32 (benchmarks/README.md)
+    # bf16 autocast while fine-tuning and cross-validating. Off by default: it cost accuracy on
+    # every suite row, even on CPUs with native bf16 (benchmarks/studies/bf16-training.md)
     bf16: bool = False
     # the cross-validation's embeddings (not its training, nor the saved head's) under bf16 autocast
-    # where the CPU computes bf16 natively: 1.85x faster on a Zen 4, cosine to fp32 0.99997 on the
-    # long-text stand-in, the folds' choices as in fp32 (benchmarks/README.md)
+    # where the CPU computes bf16 natively: faster, with the folds' choices as in fp32
+    # (benchmarks/studies/cv-embeddings-bf16.md)
     cv_bf16: bool = True
     seed: int = 42
     show_progress: bool = True
@@ -274,8 +269,8 @@ def _load_body(model: str) -> Any:
 class _Embedder:
     """Embeds texts with a body, splitting long texts into windows when asked to (at most
     ``max_chunks`` windows a text). ``quick=True`` is for cross-validation: at most
-    ``CV_MAX_CHUNKS`` windows, and under bf16 autocast when ``bf16`` (1.85x faster on a CPU
-    with native bf16; the embeddings of the model that is saved stay fp32)."""
+    ``CV_MAX_CHUNKS`` windows, and under bf16 autocast when ``bf16`` (the embeddings of the
+    model that is saved stay fp32)."""
 
     def __init__(self, config: TrainConfig, st_model: Any, *, bf16: bool = False):
         self.chunkers: dict[bool, Chunker] = {}
