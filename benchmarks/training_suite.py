@@ -90,15 +90,12 @@ SETTINGS: list[str] = []
 
 
 def _overrides() -> dict[str, object]:
-    """The --set items as recorded in a result line: values read as JSON where they parse."""
-    out: dict[str, object] = {}
-    for item in SETTINGS:
-        field, _, value = item.partition("=")
-        try:
-            out[field] = json.loads(value)
-        except ValueError:
-            out[field] = value
-    return out
+    """The --set items as recorded in a result line: each field given, as TrainConfig.with_settings read it."""
+    from fastclf.training.trainer import TrainConfig
+
+    config = TrainConfig().with_settings(SETTINGS)
+    names = (item.partition("=")[0].strip().replace("-", "_") for item in SETTINGS)
+    return {name: getattr(config, name) for name in names}
 
 
 def run_fastclf(train, test, seed):
