@@ -191,7 +191,7 @@ class ModelDir:
         if chosen is None or chosen not in exported:
             return REFERENCE
         fallback = variant_for_this_cpu(chosen, dict(self.config.default_variant_choice or {}) or None)
-        return fallback if fallback in exported or fallback == REFERENCE else REFERENCE
+        return fallback if fallback in exported else REFERENCE  # exported always holds torch-fp32
 
     def resolve(self, variant: str | None = None) -> str:
         """The variant that runs for ``variant`` (None: :meth:`default`).
