@@ -95,10 +95,10 @@ def worker(args) -> None:
                     "cache_dir": os.environ.get("TORCHINDUCTOR_CACHE_DIR")}
     import torch
 
-    from fastclf.backends.torch_backend import cpu_features
+    from fastclf.machine import isa_summary
 
     result["threads"] = torch.get_num_threads()
-    result["cpu"] = cpu_features()
+    result["cpu"] = isa_summary()
     if args.phase == "cold":
         t0 = time.perf_counter()
         ref = load_body(body_dir, "torch-fp32")

@@ -21,7 +21,8 @@ import pytest
 from samples import CALIBRATION
 
 from fastclf.backends import REFERENCE, VARIANTS, Body, export_variant, get_spec, is_exported, load_body
-from fastclf.backends._numpy_pipeline import MIN_FILL, POOLING_MODES, TextPipeline, length_chunks
+from fastclf.backends._numpy_pipeline import MIN_FILL, TextPipeline, length_chunks
+from fastclf.backends._pipeline_config import POOLING_MODES
 from fastclf.errors import DataError, ModelFormatError
 
 ONNX_VARIANTS = ["onnx-fp32", "onnx-o1", "onnx-o2", "onnx-o3", "onnx-int8"]

@@ -18,7 +18,8 @@ import torch
 from samples import CALIBRATION
 
 from fastclf.backends import REFERENCE, Body, export_variant, get_spec, is_exported, load_body
-from fastclf.backends import torch_backend as tb
+from fastclf.backends import _torch_graph as tg
+from fastclf.backends import _torch_int8 as q
 from fastclf.errors import DataError, VariantNotExported
 
 # odd inputs: empty, one token, beyond the max length (truncated), non-ASCII
@@ -104,7 +105,7 @@ def test_inc_int8_exports_safe_files_and_matches_fp32(tiny_dir, tiny_ref, tiny_i
 
     with safe_open(str(tiny_dir / spec.files[0]), framework="pt") as f:
         meta = f.metadata()
-        assert meta["format"] == tb.OBSERVERS_FORMAT and meta["engine"] == "inc"
+        assert meta["format"] == q.OBSERVERS_FORMAT and meta["engine"] == "inc"
         assert len(list(f.keys())) > 0
     calibration = json.loads((tiny_dir / spec.files[1]).read_text(encoding="utf-8"))
     assert calibration["texts"] == CALIBRATION
@@ -131,10 +132,10 @@ def test_minilm_torch_int8_matches_fp32(minilm_copy, minilm_int8, texts):
 def _quantization_steps(body_dir: Path, variant: str):
     """The uncompiled steps a load runs: export the transformer, insert observers."""
     spec = get_spec(variant)
-    st = tb._load_sentence_transformer(body_dir)
-    transformer, core, names, example = tb._prepare_core(st)
-    graph, shapes = tb._export_graph(core, example, max_len=tb._max_len(transformer))
-    return spec, st, transformer, names, example, tb._insert_observers(spec, graph, example, shapes)
+    st = tg._load_sentence_transformer(body_dir)
+    transformer, core, names, example = tg._prepare_core(st)
+    graph, shapes = tg._export_graph(core, example, max_len=tg._max_len(transformer))
+    return spec, st, transformer, names, example, q._insert_observers(spec, graph, example, shapes)
 
 
 def test_stored_observers_rebuild_the_quantized_model(tmp_path, tiny_body_dir, texts):
@@ -146,15 +147,15 @@ def test_stored_observers_rebuild_the_quantized_model(tmp_path, tiny_body_dir, t
     outputs = []
     for _ in range(2):
         _, st, _, names, _, prepared = _quantization_steps(body, "torch-int8")
-        assert tb._load_observers(prepared, body / spec.files[0], spec) == ""
+        assert q._load_observers(prepared, body / spec.files[0], spec) == ""
         inputs = [st.preprocess(texts)[n] for n in names]
         with torch.no_grad():
-            outputs.append(tb._convert(spec, prepared)(*inputs))
+            outputs.append(q._convert(spec, prepared)(*inputs))
     assert torch.equal(outputs[0], outputs[1])
     _, st, transformer, names, _, calibrated = _quantization_steps(body, "torch-int8")
-    tb._calibrate(st, transformer, calibrated, names, CALIBRATION)
+    q._calibrate(st, transformer, calibrated, names, CALIBRATION)
     with torch.no_grad():
-        fresh = tb._convert(spec, calibrated)(*inputs)
+        fresh = q._convert(spec, calibrated)(*inputs)
     assert torch.allclose(fresh, outputs[0], atol=2e-3)
 
 
@@ -168,10 +169,10 @@ def test_mismatched_observers_are_detected(tmp_path, tiny_body_dir):
     export_variant(body, "inc-int8", CALIBRATION[:4])
     shutil.copy(body / get_spec("inc-int8").files[0], body / spec.files[0])
     *_, prepared = _quantization_steps(body, "torch-int8")
-    assert "not a" in tb._load_observers(prepared, body / spec.files[0], spec)
+    assert "not a" in q._load_observers(prepared, body / spec.files[0], spec)
     (body / spec.files[0]).write_bytes(b"not safetensors")
-    assert "cannot read" in tb._load_observers(prepared, body / spec.files[0], spec)
-    assert tb._read_calibration(body / spec.files[1]) == CALIBRATION[:4]
+    assert "cannot read" in q._load_observers(prepared, body / spec.files[0], spec)
+    assert q._read_calibration(body / spec.files[1]) == CALIBRATION[:4]
 
 
 def test_int8_needs_calibration_texts_and_an_export(tmp_path, tiny_body_dir):

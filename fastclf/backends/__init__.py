@@ -1,25 +1,13 @@
-"""The one place that knows the runtimes.
-
-A *body* turns texts into embeddings. Every variant of a body (torch fp32, ONNX int8,
-OpenVINO, ...) is described by a :class:`VariantSpec` in :data:`VARIANTS`, and
-:func:`load_body` returns an object that follows the :class:`Body` protocol whatever the
-runtime. Nothing outside this package imports torch, onnxruntime or openvino to run a
-body, and nothing outside it branches on the runtime.
-
-Each runtime lives in its own module (``torch_backend``, ``onnx_backend``,
-``openvino_backend``), imported only when a variant of that runtime is used, so a
-deployment that predicts with ONNX Runtime never imports torch. A runtime module has two
-functions::
-
-    load(body_dir: Path, spec: VariantSpec) -> Body
-    export(body_dir: Path, spec: VariantSpec, calibration_texts: list[str]) -> None
-
-``export`` writes the variant's files (``spec.files``) below ``body_dir``.
-"""
+"""The one place that knows the runtimes: :func:`load_body` returns a :class:`Body` for any variant of
+:data:`VARIANTS`. Each runtime module (``<runtime>_backend``) is imported only when used and has
+``load(body_dir, spec) -> Body`` and ``export(body_dir, spec, calibration_texts)``."""
 
 from __future__ import annotations
 
 import importlib
+import logging
+import os
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -41,19 +29,23 @@ from fastclf.backends.specs import (
 from fastclf.errors import (
     DataError,
     FastclfError,
-    MissingDependency,
     ModelFormatError,
     SettingError,
     VariantNotExported,
     first_line,
     missing_dependency,
 )
-from fastclf.machine import ISA_FLAGS, cpu_has_bf16
 from fastclf.machine import isa_summary as cpu_info
 from fastclf.quiet import quiet_logs
 
 if TYPE_CHECKING:
     from fastclf.head import LogisticHead
+
+__all__ = ["REFERENCE", "RUNTIME_DIRS", "SETTLE_TEXTS", "THREADS_ENV", "VARIANTS", "Body", "VariantSpec",
+           "auto_candidates", "body_files", "cpu_info", "export_command", "export_note", "export_variant", "get_spec",
+           "is_exported", "load_body", "newer_than_weights", "requested_threads", "reset_runtime_state",
+           "runtime_installed", "runtime_module", "runtime_settings", "settle_one_text", "thread_counts",
+           "thread_settings", "variant_for_this_cpu"]
 
 
 @runtime_checkable
@@ -76,10 +68,8 @@ SETTLE_TEXTS = 64
 
 
 def settle_one_text(body: object, call_one: Callable[[str], object], texts: Sequence[str]) -> float | None:
-    """Bring ``body`` to its steady state for one-text calls before they are timed: a body that
-    compiles shapes in the background (OpenVINO's static one-text shapes, its ``settle()``) gets
-    ``call_one(text)`` for the first :data:`SETTLE_TEXTS` texts, then waits for its compilations.
-    Returns the seconds it took, or None for a body without background compilation."""
+    """Run the first :data:`SETTLE_TEXTS` one-text calls and wait for a body that compiles shapes in the
+    background (its ``settle()``) before it is timed; the seconds it took, None for other bodies."""
     settle = getattr(body, "settle", None)
     if not callable(settle):
         return None
@@ -91,23 +81,18 @@ def settle_one_text(body: object, call_one: Callable[[str], object], texts: Sequ
 
 
 def thread_settings(body: object | None = None) -> dict[str, object]:
-    """The thread pools of the runtimes loaded in this process: torch's (when torch is
-    imported, as by the torch variants and setfit) and the body's own (its ``threads()``),
-    keyed ``torch_intra_op``, ``onnxruntime_intra_op``, ``openvino_inference_num_threads``, ..."""
-    import sys
-
+    """The thread pools of the runtimes in this process: torch's (when imported) and the body's ``threads()``."""
     out: dict[str, object] = {}
     if "torch" in sys.modules:
-        from fastclf.backends.torch_backend import torch_threads
+        import torch
 
-        out.update(torch_threads())
+        out.update(torch_intra_op=torch.get_num_threads(), torch_inter_op=torch.get_num_interop_threads())
     get = getattr(body, "threads", None)
     if callable(get):
         out.update(get())
     return out
 
 
-#: the keys of :func:`thread_settings` that give a runtime's thread count, and the runtime's name
 _THREAD_KEYS = (("onnxruntime_intra_op", "onnxruntime"), ("openvino_inference_num_threads", "openvino"),
                 ("torch_intra_op", "torch"))
 
@@ -118,20 +103,15 @@ def thread_counts(threads: Mapping[str, object] | None) -> list[tuple[str, objec
 
 
 def newer_than_weights(path: Path, transformer_dir: Path) -> bool:
-    """Whether the export ``path`` was written after the transformer's weights (so it can be
-    reused as the source of another export)."""
+    """Whether the export ``path`` is newer than the transformer's weights (reusable as an export's source)."""
     weights = [*transformer_dir.glob("*.safetensors"), *transformer_dir.glob("*.bin")]
     return not weights or max(p.stat().st_mtime for p in weights) <= path.stat().st_mtime
 
 
 def runtime_module(spec: VariantSpec):
-    """Import the module that runs ``spec``'s runtime.
-
-    Raises:
-        MissingDependency: the runtime's Python package is not installed.
-    """
+    """Import the module that runs ``spec``'s runtime; MissingDependency names the extra to install."""
     package, extra = _RUNTIMES[spec.runtime]
-    if spec.runtime == "openvino":  # before anything imports openvino: no telemetry (see its docstring)
+    if spec.runtime == "openvino":  # before anything imports openvino: no telemetry
         from fastclf.backends.openvino_backend import disable_telemetry
 
         disable_telemetry()
@@ -145,21 +125,15 @@ def runtime_module(spec: VariantSpec):
 
 def export_note(variant: str, n_texts: int) -> str:
     """What is worth saying before a long export of ``variant`` starts ("" for most)."""
-    spec = get_spec(variant)
-    if spec.option.get("distill"):
-        from fastclf.backends._distill import DISTILL_STEPS
+    if not get_spec(variant).option.get("distill"):
+        return ""
+    from fastclf.backends._distill import DISTILL_STEPS
 
-        return (f"distilling a smaller body on {n_texts} texts, {DISTILL_STEPS} steps: several minutes on a "
-                "small CPU")
-    return ""
+    return f"distilling a smaller body on {n_texts} texts, {DISTILL_STEPS} steps: several minutes on a small CPU"
 
 
 def runtime_installed(variant: str) -> bool:
-    """Whether the Python package of ``variant``'s runtime is installed (checked without importing it).
-
-    Raises:
-        UnknownVariant: the variant name is not known.
-    """
+    """Whether the Python package of ``variant``'s runtime is installed (checked without importing it)."""
     import importlib.util
 
     return importlib.util.find_spec(get_spec(variant).package) is not None
@@ -170,57 +144,31 @@ WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pt2", ".pth", ".onnx", ".onn
                    ".ckpt", ".xml")
 
 
-def _support_files(body_dir: Path) -> list[Path]:
-    """Config and tokenizer files of the sentence-transformers folder (no weights, no exports)."""
-    out = []
-    for p in sorted(body_dir.rglob("*")):
-        if not p.is_file():
-            continue
-        rel = p.relative_to(body_dir)
-        if rel.parts[0] in RUNTIME_DIRS or p.suffix.lower() in WEIGHT_SUFFIXES or p.suffix.lower() == ".md":
-            continue
-        out.append(p)
-    return out
-
-
 def body_files(body_dir: str | Path, variant: str) -> list[Path]:
-    """The files below ``body_dir`` that loading ``variant`` reads: the sentence-transformers
-    weights if the variant :attr:`~VariantSpec.loads_weights`, its own :attr:`~VariantSpec.files`
-    (with an ONNX external-data file next to them, if any), and the tokenizer and config files.
-
-    Raises:
-        UnknownVariant: the variant name is not known.
-    """
-    body_dir = Path(body_dir)
-    spec = get_spec(variant)
-    files: list[Path] = []
+    """The files below ``body_dir`` that loading ``variant`` reads: the sentence-transformers weights if it
+    :attr:`~VariantSpec.loads_weights`, its own files and head, and the tokenizer and config files."""
+    body_dir, spec = Path(body_dir), get_spec(variant)
+    files = [body_dir / f for f in (*spec.files, *filter(None, [spec.head]))]
     if spec.loads_weights:
-        weights = [body_dir / n for n in ("model.safetensors", "pytorch_model.bin") if (body_dir / n).is_file()]
-        files.extend(weights[:1])
-    for f in (*spec.files, *filter(None, [spec.head])):
-        p = body_dir / f
-        files.append(p)
-        files.extend(x for x in (p.with_name(p.name + "_data"), p.with_name(p.name + ".data"),
-                                 p.with_suffix(".onnx_data")) if x.is_file())
-    files.extend(_support_files(body_dir))
+        files += [p for p in (body_dir / "model.safetensors", body_dir / "pytorch_model.bin") if p.is_file()][:1]
+    for p in sorted(body_dir.rglob("*")):
+        rel = p.relative_to(body_dir)
+        if p.is_file() and rel.parts[0] not in RUNTIME_DIRS and p.suffix.lower() not in (*WEIGHT_SUFFIXES, ".md"):
+            files.append(p)
     return [p for p in dict.fromkeys(files) if p.is_file()]
 
 
 def is_exported(body_dir: Path, variant: str) -> bool:
     """Whether the files of ``variant`` exist below ``body_dir``."""
-    spec = get_spec(variant)
-    return all((Path(body_dir) / f).is_file() for f in spec.files)
+    return all((Path(body_dir) / f).is_file() for f in get_spec(variant).files)
 
 
 def load_body(body_dir: str | Path, variant: str = REFERENCE) -> Body:
     """Load the body in ``body_dir`` (a sentence-transformers folder) as ``variant``.
 
     Raises:
-        UnknownVariant: the variant name is not known.
-        VariantNotExported: the variant's files are not in ``body_dir``.
-        MissingDependency: the variant's runtime is not installed.
-        ModelFormatError: the body folder is refused (see :func:`fastclf.safety.check_body`), or
-            its runtime cannot load it (a damaged config or tokenizer).
+        UnknownVariant, VariantNotExported, MissingDependency
+        ModelFormatError: the folder is refused (:func:`fastclf.safety.check_body`), or damaged.
     """
     from fastclf.safety import check_body
 
@@ -229,26 +177,23 @@ def load_body(body_dir: str | Path, variant: str = REFERENCE) -> Body:
     check_body(body_dir)  # the one check every variant passes before its runtime sees the folder
     missing = [f for f in spec.files if not (body_dir / f).is_file()]
     if missing:
-        raise VariantNotExported(
-            f"variant {variant!r} is not exported in this model (missing {missing[0]}); "
-            f"create it with: {export_command(variant)}"
-        )
+        raise VariantNotExported(f"variant {variant!r} is not exported in this model (missing {missing[0]}); "
+                                 f"create it with: {export_command(variant)}")
     module = runtime_module(spec)
     try:
         with quiet_logs():  # the runtimes' own warnings while they load say nothing about the user's model
             return module.load(body_dir, spec)
     except (FastclfError, MemoryError, KeyboardInterrupt):
         raise
-    except Exception as exc:  # a damaged config or tokenizer fails deep in transformers, tokenizers or a runtime
-        raise ModelFormatError(f"cannot load the model body in {body_dir} as {variant}: it is damaged or "
-                               f"incomplete ({type(exc).__name__}: {first_line(exc)[:300]})") from None
+    except Exception as exc:  # a damaged file fails deep in transformers, tokenizers or a runtime
+        where = body_dir / spec.files[0] if spec.files else body_dir
+        hint = f"; re-export it with: {export_command(variant)}" if spec.files else ""
+        raise ModelFormatError(f"cannot load {variant} from {where}: it is corrupted, truncated or incomplete "
+                               f"({type(exc).__name__}: {first_line(exc)[:300]}){hint}") from None
 
 
 def reset_runtime_state() -> None:
-    """Drop per-process compiler state between models (torch.compile's dynamo caches hit a
-    recompile limit and silently fall back to eager when many models compile in one process)."""
-    import sys
-
+    """Drop torch.compile's dynamo caches between models (past its recompile limit it falls back to eager)."""
     if "torch" in sys.modules:
         import torch
 
@@ -266,66 +211,47 @@ ISA_NEEDS: dict[str, tuple[tuple[str, ...], str]] = {
 
 
 def requested_threads(threads: int | None = None) -> int | None:
-    """The thread count a body should use: ``threads`` if given, else ``$FASTCLF_THREADS``, else
-    None (the runtime's default: the physical cores).
-
-    Raises:
-        SettingError: the environment variable is not a positive integer.
-    """
-    import os
-
+    """The thread count a body should use: ``threads``, else ``$FASTCLF_THREADS``, else None (the runtime's
+    default); SettingError when the variable is not a positive integer."""
     if threads is not None:
         return int(threads)
     value = os.environ.get(THREADS_ENV, "").strip()
-    if not value:
-        return None
-    if not value.isdigit() or int(value) < 1:
+    if value and (not value.isdigit() or int(value) < 1):
         raise SettingError(f"{THREADS_ENV} must be a positive integer, got {value!r}")
-    return int(value)
+    return int(value) if value else None
 
 
 _warned: set[tuple[str, str]] = set()
 
 
-def variant_for_this_cpu(variant: str, choice: dict | None = None,
-                         flags: Sequence[str] | None = None) -> str:
-    """The variant to run instead of ``variant`` on this CPU: ``variant`` itself unless it relies
-    on an ISA this CPU lacks (openvino-bf16 -> openvino-fp32, torch-bf16 -> torch-fp32; int8 runs
-    everywhere). ``choice`` is fastclf.json's ``default_variant_choice``, named in the warning,
-    logged once a process.
-    """
-    needs = ISA_NEEDS.get(variant)
-    if needs is None:
+def variant_for_this_cpu(variant: str, choice: dict | None = None, flags: Sequence[str] | None = None) -> str:
+    """``variant``, or the one to run instead on a CPU without the ISA it relies on (:data:`ISA_NEEDS`),
+    with a warning once a process that names fastclf.json's ``default_variant_choice``."""
+    if variant not in ISA_NEEDS:
         return variant
+    wanted, fallback = ISA_NEEDS[variant]
     isa = cpu_info()["isa"] if flags is None else flags
     have = set(isa) if isinstance(isa, (list, tuple, set, frozenset)) else set()
-    wanted, fallback = needs
     if have & set(wanted):
         return variant
-    key = (variant, fallback)
-    if key not in _warned:
-        import logging
-
-        _warned.add(key)
+    if (variant, fallback) not in _warned:
+        _warned.add((variant, fallback))
         chosen_on = ""
         if isinstance(choice, dict) and isinstance(choice.get("machine"), dict):
             m = choice["machine"]
             chosen_on = f" (chosen on {m.get('cpu', '?')} with {', '.join(m.get('isa', [])) or 'no listed ISA'})"
-        logging.getLogger("fastclf").warning(
-            "default variant %s%s needs %s, which this CPU lacks: using %s instead",
-            variant, chosen_on, " or ".join(wanted), fallback)
+        logging.getLogger("fastclf").warning("default variant %s%s needs %s, which this CPU lacks: using %s instead",
+                                             variant, chosen_on, " or ".join(wanted), fallback)
     return fallback
 
 
 def export_variant(body_dir: str | Path, variant: str, calibration_texts: Sequence[str],
                    fit_head: Callable[[Body], LogisticHead] | None = None) -> None:
-    """Write the files of ``variant`` below ``body_dir``; for a variant with its own
-    :attr:`~VariantSpec.head`, also that head, ``fit_head(body)`` (fit on the training examples).
+    """Write the files of ``variant`` below ``body_dir``, and for a variant with its own head, ``fit_head(body)``.
 
     Raises:
-        UnknownVariant, MissingDependency
+        UnknownVariant, MissingDependency, ModelFormatError (:func:`fastclf.safety.check_body`)
         DataError: the variant needs its own head and ``fit_head`` is None.
-        ModelFormatError: the body folder is refused (see :func:`fastclf.safety.check_body`).
     """
     from fastclf.safety import check_body
 
@@ -339,35 +265,3 @@ def export_variant(body_dir: str | Path, variant: str, calibration_texts: Sequen
     if spec.head and fit_head is not None:
         head = fit_head(module.load(Path(body_dir), spec))
         atomic_write(Path(body_dir) / spec.head, head.save)
-
-
-__all__ = [
-    "ISA_FLAGS",
-    "REFERENCE",
-    "RUNTIME_DIRS",
-    "VARIANTS",
-    "Body",
-    "MissingDependency",
-    "VariantSpec",
-    "auto_candidates",
-    "export_command",
-    "export_note",
-    "export_variant",
-    "get_spec",
-    "is_exported",
-    "load_body",
-    "newer_than_weights",
-    "reset_runtime_state",
-    "requested_threads",
-    "body_files",
-    "cpu_has_bf16",
-    "cpu_info",
-    "runtime_installed",
-    "runtime_settings",
-    "SETTLE_TEXTS",
-    "settle_one_text",
-    "thread_counts",
-    "thread_settings",
-    "variant_for_this_cpu",
-    "runtime_module",
-]

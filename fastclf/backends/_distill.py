@@ -1,23 +1,6 @@
-"""A smaller body for the ``-distilled`` variants: a student with two thirds of the transformer
-layers, taken from the body itself and distilled on the user's texts to reproduce its states.
-
-On a small CPU the transformer graph is nearly the whole cost of a prediction, so after int8
-the next lever is less graph. The student keeps the
-body's tokenizer, token and position embeddings, pooling and normalization, and some of its
-encoder layers, evenly spaced with the first and the last kept (:func:`student_layers`). It
-then learns, on the calibration texts, to give token by token what the body gives: each kept
-layer the state that the next kept layer was trained to read, the last one the body's output,
-which the pooling reads. The token embeddings stay frozen: they are most of the weights, and a
-few hundred texts cannot improve them. The teacher labels any text, so the training inputs are
-widened from the user's texts (:func:`distillation_texts`): each text, random spans of its
-words, and pairs of texts joined; only the user's words are used.
-
-The distillation runs under bf16 autocast where the CPU computes bf16 natively (it gave the same
-student as fp32, faster). Figures: benchmarks/studies/distilled-students.md.
-
-The result is a plain Hugging Face transformer folder (config, weights, tokenizer) that the
-OpenVINO exporter converts like the body's own transformer.
-"""
+"""A smaller body for the ``-distilled`` variants: some of the body's own encoder layers, evenly spaced, taught
+on the user's texts (widened by :func:`distillation_texts`) to give the body's token states, the token embeddings
+frozen; a plain Hugging Face folder for the exporter. Figures: benchmarks/studies/distilled-students.md."""
 
 from __future__ import annotations
 
@@ -123,41 +106,19 @@ def make_student(teacher, *, keep: int):
 
 
 def _token_mse(a, b, mask):
-    """Mean squared error of token states ``a`` and ``b`` over the tokens in ``mask``, relative
-    to the size of ``b``'s states (so that every layer weighs alike)."""
+    """Mean squared error of token states ``a`` and ``b`` over the tokens in ``mask``, relative to the size of
+    ``b``'s states (so that every layer weighs alike)."""
     a, b = a.float(), b.float()
-    err = ((a - b) ** 2 * mask).sum() / (mask.sum() * a.shape[-1])
-    scale = ((b ** 2) * mask).sum() / (mask.sum() * a.shape[-1])
-    return err / (scale + 1e-6)
+    return ((a - b) ** 2 * mask).sum() / (((b ** 2) * mask).sum() + 1e-6 * mask.sum() * a.shape[-1])
 
 
-def distill(teacher, texts: Sequence[str], out_dir: Path, *, keep: int, steps: int = DISTILL_STEPS,
-            seed: int = 0, bf16: bool | None = None) -> dict[str, object]:
-    """Distil a student of ``teacher`` (a loaded SentenceTransformer) on ``texts`` and save its
-    transformer (config, weights, tokenizer) to ``out_dir``. Returns what was done: the layers
-    kept, the inputs and steps, the final loss and the held-out cosine with the teacher.
-
-    Raises:
-        DataError: too few texts.
-        ModelFormatError: the body is not a BERT-like encoder.
-        TrainingError: the loss became non-finite.
-    """
+def _train(teacher, student, kept: list[int], n_layers: int, batches, steps: int, use_bf16: bool) -> float:
+    """Teach each kept layer of ``student`` the teacher's state just before the next kept layer (the skipped
+    layers' work included), the last one its output (counted twice); returns the last loss."""
     import torch
 
     from fastclf.errors import TrainingError
-    from fastclf.machine import cpu_has_bf16
 
-    start = time.perf_counter()
-    torch.manual_seed(seed)
-    inputs = distillation_texts(texts, seed=seed)
-    rng = np.random.default_rng(seed)
-    held = set(rng.choice(len(inputs), size=min(64, len(inputs) // 8), replace=False).tolist())
-    train_idx = [i for i in range(len(inputs)) if i not in held]
-    held_texts = [inputs[i] for i in sorted(held)]
-
-    teacher.eval()
-    limit = teacher.max_seq_length
-    student, kept, n_layers = make_student(teacher, keep=keep)
     t_hf, s_hf = teacher[0].auto_model, student[0].auto_model
     for p in s_hf.get_input_embeddings().parameters():
         p.requires_grad_(False)
@@ -165,31 +126,15 @@ def distill(teacher, texts: Sequence[str], out_dir: Path, *, keep: int, steps: i
     optimizer = torch.optim.AdamW(params, lr=DISTILL_LR, weight_decay=0.0)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: min(1.0, (s + 1) / max(1, steps // 10)) * max(0.0, 1 - s / max(1, steps)))
-    use_bf16 = cpu_has_bf16() if bf16 is None else bf16
-    max_tokens = min(limit or DISTILL_MAX_TOKENS, DISTILL_MAX_TOKENS)
-    tokenizer = teacher[0].tokenizer
-
-    def features(batch: list[str]) -> dict[str, torch.Tensor]:
-        enc = tokenizer(batch, padding=True, truncation=True, max_length=max_tokens, return_tensors="pt")
-        return {k: v for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
-
     target_index = [*kept[1:], n_layers]  # hidden_states[i] is the input of layer i
     student.train()
-    order: list[int] = []
     loss_value = float("nan")
-    for step in range(steps):
-        if len(order) < DISTILL_BATCH:
-            order += rng.permutation(train_idx).tolist()
-        batch, order = order[:DISTILL_BATCH], order[DISTILL_BATCH:]
-        feats = features([inputs[i] for i in batch])
+    for step, feats in zip(range(steps), batches):
         mask = feats["attention_mask"].unsqueeze(-1).float()
-        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16):
-            t_states = t_hf(**feats, output_hidden_states=True).hidden_states
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16):
+            with torch.no_grad():
+                t_states = t_hf(**feats, output_hidden_states=True).hidden_states
             s_states = s_hf(**feats, output_hidden_states=True).hidden_states
-        # each student layer learns to give what the next kept layer was trained to read: the
-        # teacher's state just before that layer (the skipped layers' work included), token by
-        # token; the last one the teacher's output, which the pooling reads (counted twice)
         loss = sum(_token_mse(s_states[j + 1], t_states[target_index[j]], mask) for j in range(len(kept)))
         loss = loss / len(kept) + _token_mse(s_states[-1], t_states[-1], mask)
         if not torch.isfinite(loss):
@@ -202,18 +147,50 @@ def distill(teacher, texts: Sequence[str], out_dir: Path, *, keep: int, steps: i
         schedule.step()
         loss_value = float(loss.detach())
     student.eval()
+    return loss_value
+
+
+def distill(teacher, texts: Sequence[str], out_dir: Path, *, keep: int, steps: int = DISTILL_STEPS,
+            seed: int = 0, bf16: bool | None = None) -> dict[str, object]:
+    """Distil a student of ``teacher`` (a loaded SentenceTransformer) with ``keep`` layers on ``texts`` and save
+    its transformer to ``out_dir``; returns what was done (layers, steps, final loss, held-out cosine)."""
+    import torch
+
+    from fastclf.machine import cpu_has_bf16
+
+    start = time.perf_counter()
+    torch.manual_seed(seed)
+    inputs = distillation_texts(texts, seed=seed)
+    rng = np.random.default_rng(seed)
+    held = set(rng.choice(len(inputs), size=min(64, len(inputs) // 8), replace=False).tolist())
+    train_idx = [i for i in range(len(inputs)) if i not in held]
+    teacher.eval()
+    max_tokens = min(teacher.max_seq_length or DISTILL_MAX_TOKENS, DISTILL_MAX_TOKENS)
+
+    def batches():
+        order: list[int] = []
+        while True:
+            if len(order) < DISTILL_BATCH:
+                order += rng.permutation(train_idx).tolist()
+            batch, order = order[:DISTILL_BATCH], order[DISTILL_BATCH:]
+            enc = teacher[0].tokenizer([inputs[i] for i in batch], padding=True, truncation=True,
+                                       max_length=max_tokens, return_tensors="pt")
+            yield {k: v for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+
+    student, kept, n_layers = make_student(teacher, keep=keep)
+    use_bf16 = cpu_has_bf16() if bf16 is None else bf16
+    loss = _train(teacher, student, kept, n_layers, batches(), steps, use_bf16)
+    held_texts = [inputs[i] for i in sorted(held)]
     with torch.inference_mode():
-        a = student.encode(held_texts, batch_size=64, convert_to_numpy=True, show_progress_bar=False)
-        b = teacher.encode(held_texts, batch_size=64, convert_to_numpy=True, show_progress_bar=False)
-    cos = row_cosines(a, b)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+        a, b = (m.encode(held_texts, batch_size=64, convert_to_numpy=True, show_progress_bar=False)
+                for m in (student, teacher))
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
     student[0].auto_model.save_pretrained(str(out_dir), safe_serialization=True)
     student[0].tokenizer.save_pretrained(str(out_dir))
     info: dict[str, object] = {
         "layers_kept": kept, "teacher_layers": n_layers, "inputs": len(inputs), "texts": len(set(texts)),
-        "steps": steps, "batch": DISTILL_BATCH, "final_loss": round(loss_value, 6),
-        "held_out_cosine": round(float(np.mean(cos)), 5), "bf16": use_bf16,
+        "steps": steps, "batch": DISTILL_BATCH, "final_loss": round(loss, 6),
+        "held_out_cosine": round(float(np.mean(row_cosines(a, b))), 5), "bf16": use_bf16,
         "seconds": round(time.perf_counter() - start, 1),
     }
     log.info("distilled a %d-layer student of %d layers: %s", len(kept), n_layers, info)
@@ -221,10 +198,8 @@ def distill(teacher, texts: Sequence[str], out_dir: Path, *, keep: int, steps: i
 
 
 def distill_body(body_dir: Path, texts: Sequence[str], out_dir: Path, *, info_file: Path, layers: str) -> Path:
-    """Distil a smaller student of the body in ``body_dir`` on ``texts`` into ``out_dir`` (a
-    Hugging Face transformer folder, for an exporter), and write what was done to ``info_file``
-    (JSON, a file of the variant). ``layers`` (the spec's ``distill`` option): "half" or
-    "two-thirds" of the body's layers, rounded up, or a number of layers to keep."""
+    """Distil a student of the body in ``body_dir`` with ``layers`` ("half", "two-thirds" rounded up, or a number)
+    of its layers into ``out_dir``, and write what was done to ``info_file`` (a file of the variant)."""
     from fastclf._util import atomic_write_text
     from fastclf.backends._torch_graph import _load_sentence_transformer
 
@@ -232,6 +207,5 @@ def distill_body(body_dir: Path, texts: Sequence[str], out_dir: Path, *, info_fi
     n = len(getattr(*_encoder_layers(teacher[0].auto_model)[:2]))
     keep = {"half": -(-n // 2), "two-thirds": -(-2 * n // 3)}.get(layers) or int(layers)
     info = distill(teacher, texts, out_dir, keep=keep)
-    payload = json.dumps({"format": "fastclf-distilled-student/1", **info}, indent=2) + "\n"
-    atomic_write_text(info_file, payload)
+    atomic_write_text(info_file, json.dumps({"format": "fastclf-distilled-student/1", **info}, indent=2) + "\n")
     return Path(out_dir)

@@ -1,70 +1,106 @@
-"""Everything a non-torch runtime needs around the transformer graph, in numpy.
-
-A sentence-transformers body folder is ``Transformer -> Pooling [-> Normalize]``. The ONNX
-and OpenVINO runtimes only run the transformer graph (ids -> token embeddings); this module
-does the rest exactly as sentence-transformers does it, without importing torch,
-transformers or sentence_transformers:
-
-* tokenization with the ``tokenizers`` library from the folder's ``tokenizer.json``, with the
-  padding and truncation sentence-transformers applies at call time (pad to the longest text
-  of the batch, truncate at the model's max_seq_length), not the ones stored in the file;
-* pooling as configured in the Pooling module's ``config.json`` (cls, max, mean,
-  mean_sqrt_len_tokens, weightedmean, lasttoken, or several concatenated);
-* L2 normalization when ``modules.json`` lists a Normalize module.
-
-A folder with any other module (Dense, LayerNorm, a custom module, ...) raises
-:class:`~fastclf.errors.ModelFormatError`: such a body only runs with a torch variant.
-"""
+"""Everything the ONNX and OpenVINO bodies do around the transformer graph, in numpy and without torch:
+tokenization, padding and truncation as sentence-transformers applies them at call time (not as stored in
+tokenizer.json), then the folder's pooling and normalization."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from fastclf.backends import export_command
-from fastclf.backends._pipeline_config import (
-    POOLING_MODES,
-    PipelineConfig,
-    declared_pooling_modes,
-    read_pipeline_config,
-)
+from fastclf.backends import VariantSpec, export_command
+from fastclf.backends._pipeline_config import _TORCH_HINT, _read_optional_json, read_pipeline_config
 from fastclf.backends._pooling import pool_tokens
-from fastclf.backends._tokenize import MIN_FILL, length_chunks, load_tokenizer
 from fastclf.errors import ModelFormatError
+from fastclf.texts import check_batch_size
 
+#: the transformer graph: int64 input_ids/attention_mask/token_type_ids (batch, seq) -> (batch, seq, hidden)
 TokenEmbedder = Callable[[dict[str, np.ndarray]], np.ndarray]
-"""Runs the transformer graph: int64 ``input_ids``/``attention_mask``/``token_type_ids`` of
-shape ``(batch, seq)`` -> float ``(batch, seq, hidden)`` token embeddings."""
+#: a chunk of length-sorted texts ends before a text shorter than this share of its longest (bounds the padding)
+MIN_FILL = 0.8
+GRAPH_INPUTS = ("input_ids", "attention_mask", "token_type_ids")  # the last one optional
+GRAPH_OUTPUT = "last_hidden_state"
 
+
+def _token_content(value: Any) -> str | None:
+    if isinstance(value, dict):
+        return value.get("content")
+    return value if isinstance(value, str) else None
+
+
+def load_tokenizer(transformer_dir: Path):
+    """The folder's ``tokenizers.Tokenizer`` normalized as transformers' fast tokenizer would, without the
+    stored padding and truncation. Returns ``(tokenizer, info)``."""
+    from tokenizers import Tokenizer, normalizers
+
+    path = transformer_dir / "tokenizer.json"
+    if not path.is_file():
+        raise ModelFormatError(f"{path} is missing: the ONNX/OpenVINO variants need a fast tokenizer "
+                               f"(tokenizer.json); {_TORCH_HINT}")
+    try:
+        tokenizer = Tokenizer.from_file(str(path))
+    except Exception as exc:
+        raise ModelFormatError(f"{path} cannot be read as a tokenizers file: {exc}") from exc
+    tokenizer.no_padding()
+    tokenizer.no_truncation()
+    tok_cfg = _read_optional_json(transformer_dir / "tokenizer_config.json", "tokenizer_config.json")
+    special_map = _read_optional_json(transformer_dir / "special_tokens_map.json", "special_tokens_map.json")
+    # BertTokenizerFast rebuilds the normalizer when tokenizer_config.json's settings disagree with the file
+    if tok_cfg.get("tokenizer_class") in ("BertTokenizer", "BertTokenizerFast") and tokenizer.normalizer is not None:
+        state = json.loads(tokenizer.normalizer.__getstate__())
+        wanted = {"lowercase": tok_cfg.get("do_lower_case", True), "strip_accents": tok_cfg.get("strip_accents"),
+                  "handle_chinese_chars": tok_cfg.get("tokenize_chinese_chars", True)}
+        if state.get("type") == "BertNormalizer" and any(state.get(k, v) != v for k, v in wanted.items()):
+            tokenizer.normalizer = normalizers.BertNormalizer(clean_text=state.get("clean_text", True), **wanted)
+    pad_token = _token_content(tok_cfg.get("pad_token")) or _token_content(special_map.get("pad_token"))
+    pad_id = tokenizer.token_to_id(pad_token) if pad_token else None
+    added = json.loads(tokenizer.to_str()).get("added_tokens", [])
+    return tokenizer, {
+        "pad_id": int(pad_id or 0),
+        "pad_type_id": int(tok_cfg.get("pad_token_type_id", 0) or 0),
+        "padding_side": tok_cfg.get("padding_side", "right"),
+        "truncation_side": tok_cfg.get("truncation_side", "right"),
+        "special_ids": {int(t["id"]) for t in added if t.get("special")},
+    }
+
+
+def length_chunks(lengths: Sequence[int], batch_size: int, *, min_fill: float = MIN_FILL,
+                  min_size: int = 1) -> list[np.ndarray]:
+    """Indices of ``lengths`` in chunks to run together: longest first, at most ``batch_size`` a chunk, and a
+    new chunk where a text is shorter than ``min_fill`` times the chunk's longest once it has ``min_size``."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    order = np.argsort(-np.asarray(lengths, dtype=np.int64), kind="stable")
+    chunks: list[np.ndarray] = []
+    start = 0
+    for pos in range(1, len(order) + 1):
+        if (pos == len(order) or pos - start >= batch_size
+                or (pos - start >= min_size and lengths[order[pos]] < min_fill * lengths[order[start]])):
+            chunks.append(order[start:pos])
+            start = pos
+    return chunks
 
 
 class TextPipeline:
     """Tokenization, pooling and normalization of a sentence-transformers folder, in numpy."""
 
     def __init__(self, body_dir: str | Path):
-        self.body_dir = Path(body_dir)
-        self.config = read_pipeline_config(self.body_dir)
+        self.config = read_pipeline_config(body_dir)
+        self.max_seq_length = self.config.max_seq_length
         self.tokenizer, info = load_tokenizer(self.config.transformer_dir)
         self.pad_id: int = info["pad_id"]
         self.pad_type_id: int = info["pad_type_id"]
         self.padding_side: str = info["padding_side"]
-        self._special_ids: set[int] = info["special_ids"]
-        if self.config.max_seq_length is not None:
-            self.tokenizer.enable_truncation(
-                self.config.max_seq_length, strategy="longest_first", direction=info["truncation_side"]
-            )
+        if self.max_seq_length is not None:
+            self.tokenizer.enable_truncation(self.max_seq_length, strategy="longest_first",
+                                             direction=info["truncation_side"])
         self._prompt_length: int | None = None
         if self.config.prompt and not self.config.include_prompt:
             ids = self.tokenizer.encode(self.config.prompt).ids
-            self._prompt_length = len(ids) - (1 if ids and ids[-1] in self._special_ids else 0)
-
-    @property
-    def max_seq_length(self) -> int | None:
-        return self.config.max_seq_length
-
-    # -- tokenization -------------------------------------------------------------------
+            self._prompt_length = len(ids) - (1 if ids and ids[-1] in info["special_ids"] else 0)
 
     def _encode(self, texts: Sequence[str]):
         if self.config.prompt:
@@ -72,25 +108,20 @@ class TextPipeline:
         return self.tokenizer.encode_batch(list(texts), add_special_tokens=True)
 
     def _pad(self, encodings) -> dict[str, np.ndarray]:
-        n = len(encodings)
-        length = max((len(e.ids) for e in encodings), default=0)
-        input_ids = np.full((n, length), self.pad_id, dtype=np.int64)
-        attention_mask = np.zeros((n, length), dtype=np.int64)
-        token_type_ids = np.full((n, length), self.pad_type_id, dtype=np.int64)
-        left = self.padding_side == "left"
+        n, length = len(encodings), max((len(e.ids) for e in encodings), default=0)
+        out = {"input_ids": np.full((n, length), self.pad_id, dtype=np.int64),
+               "attention_mask": np.zeros((n, length), dtype=np.int64),
+               "token_type_ids": np.full((n, length), self.pad_type_id, dtype=np.int64)}
         for i, enc in enumerate(encodings):
             k = len(enc.ids)
-            sl = slice(length - k, length) if left else slice(0, k)
-            input_ids[i, sl] = enc.ids
-            attention_mask[i, sl] = 1
-            token_type_ids[i, sl] = enc.type_ids
-        return {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
+            sl = slice(length - k, length) if self.padding_side == "left" else slice(0, k)
+            for key, value in (("input_ids", enc.ids), ("attention_mask", 1), ("token_type_ids", enc.type_ids)):
+                out[key][i, sl] = value
+        return out
 
     def tokenize(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
         """Token ids as sentence-transformers' ``model.tokenize(texts)`` gives them (int64 numpy)."""
         return self._pad(self._encode(texts))
-
-    # -- pooling ------------------------------------------------------------------------
 
     def pool(self, token_embeddings: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         """Sentence embeddings from token embeddings, as the Pooling (+ Normalize) modules compute them."""
@@ -98,26 +129,20 @@ class TextPipeline:
                            prompt_length=self._prompt_length, normalize=self.config.normalize,
                            dim=self.config.embedding_dimension)
 
-    # -- the whole thing ----------------------------------------------------------------
-
-    def encode(self, texts: Sequence[str], run: TokenEmbedder, *, batch_size: int = 32) -> np.ndarray:
-        """Embed ``texts`` with ``run`` (the transformer graph), float32 ``(n, dim)``.
-
-        Texts are tokenized once and sorted by token length, then cut into chunks of at most
-        ``batch_size`` texts whose lengths are close (see :func:`length_chunks`), so little
-        compute goes to padding; the result is in the order of ``texts``.
-        """
-        from fastclf.texts import check_batch_size
-
-        texts = list(texts)  # checked by the caller (Classifier, the readers): fastclf.texts
-        batch_size = check_batch_size(batch_size)
+    def encode(self, texts: Sequence[str], run: TokenEmbedder, *, batch_size: int = 32, min_size: int = 1,
+               run_many: Callable[[list[dict[str, np.ndarray]]], list[np.ndarray]] | None = None) -> np.ndarray:
+        """Float32 ``(n, dim)`` embeddings of ``texts`` with ``run`` (the transformer graph), in chunks of
+        texts close in length (:func:`length_chunks`); ``run_many`` runs several chunks at once."""
+        texts, batch_size = list(texts), check_batch_size(batch_size)  # texts checked by the caller
         if not texts:
             return np.zeros((0, self.config.dim or 0), dtype=np.float32)
         encodings = self._encode(texts)
+        chunks = length_chunks([len(e.ids) for e in encodings], batch_size, min_size=min_size)
+        features = [self._pad([encodings[i] for i in idx]) for idx in chunks]
+        outputs = run_many(features) if run_many is not None and len(chunks) > 1 else map(run, features)
         result: np.ndarray | None = None
-        for idx in length_chunks([len(e.ids) for e in encodings], batch_size):
-            features = self._pad([encodings[i] for i in idx])
-            pooled = self.pool(run(features), features["attention_mask"])
+        for idx, feats, out in zip(chunks, features, outputs):
+            pooled = self.pool(out, feats["attention_mask"])
             if result is None:
                 result = np.empty((len(texts), pooled.shape[1]), dtype=np.float32)
             result[idx] = pooled
@@ -125,27 +150,23 @@ class TextPipeline:
         return result
 
 
-
-GRAPH_INPUTS = ("input_ids", "attention_mask", "token_type_ids")  # the last one optional
-
-
-def check_graph_inputs(names: Sequence[str], path: Path, variant: str) -> None:
-    """Raise unless an exported graph takes input_ids and attention_mask (and maybe
-    token_type_ids), as every transformer fastclf exports does."""
-    missing = set(GRAPH_INPUTS[:2]) - set(names)
-    unknown = set(names) - set(GRAPH_INPUTS)
-    if missing or unknown:
-        raise ModelFormatError(
-            f"{path} has inputs {sorted(names)}; expected input_ids, attention_mask [, token_type_ids]: "
-            f"it is not a transformer exported by fastclf; re-export it with: {export_command(variant)}"
-        )
-
-
 class PipelineBody:
-    """What an ONNX Runtime or OpenVINO body shares: a :class:`TextPipeline` around a
-    runtime-specific ``_run(features) -> token embeddings``."""
+    """What an ONNX Runtime or OpenVINO body shares: a :class:`TextPipeline` around ``_run(features)``."""
 
-    pipeline: TextPipeline
+    def __init__(self, body_dir: Path, spec: VariantSpec):
+        self.variant = spec.name
+        self.path = Path(body_dir)
+        self.pipeline = TextPipeline(self.path)
+
+    def _check_graph(self, inputs: Sequence[str], outputs: Sequence[set[str]], spec: VariantSpec) -> int:
+        """Raise unless the graph takes input_ids and attention_mask [and token_type_ids]; its output's index."""
+        if not set(GRAPH_INPUTS[:2]) <= set(inputs) <= set(GRAPH_INPUTS):
+            raise ModelFormatError(
+                f"{self.path / spec.files[0]} has inputs {sorted(inputs)}; expected input_ids, attention_mask "
+                f"[, token_type_ids]: it is not a transformer exported by fastclf; re-export it with: "
+                f"{export_command(spec.name)}")
+        self._input_names = list(inputs)
+        return next((i for i, names in enumerate(outputs) if GRAPH_OUTPUT in names), 0)
 
     def _run(self, features: dict[str, np.ndarray]) -> np.ndarray:
         raise NotImplementedError
@@ -161,5 +182,5 @@ class PipelineBody:
     def encode(self, texts: Sequence[str], *, batch_size: int = 32) -> np.ndarray:
         return self.pipeline.encode(texts, self._run, batch_size=batch_size)
 
-
-__all__ = ["MIN_FILL", "POOLING_MODES", "PipelineBody", "PipelineConfig", "TextPipeline", "check_graph_inputs", "declared_pooling_modes", "length_chunks", "load_tokenizer", "read_pipeline_config"]
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(variant={self.variant!r}, path={str(self.path)!r})"

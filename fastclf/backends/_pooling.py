@@ -1,5 +1,4 @@
-"""Pooling for the numpy pipeline: sentence embeddings from token embeddings, as the
-sentence-transformers Pooling (+ Normalize) modules compute them."""
+"""Sentence embeddings from token embeddings in numpy, as sentence-transformers' Pooling (+ Normalize) computes them."""
 
 from __future__ import annotations
 
@@ -28,22 +27,9 @@ def _prompt_mask(attention_mask: np.ndarray, prompt_length: int | None) -> np.nd
     return mask
 
 
-def _last_token(emb: np.ndarray, mask: np.ndarray, maskf: np.ndarray) -> np.ndarray:
-    seq_len = mask.shape[1]
-    flipped = mask[:, ::-1]
-    values, indices = flipped.max(axis=1), flipped.argmax(axis=1)
-    indices = np.where(values == 0, seq_len - 1, indices)
-    last = seq_len - indices - 1
-    return (emb * maskf)[np.arange(emb.shape[0]), last]
-
-
 def pool_tokens(token_embeddings: np.ndarray, attention_mask: np.ndarray, modes: Sequence[str], *,
                 prompt_length: int | None, normalize: bool, dim: int | None) -> np.ndarray:
-    """Sentence embeddings from token embeddings, each of ``modes`` in turn, concatenated.
-
-    Raises:
-        ModelFormatError: the token embeddings do not have the shape (or ``dim``) the pooling expects.
-    """
+    """Sentence embeddings from token embeddings, each of ``modes`` in turn, concatenated."""
     emb = np.asarray(token_embeddings, dtype=np.float32)
     if emb.ndim != 3:
         raise ModelFormatError(f"the transformer graph returned an array of shape {emb.shape}, expected (batch, seq, hidden)")
@@ -71,8 +57,10 @@ def pool_tokens(token_embeddings: np.ndarray, attention_mask: np.ndarray, modes:
         elif mode == "weightedmean":
             weights = np.arange(1, emb.shape[1] + 1, dtype=np.float32)[None, :, None] * maskf
             out.append((emb * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9))
-        elif mode == "lasttoken":
-            out.append(_last_token(emb, mask, maskf))
+        elif mode == "lasttoken":  # the last unmasked token (the last position of an all-masked row)
+            flipped = mask[:, ::-1]
+            last = emb.shape[1] - 1 - np.where(flipped.max(axis=1) == 0, emb.shape[1] - 1, flipped.argmax(axis=1))
+            out.append((emb * maskf)[np.arange(emb.shape[0]), last])
     pooled = out[0] if len(out) == 1 else np.concatenate(out, axis=-1)
     pooled = pooled.astype(np.float32, copy=False)
     if normalize:

@@ -1,8 +1,7 @@
-"""Static int8 quantization of the torch bodies (``torch-int8``: torchao PT2E with the x86
-inductor quantizer; ``inc-int8``: Intel Neural Compressor): observers inserted into the exported
-graph, calibrated, their statistics written to ``observers.safetensors`` with the texts in
-``calibration.json`` (no pickle), and loaded back to rebuild the quantized graph.
-See :mod:`fastclf.backends.torch_backend` for why ``torch.export.save`` is not used."""
+"""Static int8 of the torch bodies (``torch-int8``: torchao PT2E, x86 inductor quantizer; ``inc-int8``: Intel
+Neural Compressor): the export calibrates observers and stores their statistics (``observers.safetensors``) and
+texts (``calibration.json``); a load rebuilds the quantized graph from the fp32 weights and those statistics, or
+recalibrates when they do not fit. ``torch.export.load`` is not used: it unpickles, so a file could run code."""
 
 from __future__ import annotations
 
@@ -25,8 +24,7 @@ CALIBRATION_BATCH = 32
 
 
 class _QuietINC:
-    """Neural Compressor logs every step (INFO, and WARNINGs such as "converted the model in qdq
-    mode, please compile it" that fastclf acts on) on its own logger: keep errors only."""
+    """Keep Neural Compressor's own logger to errors (it logs every step, and advice fastclf follows)."""
 
     def __enter__(self):
         try:  # INC creates its logger lazily, at its first message, and resets the level then
@@ -64,15 +62,6 @@ def _engine(spec: VariantSpec) -> str:
     return spec.option.get("engine", "pt2e")
 
 
-def _is_static_int8(spec: VariantSpec) -> bool:
-    return spec.option.get("quantize") == "static"
-
-
-def _require_engine(spec: VariantSpec) -> None:
-    """Import the quantization engine now: a missing optional dependency fails before any work."""
-    _inc_modules() if _engine(spec) == "inc" else _quant_modules()
-
-
 def _insert_observers(spec: VariantSpec, graph, example, dynamic_shapes):
     """The exported graph with observers inserted (not calibrated)."""
     if _engine(spec) == "inc":
@@ -108,6 +97,7 @@ def _observed_nodes(prepared) -> dict[str, str]:
 
 
 def _observer_state(prepared) -> dict[str, torch.Tensor]:
+    """The observers' statistics (min/max, histograms)."""
     names = set(_observed_nodes(prepared))
     return {k: v.detach().clone().contiguous() for k, v in prepared.state_dict().items()
             if k.split(".", 1)[0] in names}
@@ -117,14 +107,8 @@ def _calibrate(st_model, transformer, prepared, names, texts: Sequence[str]) -> 
     pad_id, limit = tg._pad_id(transformer), tg._max_len(transformer)
     with torch.no_grad():
         for i in range(0, len(texts), CALIBRATION_BATCH):
-            features = tg._tokenize(st_model, texts[i : i + CALIBRATION_BATCH])
+            features = st_model.preprocess(list(texts[i : i + CALIBRATION_BATCH]))
             prepared(*tg._pad_to_multiple([features[n] for n in names], names, pad_id, limit))
-
-
-def _variant_dir(body_dir: Path, spec: VariantSpec) -> tuple[Path, Path]:
-    observers = next(f for f in spec.files if f.endswith(".safetensors"))
-    calibration = next(f for f in spec.files if f.endswith(".json"))
-    return body_dir / observers, body_dir / calibration
 
 
 def _export_int8(body_dir: Path, spec: VariantSpec, calibration_texts: list[str]) -> None:
@@ -133,7 +117,6 @@ def _export_int8(body_dir: Path, spec: VariantSpec, calibration_texts: list[str]
     texts = [t for t in calibration_texts if isinstance(t, str) and t.strip()]
     if not texts:
         raise DataError(f"{spec.name} needs calibration texts (static quantization); none were given")
-    _require_engine(spec)
     st_model = tg._load_sentence_transformer(body_dir)
     transformer, core, names, example = tg._prepare_core(st_model)
     graph, dynamic_shapes = tg._export_graph(core, example, max_len=tg._max_len(transformer))
@@ -142,7 +125,7 @@ def _export_int8(body_dir: Path, spec: VariantSpec, calibration_texts: list[str]
     state = _observer_state(prepared)
     if not state:
         raise ModelFormatError(f"{spec.name}: the quantizer inserted no observers into this model")
-    observers_path, calibration_path = _variant_dir(body_dir, spec)
+    observers_path, calibration_path = (body_dir / f for f in spec.files)
     metadata = {
         "format": OBSERVERS_FORMAT,
         "variant": spec.name,
@@ -150,17 +133,13 @@ def _export_int8(body_dir: Path, spec: VariantSpec, calibration_texts: list[str]
         "observed": json.dumps(_observed_nodes(prepared), sort_keys=True),
         "inputs": json.dumps(list(names)),
         "versions": json.dumps(package_versions(("torch", "torchao", "neural-compressor")), sort_keys=True),
-        "calibration_sha256": _texts_digest(texts),
+        "calibration_sha256": hashlib.sha256(json.dumps(texts, ensure_ascii=False).encode("utf-8")).hexdigest(),
     }
     atomic_write(observers_path, lambda p: save_file(state, str(p), metadata=metadata))
     payload = {"format": CALIBRATION_FORMAT, "variant": spec.name, "batch_size": CALIBRATION_BATCH,
                "seq_multiple": tg.SEQ_MULTIPLE, "texts": texts}
     atomic_write(calibration_path,
                   lambda p: p.write_text(json.dumps(payload, ensure_ascii=False, indent=0), encoding="utf-8"))
-
-
-def _texts_digest(texts: Sequence[str]) -> str:
-    return hashlib.sha256(json.dumps(list(texts), ensure_ascii=False).encode("utf-8")).hexdigest()
 
 
 def _read_calibration(path: Path) -> list[str]:

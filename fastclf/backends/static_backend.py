@@ -1,10 +1,6 @@
-"""Static bodies: model2vec's distillation of the transformer into one vector a token.
-
-A text's embedding is the mean of its tokens' vectors (no special tokens, the unknown token
-dropped, the first 512 kept), then L2-normalized, as model2vec's ``StaticModel.encode`` computes it. Loading
-and encoding need numpy, safetensors and tokenizers only; exporting needs model2vec's
-``distill`` extra (``pip install 'fastclf[static]'``), which runs the body once over its vocabulary.
-"""
+"""Static bodies: model2vec's distillation of the transformer into one vector a token, a text being the
+normalized mean of its tokens' vectors as ``StaticModel.encode`` computes it. Loading needs numpy, safetensors
+and tokenizers; exporting needs model2vec's ``distill`` extra (``pip install 'fastclf[static]'``)."""
 
 from __future__ import annotations
 
@@ -18,8 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from fastclf._util import atomic_write
-from fastclf.backends import VariantSpec, export_command
-from fastclf.errors import ModelFormatError, missing_dependency
+from fastclf.backends import VariantSpec
+from fastclf.errors import missing_dependency
 
 MAX_TOKENS = 512  # model2vec's default window
 
@@ -33,19 +29,15 @@ class StaticBody:
 
         self.variant = spec.name
         folder = Path(body_dir) / Path(spec.files[0]).parent
-        try:
-            tensors = load_file(str(folder / "model.safetensors"))
-            vectors = tensors["embeddings"].astype(np.float32)
-            if "mapping" in tensors:  # one vector a token, as model2vec's token mapping and weights give it
-                vectors = vectors[tensors["mapping"]]
-            if "weights" in tensors:
-                vectors = vectors * tensors["weights"].astype(np.float32)[:, None]
-            self.vectors = vectors
-            self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
-            self.normalize = bool(json.loads((folder / "config.json").read_text()).get("normalize", True))
-        except Exception as exc:  # safetensors and tokenizers raise their own types
-            raise ModelFormatError(f"cannot load the static body in {folder}: {exc}; "
-                                   f"re-export it with: {export_command(spec.name)}") from exc
+        tensors = load_file(str(folder / "model.safetensors"))
+        vectors = tensors["embeddings"].astype(np.float32)
+        if "mapping" in tensors:  # one vector a token, as model2vec's token mapping and weights give it
+            vectors = vectors[tensors["mapping"]]
+        if "weights" in tensors:
+            vectors = vectors * tensors["weights"].astype(np.float32)[:, None]
+        self.vectors = vectors
+        self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        self.normalize = bool(json.loads((folder / "config.json").read_text()).get("normalize", True))
         self.tokenizer.no_padding()
         self.tokenizer.no_truncation()
         unk = json.loads(self.tokenizer.to_str())["model"].get("unk_token")
@@ -57,7 +49,7 @@ class StaticBody:
 
     def encode(self, texts: Sequence[str], *, batch_size: int = 32) -> np.ndarray:
         """Float32 ``(n, dim)``: each text's mean token vector (zeros for a text without tokens)."""
-        texts = list(texts)  # checked by the caller (Classifier, the readers): fastclf.texts
+        texts = list(texts)  # checked by the caller
         ids = [[i for i in e.ids if i != self.unk_id][:MAX_TOKENS]
                for e in self.tokenizer.encode_batch(texts, add_special_tokens=False)]
         counts = np.array([len(i) for i in ids], dtype=np.int64)
