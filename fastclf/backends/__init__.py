@@ -17,7 +17,6 @@ import numpy as np
 
 from fastclf._util import atomic_write
 from fastclf.backends.specs import (
-    _RUNTIMES,
     REFERENCE,
     RUNTIME_DIRS,
     VARIANTS,
@@ -110,16 +109,15 @@ def newer_than_weights(path: Path, transformer_dir: Path) -> bool:
 
 def runtime_module(spec: VariantSpec):
     """Import the module that runs ``spec``'s runtime; MissingDependency names the extra to install."""
-    package, extra = _RUNTIMES[spec.runtime]
     if spec.runtime == "openvino":  # before anything imports openvino: no telemetry
         from fastclf.backends.openvino_backend import disable_telemetry
 
         disable_telemetry()
     with quiet_logs():  # torch and torchao warn about optional kernels (CUDA, mxfp8) on import
         try:
-            importlib.import_module(package)
+            importlib.import_module(spec.package)
         except ImportError as exc:
-            raise missing_dependency(package, extra) from exc
+            raise missing_dependency(spec.package, spec.extra) from exc
         return importlib.import_module(f"{__name__}.{spec.runtime}_backend")
 
 

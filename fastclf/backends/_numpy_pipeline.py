@@ -171,14 +171,6 @@ class PipelineBody:
     def _run(self, features: dict[str, np.ndarray]) -> np.ndarray:
         raise NotImplementedError
 
-    @property
-    def dim(self) -> int | None:
-        return self.pipeline.config.dim
-
-    @property
-    def max_seq_length(self) -> int | None:
-        return self.pipeline.max_seq_length
-
     def encode(self, texts: Sequence[str], *, batch_size: int = 32) -> np.ndarray:
         return self.pipeline.encode(texts, self._run, batch_size=batch_size)
 

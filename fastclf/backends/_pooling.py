@@ -41,19 +41,14 @@ def pool_tokens(token_embeddings: np.ndarray, attention_mask: np.ndarray, modes:
     mask = _prompt_mask(attention_mask, prompt_length)
     maskf = mask.astype(np.float32)[:, :, None]
     out: list[np.ndarray] = []
-    mean_sum: np.ndarray | None = None
-    mean_count = np.ones(1, dtype=np.float32)
     for mode in modes:
         if mode == "cls":
-            first = mask.argmax(axis=1)
-            out.append(emb[np.arange(emb.shape[0]), first])
+            out.append(emb[np.arange(emb.shape[0]), mask.argmax(axis=1)])
         elif mode == "max":
-            out.append(np.where(maskf > 0, emb, -np.inf).max(axis=1).astype(np.float32))
+            out.append(np.where(maskf > 0, emb, -np.inf).max(axis=1))
         elif mode in ("mean", "mean_sqrt_len_tokens"):
-            if mean_sum is None:
-                mean_sum = (emb * maskf).sum(axis=1)
-                mean_count = np.maximum(maskf.sum(axis=1), 1e-9)
-            out.append(mean_sum / (mean_count if mode == "mean" else np.sqrt(mean_count)))
+            count = np.maximum(maskf.sum(axis=1), 1e-9)
+            out.append((emb * maskf).sum(axis=1) / (count if mode == "mean" else np.sqrt(count)))
         elif mode == "weightedmean":
             weights = np.arange(1, emb.shape[1] + 1, dtype=np.float32)[None, :, None] * maskf
             out.append((emb * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9))
@@ -61,9 +56,5 @@ def pool_tokens(token_embeddings: np.ndarray, attention_mask: np.ndarray, modes:
             flipped = mask[:, ::-1]
             last = emb.shape[1] - 1 - np.where(flipped.max(axis=1) == 0, emb.shape[1] - 1, flipped.argmax(axis=1))
             out.append((emb * maskf)[np.arange(emb.shape[0]), last])
-    pooled = out[0] if len(out) == 1 else np.concatenate(out, axis=-1)
-    pooled = pooled.astype(np.float32, copy=False)
-    if normalize:
-        norm = np.linalg.norm(pooled, axis=1, keepdims=True)
-        pooled = pooled / np.maximum(norm, 1e-12)
-    return pooled
+    pooled = np.concatenate(out, axis=-1).astype(np.float32, copy=False)
+    return pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12) if normalize else pooled

@@ -40,50 +40,47 @@ class _QuietINC:
         self.logger.setLevel(self.level)
 
 
-def _quant_modules():
-    try:
-        from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
-        from torchao.quantization.pt2e.quantizer import x86_inductor_quantizer as xiq
-    except ImportError as exc:
-        raise missing_dependency("torchao", "torch") from exc
-    return prepare_pt2e, convert_pt2e, xiq
+def _engine(spec: VariantSpec):
+    """(insert observers, convert) of the spec's engine; MissingDependency when it is not installed."""
+    if spec.option.get("engine") != "inc":
+        try:
+            from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+            from torchao.quantization.pt2e.quantizer import x86_inductor_quantizer as xiq
+        except ImportError as exc:
+            raise missing_dependency("torchao", "torch") from exc
 
+        def insert_pt2e(graph, example, dynamic_shapes):
+            quantizer = xiq.X86InductorQuantizer()
+            quantizer.set_global(xiq.get_default_x86_inductor_quantization_config())
+            return prepare_pt2e(graph, quantizer)
 
-def _inc_modules():
+        return insert_pt2e, convert_pt2e
     try:
         with _QuietINC():  # its import logs warnings about accelerator detection
             from neural_compressor.torch.quantization import StaticQuantConfig, convert, prepare
     except ImportError as exc:
         raise missing_dependency("neural_compressor", "inc") from exc
-    return StaticQuantConfig, prepare, convert
 
+    def insert_inc(graph, example, dynamic_shapes):
+        graph._exported = True  # what neural_compressor.torch.export.export returns: an exported GraphModule, marked
+        graph.dynamic_shapes = (dynamic_shapes,)
+        with _QuietINC():
+            return prepare(graph, StaticQuantConfig(), example_inputs=example)
 
-def _engine(spec: VariantSpec) -> str:
-    return spec.option.get("engine", "pt2e")
+    def convert_inc(prepared):
+        with _QuietINC():
+            return convert(prepared)
+
+    return insert_inc, convert_inc
 
 
 def _insert_observers(spec: VariantSpec, graph, example, dynamic_shapes):
     """The exported graph with observers inserted (not calibrated)."""
-    if _engine(spec) == "inc":
-        StaticQuantConfig, prepare, _ = _inc_modules()
-        # what neural_compressor.torch.export.export returns: an exported GraphModule, marked
-        graph._exported = True
-        graph.dynamic_shapes = (dynamic_shapes,)
-        with _QuietINC():
-            return prepare(graph, StaticQuantConfig(), example_inputs=example)
-    prepare_pt2e, _, xiq = _quant_modules()
-    quantizer = xiq.X86InductorQuantizer()
-    quantizer.set_global(xiq.get_default_x86_inductor_quantization_config())
-    return prepare_pt2e(graph, quantizer)
+    return _engine(spec)[0](graph, example, dynamic_shapes)
 
 
 def _convert(spec: VariantSpec, prepared):
-    if _engine(spec) == "inc":
-        _, _, convert = _inc_modules()
-        with _QuietINC():
-            return convert(prepared)
-    _, convert_pt2e, _ = _quant_modules()
-    return convert_pt2e(prepared)
+    return _engine(spec)[1](prepared)
 
 
 def _observed_nodes(prepared) -> dict[str, str]:
@@ -129,7 +126,7 @@ def _export_int8(body_dir: Path, spec: VariantSpec, calibration_texts: list[str]
     metadata = {
         "format": OBSERVERS_FORMAT,
         "variant": spec.name,
-        "engine": _engine(spec),
+        "engine": spec.option.get("engine", "pt2e"),
         "observed": json.dumps(_observed_nodes(prepared), sort_keys=True),
         "inputs": json.dumps(list(names)),
         "versions": json.dumps(package_versions(("torch", "torchao", "neural-compressor")), sort_keys=True),
@@ -164,21 +161,19 @@ def _load_observers(prepared, path: Path, spec: VariantSpec) -> str:
             state = {k: f.get_tensor(k) for k in f.keys()}
     except Exception as exc:  # a corrupt file: safetensors raises its own error types
         return f"cannot read {path.name}: {exc}"
-    if metadata.get("format") != OBSERVERS_FORMAT or metadata.get("engine") != _engine(spec):
-        return f"{path.name} is not a {OBSERVERS_FORMAT} file for engine {_engine(spec)}"
+    engine = spec.option.get("engine", "pt2e")
+    if metadata.get("format") != OBSERVERS_FORMAT or metadata.get("engine") != engine:
+        return f"{path.name} is not a {OBSERVERS_FORMAT} file for engine {engine}"
     try:
         stored = json.loads(metadata.get("observed", ""))
     except ValueError:
         return f"{path.name} has no observer map"
     if stored != _observed_nodes(prepared):
         return "the observers of this torch version do not match the stored ones"
-    expected = set(_observer_state(prepared))
-    if set(state) != expected:
+    if set(state) != set(_observer_state(prepared)):
         return "the stored observer statistics do not match the observers"
     try:
-        missing, unexpected = prepared.load_state_dict(state, strict=False)
+        prepared.load_state_dict(state, strict=False)  # the other keys: the graph's own weights
     except RuntimeError as exc:  # shape mismatch
         return f"cannot load the observer statistics: {first_line(exc)}"
-    if unexpected or any(k in expected for k in missing):
-        return "the stored observer statistics do not match the observers"
     return ""

@@ -16,6 +16,7 @@ from fastclf.backends._numpy_pipeline import PipelineBody, TextPipeline, read_pi
 from fastclf.backends._pooling import row_cosines
 from fastclf.errors import ModelFormatError
 from fastclf.machine import physical_cores
+from fastclf.quiet import quiet_logs
 
 logger = logging.getLogger(__name__)
 
@@ -75,8 +76,7 @@ class OnnxBody(PipelineBody):
         return {"onnxruntime_intra_op": self._threads, "onnxruntime_inter_op": 1}
 
 
-def load(body_dir: Path, spec: VariantSpec) -> OnnxBody:
-    return OnnxBody(Path(body_dir), spec)
+load = OnnxBody
 
 
 def _base_model(body_dir: Path, transformer_dir: Path, work: Path, *, fresh: bool) -> Path:
@@ -143,15 +143,10 @@ def _weight_shapes(model_path: Path) -> dict[str, tuple[int, int]]:
 def _quantize_dynamic(src: Path, dst: Path, exclude: list[str]) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    root = logging.getLogger()
-    root_level = root.level
-    root.setLevel(logging.ERROR)  # its "consider pre-processing" advice is for CNNs
-    try:
+    with quiet_logs(("",)):  # its root-logger advice ("consider pre-processing") is for CNNs
         quantize_dynamic(src, dst, per_channel=True, reduce_range=False,  # VNNI CPUs do not need 7-bit weights
                          weight_type=QuantType.QInt8, nodes_to_exclude=exclude,
                          extra_options={"MatMulConstBOnly": True, "DefaultTensorType": 1})  # 1 = float
-    finally:
-        root.setLevel(root_level)
 
 
 def _quantize_dynamic_checked(src: Path, dst: Path, pipeline: TextPipeline, texts: list[str]) -> dict[str, object]:

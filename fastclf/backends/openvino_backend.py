@@ -250,9 +250,6 @@ class OpenVINOBody(PipelineBody):
         return self.pipeline.encode(texts, self._run, batch_size=batch_size, run_many=self._run_parallel,
                                     min_size=min(batch_size, max(MIN_CHUNK, len(texts) // 8)))
 
-    def __repr__(self) -> str:
-        return f"OpenVINOBody(variant={self.variant!r}, precision={self.inference_precision!r}, path={str(self.path)!r})"
-
 
 def _static_failed(future) -> None:
     exc = future.exception()
@@ -260,8 +257,7 @@ def _static_failed(future) -> None:
         logger.debug("static OpenVINO compilation failed: %s", first_line(exc))
 
 
-def load(body_dir: Path, spec: VariantSpec) -> OpenVINOBody:
-    return OpenVINOBody(Path(body_dir), spec)
+load = OpenVINOBody
 
 
 def _calibration_dataset(pipeline: TextPipeline, texts: list[str]):

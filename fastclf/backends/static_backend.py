@@ -43,17 +43,13 @@ class StaticBody:
         unk = json.loads(self.tokenizer.to_str())["model"].get("unk_token")
         self.unk_id = self.tokenizer.token_to_id(unk) if isinstance(unk, str) else None
 
-    @property
-    def dim(self) -> int:
-        return int(self.vectors.shape[1])
-
     def encode(self, texts: Sequence[str], *, batch_size: int = 32) -> np.ndarray:
         """Float32 ``(n, dim)``: each text's mean token vector (zeros for a text without tokens)."""
         texts = list(texts)  # checked by the caller
         ids = [[i for i in e.ids if i != self.unk_id][:MAX_TOKENS]
                for e in self.tokenizer.encode_batch(texts, add_special_tokens=False)]
         counts = np.array([len(i) for i in ids], dtype=np.int64)
-        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        out = np.zeros((len(texts), self.vectors.shape[1]), dtype=np.float32)
         filled = counts > 0
         if filled.any():
             flat = np.fromiter((i for row in ids for i in row), dtype=np.int64, count=int(counts.sum()))
@@ -63,12 +59,8 @@ class StaticBody:
             out /= np.linalg.norm(out, axis=1, keepdims=True) + 1e-32
         return out
 
-    def __repr__(self) -> str:
-        return f"StaticBody(variant={self.variant!r}, tokens={len(self.vectors)}, dim={self.dim})"
 
-
-def load(body_dir: Path, spec: VariantSpec) -> StaticBody:
-    return StaticBody(Path(body_dir), spec)
+load = StaticBody
 
 
 def export(body_dir: Path, spec: VariantSpec, calibration_texts: list[str]) -> None:

@@ -8,6 +8,7 @@ at load (tens of seconds; it needs a C++ compiler). Inputs are padded to a multi
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -44,22 +45,19 @@ class TorchBody:
                 "intra_op_threads": torch.get_num_threads(), "inter_op_threads": torch.get_num_interop_threads()}
 
 
-class _CompileSettings:
-    """Frozen weights and no 0/1 specialization of dynamic sizes (batch 1 runs the batch graph), active at every
-    call so that a recompile sees the same; plain attribute swaps, cheaper than ``config.patch()``."""
+@contextlib.contextmanager
+def _compile_settings():
+    """Frozen weights and no 0/1 specialization of dynamic sizes (batch 1 runs the batch graph), set at every
+    call so that a recompile sees the same."""
+    import torch._inductor.config as inductor_config
+    import torch.fx.experimental._config as fx_config
 
-    def __enter__(self):
-        import torch._inductor.config as inductor_config
-        import torch.fx.experimental._config as fx_config
-
-        self.saved = (inductor_config.freezing, fx_config.backed_size_oblivious)
-        inductor_config.freezing = fx_config.backed_size_oblivious = True
-
-    def __exit__(self, *exc):
-        import torch._inductor.config as inductor_config
-        import torch.fx.experimental._config as fx_config
-
-        inductor_config.freezing, fx_config.backed_size_oblivious = self.saved
+    saved = (inductor_config.freezing, fx_config.backed_size_oblivious)
+    inductor_config.freezing = fx_config.backed_size_oblivious = True
+    try:
+        yield
+    finally:
+        inductor_config.freezing, fx_config.backed_size_oblivious = saved
 
 
 class _CompiledModel(torch.nn.Module):
@@ -76,7 +74,7 @@ class _CompiledModel(torch.nn.Module):
         tensors = [kwargs[n] for n in self.input_names]
         seq = tensors[0].shape[1]
         tensors = tg._pad_to_multiple(tensors, self.input_names, self.pad_id, self.max_len)
-        with _CompileSettings(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+        with _compile_settings(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
             out = self._compiled[0](*tensors)
         return {"last_hidden_state": out[:, :seq].float()}
 
