@@ -140,13 +140,10 @@ class TextPipeline:
         chunks = length_chunks([len(e.ids) for e in encodings], batch_size, min_size=min_size)
         features = [self._pad([encodings[i] for i in idx]) for idx in chunks]
         outputs = run_many(features) if run_many is not None and len(chunks) > 1 else map(run, features)
-        result: np.ndarray | None = None
-        for idx, feats, out in zip(chunks, features, outputs):
-            pooled = self.pool(out, feats["attention_mask"])
-            if result is None:
-                result = np.empty((len(texts), pooled.shape[1]), dtype=np.float32)
-            result[idx] = pooled
-        assert result is not None
+        pooled = [self.pool(out, feats["attention_mask"]) for feats, out in zip(features, outputs)]
+        result = np.empty((len(texts), pooled[0].shape[1]), dtype=np.float32)
+        for idx, rows in zip(chunks, pooled):
+            result[idx] = rows
         return result
 
 
