@@ -162,12 +162,8 @@ def is_exported(body_dir: Path, variant: str) -> bool:
 
 
 def load_body(body_dir: str | Path, variant: str = REFERENCE) -> Body:
-    """Load the body in ``body_dir`` (a sentence-transformers folder) as ``variant``.
-
-    Raises:
-        UnknownVariant, VariantNotExported, MissingDependency
-        ModelFormatError: the folder is refused (:func:`fastclf.safety.check_body`), or damaged.
-    """
+    """Load the body in ``body_dir`` (a sentence-transformers folder) as ``variant``; ModelFormatError for a
+    folder :func:`fastclf.safety.check_body` refuses or a damaged one."""
     from fastclf.safety import check_body
 
     spec = get_spec(variant)
@@ -245,12 +241,8 @@ def variant_for_this_cpu(variant: str, choice: dict | None = None, flags: Sequen
 
 def export_variant(body_dir: str | Path, variant: str, calibration_texts: Sequence[str],
                    fit_head: Callable[[Body], LogisticHead] | None = None) -> None:
-    """Write the files of ``variant`` below ``body_dir``, and for a variant with its own head, ``fit_head(body)``.
-
-    Raises:
-        UnknownVariant, MissingDependency, ModelFormatError (:func:`fastclf.safety.check_body`)
-        DataError: the variant needs its own head and ``fit_head`` is None.
-    """
+    """Write the files of ``variant`` below ``body_dir``, and for a variant with its own head, ``fit_head(body)``
+    (DataError when it needs one and ``fit_head`` is None)."""
     from fastclf.safety import check_body
 
     spec = get_spec(variant)

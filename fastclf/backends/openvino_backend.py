@@ -74,14 +74,9 @@ def static_shapes_setting() -> int:
 
 
 class OpenVINOBody(PipelineBody):
-    """A sentence-transformers body compiled by OpenVINO for the CPU.
-
-    A LATENCY compilation runs one chunk of texts; a THROUGHPUT one (compiled at the first batch of several
-    length-matched chunks) runs the chunks side by side. Padded lengths are rounded up to :data:`LENGTH_BUCKET`
-    so the plugin meets few shapes, and one text at a length seen :data:`STATIC_AFTER` times gets a static
-    [1, length] compilation in a background thread (see benchmarks/studies/openvino-static-shapes.md).
-    ``f32`` precision sets INFERENCE_PRECISION_HINT=f32; ``bf16`` keeps the plugin's default.
-    """
+    """A body compiled by OpenVINO: LATENCY for one chunk, THROUGHPUT for a batch's chunks side by side; lengths
+    padded to :data:`LENGTH_BUCKET` so the plugin meets few shapes; a one-text length seen :data:`STATIC_AFTER`
+    times compiled as a static [1, length] in the background (benchmarks/studies/openvino-static-shapes.md)."""
 
     def __init__(self, body_dir: Path, spec: VariantSpec):
         disable_telemetry()

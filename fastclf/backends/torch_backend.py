@@ -1,10 +1,6 @@
-"""PyTorch bodies: fp32 eager (the reference), bf16 autocast and static int8 (see ``_torch_int8``).
-
-Every variant runs the folder's own sentence-transformers pipeline; the accelerated ones swap its Hugging Face
-model for one ``torch.export`` graph with a dynamic batch and length, compiled by inductor with frozen weights
-at load (tens of seconds; it needs a C++ compiler). Inputs are padded to a multiple of ``SEQ_MULTIPLE`` tokens
-(masked) so that few oneDNN kernels are built.
-"""
+"""PyTorch bodies: fp32 eager (the reference), bf16 autocast and static int8 (``_torch_int8``). The accelerated
+ones swap the folder's Hugging Face model for a ``torch.export`` graph with a dynamic batch and length, compiled
+by inductor with frozen weights at load (it needs a C++ compiler), its inputs padded to ``SEQ_MULTIPLE`` tokens."""
 
 from __future__ import annotations
 
@@ -34,8 +30,7 @@ class TorchBody:
     def encode(self, texts: Sequence[str], *, batch_size: int = 32) -> np.ndarray:
         texts = list(texts)
         if not texts:
-            dim = (getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension)()
-            return np.zeros((0, dim or 0), dtype=np.float32)
+            return np.zeros((0, self.model.get_embedding_dimension() or 0), dtype=np.float32)
         with torch.inference_mode():
             out = self.model.encode(texts, batch_size=batch_size, convert_to_numpy=True, show_progress_bar=False)
         return np.asarray(out, dtype=np.float32)
