@@ -123,15 +123,10 @@ def _export_int8(body_dir: Path, spec: VariantSpec, calibration_texts: list[str]
     if not state:
         raise ModelFormatError(f"{spec.name}: the quantizer inserted no observers into this model")
     observers_path, calibration_path = (body_dir / f for f in spec.files)
-    metadata = {
-        "format": OBSERVERS_FORMAT,
-        "variant": spec.name,
-        "engine": spec.option.get("engine", "pt2e"),
-        "observed": json.dumps(_observed_nodes(prepared), sort_keys=True),
-        "inputs": json.dumps(list(names)),
-        "versions": json.dumps(package_versions(("torch", "torchao", "neural-compressor")), sort_keys=True),
-        "calibration_sha256": hashlib.sha256(json.dumps(texts, ensure_ascii=False).encode("utf-8")).hexdigest(),
-    }
+    metadata = {"format": OBSERVERS_FORMAT, "variant": spec.name, "engine": spec.option.get("engine", "pt2e"),
+                "observed": json.dumps(_observed_nodes(prepared), sort_keys=True), "inputs": json.dumps(list(names)),
+                "versions": json.dumps(package_versions(("torch", "torchao", "neural-compressor")), sort_keys=True),
+                "calibration_sha256": hashlib.sha256(json.dumps(texts, ensure_ascii=False).encode()).hexdigest()}
     atomic_write(observers_path, lambda p: save_file(state, str(p), metadata=metadata))
     payload = {"format": CALIBRATION_FORMAT, "variant": spec.name, "batch_size": CALIBRATION_BATCH,
                "seq_multiple": tg.SEQ_MULTIPLE, "texts": texts}
