@@ -15,7 +15,7 @@ import pytest
 from samples import FOOD, FOOD_EXTRA, SPORT, SPORT_EXTRA, run, train_tiny
 
 from fastclf import Classifier
-from fastclf.config import ModelConfig
+from fastclf.config import ModelConfig, VariantRecord
 from fastclf.data import read_labeled
 from fastclf.errors import ModelFormatError, ModelNotFound, UnknownVariant, VariantNotExported
 
@@ -418,6 +418,15 @@ def test_model_config_names_the_file_and_the_bad_field(tmp_path, field, value, m
     with pytest.raises(ModelFormatError, match=message) as info:
         ModelConfig.from_dict(data, tmp_path / "fastclf.json")
     assert str(tmp_path / "fastclf.json") in str(info.value) and "\n" not in str(info.value)
+
+
+def test_model_config_reads_odd_informational_fields_as_none(tmp_path):
+    data = {**_todays_config(), "versions": ["torch"], "training": {"examples": "many", "eval": {"n": 4}}}
+    cfg = ModelConfig.from_dict(data, tmp_path / "fastclf.json")
+    assert cfg.versions is None and cfg.training is not None and cfg.training.examples is None
+    assert cfg.training.eval == {"n": 4} and cfg.variants["onnx-fp32"].n == 16
+    with pytest.raises(ValueError, match="valid integer"):  # built in code, an odd value is a bug, not None
+        VariantRecord(n="many")
 
 
 @pytest.mark.parametrize("class_weight", ["none", "balanced"])
