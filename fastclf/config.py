@@ -126,7 +126,6 @@ class TrainingRecord(Section):
 class VariantRecord(Section):
     """``variants.NAME``: an exported variant, its files (inside ``body/``) and its parity with torch-fp32."""
 
-    files: Strs = ()
     n: Info[int] = None  # check texts
     agreement: Info[float] = None  # share of texts with torch-fp32's label
     max_proba_diff: Info[float] = None
@@ -137,6 +136,7 @@ class VariantRecord(Section):
     min_agreement: Info[float] = None
     exported: Info[str] = None  # when
     seconds: Info[float] = None
+    files: Strs = ()
     runtime: Info[dict[str, Any]] = None
     calibration: Info[dict[str, Any]] = None  # source and number of texts (static int8)
     kept_below_tolerance: Info[bool] = None
