@@ -1,153 +1,220 @@
-"""``fastclf.json``, the description of a model directory, owned by one class: :class:`ModelConfig`.
-
-The file is read and checked once (:meth:`ModelConfig.read`), passed around as frozen
-dataclasses, changed by building new ones (``with_variant``, ``with_eval``, :func:`dataclasses.replace`)
-and written in one place (:meth:`ModelConfig.write`, a temporary file renamed over the old one).
-
-Format version 1 is the format fastclf has always written: every field it holds keeps its
-key. The fields that loading relies on (labels, threshold, head, body, variant files...) are
-checked strictly and a bad one raises :class:`~fastclf.errors.ModelFormatError` naming the file
-and the field. The records that only describe the model (training, versions, the parity
-figures) are read leniently: a value of an unexpected type is not exposed as a typed field but
-kept, like every unknown key, in ``extra`` and written back unchanged.
-
-The sections below the top level (head, body, long_texts, calibration, training, variants) are in
-:mod:`fastclf.config_sections`, re-exported here. Only the standard library and fastclf's own
-light modules are imported.
-"""
+"""``fastclf.json``, the description of a model folder: frozen pydantic models that read, check and write it.
+What loading relies on is checked strictly; in the records that only describe the model (training, versions,
+parity figures) a value of an unexpected type reads as None. Unknown keys are kept and written back."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+import math
+import reprlib
+import time
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, ClassVar, TypeVar
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WrapValidator, model_serializer, model_validator
+from pydantic_core import ValidationError
+from pydantic_core.core_schema import SerializerFunctionWrapHandler, ValidationInfo, ValidatorFunctionWrapHandler
 
 from fastclf._util import atomic_write_text
-from fastclf.config_sections import (  # noqa: F401  (re-exported: the sections are part of the config's API)
-    BODY_DIR,
-    DEFAULT_MAX_CHUNKS,
-    HEAD_FILE,
-    BodyConfig,
-    Calibration,
-    Check,
-    Extra,
-    HeadConfig,
-    LongTexts,
-    TrainingRecord,
-    VariantRecord,
-    corrupted,
-    dump_record,
-    is_dict,
-    is_num,
-    is_str,
-    now,
-    split_known,
-)
+from fastclf._version import __version__
 from fastclf.errors import ModelFormatError, ModelNotFound, first_line
 from fastclf.safety import check_file, inside
 
 FORMAT = "fastclf"
 FORMAT_VERSION = 1
 CONFIG_FILE = "fastclf.json"
-
-#: ModelConfig's own fields read leniently (informational): key -> check
-_INFO_CHECKS: dict[str, Check] = {"fastclf_version": is_str, "created": is_str, "base_model": is_str,
-                                  "body_id": is_str, "versions": is_dict, "training": is_dict,
-                                  "default_variant_choice": is_dict}
-_STRICT_KEYS = ("format", "format_version", "labels", "multi_label", "threshold", "head", "body", "long_texts",
-                "variants", "default_variant", "calibration")
+HEAD_FILE = "head.safetensors"
+BODY_DIR = "body"
 
 
-@dataclass(frozen=True)
-class ModelConfig:
-    """The contents of ``fastclf.json``. Build a changed copy with the ``with_*`` helpers or
-    :func:`dataclasses.replace`; write it with :meth:`write`."""
+def now() -> str:
+    """The current UTC time as fastclf.json writes it."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
-    labels: tuple[str, ...]
-    multi_label: bool = False
-    threshold: float = 0.5
+
+def _or_none(value: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo) -> Any:
+    """An informational value of an unexpected type reads as None from a file (built in code, it is a bug)."""
+    try:
+        return handler(value)
+    except ValidationError:
+        if info.context is None:
+            raise
+        return None
+
+
+T = TypeVar("T")
+S = TypeVar("S", bound="Section")
+Info = Annotated[T | None, WrapValidator(_or_none)]  # read leniently
+Strs = Annotated[tuple[str, ...], Field(strict=False)]  # a JSON list
+
+
+class Section(BaseModel):
+    """A JSON object of fastclf.json: strict types, unknown keys kept, None left out when written."""
+
+    model_config = ConfigDict(strict=True, frozen=True, extra="allow")
+    KEEP_NONE: ClassVar[tuple[str, ...]] = ()
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return {k: v for k, v in handler(self).items() if v is not None or k in self.KEEP_NONE}
+
+    @classmethod
+    def from_dict(cls: type[S], data: Any, source: Path | str = CONFIG_FILE) -> S:
+        """Check ``data`` (parsed JSON) and build the section, or raise a one-line ModelFormatError naming
+        ``source``, the field and what it must be."""
+        try:
+            return cls.model_validate(data, context={"source": str(source)})
+        except ValidationError as exc:
+            e = exc.errors()[0]
+            where = ".".join(str(p) for p in e["loc"])
+            msg = e["msg"].removeprefix("Value error, ").replace("Tuple", "List").replace("tuple", "list")
+            msg = f"{where}: {msg[0].lower()}{msg[1:]}" if where else msg
+            if where and e["type"] != "missing":
+                msg += f", got {reprlib.repr(e['input'])}"
+            raise ModelFormatError(f"{source} is corrupted: {msg}") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The section as JSON data: the keys fastclf has always written, then the unknown ones."""
+        return self.model_dump(mode="json")
+
+
+class HeadConfig(Section):
+    """``head``: the head's file (inside the model folder), its kind and input size."""
+
+    file: str = HEAD_FILE
+    kind: str | None = None
+    dim: Info[int] = None
+
+
+class BodyConfig(Section):
+    """``body``: the sentence-transformers folder and what it declares (as read when saved)."""
+
+    path: Annotated[str, Field(pattern=f"^{BODY_DIR}/?$")] = BODY_DIR
+    modules: Info[Strs] = None
+    normalize: Info[bool] = None
+    pooling: Info[str] = None
+    dim: Info[int] = None
+    max_seq_length: Info[int] = None
+
+
+class LongTexts(Section):
+    """``long_texts``: "chunk" pools the embeddings of a text's windows (at most ``max_chunks``), else the first."""
+
+    mode: str = "chunk"
+    max_chunks: Annotated[int, Field(ge=1)] = 16  # chunking.DEFAULT_MAX_CHUNKS (not imported: it needs numpy)
+
+
+class TrainingRecord(Section):
+    """``training``: how the model was trained (informational)."""
+
+    KEEP_NONE = ("settings", "selection", "examples", "examples_per_class", "long_texts", "seconds",
+                 "seconds_by_step", "source", "source_path", "text_column", "label_columns")
+    settings: Info[dict[str, Any]] = None  # TrainConfig, as trained (loss, bf16 and model resolved)
+    selection: Info[dict[str, Any]] = None  # the recipe chosen and why
+    examples: Info[int] = None
+    examples_per_class: Info[dict[str, int]] = None
+    long_texts: Info[int] = None  # training texts longer than the body's window
+    seconds: Info[float] = None
+    seconds_by_step: Info[dict[str, float]] = None
+    source: Info[str] = None
+    source_path: Info[str] = None  # the training file's absolute path, when it was a file
+    text_column: Info[str] = None
+    label_columns: Info[Strs] = None
+    eval: Info[dict[str, Any]] = None  # data, n, accuracy, macro_f1 of the evaluation after training
+
+
+class VariantRecord(Section):
+    """``variants.NAME``: an exported variant, its files (inside ``body/``) and its parity with torch-fp32."""
+
+    n: Info[int] = None  # check texts
+    agreement: Info[float] = None  # share of texts with torch-fp32's label
+    max_proba_diff: Info[float] = None
+    mean_cosine: Info[float] = None
+    min_cosine: Info[float] = None
+    flips: Info[int] = None
+    gate: Info[dict[str, Any]] = None  # the parity gate's verdict and figures
+    min_agreement: Info[float] = None
+    exported: Info[str] = None  # when
+    seconds: Info[float] = None
+    files: Strs = ()
+    runtime: Info[dict[str, Any]] = None
+    calibration: Info[dict[str, Any]] = None  # source and number of texts (static int8)
+    kept_below_tolerance: Info[bool] = None
+    gate_failure: Info[str] = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _object(cls, data: Any) -> Any:
+        return data if isinstance(data, dict) else {}  # an entry that is not an object records no figures
+
+    @property
+    def has_figures(self) -> bool:
+        return self.agreement is not None and self.mean_cosine is not None
+
+
+class Calibration(Section):
+    """``calibration``: the head's scores are divided by ``temperature`` (one, or one a label) before the link;
+    ``conformal``: the sorted nonconformity scores of ``n`` held-out texts, for prediction sets (single-label)."""
+
+    temperature: Annotated[tuple[Annotated[float, Field(gt=0, allow_inf_nan=False)], ...],
+                           Field(strict=False, min_length=1)] = (1.0,)
+    n: Annotated[int, Field(ge=0)] = 0
+    conformal: Annotated[tuple[Annotated[float, Field(ge=0, le=1)], ...], Field(strict=False),
+                         AfterValidator(lambda s: tuple(sorted(s)))] = ()
+
+    def conformal_threshold(self, coverage: float) -> float:
+        """The split-conformal threshold for ``coverage``: the ``ceil((n + 1) * coverage)``-th smallest held-out
+        score (a label whose score is at most this is in the set); 1.0 (every label) when too few."""
+        k = math.ceil((len(self.conformal) + 1) * coverage - 1e-9)
+        return 1.0 if k > len(self.conformal) else self.conformal[k - 1]
+
+
+class ModelConfig(Section):
+    """The contents of ``fastclf.json``: build changed copies with the ``with_*`` helpers or ``model_copy``."""
+
+    format: str = FORMAT
     format_version: int = FORMAT_VERSION
-    fastclf_version: str | None = None
-    created: str | None = None
-    base_model: str | None = None
-    head: HeadConfig = field(default_factory=HeadConfig)
-    body: BodyConfig = field(default_factory=BodyConfig)
-    long_texts: LongTexts | None = None  # None: a model saved before long texts were split (first window only)
+    fastclf_version: Info[str] = None
+    created: Info[str] = None
+    labels: Annotated[Strs, Field(min_length=2)]
+    multi_label: bool = False
+    threshold: Annotated[float, Field(ge=0, le=1)] = 0.5
+    base_model: Info[str] = None
+    head: HeadConfig = Field(default_factory=HeadConfig)
+    body: BodyConfig = Field(default_factory=BodyConfig)
+    long_texts: LongTexts | None = None  # None: saved before long texts were split (first window only)
     calibration: Calibration | None = None  # None: the head's scores are used as they are
-    training: TrainingRecord | None = None
-    versions: Mapping[str, Any] | None = None  # of the packages that trained it
-    variants: Mapping[str, VariantRecord] = field(default_factory=dict)
+    training: Info[TrainingRecord] = None
+    versions: Info[dict[str, Any]] = None  # of the packages that trained it
+    variants: dict[str, VariantRecord] = Field(default_factory=dict)
     default_variant: str | None = None  # chosen by ``fastclf accelerate --auto``
-    default_variant_choice: Mapping[str, Any] | None = None  # where and why it was chosen
-    body_id: str | None = None  # a new id for every new body: an export checks it before it commits
-    extra: Extra = field(default_factory=dict)  # keys this fastclf does not know, kept as they are
+    default_variant_choice: Info[dict[str, Any]] = None  # where and why it was chosen
+    body_id: Info[str] = None  # a new id for every new body: an export checks it before it commits
 
-    # ---------------------------------------------------------------- reading
+    @model_validator(mode="after")
+    def _consistent(self) -> ModelConfig:
+        if len(set(self.labels)) != len(self.labels):
+            raise ValueError("labels has duplicates")
+        if self.calibration is not None and len(self.calibration.temperature) not in (1, len(self.labels)):
+            raise ValueError(f"calibration.temperature has {len(self.calibration.temperature)} values for "
+                             f"{len(self.labels)} labels")
+        return self
 
     @classmethod
     def from_dict(cls, data: Any, source: Path | str = CONFIG_FILE) -> ModelConfig:
-        """Check ``data`` (fastclf.json's parsed JSON) and build the config; ``source`` names the
-        file in error messages.
-
-        Raises:
-            ModelFormatError: not a fastclf config, an unknown format version, or a bad field.
-        """
-        from fastclf._version import __version__
-
+        """Check ``data`` (fastclf.json's parsed JSON) and build the config (ModelFormatError naming ``source``)."""
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise ModelFormatError(f"{source} is not a fastclf model config")
-        version = data.get("format_version")
-        if version != FORMAT_VERSION or isinstance(version, bool):
+        if data.get("format_version") != FORMAT_VERSION:
             raise ModelFormatError(
-                f"{Path(source).parent} has model format version {version!r}; this fastclf ({__version__}) reads "
-                f"version {FORMAT_VERSION}: use the fastclf version that wrote it, or retrain"
-            )
-        labels = data.get("labels")
-        if not isinstance(labels, list) or len(labels) < 2 or not all(isinstance(x, str) for x in labels):
-            raise corrupted(source, "'labels' must be a list of at least two strings")
-        if len(set(labels)) != len(labels):
-            raise corrupted(source, "'labels' has duplicates")
-        threshold = data.get("threshold", 0.5)
-        if not is_num(threshold) or not 0.0 <= float(threshold) <= 1.0:
-            raise corrupted(source, f"'threshold' must be a number from 0 to 1, got {threshold!r}")
-        if not isinstance(data.get("multi_label", False), bool):
-            raise corrupted(source, "'multi_label' must be true or false")
-        variants = data.get("variants") or {}
-        if not isinstance(variants, dict):
-            raise corrupted(source, "'variants' must be an object")
-        default = data.get("default_variant")
-        if default is not None and not isinstance(default, str):
-            raise corrupted(source, "'default_variant' must be a variant name")
-        calibration = Calibration.from_dict(data.get("calibration"), source)
-        if calibration is not None and len(calibration.temperature) not in (1, len(labels)):
-            raise corrupted(source, f"calibration.temperature has {len(calibration.temperature)} values for "
-                                    f"{len(labels)} labels")
-        info, extra = split_known({k: v for k, v in data.items() if k not in _STRICT_KEYS}, _INFO_CHECKS)
-        training = info.pop("training", None)
-        return cls(
-            labels=tuple(labels), multi_label=data.get("multi_label", False), threshold=float(threshold),
-            head=HeadConfig.from_dict(data.get("head", {}), source),
-            body=BodyConfig.from_dict(data.get("body", {}), source),
-            long_texts=LongTexts.from_dict(data.get("long_texts"), source),
-            calibration=calibration,
-            training=None if training is None else TrainingRecord.from_dict(training),
-            variants={str(k): VariantRecord.from_value(str(k), v, source) for k, v in variants.items()},
-            default_variant=default, extra=extra, **info,
-        )
+                f"{Path(source).parent} has model format version {data.get('format_version')!r}; this fastclf "
+                f"({__version__}) reads version {FORMAT_VERSION}: use the fastclf version that wrote it, or retrain")
+        return super().from_dict(data, source)
 
     @classmethod
     def read(cls, model_dir: str | Path) -> ModelConfig:
-        """Read and check a model directory's ``fastclf.json``, and that the paths it names stay
-        inside the directory.
-
-        Raises:
-            ModelNotFound: the directory does not exist.
-            ModelFormatError: it is not a fastclf model, is corrupted, incomplete, or has an
-                unknown format version.
-        """
+        """Read and check a model folder's ``fastclf.json`` and that the paths it names stay inside the folder
+        (ModelNotFound: no folder; ModelFormatError: not a fastclf model, damaged or incomplete)."""
         path = Path(model_dir)
         if not path.exists():
             raise ModelNotFound(f"model directory not found: {path}")
@@ -161,11 +228,10 @@ class ModelConfig:
         try:
             data = json.loads(cfg_path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-            raise corrupted(cfg_path, first_line(exc)) from None
+            raise ModelFormatError(f"{cfg_path} is corrupted: {first_line(exc)}") from None
         cfg = cls.from_dict(data, cfg_path)
         if not inside(path, cfg.head.file, "head.file", cfg_path).is_file():
             raise ModelFormatError(f"model directory is incomplete: {cfg.head.file} is missing in {path}")
-        inside(path, cfg.body.path, "body.path", cfg_path)
         for name, record in cfg.variants.items():
             for f in record.files:
                 inside(path / BODY_DIR, f, f"variants.{name}.files entry", cfg_path)
@@ -177,48 +243,23 @@ class ModelConfig:
         """The head file of the model in ``model_dir`` (checked to stay inside it)."""
         return inside(Path(model_dir), self.head.file, "head.file", Path(model_dir) / CONFIG_FILE)
 
-    # ---------------------------------------------------------------- writing
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON data of ``fastclf.json`` (the keys fastclf has always written, then ``extra``)."""
-        out: dict[str, Any] = {"format": FORMAT, "format_version": self.format_version}
-        out.update(dump_record({"fastclf_version": self.fastclf_version, "created": self.created}, {}))
-        out.update(labels=list(self.labels), multi_label=self.multi_label, threshold=self.threshold)
-        if self.base_model is not None:
-            out["base_model"] = self.base_model
-        out.update(head=self.head.to_dict(), body=self.body.to_dict())
-        if self.long_texts is not None:
-            out["long_texts"] = self.long_texts.to_dict()
-        if self.calibration is not None:
-            out["calibration"] = self.calibration.to_dict()
-        if self.training is not None:
-            out["training"] = self.training.to_dict()
-        out.update(dump_record({"versions": self.versions}, {}))
-        out["variants"] = {k: v.to_dict() for k, v in self.variants.items()}
-        out.update(dump_record({"default_variant": self.default_variant,
-                          "default_variant_choice": self.default_variant_choice, "body_id": self.body_id}, {}))
-        out.update(self.extra)
-        return out
-
     def write(self, model_dir: str | Path) -> None:
-        """Create or replace ``model_dir/fastclf.json`` atomically (a temporary file renamed over
-        it). The one place that writes the file."""
-        atomic_write_text(Path(model_dir) / CONFIG_FILE, json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n")
-
-    # ---------------------------------------------------------------- changed copies
+        """Create or replace ``model_dir/fastclf.json`` atomically: the one place that writes the file."""
+        text = json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n"
+        atomic_write_text(Path(model_dir) / CONFIG_FILE, text)
 
     def with_variant(self, name: str, record: VariantRecord) -> ModelConfig:
         """A copy that records ``name`` as exported, with ``record``."""
-        return dataclasses.replace(self, variants={**self.variants, name: record})
+        return self.model_copy(update={"variants": {**self.variants, name: record}})
 
-    def with_default_variant(self, name: str, choice: Mapping[str, Any]) -> ModelConfig:
+    def with_default_variant(self, name: str, choice: dict[str, Any]) -> ModelConfig:
         """A copy whose default variant is ``name``, chosen as ``choice`` says."""
-        return dataclasses.replace(self, default_variant=name, default_variant_choice=dict(choice))
+        return self.model_copy(update={"default_variant": name, "default_variant_choice": dict(choice)})
 
-    def with_eval(self, record: Mapping[str, Any]) -> ModelConfig:
+    def with_eval(self, record: dict[str, Any]) -> ModelConfig:
         """A copy whose training record holds ``record`` (the evaluation after training)."""
-        training = self.training or TrainingRecord()
-        return dataclasses.replace(self, training=dataclasses.replace(training, eval=dict(record)))
+        training = (self.training or TrainingRecord()).model_copy(update={"eval": dict(record)})
+        return self.model_copy(update={"training": training})
 
 
 def read_config(model_dir: str | Path) -> ModelConfig:

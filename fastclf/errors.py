@@ -1,9 +1,5 @@
-"""Exceptions raised by fastclf.
-
-Every error is a :class:`FastclfError` and also the builtin that fits it, so callers can
-catch either ``fastclf.DataError`` or plain ``ValueError``. The CLI turns any
-``FastclfError`` into one line on stderr and a non-zero exit code.
-"""
+"""Exceptions raised by fastclf: each a :class:`FastclfError` and the builtin that fits it (catch either); the CLI
+turns any FastclfError into one line on stderr and exit code 1."""
 
 from __future__ import annotations
 
@@ -47,20 +43,6 @@ class ParityError(FastclfError, RuntimeError):
     """An exported variant disagrees with torch-fp32 more than the tolerance allows."""
 
 
-def first_line(exc: BaseException) -> str:
-    """The first line of ``exc``'s message, or its type name when it has none: what a
-    one-line error shows of another library's exception."""
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-def missing_dependency(package: str, extra: str) -> MissingDependency:
-    """Build the error for an optional dependency that is not importable."""
-    return MissingDependency(
-        f"{package} is not installed; install it with: pip install 'fastclf[{extra}]'"
-    )
-
-
 class SettingError(FastclfError, ValueError):
     """An environment setting (``FASTCLF_THREADS``...) has a value fastclf cannot use."""
 
@@ -69,13 +51,22 @@ class WriteError(FastclfError, OSError):
     """A file or folder cannot be written (the disk is full, no permission); nothing half-written is left."""
 
 
+class TrainingError(FastclfError, RuntimeError):
+    """Training failed in a way the data or the settings can fix (e.g. a non-finite loss)."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of ``exc``'s message (its type name when it has none): what a one-line error shows."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def missing_dependency(package: str, extra: str) -> MissingDependency:
+    return MissingDependency(f"{package} is not installed; install it with: pip install 'fastclf[{extra}]'")
+
+
 def write_error(target: object, exc: BaseException) -> WriteError:
-    """The one-line error for ``target`` that could not be written because of ``exc`` (an
-    OSError, or safetensors' error, which carries the OS error in its text)."""
+    """The error for ``target`` not written because of ``exc`` (an OSError, or safetensors' error holding one)."""
     full = getattr(exc, "errno", None) == 28 or "os error 28" in str(exc)  # ENOSPC
     return WriteError(f"cannot write {target}: {'no space left on device' if full else first_line(exc)}; "
                       "nothing was written")
-
-
-class TrainingError(FastclfError, RuntimeError):
-    """Training failed in a way the data or the settings can fix (e.g. a non-finite loss)."""

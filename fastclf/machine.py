@@ -1,11 +1,5 @@
-"""The machine fastclf runs on: CPU model, instruction-set flags, cores, memory and load.
-
-The one module that reads ``/proc/cpuinfo`` and ``/proc/meminfo``; they are parsed once a
-process (:func:`cpu`). The distillation asks it for native bf16 (:func:`cpu_has_bf16`), the numpy
-pipeline for the threads to use (:func:`physical_cores`), the variant registry for the ISA
-a variant needs (:func:`isa_summary`) and the benchmark for the report (:func:`cpu_info`).
-On a system without ``/proc`` the flags are empty and the counts come from ``os``.
-"""
+"""The machine fastclf runs on, the one module that reads ``/proc/cpuinfo`` and ``/proc/meminfo`` (once a
+process): CPU model, instruction-set flags, cores, memory and load; without ``/proc``, counts come from ``os``."""
 
 from __future__ import annotations
 
@@ -19,9 +13,7 @@ from typing import Any
 #: the instruction sets that decide which variant is fastest (int8: VNNI, AMX-INT8; bf16: AVX512-BF16, AMX-BF16)
 ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16")
 #: the flags the benchmark report lists (``machine.cpu.flags`` in report.json)
-REPORT_FLAGS = ("avx2", "fma", "avx_vnni", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16",
-                "amx_int8")
-BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+REPORT_FLAGS = ("fma", *ISA_FLAGS)
 
 
 @dataclass(frozen=True)
@@ -42,11 +34,6 @@ class CPU:
         """Whether the CPU has any of ``flags``."""
         return any(f in self.flags for f in flags)
 
-    @property
-    def hypervisor(self) -> bool | None:
-        """Whether the CPU says it runs under a hypervisor (None: no flags to tell)."""
-        return "hypervisor" in self.flags if self.flags else None
-
 
 def _read(path: str) -> str:
     try:
@@ -55,49 +42,33 @@ def _read(path: str) -> str:
         return ""
 
 
-def parse_cpuinfo(text: str) -> dict[str, Any]:
-    """The fields of ``/proc/cpuinfo`` text that :class:`CPU` holds (first processor's model and
-    flags; physical cores and sockets counted over all processors)."""
-    out: dict[str, Any] = {}
-    cores: set[tuple[str, str]] = set()
-    sockets: set[str] = set()
-    phys = "0"
-    first = {"model name": "model", "vendor_id": "vendor", "cpu family": "family", "model": "model_number"}
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        key, value = key.strip(), value.strip()
-        if key in first and first[key] not in out:
-            out[first[key]] = value
-        elif key in ("flags", "Features") and "flags" not in out:  # Features: ARM
-            out["flags"] = frozenset(value.split())
-        elif key == "physical id":
-            phys = value
-            sockets.add(value)
-        elif key == "core id":
-            cores.add((phys, value))
-    out["physical_cores"] = len(cores) or None
-    out["sockets"] = len(sockets) or None
-    return out
-
-
 def _memory_gb(text: str) -> float | None:
-    for line in text.splitlines():
-        if line.startswith("MemTotal:"):
-            try:
-                return round(int(line.split()[1]) / 1024**2, 1)
-            except (ValueError, IndexError):
-                return None
-    return None
+    line = next((x for x in text.splitlines() if x.startswith("MemTotal:")), "")
+    try:
+        return round(int(line.split()[1]) / 1024**2, 1)
+    except (ValueError, IndexError):
+        return None
 
 
 @functools.cache
 def cpu() -> CPU:
-    """This machine's CPU, read once a process."""
-    fields = parse_cpuinfo(_read("/proc/cpuinfo"))
-    return CPU(model=fields.get("model") or platform.processor() or platform.machine(),
-               vendor=fields.get("vendor") or platform.machine(), family=fields.get("family"),
-               model_number=fields.get("model_number"), flags=fields.get("flags", frozenset()),
-               logical_cpus=os.cpu_count(), physical_cores=fields["physical_cores"], sockets=fields["sockets"],
+    """This machine's CPU, read once a process: the first processor's fields, cores and sockets over all."""
+    lines = _read("/proc/cpuinfo").splitlines()
+    rows = [(k.strip(), v.strip()) for k, _, v in (line.partition(":") for line in lines)]
+    first: dict[str, str] = {}
+    cores: set[tuple[str, str]] = set()
+    phys = "0"
+    for key, value in rows:
+        first.setdefault(key, value)
+        if key == "physical id":
+            phys = value
+        elif key == "core id":
+            cores.add((phys, value))
+    flags = frozenset((first.get("flags") or first.get("Features", "")).split())  # Features: ARM
+    return CPU(model=first.get("model name") or platform.processor() or platform.machine(),
+               vendor=first.get("vendor_id") or platform.machine(), family=first.get("cpu family"),
+               model_number=first.get("model"), flags=flags, logical_cpus=os.cpu_count(),
+               physical_cores=len(cores) or None, sockets=len({v for k, v in rows if k == "physical id"}) or None,
                memory_gb=_memory_gb(_read("/proc/meminfo")))
 
 
@@ -110,42 +81,32 @@ def usable_cpus() -> int:
 
 
 def physical_cores() -> int:
-    """Physical cores this process may use (at least 1): the usable CPUs, no more than the
-    machine's physical cores (a second thread on a core only contends for its vector units)."""
+    """Usable CPUs, no more than the physical cores (a second thread on a core only contends for its units)."""
     return max(1, min(usable_cpus(), cpu().physical_cores or usable_cpus()))
-
-
-def load_average() -> tuple[float, float, float] | None:
-    """The 1, 5 and 15-minute load averages (None where the OS has none)."""
-    try:
-        return os.getloadavg()
-    except (AttributeError, OSError):
-        return None
 
 
 def cpu_has_bf16() -> bool:
     """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX-BF16); elsewhere it is emulated and slow."""
-    return cpu().has(*BF16_FLAGS)
+    return cpu().has("avx512_bf16", "amx_bf16")
 
 
 def isa_summary() -> dict[str, object]:
-    """CPU model, logical CPUs and the :data:`ISA_FLAGS` it has: what fastclf.json records
-    next to a default variant chosen on this machine."""
+    """CPU model, logical CPUs and its :data:`ISA_FLAGS`: recorded next to a default variant chosen here."""
     c = cpu()
     return {"cpu": c.model, "cores": c.logical_cpus, "isa": [f for f in ISA_FLAGS if f in c.flags]}
 
 
-def cpu_info() -> dict[str, Any]:
-    """CPU model, cores, memory, load and the :data:`REPORT_FLAGS` (the benchmark report's
-    ``machine.cpu``)."""
-    c = cpu()
-    return {"model": c.model, "vendor": c.vendor, "logical_cpus": c.logical_cpus, "usable_cpus": usable_cpus(),
-            "family": c.family, "model_number": c.model_number, "physical_cores": c.physical_cores,
-            "sockets": c.sockets, "flags": {f: f in c.flags for f in REPORT_FLAGS} if c.flags else {},
-            "hypervisor": c.hypervisor, "memory_gb": c.memory_gb, "load_average": load_average()}
-
-
 def platform_info() -> dict[str, Any]:
-    """The CPU (:func:`cpu_info`), OS and Python version."""
-    return {"cpu": cpu_info(), "os": platform.platform(), "python": platform.python_version(),
+    """The CPU (with cores, memory, load and :data:`REPORT_FLAGS`), OS and Python: the benchmark's ``machine``."""
+    c = cpu()
+    try:
+        load: tuple[float, float, float] | None = os.getloadavg()
+    except (AttributeError, OSError):
+        load = None
+    cpu_info = {"model": c.model, "vendor": c.vendor, "logical_cpus": c.logical_cpus, "usable_cpus": usable_cpus(),
+                "family": c.family, "model_number": c.model_number, "physical_cores": c.physical_cores,
+                "sockets": c.sockets, "flags": {f: f in c.flags for f in REPORT_FLAGS} if c.flags else {},
+                "hypervisor": "hypervisor" in c.flags if c.flags else None, "memory_gb": c.memory_gb,
+                "load_average": load}
+    return {"cpu": cpu_info, "os": platform.platform(), "python": platform.python_version(),
             "python_implementation": platform.python_implementation()}

@@ -6,7 +6,6 @@ This module never imports the training code, nor torch unless a torch variant is
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import shutil
 import uuid
@@ -340,8 +339,7 @@ class Classifier:
             raise ValueError("this classifier's body cannot be saved: it was not loaded from a directory")
         self.head.save(out / HEAD_FILE)
         old = self.config
-        config = dataclasses.replace(
-            old,
+        config = old.model_copy(update=dict(
             fastclf_version=__version__,
             created=old.created or now(),
             labels=tuple(str(c) for c in self.classes_),
@@ -350,7 +348,7 @@ class Classifier:
             head=HeadConfig(file=HEAD_FILE, kind=self.head.kind, dim=self.head.dim),
             body=BodyConfig.from_dict({"path": BODY_DIR, **body_info(body_out)}, out / CONFIG_FILE),
             body_id=uuid.uuid4().hex,  # a new body: accelerate checks it before it commits
-        )
+        ))
         config.write(out)
         return config
 

@@ -17,8 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from fastclf._util import current_umask
-from fastclf.config import CONFIG_FILE, ModelConfig, read_config
-from fastclf.config_sections import BODY_DIR, HEAD_FILE
+from fastclf.config import BODY_DIR, CONFIG_FILE, HEAD_FILE, ModelConfig, read_config
 from fastclf.errors import VariantNotExported
 
 #: what a model directory holds (fastclf.json, the head, the body folder); anything else is the user's

@@ -1,12 +1,15 @@
-"""The one place that quiets third-party libraries: their loggers and warnings, and (for exporters)
-what they print, logged at DEBUG instead. Nothing here changes a setting for good: each is a
-context that restores what it changed."""
+"""The one place that quiets third-party libraries: their loggers, warnings and (for exporters) what they print,
+logged at DEBUG instead. Each is a context that restores what it changed."""
 
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
+import os
+import sys
 import tempfile
+import warnings
 
 logger = logging.getLogger(__name__)
 
@@ -17,11 +20,8 @@ CHATTY = ("transformers", "sentence_transformers", "setfit", "datasets", "optimu
 
 @contextlib.contextmanager
 def quiet_logs(names: tuple[str, ...] = CHATTY):
-    """Loggers ``names`` at ERROR and Python warnings off inside the block; restored after."""
-    import warnings
-
-    loggers = [logging.getLogger(n) for n in names]
-    old = [lg.level for lg in loggers]
+    """Loggers ``names`` at ERROR and Python warnings off inside the block."""
+    loggers = {lg: lg.level for lg in map(logging.getLogger, names)}
     for lg in loggers:
         lg.setLevel(logging.ERROR)
     try:
@@ -29,37 +29,26 @@ def quiet_logs(names: tuple[str, ...] = CHATTY):
             warnings.simplefilter("ignore")
             yield
     finally:
-        for lg, level in zip(loggers, old):
+        for lg, level in loggers.items():
             lg.setLevel(level)
 
 
 @contextlib.contextmanager
 def quiet_third_party(verbose: bool = False):
-    """Hide what exporters and runtimes print (NNCF progress, transformers and hub warnings,
-    inductor UserWarnings): stdout, stderr (also at the file-descriptor level, where C++
-    libraries write) and Python warnings are captured and logged at DEBUG. ``verbose``: let
-    everything through."""
+    """Capture stdout, stderr (also at the file-descriptor level, where C++ libraries write) and warnings, and
+    log them at DEBUG; ``verbose`` lets everything through."""
     if verbose:
         yield
         return
-    import io
-    import os
-    import sys
-    import warnings
-
     buffer = io.StringIO()
     saved: list[tuple[int, int]] = []
     with tempfile.TemporaryFile(mode="w+b") as sink:
-        for fd in (1, 2):
-            try:
-                sys.stdout.flush() if fd == 1 else sys.stderr.flush()
-            except Exception:
-                pass
-            try:
+        for fd, stream in ((1, sys.stdout), (2, sys.stderr)):
+            with contextlib.suppress(Exception):
+                stream.flush()
+            with contextlib.suppress(OSError):
                 saved.append((fd, os.dup(fd)))
                 os.dup2(sink.fileno(), fd)
-            except OSError:
-                pass
         caught: list = []
         try:
             with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stdout(buffer), \
@@ -71,9 +60,8 @@ def quiet_third_party(verbose: bool = False):
                 os.dup2(dup, fd)
                 os.close(dup)
             sink.seek(0)
-            text = buffer.getvalue() + sink.read().decode("utf-8", "replace")
             for w in caught or []:
                 logger.debug("%s: %s", w.category.__name__, w.message)
-            if text.strip():
-                logger.debug("third-party output:\n%s", text.strip()[-20000:])
-
+            text = (buffer.getvalue() + sink.read().decode("utf-8", "replace")).strip()
+            if text:
+                logger.debug("third-party output:\n%s", text[-20000:])

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import shutil
 
@@ -149,8 +148,8 @@ def calibrated_model(tiny_model, tmp_path_factory):
     path = tmp_path_factory.mktemp("calibrated") / "model"
     shutil.copytree(tiny_model, path)
     cfg = ModelConfig.read(path)
-    dataclasses.replace(cfg, calibration=Calibration(temperature=(0.05,), n=40,
-                                                     conformal=tuple(np.linspace(0, 0.8, 40).round(3)))).write(path)
+    cal = Calibration(temperature=(0.05,), n=40, conformal=tuple(np.linspace(0, 0.8, 40).round(3)))
+    cfg.model_copy(update={"calibration": cal}).write(path)
     return path
 
 

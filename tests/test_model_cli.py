@@ -15,7 +15,7 @@ import pytest
 from samples import FOOD, FOOD_EXTRA, SPORT, SPORT_EXTRA, run, train_tiny
 
 from fastclf import Classifier
-from fastclf.config import ModelConfig
+from fastclf.config import ModelConfig, VariantRecord
 from fastclf.data import read_labeled
 from fastclf.errors import ModelFormatError, ModelNotFound, UnknownVariant, VariantNotExported
 
@@ -394,7 +394,7 @@ def test_a_model_dir_in_todays_format_loads_through_model_config(tiny_model, tmp
     assert cfg.body.pooling == "mean" and cfg.long_texts is not None and cfg.long_texts.max_chunks == 16
     assert cfg.training is not None and cfg.training.examples == 12 and cfg.training.eval["accuracy"] == 0.75
     assert cfg.variants["onnx-fp32"].files == ("onnx/model.onnx",) and cfg.variants["onnx-fp32"].agreement == 1.0
-    assert cfg.default_variant == "onnx-fp32" and cfg.extra == {"a_future_key": {"kept": True}}
+    assert cfg.default_variant == "onnx-fp32" and cfg.model_extra == {"a_future_key": {"kept": True}}
     assert cfg.to_dict() == written  # every key kept, unknown ones too
     clf = Classifier.load(model)  # onnx-fp32's files are not there: torch-fp32
     assert clf.variant == "torch-fp32" and clf.config == cfg
@@ -406,17 +406,27 @@ def test_a_model_dir_in_todays_format_loads_through_model_config(tiny_model, tmp
 
 
 @pytest.mark.parametrize("field, value, message", [
-    ("labels", ["only"], "'labels' must be a list of at least two strings"),
-    ("threshold", "high", "'threshold' must be a number"),
-    ("long_texts", {"mode": "chunk", "max_chunks": 0}, "long_texts.max_chunks must be a positive integer"),
-    ("head", {"file": 3}, "head.file must be a relative path string"),
-    ("variants", {"onnx-fp32": {"files": "onnx/model.onnx"}}, "variants.onnx-fp32.files must be a list"),
+    ("labels", ["only"], r"labels: list should have at least 2 items after validation, not 1, got \['only'\]"),
+    ("threshold", "high", "threshold: input should be a valid number, got 'high'"),
+    ("long_texts", {"mode": "chunk", "max_chunks": 0}, "long_texts.max_chunks: input should be greater than or equal to 1"),
+    ("head", {"file": 3}, "head.file: input should be a valid string, got 3"),
+    ("variants", {"onnx-fp32": {"files": "onnx/model.onnx"}}, "variants.onnx-fp32.files: input should be a valid list"),
+    ("calibration", {"temperature": [1.0, 2.0, 3.0]}, "calibration.temperature has 3 values for 2 labels"),
 ])
 def test_model_config_names_the_file_and_the_bad_field(tmp_path, field, value, message):
     data = {**_todays_config(), field: value}
     with pytest.raises(ModelFormatError, match=message) as info:
         ModelConfig.from_dict(data, tmp_path / "fastclf.json")
-    assert str(tmp_path / "fastclf.json") in str(info.value)
+    assert str(tmp_path / "fastclf.json") in str(info.value) and "\n" not in str(info.value)
+
+
+def test_model_config_reads_odd_informational_fields_as_none(tmp_path):
+    data = {**_todays_config(), "versions": ["torch"], "training": {"examples": "many", "eval": {"n": 4}}}
+    cfg = ModelConfig.from_dict(data, tmp_path / "fastclf.json")
+    assert cfg.versions is None and cfg.training is not None and cfg.training.examples is None
+    assert cfg.training.eval == {"n": 4} and cfg.variants["onnx-fp32"].n == 16
+    with pytest.raises(ValueError, match="valid integer"):  # built in code, an odd value is a bug, not None
+        VariantRecord(n="many")
 
 
 @pytest.mark.parametrize("class_weight", ["none", "balanced"])

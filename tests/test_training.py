@@ -3,7 +3,6 @@ the cross-validated choice of the recipe. Tiny random body: fast."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 
 import numpy as np
@@ -237,7 +236,7 @@ def test_long_texts_are_embedded_whole_and_the_same_in_every_variant(tiny_body_d
     emb = torch_clf.embed([LONG, tail_changed])
     assert not np.allclose(emb[0], emb[1], atol=1e-4)  # the words past the window count
     truncating = Classifier.load(path)
-    truncating.config = dataclasses.replace(truncating.config, long_texts=LongTexts(mode="truncate"))
+    truncating.config = truncating.config.model_copy(update={"long_texts": LongTexts(mode="truncate")})
     emb_t = truncating.embed([LONG, tail_changed])
     np.testing.assert_allclose(emb_t[0], emb_t[1], atol=1e-6)  # truncation sees the first window only
     accelerate(path, ["onnx-fp32"], calibration_texts=data.texts)
