@@ -21,15 +21,7 @@ from fastclf.backends._pipeline_config import declared_pooling_modes
 from fastclf.config import BODY_DIR, CONFIG_FILE, HEAD_FILE, BodyConfig, HeadConfig, ModelConfig, now
 from fastclf.errors import DataError, FastclfError, ModelFormatError, write_error
 from fastclf.head import LogisticHead
-from fastclf.modeldir import (
-    ModelDir,
-    check_output_dir,
-    commit_dir,
-    fix_permissions,
-    identity,
-    make_staging,
-    writer_lock,
-)
+from fastclf.modeldir import ModelDir, check_output_dir, identity, staged, writer_lock
 from fastclf.texts import check_batch_size, check_texts
 
 #: the answer of a text below ``min_confidence`` (:meth:`Classifier.predict`) unless another is named
@@ -255,13 +247,10 @@ class Classifier:
         with writer_lock(path):
             remove_stale(path)
             check_output_dir(path, overwrite=overwrite)
-            staging = make_staging(path)
             try:
-                config = self._write(staging)
-                fix_permissions(staging)
-                commit_dir(staging, path)
+                with staged(path) as staging:
+                    config = self._write(staging)
             except BaseException as exc:
-                shutil.rmtree(staging, ignore_errors=True)
                 if _write_failure(exc):
                     raise write_error(path, exc) from None
                 raise
