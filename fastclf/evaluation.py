@@ -29,7 +29,8 @@ def scores(classes: list[str], y_true: list, y_pred: list, *, multi_label: bool 
     from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
     from sklearn.preprocessing import MultiLabelBinarizer
 
-    t, p, labels = y_true, y_pred, classes
+    t, p = y_true, y_pred
+    labels: list[str] | None = classes
     if multi_label:  # accuracy is exact-match (subset) accuracy
         binarize = MultiLabelBinarizer(classes=classes).fit(None)
         t, p, labels = binarize.transform(y_true), binarize.transform(y_pred), None

@@ -99,17 +99,14 @@ def _exchange(a: Path, b: Path) -> bool:
 
 def commit_dir(staging: Path, path: Path) -> None:
     """Put the complete folder ``staging`` at ``path`` (a rename, or an atomic swap) and delete the old version."""
-    if not path.exists():
-        os.replace(staging, path)
-        return
-    if _exchange(staging, path):
-        shutil.rmtree(staging, ignore_errors=True)  # staging now holds the old version
-        return
-    try:  # a folder that is empty can be renamed over
+    try:  # nothing there, or an empty folder: a rename
         os.replace(staging, path)
         return
     except OSError:
         pass
+    if _exchange(staging, path):
+        shutil.rmtree(staging, ignore_errors=True)  # staging now holds the old version
+        return
     # no atomic swap on this system: a short moment without a folder at ``path``
     old = Path(tempfile.mkdtemp(prefix=staging_prefix(path, "old"), dir=path.parent))
     os.replace(path, old / "model")

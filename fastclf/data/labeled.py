@@ -61,12 +61,9 @@ class LabeledData:
 
     def label_matrix(self) -> np.ndarray:
         """Multi-hot matrix (n, n_classes) of a multi-label set."""
-        index = {c: i for i, c in enumerate(self.classes)}
-        out = np.zeros((len(self.labels), len(self.classes)), dtype=np.int64)
-        for row, labels in enumerate(self.labels):
-            for label in labels:
-                out[row, index[label]] = 1
-        return out
+        from sklearn.preprocessing import MultiLabelBinarizer
+
+        return MultiLabelBinarizer(classes=self.classes).fit_transform(self.labels).astype(np.int64)
 
 
 def read_labeled(path: str | Path, *, text_column: str | None = None, label_column: str | None = None,
@@ -91,21 +88,17 @@ def read_labeled(path: str | Path, *, text_column: str | None = None, label_colu
         others = [c for c in columns if c != text_col]
         if len(others) >= 2 and all(is_binary_column(df[c]) for c in others):
             return _from_binary_columns(df, others, path, texts, text_col)
-        raise DataError(
-            f"{path}: no label column found (looked for {', '.join(LABEL_COLUMNS)}); "
-            f"columns are: {', '.join(columns)}; name it with --label-column"
-        )
+        raise DataError(f"{path}: no label column found (looked for {', '.join(LABEL_COLUMNS)}); "
+                        f"columns are: {', '.join(columns)}; name it with --label-column")
     labels, multi = _labels_of(df[label_col].tolist(), label_col, label_separator, path)
     return LabeledData(texts, labels, multi_label=multi, source=str(path), text_column=text_col, label_columns=[label_col])
 
 
 def _labels_of(values: list[Any], column: str, separator: str, path: str | Path) -> tuple[list[Any], bool]:
     """The labels of a column: (a string a row, False), or (a sorted list of strings a row, True)."""
-    refuse_cells(values, is_missing, lambda at: (
-        f"{path}: empty or missing label in column {column!r} at {at} {COUNTED}"))
-    refuse_cells(values, _not_a_label, lambda at: (
-        f"{path}: column {column!r} holds an object (or a list of non-labels) at {at}; "
-        "a label is a string, or a list of strings for multi-label data"))
+    refuse_cells(values, is_missing, lambda at: f"{path}: empty or missing label in column {column!r} at {at} {COUNTED}")
+    refuse_cells(values, _not_a_label, lambda at: (f"{path}: column {column!r} holds an object (or a list of "
+                                                   f"non-labels) at {at}; a label is a string, or a list of strings"))
     multi = any(isinstance(v, (list, tuple, np.ndarray)) or isinstance(v, str) and separator in v for v in values)
     if not multi:
         return [_label_str(v).strip() for v in values], False
@@ -118,8 +111,7 @@ def _labels_of(values: list[Any], column: str, separator: str, path: str | Path)
 
 def _not_a_label(value: Any) -> bool:
     """An object, or a list holding anything but labels."""
-    return isinstance(value, (dict, set)) or (
-        isinstance(value, (list, tuple, np.ndarray)) and any(is_nested(p) or p is None for p in value))
+    return isinstance(value, (dict, set)) or is_nested(value) and any(is_nested(p) or p is None for p in value)
 
 
 def _label_str(value: Any) -> str:
