@@ -129,7 +129,8 @@ def format_confidence(result: dict[str, Any]) -> list[str]:
 MATRIX_MAX_CLASSES = 12
 
 
-def most_confused(confusion: Sequence[Sequence[int]], classes: Sequence[str], top: int = 10) -> list[tuple[str, str, int]]:
+def most_confused(confusion: Sequence[Sequence[int]], classes: Sequence[str],
+                  top: int = 10) -> list[tuple[str, str, int]]:
     """The ``top`` largest off-diagonal cells of ``confusion`` as (true class, predicted class, count)."""
     cells = [(int(n), i, j) for i, row in enumerate(confusion) for j, n in enumerate(row) if i != j and n]
     cells.sort(key=lambda c: (-c[0], c[1], c[2]))

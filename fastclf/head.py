@@ -32,7 +32,8 @@ class LogisticHead:
         coef = np.asarray(coef, dtype=np.float64)
         intercept = np.asarray(intercept, dtype=np.float64)
         if coef.ndim != 2 or intercept.shape != (coef.shape[0],) or coef.shape[0] < 1 or coef.shape[1] < 1:
-            raise ModelFormatError(f"head weights have inconsistent shapes: coef {coef.shape}, intercept {intercept.shape}")
+            raise ModelFormatError(f"head weights have inconsistent shapes: coef {coef.shape}, "
+                                   f"intercept {intercept.shape}")
         if kind == "binary" and coef.shape[0] != 1:
             raise ModelFormatError(f"a binary head has one row of weights, this one has {coef.shape[0]}")
         if not (np.all(np.isfinite(coef)) and np.all(np.isfinite(intercept))):
@@ -58,7 +59,7 @@ class LogisticHead:
 
         X = np.asarray(X, dtype=np.float64)
         if multi_label:
-            fits = [LogisticRegression(C=C, max_iter=1000, random_state=seed).fit(X, y[:, j]) for j in range(y.shape[1])]
+            fits = [LogisticRegression(C=C, max_iter=1000, random_state=seed).fit(X, column) for column in y.T]
             return cls(np.stack([f.coef_[0] for f in fits]), np.array([f.intercept_[0] for f in fits]), "multilabel")
         lr = LogisticRegression(C=C, max_iter=1000, random_state=seed, class_weight=class_weight).fit(X, y)
         if len(lr.classes_) != int(np.max(y)) + 1:

@@ -176,7 +176,8 @@ class Classifier:
         proba = np.asarray(proba)
         return np.maximum(proba, 1 - proba).min(axis=1) if self.multi_label else proba.max(axis=1)
 
-    def predict_set(self, texts: str | Sequence[str], *, coverage: float = 0.9, batch_size: int = 32) -> list[list[str]]:
+    def predict_set(self, texts: str | Sequence[str], *, coverage: float = 0.9,
+                    batch_size: int = 32) -> list[list[str]]:
         """Each text's split-conformal prediction set at ``coverage`` (the true label is in it with that
         probability on average over exchangeable texts), labels by decreasing probability."""
         check_answer(self.config, coverage=coverage)
@@ -230,7 +231,8 @@ class Classifier:
         body = load_body(folder.body_dir, variant)
         dim = _body_dim(body)
         if dim is not None and dim != head.dim:
-            raise ModelFormatError(f"{path}: the body makes {dim}-dimensional embeddings but the head expects {head.dim}")
+            raise ModelFormatError(f"{path}: the body makes {dim}-dimensional embeddings but the head expects "
+                                   f"{head.dim}")
         return cls(body, head, cfg.labels, multi_label=cfg.multi_label, config=cfg, path=path, threshold=cfg.threshold)
 
     def save(self, path: str | Path, *, overwrite: bool = True) -> Path:

@@ -157,7 +157,8 @@ class ModelDir:
     def exported(self) -> list[str]:
         """torch-fp32 and every recorded variant whose files exist, in the registry's order."""
         ref, recorded = backends.REFERENCE, self.config.variants
-        return [ref] + [v for v in backends.VARIANTS if v != ref and v in recorded and backends.is_exported(self.body_dir, v)]
+        return [ref] + [v for v in backends.VARIANTS
+                        if v != ref and v in recorded and backends.is_exported(self.body_dir, v)]
 
     def default(self) -> str:
         """The variant that runs when none is named."""
@@ -175,8 +176,9 @@ class ModelDir:
         if not backends.get_spec(variant).files or variant in self.exported():
             return variant
         why = "its files are missing" if variant in self.config.variants else "not recorded in fastclf.json"
+        command = backends.export_command(variant).replace("MODEL_DIR", str(self.path))
         raise VariantNotExported(f"variant {variant!r} is not exported in {self.path} ({why}); "
-                                 f"create it with: {backends.export_command(variant).replace('MODEL_DIR', str(self.path))}")
+                                 f"create it with: {command}")
 
     def head_path(self, variant: str) -> Path:
         """The head ``variant`` runs with."""

@@ -6,6 +6,7 @@ Every text is a non-blank ``str`` of valid Unicode; the runtimes trust texts che
 from __future__ import annotations
 
 import numbers
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from fastclf.errors import DataError
 
 _DECODE = "decode them first, e.g. data.decode('utf-8')"
 COUNTED = "(rows counted from 1, header excluded)"
+_SURROGATE = re.compile("[\ud800-\udfff]")  # what UTF-8 cannot encode
 
 
 def rows(indices: Iterable[int]) -> str:
@@ -48,12 +50,9 @@ def check_texts(texts: Any, source: str | Path | None = None, *, column: str = "
         items = ["" if is_missing(v) else str(v) for v in cells]
     refuse([i for i, t in enumerate(items) if not t.strip()],
            "is empty or only whitespace; there is nothing to classify", "empty or missing text in column {column!r}")
-    try:
-        "".join(items).encode("utf-8")
-    except UnicodeEncodeError:
-        refuse([i for i, t in enumerate(items) if not _utf8_ok(t)],
-               "is not valid Unicode (a lone surrogate); decode the source with errors='replace'",
-               "invalid Unicode (a lone surrogate) in column {column!r}")
+    refuse([i for i, t in enumerate(items) if _SURROGATE.search(t)],
+           "is not valid Unicode (a lone surrogate); decode the source with errors='replace'",
+           "invalid Unicode (a lone surrogate) in column {column!r}")
     return items
 
 
@@ -74,17 +73,9 @@ def _as_list(texts: Any) -> list[str]:
         raise TypeError(f"texts must be a string or a sequence of strings, not {type(texts).__name__}") from None
     for i, t in enumerate(items):
         if not isinstance(t, str):
-            bytes_ = isinstance(t, (bytes, bytearray, memoryview))
-            raise TypeError(f"texts must be strings; item {i} is {type(t).__name__}" + (f": {_DECODE}" if bytes_ else ""))
+            hint = f": {_DECODE}" if isinstance(t, (bytes, bytearray, memoryview)) else ""
+            raise TypeError(f"texts must be strings; item {i} is {type(t).__name__}{hint}")
     return items
-
-
-def _utf8_ok(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def check_batch_size(batch_size: object, name: str = "batch_size") -> int:

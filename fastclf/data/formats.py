@@ -31,7 +31,7 @@ READ_ERRORS: tuple[type[BaseException], ...] = (
 
 
 def format_of(path: Path) -> str:
-    """``csv``, ``tsv``, ``jsonl`` or ``parquet`` by the file's suffix (after a compression suffix); DataError if unknown."""
+    """``csv``, ``tsv``, ``jsonl`` or ``parquet`` by the file's suffix (after a compression suffix)."""
     suffixes = [s.lower() for s in path.suffixes]
     if suffixes and suffixes[-1] in COMPRESSIONS:
         suffixes = suffixes[:-1]

@@ -91,12 +91,14 @@ def read_labeled(path: str | Path, *, text_column: str | None = None, label_colu
         raise DataError(f"{path}: no label column found (looked for {', '.join(LABEL_COLUMNS)}); "
                         f"columns are: {', '.join(columns)}; name it with --label-column")
     labels, multi = _labels_of(df[label_col].tolist(), label_col, label_separator, path)
-    return LabeledData(texts, labels, multi_label=multi, source=str(path), text_column=text_col, label_columns=[label_col])
+    return LabeledData(texts, labels, multi_label=multi, source=str(path), text_column=text_col,
+                       label_columns=[label_col])
 
 
 def _labels_of(values: list[Any], column: str, separator: str, path: str | Path) -> tuple[list[Any], bool]:
     """The labels of a column: (a string a row, False), or (a sorted list of strings a row, True)."""
-    refuse_cells(values, is_missing, lambda at: f"{path}: empty or missing label in column {column!r} at {at} {COUNTED}")
+    refuse_cells(values, is_missing, lambda at: f"{path}: empty or missing label in column {column!r} at {at} "
+                 f"{COUNTED}")
     refuse_cells(values, _not_a_label, lambda at: (f"{path}: column {column!r} holds an object (or a list of "
                                                    f"non-labels) at {at}; a label is a string, or a list of strings"))
     multi = any(isinstance(v, (list, tuple, np.ndarray)) or isinstance(v, str) and separator in v for v in values)

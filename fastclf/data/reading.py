@@ -68,6 +68,7 @@ def _read_json(path: Path, data: bytes) -> pd.DataFrame:
             continue
         rows.append(load_json_as(
             line, dict, DataError,
-            lambda exc: f"{path}: line {lineno} is not valid JSON: {getattr(exc, 'msg', first_line(exc))}",  # noqa: B023
+            lambda exc: f"{path}: line {lineno} is not valid JSON: "  # noqa: B023
+                        f"{getattr(exc, 'msg', first_line(exc))}",
             f"{path}: line {lineno} is not a JSON object"))
     return pd.DataFrame.from_records(rows)
