@@ -18,6 +18,7 @@ from fastclf._util import remove_stale
 from fastclf._version import __version__
 from fastclf.backends import Body, get_spec, load_body
 from fastclf.backends._pipeline_config import declared_pooling_modes
+from fastclf.chunking import Chunker, window_of
 from fastclf.config import BODY_DIR, CONFIG_FILE, HEAD_FILE, BodyConfig, HeadConfig, ModelConfig, now
 from fastclf.errors import DataError, FastclfError, ModelFormatError, write_error
 from fastclf.head import LogisticHead
@@ -118,11 +119,9 @@ class Classifier:
         return self.body.variant
 
     @cached_property
-    def chunker(self) -> Any:
+    def chunker(self) -> Chunker | None:
         """The long-text splitter (fastclf.json ``long_texts``; ``truncate`` or none recorded: cut to the
         first window), or None when the body has no fast tokenizer. The server counts tokens with it."""
-        from fastclf.chunking import Chunker, window_of
-
         window = window_of(self.body)
         if window is None:
             return None
