@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastclf._version import __version__
-from fastclf.errors import (  # noqa: E402
+from fastclf.errors import (
     DataError,
     FastclfError,
     MissingDependency,
@@ -13,12 +13,11 @@ from fastclf.errors import (  # noqa: E402
     UnknownVariant,
     VariantNotExported,
 )
-from fastclf.model import Classifier  # noqa: E402
+from fastclf.model import Classifier
 
 
 def __getattr__(name: str):
-    # Training and benchmarking pull in torch and setfit: import them only when asked for,
-    # so that `from fastclf import Classifier` stays light for ONNX/OpenVINO deployments.
+    # training and benchmarking pull in torch and setfit: imported when asked for, so Classifier stays light
     if name in ("train", "TrainConfig"):
         from fastclf.training import trainer
 
@@ -30,18 +29,6 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'fastclf' has no attribute {name!r}")
 
 
-__all__ = [
-    "Benchmark",
-    "Classifier",
-    "DataError",
-    "FastclfError",
-    "MissingDependency",
-    "ModelFormatError",
-    "ModelNotFound",
-    "ParityError",
-    "TrainConfig",
-    "UnknownVariant",
-    "VariantNotExported",
-    "__version__",
-    "train",
-]
+__all__ = ["Benchmark", "Classifier", "DataError", "FastclfError", "MissingDependency", "ModelFormatError",
+           "ModelNotFound", "ParityError", "TrainConfig", "UnknownVariant", "VariantNotExported", "__version__",
+           "train"]

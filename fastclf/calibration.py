@@ -1,18 +1,12 @@
-"""Fitting the calibration map and the conformal scores on the recipe's out-of-fold scores.
-
-The cross-validation that chose the recipe scored every example with a head (and, when
-fine-tuned, a body) that never saw it: those held-out scores are the honest data a calibration
-map needs. One temperature (single-label) or one a label (multi-label) is fitted by minimising
-the held-out log-loss; dividing the scores by a positive number keeps their order, so no
-prediction changes. The held-out nonconformity scores (1 - calibrated probability of the true
-label) give split-conformal prediction sets at any coverage (:meth:`Classifier.predict_set`).
-"""
+"""Fitting the calibration map (a temperature, or one a label: no prediction changes) and the split-conformal
+scores on the cross-validation's held-out scores, the honest data a calibration needs."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from fastclf.config import Calibration
+from fastclf.head import _softmax
 
 #: fewer held-out texts than this (or fewer than :data:`MIN_PER_CLASS` of a class) leave the scores as they are
 MIN_HELD_OUT = 20
@@ -20,12 +14,6 @@ MIN_PER_CLASS = 2
 #: nonconformity scores kept in fastclf.json at most (evenly spaced ranks of the sorted scores beyond that)
 MAX_CONFORMAL = 500
 _LOG_T = (-5.0, 5.0)  # temperatures searched: e^-5 to e^5
-
-
-def _softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
 
 
 def _fit_temperature(loss) -> float:
@@ -37,8 +25,8 @@ def _fit_temperature(loss) -> float:
 
 
 def single_label_loss(scores: np.ndarray, y: np.ndarray, temperature: float) -> float:
-    """Mean log-loss of held-out ``scores`` (one column a class, ``-inf`` for a class the head
-    could not predict) divided by ``temperature``, against class indices ``y``."""
+    """Mean log-loss of held-out ``scores`` (``-inf`` for a class the head could not predict) divided by
+    ``temperature``, against class indices ``y``."""
     z = scores / temperature
     z = z - z.max(axis=1, keepdims=True)
     with np.errstate(invalid="ignore"):
@@ -52,8 +40,8 @@ def _label_loss(z: np.ndarray, y: np.ndarray, temperature: float) -> float:
 
 
 def fit(scores: np.ndarray, y: np.ndarray, *, multi_label: bool, n_classes: int) -> Calibration | str:
-    """The calibration of held-out ``scores`` (see :func:`fastclf.training.selection.fit_scores`) against
-    ``y`` (class indices, or a multi-hot matrix), or the reason it is left out (too few texts)."""
+    """The calibration of held-out ``scores`` against ``y`` (class indices, or a multi-hot matrix), or why
+    it is left out (too few texts)."""
     if multi_label:
         return _fit_multi_label(scores, y)
     ok = np.isfinite(scores[np.arange(len(y)), y])  # a class absent from a fold's training part scores -inf

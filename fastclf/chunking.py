@@ -1,16 +1,6 @@
-"""Long texts: split a text longer than the body's window into windows of tokens, embed each,
-and pool the window embeddings into one (mean weighted by tokens, re-normalized when the body
-normalizes), so a review or an article is classified on all of its words.
-
-The split happens on the text, before any runtime sees it: every variant (torch, ONNX,
-OpenVINO) embeds the same pieces, and a text that fits the window is passed through
-unchanged, so short texts cost nothing more. Windows are cut at token boundaries with the
-body's own tokenizer (the ``tokenizers`` library, no torch).
-
-Memory is bounded by tokens, not by the length of a text: only the first
-:attr:`Chunker.max_chars` characters of a text (``max_chunks`` windows at a generous
-:data:`CHARS_PER_TOKEN`) are tokenized, and a warning says once that texts were cut.
-"""
+"""Long texts: cut a text longer than the body's window into token windows, embed each, and pool them
+(token-weighted mean, re-normalized when the body normalizes). The cut happens before any runtime, so
+every variant embeds the same pieces; memory is bounded by reading at most :attr:`Chunker.max_chars`."""
 
 from __future__ import annotations
 
@@ -29,9 +19,8 @@ CHARS_PER_TOKEN = 32
 
 @dataclass(frozen=True)
 class Pieces:
-    """Texts cut into pieces: ``texts`` to embed, ``owner[i]`` the input each piece belongs to,
-    ``weight[i]`` its number of tokens, ``n_long`` how many inputs were split and ``n_cut``
-    how many were cut to :attr:`Chunker.max_chars` first."""
+    """Pieces to embed, ``owner[i]`` the input of each, ``weight[i]`` its tokens; ``n_long`` inputs split,
+    ``n_cut`` cut to :attr:`Chunker.max_chars` first."""
 
     texts: list[str]
     owner: np.ndarray
@@ -42,19 +31,12 @@ class Pieces:
 
 
 class Chunker:
-    """Cuts texts longer than ``window`` tokens (special tokens excluded) into windows, after
-    cutting each to its first :attr:`max_chars` characters."""
+    """Cuts texts to their first :attr:`max_chars` characters, then into windows of ``window`` tokens
+    (special tokens excluded) with a copy of ``tokenizer``; ``split=False`` (``long_texts: truncate``) only cuts."""
 
     def __init__(self, tokenizer, window: int, *, max_chunks: int = DEFAULT_MAX_CHUNKS, split: bool = True):
-        """``tokenizer``: a ``tokenizers.Tokenizer``; it is copied, and the copy has truncation
-        and padding off. ``split=False`` (``long_texts: truncate``): :meth:`embed` only cuts the
-        texts, and the body embeds their first window."""
         from tokenizers import Tokenizer
 
-        if window < 8:
-            raise ValueError(f"the window must be at least 8 tokens, got {window}")
-        if max_chunks < 1:
-            raise ValueError(f"max_chunks must be at least 1, got {max_chunks}")
         self.tokenizer = Tokenizer.from_str(tokenizer.to_str())
         self.tokenizer.no_truncation()
         self.tokenizer.no_padding()
@@ -65,8 +47,7 @@ class Chunker:
         self._warned = False
 
     def cut(self, texts: Sequence[str]) -> tuple[list[str], int]:
-        """``texts`` with each cut to its first :attr:`max_chars` characters, and how many were
-        cut; the first cut is logged once (a warning of the ``fastclf`` logger)."""
+        """``texts`` cut to their first :attr:`max_chars` characters, and how many were cut (warned once)."""
         cut = [t[: self.max_chars] for t in texts]
         n_cut = sum(len(t) > self.max_chars for t in texts)
         if n_cut and not self._warned:
@@ -77,9 +58,18 @@ class Chunker:
                 self.window, CHARS_PER_TOKEN)
         return cut, n_cut
 
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """The tokens each text costs (at least 1, at most ``max_chunks`` windows), a few texts at a time."""
+        out: list[int] = []
+        for i in range(0, len(texts), 32):
+            encodings = self.tokenizer.encode_batch([t[:self.max_chars] for t in texts[i:i + 32]],
+                                                    add_special_tokens=False)
+            out += [max(1, min(len(e.ids), self.window * self.max_chunks)) for e in encodings]
+        return out
+
     def split(self, texts: Sequence[str]) -> Pieces:
-        """Cut each text into pieces of at most ``window`` tokens; a text that fits stays whole.
-        Beyond ``max_chunks`` windows, evenly spaced windows over the kept characters are used."""
+        """Each text in pieces of at most ``window`` tokens (whole if it fits); beyond ``max_chunks``
+        windows, evenly spaced ones."""
         texts, n_cut = self.cut(texts)
         pieces: list[str] = []
         owner: list[int] = []
@@ -117,13 +107,12 @@ class Chunker:
         if not self.split_long:
             return encode(self.cut(texts)[0])
         pieces = self.split(texts)
-        emb = encode(pieces.texts)
-        return pool(emb, pieces)
+        return pool(encode(pieces.texts), pieces)
 
 
 def window_of(body) -> tuple[object, int] | None:
-    """``(tokenizers.Tokenizer, window)`` of a body, the window being its max sequence length
-    less the special tokens; None when the body has no fast tokenizer or no max length."""
+    """``(tokenizers.Tokenizer, window)`` of a body (max length less special tokens), or None without
+    a fast tokenizer or max length."""
     pipeline = getattr(body, "pipeline", None)
     if pipeline is not None:  # ONNX Runtime and OpenVINO bodies
         tokenizer, max_len = pipeline.tokenizer, pipeline.max_seq_length
@@ -140,8 +129,7 @@ def window_of(body) -> tuple[object, int] | None:
 
 
 def pool(emb: np.ndarray, pieces: Pieces) -> np.ndarray:
-    """One embedding a text: the token-weighted mean of its pieces' embeddings, re-normalized
-    when the pieces' embeddings are unit-length (the body normalizes)."""
+    """One embedding a text: its pieces' token-weighted mean, re-normalized if they are unit-length."""
     emb = np.asarray(emb, dtype=np.float32)
     if len(pieces.texts) == pieces.n_inputs:  # nothing was split
         return emb

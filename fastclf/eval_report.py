@@ -1,5 +1,5 @@
-"""The page ``fastclf eval --report DIR`` writes: a reliability diagram and the accuracy-coverage
-curve (matplotlib, inline SVG as in the benchmark report), with the figures behind them."""
+"""The page ``fastclf eval --report DIR`` writes: a reliability diagram and the accuracy-coverage curve
+(inline SVG), with the figures behind them."""
 
 from __future__ import annotations
 
@@ -12,13 +12,13 @@ import numpy as np
 from fastclf._util import atomic_write_text
 from fastclf.benchmark.plots import PALETTE, SIZE_INCHES, STYLE, _svg, require_matplotlib
 from fastclf.benchmark.report import _CSS, _html_table
+from fastclf.errors import DataError
 from fastclf.evaluation import format_confidence
 
 REPORT_FILE = "eval.html"
 
 
-def _reliability(result: dict[str, Any]) -> str:
-    mpl = require_matplotlib()
+def _reliability(result: dict[str, Any], mpl: Any) -> str:
     with mpl.rc_context(STYLE):
         fig = mpl.figure.Figure(figsize=SIZE_INCHES)
         ax = fig.add_subplot()
@@ -35,8 +35,7 @@ def _reliability(result: dict[str, Any]) -> str:
         return _svg(fig, "reliability", {})
 
 
-def _coverage_curve(result: dict[str, Any]) -> str:
-    mpl = require_matplotlib()
+def _coverage_curve(result: dict[str, Any], mpl: Any) -> str:
     conf = result["confidence"]
     with mpl.rc_context(STYLE):
         fig = mpl.figure.Figure(figsize=SIZE_INCHES)
@@ -53,16 +52,15 @@ def _coverage_curve(result: dict[str, Any]) -> str:
 
 
 def write_eval_report(result: dict[str, Any], classes: list[str], folder: str | Path, *, title: str) -> Path:
-    """Write the page for :func:`fastclf.evaluation.evaluate`'s single-label ``result`` into ``folder``.
+    """Write the page of :func:`fastclf.evaluation.evaluate`'s ``result`` into ``folder``.
 
     Raises:
         DataError: a multi-label result (no top-label confidence to plot).
         MissingDependency: matplotlib is not installed.
     """
-    from fastclf.errors import DataError
-
     if "confidence" not in result:
         raise DataError("the report plots a single-label model's confidence; this model is multi-label")
+    mpl = require_matplotlib()
     conf = result["confidence"]
     table = [["min confidence", "answered", "accuracy"]] + [
         [f"{r['threshold']:.2f}", f"{r['answered']:.1%}", "-" if r["accuracy"] is None else f"{r['accuracy']:.3f}"]
@@ -72,8 +70,8 @@ def write_eval_report(result: dict[str, Any], classes: list[str], folder: str | 
              f"<title>{escape(title)}</title>", f"<style>{_CSS}</style></head><body>", f"<h1>{escape(title)}</h1>",
              f'<p class="sub">{result["n"]} labeled texts &middot; accuracy {result["accuracy"]:.3f} &middot; '
              f'{len(classes)} labels</p>',
-             '<div class="plots">', f"<figure>{_reliability(result)}</figure>",
-             f"<figure>{_coverage_curve(result)}</figure>", "</div>",
+             '<div class="plots">', f"<figure>{_reliability(result, mpl)}</figure>",
+             f"<figure>{_coverage_curve(result, mpl)}</figure>", "</div>",
              "<h2>Accuracy against the share answered</h2>", _html_table(table),
              "<h2>Figures</h2>", "<pre>" + escape("\n".join(format_confidence(result)).strip()) + "</pre>",
              "</body></html>"]

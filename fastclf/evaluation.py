@@ -1,6 +1,5 @@
-"""Evaluation: accuracy, macro-F1, a per-class table and a confusion matrix; and how far the
-probabilities can be trusted: log-loss, expected calibration error, accuracy against the share
-answered at confidence thresholds, and the conformal sets' coverage."""
+"""Evaluation: accuracy, macro-F1, per-class figures and confusion; and how far the probabilities can be
+trusted (log-loss, calibration error, accuracy against the share answered, conformal coverage)."""
 
 from __future__ import annotations
 
@@ -14,67 +13,43 @@ from fastclf.errors import DataError
 
 
 def check_labels(clf, data: LabeledData) -> None:
-    """Raise DataError if the data holds labels the model does not know, or the wrong kind of labels."""
+    """DataError if the data holds labels the model does not know, or the wrong kind of labels."""
     if bool(data.multi_label) != bool(clf.multi_label):
         kind = "multi-label" if clf.multi_label else "single-label"
         raise DataError(f"{data.source}: the model is {kind} but the data is not")
     known = set(map(str, clf.classes_))
     unknown = sorted(set(data.classes) - known)
     if unknown:
-        raise DataError(
-            f"{data.source}: labels {', '.join(map(repr, unknown[:5]))} are not among the model's labels "
-            f"({', '.join(sorted(known))})"
-        )
+        raise DataError(f"{data.source}: labels {', '.join(map(repr, unknown[:5]))} are not among the model's labels "
+                        f"({', '.join(sorted(known))})")
 
 
 def scores(classes: list[str], y_true: list, y_pred: list, *, multi_label: bool = False) -> dict[str, Any]:
     """Metrics for predictions against true labels (label strings, or lists of them if multi-label)."""
     from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+    from sklearn.preprocessing import MultiLabelBinarizer
 
+    t, p = y_true, y_pred
+    labels: list[str] | None = classes
+    if multi_label:  # accuracy is exact-match (subset) accuracy
+        binarize = MultiLabelBinarizer(classes=classes).fit(None)
+        t, p, labels = binarize.transform(y_true), binarize.transform(y_pred), None
+    prec, rec, f1, sup = precision_recall_fscore_support(t, p, labels=labels, zero_division=0)
+    result: dict[str, Any] = {
+        "n": len(y_true), "accuracy": float(accuracy_score(t, p)),
+        "macro_f1": float(f1_score(t, p, labels=labels, average="macro", zero_division=0)),
+        "per_class": {c: {"precision": float(prec[i]), "recall": float(rec[i]), "f1": float(f1[i]),
+                          "support": int(sup[i])} for i, c in enumerate(classes)}}
     if multi_label:
-        index = {c: i for i, c in enumerate(classes)}
-
-        def hot(rows):
-            m = np.zeros((len(rows), len(classes)), dtype=int)
-            for r, labels in enumerate(rows):
-                for label in labels:
-                    m[r, index[label]] = 1
-            return m
-
-        t, p = hot(y_true), hot(y_pred)
-        prec, rec, f1, sup = precision_recall_fscore_support(t, p, zero_division=0)
-        return {
-            "n": len(y_true),
-            "accuracy": float(accuracy_score(t, p)),  # exact-match (subset) accuracy
-            "macro_f1": float(f1_score(t, p, average="macro", zero_division=0)),
-            "micro_f1": float(f1_score(t, p, average="micro", zero_division=0)),
-            "per_class": _per_class(classes, prec, rec, f1, sup),
-        }
-    prec, rec, f1, sup = precision_recall_fscore_support(y_true, y_pred, labels=classes, zero_division=0)
-    return {
-        "n": len(y_true),
-        "accuracy": float(accuracy_score(y_true, y_pred)),
-        "macro_f1": float(f1_score(y_true, y_pred, labels=classes, average="macro", zero_division=0)),
-        "per_class": _per_class(classes, prec, rec, f1, sup),
-        "confusion": confusion_matrix(y_true, y_pred, labels=classes).tolist(),
-    }
-
-
-def _per_class(classes, prec, rec, f1, sup) -> dict[str, dict[str, float]]:
-    return {
-        c: {"precision": float(prec[i]), "recall": float(rec[i]), "f1": float(f1[i]), "support": int(sup[i])}
-        for i, c in enumerate(classes)
-    }
+        result["micro_f1"] = float(f1_score(t, p, average="micro", zero_division=0))
+    else:
+        result["confusion"] = confusion_matrix(t, p, labels=classes).tolist()
+    return result
 
 
 def evaluate(clf, data: LabeledData, *, batch_size: int = 32) -> dict[str, Any]:
-    """Predict ``data`` with ``clf`` and score it: :func:`scores`, and for a single-label model
-    :func:`confidence_scores` of the probabilities (``"confidence"``) and of the uncalibrated
-    ones (``"uncalibrated"``) when the model is calibrated.
-
-    Raises:
-        DataError: the data's labels do not fit the model.
-    """
+    """:func:`scores` of ``clf`` on ``data``; for a single-label model also :func:`confidence_scores` of the
+    probabilities (and of the uncalibrated ones, and the sets, when calibrated). DataError for foreign labels."""
     check_labels(clf, data)
     classes = [str(c) for c in clf.classes_]
     emb = clf.embed(data.texts, batch_size=batch_size)
@@ -98,11 +73,8 @@ ECE_BINS = 15
 
 
 def confidence_scores(proba: np.ndarray, y: np.ndarray) -> dict[str, Any]:
-    """How far single-label probabilities ``proba`` can be trusted against true class indices ``y``:
-    log-loss, expected calibration error (top-label, :data:`ECE_BINS` equal-width bins), mean
-    confidence, the reliability bins, and the accuracy-coverage table (share answered and its
-    accuracy at each of :data:`THRESHOLDS`, and the share that can be answered at 90% and 95%
-    accuracy, answering the most confident first)."""
+    """How far single-label ``proba`` can be trusted against class indices ``y``: log-loss, top-label ECE and
+    reliability bins, the accuracy-coverage table, and the share answerable at 90% and 95% accuracy."""
     proba = np.asarray(proba, dtype=np.float64)
     conf, right = proba.max(axis=1), proba.argmax(axis=1) == y
     n = len(y)
@@ -132,8 +104,7 @@ def set_scores(sets: Sequence[Sequence[str]], truth: Sequence[str]) -> dict[str,
 
 
 def format_confidence(result: dict[str, Any]) -> list[str]:
-    """The confidence lines of a report: log-loss and calibration error (with the uncalibrated
-    figures), the accuracy-coverage table and the conformal sets; none for a multi-label result."""
+    """The confidence lines of a report (none for a multi-label result)."""
     conf = result.get("confidence")
     if conf is None:
         return []
@@ -158,7 +129,8 @@ def format_confidence(result: dict[str, Any]) -> list[str]:
 MATRIX_MAX_CLASSES = 12
 
 
-def most_confused(confusion: Sequence[Sequence[int]], classes: Sequence[str], top: int = 10) -> list[tuple[str, str, int]]:
+def most_confused(confusion: Sequence[Sequence[int]], classes: Sequence[str],
+                  top: int = 10) -> list[tuple[str, str, int]]:
     """The ``top`` largest off-diagonal cells of ``confusion`` as (true class, predicted class, count)."""
     cells = [(int(n), i, j) for i, row in enumerate(confusion) for j, n in enumerate(row) if i != j and n]
     cells.sort(key=lambda c: (-c[0], c[1], c[2]))

@@ -1,8 +1,5 @@
-"""The logistic-regression head: fit with scikit-learn, run and store with numpy.
-
-The head is saved as a safetensors file of plain arrays (weights, bias) and described in
-``fastclf.json``; nothing is ever unpickled on load, and predicting needs only numpy.
-"""
+"""The logistic-regression head: fit with scikit-learn, run with numpy, stored as safetensors arrays
+(nothing is unpickled on load)."""
 
 from __future__ import annotations
 
@@ -26,12 +23,8 @@ def _softmax(z: np.ndarray) -> np.ndarray:
 
 
 class LogisticHead:
-    """Linear head ``scores = X @ coef.T + intercept`` with the link that matches ``kind``.
-
-    - binary: one row of weights, probabilities ``[1 - p, p]`` (scikit-learn's convention)
-    - multiclass: multinomial softmax over one row a class
-    - multilabel: an independent sigmoid a label (one-vs-rest)
-    """
+    """Linear head ``scores = X @ coef.T + intercept`` with the link of ``kind``: binary (one row, ``[1 - p, p]``
+    as scikit-learn), multiclass (softmax) or multilabel (a sigmoid a label)."""
 
     def __init__(self, coef: np.ndarray, intercept: np.ndarray, kind: str):
         if kind not in KINDS:
@@ -39,9 +32,8 @@ class LogisticHead:
         coef = np.asarray(coef, dtype=np.float64)
         intercept = np.asarray(intercept, dtype=np.float64)
         if coef.ndim != 2 or intercept.shape != (coef.shape[0],) or coef.shape[0] < 1 or coef.shape[1] < 1:
-            raise ModelFormatError(
-                f"head weights have inconsistent shapes: coef {coef.shape}, intercept {intercept.shape}"
-            )
+            raise ModelFormatError(f"head weights have inconsistent shapes: coef {coef.shape}, "
+                                   f"intercept {intercept.shape}")
         if kind == "binary" and coef.shape[0] != 1:
             raise ModelFormatError(f"a binary head has one row of weights, this one has {coef.shape[0]}")
         if not (np.all(np.isfinite(coef)) and np.all(np.isfinite(intercept))):
@@ -56,35 +48,26 @@ class LogisticHead:
 
     @property
     def n_outputs(self) -> int:
-        """Number of probability columns."""
         return 2 if self.kind == "binary" else int(self.coef.shape[0])
 
     @classmethod
     def fit(cls, X: np.ndarray, y: np.ndarray, *, multi_label: bool = False, C: float = 1.0,
             seed: int = 42, class_weight: str | None = None) -> LogisticHead:
-        """Fit on embeddings ``X``: ``y`` holds class indices, or a multi-hot matrix when
-        ``multi_label``. ``class_weight="balanced"`` weighs each class's examples inversely to its
-        count (single-label only; each label of a multi-label head is fit unweighted), so a class
-        with few examples is not drowned by a common one; on balanced data it changes nothing."""
+        """Fit on embeddings ``X`` and class indices ``y`` (a multi-hot matrix when ``multi_label``);
+        ``class_weight="balanced"`` applies to single-label heads only."""
         from sklearn.linear_model import LogisticRegression
 
         X = np.asarray(X, dtype=np.float64)
         if multi_label:
-            coefs, intercepts = [], []
-            for j in range(y.shape[1]):
-                lr = LogisticRegression(C=C, max_iter=1000, random_state=seed).fit(X, y[:, j])
-                coefs.append(lr.coef_[0])
-                intercepts.append(lr.intercept_[0])
-            return cls(np.stack(coefs), np.array(intercepts), "multilabel")
+            fits = [LogisticRegression(C=C, max_iter=1000, random_state=seed).fit(X, column) for column in y.T]
+            return cls(np.stack([f.coef_[0] for f in fits]), np.array([f.intercept_[0] for f in fits]), "multilabel")
         lr = LogisticRegression(C=C, max_iter=1000, random_state=seed, class_weight=class_weight).fit(X, y)
         if len(lr.classes_) != int(np.max(y)) + 1:
             raise ValueError("every class must appear in the training labels")
-        kind = "binary" if lr.coef_.shape[0] == 1 else "multiclass"
-        return cls(lr.coef_, lr.intercept_, kind)
+        return cls(lr.coef_, lr.intercept_, "binary" if lr.coef_.shape[0] == 1 else "multiclass")
 
     def predict_proba(self, X: np.ndarray, temperature: float | np.ndarray = 1.0) -> np.ndarray:
-        """Probabilities of embeddings ``X``; the scores are divided by ``temperature`` (a scalar, or
-        one value a label of a multi-label head) before the link: see :class:`fastclf.config.Calibration`."""
+        """Probabilities of embeddings ``X``, scores divided by ``temperature`` (one, or one a label) first."""
         X = np.asarray(X, dtype=np.float64)
         if X.ndim != 2 or X.shape[1] != self.dim:
             raise ValueError(f"expected embeddings of shape (n, {self.dim}), got {X.shape}")
@@ -101,19 +84,12 @@ class LogisticHead:
     def save(self, path: Path) -> None:
         from safetensors.numpy import save_file
 
-        save_file(
-            {"coef": np.ascontiguousarray(self.coef), "intercept": np.ascontiguousarray(self.intercept)},
-            str(path),
-            metadata={"kind": self.kind},
-        )
+        save_file({"coef": np.ascontiguousarray(self.coef), "intercept": np.ascontiguousarray(self.intercept)},
+                  str(path), metadata={"kind": self.kind})
 
     @classmethod
     def load(cls, path: Path) -> LogisticHead:
-        """Load a head written by :meth:`save`.
-
-        Raises:
-            ModelFormatError: the file is missing, corrupted or incomplete.
-        """
+        """Load a head written by :meth:`save` (ModelFormatError if missing, corrupted or incomplete)."""
         from safetensors import safe_open
 
         path = Path(path)
@@ -122,18 +98,13 @@ class LogisticHead:
         try:
             with safe_open(str(path), framework="numpy") as f:
                 meta = f.metadata() or {}
-                keys = set(f.keys())
-                if not {"coef", "intercept"} <= keys:
+                if not {"coef", "intercept"} <= set(f.keys()):
                     raise ModelFormatError(f"{path} is corrupted: it lacks the 'coef' and 'intercept' tensors")
                 coef = f.get_tensor("coef")
                 intercept = f.get_tensor("intercept")
-        except ModelFormatError:
-            raise
-        except (MemoryError, KeyboardInterrupt):
+        except (ModelFormatError, MemoryError, KeyboardInterrupt, SystemExit, GeneratorExit):
             raise
         except BaseException as exc:  # safetensors raises several types (a Rust panic too) for a damaged file
-            if isinstance(exc, (SystemExit, GeneratorExit)):
-                raise
             raise ModelFormatError(f"{path} is corrupted: {first_line(exc)}") from None
         if not (np.issubdtype(coef.dtype, np.floating) and np.issubdtype(intercept.dtype, np.floating)):
             raise ModelFormatError(f"{path} is corrupted: head weights must be floating point")

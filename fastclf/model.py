@@ -1,8 +1,5 @@
-"""The Classifier: a body that turns texts into embeddings plus a head that turns
-embeddings into labels. Accelerated variants swap the body and keep everything else.
-
-This module never imports the training code, nor torch unless a torch variant is used.
-"""
+"""The Classifier: a body (texts to embeddings) and a head (embeddings to labels); accelerated variants
+swap the body. Imports neither the training code nor, unless a torch variant runs, torch."""
 
 from __future__ import annotations
 
@@ -10,6 +7,7 @@ import json
 import shutil
 import uuid
 from collections.abc import Sequence
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -19,38 +17,22 @@ from fastclf._util import remove_stale
 from fastclf._version import __version__
 from fastclf.backends import Body, get_spec, load_body
 from fastclf.backends._pipeline_config import declared_pooling_modes
-from fastclf.config import BODY_DIR, CONFIG_FILE, HEAD_FILE, BodyConfig, HeadConfig, ModelConfig, now, read_config
+from fastclf.chunking import Chunker, window_of
+from fastclf.config import BODY_DIR, CONFIG_FILE, HEAD_FILE, BodyConfig, HeadConfig, ModelConfig, now
 from fastclf.errors import DataError, FastclfError, ModelFormatError, write_error
 from fastclf.head import LogisticHead
-from fastclf.modeldir import (
-    ModelDir,
-    check_output_dir,
-    commit_dir,
-    fix_permissions,
-    identity,
-    make_staging,
-    writer_lock,
-)
+from fastclf.modeldir import ModelDir, check_output_dir, identity, staged, writer_lock
 from fastclf.texts import check_batch_size, check_texts
-
-__all__ = ["BODY_DIR", "CONFIG_FILE", "HEAD_FILE", "Classifier", "ModelConfig", "check_output_dir", "read_config"]
-
 
 #: the answer of a text below ``min_confidence`` (:meth:`Classifier.predict`) unless another is named
 UNSURE = "unsure"
+_LOAD_ATTEMPTS = 5
 
 
 def check_answer(cfg: ModelConfig, *, min_confidence: float | None = None, unsure_label: str = UNSURE,
                  coverage: float | None = None) -> None:
-    """Refuse, before any text is scored, what :meth:`Classifier.predict` (``min_confidence``,
-    ``unsure_label``) or :meth:`Classifier.predict_set` (``coverage``) would refuse for the model
-    described by ``cfg``.
-
-    Raises:
-        DataError: ``min_confidence`` not from 0 to 1, ``unsure_label`` one of the labels,
-            ``coverage`` not strictly between 0 and 1, or sets asked of a multi-label model or
-            of a model without conformal scores.
-    """
+    """Refuse (DataError), before any text is scored, the answer options that :meth:`Classifier.predict`
+    and :meth:`Classifier.predict_set` would refuse for the model ``cfg``."""
     def number(v: Any) -> bool:
         return isinstance(v, (int, float)) and not isinstance(v, bool)
 
@@ -73,29 +55,25 @@ def check_answer(cfg: ModelConfig, *, min_confidence: float | None = None, unsur
 
 def body_info(body_dir: Path) -> dict[str, Any]:
     """Pooling, normalization, max length and module list read from a sentence-transformers folder."""
-    body_dir = Path(body_dir)
-    info: dict[str, Any] = {}
     try:
         modules = json.loads((body_dir / "modules.json").read_text())
     except (OSError, json.JSONDecodeError):
-        return info
+        return {}
     if not isinstance(modules, list):
-        return info
-    modules = [m for m in modules if isinstance(m, dict) and isinstance(m.get("type", ""), str)]
-    info["modules"] = [m.get("type", "").rsplit(".", 1)[-1] for m in modules]
-    info["normalize"] = any(m.get("type", "").endswith("Normalize") for m in modules)
+        return {}
+    types = [m.get("type", "") for m in modules if isinstance(m, dict) and isinstance(m.get("type", ""), str)]
+    info: dict[str, Any] = {"modules": [t.rsplit(".", 1)[-1] for t in types],
+                            "normalize": any(t.endswith("Normalize") for t in types)}
     for m in modules:
-        if m.get("type", "").endswith("Pooling") and isinstance(m.get("path", ""), str):
+        if isinstance(m, dict) and str(m.get("type", "")).endswith("Pooling") and isinstance(m.get("path", ""), str):
             pool_path = body_dir / m.get("path", "") / "config.json"
             try:
                 pcfg = json.loads(pool_path.read_text())
-                modes = declared_pooling_modes(pcfg, pool_path)
+                info["pooling"] = "+".join(declared_pooling_modes(pcfg, pool_path)) or "none"
             except (OSError, json.JSONDecodeError, ModelFormatError):
                 continue
-            info["pooling"] = "+".join(modes) or "none"
             info["dim"] = pcfg.get("embedding_dimension", pcfg.get("word_embedding_dimension"))
-    # sentence-transformers before 5 wrote the window into sentence_bert_config.json; 5 leaves it
-    # to the tokenizer's model_max_length
+    # sentence-transformers before 5 wrote the window into sentence_bert_config.json; 5 leaves it to the tokenizer
     for name, key in (("sentence_bert_config.json", "max_seq_length"), ("tokenizer_config.json", "model_max_length")):
         try:
             value = json.loads((body_dir / name).read_text()).get(key)
@@ -110,11 +88,7 @@ def body_info(body_dir: Path) -> dict[str, Any]:
 class Classifier:
     """A few-shot text classifier: ``body`` (texts -> embeddings) + ``head`` (embeddings -> labels).
 
-    Use :meth:`load` to open a saved model directory, optionally as an accelerated variant::
-
-        clf = Classifier.load("model", variant="onnx-int8")
-        clf.predict(["great film", "dull"])        # ['fresh', 'rotten']
-        clf.predict_proba("great film")            # shape (1, n_classes), columns in clf.classes_ order
+    ``Classifier.load("model", variant="onnx-int8").predict(["great film", "dull"])`` gives ``['fresh', 'rotten']``.
     """
 
     def __init__(self, body: Body, head: LogisticHead, labels: Sequence[str], *, multi_label: bool = False,
@@ -127,9 +101,7 @@ class Classifier:
         self.path = path
         self.threshold = threshold
         if head.n_outputs != len(self.classes_):
-            raise ModelFormatError(
-                f"head has {head.n_outputs} outputs but there are {len(self.classes_)} labels"
-            )
+            raise ModelFormatError(f"head has {head.n_outputs} outputs but there are {len(self.classes_)} labels")
 
     @property
     def config(self) -> ModelConfig:
@@ -139,11 +111,22 @@ class Classifier:
     @config.setter
     def config(self, value: ModelConfig) -> None:
         self._config = value
-        self.__dict__.pop("_chunker_cache", None)  # the long-text policy may have changed
+        self.__dict__.pop("chunker", None)  # the long-text policy may have changed
 
     @property
     def variant(self) -> str:
         return self.body.variant
+
+    @cached_property
+    def chunker(self) -> Chunker | None:
+        """The long-text splitter (fastclf.json ``long_texts``; ``truncate`` or none recorded: cut to the
+        first window), or None when the body has no fast tokenizer. The server counts tokens with it."""
+        window = window_of(self.body)
+        if window is None:
+            return None
+        policy = self.config.long_texts
+        split = policy is not None and policy.mode == "chunk"
+        return Chunker(window[0], window[1], max_chunks=policy.max_chunks if policy and split else 1, split=split)
 
     def embed(self, texts: str | Sequence[str], *, batch_size: int = 32) -> np.ndarray:
         """Sentence embeddings from the body, float32 ``(n, dim)``."""
@@ -151,51 +134,26 @@ class Classifier:
         batch_size = check_batch_size(batch_size)
         if not texts:
             return np.zeros((0, self.head.dim), dtype=np.float32)
-        chunker = self._chunker()
-        if chunker is None:
+        if self.chunker is None:
             return self.body.encode(texts, batch_size=batch_size)
-        return chunker.embed(texts, lambda pieces: self.body.encode(pieces, batch_size=batch_size))
-
-    def _chunker(self):
-        """The long-text splitter of this model (fastclf.json ``long_texts``), or None when the
-        body has no fast tokenizer. A model saved before long texts were split, or ``mode:
-        truncate``, embeds the first window only: its chunker only cuts the texts."""
-        if not hasattr(self, "_chunker_cache"):
-            from fastclf.chunking import Chunker, window_of
-
-            policy = self.config.long_texts
-            window = window_of(self.body)
-            chunker = None
-            if window is not None:
-                split = policy is not None and policy.mode == "chunk"
-                chunker = Chunker(window[0], window[1], max_chunks=policy.max_chunks if split else 1, split=split)
-            self._chunker_cache = chunker
-        return self._chunker_cache
+        return self.chunker.embed(texts, lambda pieces: self.body.encode(pieces, batch_size=batch_size))
 
     def predict_proba(self, texts: str | Sequence[str], *, batch_size: int = 32) -> np.ndarray:
-        """Class probabilities ``(n, n_classes)``, columns in :attr:`classes_` order, calibrated
-        when the model holds a calibration (fastclf.json ``calibration``).
-
-        For a multi-label model each column is that label's independent probability.
-        """
+        """Probabilities ``(n, n_classes)`` in :attr:`classes_` order, calibrated when the model holds a
+        calibration; for a multi-label model each column is that label's own probability."""
         return self.proba_of(self.embed(texts, batch_size=batch_size))
 
     def proba_of(self, embeddings: np.ndarray, *, calibrated: bool = True) -> np.ndarray:
-        """The head's probabilities of ``embeddings``, through the model's calibration map unless
-        ``calibrated`` is False: the one place the map is applied."""
+        """The head's probabilities of ``embeddings``, through the calibration map unless ``calibrated``
+        is False: the one place the map is applied."""
         cal = self.config.calibration
         temperature = np.asarray(cal.temperature) if calibrated and cal is not None else 1.0
         return self.head.predict_proba(embeddings, temperature=temperature)
 
     def predict(self, texts: str | Sequence[str], *, batch_size: int = 32, min_confidence: float | None = None,
                 unsure_label: str = UNSURE) -> list:
-        """Predicted label for each text; a list of labels for each text if multi-label. With
-        ``min_confidence``, a text whose :meth:`confidence` is below it gets ``unsure_label``
-        instead (for a multi-label model, in place of its list).
-
-        Raises:
-            DataError: ``min_confidence`` not from 0 to 1, or ``unsure_label`` is one of the labels.
-        """
+        """The label of each text (a list of labels if multi-label); ``unsure_label`` instead where the
+        :meth:`confidence` is below ``min_confidence``."""
         return self.labels_from_proba(self.predict_proba(texts, batch_size=batch_size), min_confidence=min_confidence,
                                       unsure_label=unsure_label)
 
@@ -212,26 +170,19 @@ class Classifier:
         return [unsure_label if c < min_confidence else label for label, c in zip(labels, self.confidence(proba))]
 
     def confidence(self, proba: np.ndarray) -> np.ndarray:
-        """How sure each answer is: the top label's probability; for a multi-label model, the
-        least sure of its per-label decisions (``max(p, 1 - p)`` over the labels)."""
+        """How sure each answer is: the top probability; multi-label: the least sure label's ``max(p, 1 - p)``."""
         proba = np.asarray(proba)
         return np.maximum(proba, 1 - proba).min(axis=1) if self.multi_label else proba.max(axis=1)
 
-    def predict_set(self, texts: str | Sequence[str], *, coverage: float = 0.9, batch_size: int = 32) -> list[list[str]]:
-        """For each text, the labels of its split-conformal prediction set at ``coverage``: the
-        set holds the true label with probability at least ``coverage``, on average over texts
-        drawn like the held-out examples of the cross-validation (exchangeable data); not for
-        each text. Labels in decreasing probability; the top label is always in it.
-
-        Raises:
-            DataError: ``coverage`` not strictly between 0 and 1, a multi-label model, or a
-                model without calibration (trained before it, or on too few examples).
-        """
+    def predict_set(self, texts: str | Sequence[str], *, coverage: float = 0.9,
+                    batch_size: int = 32) -> list[list[str]]:
+        """Each text's split-conformal prediction set at ``coverage`` (the true label is in it with that
+        probability on average over exchangeable texts), labels by decreasing probability."""
         check_answer(self.config, coverage=coverage)
         return self.sets_from_proba(self.predict_proba(texts, batch_size=batch_size), coverage)
 
     def sets_from_proba(self, proba: np.ndarray, coverage: float) -> list[list[str]]:
-        """:meth:`predict_set`'s answer for (calibrated) probabilities ``proba``."""
+        """:meth:`predict_set`'s answer for (calibrated) probabilities ``proba``; the top label is always in."""
         check_answer(self.config, coverage=coverage)
         assert self.config.calibration is not None  # checked
         floor = 1.0 - self.config.calibration.conformal_threshold(coverage)
@@ -241,26 +192,13 @@ class Classifier:
             sets.append([str(self.classes_[i]) for n, i in enumerate(order) if n == 0 or row[i] >= floor])
         return sets
 
-    # ------------------------------------------------------------------ persistence
-
     @classmethod
     def load(cls, path: str | Path, variant: str | None = None) -> Classifier:
-        """Load a model directory written by ``fastclf train`` (or :meth:`save`).
-
-        ``variant=None`` loads the model's default variant: the one ``fastclf accelerate``
-        recorded as ``default_variant`` in fastclf.json when its files are there, else torch-fp32.
-        A variant with files loads only when ``fastclf.json`` records it (as ``fastclf info`` lists).
-
-        Config, head and body come from one version of the model: when a concurrent
-        ``fastclf train -o``/``accelerate`` replaces the directory while it is being read, the
-        read starts again.
+        """Load a model folder as ``variant`` (None: the default :class:`~fastclf.modeldir.ModelDir` picks).
+        Config, head and body come from one version: a folder replaced while read is read again.
 
         Raises:
-            ModelNotFound: the directory does not exist.
-            ModelFormatError: it is corrupted, incomplete or of an unknown format version.
-            UnknownVariant: ``variant`` is not a known variant name.
-            VariantNotExported: the variant has not been exported into this directory.
-            MissingDependency: the variant's runtime is not installed.
+            ModelNotFound, ModelFormatError, UnknownVariant, VariantNotExported, MissingDependency
         """
         path = Path(path)
         if variant is not None:
@@ -282,27 +220,22 @@ class Classifier:
         folder = ModelDir(path)
         cfg, variant = folder.config, folder.resolve(variant)
         head = LogisticHead.load(folder.head_path(variant))
-        kind = cfg.head.kind
-        if kind is not None and kind != head.kind:
-            raise ModelFormatError(f"{path / CONFIG_FILE} says the head is {kind!r} but the head file holds {head.kind!r}")
-        multi_label = cfg.multi_label
-        if multi_label != (head.kind == "multilabel"):
-            raise ModelFormatError(f"{path / CONFIG_FILE} says multi_label is {str(multi_label).lower()} "
+        if cfg.head.kind is not None and cfg.head.kind != head.kind:
+            raise ModelFormatError(f"{path / CONFIG_FILE} says the head is {cfg.head.kind!r} but the head file "
+                                   f"holds {head.kind!r}")
+        if cfg.multi_label != (head.kind == "multilabel"):
+            raise ModelFormatError(f"{path / CONFIG_FILE} says multi_label is {str(cfg.multi_label).lower()} "
                                    f"but the head is {head.kind}")
         body = load_body(folder.body_dir, variant)
         dim = _body_dim(body)
         if dim is not None and dim != head.dim:
-            raise ModelFormatError(f"{path}: the body makes {dim}-dimensional embeddings but the head expects {head.dim}")
-        return cls(body, head, cfg.labels, multi_label=multi_label, config=cfg, path=path, threshold=cfg.threshold)
+            raise ModelFormatError(f"{path}: the body makes {dim}-dimensional embeddings but the head expects "
+                                   f"{head.dim}")
+        return cls(body, head, cfg.labels, multi_label=cfg.multi_label, config=cfg, path=path, threshold=cfg.threshold)
 
     def save(self, path: str | Path, *, overwrite: bool = True) -> Path:
-        """Write the model directory atomically: it appears whole or not at all, and an existing
-        model is swapped for the new one in one step (Linux ``renameat2(RENAME_EXCHANGE)``), so
-        there is no moment without a model at ``path``. Files get the usual permissions (0666
-        and 0777 less the umask). Leftovers of a killed earlier run are removed.
-
-        An existing fastclf model at ``path`` is replaced; any other existing, non-empty
-        directory or file is left alone and an error raised.
+        """Write the model folder atomically (whole or not at all; an existing model is swapped in one
+        step), with the umask's permissions. Only a fastclf model at ``path`` is replaced.
 
         Raises:
             FileExistsError: ``path`` exists and is not a fastclf model (or ``overwrite`` is False).
@@ -314,13 +247,10 @@ class Classifier:
         with writer_lock(path):
             remove_stale(path)
             check_output_dir(path, overwrite=overwrite)
-            staging = make_staging(path)
             try:
-                config = self._write(staging)
-                fix_permissions(staging)
-                commit_dir(staging, path)
+                with staged(path) as staging:
+                    config = self._write(staging)
             except BaseException as exc:
-                shutil.rmtree(staging, ignore_errors=True)
                 if _write_failure(exc):
                     raise write_error(path, exc) from None
                 raise
@@ -338,13 +268,9 @@ class Classifier:
         else:
             raise ValueError("this classifier's body cannot be saved: it was not loaded from a directory")
         self.head.save(out / HEAD_FILE)
-        old = self.config
-        config = old.model_copy(update=dict(
-            fastclf_version=__version__,
-            created=old.created or now(),
-            labels=tuple(str(c) for c in self.classes_),
-            multi_label=self.multi_label,
-            threshold=float(self.threshold),
+        config = self.config.model_copy(update=dict(
+            fastclf_version=__version__, created=self.config.created or now(),
+            labels=tuple(str(c) for c in self.classes_), multi_label=self.multi_label, threshold=float(self.threshold),
             head=HeadConfig(file=HEAD_FILE, kind=self.head.kind, dim=self.head.dim),
             body=BodyConfig.from_dict({"path": BODY_DIR, **body_info(body_out)}, out / CONFIG_FILE),
             body_id=uuid.uuid4().hex,  # a new body: accelerate checks it before it commits
@@ -353,12 +279,8 @@ class Classifier:
         return config
 
 
-_LOAD_ATTEMPTS = 5
-
-
 def _write_failure(exc: BaseException) -> bool:
-    """Whether ``exc`` is the file system refusing a write (full, read-only): an OSError, or
-    safetensors' error, which wraps the OS error."""
+    """Whether ``exc`` is the file system refusing a write: an OSError, or safetensors' error wrapping one."""
     if isinstance(exc, FastclfError):
         return False
     from safetensors import SafetensorError

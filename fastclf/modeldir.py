@@ -1,21 +1,19 @@
-"""Atomic model directories.
-
-A model directory is never changed in place. A writer (save, accelerate) builds the new
-version in a staging folder beside it (``.NAME.tmp-<pid>-*``) and swaps it with the live one
-in one rename. A reader notes the directory's identity (device, inode) before and after
-reading: a change means it read across a swap, and it reads again.
-"""
+"""Atomic model folders: a writer builds the new version in a staging folder beside the live one and
+swaps them in one rename; a reader that sees the folder's identity change reads again."""
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
+import fcntl
 import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from fastclf import backends
 from fastclf._util import current_umask
 from fastclf.config import BODY_DIR, CONFIG_FILE, HEAD_FILE, ModelConfig, read_config
 from fastclf.errors import VariantNotExported
@@ -27,6 +25,7 @@ _AT_FDCWD = -100
 
 
 def identity(path: Path) -> tuple[int, int] | None:
+    """The folder's (device, inode), or None when absent."""
     try:
         st = os.stat(path)
     except OSError:
@@ -35,16 +34,10 @@ def identity(path: Path) -> tuple[int, int] | None:
 
 
 def check_output_dir(path: Path, *, overwrite: bool = True) -> None:
-    """Refuse to write a model over something that is not a fastclf model.
-
-    Raises:
-        FileExistsError: ``path`` is a file, or a non-empty directory without ``fastclf.json``
-            (or any existing model when ``overwrite`` is False).
-    """
+    """FileExistsError unless ``path`` is absent, an empty folder, or (with ``overwrite``) a fastclf model
+    holding nothing else."""
     path = Path(path)
-    if not path.exists():
-        return
-    if path.is_dir() and not any(path.iterdir()):
+    if not path.exists() or path.is_dir() and not any(path.iterdir()):
         return
     if not path.is_dir() or not overwrite or not (path / CONFIG_FILE).is_file():
         raise FileExistsError(f"{path} exists and is not a fastclf model; choose another output directory")
@@ -58,13 +51,7 @@ def check_output_dir(path: Path, *, overwrite: bool = True) -> None:
 
 @contextlib.contextmanager
 def writer_lock(path: Path) -> Iterator[None]:
-    """Serialize the writers of models in ``path``'s parent folder (an advisory ``flock`` on
-    the folder itself: no lock file is left behind). Readers never wait."""
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: no lock
-        yield
-        return
+    """Serialize the writers of models in ``path``'s parent folder (``flock`` on the folder: no lock file)."""
     fd = os.open(Path(path).parent, os.O_RDONLY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
@@ -80,14 +67,24 @@ def make_staging(path: Path) -> Path:
     return staging
 
 
-def _exchange(a: Path, b: Path) -> bool:
-    """Swap two paths atomically (Linux renameat2 RENAME_EXCHANGE); False when the system
-    cannot."""
+@contextlib.contextmanager
+def staged(path: Path) -> Iterator[Path]:
+    """A new staging folder beside ``path`` that replaces it, with the umask's permissions, when the block
+    ends without an error (removed when it raises)."""
+    staging = make_staging(path)
     try:
-        import ctypes
+        yield staging
+        fix_permissions(staging)
+        commit_dir(staging, path)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
 
-        libc = ctypes.CDLL(None, use_errno=True)
-        renameat2 = libc.renameat2
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths atomically (Linux renameat2 RENAME_EXCHANGE); False when the system cannot."""
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
     except (OSError, AttributeError):
         return False
     rc = renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
@@ -100,20 +97,15 @@ def _exchange(a: Path, b: Path) -> bool:
 
 
 def commit_dir(staging: Path, path: Path) -> None:
-    """Put the complete folder ``staging`` at ``path``: a rename when ``path`` is absent or an
-    empty folder, else an atomic swap; the old version is then deleted. ``staging`` is gone
-    afterwards."""
-    if not path.exists():
-        os.replace(staging, path)
-        return
-    if _exchange(staging, path):
-        shutil.rmtree(staging, ignore_errors=True)  # staging now holds the old version
-        return
-    try:  # a folder that is empty can be renamed over
+    """Put the complete folder ``staging`` at ``path`` (a rename, or an atomic swap) and delete the old version."""
+    try:  # nothing there, or an empty folder: a rename
         os.replace(staging, path)
         return
     except OSError:
         pass
+    if _exchange(staging, path):
+        shutil.rmtree(staging, ignore_errors=True)  # staging now holds the old version
+        return
     # no atomic swap on this system: a short moment without a folder at ``path``
     old = Path(tempfile.mkdtemp(prefix=staging_prefix(path, "old"), dir=path.parent))
     os.replace(path, old / "model")
@@ -122,30 +114,23 @@ def commit_dir(staging: Path, path: Path) -> None:
 
 
 def fix_permissions(root: Path) -> None:
-    """Give the files below ``root`` 0666 and its folders 0777, less the umask (temporary
-    files are created 0600, which would hide a model from the other users of a server)."""
+    """Give the files below ``root`` 0666 and its folders 0777 less the umask (temporary files are 0600)."""
     mask = current_umask()
     os.chmod(root, 0o777 & ~mask)
     for dirpath, dirnames, filenames in os.walk(root):
-        for d in dirnames:
-            p = os.path.join(dirpath, d)
+        for name, mode in [(d, 0o777) for d in dirnames] + [(f, 0o666) for f in filenames]:
+            p = os.path.join(dirpath, name)
             if not os.path.islink(p):
-                os.chmod(p, 0o777 & ~mask)
-        for f in filenames:
-            p = os.path.join(dirpath, f)
-            if not os.path.islink(p):
-                os.chmod(p, 0o666 & ~mask)
+                os.chmod(p, mode & ~mask)
 
 
 def staging_prefix(path: Path, what: str) -> str:
-    """The name prefix of a staging folder beside the model ``path`` (``tmp``, or
-    ``staging-<variant>`` for an export), with this process's id as its owner."""
+    """The name prefix of a staging folder beside the model ``path``, with this process's id as its owner."""
     return f".{Path(path).name}.{what}-{os.getpid()}-"
 
 
 def link_copy(src: Path, dst: Path, *, skip: Callable[[Path], bool] = lambda p: False) -> None:
-    """Copy the folder ``src`` to ``dst`` with hard links where possible (cheap, same bytes);
-    the copy must then only be changed by replacing files (rename), never by writing in place."""
+    """Copy the folder ``src`` to ``dst`` with hard links where possible; change the copy only by renames."""
 
     def copy(s: str, d: str) -> None:
         try:
@@ -160,14 +145,8 @@ def link_copy(src: Path, dst: Path, *, skip: Callable[[Path], bool] = lambda p: 
 
 
 class ModelDir:
-    """One model folder and the one rule for which variant runs in it: a variant runs when
-    fastclf.json records it (torch-fp32 always) and its files are there; no variant named means
-    the recorded default, or its CPU fallback, else torch-fp32. Load, serve, Ray, the benchmark,
-    accelerate and info all ask here.
-
-    Raises (on open):
-        ModelNotFound, ModelFormatError: the folder is missing or its fastclf.json is unreadable.
-    """
+    """One model folder and the one rule for which variant runs in it: one recorded in fastclf.json with its
+    files there (torch-fp32 always); by default the recorded default, or its CPU fallback, else torch-fp32."""
 
     def __init__(self, path: str | Path, config: ModelConfig | None = None):
         self.path = Path(path)
@@ -176,50 +155,36 @@ class ModelDir:
 
     def exported(self) -> list[str]:
         """torch-fp32 and every recorded variant whose files exist, in the registry's order."""
-        from fastclf.backends import REFERENCE, VARIANTS, is_exported
-
-        recorded = self.config.variants
-        return [REFERENCE] + [v for v in VARIANTS if v != REFERENCE and v in recorded and is_exported(self.body_dir, v)]
+        ref, recorded = backends.REFERENCE, self.config.variants
+        return [ref] + [v for v in backends.VARIANTS
+                        if v != ref and v in recorded and backends.is_exported(self.body_dir, v)]
 
     def default(self) -> str:
         """The variant that runs when none is named."""
-        from fastclf.backends import REFERENCE, variant_for_this_cpu
-
         chosen = self.config.default_variant
         exported = self.exported()
         if chosen is None or chosen not in exported:
-            return REFERENCE
-        fallback = variant_for_this_cpu(chosen, dict(self.config.default_variant_choice or {}) or None)
-        return fallback if fallback in exported else REFERENCE  # exported always holds torch-fp32
+            return backends.REFERENCE
+        fallback = backends.variant_for_this_cpu(chosen, dict(self.config.default_variant_choice or {}) or None)
+        return fallback if fallback in exported else backends.REFERENCE  # exported always holds torch-fp32
 
     def resolve(self, variant: str | None = None) -> str:
-        """The variant that runs for ``variant`` (None: :meth:`default`).
-
-        Raises:
-            UnknownVariant: not a variant name.
-            VariantNotExported: not recorded in fastclf.json, or its files are missing.
-        """
-        from fastclf.backends import export_command, get_spec
-
+        """The variant that runs for ``variant`` (None: :meth:`default`); UnknownVariant, VariantNotExported."""
         if variant is None:
             return self.default()
-        spec = get_spec(variant)
-        if not spec.files or variant in self.exported():
+        if not backends.get_spec(variant).files or variant in self.exported():
             return variant
         why = "its files are missing" if variant in self.config.variants else "not recorded in fastclf.json"
+        command = backends.export_command(variant).replace("MODEL_DIR", str(self.path))
         raise VariantNotExported(f"variant {variant!r} is not exported in {self.path} ({why}); "
-                                 f"create it with: {export_command(variant).replace('MODEL_DIR', str(self.path))}")
+                                 f"create it with: {command}")
 
     def head_path(self, variant: str) -> Path:
-        """The head ``variant`` runs with: the model's, or the variant's own when its body is a new model."""
-        from fastclf.backends import get_spec
-
-        own = get_spec(variant).head
+        """The head ``variant`` runs with."""
+        own = backends.get_spec(variant).head  # a variant whose body is a new model has its own head
         return self.body_dir / own if own else self.config.head_path(self.path)
 
     def files(self, variant: str) -> list[Path]:
         """The files running ``variant`` reads: its body files, its head and fastclf.json."""
-        from fastclf.backends import body_files
-
-        files = [*body_files(self.body_dir, variant), self.head_path(variant), self.path / CONFIG_FILE]
+        files = [*backends.body_files(self.body_dir, variant), self.head_path(variant), self.path / CONFIG_FILE]
         return [p for p in dict.fromkeys(files) if p.is_file()]

@@ -1,74 +1,85 @@
-"""The one place that checks the texts given to a classifier or a body, and the batch size.
+"""The one check of the texts given to a classifier (API, readers, streaming, server, Ray), and of batch sizes.
 
-The rule, the same for the Python API (``predict``, ``predict_proba``, ``embed``), command-line
-texts and ``--input`` files: every text is a ``str`` with at least one non-space character and
-valid Unicode (no lone surrogates). An empty text carries nothing to classify, so it is refused
-with its position instead of getting a confident-looking label. The runtimes' ``encode`` trusts
-texts checked here (or by the readers, which name rows).
+Every text is a non-blank ``str`` of valid Unicode; the runtimes trust texts checked here.
 """
 
 from __future__ import annotations
 
 import numbers
+import re
 from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
 
 from fastclf.errors import DataError
 
 _DECODE = "decode them first, e.g. data.decode('utf-8')"
+COUNTED = "(rows counted from 1, header excluded)"
+_SURROGATE = re.compile("[\ud800-\udfff]")  # what UTF-8 cannot encode
 
 
-def check_texts(texts: str | Iterable[str]) -> list[str]:
-    """Return ``texts`` as a list of strings, after checking every item.
+def rows(indices: Iterable[int]) -> str:
+    """0-based data-row indices as 1-based row numbers, a few of them ("rows 3, 7")."""
+    numbers = [int(i) + 1 for i in indices]
+    more = f" and {len(numbers) - 10} more" if len(numbers) > 10 else ""
+    return f"row{'s' if len(numbers) > 1 else ''} {', '.join(str(n) for n in numbers[:10])}{more}"
 
-    A single string is one text.
+
+def check_texts(texts: Any, source: str | Path | None = None, *, column: str = "text", offset: int = 0) -> list[str]:
+    """``texts`` as a list of checked strings. With ``source`` (a file), ``texts`` are the cells of
+    ``column`` from file row ``offset`` (0-based) and errors name the rows; else errors name the item.
 
     Raises:
-        TypeError: ``texts`` is bytes, a set (no defined order), a mapping, not iterable, or
-            holds an item that is not a string.
-        DataError: an item is empty or whitespace only, or is not valid Unicode.
+        TypeError: (no ``source``) bytes, a set, a mapping, or an item that is not a string.
+        DataError: a text is empty, missing, a list or object, or not valid Unicode.
     """
+    def refuse(found: list[int], item: str, cells: str) -> None:
+        if found and source is None:
+            raise DataError(f"text {found[0]} (counted from 0) {item}")
+        if found:
+            raise DataError(f"{source}: {cells.format(column=column)} at {rows(offset + i for i in found)} {COUNTED}")
+
+    if source is None:
+        items = _as_list(texts)
+    else:
+        from fastclf.data.columns import is_missing, is_nested
+
+        cells = list(texts)
+        refuse([i for i, v in enumerate(cells) if is_nested(v)], "",
+               "column {column!r} holds a list or object instead of a text")
+        items = ["" if is_missing(v) else str(v) for v in cells]
+    refuse([i for i, t in enumerate(items) if not t.strip()],
+           "is empty or only whitespace; there is nothing to classify", "empty or missing text in column {column!r}")
+    refuse([i for i, t in enumerate(items) if _SURROGATE.search(t)],
+           "is not valid Unicode (a lone surrogate); decode the source with errors='replace'",
+           "invalid Unicode (a lone surrogate) in column {column!r}")
+    return items
+
+
+def _as_list(texts: Any) -> list[str]:
+    """An API argument as a list of strings: a string is one text; a set or mapping has no useful order."""
     if isinstance(texts, str):
-        texts = [texts]
-    elif isinstance(texts, (bytes, bytearray, memoryview)):
+        return [texts]
+    if isinstance(texts, (bytes, bytearray, memoryview)):
         raise TypeError(f"texts are bytes: {_DECODE}")
-    elif isinstance(texts, (set, frozenset)):
+    if isinstance(texts, (set, frozenset)):
         raise TypeError("texts must be an ordered sequence (list, tuple, array), not a set: a set has no "
                         "defined order, so results could not be matched to texts; pass a list")
-    elif isinstance(texts, Mapping):
+    if isinstance(texts, Mapping):
         raise TypeError("texts must be a sequence of strings, not a mapping; pass list(d.values())")
-    else:
-        try:
-            texts = list(texts)
-        except TypeError:
-            raise TypeError(f"texts must be a string or a sequence of strings, not {type(texts).__name__}") from None
-    for i, t in enumerate(texts):
-        if not isinstance(t, str):
-            if isinstance(t, (bytes, bytearray, memoryview)):
-                raise TypeError(f"texts must be strings; item {i} is bytes: {_DECODE}")
-            raise TypeError(f"texts must be strings; item {i} is {type(t).__name__}")
-        if not t.strip():
-            raise DataError(f"text {i} (counted from 0) is empty or only whitespace; there is nothing to classify")
     try:
-        "".join(texts).encode("utf-8")
-    except UnicodeEncodeError:
-        for i, t in enumerate(texts):
-            try:
-                t.encode("utf-8")
-            except UnicodeEncodeError as exc:
-                raise DataError(
-                    f"text {i} (counted from 0) is not valid Unicode: a lone surrogate {t[exc.start]!r} "
-                    f"at character {exc.start} (decode the source with errors='replace')"
-                ) from None
-    return texts
+        items = list(texts)
+    except TypeError:
+        raise TypeError(f"texts must be a string or a sequence of strings, not {type(texts).__name__}") from None
+    for i, t in enumerate(items):
+        if not isinstance(t, str):
+            hint = f": {_DECODE}" if isinstance(t, (bytes, bytearray, memoryview)) else ""
+            raise TypeError(f"texts must be strings; item {i} is {type(t).__name__}{hint}")
+    return items
 
 
 def check_batch_size(batch_size: object, name: str = "batch_size") -> int:
-    """Return ``batch_size`` as an int.
-
-    Raises:
-        TypeError: it is not an integer (a bool, a float such as 1.5, a string).
-        DataError: it is smaller than 1.
-    """
+    """``batch_size`` as an int; TypeError for a non-integer, DataError below 1."""
     if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral):
         raise TypeError(f"{name} must be an integer, not {type(batch_size).__name__} ({batch_size!r})")
     if batch_size < 1:

@@ -1,6 +1,5 @@
-"""The one timing loop: warm-up, then calls timed for a duration. ``fastclf benchmark``'s workers
-and ``accelerate --auto``'s brief timing both use it, through ``Classifier.predict_proba``
-(tokenization, long-text windows and the head included)."""
+"""The one timing loop (warm-up, then calls timed for a duration), used by the benchmark's workers and by
+``accelerate --auto`` through ``Classifier.predict_proba`` (tokenizing and the head included)."""
 
 from __future__ import annotations
 
@@ -35,8 +34,9 @@ def cycle_batches(texts: Sequence[str], size: int, start: int = 0) -> Iterator[l
 
 def time_calls(call: Callable[[list[str]], Any], batches: Iterator[list[str]], *, warmup_s: float,
                warmup_min: int, duration_s: float, min_calls: int) -> tuple[list[int], list[int], int]:
-    """Warm up, then time calls for ``duration_s`` (and at least ``min_calls``); return
-    (per-call ns, texts per call, warm-up calls)."""
+    """Warm up, then time calls for ``duration_s`` (at least ``min_calls``).
+
+    Returns (per-call ns, texts per call, warm-up calls)."""
     clock = time.perf_counter_ns
     warm = 0
     end = clock() + int(warmup_s * 1e9)
@@ -57,8 +57,7 @@ def time_calls(call: Callable[[list[str]], Any], batches: Iterator[list[str]], *
 
 def time_classifier(clf: Any, texts: Sequence[str], *, one_text_seconds: float = 1.5, batch_seconds: float = 2.0,
                     batch_size: int = 32) -> Timing:
-    """Brief timing of a Classifier on this machine: p50 of one-text calls over ``one_text_seconds``
-    (texts taken in turn), then texts/s at ``batch_size`` over ``batch_seconds``."""
+    """Brief timing of a Classifier: p50 of one-text calls, then texts/s at ``batch_size``."""
     texts = [t for t in texts if t.strip()] or ["a short example text"]
 
     def call(batch: list[str]) -> None:

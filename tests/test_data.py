@@ -155,3 +155,19 @@ def test_read_texts_single_column(tmp_path):
     (tmp_path / "t.csv").write_text("snippet\nhello\nworld\n", encoding="utf-8")
     df, col = read_texts(tmp_path / "t.csv")
     assert col == "snippet" and df[col].tolist() == ["hello", "world"]
+
+
+def test_one_text_check_names_the_file_rows_or_the_item():
+    from fastclf.texts import check_texts
+
+    with pytest.raises(DataError, match=r"d\.csv: empty or missing text in column 'body' at rows 12, 14"):
+        check_texts(["a", None, "b", "  ", "c"], "d.csv", column="body", offset=10)
+    with pytest.raises(DataError, match=r"lone surrogate\) in column 'text' at row 11 "):
+        check_texts(["ok", "x\udc80"], "d.csv", offset=9)
+    with pytest.raises(DataError, match="list or object instead of a text at row 1 "):
+        check_texts([["a"], "b"], "d.csv")
+    with pytest.raises(DataError, match=r"^text 2 \(counted from 0\) is not valid Unicode"):
+        check_texts(["ok", "fine", "x\udc80"])
+    assert check_texts(["a", 5, 1.5], "d.csv") == ["a", "5", "1.5"]  # the readers keep scalar cells as text
+    with pytest.raises(TypeError, match="item 1 is int"):
+        check_texts(["a", 5])  # the API does not

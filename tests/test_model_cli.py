@@ -443,3 +443,15 @@ def test_cli_train_names_skewed_classes_and_the_class_weight_option(tiny_body_di
     assert ("--class-weight balanced" in text) and (("try --class-weight" in text) == (class_weight == "none"))
     cfg = json.loads((out / "fastclf.json").read_text())
     assert cfg["training"]["settings"]["class_weight"] == class_weight
+
+
+def test_server_counts_tokens_by_the_chunkers_rule(tiny_model):
+    from fastclf.scoring.serve.batcher import token_counter
+
+    clf = Classifier.load(tiny_model)
+    chunker = clf.chunker
+    cap = chunker.window * chunker.max_chunks
+    short, long = "a goal in the last minute", "word " * (chunker.max_chars // 2)
+    counts = token_counter(clf)([short, long, "x" * (chunker.max_chars + 100)])
+    assert counts[0] == len(chunker.tokenizer.encode(short, add_special_tokens=False).ids)
+    assert counts[1] == cap and 1 <= counts[2] <= cap  # a long text costs the windows the model embeds, no more

@@ -1,5 +1,4 @@
-"""File formats and compression: which format a data file is by its name, opening its
-decompressed bytes, and the one-line error for a file that cannot be read."""
+"""Data file formats and compression by name, decompressed bytes, and the one-line read error."""
 
 from __future__ import annotations
 
@@ -18,16 +17,8 @@ import pandas as pd
 
 from fastclf.errors import DataError, first_line
 
-FORMATS = {
-    ".csv": "csv",
-    ".tsv": "tsv",
-    ".tab": "tsv",
-    ".jsonl": "jsonl",
-    ".ndjson": "jsonl",
-    ".json": "jsonl",
-    ".parquet": "parquet",
-    ".pq": "parquet",
-}
+FORMATS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl",
+           ".parquet": "parquet", ".pq": "parquet"}
 #: compression suffixes and pandas' names for them
 COMPRESSION_NAMES = {".gz": "gzip", ".bz2": "bz2", ".xz": "xz", ".zst": "zstd", ".zip": "zip"}
 COMPRESSIONS = tuple(COMPRESSION_NAMES)
@@ -40,20 +31,13 @@ READ_ERRORS: tuple[type[BaseException], ...] = (
 
 
 def format_of(path: Path) -> str:
-    """``csv``, ``tsv``, ``jsonl`` or ``parquet``, by the file's suffix (a compression suffix skipped).
-
-    Raises:
-        DataError: an unknown suffix.
-    """
+    """``csv``, ``tsv``, ``jsonl`` or ``parquet`` by the file's suffix (after a compression suffix)."""
     suffixes = [s.lower() for s in path.suffixes]
     if suffixes and suffixes[-1] in COMPRESSIONS:
         suffixes = suffixes[:-1]
     fmt = FORMATS.get(suffixes[-1] if suffixes else "")
     if fmt is None:
-        raise DataError(
-            f"{path}: unknown file type {path.suffix or '(none)'!r}; "
-            "use .csv, .tsv, .jsonl or .parquet"
-        )
+        raise DataError(f"{path}: unknown file type {path.suffix or '(none)'!r}; use .csv, .tsv, .jsonl or .parquet")
     return fmt
 
 
@@ -72,27 +56,21 @@ def is_supported(path: Path) -> bool:
 
 
 def separator(fmt: str, header: str | None = None) -> str:
-    """The cell separator of a CSV or TSV file: the format's own (comma, tab) unless the file's
-    ``header`` line has none of it and has another: a ``.csv`` saved by a spreadsheet as
-    tab- or semicolon-separated (as many locales do), or a comma file named ``.tsv``."""
+    """The cell separator of a CSV or TSV file: the format's own unless the ``header`` line has none of it and
+    another (a spreadsheet's tab- or semicolon-separated ``.csv``, a comma file named ``.tsv``)."""
     own = "\t" if fmt == "tsv" else ","
     if header is None or own in header:
         return own
     return next((sep for sep in ("\t", ";", ",") if sep in header), own)
 
 
-#: a CSV or TSV header with more columns is refused before pandas parses it (a million
-#: columns of a 14 MB file took gigabytes)
+#: a CSV or TSV header with more columns is refused before pandas parses it (gigabytes of memory otherwise)
 MAX_COLUMNS = 10_000
 
 
 def csv_separator(path: Path, fmt: str, data: bytes) -> str:
-    """The separator (see :func:`separator`) of a CSV or TSV file whose bytes start with ``data``
-    (its first line at least).
-
-    Raises:
-        DataError: the header has more than :data:`MAX_COLUMNS` columns, or a name twice.
-    """
+    """The :func:`separator` of a CSV or TSV file starting with ``data``; DataError for more than
+    :data:`MAX_COLUMNS` columns or a name twice."""
     header = data.split(b"\n", 1)[0].decode("utf-8", errors="replace").lstrip("\ufeff")
     sep = separator(fmt, header)
     n = header.count(sep) + 1
@@ -107,20 +85,14 @@ def csv_separator(path: Path, fmt: str, data: bytes) -> str:
 
 
 def csv_options(fmt: str, sep: str | None = None) -> dict[str, Any]:
-    """``pandas.read_csv`` options of a CSV or TSV file: cells as strings, empty cells missing;
-    ``sep`` from :func:`separator` (default: the format's own)."""
+    """``pandas.read_csv`` options of a CSV or TSV file: cells as strings, empty cells missing."""
     return {"sep": sep or separator(fmt), "encoding": "utf-8", "dtype": object,
             "keep_default_na": False, "na_values": [""]}
 
 
 def open_decompressed(path: Path, fileobj: IO[bytes] | None = None) -> IO[bytes]:
-    """The decompressed bytes of ``path`` (or of ``fileobj``, its bytes already read), by the
-    path's last suffix (.gz, .bz2, .xz, .zst, .zip, or none).
-
-    Raises:
-        DataError: a .zip does not hold exactly one file, or the zstandard package is missing for a .zst file.
-        OSError, zipfile.BadZipFile: the file cannot be opened.
-    """
+    """The decompressed bytes of ``path`` (or of ``fileobj``, its bytes already read), by its last suffix.
+    DataError for a .zip not holding exactly one file, or a .zst without the zstandard package."""
     compression = compression_of(path)
     source: Path | IO[bytes] = fileobj if fileobj is not None else path
     if compression in WRITABLE_COMPRESSION:
@@ -142,22 +114,14 @@ def open_decompressed(path: Path, fileobj: IO[bytes] | None = None) -> IO[bytes]
 
 
 def read_bytes(path: Path) -> bytes:
-    """All the decompressed bytes of ``path`` (see :func:`open_decompressed`).
-
-    Raises:
-        OSError: the file cannot be read.
-        DataError: the file is damaged or truncated, a .zip does not hold exactly one file, or
-            the zstandard package is missing for a .zst file.
-    """
+    """All the decompressed bytes of ``path``; DataError for a damaged or truncated file."""
     raw = path.read_bytes()
     if compression_of(path) is None:
         return raw
     try:
         with open_decompressed(path, io.BytesIO(raw)) as fh:
             return fh.read()
-    except DataError:
-        raise
-    except (MemoryError, KeyboardInterrupt):
+    except (DataError, MemoryError):
         raise
     except Exception as exc:  # zlib.error, EOFError (truncated), OSError, LZMAError, BadZipFile, ZstdError...
         raise DataError(f"{path}: cannot decompress ({path.suffix.lower()}): the file is damaged or truncated "

@@ -13,7 +13,6 @@ import numpy as np
 import pandas as pd
 
 from fastclf.data.columns import (
-    COUNTED,
     LABEL_COLUMNS,
     find_column,
     find_text_column,
@@ -22,22 +21,18 @@ from fastclf.data.columns import (
     is_nested,
     refuse_cells,
     require_column,
-    rows,
-    text_cells,
 )
 from fastclf.data.reading import read_table
 from fastclf.errors import DataError
+from fastclf.texts import COUNTED, check_texts, rows
 
 DEFAULT_LABEL_SEPARATOR = "|"
 
 
 @dataclass
 class LabeledData:
-    """Texts with their labels.
-
-    ``labels`` holds one string per text, or for multi-label data a list of strings per
-    text. ``classes`` is the sorted set of label names.
-    """
+    """Texts with their labels: one string a text, or a list of strings for multi-label data;
+    ``classes`` is the sorted set of label names."""
 
     texts: list[str]
     labels: list
@@ -49,65 +44,38 @@ class LabeledData:
 
     def __post_init__(self) -> None:
         if not self.classes:
-            if self.multi_label:
-                self.classes = sorted({c for row in self.labels for c in row})
-            else:
-                self.classes = sorted(set(self.labels))
+            self.classes = sorted({c for row in self.labels for c in row} if self.multi_label else set(self.labels))
 
     def __len__(self) -> int:
         return len(self.texts)
 
     def counts(self) -> dict[str, int]:
         """Examples per class (for multi-label data: texts that carry each label)."""
-        if self.multi_label:
-            counter = Counter(c for row in self.labels for c in row)
-        else:
-            counter = Counter(self.labels)
+        counter = Counter(c for row in self.labels for c in row) if self.multi_label else Counter(self.labels)
         return {c: counter.get(c, 0) for c in self.classes}
 
     def subset(self, indices: Iterable[int]) -> LabeledData:
         indices = list(indices)
-        return replace(
-            self,
-            texts=[self.texts[i] for i in indices],
-            labels=[self.labels[i] for i in indices],
-            classes=list(self.classes),
-        )
+        return replace(self, texts=[self.texts[i] for i in indices], labels=[self.labels[i] for i in indices],
+                       classes=list(self.classes))
 
     def label_matrix(self) -> np.ndarray:
         """Multi-hot matrix (n, n_classes) of a multi-label set."""
-        index = {c: i for i, c in enumerate(self.classes)}
-        out = np.zeros((len(self.labels), len(self.classes)), dtype=np.int64)
-        for row, labels in enumerate(self.labels):
-            for label in labels:
-                out[row, index[label]] = 1
-        return out
+        from sklearn.preprocessing import MultiLabelBinarizer
+
+        return MultiLabelBinarizer(classes=self.classes).fit_transform(self.labels).astype(np.int64)
 
 
-def read_labeled(
-    path: str | Path,
-    *,
-    text_column: str | None = None,
-    label_column: str | None = None,
-    label_columns: list[str] | None = None,
-    label_separator: str = DEFAULT_LABEL_SEPARATOR,
-) -> LabeledData:
-    """Read texts and labels from a data file.
-
-    The text and label columns are found by common names unless given. The data is
-    multi-label when a label cell holds a list (JSON Lines) or several labels joined by
-    ``label_separator``, or when the labels are given as 0/1 columns (``label_columns``,
-    or found automatically when there is no label column and every other column is 0/1).
-
-    Raises:
-        DataFileNotFound, DataError
-    """
+def read_labeled(path: str | Path, *, text_column: str | None = None, label_column: str | None = None,
+                 label_columns: list[str] | None = None, label_separator: str = DEFAULT_LABEL_SEPARATOR) -> LabeledData:
+    """Texts and labels of a data file, columns found by common names unless given. Multi-label when a
+    label cell holds a list or ``label_separator``, or labels are 0/1 columns (given, or all other columns)."""
     if not isinstance(label_separator, str) or not label_separator:
         raise DataError("--label-separator must be at least one character")
     df = read_table(path)
     columns = list(df.columns)
     text_col = find_text_column(columns, text_column, path, sole_column=False)
-    texts = text_cells(df[text_col].tolist(), text_col, path)
+    texts = check_texts(df[text_col].tolist(), path, column=text_col)
 
     if label_columns:
         for c in label_columns:
@@ -120,29 +88,20 @@ def read_labeled(
         others = [c for c in columns if c != text_col]
         if len(others) >= 2 and all(is_binary_column(df[c]) for c in others):
             return _from_binary_columns(df, others, path, texts, text_col)
-        raise DataError(
-            f"{path}: no label column found (looked for {', '.join(LABEL_COLUMNS)}); "
-            f"columns are: {', '.join(columns)}; name it with --label-column"
-        )
+        raise DataError(f"{path}: no label column found (looked for {', '.join(LABEL_COLUMNS)}); "
+                        f"columns are: {', '.join(columns)}; name it with --label-column")
     labels, multi = _labels_of(df[label_col].tolist(), label_col, label_separator, path)
-    return LabeledData(texts, labels, multi_label=multi, source=str(path), text_column=text_col, label_columns=[label_col])
+    return LabeledData(texts, labels, multi_label=multi, source=str(path), text_column=text_col,
+                       label_columns=[label_col])
 
 
 def _labels_of(values: list[Any], column: str, separator: str, path: str | Path) -> tuple[list[Any], bool]:
-    """The labels of a label column: (one string per row, False), or for multi-label data
-    (a sorted list of strings per row, True).
-
-    Raises:
-        DataError: a cell is empty or missing, or holds an object or a list of non-labels.
-    """
-    refuse_cells(values, is_missing, lambda at: (
-        f"{path}: empty or missing label in column {column!r} at {at} {COUNTED}"))
-    refuse_cells(values, _not_a_label, lambda at: (
-        f"{path}: column {column!r} holds an object (or a list of non-labels) at {at}; "
-        "a label is a string, or a list of strings for multi-label data"))
-    multi = any(isinstance(v, (list, tuple, np.ndarray)) for v in values) or any(
-        isinstance(v, str) and separator in v for v in values
-    )
+    """The labels of a column: (a string a row, False), or (a sorted list of strings a row, True)."""
+    refuse_cells(values, is_missing, lambda at: f"{path}: empty or missing label in column {column!r} at {at} "
+                 f"{COUNTED}")
+    refuse_cells(values, _not_a_label, lambda at: (f"{path}: column {column!r} holds an object (or a list of "
+                                                   f"non-labels) at {at}; a label is a string, or a list of strings"))
+    multi = any(isinstance(v, (list, tuple, np.ndarray)) or isinstance(v, str) and separator in v for v in values)
     if not multi:
         return [_label_str(v).strip() for v in values], False
     labels: list[list[str]] = []
@@ -154,23 +113,16 @@ def _labels_of(values: list[Any], column: str, separator: str, path: str | Path)
 
 def _not_a_label(value: Any) -> bool:
     """An object, or a list holding anything but labels."""
-    return isinstance(value, (dict, set)) or (
-        isinstance(value, (list, tuple, np.ndarray)) and any(is_nested(p) or p is None for p in value))
+    return isinstance(value, (dict, set)) or is_nested(value) and any(is_nested(p) or p is None for p in value)
 
 
 def _label_str(value: Any) -> str:
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
 
 
 def _from_binary_columns(df: pd.DataFrame, columns: list[str], path: str | Path, texts: list[str],
                          text_column: str) -> LabeledData:
-    """Multi-label data from 0/1 label ``columns``.
-
-    Raises:
-        DataError: a cell is empty or not 0/1.
-    """
+    """Multi-label data from 0/1 label ``columns`` (DataError for a cell that is empty or not 0/1)."""
     labels: list[list[str]] = [[] for _ in texts]
     for c in columns:
         for i, v in enumerate(df[c].tolist()):
@@ -186,13 +138,8 @@ def _from_binary_columns(df: pd.DataFrame, columns: list[str], path: str | Path,
 
 
 def read_texts(path: str | Path, *, text_column: str | None = None) -> tuple[pd.DataFrame, str]:
-    """Read a file of texts to predict: returns the table and the name of its text column
-    (found by common names, or the only column).
-
-    Raises:
-        DataFileNotFound, DataError
-    """
+    """A file of texts to predict: the table and its text column (by common names, or the only column)."""
     df = read_table(path)
     col = find_text_column(list(df.columns), text_column, path)
-    text_cells(df[col].tolist(), col, path)
+    check_texts(df[col].tolist(), path, column=col)
     return df, col

@@ -1,5 +1,4 @@
-"""Reading a whole data file into a DataFrame (CSV, TSV, JSON Lines or a JSON array, Parquet;
-compressed too), every error turned into one clear line."""
+"""Reading a whole data file (CSV, TSV, JSON Lines or array, Parquet; compressed too) into a DataFrame."""
 
 from __future__ import annotations
 
@@ -14,14 +13,10 @@ from fastclf.errors import DataError, DataFileNotFound, first_line
 
 
 def read_table(path: str | Path) -> pd.DataFrame:
-    """Read a data file into a DataFrame, with every error turned into one clear line.
-
-    CSV and TSV cells are read as strings, empty cells as missing.
+    """A data file as a DataFrame (CSV cells as strings, empty ones missing), every error one clear line.
 
     Raises:
-        DataFileNotFound: the file does not exist.
-        DataError: the file cannot be decompressed or parsed, is not UTF-8, has no rows, or has
-            duplicate column names.
+        DataFileNotFound, DataError: not decompressed or parsed, not UTF-8, no rows, duplicate column names.
     """
     path = Path(path)
     if not path.exists():
@@ -35,13 +30,16 @@ def read_table(path: str | Path) -> pd.DataFrame:
         raise DataError(f"{path}: cannot read: {first_line(exc)}") from None
     try:
         df = _parse(path, fmt, data)
-    except DataError:
-        raise
-    except (MemoryError, KeyboardInterrupt):
+    except (DataError, MemoryError):
         raise
     except Exception as exc:  # pandas, pyarrow and csv raise many types for a malformed file
         raise read_error(path, fmt, exc) from None
-    _check_frame(path, fmt, df)
+    if len(df) == 0:
+        raise DataError(f"{path} has no data rows")
+    df.columns = [str(c) for c in df.columns]
+    dup = sorted({c for c in df.columns if list(df.columns).count(c) > 1})
+    if dup:
+        raise DataError(f"{path}: duplicate column names: {', '.join(dup)}")
     return df
 
 
@@ -54,38 +52,23 @@ def _parse(path: Path, fmt: str, data: bytes) -> pd.DataFrame:
     return pd.read_parquet(io.BytesIO(data))
 
 
-def _check_frame(path: Path, fmt: str, df: pd.DataFrame) -> None:
-    """Turn the column names into strings and check the table has rows and distinct columns."""
-    if len(df) == 0:
-        raise DataError(f"{path} has no data rows")
-    df.columns = [str(c) for c in df.columns]
-    if len(set(df.columns)) != len(df.columns):
-        dup = sorted({c for c in df.columns if list(df.columns).count(c) > 1})
-        raise DataError(f"{path}: duplicate column names: {', '.join(dup)}")
-
-
 def _read_json(path: Path, data: bytes) -> pd.DataFrame:
     """JSON Lines (one object a line), or one JSON array of objects."""
     text = data.decode("utf-8").lstrip("\ufeff")
-    stripped = text.lstrip()
-    if stripped.startswith("["):
-        return _read_json_array(path, stripped)
+    if text.lstrip().startswith("["):
+        records = load_json_as(text, list, DataError, lambda exc: f"{path}: invalid JSON: {first_line(exc)}",
+                               f"{path}: expected a JSON array of objects")
+        for i, row in enumerate(records):
+            if not isinstance(row, dict):
+                raise DataError(f"{path}: item {i + 1} of the JSON array is {type(row).__name__}, not an object")
+        return pd.DataFrame.from_records(records)
     rows = []
     for lineno, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         rows.append(load_json_as(
             line, dict, DataError,
-            lambda exc: f"{path}: line {lineno} is not valid JSON: {getattr(exc, 'msg', first_line(exc))}",  # noqa: B023
+            lambda exc: f"{path}: line {lineno} is not valid JSON: "  # noqa: B023
+                        f"{getattr(exc, 'msg', first_line(exc))}",
             f"{path}: line {lineno} is not a JSON object"))
     return pd.DataFrame.from_records(rows)
-
-
-def _read_json_array(path: Path, text: str) -> pd.DataFrame:
-    """A plain JSON array of records."""
-    records = load_json_as(text, list, DataError, lambda exc: f"{path}: invalid JSON: {first_line(exc)}",
-                           f"{path}: expected a JSON array of objects")
-    for i, row in enumerate(records):
-        if not isinstance(row, dict):
-            raise DataError(f"{path}: item {i + 1} of the JSON array is {type(row).__name__}, not an object")
-    return pd.DataFrame.from_records(records)

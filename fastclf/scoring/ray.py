@@ -62,15 +62,13 @@ class _Scorer:
         self.answer = answer
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
-        from fastclf.data.columns import is_missing
         from fastclf.scoring.stream import score_chunk
+        from fastclf.texts import check_texts
 
         if self.text_column not in batch.columns:
             raise DataError(f"no column {self.text_column!r} in the dataset; columns are: {', '.join(batch.columns)}")
-        values = batch[self.text_column].tolist()
-        if any(is_missing(v) for v in values):
-            raise DataError(f"empty or missing text in column {self.text_column!r}")
-        return score_chunk(self.clf, batch, [str(v) for v in values], batch_size=self.batch_size, answer=self.answer)
+        texts = check_texts(batch[self.text_column].tolist(), "a Ray batch", column=self.text_column)
+        return score_chunk(self.clf, batch, texts, batch_size=self.batch_size, answer=self.answer)
 
 
 def cpus_per_actor(total_cpus: float, concurrency: int, requested: float = 1.0) -> float:

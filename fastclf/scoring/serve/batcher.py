@@ -24,30 +24,9 @@ class ShuttingDown(Exception):
 
 
 def token_counter(clf: Any) -> Callable[[list[str]], list[int]]:
-    """A function giving the tokens each text costs ``clf``: its tokens by the body's own tokenizer
-    (special tokens aside, at least 1), at most the windows the model embeds of a long text. A body
-    without a fast tokenizer costs a text its characters (a token covers at least one)."""
-    from fastclf.chunking import window_of
-
-    found = window_of(getattr(clf, "body", None))
-    if found is None:
-        return lambda texts: [max(1, len(t)) for t in texts]
-    from tokenizers import Tokenizer
-
-    tokenizer = Tokenizer.from_str(found[0].to_str())  # type: ignore[attr-defined]
-    tokenizer.no_truncation()
-    tokenizer.no_padding()
-    policy = getattr(getattr(clf, "config", None), "long_texts", None)
-    cap = found[1] * (policy.max_chunks if policy is not None and policy.mode == "chunk" else 1)
-
-    def count(texts: list[str]) -> list[int]:
-        out: list[int] = []
-        for i in range(0, len(texts), 32):  # a few texts at a time, each read up to 16 x cap characters: bounded memory
-            encodings = tokenizer.encode_batch([t[:16 * cap] for t in texts[i:i + 32]], add_special_tokens=False)
-            out += [max(1, min(len(e.ids), cap)) for e in encodings]
-        return out
-
-    return count
+    """The tokens each text costs ``clf``, by its Chunker's rule; its characters without a fast tokenizer."""
+    chunker = clf.chunker
+    return chunker.count_tokens if chunker is not None else lambda texts: [max(1, len(t)) for t in texts]
 
 
 def _trim_heap() -> None:

@@ -10,12 +10,12 @@ from typing import IO, Any
 import numpy as np
 import pandas as pd
 
-from fastclf.data.columns import text_cells
 from fastclf.errors import DataError
 from fastclf.model import UNSURE
 from fastclf.scoring.stream.inputs import DEFAULT_CHUNK_SIZE, FileJob, iter_chunks
 from fastclf.scoring.stream.outputs import ScoredChunks, ScoreResult, write_jobs
 from fastclf.scoring.stream.plan import plan
+from fastclf.texts import check_texts
 
 
 def texts_of(chunk: pd.DataFrame, column: str, path: Path, offset: int) -> list[str]:
@@ -27,7 +27,7 @@ def texts_of(chunk: pd.DataFrame, column: str, path: Path, offset: int) -> list[
     """
     if column not in chunk.columns:
         raise DataError(f"{path}: no column {column!r} in rows {offset + 1}-{offset + len(chunk)}")
-    return text_cells(chunk[column].tolist(), column, path, offset=offset)
+    return check_texts(chunk[column].tolist(), path, column=column, offset=offset)
 
 
 def add_predictions(chunk: pd.DataFrame, proba: np.ndarray, labels: Sequence[Any], classes: Iterable[str],
