@@ -334,21 +334,13 @@ def _model_config(data: LabeledData, config: TrainConfig, settings: dict[str, An
     from fastclf.config import LongTexts, TrainingRecord
 
     source_path = str(Path(data.source).resolve()) if data.source and Path(data.source).is_file() else None
-    record = TrainingRecord(
-        settings=settings,
-        selection={**{k: v for k, v in asdict(selection).items() if k != "held_out"}, "description": description},
-        examples=len(data),
-        examples_per_class=data.counts(),
-        long_texts=n_long,
-        seconds=round(seconds, 1),
-        seconds_by_step={k: round(v, 1) for k, v in timings.items()},
-        source=data.source,
-        source_path=source_path,
-        text_column=data.text_column,
-        label_columns=tuple(data.label_columns),
-    )
+    selected = {**{k: v for k, v in asdict(selection).items() if k != "held_out"}, "description": description}
+    record = TrainingRecord(settings=settings, selection=selected, examples=len(data),
+                            examples_per_class=data.counts(), long_texts=n_long, seconds=round(seconds, 1),
+                            seconds_by_step={k: round(v, 1) for k, v in timings.items()}, source=data.source,
+                            source_path=source_path, text_column=data.text_column,
+                            label_columns=tuple(data.label_columns))
+    versions = package_versions(("setfit", "sentence-transformers", "transformers", "torch", "scikit-learn"))
     return ModelConfig(labels=tuple(data.classes), multi_label=data.multi_label, base_model=settings["model"],
                        long_texts=LongTexts(mode=config.long_texts, max_chunks=config.max_chunks),
-                       calibration=calibration, training=record,
-                       versions=package_versions(("setfit", "sentence-transformers", "transformers", "torch",
-                                                  "scikit-learn")))
+                       calibration=calibration, training=record, versions=versions)
