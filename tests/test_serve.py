@@ -582,7 +582,7 @@ def test_parse_size_and_settings_checks():
 def test_micro_batcher_interleaves_bounds_tokens_and_drains():
     import asyncio
 
-    from fastclf.scoring.serve import MicroBatcher, QueueFull, ShuttingDown
+    from fastclf.scoring.serve import MicroBatcher, QueueFull, ServeSettings, ShuttingDown
 
     calls: list[list[str]] = []
     gate = threading.Event()
@@ -603,7 +603,8 @@ def test_micro_batcher_interleaves_bounds_tokens_and_drains():
 
     async def scenario():
         # a text costs its characters here: "10" is 2 tokens; at most 3 texts and 4 tokens a batch
-        batcher = MicroBatcher(fake_predict, max_batch=3, max_batch_tokens=4, max_wait_s=0.05, max_queue=10)
+        settings = ServeSettings(max_batch=3, max_batch_tokens=4, max_wait_ms=50, max_queue=10)
+        batcher = MicroBatcher(fake_predict, settings)
         batcher.start()
         first = asyncio.create_task(batcher.submit(["9"]))
         await until(lambda: calls)  # the worker is busy with ["9"] until the gate opens

@@ -1,12 +1,5 @@
-"""Run a few CPU-bound jobs side by side in forked processes (cross-validation folds).
-
-Fine-tuning a small body on a few dozen texts keeps two cores only partly busy, so two folds
-run at once, one thread each (benchmarks/studies/training-time.md). A fork shares the loaded model and the texts
-without pickling them; each child sets its own thread count before any work, as PyTorch's
-data-loader workers do, and sends back only its (small, picklable) result. An error in a
-child is raised again in the parent with its message; a child that dies without a word
-(killed, out of memory) raises :class:`~fastclf.errors.TrainingError`.
-"""
+"""Run CPU-bound jobs side by side in forked children (cross-validation folds; benchmarks/studies/training-time.md):
+a fork shares the loaded model without pickling; each child sets its threads and sends back its small result."""
 
 from __future__ import annotations
 
@@ -38,12 +31,8 @@ def _child(job: Callable[[], Any], threads: int, conn: Any) -> None:
 
 
 def run_forked(jobs: Sequence[Callable[[], T]], *, threads_each: int) -> list[T]:
-    """Run ``jobs`` at once, each in a forked child with ``threads_each`` torch threads, and
-    return their results in order.
-
-    Raises:
-        TrainingError: a job failed (its message) or its process died.
-    """
+    """The results of ``jobs``, in order, each run at once in a forked child with ``threads_each`` torch
+    threads; TrainingError with a job's message, or when its process died."""
     ctx = multiprocessing.get_context("fork")
     running = []
     for job in jobs:

@@ -1,15 +1,6 @@
-"""Choosing the recipe by cross-validation on the user's own examples (see :mod:`fastclf.training.trainer`).
-
-The examples are split into stratified folds. On each fold the head is fit on the untuned
-body's embeddings of the other folds, and a copy of the body is fine-tuned on the other folds
-and scored on the held-out fold after several numbers of epochs, with every head C of
-:data:`C_GRID` (an epoch of a choice runs at least :data:`MIN_STEPS_PER_EPOCH` optimizer steps, so
-a small set runs more epochs). The best fine-tuning (epochs, C) by held-out accuracy over the folds
-wins unless the untuned body (0 epochs, its best C) is ahead of it by more than
-:data:`UNTUNED_MARGIN_Z` standard errors; other ties go to fewer epochs. When the first fold already separates the untuned
-body from fine-tuning by more than :data:`DECISIVE_Z` standard errors, the other folds are
-skipped.
-"""
+"""Choosing the recipe by cross-validation on the user's examples: on each fold, the head (every C of
+:data:`C_GRID`) on the untuned body and on a fold-tuned copy after each number of epochs
+(benchmarks/studies/recipe-rules.md)."""
 
 from __future__ import annotations
 
@@ -34,26 +25,20 @@ C_GRID = (0.1, 1.0, 10.0, 100.0)
 EPOCH_CHOICES = (0, 2, 4)
 #: epochs when fine-tuning is forced (``finetune="always"``) without a number of epochs
 DEFAULT_EPOCHS = 4
-#: from this many classes a logistic head takes long enough to fit that training says when it starts
+#: from this many classes a head fit takes long enough that training says when it starts
 MANY_CLASSES = 100
+#: optimizer steps an epoch of a chosen number runs at least (benchmarks/studies/steps-study.md)
+MIN_STEPS_PER_EPOCH = 8
+#: standard errors by which the folds must put the untuned body ahead of fine-tuning to choose it
+#: (benchmarks/studies/untuned-or-finetuned.md)
+UNTUNED_MARGIN_Z = 1.5
+#: standard errors of difference between untuned and fine-tuned on the first fold that skip the others
+DECISIVE_Z = 2.0
 
 
 def head_note(n_classes: int, what: str) -> str:
     """A progress line for a long head fit (``MANY_CLASSES`` classes or more), else ""."""
     return f"{what} ({n_classes} classes): this takes a while" if n_classes >= MANY_CLASSES else ""
-
-
-#: optimizer steps an epoch of a recipe's choice runs at least: on a few dozen examples an epoch is
-#: one to four batches, and a few steps barely move the body (benchmarks/studies/steps-study.md). A
-#: small set runs more epochs instead; an epoch count the user fixes (``--epochs``) is run as given.
-MIN_STEPS_PER_EPOCH = 8
-#: the untuned body is chosen over the best fine-tuning only when the folds put it ahead by more than
-#: this many standard errors (of a difference of two proportions, :func:`settles`): the folds are small,
-#: and fine-tuning usually wins on the test texts (benchmarks/studies/untuned-or-finetuned.md).
-UNTUNED_MARGIN_Z = 1.5
-#: the first fold settles the choice when the untuned body and the best fine-tuning differ there
-#: by more than this many standard errors (of a difference of two proportions)
-DECISIVE_Z = 2.0
 
 
 @dataclass
@@ -66,12 +51,9 @@ class Selection:
     folds: int = 0
     scores: dict[str, float] = field(default_factory=dict)  # "<epochs>" -> best held-out accuracy over C
     steps: int = 0  # optimizer steps of the fine-tuning on all the examples
-    # "all examples": the final body is fine-tuned on all the examples after the choice;
-    # "average of N folds": it is the average of the N fold bodies' weights at the chosen steps
-    final_body: str = "all examples"
+    final_body: str = "all examples"  # or "average of N folds": the mean of the fold bodies' weights
     note: str = ""  # why a choice was left out (said after the description)
-    # the chosen (epochs, C)'s held-out scores and true labels over the folds that ran (Scores.out_of_fold):
-    # what calibration is fitted on; not part of the training record
+    # the chosen (epochs, C)'s held-out scores and labels: what calibration is fitted on; not recorded
     held_out: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -84,26 +66,19 @@ class Selection:
         return self.finetuned and self.final_body != "all examples"
 
 
-def head_class_weight(config: Any) -> str | None:
-    """sklearn's ``class_weight`` for the head from ``config.class_weight`` ("balanced" or "none")."""
-    return None if getattr(config, "class_weight", "none") == "none" else "balanced"
-
-
 def can_contrast(labels: Sequence[Any]) -> bool:
-    """Whether the contrastive loss can learn from single-label ``labels`` (class indices): the
-    label-grouped batches leave out classes with one example, and batches of a single class have
-    nothing to contrast, so with fewer than two classes of two examples the body does not move."""
+    """Whether the contrastive loss can learn from class indices ``labels``: it needs two classes of
+    two examples (label-grouped batches leave out single examples, and one class has nothing to contrast)."""
     return int((np.bincount(np.asarray(labels, dtype=int)) >= 2).sum()) >= 2
 
 
 def steps_per_epoch(n: int, batch_size: int) -> int:
-    """Optimizer steps of one epoch over ``n`` examples (label-grouped batches of ``batch_size``)."""
+    """Optimizer steps of one epoch over ``n`` examples."""
     return max(1, math.ceil(n / batch_size))
 
 
 def planned_epochs(epochs: int, per_epoch: int) -> int:
-    """Epochs to run for a choice of ``epochs`` where an epoch is ``per_epoch`` optimizer steps: at
-    least :data:`MIN_STEPS_PER_EPOCH` steps an epoch of the choice."""
+    """Epochs to run for a choice of ``epochs``: at least :data:`MIN_STEPS_PER_EPOCH` steps an epoch of the choice."""
     if epochs <= 0:
         return 0
     return max(epochs, math.ceil(epochs * MIN_STEPS_PER_EPOCH / per_epoch))
@@ -118,32 +93,27 @@ def duplicate_groups(texts: Sequence[str]) -> np.ndarray | None:
 
 def folds(y: np.ndarray, k: int, seed: int, multi_label: bool,
           groups: np.ndarray | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
-    """``k`` shuffled folds (stratified for single-label data). With ``groups``, the copies of a text
-    stay in one fold: a copy on each side would let the held-out part be scored on texts the head
-    and the fold body were trained on, and push the choice toward the weakest regularisation."""
+    """``k`` shuffled folds (stratified for single-label data); the copies of a text (``groups``) stay
+    in one fold, else the held-out part would be scored on texts the fold was trained on."""
     from sklearn.model_selection import KFold, StratifiedGroupKFold, StratifiedKFold
 
-    if groups is not None:
-        if multi_label:
-            uniq = np.unique(groups)
-            parts = KFold(n_splits=k, shuffle=True, random_state=seed).split(uniq)
-            return [(np.flatnonzero(np.isin(groups, uniq[a])), np.flatnonzero(np.isin(groups, uniq[b])))
-                    for a, b in parts]
-        return list(StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed).split(np.zeros(len(y)), y, groups))
-    if multi_label:
-        splitter = KFold(n_splits=k, shuffle=True, random_state=seed)
-        return list(splitter.split(np.zeros(len(y))))
-    splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
-    return list(splitter.split(np.zeros(len(y)), y))
+    x = np.zeros(len(y))
+    if groups is None and multi_label:
+        return list(KFold(n_splits=k, shuffle=True, random_state=seed).split(x))
+    if groups is None:
+        return list(StratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(x, y))
+    if not multi_label:
+        return list(StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed).split(x, y, groups))
+    uniq = np.unique(groups)
+    parts = KFold(n_splits=k, shuffle=True, random_state=seed).split(uniq)
+    return [(np.flatnonzero(np.isin(groups, uniq[a])), np.flatnonzero(np.isin(groups, uniq[b]))) for a, b in parts]
 
 
 def fit_scores(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, c: float, multi_label: bool,
                seed: int, class_weight: str | None = None, n_classes: int = 2) -> np.ndarray:
-    """Held-out scores of a logistic head fit with ``c`` (and ``class_weight``, single-label only:
-    see :meth:`fastclf.head.LogisticHead.fit`), in the head's terms: single-label, one column a
-    class whose argmax is the prediction (a binary head's score ``z`` as ``[0, z]``, a class absent
-    from the training part ``-inf``); multi-label, one score a label, positive for the label (a label
-    constant in the training part scores ``+inf`` or ``-inf``)."""
+    """Held-out scores of a logistic head fit with ``c``, in the head's terms: single-label, one column a
+    class (argmax: the prediction; a binary score ``z`` as ``[0, z]``, a class absent from training ``-inf``);
+    multi-label, one score a label, positive for the label (``+-inf`` for a label constant in training)."""
     from sklearn.linear_model import LogisticRegression
 
     def fit(yy: np.ndarray, weight: str | None) -> tuple[np.ndarray, np.ndarray]:
@@ -174,26 +144,19 @@ def predicted(scores: np.ndarray, multi_label: bool) -> np.ndarray:
     return (scores > 0).astype(int) if multi_label else np.argmax(scores, axis=1)
 
 
-def _correct(pred: np.ndarray, truth: np.ndarray, multi_label: bool) -> np.ndarray:
-    return (pred == truth).all(axis=1) if multi_label else pred == truth
-
-
 def settles(untuned: float, tuned: float, held_out: int, z: float = DECISIVE_Z) -> bool:
-    """Whether held-out accuracies ``untuned`` and ``tuned`` on ``held_out`` texts differ by more
-    than ``z`` standard errors of a difference of two proportions: then one fold is enough to
-    choose between the untuned body and fine-tuning, and the other folds are skipped."""
+    """Whether accuracies ``untuned`` and ``tuned`` on ``held_out`` texts differ by more than ``z``
+    standard errors of a difference of two proportions."""
     p = (untuned + tuned) / 2
     return abs(tuned - untuned) > z * float(np.sqrt(max(2 * p * (1 - p), 1e-9) / held_out))
 
 
 class Scores:
-    """Correct held-out predictions, summed over folds, for each (epochs, C), and the held-out
-    scores themselves with their true labels (``held_out``): the data calibration is fitted on."""
+    """Correct held-out predictions for each (epochs, C), summed over folds, and the held-out scores
+    with their labels (what calibration is fitted on)."""
 
     def __init__(self, cs: Sequence[float], class_weight: str | None = None, n_classes: int = 2):
-        self.cs = tuple(cs)
-        self.class_weight = class_weight
-        self.n_classes = n_classes
+        self.cs, self.class_weight, self.n_classes = tuple(cs), class_weight, n_classes
         self.correct: dict[tuple[int, float], int] = {}
         self.total: dict[tuple[int, float], int] = {}
         self.held_out: dict[tuple[int, float], list[tuple[np.ndarray, np.ndarray]]] = {}
@@ -202,18 +165,20 @@ class Scores:
             y_test: np.ndarray, multi_label: bool, seed: int) -> None:
         for c in self.cs:
             z = fit_scores(emb_train, y_train, emb_test, c, multi_label, seed, self.class_weight, self.n_classes)
-            key = (epochs, c)
-            self.correct[key] = self.correct.get(key, 0) + int(_correct(predicted(z, multi_label), y_test,
-                                                                        multi_label).sum())
-            self.total[key] = self.total.get(key, 0) + len(y_test)
-            self.held_out.setdefault(key, []).append((z, y_test))
+            right = predicted(z, multi_label) == y_test
+            self._count((epochs, c), int((right.all(axis=1) if multi_label else right).sum()), len(y_test),
+                        [(z, y_test)])
 
     def merge(self, other: Scores) -> None:
         """Add another fold's counts and scores."""
         for key, n in other.correct.items():
-            self.correct[key] = self.correct.get(key, 0) + n
-            self.total[key] = self.total.get(key, 0) + other.total[key]
-            self.held_out.setdefault(key, []).extend(other.held_out.get(key, []))
+            self._count(key, n, other.total[key], other.held_out.get(key, []))
+
+    def _count(self, key: tuple[int, float], correct: int, total: int,
+               held_out: list[tuple[np.ndarray, np.ndarray]]) -> None:
+        self.correct[key] = self.correct.get(key, 0) + correct
+        self.total[key] = self.total.get(key, 0) + total
+        self.held_out.setdefault(key, []).extend(held_out)
 
     def out_of_fold(self, key: tuple[int, float]) -> tuple[np.ndarray, np.ndarray] | None:
         """(held-out scores, their true labels) of ``key`` over the folds that ran, or None."""
@@ -226,10 +191,8 @@ class Scores:
         return self.correct[key] / self.total[key]
 
     def best(self, margin: float = UNTUNED_MARGIN_Z) -> tuple[int, float]:
-        """The best (epochs, C). Among the fine-tunings and among the untuned body's Cs: highest
-        accuracy, then fewer epochs, then the C nearest 1 (sklearn's default). Between the two, the
-        untuned body only when the folds put it ahead by more than ``margin`` standard errors
-        (:func:`settles`; 0: ahead at all), else the fine-tuning: see :data:`UNTUNED_MARGIN_Z`."""
+        """The best (epochs, C): by accuracy, then fewer epochs, then C nearest 1; the untuned body
+        only when ahead of the best fine-tuning by more than ``margin`` standard errors (:func:`settles`)."""
         def rank(k: tuple[int, float]) -> tuple[float, int, float]:
             return self.accuracy(k), -k[0], -abs(float(np.log10(k[1])))
 
@@ -250,8 +213,8 @@ class Scores:
 
     def by_epochs(self) -> dict[str, float]:
         out: dict[str, float] = {}
-        for (e, _c) in self.correct:
-            out[str(e)] = max(out.get(str(e), 0.0), self.accuracy((e, _c)))
+        for key in self.correct:
+            out[str(key[0])] = max(out.get(str(key[0]), 0.0), self.accuracy(key))
         return dict(sorted(out.items(), key=lambda kv: int(kv[0])))
 
 
@@ -282,105 +245,119 @@ def describe(sel: Selection, n: int) -> str:
     return ", ".join(parts) + f" ({held})" + (f"; {sel.note}" if sel.note else "")
 
 
+@dataclass
+class _Recipe:
+    """What choosing the recipe works on: the examples, the settings, the base body, how to embed and tune it."""
+
+    data: LabeledData
+    y: np.ndarray
+    texts: list[str]
+    config: Any
+    base: Any
+    embed: Callable[..., np.ndarray]
+    tune: Callable[..., None]
+    say: Callable[[str], None]
+
+    def __post_init__(self) -> None:
+        config = self.config
+        self.cs = C_GRID if config.head_c is None else (config.head_c,)
+        # an epoch of the contrastive loss is one pass over the examples; the pairs loss draws 2 * num_iterations
+        self.per_example = 2 * config.num_iterations if self.data.multi_label or config.loss != "supcon" else 1
+        self.full = self.per_epoch(len(self.texts))
+
+    def per_epoch(self, n: int) -> int:
+        return steps_per_epoch(n * self.per_example, self.config.batch_size)
+
+    def scores(self) -> Scores:
+        return Scores(self.cs, self.config.head_class_weight, len(self.data.classes))
+
+    def epoch_choices(self) -> tuple[int, ...]:
+        config = self.config
+        if config.num_epochs is not None:
+            return (config.num_epochs,)
+        nominal = {"never": (0,), "always": tuple(e for e in EPOCH_CHOICES if e > 0)}.get(config.finetune, EPOCH_CHOICES)
+        return tuple(planned_epochs(e, self.full) for e in nominal)
+
+    def tuned_fold(self, split: tuple[np.ndarray, np.ndarray], tuned_epochs: list[int],
+                   weights_dir: Path | None) -> Scores:
+        """Fine-tune a copy of the base body on a fold's training part; score its held-out part after the
+        optimizer steps of each of ``tuned_epochs`` (saving the trained weights as ``<epochs>.npz``)."""
+        tr, te = split
+        scores, model = self.scores(), copy.deepcopy(self.base)
+        # a fold runs the optimizer steps of the final training of each choice: more epochs on fewer examples
+        fold_epochs = {max(1, round(e * self.full / self.per_epoch(len(tr)))): e for e in tuned_epochs}
+
+        def hook(epoch: int) -> None:
+            if epoch in fold_epochs:
+                emb = self.embed(model, [self.texts[i] for i in np.concatenate([tr, te])], quick=True)
+                scores.add(fold_epochs[epoch], emb[: len(tr)], self.y[tr], emb[len(tr):], self.y[te],
+                           self.data.multi_label, self.config.seed)
+                if weights_dir is not None:
+                    weights_dir.mkdir(parents=True, exist_ok=True)
+                    np.savez(weights_dir / f"{fold_epochs[epoch]}.npz", **_trainable(model))
+
+        self.tune(model, tr, max(fold_epochs), hook)
+        return scores
+
+
 def select(data: LabeledData, y: np.ndarray, texts: list[str], config: Any, base: Any,
-            embed: Callable[..., np.ndarray], tune: Callable[..., None], say: Callable[[str], None]) -> Selection:
-    """Choose the number of fine-tuning epochs and the head's C (see the module docstring).
-
-    With ``config.average_folds``, when every fold ran and fine-tuning wins, ``base`` is changed in
-    place to the average of the fold bodies' weights after the chosen number of steps (each fold
-    fine-tuned a copy of ``base``), and the selection says so: no fine-tuning on all the examples
-    follows (see :func:`average_into`).
-    """
-    if not getattr(config, "average_folds", False):
-        return _select(data, y, texts, config, base, embed, tune, say, None)
-    with tempfile.TemporaryDirectory(prefix="fastclf-folds-") as tmp:
-        return _select(data, y, texts, config, base, embed, tune, say, Path(tmp))
-
-
-def _select(data: LabeledData, y: np.ndarray, texts: list[str], config: Any, base: Any,
-            embed: Callable[..., np.ndarray], tune: Callable[..., None], say: Callable[[str], None],
-            weights_dir: Path | None) -> Selection:
-    cs = C_GRID if config.head_c is None else (config.head_c,)
-    weight = head_class_weight(config)
-    # an epoch of the contrastive loss is one pass over the examples; the pairs loss (multi-label,
-    # --loss pairs) draws 2 * num_iterations pairs an example
-    per_example = 2 * config.num_iterations if data.multi_label or config.loss != "supcon" else 1
-
-    def per_epoch(n: int) -> int:
-        return steps_per_epoch(n * per_example, config.batch_size)
-
-    full = per_epoch(len(texts))
-    if config.num_epochs is not None:
-        epoch_choices: tuple[int, ...] = (config.num_epochs,)
-    else:
-        if config.finetune == "never":
-            nominal: tuple[int, ...] = (0,)
-        elif config.finetune == "always":
-            nominal = tuple(e for e in EPOCH_CHOICES if e > 0)
-        else:
-            nominal = EPOCH_CHOICES
-        epoch_choices = tuple(planned_epochs(e, full) for e in nominal)
-    if len(epoch_choices) == 1 and len(cs) == 1:
-        return Selection(epoch_choices[0], cs[0], "fixed by the settings",
-                         steps=epoch_choices[0] * full)
-    smallest = min(data.counts().values())
-    k = min(config.cv_folds, smallest) if not data.multi_label else min(config.cv_folds, len(texts) // 2)
+           embed: Callable[..., np.ndarray], tune: Callable[..., None], say: Callable[[str], None]) -> Selection:
+    """Choose the number of fine-tuning epochs and the head's C. With ``config.average_folds``, when every
+    fold ran and fine-tuning wins, ``base`` becomes the average of the fold bodies (:func:`average_into`)."""
+    recipe = _Recipe(data, y, texts, config, base, embed, tune, say)
+    choices, full = recipe.epoch_choices(), recipe.full
+    if len(choices) == 1 and len(recipe.cs) == 1:
+        return Selection(choices[0], recipe.cs[0], "fixed by the settings", steps=choices[0] * full)
+    k = min(config.cv_folds, len(texts) // 2 if data.multi_label else min(data.counts().values()))
     groups = duplicate_groups(texts)
     if groups is not None:
         k = min(k, int(groups.max()) + 1)
-    if k < 2:
-        # the epochs asked for; else, forced fine-tuning's default; else ("auto", "never") the untuned body
+    if k < 2:  # the epochs asked for; else forced fine-tuning's default; else the untuned body
         epochs = config.num_epochs if config.num_epochs is not None else (
             planned_epochs(DEFAULT_EPOCHS, full) if config.finetune == "always" else 0)
         return Selection(epochs, 1.0 if config.head_c is None else config.head_c,
-                         "too few examples a class to cross-validate: defaults used",
-                         steps=epochs * full)
-    tuned_epochs = sorted(e for e in epoch_choices if e > 0)
-    quick_emb = embed(base, texts, quick=True)
-    splits = folds(y, k, config.seed, data.multi_label, groups)
-    unscored = 0  # epochs of a fine-tuning the folds cannot score, run on all the examples
-    note = ""
-    supcon = config.loss == "supcon" and not data.multi_label
-    if tuned_epochs and supcon and not all(can_contrast(y[tr]) for tr, _ in splits):
-        # a fold body would not move: its scores would be the untuned body's, and a tie would
-        # "choose" a fine-tuning that never happened
+                         "too few examples a class to cross-validate: defaults used", steps=epochs * full)
+    with tempfile.TemporaryDirectory(prefix="fastclf-folds-") as tmp:
+        return _cross_validate(recipe, choices, folds(y, k, config.seed, data.multi_label, groups),
+                               Path(tmp) if config.average_folds else None)
+
+
+def _cross_validate(recipe: _Recipe, choices: tuple[int, ...], splits: list[tuple[np.ndarray, np.ndarray]],
+                    weights_dir: Path | None) -> Selection:
+    data, y, config, say, full, k = recipe.data, recipe.y, recipe.config, recipe.say, recipe.full, len(splits)
+    tuned_epochs = sorted(e for e in choices if e > 0)
+    quick_emb = recipe.embed(recipe.base, recipe.texts, quick=True)
+    unscored, note = 0, ""  # unscored: epochs of a fine-tuning the folds cannot score, run on all the examples
+    if tuned_epochs and config.loss == "supcon" and not data.multi_label and not all(
+            can_contrast(y[tr]) for tr, _ in splits):  # a fold body would not move, and a tie would "choose" it
         note = ("fine-tuning was not scored: a fold's examples hold fewer than two classes with two "
                 "examples each, too few for the contrastive loss")
-        if 0 not in epoch_choices:  # --finetune always, or --epochs N: fine-tune all the examples, unscored
-            unscored = max(tuned_epochs)
-        tuned_epochs, epoch_choices = [], (0,)  # the recipe line says why (Selection.note)
+        unscored = 0 if 0 in choices else max(tuned_epochs)  # --finetune always, or --epochs N
+        tuned_epochs, choices = [], (0,)
     workers = min(k, usable_cpus()) if tuned_epochs and config.cv_parallel and can_fork() else 1
-    n_classes = len(data.classes)
-    scores = Scores(cs, weight, n_classes)
-    if 0 in epoch_choices and (line := head_note(n_classes, f"cross-validation: fitting the head for "
-                                                 f"{len(cs)} values of C on {k} folds")):
+    scores = recipe.scores()
+    if 0 in choices and (line := head_note(len(data.classes), f"cross-validation: fitting the head for "
+                                           f"{len(recipe.cs)} values of C on {k} folds")):
         say(line)
     used = 0
     for start in range(0, k, workers):
         group = list(range(start, min(start + workers, k)))
-        for f in group:
-            tr, te = splits[f]
-            if 0 in epoch_choices:
+        if 0 in choices:
+            for tr, te in (splits[f] for f in group):
                 scores.add(0, quick_emb[tr], y[tr], quick_emb[te], y[te], data.multi_label, config.seed)
         used += len(group)
         if not tuned_epochs:
             continue
         n_train = ", ".join(str(len(splits[f][0])) for f in group)
         which = f"fold {group[0] + 1}/{k}" if len(group) == 1 else f"folds {group[0] + 1}-{group[-1] + 1}/{k} side by side"
-        steps = ", ".join(str(e * full) for e in tuned_epochs)
-        say(f"cross-validation {which}: fine-tuning on {n_train} examples, scoring the rest after the {steps} "
-            f"optimizer steps of {', '.join(map(str, tuned_epochs))} epochs")
-        jobs = [functools.partial(_tuned_fold, splits[f], texts, y, tuned_epochs, Scores(cs, weight, n_classes), data.multi_label,
-                                  config.seed,
-                                  base, embed, tune, full, per_epoch(len(splits[f][0])),
+        say(f"cross-validation {which}: fine-tuning on {n_train} examples, scoring the rest after the "
+            f"{', '.join(str(e * full) for e in tuned_epochs)} optimizer steps of {', '.join(map(str, tuned_epochs))} epochs")
+        jobs = [functools.partial(recipe.tuned_fold, splits[f], tuned_epochs,
                                   None if weights_dir is None else weights_dir / f"fold{f}") for f in group]
-        if len(jobs) > 1:
-            parts = run_forked(jobs, threads_each=max(1, usable_cpus() // len(jobs)))
-        else:
-            parts = [jobs[0]()]
+        parts = run_forked(jobs, threads_each=max(1, usable_cpus() // len(jobs))) if len(jobs) > 1 else [jobs[0]()]
         for part in parts:
             scores.merge(part)
-        if start == 0 and used < k and 0 in epoch_choices and scores.decisive(sum(len(splits[f][1]) for f in group)):
+        if start == 0 and used < k and 0 in choices and scores.decisive(sum(len(splits[f][1]) for f in group)):
             say(f"the first {'fold settles' if used == 1 else 'folds settle'} it: skipping the other {k - used}")
             break
     epochs, c = scores.best()
@@ -390,23 +367,19 @@ def _select(data: LabeledData, y: np.ndarray, texts: list[str], config: Any, bas
     selection = Selection(epochs, c, "cross-validation", folds=used, scores=scores.by_epochs(), steps=epochs * full,
                           note=note, held_out=scores.out_of_fold((epochs, c)))
     if weights_dir is not None and epochs > 0 and used == k:
-        average_into(base, [weights_dir / f"fold{f}" / f"{epochs}.npz" for f in range(k)])
+        average_into(recipe.base, [weights_dir / f"fold{f}" / f"{epochs}.npz" for f in range(k)])
         selection.final_body = f"average of {k} folds"
     return selection
 
 
 def _trainable(model: Any) -> dict[str, Any]:
-    """The parameters fine-tuning changes, as numpy arrays by name (a snapshot for :func:`average_into`)."""
+    """The parameters fine-tuning changes, as numpy arrays by name."""
     return {name: p.detach().cpu().numpy().copy() for name, p in model.named_parameters() if p.requires_grad}
 
 
 def average_into(model: Any, paths: Sequence[Path]) -> None:
-    """Set ``model``'s parameters to the mean of the snapshots in ``paths`` (``.npz`` files of
-    parameter name -> array, as the folds write them); a parameter no snapshot holds (kept fixed
-    while fine-tuning) stays as it is. The folds fine-tuned copies of one body for a few dozen
-    steps at a small learning rate, so their weights stay close (the averaged-weights
-    "model soup" of Wortsman et al. 2022): to first order in the steps, the average moves the body as
-    fine-tuning on the union of the folds' examples does."""
+    """Set ``model``'s parameters to the mean of the ``.npz`` snapshots in ``paths`` (those no snapshot holds
+    stay): fold bodies tuned briefly from one body stay close, so their mean acts as tuning on all the folds."""
     import torch
 
     total: dict[str, np.ndarray] = {}
@@ -418,31 +391,4 @@ def average_into(model: Any, paths: Sequence[Path]) -> None:
     params = dict(model.named_parameters())
     with torch.no_grad():
         for name, arr in total.items():
-            p = params[name]
-            p.copy_(torch.from_numpy(arr / len(paths)).to(p.dtype))
-
-
-def _tuned_fold(split: tuple[np.ndarray, np.ndarray], texts: list[str], y: np.ndarray, tuned_epochs: list[int],
-                scores: Scores, multi_label: bool, seed: int, base: Any, embed: Callable[..., np.ndarray],
-                tune: Callable[..., None], full: int, part: int, weights_dir: Path | None = None) -> Scores:
-    """Fine-tune a copy of ``base`` on one fold's training part and score its held-out part
-    after the optimizer steps of each of ``tuned_epochs`` full-data epochs (``full`` steps an epoch
-    on all the examples, ``part`` on the fold's training part). With ``weights_dir``, the trained
-    parameters at each of those points are saved there as ``<epochs>.npz``. The held-out
-    predictions are counted into ``scores`` (empty), which is returned."""
-    tr, te = split
-    # a fold trains on fewer examples, so it runs more epochs: the same number of optimizer
-    # steps as the final training of each choice, which is what the choice is about
-    fold_epochs = {max(1, round(e * full / part)): e for e in tuned_epochs}
-    model = copy.deepcopy(base)
-
-    def hook(epoch: int) -> None:
-        if epoch in fold_epochs:
-            emb = embed(model, [texts[i] for i in np.concatenate([tr, te])], quick=True)
-            scores.add(fold_epochs[epoch], emb[: len(tr)], y[tr], emb[len(tr):], y[te], multi_label, seed)
-            if weights_dir is not None:
-                weights_dir.mkdir(parents=True, exist_ok=True)
-                np.savez(weights_dir / f"{fold_epochs[epoch]}.npz", **_trainable(model))
-
-    tune(model, tr, max(fold_epochs), hook)
-    return scores
+            params[name].copy_(torch.from_numpy(arr / len(paths)).to(params[name].dtype))

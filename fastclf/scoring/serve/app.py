@@ -1,7 +1,5 @@
-"""The FastAPI application: the routes, API-key and body-size checks, JSON errors and metering.
-
-fastapi is imported only when :func:`create_app` runs (the ``serve`` extra).
-"""
+"""The FastAPI application: the routes, API-key and body-size checks, JSON errors and metering
+(fastapi is imported only when :func:`create_app` runs)."""
 
 from __future__ import annotations
 
@@ -22,7 +20,7 @@ from fastclf.errors import first_line, missing_dependency
 from fastclf.scoring.serve.batcher import MicroBatcher, QueueFull, ShuttingDown, token_counter
 from fastclf.scoring.serve.metrics import Metrics
 from fastclf.scoring.serve.protocol import RequestError, answer_options, parse_predict_body, rank_labels, with_answers
-from fastclf.scoring.serve.settings import ServeSettings
+from fastclf.scoring.serve.settings import LIMITS, ServeSettings
 
 try:  # the route functions' annotations are resolved in this module's globals (postponed annotations)
     from starlette.requests import Request
@@ -39,9 +37,7 @@ log = logging.getLogger("fastclf.scoring.serve")
 
 
 def require_web() -> None:
-    """Raises:
-        MissingDependency: fastapi, uvicorn or prometheus_client is not installed.
-    """
+    """MissingDependency unless fastapi, uvicorn and prometheus_client are installed."""
     for package in ("fastapi", "uvicorn", "prometheus_client"):
         try:
             __import__(package)
@@ -49,19 +45,8 @@ def require_web() -> None:
             raise missing_dependency(package, "serve") from exc
 
 
-def runtime_versions(variant: str) -> dict[str, str]:
-    """Versions of fastclf, Python and the packages that run ``variant``."""
-    from fastclf._util import package_versions
-    from fastclf.backends import get_spec
-
-    versions = {"fastclf": __version__, "python": platform.python_version()}
-    versions.update({k: v for k, v in package_versions((get_spec(variant).package, "numpy")).items() if v})
-    return versions
-
-
 class ServedModel:
-    """The app's model: missing while it loads, then the classifier, its batcher and its /info;
-    or the exception that stopped it loading."""
+    """The app's model: missing while it loads, then the classifier, its batcher and its /info; or its load error."""
 
     def __init__(self, settings: ServeSettings, metrics: Metrics, executor: ThreadPoolExecutor):
         self.settings, self.metrics, self.executor = settings, metrics, executor
@@ -72,21 +57,23 @@ class ServedModel:
 
     def ready(self, clf: Classifier) -> None:
         """Start serving ``clf``: its batcher runs on the current loop."""
-        settings = self.settings
+        from fastclf._util import package_versions
+        from fastclf.backends import get_spec
+
         # forwards of 16 pieces, taken in order of length: a short text is not padded to a long one's windows
-        batcher = MicroBatcher(lambda texts: clf.predict_proba(texts, batch_size=16),
-                               max_batch=settings.max_batch, max_batch_tokens=settings.max_batch_tokens,
-                               max_wait_s=settings.max_wait_ms / 1000, max_queue=settings.max_queue,
+        batcher = MicroBatcher(lambda texts: clf.predict_proba(texts, batch_size=16), self.settings,
                                count_tokens=token_counter(clf), metrics=self.metrics, executor=self.executor)
         batcher.start()
+        versions = package_versions((get_spec(clf.variant).package, "numpy"))
         self.info = {
             "labels": [str(c) for c in clf.classes_],
             "variant": clf.variant,
             "multi_label": bool(clf.multi_label),
             "threshold": float(clf.threshold),
             "model": Path(clf.path).name if clf.path is not None else None,  # not the absolute path
-            "versions": runtime_versions(clf.variant),
-            "limits": settings.limits(),
+            "versions": {"fastclf": __version__, "python": platform.python_version(),
+                         **{k: v for k, v in versions.items() if v}},
+            "limits": {name: getattr(self.settings, name) for name in LIMITS},
         }
         self.clf, self.batcher = clf, batcher
 
@@ -116,8 +103,8 @@ class ServedModel:
 
 
 class MeteredMiddleware:
-    """Pure ASGI middleware: counts every HTTP answer by path and status, times /predict, and turns
-    an unexpected error into a JSON 500 and one log line (not a traceback)."""
+    """ASGI middleware: counts answers by path and status, times /predict, and turns an unexpected error
+    into a JSON 500 and one log line (not a traceback)."""
 
     def __init__(self, app: Any, metrics: Metrics):
         self.inner, self.metrics = app, metrics
@@ -169,9 +156,7 @@ def _add_error_handlers(app: FastAPI) -> None:
 
 
 def _check_key(request: Request, api_key: str | None) -> None:
-    """Raises:
-        RequestError: 401, the request lacks ``Authorization: Bearer <api_key>``.
-    """
+    """A 401 RequestError unless the request has ``Authorization: Bearer <api_key>``."""
     if api_key is None:
         return
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
@@ -181,12 +166,8 @@ def _check_key(request: Request, api_key: str | None) -> None:
 
 
 async def _read_body(request: Request, limit: int, timeout_s: float) -> bytes:
-    """The request's body, sent as JSON, read up to ``limit`` bytes within ``timeout_s`` seconds.
-
-    Raises:
-        RequestError: 413, the body is larger than ``limit``; 422, it is not sent as
-            application/json; 408, it did not all come in time; 400, the client went away.
-    """
+    """The request's JSON body, up to ``limit`` bytes within ``timeout_s`` seconds; else a RequestError:
+    413 too large, 422 not application/json, 408 too slow, 400 the client went away."""
     from starlette.requests import ClientDisconnect
 
     kind = request.headers.get("content-type", "").partition(";")[0].strip().lower()
@@ -214,12 +195,6 @@ async def _read_body(request: Request, limit: int, timeout_s: float) -> bytes:
         raise RequestError(400, "client_disconnected", "the client went away before sending its body") from None
 
 
-def _queue_full(exc: QueueFull, batcher: MicroBatcher, metrics: Metrics) -> RequestError:
-    """The 429 answer, with Retry-After: the full batches ahead times the mean inference time, at least 1 s."""
-    retry = max(1, math.ceil(math.ceil(batcher.waiting / batcher.max_batch_tokens) * metrics.inference_mean))
-    return RequestError(429, "queue_full", f"the server is busy: {exc}; retry later", {"Retry-After": str(retry)})
-
-
 def _add_routes(app: FastAPI, model: ServedModel) -> None:
     from fastapi.responses import JSONResponse, Response
 
@@ -236,8 +211,10 @@ def _add_routes(app: FastAPI, model: ServedModel) -> None:
         answer = answer_options(payload, clf)
         try:
             proba = await batcher.submit(texts)
-        except QueueFull as exc:
-            raise _queue_full(exc, batcher, metrics) from None
+        except QueueFull as exc:  # Retry-After: the full batches ahead times the mean inference time, at least 1 s
+            retry = max(1, math.ceil(math.ceil(batcher.waiting / settings.max_batch_tokens) * metrics.inference_mean))
+            raise RequestError(429, "queue_full", f"the server is busy: {exc}; retry later",
+                               {"Retry-After": str(retry)}) from None
         except ShuttingDown as exc:
             raise RequestError(503, "shutting_down", str(exc)) from None
         except Exception as exc:  # noqa: BLE001 - the inference of this request failed: one line, not a traceback
@@ -271,18 +248,9 @@ def _add_routes(app: FastAPI, model: ServedModel) -> None:
 
 def create_app(classifier_or_loader: Classifier | Callable[[], Classifier], settings: ServeSettings | None = None, *,
                on_load_error: Callable[[BaseException], None] | None = None) -> FastAPI:
-    """The FastAPI application serving a classifier.
-
-    ``classifier_or_loader`` is a loaded :class:`~fastclf.Classifier` (or any object with its
-    ``predict_proba``, ``classes_``, ``multi_label``, ``threshold``, ``variant`` and ``path``), or a function that loads
-    one: it is then called in the worker thread when the app starts, and ``/health`` answers
-    503 until it returns. If it raises, ``on_load_error`` is called with the exception (the
-    server started by :func:`~fastclf.scoring.serve.serve` then stops) and the app keeps answering 503.
-    ``app.state.fastclf`` is the :class:`ServedModel`.
-
-    Raises:
-        MissingDependency: fastapi or uvicorn is not installed (``pip install 'fastclf[serve]'``).
-    """
+    """The FastAPI app serving a Classifier, or one a function loads in the worker thread at start-up (503
+    until then; if it raises, ``on_load_error`` gets the exception and the app keeps answering 503).
+    ``app.state.fastclf`` is the :class:`ServedModel`; MissingDependency without the serve extra."""
     require_web()
     from fastapi import FastAPI
     from starlette.middleware.trustedhost import TrustedHostMiddleware
@@ -308,7 +276,6 @@ def create_app(classifier_or_loader: Classifier | Callable[[], Classifier], sett
     app = FastAPI(title="fastclf", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
                   openapi_url=None)
     app.state.fastclf = model
-    app.state.metrics = model.metrics
     # a Host header outside the allow-list is answered 400: a web page on a rebound DNS name cannot reach the server
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=model.settings.hosts)
     app.add_middleware(MeteredMiddleware, metrics=model.metrics)

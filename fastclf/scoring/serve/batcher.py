@@ -8,11 +8,13 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from fastclf.scoring.serve.metrics import Metrics
+from fastclf.scoring.serve.settings import ServeSettings
 
 
 class QueueFull(Exception):
@@ -37,16 +39,16 @@ def _trim_heap() -> None:
         pass
 
 
+@dataclass(eq=False)
 class _Request:
-    """The texts of one request with their token costs, how far they are batched, and the future that answers it."""
+    """One request's texts, their token costs, how many are taken into a batch and answered, and its future."""
 
-    __slots__ = ("texts", "costs", "taken", "done", "result", "future")
-
-    def __init__(self, texts: list[str], costs: list[int], future: asyncio.Future[np.ndarray]):
-        self.texts, self.costs, self.future = texts, costs, future
-        self.taken = 0  # texts already put into a batch
-        self.done = 0  # texts whose probabilities are in
-        self.result: np.ndarray | None = None
+    texts: list[str]
+    costs: list[int]
+    future: asyncio.Future[np.ndarray]
+    taken: int = 0
+    done: int = 0
+    result: np.ndarray | None = None
 
     @property
     def untaken_tokens(self) -> int:
@@ -57,49 +59,36 @@ _Slice = tuple[_Request, int, int]  # a request's texts [start:stop] in a batch
 
 
 class MicroBatcher:
-    """Gathers the texts of concurrent requests into batches of at most ``max_batch`` texts and
-    ``max_batch_tokens`` tokens (a text over the budget goes alone), one ``predict_proba`` call each.
-    ``count_tokens`` gives each text's tokens (default: its characters).
+    """Gathers the texts of concurrent requests into ``predict_proba`` calls of at most ``max_batch`` texts and
+    ``max_batch_tokens`` tokens (a text over the budget goes alone), taking one text of each waiting request in
+    turn, once a full batch waits or ``max_wait_ms`` after the oldest text. ``max_queue`` bounds the tokens
+    waiting (a larger request is taken when nothing waits). One worker thread; use on one event loop:
+    :meth:`start`, :meth:`submit`, :meth:`close` (which drains the queue)."""
 
-    A batch starts when a full batch waits or ``max_wait_s`` after its oldest text arrived. Each
-    batch takes one text from every waiting request in turn, so a large request is spread over
-    many batches and a small one arriving meanwhile rides in the next. ``max_queue`` bounds the
-    tokens waiting (a larger request is taken only when nothing waits). Inference runs in one
-    worker thread, one batch at a time. Use on one event loop: :meth:`start`, :meth:`submit`,
-    and :meth:`close` (which drains the queue).
-    """
-
-    def __init__(self, predict_proba: Callable[[list[str]], np.ndarray], *, max_batch: int, max_batch_tokens: int,
-                 max_wait_s: float, max_queue: int, count_tokens: Callable[[list[str]], list[int]] | None = None,
-                 metrics: Metrics | None = None, executor: ThreadPoolExecutor | None = None):
+    def __init__(self, predict_proba: Callable[[list[str]], np.ndarray], settings: ServeSettings, *,
+                 count_tokens: Callable[[list[str]], list[int]] | None = None, metrics: Metrics | None = None,
+                 executor: ThreadPoolExecutor | None = None):
         self._predict = predict_proba
-        self._count = count_tokens or (lambda texts: [max(1, len(t)) for t in texts])
+        self._count = count_tokens or (lambda texts: [max(1, len(t)) for t in texts])  # a token: a character
         self._counter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fastclf-count")
-        self.max_batch, self.max_batch_tokens = max_batch, max_batch_tokens
-        self.max_wait_s, self.max_queue = max_wait_s, max_queue
+        self.settings = settings
         self.metrics = metrics or Metrics()
         self._executor = executor or ThreadPoolExecutor(max_workers=1, thread_name_prefix="fastclf-infer")
         self._queue: deque[tuple[float, _Request]] = deque()
-        self._waiting = 0  # tokens not yet taken into a batch
-        self._wakeup = asyncio.Event()  # bound to the loop that first waits on it (Python 3.10+)
+        self.waiting = 0  # tokens not yet taken into a batch
+        self._wakeup = asyncio.Event()  # bound to the loop that first waits on it
         self._task: asyncio.Task[None] | None = None
         self._closing = False
-
-    @property
-    def waiting(self) -> int:
-        """Tokens waiting for a batch."""
-        return self._waiting
 
     def start(self) -> None:
         """Start the batching task on the running loop."""
         self._task = asyncio.get_running_loop().create_task(self._run(), name="fastclf-batcher")
 
     async def submit(self, texts: list[str]) -> np.ndarray:
-        """Count the tokens of ``texts`` (in a thread of their own) and queue them; their probabilities
-        ``(len(texts), n_classes)`` once computed.
+        """The probabilities of ``texts`` once computed, their tokens counted in a thread of their own.
 
         Raises:
-            QueueFull: the queue cannot take ``sum(costs)`` more tokens.
+            QueueFull: the queue cannot take this many more tokens.
             ShuttingDown: the batcher is closing.
         """
         if self._closing or self._task is None:
@@ -108,12 +97,12 @@ class MicroBatcher:
         if self._task.done():  # closed while counting
             raise ShuttingDown("the server is shutting down")
         tokens = sum(costs)
-        if self._waiting and self._waiting + tokens > self.max_queue:
-            raise QueueFull(f"{self._waiting} tokens are waiting, this request has {tokens}; "
-                            f"the queue holds {self.max_queue}")
+        if self.waiting and self.waiting + tokens > self.settings.max_queue:
+            raise QueueFull(f"{self.waiting} tokens are waiting, this request has {tokens}; "
+                            f"the queue holds {self.settings.max_queue}")
         future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
         self._queue.append((time.monotonic(), _Request(texts, costs, future)))
-        self._set_waiting(self._waiting + tokens)
+        self._set_waiting(self.waiting + tokens)
         self._wakeup.set()
         return await future
 
@@ -127,7 +116,7 @@ class MicroBatcher:
         self._counter.shutdown(wait=True)
 
     def _set_waiting(self, n: int) -> None:
-        self._waiting = n
+        self.waiting = n
         self.metrics.queue_depth.set(n)
 
     async def _run(self) -> None:
@@ -149,10 +138,10 @@ class MicroBatcher:
         return True
 
     async def _wait_for_batch(self) -> None:
-        """Wait until a full batch is queued, the oldest text has waited ``max_wait_s``, or closing."""
-        deadline = self._queue[0][0] + self.max_wait_s
-        while (self._waiting < self.max_batch_tokens and not self._closing
-               and sum(len(r.texts) - r.taken for _, r in self._queue) < self.max_batch):
+        """Wait until a full batch is queued, the oldest text has waited ``max_wait_ms``, or closing."""
+        deadline = self._queue[0][0] + self.settings.max_wait_ms / 1000
+        while (self.waiting < self.settings.max_batch_tokens and not self._closing
+               and sum(len(r.texts) - r.taken for _, r in self._queue) < self.settings.max_batch):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return
@@ -166,18 +155,17 @@ class MicroBatcher:
         """The next batch: one text from each waiting request in turn, within the budgets."""
         for _, request in self._queue:
             if request.future.cancelled():  # nobody waits for these texts any more
-                self._set_waiting(self._waiting - request.untaken_tokens)
+                self._set_waiting(self.waiting - request.untaken_tokens)
                 request.taken = len(request.texts)
         taken: dict[_Request, int] = {}
         texts = tokens = 0
         added = True
-        while added and texts < self.max_batch:
+        max_batch, max_tokens = self.settings.max_batch, self.settings.max_batch_tokens
+        while added and texts < max_batch:
             added = False
             for _, request in self._queue:
                 i = request.taken + taken.get(request, 0)
-                if i == len(request.texts) or texts == self.max_batch:
-                    continue
-                if texts and tokens + request.costs[i] > self.max_batch_tokens:
+                if i == len(request.texts) or texts == max_batch or texts and tokens + request.costs[i] > max_tokens:
                     continue
                 taken[request] = taken.get(request, 0) + 1
                 texts, tokens, added = texts + 1, tokens + request.costs[i], True
@@ -185,12 +173,12 @@ class MicroBatcher:
         for request, _, stop in parts:
             request.taken = stop
         self._queue = deque(item for item in self._queue if item[1].taken < len(item[1].texts))
-        self._set_waiting(self._waiting - tokens)
+        self._set_waiting(self.waiting - tokens)
         return parts
 
     async def _infer(self, parts: list[_Slice]) -> None:
-        """One ``predict_proba`` call in the worker thread for ``parts``; hand out the rows. If the
-        call fails, each request's part is run alone, so that only the failing request gets the error."""
+        """One ``predict_proba`` call in the worker thread; if it fails, each request's part runs alone,
+        so only the failing request gets the error."""
         texts = [t for request, a, b in parts for t in request.texts[a:b]]
         started = time.perf_counter()
         try:
@@ -203,16 +191,14 @@ class MicroBatcher:
             request = parts[0][0]
             if not request.future.done():
                 request.future.set_exception(exc)
-            self._drop(request)
+            if request.taken < len(request.texts):  # forget its texts still queued
+                self._set_waiting(self.waiting - request.untaken_tokens)
+                request.taken = len(request.texts)
+                self._queue = deque(item for item in self._queue if item[1] is not request)
             return
         self.metrics.batch_done(len(texts), time.perf_counter() - started)
-        self._deliver(parts, proba)
-
-    @staticmethod
-    def _deliver(parts: list[_Slice], proba: np.ndarray) -> None:
-        """Copy each slice's rows of ``proba`` into its request; answer the requests now complete."""
         offset = 0
-        for request, a, b in parts:
+        for request, a, b in parts:  # each slice's rows into its request; answer those now complete
             rows = proba[offset:offset + b - a]
             offset += b - a
             if request.future.done():  # failed in an earlier batch, or the client went away
@@ -223,10 +209,3 @@ class MicroBatcher:
             request.done += b - a
             if request.done == len(request.texts):
                 request.future.set_result(request.result)
-
-    def _drop(self, request: _Request) -> None:
-        """Forget the texts of a failed request that are still queued."""
-        if request.taken < len(request.texts):
-            self._set_waiting(self._waiting - request.untaken_tokens)
-            request.taken = len(request.texts)
-            self._queue = deque(item for item in self._queue if item[1] is not request)

@@ -1,8 +1,4 @@
-"""The /predict request and answer: checking a decoded body, ranking labels, and the HTTP errors.
-
-Nothing here needs fastapi: the app (:mod:`fastclf.scoring.serve.app`) turns a :class:`RequestError`
-into the JSON error answer ``{"error": "...", "error_type": "..."}``.
-"""
+"""The /predict request and answer without a web framework: the body's checks, the ranked labels, the errors."""
 
 from __future__ import annotations
 
@@ -14,6 +10,9 @@ import numpy as np
 
 from fastclf.errors import DataError, first_line
 from fastclf.texts import check_texts
+
+#: request fields that turn each text's answer into an object (:func:`with_answers`)
+ANSWER_FIELDS = ("min_confidence", "unsure_label", "coverage")
 
 
 class RequestError(Exception):
@@ -29,32 +28,16 @@ def _invalid(message: str) -> RequestError:
 
 
 def parse_predict_body(body: bytes, max_inputs: int) -> tuple[list[str], bool, int | None, dict[str, Any]]:
-    """Decode and check a /predict body on its own: (texts, whether ``inputs`` was one string, top_k,
-    the decoded body for :func:`answer_options`).
+    """(texts, whether ``inputs`` was one string, top_k, the decoded body) of a /predict body, checked on its own.
 
     Raises:
-        RequestError: 422 for a body that is not JSON or has a wrong shape, type or text (an
-            empty text, a lone surrogate: named by its position in this request), 413 for more
-            than ``max_inputs`` texts. Nothing else.
+        RequestError: 422 for a body that is not JSON or has a wrong shape, type or text (named by its
+            position in this request), 413 for more than ``max_inputs`` texts. Nothing else.
     """
     try:
         payload = json.loads(body)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # ValueError: JSONDecodeError, a 5,000-digit number
         raise _invalid(f"the body is not valid JSON: {first_line(exc)[:200]}") from None
-    texts, single, top_k = parse_predict_request(payload, max_inputs)
-    try:
-        check_texts(texts)
-    except DataError as exc:
-        raise _invalid(str(exc)) from None
-    return texts, single, top_k, payload
-
-
-def parse_predict_request(payload: Any, max_inputs: int) -> tuple[list[str], bool, int | None]:
-    """Check a decoded /predict body: (texts, whether ``inputs`` was one string, top_k).
-
-    Raises:
-        RequestError: 422 for a wrong shape or type, 413 for more than ``max_inputs`` texts.
-    """
     if not isinstance(payload, dict):
         raise _invalid(f'the body must be a JSON object like {{"inputs": ["text"]}}, not {type(payload).__name__}')
     unknown = sorted(set(payload) - {"inputs", "top_k", "truncate", *ANSWER_FIELDS})
@@ -65,29 +48,35 @@ def parse_predict_request(payload: Any, max_inputs: int) -> tuple[list[str], boo
         raise _invalid("'truncate' must be true or false (texts are always truncated to the model's max length)")
     if "inputs" not in payload:
         raise _invalid("'inputs' is missing: send a string or a list of strings")
-    single = isinstance(payload["inputs"], str)
-    texts = _texts_of(payload["inputs"])
+    inputs = payload["inputs"]
+    texts = [inputs] if isinstance(inputs, str) else inputs
+    if not isinstance(texts, list):
+        raise _invalid(f"'inputs' must be a string or a list of strings, not {_json_type(inputs)}")
+    if not texts:
+        raise _invalid("'inputs' is an empty list: send at least one text")
+    for i, item in enumerate(texts):
+        if not isinstance(item, str):
+            raise _invalid(f"'inputs' must hold strings only; item {i} is {_json_type(item)}")
     if len(texts) > max_inputs:
         raise RequestError(413, "too_many_inputs",
                            f"{len(texts)} inputs in one request; the server takes at most {max_inputs}")
     top_k = payload.get("top_k")
     if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
         raise _invalid(f"'top_k' must be a positive integer, not {json.dumps(top_k)[:20]}")
-    return texts, single, top_k
+    try:
+        check_texts(texts)
+    except DataError as exc:
+        raise _invalid(str(exc)) from None
+    return texts, isinstance(inputs, str), top_k, payload
 
 
-#: request fields that turn each text's answer into an object (:func:`with_answers`)
-ANSWER_FIELDS = ("min_confidence", "unsure_label", "coverage")
+def _json_type(value: Any) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "a number",
+            float: "a number", type(None): "null"}.get(type(value), type(value).__name__)
 
 
 def answer_options(payload: dict[str, Any], clf: Any) -> dict[str, Any]:
-    """The abstention and prediction-set fields of a checked /predict body, checked against the
-    model (:func:`fastclf.model.check_answer`).
-
-    Raises:
-        RequestError: 422 for a value the model refuses (min_confidence 1.5, coverage 1).
-    """
-    from fastclf.errors import DataError
+    """The abstention and prediction-set fields of a /predict body; 422 for a value the model refuses."""
     from fastclf.model import check_answer
 
     answer = {k: payload[k] for k in ANSWER_FIELDS if payload.get(k) is not None}
@@ -100,9 +89,8 @@ def answer_options(payload: dict[str, Any], clf: Any) -> dict[str, Any]:
 
 def with_answers(ranked: list[list[dict[str, Any]]], proba: np.ndarray, clf: Any,
                  answer: dict[str, Any]) -> list[Any]:
-    """``ranked`` as it is without ``answer``; with it, each text's answer as an object: ``label``
-    (the unsure label below ``min_confidence``), ``confidence``, ``scores`` (the ranked labels) and,
-    with ``coverage``, ``prediction_set``."""
+    """``ranked`` as it is without ``answer``; with it, each text's answer as an object: ``label`` (the unsure
+    label below ``min_confidence``), ``confidence``, ``scores`` (the ranked labels), ``prediction_set``."""
     if not answer:
         return ranked
     labels = clf.labels_from_proba(proba, **{k: v for k, v in answer.items() if k != "coverage"})
@@ -114,36 +102,10 @@ def with_answers(ranked: list[list[dict[str, Any]]], proba: np.ndarray, clf: Any
     return out
 
 
-def _texts_of(inputs: Any) -> list[str]:
-    """The texts of an ``inputs`` field: one string, or a non-empty list of strings.
-
-    Raises:
-        RequestError: 422 for anything else.
-    """
-    if isinstance(inputs, str):
-        return [inputs]
-    if not isinstance(inputs, list):
-        raise _invalid(f"'inputs' must be a string or a list of strings, not {_json_type(inputs)}")
-    if not inputs:
-        raise _invalid("'inputs' is an empty list: send at least one text")
-    for i, item in enumerate(inputs):
-        if not isinstance(item, str):
-            raise _invalid(f"'inputs' must hold strings only; item {i} is {_json_type(item)}")
-    return inputs
-
-
-def _json_type(value: Any) -> str:
-    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "a number",
-            float: "a number", type(None): "null"}.get(type(value), type(value).__name__)
-
-
 def rank_labels(proba: np.ndarray, classes: Sequence[str] | np.ndarray, *, multi_label: bool, threshold: float,
                 top_k: int | None) -> list[list[dict[str, Any]]]:
-    """Each row of ``proba`` as a list of ``{"label", "score"}`` sorted by score, highest first.
-
-    With ``top_k`` the ``top_k`` best labels; without, a single-label model's best label and a
-    multi-label model's labels at or over ``threshold`` (possibly none).
-    """
+    """Each row of ``proba`` as ``{"label", "score"}`` items, highest first: the ``top_k`` best, else a
+    single-label model's best and a multi-label model's at or over ``threshold`` (possibly none)."""
     out = []
     for row in proba:
         order: Sequence[int] = np.argsort(-row, kind="stable").tolist()

@@ -21,11 +21,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 def _bind(host: str, port: int) -> socket.socket:
-    """A socket bound to ``host:port`` (port 0: a free port).
-
-    Raises:
-        ServeError: the address cannot be bound.
-    """
+    """A socket bound to ``host:port`` (port 0: a free port); ServeError when it cannot be bound."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # proto must be IPPROTO_TCP: asyncio sets TCP_NODELAY only on such sockets, and without it
     # every keep-alive response (headers and body written apart) waits ~40 ms for a delayed ACK
@@ -42,15 +38,13 @@ def _bind(host: str, port: int) -> socket.socket:
 
 
 def uvicorn_config(app: Any, settings: ServeSettings) -> Any:
-    """The uvicorn configuration of ``app`` under ``settings``: h11 with its 16 KiB header limit, a
-    deadline for each request's headers, idle connections closed after 5 s, at most
-    ``max_connections`` open (past it, 503), and the access log at INFO when asked for."""
+    """uvicorn's configuration of ``app``: h11 (16 KiB of headers), a deadline for each request's headers,
+    idle connections closed after 5 s, at most ``max_connections`` open, the access log when asked for."""
     import uvicorn
     from uvicorn.protocols.http.h11_impl import H11Protocol
 
     class Protocol(H11Protocol):
-        """Closes a connection that has not sent a whole request's headers ``read_timeout_s`` after it
-        opened or after its last answer (uvicorn only times out idle keep-alive connections)."""
+        """Closes a connection without a whole request's headers ``read_timeout_s`` after it opened or answered."""
 
         def connection_made(self, transport: Any) -> None:
             super().connection_made(transport)
@@ -75,9 +69,8 @@ def uvicorn_config(app: Any, settings: ServeSettings) -> Any:
 
 @contextmanager
 def _signals_handled_by_uvicorn() -> Iterator[None]:
-    """uvicorn re-raises the signal that stopped it once it has shut down; with these no-op
-    handlers in place that re-raise does nothing and :func:`serve` returns normally (exit code 0)
-    instead of dying of SIGTERM or raising KeyboardInterrupt. Only in the main thread."""
+    """No-op SIGINT and SIGTERM handlers (main thread only), so uvicorn's re-raise of the signal that stopped
+    it does nothing and :func:`serve` returns normally."""
     previous: dict[signal.Signals, Any] = {}
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -91,11 +84,8 @@ def _signals_handled_by_uvicorn() -> Iterator[None]:
 
 def serve(model_dir: str | Path, settings: ServeSettings | None = None, *,
           echo: Callable[[str], None] = lambda s: None) -> None:
-    """Serve the model in ``model_dir`` over HTTP until SIGTERM or SIGINT, then return.
-
-    The model directory and variant are checked before the port is bound; the model is then
-    loaded in the worker thread while ``/health`` answers 503. ``echo`` receives progress lines
-    (the URL once listening, then "ready").
+    """Serve the model in ``model_dir`` over HTTP until SIGTERM or SIGINT; it loads after the port is bound
+    (its folder and variant are checked before). ``echo`` receives progress lines.
 
     Raises:
         MissingDependency: fastapi or uvicorn is not installed.
