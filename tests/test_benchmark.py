@@ -25,6 +25,7 @@ from fastclf.benchmark import (
     recommend,
     resolve_variants,
     throughput_summary,
+    variant_size,
 )
 from fastclf.benchmark.baseline import sklearn_head
 from fastclf.benchmark.report import render_html, render_markdown
@@ -265,8 +266,6 @@ def test_setfit_head_is_fastclf_head(kind):
 def test_variant_size_of_a_relative_model_dir(model, monkeypatch):
     """A model given as a relative path (``fastclf benchmark ./model ...``) is sized like an
     absolute one: every file named relative to the model folder."""
-    from fastclf.benchmark.variants import variant_size
-
     absolute = variant_size(model, "torch-fp32")
     monkeypatch.chdir(model.parent)
     relative = variant_size(Path(model.name), "torch-fp32")
