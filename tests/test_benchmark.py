@@ -99,6 +99,7 @@ def test_json_rows_hold_sane_measurements(report):
     assert ref["agreement"] == 1.0
     # setfit's own predict on the same body and an equivalent head gives the same labels
     assert base["kind"] == "baseline" and base["agreement"] == 1.0 and base["accuracy"] == ref["accuracy"]
+    assert base["max_tokens"] == ref["max_tokens"] > 0  # setfit cuts a long text at the same window
     assert data["settings"]["speedup_reference"] == "setfit"
     assert base["speedup"]["latency_p50"] == pytest.approx(1.0)
     assert ref["speedup"]["vs"] == "setfit" and ref["speedup"]["latency_p50"] > 0

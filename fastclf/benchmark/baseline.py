@@ -40,8 +40,8 @@ def sklearn_head(head, n_classes: int, multi_label: bool):
 
 
 def load_setfit(model_dir: Path) -> tuple[Predict, None, int | None]:
-    """setfit's ``SetFitModel`` on the model's body and head: (predict, no fastclf body, tokens a text
-    is cut to). Its body loads as fastclf's torch body does, so it cuts a long text at the same window."""
+    """setfit's ``SetFitModel`` on the model's body and head: (predict, no fastclf body, its window in
+    tokens). Its body loads as fastclf's torch body does, so it cuts a long text at the same window."""
     from setfit import SetFitModel
 
     from fastclf.backends._torch_graph import _load_sentence_transformer
@@ -68,7 +68,7 @@ def load_setfit(model_dir: Path) -> tuple[Predict, None, int | None]:
 
 
 def load_fastclf(model_dir: Path, variant: str) -> tuple[Predict, Any, int | None]:
-    """``Classifier.load(model_dir, variant)``: (its predict, its body, tokens a text is cut to)."""
+    """``Classifier.load(model_dir, variant)``: (its predict, its body, its window in tokens)."""
     from fastclf.model import Classifier
 
     clf = Classifier.load(model_dir, variant=variant)

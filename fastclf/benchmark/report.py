@@ -58,12 +58,8 @@ def _pct(x: float | None) -> str:
     return DASH if x is None else f"{x * 100:.1f}%"
 
 
-def _ms(x: float) -> str:
-    return f"{x:.2f}" if x < 100 else f"{x:.0f}"
-
-
-def _rate(x: float) -> str:
-    return f"{x:.1f}" if x < 100 else f"{x:.0f}"
+def _short(x: float, digits: int = 2) -> str:
+    return f"{x:.{digits}f}" if x < 100 else f"{x:.0f}"
 
 
 def _times(x: float | None) -> str:
@@ -74,7 +70,7 @@ def _latency_cell(row: Row, q: str = "p50", ci: bool = True) -> str:
     if row.latency_ms is None:
         return DASH
     e = getattr(row.latency_ms, q)
-    return f"{_ms(e.value)} ({_ms(e.low)}{DASH}{_ms(e.high)})" if ci else _ms(e.value)
+    return f"{_short(e.value)} ({_short(e.low)}{DASH}{_short(e.high)})" if ci else _short(e.value)
 
 
 def _throughput_cell(row: Row, batch: str) -> str:
@@ -82,7 +78,7 @@ def _throughput_cell(row: Row, batch: str) -> str:
     if figures is None:
         return DASH
     ratio = row.speedup.throughput.get(batch) if row.speedup else None
-    return (f"{_rate(figures.texts_per_s)} ({_rate(figures.ci[0])}{DASH}{_rate(figures.ci[1])})"
+    return (f"{_short(figures.texts_per_s, 1)} ({_short(figures.ci[0], 1)}{DASH}{_short(figures.ci[1], 1)})"
             + (f", {_times(ratio)}" if ratio is not None else ""))
 
 
@@ -152,7 +148,7 @@ def _summary(results: BenchmarkResults) -> list[list[str]]:
             row.label + ("" if row.status == "ok" else f" [{row.status}]"), _pct(row.accuracy),
             _num(row.macro_f1, 3), _pct(row.agreement), _latency_cell(row), _latency_cell(row, "p95", ci=False),
             _latency_cell(row, "p99", ci=False), _times(row.speedup.latency_p50 if row.speedup else None),
-            f"{_rate(best[1].texts_per_s)} ({best[0]})" if best else DASH,
+            f"{_short(best[1].texts_per_s, 1)} ({best[0]})" if best else DASH,
             _num(row.size.mb if row.size else None, 1), _num(row.memory.peak_rss_mb if row.memory else None, 0),
             _num(row.load.cold_start_s if row.load else None, 1)])
     return table
@@ -161,7 +157,7 @@ def _summary(results: BenchmarkResults) -> list[list[str]]:
 def _details(results: BenchmarkResults) -> list[list[str]]:
     table = [["row", "status", "cold start s", "of which: process start + imports s", "load s", "first predict s",
               "memory after load MB", "peak memory MB", "threads", "CPU used by other processes",
-              "tokens a text is cut to", "size MB (files)"]]
+              "window tokens", "size MB (files)"]]
     for row in results.rows:
         load, memory, size = row.load or Load(), row.memory or Memory(), row.size
         table.append([
@@ -180,23 +176,22 @@ def _method(results: BenchmarkResults) -> list[str]:
         "so runtimes, compiler caches and thread pools do not disturb each other.",
         f"Accuracy, macro-F1 and agreement: {d.eval_texts} texts of {d.source or 'the data'} "
         f"(batch {s.eval_batch_size}); agreement is the share of texts given the same label as {REFERENCE}.",
-        f"Latency: one real text a call (`predict`, so tokenization and head included), cycling through "
+        f"Latency: one real text a call (`predict`: tokenization and head included), cycling through "
         f"{d.timing_texts} shuffled test texts (mean {d.mean_chars:.0f} characters); {s.warmup_s:g} s of warm-up "
         f"calls, then {s.duration_s} s of timed calls (at least {s.latency_min_calls}), each timed with "
         f"perf_counter_ns. Percentiles with {s.confidence:.0%} bootstrap intervals ({s.bootstrap_resamples} resamples).",
         f"Throughput: batches of consecutive real texts through `predict(batch, batch_size=B)`, after "
         f"{s.warmup_s:g} s of warm-up, for {s.duration_s} s (at least {s.throughput_min_batches} batches); "
-        "texts/s = texts / summed batch time, CI by resampling batches.",
-        f"Speed-ups are against {_speed_reference(results)}, measured in the same run.",
-        "Size on disk: the files the variant loads: the sentence-transformers weights for the torch variants and "
-        "the setfit baseline (torch-int8 and inc-int8 rebuild their int8 graph from them at load, plus their "
-        "calibration files), the exported files for ONNX Runtime and OpenVINO; and for all, the tokenizer and "
-        "config files of body/, head.safetensors and fastclf.json. Other variants' exports are not counted.",
-        "Peak memory: the measuring process's own peak resident set size (ru_maxrss), over loading, the accuracy "
-        "pass and every timing (so it includes the largest batch).",
-        "Cold start: from spawning the process to the first prediction returned: interpreter start, imports, "
-        "loading and one prediction (the details in report.json split it up).",
-        f"Threads: {threads}; what each runtime used is listed per row.",
+        f"texts/s = texts / summed batch time, CI by resampling batches. Speed-ups are against "
+        f"{_speed_reference(results)}, measured in the same run.",
+        "Size on disk: the files the variant loads (the sentence-transformers weights for the torch variants and "
+        "the setfit baseline, plus calibration files; the exported files for ONNX Runtime and OpenVINO; for all, "
+        "body/'s tokenizer and configs, head.safetensors and fastclf.json). Other variants' exports are not counted.",
+        "Peak memory: the measuring process's peak resident set size (ru_maxrss) over loading, the accuracy pass "
+        "and every timing. Cold start: from spawning the process to the first prediction returned (interpreter "
+        "start, imports, loading and one prediction; report.json splits it up).",
+        f"Threads: {threads}; what each runtime used is listed per row. Window: the tokens a body embeds at once; "
+        "setfit cuts a longer text there, fastclf too with long_texts truncate, and splits it with chunk.",
         "CPU used by other processes: the machine's busy CPU time (/proc/stat) during a row minus the CPU time of "
         f"the benchmark and its measuring process, in cores on average; above {BUSY_CORES} the row is flagged "
         "(helper processes a runtime starts and does not wait for, such as torch.compile workers, count as other).",
@@ -256,20 +251,16 @@ def render_markdown(results: Results, *, brief: bool = False) -> str:
 _CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; color: #222;
        margin: 24px auto; max-width: 1280px; padding: 0 20px; line-height: 1.45; }
-h1 { font-size: 22px; margin-bottom: 4px; } h2 { font-size: 17px; margin-top: 28px; }
-.sub { color: #666; margin-top: 0; }
+h1 { font-size: 22px; margin-bottom: 4px; } h2 { font-size: 17px; margin-top: 28px; } .sub { color: #666; margin-top: 0; }
 .rec { background: #eef6ee; border-left: 5px solid #59a14f; padding: 10px 14px; font-size: 15px; }
 .partial { background: #fdecea; border-left: 5px solid #e15759; padding: 10px 14px; font-weight: 600; }
-table { border-collapse: collapse; font-size: 13px; margin: 8px 0; }
+table { border-collapse: collapse; font-size: 13px; margin: 8px 0; } .scroll { overflow-x: auto; }
 th, td { border-bottom: 1px solid #e3e3e3; padding: 5px 8px; text-align: right; white-space: nowrap; }
 th { background: #f4f4f4; font-weight: 600; white-space: normal; vertical-align: bottom; min-width: 48px; }
-td:first-child, th:first-child { text-align: left; }
+td:first-child, th:first-child { text-align: left; } tr.error td { color: #b03a2e; }
 tr.baseline td { color: #555; font-style: italic; } tr.recommended td { background: #f2f9f2; font-weight: 600; }
-tr.error td { color: #b03a2e; }
-.plots { display: flex; flex-wrap: wrap; gap: 18px; }
+.plots { display: flex; flex-wrap: wrap; gap: 18px; } .plots svg { width: 100%; height: auto; display: block; }
 .plots figure { margin: 0; flex: 1 1 560px; max-width: 640px; border: 1px solid #e3e3e3; }
-.plots svg { width: 100%; height: auto; display: block; }
-.scroll { overflow-x: auto; }
 .meta td, .meta th { text-align: left; white-space: normal; }
 ul.method li { margin: 3px 0; } code { background: #f4f4f4; padding: 0 3px; }
 """

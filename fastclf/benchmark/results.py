@@ -144,7 +144,7 @@ class Row(Plain):
     threads: dict[str, Any] | None = None  # the runtimes' thread pools, as fastclf.backends reports them
     runtime_settings: dict[str, Any] | None = None  # what the body says it runs with
     eval_seconds: float | None = None
-    max_tokens: int | None = None  # tokens a text is cut to (the body's window; None: no such cut)
+    max_tokens: int | None = None  # the body's window in tokens, where a longer text is cut or split
     other_load_cores: float | None = None  # CPU other processes used while the row was measured
     speedup: Speedup | None = None
 

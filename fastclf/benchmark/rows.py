@@ -56,7 +56,6 @@ class Scoring:
     classes: list[str]
     multi_label: bool
     reference: list | None = None  # torch-fp32's predictions, once measured
-    seed: int = 0
 
     def score(self, row: Row, preds: list | None) -> None:
         from fastclf.evaluation import scores
@@ -70,20 +69,20 @@ class Scoring:
             row.agreement = float(np.mean([norm(a) == norm(b) for a, b in zip(preds, self.reference)]))
 
 
-def _latency(raw: dict[str, Any], seed: int) -> Latency | None:
+def _latency(raw: dict[str, Any]) -> Latency | None:
     lat = raw.get("latency") or {}
     if not lat.get("samples_ns"):
         return None
-    out = latency_summary(lat["samples_ns"], seed=seed)
+    out = latency_summary(lat["samples_ns"])
     out.warmup_calls, out.seconds = lat.get("warmup_calls"), lat.get("seconds")
     return out
 
 
-def _throughput(raw: dict[str, Any], seed: int) -> dict[str, Throughput]:
+def _throughput(raw: dict[str, Any]) -> dict[str, Throughput]:
     out = {}
     for batch, t in (raw.get("throughput") or {}).items():
         if t.get("batch_ns"):
-            out[str(batch)] = figures = throughput_summary(t["batch_ns"], t["texts"], seed=seed)
+            out[str(batch)] = figures = throughput_summary(t["batch_ns"], t["texts"])
             figures.batch_size, figures.warmup_batches = int(batch), t.get("warmup_batches")
     return out
 
@@ -95,7 +94,7 @@ def build_row(model_dir, name: str, kind: str, description: str, raw: dict[str, 
               memory=Memory(**raw["memory"]) if raw.get("memory") else None,
               load=Load(**raw["load"]) if raw.get("load") else None,
               threads=raw.get("threads"), runtime_settings=raw.get("runtime_settings"),
-              eval_seconds=raw.get("eval_seconds"), max_tokens=raw.get("max_tokens"), latency_ms=_latency(raw, scoring.seed),
-              throughput=_throughput(raw, scoring.seed))
+              eval_seconds=raw.get("eval_seconds"), max_tokens=raw.get("max_tokens"), latency_ms=_latency(raw),
+              throughput=_throughput(raw))
     scoring.score(row, raw.get("predictions"))
     return row

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -73,8 +73,8 @@ class Benchmark:
                  batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES, baseline: str | None = None,
                  duration: float = DEFAULT_DURATION, max_eval: int = DEFAULT_MAX_EVAL,
                  tolerance: float = DEFAULT_TOLERANCE, threads: int | None = None, progress: Progress | None = None,
-                 warmup: float | None = None, output: str | Path | None = None, seed: int = 0):
-        self.model_dir, self.data, self.progress, self.seed = Path(model_dir), data, progress, seed
+                 warmup: float | None = None, output: str | Path | None = None):
+        self.model_dir, self.data, self.progress = Path(model_dir), data, progress
         self.variants = list(variants) if variants is not None else None
         self.output = Path(output) if output is not None else None
         baseline = None if baseline in (None, "", "none") else baseline
@@ -122,7 +122,7 @@ class Benchmark:
             raise DataError(f"{data.source}: no texts")
         labels, multi = list(cfg.labels), cfg.multi_label
         check_labels(SimpleNamespace(classes_=np.array(labels, dtype=object), multi_label=multi), data)
-        rng = np.random.default_rng(self.seed)
+        rng = np.random.default_rng(0)
         eval_idx = (sorted(int(i) for i in rng.choice(len(data), self.settings.max_eval, replace=False))
                     if len(data) > self.settings.max_eval else list(range(len(data))))
         timing_texts = [data.texts[i] for i in rng.permutation(len(data))[:MAX_TIMING_TEXTS]]
@@ -134,7 +134,7 @@ class Benchmark:
         summary = DataSummary(source=str(getattr(data, "source", "") or ""), texts=len(data),
                               eval_texts=len(eval_idx), timing_texts=len(timing_texts), classes=labels,
                               multi_label=multi, mean_chars=float(np.mean([len(t) for t in timing_texts])))
-        scoring = Scoring(labels=[data.labels[i] for i in eval_idx], classes=labels, multi_label=multi, seed=self.seed)
+        scoring = Scoring(labels=[data.labels[i] for i in eval_idx], classes=labels, multi_label=multi)
         return _Plan(rows=rows, eval_texts=[data.texts[i] for i in eval_idx], timing_texts=timing_texts,
                      scoring=scoring, data=summary, notes=notes)
 
@@ -151,8 +151,8 @@ class Benchmark:
                   f"CPUs; {flags}); {len(plan.eval_texts)} texts for accuracy, {self.settings.duration_s:g} s a timing")
         return results
 
-    def run(self, on_update: Callable[[BenchmarkResults], None] | None = None) -> BenchmarkResults:
-        """Measure every row, each in a fresh process, calling ``on_update`` after each.
+    def run(self) -> BenchmarkResults:
+        """Measure every row, each in a fresh process.
 
         Raises:
             BenchmarkInterrupted: Ctrl-C; its ``results`` hold the rows measured so far.
@@ -172,9 +172,9 @@ class Benchmark:
                         raise KeyboardInterrupt
                     results.partial = i < len(plan.rows)
                     results.finished = None if results.partial else _now()
-                    self._update(results, on_update)
+                    self._update(results)
         except KeyboardInterrupt:
-            raise self._interrupted(results, current, on_update) from None
+            raise self._interrupted(results, current) from None
         return results
 
     @staticmethod
@@ -205,16 +205,13 @@ class Benchmark:
                       f"{name} was measured: its timings are disturbed")
         return row
 
-    def _update(self, results: BenchmarkResults, on_update: Callable[[BenchmarkResults], None] | None) -> None:
+    def _update(self, results: BenchmarkResults) -> None:
         if self.output is not None:
             from fastclf.benchmark.report import write_report
 
             write_report(results, self.output)
-        if on_update is not None:
-            on_update(results)
 
-    def _interrupted(self, results: BenchmarkResults, current: str,
-                     on_update: Callable[[BenchmarkResults], None] | None) -> BenchmarkInterrupted:
+    def _interrupted(self, results: BenchmarkResults, current: str) -> BenchmarkInterrupted:
         """Mark the results partial and write them; the exception to raise."""
         with sigint_ignored():
             results.partial = True
@@ -222,7 +219,7 @@ class Benchmark:
             done = sum(1 for r in results.rows if r.status != "interrupted")
             results.notes.append(f"interrupted (Ctrl-C) while measuring {current}: "
                                  f"{total - done} of {total} row(s) not measured completely")
-            self._update(results, on_update)
+            self._update(results)
         message = f"interrupted: the report is PARTIAL ({results.rows_complete} of {total} rows complete)"
         if self.output is not None:
             message += f", written to {self.output / 'report.html'}"

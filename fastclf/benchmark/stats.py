@@ -42,20 +42,20 @@ def percentile_ci(samples: Sequence[float], q: float, **kwargs) -> tuple[float, 
     return e.value, e.low, e.high
 
 
-def latency_summary(samples_ns: Sequence[int], *, seed: int = 0) -> Latency:
+def latency_summary(samples_ns: Sequence[int]) -> Latency:
     """p50/p95/p99 (with bootstrap CIs), mean, min and max in milliseconds of per-call timings."""
     ms = np.asarray(samples_ns, dtype=np.float64) / 1e6
-    p50, p95, p99 = percentiles_ci(ms, (50, 95, 99), seed=seed)
+    p50, p95, p99 = percentiles_ci(ms, (50, 95, 99))
     return Latency(p50=p50, p95=p95, p99=p99, n=int(ms.size), mean=float(ms.mean()), min=float(ms.min()),
                    max=float(ms.max()))
 
 
-def throughput_summary(batch_ns: Sequence[int], texts_per_batch: Sequence[int], *, seed: int = 0) -> Throughput:
+def throughput_summary(batch_ns: Sequence[int], texts_per_batch: Sequence[int]) -> Throughput:
     """Texts a second over timed batches, with a bootstrap CI (batches resampled)."""
     seconds = np.asarray(batch_ns, dtype=np.float64) / 1e9
     texts = np.asarray(texts_per_batch, dtype=np.float64)
     rate = float(texts.sum() / seconds.sum())
-    idx = np.random.default_rng(seed).integers(0, seconds.size, size=(N_BOOT, seconds.size))
+    idx = np.random.default_rng(0).integers(0, seconds.size, size=(N_BOOT, seconds.size))
     return Throughput(texts_per_s=rate, ci=_interval(texts[idx].sum(axis=1) / seconds[idx].sum(axis=1), rate, CONFIDENCE),
                       batches=int(seconds.size), texts=int(texts.sum()), seconds=float(seconds.sum()),
                       ms_per_batch=float(np.median(seconds) * 1e3))

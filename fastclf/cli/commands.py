@@ -292,9 +292,7 @@ def eval_command(model_dir: Path, data: Path, *, read: Callable[[Path], LabeledD
 
 
 def _num(value: Any, fmt: str) -> str:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return "?"
-    return format(value, fmt)
+    return format(value, fmt) if isinstance(value, (int, float)) and not isinstance(value, bool) else "?"
 
 
 def _shown(value: Any) -> Any:
@@ -317,20 +315,17 @@ def info_text(model_dir: Path, cfg: ModelConfig) -> str:
         settings = training.settings or {}
         lines.append(f"trained on {_shown(training.examples)} examples in {_shown(training.seconds)} s "
                      f"({settings.get('loss', '?')} loss)")
-        selection = training.selection or {}
-        if isinstance(selection.get("description"), str):
-            lines.append(f"recipe: {selection['description']}")
-        ev = training.eval
-        if ev:
+        if isinstance(recipe := (training.selection or {}).get("description"), str):
+            lines.append(f"recipe: {recipe}")
+        if ev := training.eval:
             lines.append(f"evaluation: accuracy {_num(ev.get('accuracy'), '.4f')}, "
                          f"macro-F1 {_num(ev.get('macro_f1'), '.4f')} on {ev.get('data', '?')}")
     cal = cfg.calibration
     lines.append("calibration: " + ("none (the head's probabilities as they are)" if cal is None else
                                     f"temperature {', '.join(f'{t:g}' for t in cal.temperature)} fitted on {cal.n} "
                                     f"held-out texts" + (", prediction sets available" if cal.conformal else "")))
-    lines.append("variants:")
-    for name in ModelDir(model_dir, cfg).exported():
-        lines.append(f"  {name:<14} {_parity_text(cfg.variants.get(name))}")
+    lines += ["variants:"] + [f"  {name:<14} {_parity_text(cfg.variants.get(name))}"
+                              for name in ModelDir(model_dir, cfg).exported()]
     lines += _default_variant_lines(model_dir, cfg)
     if cfg.versions:
         lines.append("versions: " + ", ".join(f"{k} {v}" for k, v in cfg.versions.items()))
@@ -360,41 +355,31 @@ def _default_variant_lines(model_dir: Path, cfg: ModelConfig) -> list[str]:
         used = ModelDir(model_dir, cfg).default()
     except Exception:  # an unreadable body folder: info still shows the rest
         used = cfg.default_variant or "torch-fp32"
-    recorded = cfg.default_variant
-    line = f"default variant: {used}"
-    if recorded and recorded != used:
-        line += f" (recorded {recorded}, not usable here)"
-    lines = [line]
-    choice = cfg.default_variant_choice
-    if choice is not None:
-        m = choice.get("machine") or {}
-        load = choice.get("load_average")
-        lines.append(f"  chosen {choice.get('date', '?')} on {m.get('cpu', '?')} ({m.get('cores', '?')} cores; "
-                     f"{', '.join(m.get('isa', [])) or 'no listed ISA'})"
-                     + (f", load average {load[0]:.2f}" if isinstance(load, list) and load else ""))
-        lines.append(f"  by: {choice.get('criterion', '?')}")
-        for name, fig in (choice.get("candidates") or {}).items():
-            if not isinstance(fig, dict):
-                continue
-            if "one_text_p50_ms" in fig:
-                text = f"1 text p50 {fig['one_text_p50_ms']:.2f} ms, {fig.get('texts_per_s', 0):.0f} texts/s @32"
-            else:
-                text = "not timed"
-            status = "passes" if fig.get("passed") else "fails the gate"
-            lines.append(f"  {name:<14} {text}, {status}")
+    recorded, choice = cfg.default_variant, cfg.default_variant_choice
+    lines = [f"default variant: {used}" + (f" (recorded {recorded}, not usable here)" if recorded not in (None, used)
+                                           else "")]
+    if choice is None:
+        return lines
+    m, load = choice.get("machine") or {}, choice.get("load_average")
+    lines += [f"  chosen {choice.get('date', '?')} on {m.get('cpu', '?')} ({m.get('cores', '?')} cores; "
+              f"{', '.join(m.get('isa', [])) or 'no listed ISA'})"
+              + (f", load average {load[0]:.2f}" if isinstance(load, list) and load else ""),
+              f"  by: {choice.get('criterion', '?')}"]
+    for name, fig in (choice.get("candidates") or {}).items():
+        if isinstance(fig, dict):
+            text = (f"1 text p50 {fig['one_text_p50_ms']:.2f} ms, {fig.get('texts_per_s', 0):.0f} texts/s @32"
+                    if "one_text_p50_ms" in fig else "not timed")
+            lines.append(f"  {name:<14} {text}, {'passes' if fig.get('passed') else 'fails the gate'}")
     return lines
 
 
 def variants_text(model_dir: Path | None) -> str:
-    exported = ModelDir(model_dir).exported() if model_dir is not None else []
+    """``fastclf variants``: every variant and what it is, marked exported or not in ``model_dir``."""
+    exported = ModelDir(model_dir).exported() if model_dir is not None else None
     width = max(len(n) for n in VARIANTS)
-    lines = []
-    for name, spec in VARIANTS.items():
-        mark = ""
-        if model_dir is not None:
-            mark = "[exported] " if name in exported else "[-]        "
-        cal = " (calibrated)" if spec.calibrated else ""
-        lines.append(f"{mark}{name:<{width}}  {spec.description}{cal}")
+    lines = [("" if exported is None else "[exported] " if name in exported else "[-]        ")
+             + f"{name:<{width}}  {spec.description}" + (" (calibrated)" if spec.calibrated else "")
+             for name, spec in VARIANTS.items()]
     if model_dir is not None:
         lines.append(f"\nexport more with: fastclf accelerate {model_dir} --variant NAME  (or --all)")
     return "\n".join(lines)

@@ -21,11 +21,8 @@ class _Group(click.Group):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
-        except (FastclfError, FileExistsError) as exc:
-            click.echo(f"error: {exc}", err=True)
-            ctx.exit(1)
-        except click.BadParameter as exc:  # a value out of range (--batch-size 0): one line, like the others
-            click.echo(f"error: {exc.format_message()}", err=True)
+        except (FastclfError, FileExistsError, click.BadParameter) as exc:  # BadParameter: --batch-size 0, say
+            click.echo(f"error: {exc.format_message() if isinstance(exc, click.BadParameter) else exc}", err=True)
             ctx.exit(1)
         except KeyboardInterrupt as exc:  # a library's own message says what was kept (a partial report)
             click.echo(str(exc) or "interrupted: nothing was written", err=True)
