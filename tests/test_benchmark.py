@@ -25,6 +25,7 @@ from fastclf.benchmark import (
     recommend,
     resolve_variants,
     throughput_summary,
+    variant_size,
 )
 from fastclf.benchmark.baseline import sklearn_head
 from fastclf.benchmark.report import render_html, render_markdown
@@ -98,6 +99,7 @@ def test_json_rows_hold_sane_measurements(report):
     assert ref["agreement"] == 1.0
     # setfit's own predict on the same body and an equivalent head gives the same labels
     assert base["kind"] == "baseline" and base["agreement"] == 1.0 and base["accuracy"] == ref["accuracy"]
+    assert base["max_tokens"] == ref["max_tokens"] > 0  # setfit cuts a long text at the same window
     assert data["settings"]["speedup_reference"] == "setfit"
     assert base["speedup"]["latency_p50"] == pytest.approx(1.0)
     assert ref["speedup"]["vs"] == "setfit" and ref["speedup"]["latency_p50"] > 0
@@ -265,8 +267,6 @@ def test_setfit_head_is_fastclf_head(kind):
 def test_variant_size_of_a_relative_model_dir(model, monkeypatch):
     """A model given as a relative path (``fastclf benchmark ./model ...``) is sized like an
     absolute one: every file named relative to the model folder."""
-    from fastclf.benchmark.variants import variant_size
-
     absolute = variant_size(model, "torch-fp32")
     monkeypatch.chdir(model.parent)
     relative = variant_size(Path(model.name), "torch-fp32")

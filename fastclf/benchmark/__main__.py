@@ -1,5 +1,4 @@
-"""``python -m fastclf.benchmark --worker JOB --spawned-at T``: the measuring process (see
-:mod:`fastclf.benchmark.worker`), started by ``Benchmark.run``."""
+"""``python -m fastclf.benchmark --worker JOB --spawned-at T``: the measuring process."""
 
 import sys
 

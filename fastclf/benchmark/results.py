@@ -1,50 +1,65 @@
-"""What a benchmark run measured, as dataclasses: a :class:`Row` for each variant (and the
-setfit baseline) inside :class:`BenchmarkResults`.
-
-``to_dict()`` gives what ``report.json`` holds (its keys are a stable format, see
-:data:`SCHEMA_VERSION`); ``from_dict()`` reads it back, leniently, so that a report can be
-re-rendered from its JSON and older or partial files still load.
-"""
+"""What a benchmark run measured: a :class:`Row` a variant (and the setfit baseline) inside
+:class:`BenchmarkResults`; ``to_dict()`` is report.json, ``from_dict()`` reads it back leniently."""
 
 from __future__ import annotations
 
 import dataclasses
+import types
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 SCHEMA_VERSION = 1
 
-_T = TypeVar("_T")
 
-
-def _flat(cls: type[_T], data: Mapping[str, Any] | None) -> _T | None:
-    """A dataclass of plain fields from the keys of ``data`` it knows (None: no data)."""
-    if not data:
+def _convert(tp: Any, value: Any) -> Any:
+    """``value`` from JSON as the annotated type ``tp``: dataclasses (also inside dicts and lists) rebuilt."""
+    if value is None:
         return None
-    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    return cls(**{k: v for k, v in data.items() if k in names})
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        tp = next((a for a in args if dataclasses.is_dataclass(a)), None)
+    if isinstance(tp, type) and issubclass(tp, Plain):
+        return tp.from_dict(value)
+    if origin is dict and len(args) == 2 and dataclasses.is_dataclass(args[1]):
+        return {str(k): _convert(args[1], v) for k, v in value.items()}
+    if origin is list and args and dataclasses.is_dataclass(args[0]):
+        return [_convert(args[0], v) for v in value]
+    return value
 
 
-@dataclass(frozen=True)
-class Estimate:
-    """A statistic with its confidence interval."""
-
-    value: float
-    low: float
-    high: float
+class Plain:
+    """JSON (de)serialization of a dataclass: unknown keys are dropped, missing ones take their defaults."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"value": self.value, "ci": [self.low, self.high]}
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Estimate:
-        low, high = data.get("ci") or (data["value"], data["value"])
-        return cls(data["value"], low, high)
+    def from_dict(cls, data: Mapping[str, Any]) -> Any:
+        hints = typing.get_type_hints(cls)
+        return cls(**{f.name: _convert(hints[f.name], data[f.name])
+                      for f in dataclasses.fields(cls) if data.get(f.name) is not None})  # type: ignore[arg-type]
 
 
 @dataclass
-class Latency:
+class Estimate(Plain):
+    """A statistic with its confidence interval ``ci`` = [low, high]."""
+
+    value: float
+    ci: list[float]
+
+    @property
+    def low(self) -> float:
+        return self.ci[0]
+
+    @property
+    def high(self) -> float:
+        return self.ci[1]
+
+
+@dataclass
+class Latency(Plain):
     """Milliseconds a call for one text: percentiles with bootstrap CIs, mean, min, max."""
 
     p50: Estimate
@@ -57,26 +72,13 @@ class Latency:
     warmup_calls: int | None = None
     seconds: float | None = None  # of timed calls
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"n": self.n, "mean": self.mean, "min": self.min, "max": self.max, "p50": self.p50.to_dict(),
-                "p95": self.p95.to_dict(), "p99": self.p99.to_dict(), "warmup_calls": self.warmup_calls,
-                "seconds": self.seconds}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any] | None) -> Latency | None:
-        if not data:
-            return None
-        return cls(p50=Estimate.from_dict(data["p50"]), p95=Estimate.from_dict(data["p95"]),
-                   p99=Estimate.from_dict(data["p99"]), n=data.get("n"), mean=data.get("mean"), min=data.get("min"),
-                   max=data.get("max"), warmup_calls=data.get("warmup_calls"), seconds=data.get("seconds"))
-
 
 @dataclass
-class Throughput:
+class Throughput(Plain):
     """Texts a second at one batch size, with a bootstrap CI over the timed batches."""
 
     texts_per_s: float
-    ci: tuple[float, float]
+    ci: list[float]
     batches: int | None = None
     texts: int | None = None
     seconds: float | None = None
@@ -84,12 +86,9 @@ class Throughput:
     batch_size: int | None = None
     warmup_batches: int | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        return {**dataclasses.asdict(self), "ci": list(self.ci)}
-
 
 @dataclass
-class Size:
+class Size(Plain):
     """The files a variant loads, and their total size."""
 
     bytes: int = 0
@@ -98,7 +97,7 @@ class Size:
 
 
 @dataclass
-class Memory:
+class Memory(Plain):
     """Resident memory of the measuring process, in MB."""
 
     rss_after_load_mb: float | None = None
@@ -106,7 +105,7 @@ class Memory:
 
 
 @dataclass
-class Load:
+class Load(Plain):
     """Seconds from spawning the measuring process to its first prediction, and their parts."""
 
     cold_start_s: float | None = None
@@ -116,7 +115,7 @@ class Load:
 
 
 @dataclass
-class Speedup:
+class Speedup(Plain):
     """A row's speed against the speed-up reference (``vs``): ratios above 1 are faster."""
 
     vs: str | None = None
@@ -125,7 +124,7 @@ class Speedup:
 
 
 @dataclass
-class Row:
+class Row(Plain):
     """One measured variant (``kind="variant"``) or the setfit baseline (``kind="baseline"``)."""
 
     name: str
@@ -145,6 +144,7 @@ class Row:
     threads: dict[str, Any] | None = None  # the runtimes' thread pools, as fastclf.backends reports them
     runtime_settings: dict[str, Any] | None = None  # what the body says it runs with
     eval_seconds: float | None = None
+    max_tokens: int | None = None  # the body's window in tokens, where a longer text is cut or split
     other_load_cores: float | None = None  # CPU other processes used while the row was measured
     speedup: Speedup | None = None
 
@@ -154,7 +154,6 @@ class Row:
 
     @property
     def label(self) -> str:
-        """The name, marked when it is the baseline."""
         return f"{self.name} (baseline)" if self.is_baseline else self.name
 
     def best_throughput(self) -> tuple[int, Throughput] | None:
@@ -164,27 +163,9 @@ class Row:
         batch, figures = max(self.throughput.items(), key=lambda kv: kv[1].texts_per_s)
         return int(batch), figures
 
-    def to_dict(self) -> dict[str, Any]:
-        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        for key in ("size", "memory", "load", "speedup"):
-            out[key] = dataclasses.asdict(out[key]) if out[key] is not None else None
-        out["latency_ms"] = self.latency_ms.to_dict() if self.latency_ms is not None else None
-        out["throughput"] = {b: t.to_dict() for b, t in self.throughput.items()}
-        return out
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Row:
-        plain = {f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data}
-        plain.update(latency_ms=Latency.from_dict(data.get("latency_ms")), size=_flat(Size, data.get("size")),
-                     memory=_flat(Memory, data.get("memory")), load=_flat(Load, data.get("load")),
-                     speedup=_flat(Speedup, data.get("speedup")),
-                     throughput={str(b): _flat(Throughput, {**t, "ci": tuple(t["ci"])})
-                                 for b, t in (data.get("throughput") or {}).items()})
-        return cls(**plain)
-
 
 @dataclass
-class DataSummary:
+class DataSummary(Plain):
     """The labeled data the run used."""
 
     source: str = ""
@@ -197,15 +178,15 @@ class DataSummary:
 
 
 @dataclass
-class Settings:
+class Settings(Plain):
     """How the run measured (what ``Benchmark`` was given, and fastclf's fixed choices)."""
 
     variants: list[str] = field(default_factory=list)  # the rows, in order
     batch_sizes: list[int] = field(default_factory=list)
     baseline: str | None = None
-    duration_s: float | None = None
+    duration_s: float = 5.0
     warmup_s: float = 0.0
-    max_eval: int | None = None
+    max_eval: int = 1000
     tolerance_points: float = 1.0
     threads_requested: int | None = None
     reference: str = "torch-fp32"
@@ -219,14 +200,14 @@ class Settings:
 
 
 @dataclass
-class BenchmarkResults:
+class BenchmarkResults(Plain):
     """Everything a benchmark run measured; :meth:`to_dict` is what ``report.json`` holds."""
 
-    model: str
-    data: DataSummary
-    settings: Settings
-    machine: dict[str, Any]  # fastclf.machine.platform_info()
-    versions: dict[str, str | None]
+    model: str = ""
+    data: DataSummary = field(default_factory=DataSummary)
+    settings: Settings = field(default_factory=Settings)
+    machine: dict[str, Any] = field(default_factory=dict)  # fastclf.machine.platform_info()
+    versions: dict[str, str | None] = field(default_factory=dict)
     rows: list[Row] = field(default_factory=list)
     recommendation: dict[str, Any] | None = None  # see fastclf.benchmark.recommend.recommend
     notes: list[str] = field(default_factory=list)
@@ -242,19 +223,4 @@ class BenchmarkResults:
         return sum(1 for r in self.rows if r.status == "ok")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"schema_version": SCHEMA_VERSION, "partial": self.partial, "model": self.model,
-                "data": dataclasses.asdict(self.data), "settings": dataclasses.asdict(self.settings),
-                "machine": self.machine, "versions": self.versions, "started": self.started,
-                "finished": self.finished, "rows": [r.to_dict() for r in self.rows],
-                "recommendation": self.recommendation, "notes": self.notes}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> BenchmarkResults:
-        """Read :meth:`to_dict`'s output (``report.json``); missing keys take their defaults."""
-        return cls(model=str(data.get("model", "")), data=_flat(DataSummary, data.get("data")) or DataSummary(),
-                   settings=_flat(Settings, data.get("settings")) or Settings(),
-                   machine=dict(data.get("machine") or {}), versions=dict(data.get("versions") or {}),
-                   rows=[Row.from_dict(r) for r in data.get("rows") or []],
-                   recommendation=data.get("recommendation"), notes=list(data.get("notes") or []),
-                   started=str(data.get("started") or ""), finished=data.get("finished"),
-                   partial=bool(data.get("partial", False)))
+        return {"schema_version": SCHEMA_VERSION, **super().to_dict()}

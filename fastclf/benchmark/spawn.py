@@ -1,11 +1,12 @@
-"""The parent's side of a measuring process: spawn it, forward its progress lines, stop it
-cleanly on Ctrl-C, read back its raw measurements, and the CPU other processes used meanwhile."""
+"""The parent's side of a measuring process: spawn it, forward its progress lines, stop it cleanly
+on Ctrl-C, read back its raw measurements, and the CPU other processes used meanwhile."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -13,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from fastclf.benchmark.worker import Job
 
@@ -44,29 +45,24 @@ def _busy_cpu_seconds() -> float | None:
         return None
 
 
+def _own_cpu_seconds() -> float:
+    usage = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+    return sum(u.ru_utime + u.ru_stime for u in usage)
+
+
 class OtherLoad:
-    """CPU used by *other* processes while a row is measured: the machine's busy time minus
-    this process's and the measuring child's own CPU time, in cores on average (``cores``)."""
+    """CPU used by *other* processes while a row is measured, in cores on average (``cores``): the
+    machine's busy time minus this process's and the measuring child's."""
 
     def __enter__(self) -> OtherLoad:
-        import resource
-
-        self.wall = time.monotonic()
-        self.busy = _busy_cpu_seconds()
-        self.own = (resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN))
+        self.wall, self.busy, self.own = time.monotonic(), _busy_cpu_seconds(), _own_cpu_seconds()
         self.cores: float | None = None
         return self
 
     def __exit__(self, *exc: object) -> None:
-        import resource
-
-        busy = _busy_cpu_seconds()
-        wall = time.monotonic() - self.wall
-        if busy is None or self.busy is None or wall <= 0:
-            return
-        now = (resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN))
-        own = sum((b.ru_utime + b.ru_stime) - (a.ru_utime + a.ru_stime) for a, b in zip(self.own, now))
-        self.cores = max(0.0, (busy - self.busy - own) / wall)
+        busy, wall = _busy_cpu_seconds(), time.monotonic() - self.wall
+        if busy is not None and self.busy is not None and wall > 0:
+            self.cores = max(0.0, (busy - self.busy - (_own_cpu_seconds() - self.own)) / wall)
 
 
 def _stop(proc: subprocess.Popen) -> int:
@@ -77,19 +73,17 @@ def _stop(proc: subprocess.Popen) -> int:
         if action is not None:
             with contextlib.suppress(ProcessLookupError):
                 action()
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             return proc.wait(timeout=wait)
-        except subprocess.TimeoutExpired:
-            continue
     return proc.wait()
 
 
-def _forward(stream: IO[str], progress: Progress | None) -> threading.Thread:
+def _forward(proc: subprocess.Popen, progress: Progress | None) -> threading.Thread:
     """Pass the worker's stdout lines to ``progress`` (or drop them) until it closes."""
 
     def pump() -> None:
         with contextlib.suppress(ValueError, OSError):
-            for line in stream:
+            for line in proc.stdout or ():
                 if progress is not None:
                     progress(line.rstrip("\n"))
 
@@ -99,11 +93,10 @@ def _forward(stream: IO[str], progress: Progress | None) -> threading.Thread:
 
 
 def _environment(threads: int | None) -> dict[str, str]:
-    env = dict(os.environ)
-    env.setdefault("TOKENIZERS_PARALLELISM", "false")
-    if threads:
-        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "FASTCLF_THREADS"):
-            env[var] = str(threads)  # FASTCLF_THREADS: read by the ONNX and OpenVINO bodies
+    env = {"TOKENIZERS_PARALLELISM": "false", **os.environ}
+    if threads:  # FASTCLF_THREADS: read by the ONNX and OpenVINO bodies
+        env.update(dict.fromkeys(("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "FASTCLF_THREADS"),
+                                 str(threads)))
     return env
 
 
@@ -113,7 +106,7 @@ def _read_result(path: Path, rc: int, interrupted: bool) -> dict[str, Any]:
         raw = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
     raw = raw or {"status": "error"}
     if rc != 0 and raw.get("status") in ("ok", "running", None):
-        raw["status"] = "interrupted" if interrupted else "error"
+        raw["status"] = "error"
     if raw.get("status") == "error" and not raw.get("error"):
         raw["error"] = (f"the measuring process died (signal {-rc})" if rc < 0
                         else f"the measuring process exited with code {rc}")
@@ -123,16 +116,14 @@ def _read_result(path: Path, rc: int, interrupted: bool) -> dict[str, Any]:
 
 
 def measure(job: Job, job_path: Path, progress: Progress | None) -> dict[str, Any]:
-    """Run ``job`` in a fresh Python process; return its raw measurements (``status``:
-    ok, error or interrupted). A Ctrl-C stops the process cleanly and is not re-raised."""
+    """Run ``job`` in a fresh Python process; return its raw measurements (``status``: ok, error or
+    interrupted). A Ctrl-C stops the process cleanly and is not re-raised."""
     job.write(job_path)
-    # the worker's cold start is timed from here (CLOCK_MONOTONIC is system-wide)
-    spawned_at = time.monotonic()
+    spawned_at = time.monotonic()  # the worker's cold start is timed from here (system-wide clock)
     proc = subprocess.Popen([sys.executable, "-m", "fastclf.benchmark", "--worker", str(job_path),
                              "--spawned-at", repr(spawned_at)], env=_environment(job.threads),
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True, errors="replace")
-    assert proc.stdout is not None
-    reader = _forward(proc.stdout, progress)
+    reader = _forward(proc, progress)
     interrupted = False
     try:
         rc = proc.wait()
@@ -141,5 +132,6 @@ def measure(job: Job, job_path: Path, progress: Progress | None) -> dict[str, An
         with sigint_ignored():
             rc = _stop(proc)
     reader.join(timeout=5)
-    proc.stdout.close()
+    if proc.stdout is not None:
+        proc.stdout.close()
     return _read_result(Path(job.result), rc, interrupted)

@@ -1,11 +1,7 @@
-"""The measuring process: ``python -m fastclf.benchmark --worker JOB --spawned-at T``.
-
-It loads one variant (or the setfit baseline), predicts the evaluation texts, then times
-calls the way optimum's ``TimeBenchmark`` does: warm-up calls first, then a fixed duration
-of calls each timed with ``perf_counter_ns``. Its raw measurements go to the job's result
-file, rewritten after each step so that a Ctrl-C or a crash keeps what was measured; its
-progress lines go to stdout, which the parent forwards to its progress callback.
-"""
+"""The measuring process: loads one variant (or the setfit baseline), predicts the evaluation texts,
+then times warm-up and timed calls (``perf_counter_ns``, as optimum's ``TimeBenchmark``). Its raw
+measurements are rewritten to the job's result file after each step, so a Ctrl-C or a crash keeps
+what was measured; its progress lines go to stdout, which the parent forwards."""
 
 from __future__ import annotations
 
@@ -16,7 +12,6 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +20,7 @@ import numpy as np
 
 from fastclf._util import atomic_write_text
 from fastclf.backends import runtime_settings, settle_one_text, thread_settings
+from fastclf.benchmark.baseline import Predict
 from fastclf.errors import FastclfError, first_line
 from fastclf.quiet import quiet_logs
 from fastclf.timing import cycle_batches, time_calls
@@ -53,18 +49,12 @@ class Job:
     def write(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self)), encoding="utf-8")
 
-    @classmethod
-    def read(cls, path: Path) -> Job:
-        return cls(**json.loads(path.read_text(encoding="utf-8")))
-
 
 def _rss_mb() -> float | None:
-    try:
+    with contextlib.suppress(OSError, ValueError, IndexError):
         for line in Path("/proc/self/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
-    except (OSError, ValueError, IndexError):
-        pass
     return None
 
 
@@ -75,10 +65,6 @@ def _peak_rss_mb() -> float:
     return peak / 1024 if sys.platform != "darwin" else peak / 1024**2
 
 
-def _call(predict: Callable[[list[str], int], list], batch_size: int, texts: list[str]) -> list:
-    return predict(texts, batch_size)
-
-
 def _plain(settings: dict[str, object]) -> dict[str, object]:
     return {k: v if isinstance(v, (int, float, str, bool, type(None))) else str(v) for k, v in settings.items()}
 
@@ -87,9 +73,7 @@ class _Measurement:
     """One job's raw measurements, saved to its result file after each step."""
 
     def __init__(self, job: Job, spawned_at: float):
-        self.job = job
-        self.spawned_at = spawned_at
-        self.body: Any = None
+        self.job, self.spawned_at, self.body = job, spawned_at, None
         self.res: dict[str, Any] = {"name": job.name, "status": "running", "pid": os.getpid()}
 
     def say(self, message: str) -> None:
@@ -100,47 +84,45 @@ class _Measurement:
         self.res["memory"] = {**(self.res.get("memory") or {}), "peak_rss_mb": _peak_rss_mb()}
         atomic_write_text(Path(self.job.result), json.dumps(self.res))
 
-    def load(self) -> Callable[[list[str], int], list]:
+    def load(self) -> Predict:
         """Import, load and predict once: the cold start."""
         from fastclf.benchmark.baseline import load_fastclf, load_setfit
 
         started = time.monotonic()
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
         os.environ.setdefault("LOGLEVEL", "ERROR")  # Intel Neural Compressor sets its logger's level from it
-        quiet_logs().__enter__()  # this worker process only measures: its libraries stay quiet until it exits
+        quiet_logs().__enter__()  # this process only measures: its libraries stay quiet until it exits
         model_dir = Path(self.job.model_dir)
         t0 = time.monotonic()
         if self.job.kind == "baseline":
-            predict, body = load_setfit(model_dir)
+            predict, self.body, max_tokens = load_setfit(model_dir)
         else:
-            predict, body = load_fastclf(model_dir, self.job.name)
-        self.body = body
+            predict, self.body, max_tokens = load_fastclf(model_dir, self.job.name)
         t1 = time.monotonic()
-        predict([self.job.timing_texts[0]], 1)
+        predict([self.job.timing_texts[0]], batch_size=1)
         t2 = time.monotonic()
-        self.res["load"] = {"cold_start_s": t2 - self.spawned_at, "startup_s": started - self.spawned_at,
-                            "load_s": t1 - t0, "first_predict_s": t2 - t1}
-        self.res["memory"] = {"rss_after_load_mb": _rss_mb()}
-        self.res["threads"] = {"requested": self.job.threads, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
-                               **thread_settings(body)}
-        self.res["runtime_settings"] = _plain(runtime_settings(body))
-        self.say(f"cold start {self.res['load']['cold_start_s']:.2f} s (process start, imports, load, first prediction)")
+        self.res.update(load={"cold_start_s": t2 - self.spawned_at, "startup_s": started - self.spawned_at,
+                              "load_s": t1 - t0, "first_predict_s": t2 - t1}, memory={"rss_after_load_mb": _rss_mb()},
+                        threads={"requested": self.job.threads, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
+                                 **thread_settings(self.body)},
+                        runtime_settings=_plain(runtime_settings(self.body)), max_tokens=max_tokens)
+        self.say(f"cold start {t2 - self.spawned_at:.2f} s (process start, imports, load, first prediction)")
         self.save()
         return predict
 
-    def accuracy(self, predict: Callable[[list[str], int], list]) -> None:
+    def accuracy(self, predict: Predict) -> None:
         t0 = time.monotonic()
-        self.res["predictions"] = predict(list(self.job.eval_texts), EVAL_BATCH_SIZE)
+        self.res["predictions"] = predict(list(self.job.eval_texts), batch_size=EVAL_BATCH_SIZE)
         self.res["eval_seconds"] = time.monotonic() - t0
         self.say(f"predicted {len(self.res['predictions'])} texts for accuracy in {self.res['eval_seconds']:.1f} s")
         self.save()
 
-    def latency(self, predict: Callable[[list[str], int], list]) -> None:
+    def latency(self, predict: Predict) -> None:
         # the steady state: the shapes this text mix brings compiled (OpenVINO's one-text shapes)
-        settled_s = settle_one_text(self.body, lambda text: predict([text], 1), self.job.timing_texts)
+        settled_s = settle_one_text(self.body, lambda text: predict([text], batch_size=1), self.job.timing_texts)
         if settled_s is not None:
             self.res["runtime_settings"] = _plain(runtime_settings(self.body))
-        times, _, warm = time_calls(functools.partial(_call, predict, 1), cycle_batches(self.job.timing_texts, 1),
+        times, _, warm = time_calls(functools.partial(predict, batch_size=1), cycle_batches(self.job.timing_texts, 1),
                                     warmup_s=self.job.warmup, warmup_min=5, duration_s=self.job.duration,
                                     min_calls=LATENCY_MIN_CALLS)
         self.res["latency"] = {"samples_ns": times, "warmup_calls": warm, "seconds": sum(times) / 1e9,
@@ -149,20 +131,19 @@ class _Measurement:
         self.say(f"latency, 1 text: p50 {p[0]:.2f} ms, p95 {p[1]:.2f} ms, p99 {p[2]:.2f} ms ({len(times)} calls)")
         self.save()
 
-    def throughput(self, predict: Callable[[list[str], int], list]) -> None:
+    def throughput(self, predict: Predict) -> None:
         self.res["throughput"] = {}
         for i, b in enumerate(self.job.batch_sizes):
-            times, sizes, warm = time_calls(functools.partial(_call, predict, b), cycle_batches(self.job.timing_texts, b, i * 7),
-                                            warmup_s=self.job.warmup, warmup_min=1, duration_s=self.job.duration,
+            times, sizes, warm = time_calls(functools.partial(predict, batch_size=b),
+                                            cycle_batches(self.job.timing_texts, b, i * 7), warmup_s=self.job.warmup,
+                                            warmup_min=1, duration_s=self.job.duration,
                                             min_calls=THROUGHPUT_MIN_BATCHES)
             self.res["throughput"][str(b)] = {"batch_ns": times, "texts": sizes, "warmup_batches": warm}
             self.say(f"throughput, batch {b}: {sum(sizes) / (sum(times) / 1e9):.1f} texts/s ({len(times)} batches)")
             self.save()
 
     def finish(self, status: str, error: str | None = None) -> None:
-        self.res["status"] = status
-        if error is not None:
-            self.res["error"] = error
+        self.res.update(status=status, **({"error": error} if error is not None else {}))
         self.save()
 
 
@@ -194,4 +175,4 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--worker", type=Path, required=True, help="job file written by Benchmark.run")
     parser.add_argument("--spawned-at", type=float, required=True, help="time.monotonic() at spawn")
     args = parser.parse_args(argv)
-    return run_job(Job.read(args.worker), args.spawned_at)
+    return run_job(Job(**json.loads(args.worker.read_text(encoding="utf-8"))), args.spawned_at)

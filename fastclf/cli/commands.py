@@ -1,9 +1,5 @@
-"""The work behind the CLI commands, kept in the library so it can be tested and reused.
-
-Each function returns a typed result (with ``to_dict()``) and reports progress, when asked,
-through a ``progress`` callable that receives one line at a time; only :mod:`fastclf.cli.main`
-prints. ``info_text`` and ``variants_text`` return the text the CLI shows.
-"""
+"""The work behind the CLI commands, testable without it: each returns its result or its text, and
+reports progress through a ``progress`` callable given one line at a time; only the CLI prints."""
 
 from __future__ import annotations
 
@@ -24,10 +20,6 @@ if TYPE_CHECKING:
     from fastclf.training.trainer import TrainConfig
 
 Progress = Callable[[str], None]
-
-
-def _quiet(_line: str) -> None:
-    pass
 
 
 def prepare_data(data: LabeledData, *, shots: int | None, eval_data: LabeledData | None, holdout: float | None,
@@ -62,21 +54,6 @@ def prepare_data(data: LabeledData, *, shots: int | None, eval_data: LabeledData
     return data, eval_data, described
 
 
-@dataclass
-class TrainOutcome:
-    """What ``fastclf train`` made: the classifier, where it was saved, its evaluation."""
-
-    classifier: Classifier
-    path: Path
-    seconds: float
-    metrics: dict[str, Any] | None = None  # fastclf.evaluation.evaluate's result, with an eval set
-    eval_description: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"path": str(self.path), "labels": [str(c) for c in self.classifier.classes_],
-                "seconds": self.seconds, "eval": self.eval_description or None, "metrics": self.metrics}
-
-
 #: classes above which the training line summarises the counts instead of listing every class
 LIST_MAX_CLASSES = 12
 
@@ -97,8 +74,7 @@ SKEWED_RATIO = 4
 
 
 def imbalance_note(data: LabeledData, config: TrainConfig) -> str:
-    """A line for a skewed single-label training set (:data:`SKEWED_RATIO`), saying what to expect
-    and what to do; "" otherwise."""
+    """A line for a skewed single-label training set: what to expect and what to do; "" otherwise."""
     if data.multi_label:
         return ""
     counts = data.counts()
@@ -113,8 +89,8 @@ def imbalance_note(data: LabeledData, config: TrainConfig) -> str:
 
 
 def chance_note(selection: Any, data: LabeledData) -> str:
-    """A line when the cross-validated accuracy of the choice is no better than always answering the
-    most common class (single-label): the model has learnt little, and the user should know; "" otherwise."""
+    """A line when the chosen recipe's cross-validated accuracy is no better than always answering the
+    most common class (single-label): the model has learnt little; "" otherwise."""
     if data.multi_label or not getattr(selection, "scores", None):
         return ""
     score = selection.scores.get(str(selection.epochs))
@@ -131,8 +107,7 @@ def chance_note(selection: Any, data: LabeledData) -> str:
 
 
 def duplicates_note(data: LabeledData) -> str:
-    """A line when texts repeat (:func:`fastclf.training.selection.duplicate_groups`): how many, that the
-    cross-validation keeps copies together, and how many carry different labels; "" otherwise."""
+    """A line when texts repeat: how many, and how many carry different labels; "" otherwise."""
     from fastclf.training.selection import duplicate_groups
 
     groups = duplicate_groups(data.texts)
@@ -153,14 +128,14 @@ def duplicates_note(data: LabeledData) -> str:
 
 def train_command(data_path: Path, output: Path, config: TrainConfig, *, read: Callable[[Path], LabeledData],
                   shots: int | None, eval_file: Path | None, holdout: float | None, eval_max: int,
-                  progress: Progress | None = None) -> TrainOutcome:
-    """``fastclf train``: read, validate, train, evaluate, save atomically. Nothing is written on error.
+                  progress: Progress | None = None) -> Path:
+    """``fastclf train``: read, validate, train, evaluate, save atomically (nothing on error); the saved folder.
 
     Raises:
         FileExistsError: ``output`` exists and is not a fastclf model.
         DataError, DataFileNotFound, ModelNotFound, TrainingError: see :func:`fastclf.training.trainer.train`.
     """
-    say = progress or _quiet
+    say = progress or (lambda line: None)
     check_output_dir(output)
     data = read(data_path)
     eval_data = read(eval_file) if eval_file else None
@@ -177,19 +152,16 @@ def train_command(data_path: Path, output: Path, config: TrainConfig, *, read: C
             say(note)
     say(f"base model: {resolve_model(config.model)[1]}")
     result = train(train_data, config, progress=say if config.show_progress else None)
-    clf = result.classifier
-    info = result.info
+    clf, info = result.classifier, result.info
     if info["long_texts"]:
         say(f"{info['long_texts']} of {len(train_data)} texts are longer than the body's window: "
             f"{'split into windows whose embeddings are pooled' if config.long_texts == 'chunk' else 'truncated'}")
     say(f"recipe: {info['description']}")
     say(f"probabilities: {info['calibration']}")
-    note = chance_note(result.selection, train_data)
-    if note:
+    if note := chance_note(result.selection, train_data):
         say(note)
     steps = ", ".join(f"{k.replace('_', ' ')} {v:.1f} s" for k, v in info["seconds_by_step"].items())
     say(f"trained in {result.seconds:.1f} s ({steps}; loss: {info['loss']}, bf16: {info['bf16']})")
-    metrics = None
     if eval_data is not None:
         say(f"evaluating on {eval_desc}")
         metrics = evaluate(clf, eval_data)
@@ -200,7 +172,7 @@ def train_command(data_path: Path, output: Path, config: TrainConfig, *, read: C
     path = clf.save(output)
     say(f"saved to {path}")
     say(f'next: fastclf predict {output} "some text"   |   fastclf accelerate {output} --all')
-    return TrainOutcome(clf, path, result.seconds, metrics, eval_desc)
+    return path
 
 
 @dataclass(frozen=True)
@@ -295,47 +267,32 @@ def _predict_input(model_dir: Path, input_file: str | Path, output: str | Path |
 class EvalOutcome:
     """``fastclf eval``: the metrics of a model (as run by ``variant``) on a labeled file."""
 
-    model_dir: Path
-    data: Path
     variant: str
     classes: list[str]
     metrics: dict[str, Any]
     report: Path | None = None  # the HTML page, with --report
 
-    def to_dict(self) -> dict[str, Any]:
-        return self.metrics
-
 
 def eval_command(model_dir: Path, data: Path, *, read: Callable[[Path], LabeledData], variant: str | None,
                  batch_size: int, report: Path | None = None) -> EvalOutcome:
-    """``fastclf eval``: accuracy, macro-F1, the per-class table and the confidence figures of a
-    model on labeled data; with ``report``, the HTML page of :mod:`fastclf.eval_report` in that folder.
-
-    Raises:
-        ModelNotFound, ModelFormatError, UnknownVariant, VariantNotExported: the model cannot be loaded.
-        DataError, DataFileNotFound: the data cannot be read, or has labels the model does not know,
-            or a report is asked of a multi-label model.
-        MissingDependency: a report without matplotlib.
-    """
+    """``fastclf eval``: a model's metrics on labeled data (:func:`fastclf.evaluation.evaluate`); with
+    ``report``, the HTML page of :mod:`fastclf.eval_report` in that folder."""
     from fastclf.evaluation import evaluate
 
     clf = Classifier.load(model_dir, variant=variant)
     if report is not None and clf.multi_label:
         raise DataError("--report plots a single-label model's confidence; this model is multi-label")
-    labeled = read(data)
-    metrics = evaluate(clf, labeled, batch_size=batch_size)
+    metrics = evaluate(clf, read(data), batch_size=batch_size)
+    classes = [str(c) for c in clf.classes_]
     if report is not None:
         from fastclf.eval_report import write_eval_report
 
-        report = write_eval_report(metrics, [str(c) for c in clf.classes_], report,
-                                   title=f"fastclf eval: {model_dir} on {data}")
-    return EvalOutcome(Path(model_dir), Path(data), clf.variant, [str(c) for c in clf.classes_], metrics, report)
+        report = write_eval_report(metrics, classes, report, title=f"fastclf eval: {model_dir} on {data}")
+    return EvalOutcome(clf.variant, classes, metrics, report)
 
 
 def _num(value: Any, fmt: str) -> str:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return "?"
-    return format(value, fmt)
+    return format(value, fmt) if isinstance(value, (int, float)) and not isinstance(value, bool) else "?"
 
 
 def _shown(value: Any) -> Any:
@@ -358,20 +315,17 @@ def info_text(model_dir: Path, cfg: ModelConfig) -> str:
         settings = training.settings or {}
         lines.append(f"trained on {_shown(training.examples)} examples in {_shown(training.seconds)} s "
                      f"({settings.get('loss', '?')} loss)")
-        selection = training.selection or {}
-        if isinstance(selection.get("description"), str):
-            lines.append(f"recipe: {selection['description']}")
-        ev = training.eval
-        if ev:
+        if isinstance(recipe := (training.selection or {}).get("description"), str):
+            lines.append(f"recipe: {recipe}")
+        if ev := training.eval:
             lines.append(f"evaluation: accuracy {_num(ev.get('accuracy'), '.4f')}, "
                          f"macro-F1 {_num(ev.get('macro_f1'), '.4f')} on {ev.get('data', '?')}")
     cal = cfg.calibration
     lines.append("calibration: " + ("none (the head's probabilities as they are)" if cal is None else
                                     f"temperature {', '.join(f'{t:g}' for t in cal.temperature)} fitted on {cal.n} "
                                     f"held-out texts" + (", prediction sets available" if cal.conformal else "")))
-    lines.append("variants:")
-    for name in ModelDir(model_dir, cfg).exported():
-        lines.append(f"  {name:<14} {_parity_text(cfg.variants.get(name))}")
+    lines += ["variants:"] + [f"  {name:<14} {_parity_text(cfg.variants.get(name))}"
+                              for name in ModelDir(model_dir, cfg).exported()]
     lines += _default_variant_lines(model_dir, cfg)
     if cfg.versions:
         lines.append("versions: " + ", ".join(f"{k} {v}" for k, v in cfg.versions.items()))
@@ -401,41 +355,31 @@ def _default_variant_lines(model_dir: Path, cfg: ModelConfig) -> list[str]:
         used = ModelDir(model_dir, cfg).default()
     except Exception:  # an unreadable body folder: info still shows the rest
         used = cfg.default_variant or "torch-fp32"
-    recorded = cfg.default_variant
-    line = f"default variant: {used}"
-    if recorded and recorded != used:
-        line += f" (recorded {recorded}, not usable here)"
-    lines = [line]
-    choice = cfg.default_variant_choice
-    if choice is not None:
-        m = choice.get("machine") or {}
-        load = choice.get("load_average")
-        lines.append(f"  chosen {choice.get('date', '?')} on {m.get('cpu', '?')} ({m.get('cores', '?')} cores; "
-                     f"{', '.join(m.get('isa', [])) or 'no listed ISA'})"
-                     + (f", load average {load[0]:.2f}" if isinstance(load, list) and load else ""))
-        lines.append(f"  by: {choice.get('criterion', '?')}")
-        for name, fig in (choice.get("candidates") or {}).items():
-            if not isinstance(fig, dict):
-                continue
-            if "one_text_p50_ms" in fig:
-                text = f"1 text p50 {fig['one_text_p50_ms']:.2f} ms, {fig.get('texts_per_s', 0):.0f} texts/s @32"
-            else:
-                text = "not timed"
-            status = "passes" if fig.get("passed") else "fails the gate"
-            lines.append(f"  {name:<14} {text}, {status}")
+    recorded, choice = cfg.default_variant, cfg.default_variant_choice
+    lines = [f"default variant: {used}" + (f" (recorded {recorded}, not usable here)" if recorded not in (None, used)
+                                           else "")]
+    if choice is None:
+        return lines
+    m, load = choice.get("machine") or {}, choice.get("load_average")
+    lines += [f"  chosen {choice.get('date', '?')} on {m.get('cpu', '?')} ({m.get('cores', '?')} cores; "
+              f"{', '.join(m.get('isa', [])) or 'no listed ISA'})"
+              + (f", load average {load[0]:.2f}" if isinstance(load, list) and load else ""),
+              f"  by: {choice.get('criterion', '?')}"]
+    for name, fig in (choice.get("candidates") or {}).items():
+        if isinstance(fig, dict):
+            text = (f"1 text p50 {fig['one_text_p50_ms']:.2f} ms, {fig.get('texts_per_s', 0):.0f} texts/s @32"
+                    if "one_text_p50_ms" in fig else "not timed")
+            lines.append(f"  {name:<14} {text}, {'passes' if fig.get('passed') else 'fails the gate'}")
     return lines
 
 
 def variants_text(model_dir: Path | None) -> str:
-    exported = ModelDir(model_dir).exported() if model_dir is not None else []
+    """``fastclf variants``: every variant and what it is, marked exported or not in ``model_dir``."""
+    exported = ModelDir(model_dir).exported() if model_dir is not None else None
     width = max(len(n) for n in VARIANTS)
-    lines = []
-    for name, spec in VARIANTS.items():
-        mark = ""
-        if model_dir is not None:
-            mark = "[exported] " if name in exported else "[-]        "
-        cal = " (calibrated)" if spec.calibrated else ""
-        lines.append(f"{mark}{name:<{width}}  {spec.description}{cal}")
+    lines = [("" if exported is None else "[exported] " if name in exported else "[-]        ")
+             + f"{name:<{width}}  {spec.description}" + (" (calibrated)" if spec.calibrated else "")
+             for name, spec in VARIANTS.items()]
     if model_dir is not None:
         lines.append(f"\nexport more with: fastclf accelerate {model_dir} --variant NAME  (or --all)")
     return "\n".join(lines)

@@ -1,6 +1,5 @@
-"""The commands that prepare and run a trained model for deployment: ``accelerate`` (faster
-variants), ``benchmark`` (the report to choose one) and ``serve`` (HTTP). Registered on the
-group of :mod:`fastclf.cli.main`; like every command they parse, call the library and print."""
+"""The deployment commands, registered on :mod:`fastclf.cli.main`'s group: ``accelerate`` (faster
+variants), ``benchmark`` (the report to choose one) and ``serve`` (HTTP)."""
 
 from __future__ import annotations
 
@@ -9,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from fastclf.cli.options import data_options, read_data
+from fastclf.cli.options import data_options, model_dir_argument
 
 
 def _show_logs(verbose: bool) -> None:
@@ -105,7 +104,7 @@ def accelerate(model_dir, variant_names, all_variants, auto, budget_points, incl
 
 
 @click.command()
-@click.argument("model_dir", type=click.Path(path_type=Path))
+@model_dir_argument
 @click.argument("data", type=click.Path(path_type=Path))
 @data_options
 @click.option("--variants", "variant_list", default=None, help="Comma-separated variants (default: all exported).")
@@ -120,25 +119,21 @@ def accelerate(model_dir, variant_names, all_variants, auto, budget_points, incl
               help="Accuracy points below torch-fp32 a recommended variant may lose.")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="Threads each runtime uses (default: the physical cores); recorded in each row.")
-def benchmark(model_dir, data, text_column, label_column, label_columns, label_separator, variant_list, batch_sizes,
-              baseline, output, duration, max_eval, tolerance, threads):
+def benchmark(model_dir, data, read, variant_list, batch_sizes, output, **settings):
     """Compare the variants of MODEL_DIR on the labeled file DATA: accuracy, latency, throughput, size."""
     from fastclf.benchmark import Benchmark
     from fastclf.benchmark.report import render_markdown, report_paths
 
-    results = Benchmark(
-        model_dir, read_data(data, text_column, label_column, label_columns, label_separator),
-        variants=[v.strip() for v in variant_list.split(",") if v.strip()] if variant_list else None,
-        batch_sizes=[int(b) for b in batch_sizes.split(",")], baseline=baseline, output=output, duration=duration,
-        max_eval=max_eval, tolerance=tolerance, threads=threads, progress=lambda line: click.echo(line, err=True),
-    ).run()
+    results = Benchmark(model_dir, read(data), variants=variant_list.split(",") if variant_list else None,
+                        batch_sizes=[int(b) for b in batch_sizes.split(",")], output=output,
+                        progress=lambda line: click.echo(line, err=True), **settings).run()
     paths = report_paths(output)
     click.echo(render_markdown(results, brief=True))
     click.echo(f"report: {paths['md']}, {paths['json']}, {paths['html']}")
 
 
 @click.command()
-@click.argument("model_dir", type=click.Path(path_type=Path))
+@model_dir_argument
 @click.option("--variant", default=None, help="Body variant to serve (default: the model's default variant).")
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on. The default answers this machine only; 0.0.0.0 exposes the server.")
@@ -169,8 +164,7 @@ def benchmark(model_dir, data, text_column, label_column, label_columns, label_s
               help="Comma-separated Host header values to answer (default: 127.0.0.1, localhost, [::1] and --host); "
                    "others get 400, which stops DNS rebinding. '*' answers any.")
 @click.option("--access-log", is_flag=True, help="Log every request (uvicorn's access log) to standard output.")
-def serve(model_dir, variant, host, port, api_key, max_batch, max_batch_tokens, max_wait_ms, max_queue, max_inputs,
-          max_body_bytes, read_timeout, max_connections, allowed_hosts, access_log):
+def serve(model_dir, max_body_bytes, read_timeout, allowed_hosts, **settings):
     """Serve the model in MODEL_DIR over HTTP: POST /predict, GET /health, /info, /metrics.
 
     \b
@@ -182,10 +176,7 @@ def serve(model_dir, variant, host, port, api_key, max_batch, max_batch_tokens, 
     from fastclf.scoring.serve import ServeSettings, parse_size
     from fastclf.scoring.serve import serve as run_server
 
-    settings = ServeSettings(host=host, port=port, variant=variant, api_key=api_key, max_batch=max_batch,
-                             max_batch_tokens=max_batch_tokens, max_wait_ms=max_wait_ms, max_queue=max_queue,
-                             max_inputs=max_inputs, max_body_bytes=parse_size(max_body_bytes), access_log=access_log,
-                             read_timeout_s=read_timeout, max_connections=max_connections,
-                             allowed_hosts=None if allowed_hosts is None else
-                             tuple(h.strip() for h in allowed_hosts.split(",") if h.strip()))
-    run_server(model_dir, settings, echo=lambda line: click.echo(f"fastclf serve: {line}", err=True))
+    hosts = None if allowed_hosts is None else tuple(h.strip() for h in allowed_hosts.split(",") if h.strip())
+    run_server(model_dir, ServeSettings(max_body_bytes=parse_size(max_body_bytes), read_timeout_s=read_timeout,
+                                        allowed_hosts=hosts, **settings),
+               echo=lambda line: click.echo(f"fastclf serve: {line}", err=True))

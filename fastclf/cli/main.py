@@ -1,7 +1,5 @@
-"""The command line: each command parses its options, calls the library, prints.
-
-Errors raised by the library become one line on stderr and exit code 1.
-"""
+"""The command line: each command parses its options, calls the library, prints; a library error
+becomes one ``error:`` line on stderr and exit code 1."""
 
 from __future__ import annotations
 
@@ -13,7 +11,7 @@ import click
 
 from fastclf._version import __version__
 from fastclf.cli.deploy import accelerate, benchmark, serve
-from fastclf.cli.options import data_options, read_data
+from fastclf.cli.options import data_options, model_dir_argument
 from fastclf.errors import FastclfError
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -23,11 +21,8 @@ class _Group(click.Group):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
-        except (FastclfError, FileExistsError) as exc:
-            click.echo(f"error: {exc}", err=True)
-            ctx.exit(1)
-        except click.BadParameter as exc:  # a value out of range (--batch-size 0): one line, like the others
-            click.echo(f"error: {exc.format_message()}", err=True)
+        except (FastclfError, FileExistsError, click.BadParameter) as exc:  # BadParameter: --batch-size 0, say
+            click.echo(f"error: {exc.format_message() if isinstance(exc, click.BadParameter) else exc}", err=True)
             ctx.exit(1)
         except KeyboardInterrupt as exc:  # a library's own message says what was kept (a partial report)
             click.echo(str(exc) or "interrupted: nothing was written", err=True)
@@ -49,8 +44,8 @@ def cli() -> None:
     """
 
 
-for _command in (accelerate, benchmark, serve):
-    cli.add_command(_command)
+for command in (accelerate, benchmark, serve):
+    cli.add_command(command)
 
 
 @cli.command()
@@ -91,8 +86,8 @@ for _command in (accelerate, benchmark, serve):
                    "batch_size, body_learning_rate, frozen_layers, finetune_max_length, max_length, bf16, ... "
                    "(a field of fastclf.training.trainer.TrainConfig; an unknown one lists them all). Example: --set bf16=true")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
-def train(data, output, base_model, text_column, label_column, label_columns, label_separator, shots, eval_file,
-          holdout, eval_max, finetune, epochs, head_c, class_weight, long_texts, max_chunks, seed, settings, quiet):
+def train(data, output, base_model, read, shots, eval_file, holdout, eval_max, finetune, epochs, head_c, class_weight,
+          long_texts, max_chunks, seed, settings, quiet):
     """Train a classifier on the labeled examples in DATA (CSV, TSV, JSONL or Parquet).
 
     By default the recipe is chosen by cross-validation on DATA: the untuned body with a
@@ -105,10 +100,8 @@ def train(data, output, base_model, text_column, label_column, label_columns, la
     config = TrainConfig(model=base_model, finetune=finetune, num_epochs=epochs, head_c=head_c,
                          class_weight=class_weight, long_texts=long_texts, max_chunks=max_chunks, seed=seed,
                          show_progress=not quiet).with_settings(settings)
-    train_command(
-        data, output, config, read=lambda p: read_data(p, text_column, label_column, label_columns, label_separator),
-        shots=shots, eval_file=eval_file, holdout=holdout, eval_max=eval_max, progress=click.echo,
-    )
+    train_command(data, output, config, read=read, shots=shots, eval_file=eval_file, holdout=holdout, eval_max=eval_max,
+                  progress=click.echo)
 
 
 #: characters of a text echoed after its label by ``fastclf predict`` (--json gives the whole text)
@@ -196,7 +189,7 @@ def predict(model_dir, texts, input_file, output, text_column, variant, batch_si
 
 
 @cli.command(name="eval")
-@click.argument("model_dir", type=click.Path(path_type=Path))
+@model_dir_argument
 @click.argument("data", type=click.Path(path_type=Path))
 @data_options
 @click.option("--variant", default=None, help="Body variant (default: the model's default variant).")
@@ -205,8 +198,7 @@ def predict(model_dir, texts, input_file, output, text_column, variant, batch_si
 @click.option("--report", type=click.Path(path_type=Path), default=None, metavar="DIR",
               help="Write DIR/eval.html: a reliability diagram and the accuracy-coverage curve (needs matplotlib).")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
-def eval_(model_dir, data, text_column, label_column, label_columns, label_separator, variant, batch_size, report,
-          as_json):
+def eval_(model_dir, data, read, variant, batch_size, report, as_json):
     """Evaluate the model in MODEL_DIR on the labeled file DATA: accuracy, macro-F1, the per-class
     table and, for a single-label model, how far its confidence can be trusted (log-loss,
     calibration error, the share answered and its accuracy at each --min-confidence, and the
@@ -214,11 +206,9 @@ def eval_(model_dir, data, text_column, label_column, label_columns, label_separ
     from fastclf.cli.commands import eval_command
     from fastclf.evaluation import format_report
 
-    result = eval_command(model_dir, data, read=lambda p: read_data(p, text_column, label_column, label_columns,
-                                                                label_separator),
-                          variant=variant, batch_size=batch_size, report=report)
+    result = eval_command(model_dir, data, read=read, variant=variant, batch_size=batch_size, report=report)
     if as_json:
-        click.echo(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
+        click.echo(json.dumps(result.metrics, indent=2, ensure_ascii=False))
     else:
         click.echo(f"model: {model_dir} ({result.variant})\ndata: {data}")
         click.echo(format_report(result.metrics, result.classes))
@@ -227,7 +217,7 @@ def eval_(model_dir, data, text_column, label_column, label_columns, label_separ
 
 
 @cli.command()
-@click.argument("model_dir", type=click.Path(path_type=Path))
+@model_dir_argument
 @click.option("--json", "as_json", is_flag=True, help="Print the model's config as JSON.")
 def info(model_dir, as_json):
     """Labels, base model, exported variants and versions of a model."""
