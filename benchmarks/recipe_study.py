@@ -61,7 +61,8 @@ def study(data: str, shots: int, seed: int, freeze: int | None, max_length: int)
     from sklearn.model_selection import StratifiedKFold
     from transformers import set_seed
 
-    from fastclf.training.finetune import finetune, quiet
+    from fastclf.quiet import quiet_logs as quiet
+    from fastclf.training.finetune import finetune
     from fastclf.training.trainer import TrainConfig, _Embedder, _load_body, default_model_path
 
     train, test = suite_data.split(data, shots, seed)

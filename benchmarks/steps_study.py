@@ -50,7 +50,8 @@ def study(data: str, shots: int, seed: int, steps: list[int], lr: float, with_cv
     from sklearn.model_selection import StratifiedKFold
     from transformers import set_seed
 
-    from fastclf.training.finetune import finetune, quiet
+    from fastclf.quiet import quiet_logs as quiet
+    from fastclf.training.finetune import finetune
     from fastclf.training.selection import steps_per_epoch
     from fastclf.training.trainer import FINETUNE_MAX_LENGTH, TrainConfig, _Embedder, _load_body, default_model_path
 

@@ -94,7 +94,8 @@ def long_text_parts() -> list[dict]:
     from sentence_transformers import SentenceTransformer
 
     from fastclf.chunking import Chunker, pool, window_of
-    from fastclf.training.finetune import finetune, quiet
+    from fastclf.quiet import quiet_logs as quiet
+    from fastclf.training.finetune import finetune
     from fastclf.training.trainer import _TrainedBody
 
     tr, _ = suite_data.split("convention-party", 16, 0)

@@ -14,7 +14,8 @@ import time
 import torch
 
 from fastclf.data import read_labeled
-from fastclf.training.finetune import finetune, quiet
+from fastclf.quiet import quiet_logs as quiet
+from fastclf.training.finetune import finetune
 from fastclf.training.trainer import _load_body, resolve_model
 
 MODES = {"default": (0.1, 0.1), "noattn": (0.0, 0.1), "none": (0.0, 0.0)}
