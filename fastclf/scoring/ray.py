@@ -75,15 +75,14 @@ def cpus_per_actor(total_cpus: float, concurrency: int, requested: float = 1.0) 
 
 def predict_dataset(ds: Any, model_dir: str | Path, *, variant: str | None = None, batch_size: int = 256,
                     concurrency: int = 1, text_column: str = "text", num_cpus_per_actor: float = 1,
-                    model_batch_size: int = 32, threads_per_actor: int | None = None,
-                    answer: dict[str, Any] | None = None) -> Any:
+                    model_batch_size: int = 32, answer: dict[str, Any] | None = None) -> Any:
     """A Ray Dataset with ``predicted`` and ``proba_<label>`` columns added, scored by ``concurrency`` actors
     that each load ``model_dir`` once (readable on every node). Lazy, as any Dataset; rows keep their order
     only with the DataContext's ``preserve_order``. Starts a local Ray (or joins ``RAY_ADDRESS``) if none runs.
 
     ``batch_size``: rows per actor call (and per block); ``model_batch_size``: texts per model call;
-    ``num_cpus_per_actor`` is lowered to leave a CPU for reading; ``threads_per_actor`` (None: the
-    cluster's CPUs shared out over the actors); ``answer``: as :func:`fastclf.scoring.stream.score_chunk`.
+    ``num_cpus_per_actor`` is lowered to leave a CPU for reading; each actor runs its share of the cluster's
+    CPUs in threads; ``answer``: as :func:`fastclf.scoring.stream.score_chunk`.
     """
     ray = _import_ray()
     from fastclf.modeldir import ModelDir
@@ -96,7 +95,7 @@ def predict_dataset(ds: Any, model_dir: str | Path, *, variant: str | None = Non
         _init(ray)
     total = float(ray.cluster_resources().get("CPU", os.cpu_count() or 1))
     cpus = cpus_per_actor(total, concurrency, num_cpus_per_actor)
-    threads = threads_per_actor or max(1, int(total // concurrency))
+    threads = max(1, int(total // concurrency))
     ds = ds.repartition(target_num_rows_per_block=batch_size)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # max_restarts goes through ray_remote_args, deprecated in 2.60
@@ -116,7 +115,7 @@ class RayUnavailable(FastclfError, ConnectionError):
     """Ray could not be started, or the cluster at ``RAY_ADDRESS`` could not be reached."""
 
 
-def _init(ray: Any, num_cpus: int | None = None, *, object_store_mb: int = 1024) -> None:
+def _init(ray: Any, num_cpus: int | None = None) -> None:
     """Connect to ``RAY_ADDRESS``, or start a quiet local Ray (RayUnavailable if neither works)."""
     address = os.environ.get("RAY_ADDRESS")
     with warnings.catch_warnings():
@@ -129,14 +128,14 @@ def _init(ray: Any, num_cpus: int | None = None, *, object_store_mb: int = 1024)
                 # 0.0.0.0): no dashboard, Ray's token authentication, and a Ray that lives as long as the command
                 ray.init(address="local", num_cpus=num_cpus or max(os.cpu_count() or 1, 2), include_dashboard=False,
                          log_to_driver=False, logging_level=logging.ERROR,
-                         object_store_memory=object_store_mb * 1024 * 1024)
+                         object_store_memory=2**30)
         except Exception as exc:
             where = f"the Ray cluster at RAY_ADDRESS={address}" if address else "a local Ray"
             raise RayUnavailable(f"cannot start or reach {where}: {first_line(exc)}") from None
 
 
 @contextmanager
-def ray_session(num_cpus: int | None = None, *, object_store_mb: int = 1024) -> Iterator[Any]:
+def ray_session(num_cpus: int | None = None) -> Iterator[Any]:
     """Connect to ``RAY_ADDRESS``, or start a quiet local Ray with ``num_cpus`` CPUs (default: this machine's,
     at least 2), shut down on leaving; a Ray already running is used and left running. Inside, Ray Data
     shows no progress bars, logs or warnings; its DataContext settings are restored on leaving."""
@@ -144,7 +143,7 @@ def ray_session(num_cpus: int | None = None, *, object_store_mb: int = 1024) -> 
     started = not ray.is_initialized()
     if started:
         logging.getLogger("ray").setLevel(logging.ERROR)
-        _init(ray, num_cpus, object_store_mb=object_store_mb)
+        _init(ray, num_cpus)
     ctx = ray.data.DataContext.get_current()
     saved = (ctx.enable_progress_bars, ctx.print_on_execution_start, ctx.execution_options.preserve_order)
     with warnings.catch_warnings():

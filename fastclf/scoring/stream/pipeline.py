@@ -3,18 +3,25 @@ or in worker processes that each load the model once."""
 
 from __future__ import annotations
 
+import multiprocessing
 import os
+import signal
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import Executor
+from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
 import pandas as pd
 
+from fastclf.backends import THREADS_ENV
 from fastclf.data.columns import text_cells
 from fastclf.errors import DataError, first_line
+from fastclf.machine import physical_cores
+from fastclf.model import UNSURE, Classifier
+from fastclf.modeldir import ModelDir
 from fastclf.scoring.stream.inputs import DEFAULT_CHUNK_SIZE, FileJob, iter_chunks
 from fastclf.scoring.stream.outputs import ScoredChunks, ScoreResult, plan, write_jobs
 
@@ -42,8 +49,6 @@ def score_chunk(clf: Any, chunk: pd.DataFrame, texts: list[str], *, batch_size: 
                 answer: Mapping[str, Any] | None = None) -> pd.DataFrame:
     """``chunk`` with the predictions of ``clf`` for ``texts`` added in place. ``answer``: ``min_confidence``
     and ``unsure_label`` (abstention in ``predicted``), ``coverage`` (a ``prediction_set`` column)."""
-    from fastclf.model import UNSURE
-
     answer = answer or {}
     proba = clf.predict_proba(texts, batch_size=batch_size)
     labels = clf.labels_from_proba(proba, min_confidence=answer.get("min_confidence"),
@@ -70,12 +75,9 @@ def progress_bar(jobs: list[FileJob], *, by_bytes: bool, enabled: bool, desc: st
 def use_threads(threads: int) -> None:
     """Give this process's runtimes ``threads`` threads (no more than its physical cores), before a
     model is loaded; a ``$FASTCLF_THREADS`` set by the user wins."""
-    from fastclf.backends import THREADS_ENV
-    from fastclf.machine import physical_cores
-
     if not os.environ.get(THREADS_ENV):
         os.environ[THREADS_ENV] = str(max(1, min(threads, physical_cores())))
-    os.environ.setdefault("OMP_NUM_THREADS", os.environ[THREADS_ENV])  # torch and BLAS read it at import
+    os.environ.setdefault("OMP_NUM_THREADS", os.environ[THREADS_ENV])  # torch reads it when imported
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
@@ -128,9 +130,8 @@ _worker: dict[str, Any] = {}
 
 def _start_worker(threads: int, model_dir: str, variant: str | None, batch_size: int,
                   answer: Mapping[str, Any] | None) -> None:
-    import signal
-
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    os.dup2(2, 1)  # what a runtime prints goes to stderr: stdout may be the scored CSV
     use_threads(threads)
     _worker.update(model_dir=model_dir, variant=variant, batch_size=batch_size, answer=answer)
 
@@ -138,8 +139,6 @@ def _start_worker(threads: int, model_dir: str, variant: str | None, batch_size:
 def _score_in_worker(chunk: pd.DataFrame, column: str, path: Path, offset: int) -> pd.DataFrame:
     """Score a chunk in a worker process; the model is loaded by the first call (its errors go to the parent)."""
     if "clf" not in _worker:
-        from fastclf.model import Classifier
-
         _worker["clf"] = Classifier.load(_worker["model_dir"], variant=_worker["variant"])
     return score_chunk(_worker["clf"], chunk, texts_of(chunk, column, path, offset),
                        batch_size=_worker["batch_size"], answer=_worker["answer"])
@@ -156,10 +155,6 @@ def predict_files(model: Any, input_spec: str | Path, output: str | Path | None,
     ``workers`` > 1 scores in worker processes, each loading the model once with its share of the threads;
     1 in this process; None: a worker a chunk of rows (a row counted as 32 bytes), up to the physical cores.
     """
-    from fastclf.machine import physical_cores
-    from fastclf.model import Classifier
-    from fastclf.modeldir import ModelDir
-
     jobs = plan(input_spec, output, text_column=text_column)
     if workers is None:
         rows = sum(j.size // 32 if j.rows is None else j.rows for j in jobs)
@@ -186,12 +181,6 @@ def _write_with_workers(jobs: list[FileJob], model_dir: str, variant: str, worke
                         answer: Mapping[str, Any] | None) -> ScoreResult:
     """:func:`write_jobs` with the chunks scored by ``workers`` spawned processes (started as chunks come),
     two chunks a worker in flight."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-    from concurrent.futures.process import BrokenProcessPool
-
-    from fastclf.machine import physical_cores
-
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker,
                                initargs=(max(1, physical_cores() // workers), model_dir, variant, batch_size, answer))
     try:
