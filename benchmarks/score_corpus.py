@@ -103,7 +103,7 @@ def main() -> None:
     parser.add_argument("--engines", default="local,workers2,ray2",
                         help="local (one process), workersN (N worker processes), rayN (N Ray actors), comma-separated")
     parser.add_argument("--cpus", default=None,
-                        help="taskset CPU list every run is pinned to, e.g. 0-3 (default: the CPUs this process may use)")
+                        help="taskset CPU list every run is pinned to, e.g. 0-3 (default: this process's CPUs)")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/score-corpus"), help="corpora and outputs")
     parser.add_argument("--chunk-size", type=int, default=None,
                         help="fastclf predict --chunk-size for every engine (rows scored at a time by the local "
@@ -152,7 +152,8 @@ def main() -> None:
     cpu = machine_cpu().model
     isa = [f for f in ("avx2", "avx512_vnni", "avx512_bf16", "amx_int8") if machine_cpu().has(f)]
     info = {"cpu": cpu, "logical_cpus": os.cpu_count(), "pinned_to": cpus, "isa": isa, "load_before": load_before,
-            "load_after": load_after, "variant": args.variant, "sizes": sizes, "chunk_size": args.chunk_size, "python": platform.python_version()}
+            "load_after": load_after, "variant": args.variant, "sizes": sizes, "chunk_size": args.chunk_size,
+            "python": platform.python_version()}
 
     print(f"machine: {cpu}, {os.cpu_count()} logical CPUs (runs pinned to {cpus}), {', '.join(isa)}; load before "
           f"{load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}, after {load_after[0]:.2f} "

@@ -160,8 +160,8 @@ class TableWriter:
             try:
                 table = table.select(self._schema.names).cast(self._schema)
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError, KeyError) as exc:
-                raise DataError(f"{self.label}: rows {self.rows + 1}-{self.rows + len(df)} do not fit the column "
-                                f"types of the first rows ({first_line(exc)}); write CSV or JSON Lines instead") from None
+                raise DataError(f"{self.label}: rows {self.rows + 1}-{self.rows + len(df)} do not fit the column types "
+                                f"of the first rows ({first_line(exc)}); write CSV or JSON Lines instead") from None
         self._parquet.write_table(table)
 
     def close(self) -> None:

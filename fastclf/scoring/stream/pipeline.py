@@ -39,7 +39,8 @@ def texts_of(chunk: pd.DataFrame, column: str, path: Path, offset: int) -> list[
 def add_predictions(chunk: pd.DataFrame, proba: np.ndarray, labels: Sequence[Any], classes: Iterable[str],
                     multi_label: bool) -> pd.DataFrame:
     """``chunk`` with ``predicted`` and one ``proba_<label>`` column per class added (in place)."""
-    chunk["predicted"] = ["|".join(row) if isinstance(row, list) else row for row in labels] if multi_label else list(labels)
+    joined = ["|".join(row) if isinstance(row, list) else row for row in labels]
+    chunk["predicted"] = joined if multi_label else list(labels)
     for c, col in zip(classes, np.asarray(proba).T):
         chunk[f"proba_{c}"] = col
     return chunk
@@ -149,8 +150,9 @@ def predict_files(model: Any, input_spec: str | Path, output: str | Path | None,
                   chunk_size: int = DEFAULT_CHUNK_SIZE, progress: bool = False, stdout: IO[str] | None = None,
                   answer: Mapping[str, Any] | None = None) -> ScoreResult:
     """Score a file, a folder or a glob (see :func:`plan`; ``output`` None: CSV on stdout) in chunks of rows
-    with ``model``, a Classifier or a model folder, and write the rows with ``predicted`` and ``proba_<label>``
-    columns and ``answer``'s abstention and sets (:func:`score_chunk`). Each output appears complete or not at all.
+    with ``model``, a Classifier or a model folder (workers load a Classifier again from its folder), and
+    write the rows with ``predicted`` and ``proba_<label>`` columns and ``answer``'s abstention and sets
+    (:func:`score_chunk`). Each output appears complete or not at all.
 
     ``workers`` > 1 scores in worker processes, each loading the model once with its share of the threads;
     1 in this process; None: a worker a chunk of rows (a row counted as 32 bytes), up to the physical cores.
