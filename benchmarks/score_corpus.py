@@ -1,5 +1,6 @@
-"""Score a generated corpus with ``fastclf predict --input``: the local engine and the Ray
-engine at 1 and 2 actors, at two corpus sizes.
+"""Score a generated corpus with ``fastclf predict --input``: the local engine in one process
+(``local``) or N worker processes (``workersN``) and the Ray engine with N actors (``rayN``), at two
+corpus sizes, every run pinned with ``taskset`` to the same CPUs (``--cpus``).
 
 For each engine and size it runs the CLI in a fresh process and reports the wall time, the
 throughput (texts/s), the start-up time (the wall time the two sizes do not explain: process
@@ -9,7 +10,7 @@ process, and summed PSS, which shares them out) and whether every label equals t
 engine's.
 
     PYTHONPATH=. python benchmarks/score_corpus.py /tmp/stream-model --variant onnx-int8 \\
-        --sizes 5000,20000 --workdir /tmp/score-corpus --json benchmarks/results/score_corpus.json
+        --engines local,workers2,ray2 --cpus 0-1 --sizes 5000,20000 --workdir /tmp/score-corpus
 
 The corpus: texts drawn (seeded, with replacement) from examples/test.csv and examples/train.csv,
 shuffled, N rows, written as Parquet with an ``id`` and a ``text`` column.
@@ -59,16 +60,20 @@ def _tree_memory(proc: psutil.Process) -> tuple[int, int]:
     return rss, pss
 
 
-def run_engine(model: Path, corpus: Path, out: Path, engine: str, concurrency: int, variant: str | None,
-               timeout: float, chunk_size: int | None = None) -> dict:
-    """Run one ``fastclf predict`` and watch its process tree."""
+def run_engine(model: Path, corpus: Path, out: Path, engine: str, variant: str | None, timeout: float,
+               chunk_size: int | None = None, cpus: str | None = None) -> dict:
+    """Run one ``fastclf predict`` (pinned to ``cpus``, a taskset list) and watch its process tree."""
     cmd = [sys.executable, "-m", "fastclf", "predict", str(model), "--input", str(corpus), "--output", str(out), "-q"]
     if variant:
         cmd += ["--variant", variant]
-    if engine == "ray":
-        cmd += ["--engine", "ray", "--concurrency", str(concurrency)]
+    if engine.startswith("ray"):
+        cmd += ["--engine", "ray", "--concurrency", engine[3:] or "1"]
+    else:
+        cmd += ["--workers", engine[7:] if engine.startswith("workers") else "1"]
     if chunk_size:
         cmd += ["--chunk-size", str(chunk_size)]
+    if cpus:
+        cmd = ["taskset", "-c", cpus, *cmd]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     env.pop("RAY_ADDRESS", None)
     started = time.monotonic()
@@ -86,7 +91,7 @@ def run_engine(model: Path, corpus: Path, out: Path, engine: str, concurrency: i
     stdout, stderr = proc.communicate()
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}): {stderr.strip()[-2000:]}")
-    return {"command": " ".join(cmd[1:]), "seconds": seconds, "peak_rss_mb": peak_rss / 2**20,
+    return {"command": " ".join(cmd), "seconds": seconds, "peak_rss_mb": peak_rss / 2**20,
             "peak_pss_mb": peak_pss / 2**20, "stdout": stdout.strip(), "stderr": stderr.strip()}
 
 
@@ -95,7 +100,10 @@ def main() -> None:
     parser.add_argument("model", type=Path, help="a model written by fastclf train")
     parser.add_argument("--variant", default=None, help="body variant (default: the model's default)")
     parser.add_argument("--sizes", default="5000,20000", help="two corpus sizes, comma-separated")
-    parser.add_argument("--engines", default="local,ray1,ray2", help="local, rayN (N actors), comma-separated")
+    parser.add_argument("--engines", default="local,workers2,ray2",
+                        help="local (one process), workersN (N worker processes), rayN (N Ray actors), comma-separated")
+    parser.add_argument("--cpus", default=None,
+                        help="taskset CPU list every run is pinned to, e.g. 0-3 (default: this process's CPUs)")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/score-corpus"), help="corpora and outputs")
     parser.add_argument("--chunk-size", type=int, default=None,
                         help="fastclf predict --chunk-size for every engine (rows scored at a time by the local "
@@ -105,6 +113,7 @@ def main() -> None:
     args = parser.parse_args()
 
     sizes = [int(s) for s in args.sizes.split(",")]
+    cpus = args.cpus or ",".join(str(c) for c in sorted(os.sched_getaffinity(0)))
     engines = [e.strip() for e in args.engines.split(",") if e.strip()]
     args.workdir.mkdir(parents=True, exist_ok=True)
     load_before = os.getloadavg()
@@ -113,10 +122,8 @@ def main() -> None:
     for engine in engines:
         for n in sizes:
             out = args.workdir / f"scored_{engine}_{n}.parquet"
-            kind, conc = ("local", 1) if engine == "local" else ("ray", int(engine[3:] or 1))
             print(f"{engine}, {n} rows ...", file=sys.stderr, flush=True)
-            result = run_engine(args.model, corpora[n], out, kind, conc, args.variant, args.timeout,
-                                args.chunk_size)
+            result = run_engine(args.model, corpora[n], out, engine, args.variant, args.timeout, args.chunk_size, cpus)
             result.update(engine=engine, rows=n, texts_per_s=n / result["seconds"], output=str(out))
             runs.append(result)
     load_after = os.getloadavg()
@@ -144,25 +151,29 @@ def main() -> None:
 
     cpu = machine_cpu().model
     isa = [f for f in ("avx2", "avx512_vnni", "avx512_bf16", "amx_int8") if machine_cpu().has(f)]
-    info = {"cpu": cpu, "logical_cpus": os.cpu_count(), "isa": isa, "load_before": load_before,
-            "load_after": load_after, "variant": args.variant, "sizes": sizes, "chunk_size": args.chunk_size, "python": platform.python_version()}
+    info = {"cpu": cpu, "logical_cpus": os.cpu_count(), "pinned_to": cpus, "isa": isa, "load_before": load_before,
+            "load_after": load_after, "variant": args.variant, "sizes": sizes, "chunk_size": args.chunk_size,
+            "python": platform.python_version()}
 
-    print(f"machine: {cpu}, {os.cpu_count()} logical CPUs, {', '.join(isa)}; load average before "
+    print(f"machine: {cpu}, {os.cpu_count()} logical CPUs (runs pinned to {cpus}), {', '.join(isa)}; load before "
           f"{load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}, after {load_after[0]:.2f} "
           f"{load_after[1]:.2f} {load_after[2]:.2f}")
     print("\n| engine | rows | wall s | texts/s (whole run) | peak RSS MB (tree) | peak PSS MB (tree) | "
-          "labels = local | order kept |")
+          f"labels = {engines[0]} | order kept |")
     print("|---|---:|---:|---:|---:|---:|---|---|")
     for r in runs:
         print(f"| {r['engine']} | {r['rows']:,} | {r['seconds']:.1f} | {r['texts_per_s']:.0f} | "
               f"{r['peak_rss_mb']:.0f} | {r['peak_pss_mb']:.0f} | "
               f"{'yes' if r['label_mismatches'] == 0 else str(r['label_mismatches']) + ' differ'} | "
               f"{'yes' if r['same_order'] else 'no'} |")
-    print("\n| engine | steady texts/s (between the sizes) | start-up s |")
-    print("|---|---:|---:|")
+    ray_rate = {s["engine"][3:]: s.get("steady_texts_per_s") for s in summary if s["engine"].startswith("ray")}
+    print("\n| engine | steady texts/s (between the sizes) | start-up s | steady vs Ray with as many actors |")
+    print("|---|---:|---:|---:|")
     for s in summary:
         if "steady_texts_per_s" in s:
-            print(f"| {s['engine']} | {s['steady_texts_per_s']:.0f} | {s['startup_s']:.1f} |")
+            ref = ray_rate.get(s["engine"][7:]) if s["engine"].startswith("workers") else None
+            versus = f"{s['steady_texts_per_s'] / ref:.0%}" if ref else ""
+            print(f"| {s['engine']} | {s['steady_texts_per_s']:.0f} | {s['startup_s']:.1f} | {versus} |")
     for r in runs:
         if r["stderr"]:
             print(f"\nstderr of {r['engine']} {r['rows']}: {r['stderr'][:500]}")

@@ -10,7 +10,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from samples import CALIBRATION, FOOD, SPORT, run, train_tiny
+from samples import CALIBRATION, FOOD, SPORT, SPORT_EXTRA, run, train_tiny
 
 from fastclf.data import LabeledData
 from fastclf.errors import DataError, DataFileNotFound
@@ -141,7 +141,7 @@ def test_big_file_streams_in_chunks(tmp_path, model_dir, clf, monkeypatch):
     sizes.clear()
     monkeypatch.setattr(Classifier, "predict_proba", counting)
     code, text = run("predict", model_dir, "--input", tmp_path / "big.csv", "--output", tmp_path / "big-out.csv",
-                     "--chunk-size", "2000", "-q")
+                     "--chunk-size", "2000", "--workers", "1", "-q")
     assert code == 0, text
     assert sizes == [2000, 2000, 1200]
 
@@ -308,3 +308,51 @@ def test_json_array_input(tmp_path, clf):
     (tmp_path / "arr.json").write_text(json.dumps(source.to_dict(orient="records")))
     stream.predict_files(clf, tmp_path / "arr.json", tmp_path / "out.csv", chunk_size=4)
     _check_scored(_read(tmp_path / "out.csv"), source, clf)
+
+
+THREE = SPORT + SPORT_EXTRA + FOOD + CALIBRATION[:3]  # imbalanced: sport 8 texts, food 6, film 3
+
+
+@pytest.fixture(scope="module")
+def three_class_dir(tmp_path_factory, tiny_body_dir):
+    from fastclf.training.trainer import TrainConfig, train
+
+    config = TrainConfig(model=str(tiny_body_dir), num_epochs=1, head_c=1000.0, show_progress=False)
+    path = tmp_path_factory.mktemp("three") / "model"
+    train(LabeledData(THREE, ["sport"] * 8 + ["food"] * 6 + ["film"] * 3), config).classifier.save(path)
+    return path
+
+
+def test_workers_write_what_one_process_writes_in_input_order(tmp_path, three_class_dir):
+    source = pd.DataFrame({"id": [str(i) for i in range(300)], "text": [THREE[i % 17] for i in range(300)]})
+    path = tmp_path / "in.csv"
+    _write(source, path)
+    for workers in ("1", "2"):
+        code, text = run("predict", three_class_dir, "--input", path, "--output", tmp_path / f"w{workers}.parquet",
+                         "--workers", workers, "--chunk-size", "16", "-q")
+        assert code == 0 and "wrote 300 rows" in text, text
+    one, two = pd.read_parquet(tmp_path / "w1.parquet"), pd.read_parquet(tmp_path / "w2.parquet")
+    probas = ["proba_film", "proba_food", "proba_sport"]
+    assert two.columns.tolist() == ["id", "text", "predicted", *probas]
+    assert two["id"].tolist() == source["id"].tolist()  # the order of the input, chunk after chunk
+    assert two["predicted"].tolist() == one["predicted"].tolist()
+    assert one["predicted"].nunique() >= 2
+    np.testing.assert_allclose(two[probas].to_numpy(), one[probas].to_numpy(), atol=1e-6)
+    # the library: a Classifier passed in is loaded again by each worker from its folder
+    clf = Classifier.load(three_class_dir)
+    result = stream.predict_files(clf, path, tmp_path / "lib.csv", workers=2, chunk_size=50)
+    assert result.rows == 300
+    assert pd.read_csv(tmp_path / "lib.csv", dtype={"id": str})["predicted"].tolist() == one["predicted"].tolist()
+
+
+def test_an_error_in_a_workers_chunk_is_one_line_and_writes_nothing(tmp_path, three_class_dir):
+    source = _frame(200)
+    source.loc[150, "text"] = ""
+    path = tmp_path / "in.csv"
+    _write(source, path)
+    out = tmp_path / "out.jsonl"
+    code, text = run("predict", three_class_dir, "--input", path, "--output", out, "--workers", "2",
+                     "--chunk-size", "16", "-q")
+    assert code == 1 and text.startswith("error:") and len(text.strip().splitlines()) == 1, text
+    assert str(path) in text and "row 151" in text and "empty or missing text" in text
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv"]  # no output, no temporary file

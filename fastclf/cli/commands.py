@@ -206,7 +206,7 @@ class Predictions:
 
 def predict_command(model_dir: Path, texts: Sequence[str], *, input_file: str | Path | None,
                     output: str | Path | None, text_column: str | None, variant: str | None, batch_size: int,
-                    engine: str = "local", concurrency: int = 1, chunk_size: int | None = None,
+                    engine: str = "local", concurrency: int = 1, workers: int | None = 1, chunk_size: int | None = None,
                     quiet: bool = False, answer: dict[str, Any] | None = None) -> Predictions | ScoreResult:
     """``fastclf predict``: label command-line texts (:class:`Predictions`), or score a file, a
     folder or a glob of files in chunks of rows into a new file (or folder), or CSV on stdout
@@ -228,7 +228,7 @@ def predict_command(model_dir: Path, texts: Sequence[str], *, input_file: str | 
     check_answer(ModelConfig.read(model_dir), **answer)
     if input_file is not None:
         return _predict_input(model_dir, input_file, output, text_column=text_column, variant=variant,
-                              batch_size=batch_size, engine=engine, concurrency=concurrency,
+                              batch_size=batch_size, engine=engine, concurrency=concurrency, workers=workers,
                               chunk_size=chunk_size, quiet=quiet, answer=answer)
     if engine != "local":
         raise DataError("--engine applies to --input files only")
@@ -243,7 +243,7 @@ def predict_command(model_dir: Path, texts: Sequence[str], *, input_file: str | 
 
 
 def _predict_input(model_dir: Path, input_file: str | Path, output: str | Path | None, *, text_column: str | None,
-                   variant: str | None, batch_size: int, engine: str, concurrency: int,
+                   variant: str | None, batch_size: int, engine: str, concurrency: int, workers: int | None,
                    chunk_size: int | None, quiet: bool, answer: dict[str, Any]) -> ScoreResult:
     from fastclf.scoring import stream
 
@@ -254,8 +254,8 @@ def _predict_input(model_dir: Path, input_file: str | Path, output: str | Path |
                                    batch_size=batch_size, rows_per_call=chunk_size or 256, concurrency=concurrency,
                                    progress=not quiet, answer=answer)
     elif engine == "local":
-        clf = Classifier.load(model_dir, variant=variant)
-        result = stream.predict_files(clf, input_file, output, text_column=text_column, batch_size=batch_size,
+        result = stream.predict_files(model_dir, input_file, output, variant=variant, workers=workers,
+                                      text_column=text_column, batch_size=batch_size,
                                       chunk_size=chunk_size or stream.DEFAULT_CHUNK_SIZE, progress=not quiet,
                                       answer=answer)
     else:

@@ -136,6 +136,10 @@ def _one_line(text: str) -> str:
                    "needs pip install 'fastclf[ray]'.")
 @click.option("--concurrency", type=click.IntRange(min=1), default=1, show_default=True,
               help="Ray actors, each holding one copy of the model (--engine ray).")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Processes scoring --input with the local engine, each holding one copy of the model and its "
+                   "share of the threads; 1: this process. Default: the physical cores this process may use, at most "
+                   "one a chunk of rows (a small input is scored in this process).")
 @click.option("--min-confidence", type=float, default=None, metavar="P",
               help="Answer only when the (calibrated) confidence is at least P (0 to 1); below it, the unsure "
                    "label (with --input: in the predicted column). A multi-label text's confidence is its least "
@@ -150,7 +154,7 @@ def _one_line(text: str) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines with all probabilities.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def predict(model_dir, texts, input_file, output, text_column, variant, batch_size, chunk_size, engine, concurrency,
-            min_confidence, unsure_label, coverage, as_json, quiet):
+            workers, min_confidence, unsure_label, coverage, as_json, quiet):
     """Label TEXTS (or the texts of --input) with the model in MODEL_DIR; TEXTS "-" reads one text
     a line from standard input.
 
@@ -168,7 +172,7 @@ def predict(model_dir, texts, input_file, output, text_column, variant, batch_si
             raise DataError("no texts on standard input")
     result = predict_command(model_dir, list(texts), input_file=input_file, output=output, text_column=text_column,
                              variant=variant, batch_size=batch_size, engine=engine, concurrency=concurrency,
-                             chunk_size=chunk_size, quiet=quiet,
+                             workers=workers, chunk_size=chunk_size, quiet=quiet,
                              answer={"min_confidence": min_confidence, "unsure_label": unsure_label,
                                      "coverage": coverage})
     if isinstance(result, Predictions):

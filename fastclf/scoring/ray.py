@@ -1,18 +1,9 @@
-"""Scoring with Ray Data: a pool of actors, each holding one copy of the Classifier.
+"""Scoring with Ray Data (the ``ray`` extra): a pool of actors, each holding one copy of the Classifier.
 
-Needs the ``ray`` extra (``pip install 'fastclf[ray]'``). Two entry points:
-
-- :func:`predict_dataset` maps a ``ray.data.Dataset`` that you built (on any Ray cluster)
-  through the actor pool and returns a Dataset with ``predicted`` and ``proba_<label>`` columns.
-- :func:`predict_files` (``fastclf predict --engine ray``) scores files, a folder or a glob
-  and writes the same files as the local engine (:mod:`fastclf.scoring.stream`): Ray reads and scores,
-  the driver streams the scored batches into each output's temporary file, renamed when complete.
-
-The CPU trap: Ray's read tasks each ask for one CPU. Actors that reserve every CPU of the
-cluster leave none for reading and the pipeline stalls, so :func:`predict_dataset` gives each
-actor at most ``(cluster CPUs - 1) / concurrency`` CPUs. The size trap: a small file is a single
-block and a single block feeds a single actor, so the Dataset is re-cut (streaming, no
-shuffle) into blocks of ``batch_size`` rows before scoring.
+:func:`predict_dataset` maps a ``ray.data.Dataset`` (on any Ray cluster) through the pool;
+:func:`predict_files` (``fastclf predict --engine ray``) writes the same files as the local engine.
+Ray's read tasks each need a CPU, so actors are given at most ``(cluster CPUs - 1) / concurrency`` CPUs;
+a small file is one block, which feeds one actor, so the Dataset is re-cut into ``batch_size`` rows.
 """
 
 from __future__ import annotations
@@ -46,16 +37,12 @@ def _import_ray() -> Any:
 class _Scorer:
     """The callable class of ``map_batches``: loads the Classifier once per actor, then scores batches."""
 
-    def __init__(self, model_dir: str, variant: str | None, text_column: str, batch_size: int,
-                 threads: int | None = None, answer: dict[str, Any] | None = None):
-        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-        if threads is not None and not os.environ.get("FASTCLF_THREADS"):
-            # this actor's share of the cores; without it every actor runs a thread per core
-            from fastclf.machine import physical_cores
-
-            os.environ["FASTCLF_THREADS"] = str(max(1, min(threads, physical_cores())))
+    def __init__(self, model_dir: str, variant: str | None, text_column: str, batch_size: int, threads: int,
+                 answer: dict[str, Any] | None = None):
         from fastclf.model import Classifier
+        from fastclf.scoring.stream import use_threads
 
+        use_threads(threads)  # this actor's share of the cores, not a thread per core
         self.clf = Classifier.load(model_dir, variant=variant)
         self.text_column = text_column
         self.batch_size = batch_size
@@ -72,12 +59,8 @@ class _Scorer:
 
 
 def cpus_per_actor(total_cpus: float, concurrency: int, requested: float = 1.0) -> float:
-    """The CPUs each actor reserves: ``requested``, lowered so that ``concurrency`` actors leave
-    one CPU for Ray's read tasks.
-
-    Raises:
-        DataError: ``concurrency`` or ``requested`` is not positive, or the cluster has fewer than 2 CPUs.
-    """
+    """The CPUs each actor reserves: ``requested``, lowered so that ``concurrency`` actors leave one
+    CPU for Ray's read tasks."""
     if concurrency < 1:
         raise DataError(f"concurrency must be at least 1, got {concurrency}")
     if requested <= 0:
@@ -90,34 +73,14 @@ def cpus_per_actor(total_cpus: float, concurrency: int, requested: float = 1.0) 
 
 def predict_dataset(ds: Any, model_dir: str | Path, *, variant: str | None = None, batch_size: int = 256,
                     concurrency: int = 1, text_column: str = "text", num_cpus_per_actor: float = 1,
-                    model_batch_size: int = 32, threads_per_actor: int | None = None,
-                    answer: dict[str, Any] | None = None) -> Any:
-    """Add ``predicted`` and ``proba_<label>`` columns to a Ray Dataset, scored by ``concurrency``
-    actors that each load the model in ``model_dir`` once (the folder must be readable on the
-    cluster's nodes, and fastclf installed there).
+                    model_batch_size: int = 32, answer: dict[str, Any] | None = None) -> Any:
+    """A Ray Dataset with ``predicted`` and ``proba_<label>`` columns added, scored by ``concurrency`` actors
+    that each load ``model_dir`` once (readable on every node). Lazy, as any Dataset; rows keep their order
+    only with the DataContext's ``preserve_order``. Starts a local Ray (or joins ``RAY_ADDRESS``) if none runs.
 
-    Lazy, like any Ray Dataset: nothing runs until it is consumed (``write_parquet``,
-    ``iter_batches``...). Row order is kept only when the DataContext's
-    ``execution_options.preserve_order`` is set. If Ray is not running in this process, it
-    connects to ``RAY_ADDRESS`` or starts a local Ray (as :func:`ray_session` does, left running).
-
-    Args:
-        ds: the Dataset, with a column of texts.
-        model_dir: a model written by ``fastclf train``.
-        variant: body variant (None: the model's default variant).
-        batch_size: rows per actor call, and rows per block after re-cutting.
-        concurrency: actors in the pool.
-        text_column: the column of texts.
-        num_cpus_per_actor: CPUs each actor reserves, lowered to leave one CPU for reading.
-        model_batch_size: texts per model call inside an actor (``predict_proba``'s batch_size).
-        threads_per_actor: runtime threads in each actor (None: the cluster's CPUs shared out over
-            the actors, at most the node's physical cores; ``$FASTCLF_THREADS`` on the nodes wins).
-        answer: abstention and prediction sets, as :func:`fastclf.scoring.stream.score_chunk` takes them.
-
-    Raises:
-        MissingDependency: ray[data] is not installed.
-        ModelNotFound, ModelFormatError, UnknownVariant, VariantNotExported: checked here, in the driver.
-        DataError: bad ``batch_size``/``concurrency``, or too few CPUs.
+    ``batch_size``: rows per actor call (and per block); ``model_batch_size``: texts per model call;
+    ``num_cpus_per_actor`` is lowered to leave a CPU for reading; each actor runs its share of the cluster's
+    CPUs in threads; ``answer``: as :func:`fastclf.scoring.stream.score_chunk`.
     """
     ray = _import_ray()
     from fastclf.modeldir import ModelDir
@@ -125,16 +88,15 @@ def predict_dataset(ds: Any, model_dir: str | Path, *, variant: str | None = Non
     if batch_size < 1 or model_batch_size < 1:
         raise DataError(f"batch sizes must be at least 1, got {batch_size} and {model_batch_size}")
     model_dir = Path(model_dir).resolve()
-    name = ModelDir(model_dir).resolve(variant)  # fail early, in the driver, on a bad model
+    name = ModelDir(model_dir).resolve(variant)  # a bad model fails here, in the driver
     if not ray.is_initialized():
         _init(ray)
     total = float(ray.cluster_resources().get("CPU", os.cpu_count() or 1))
     cpus = cpus_per_actor(total, concurrency, num_cpus_per_actor)
-    threads = threads_per_actor or max(1, int(total // concurrency))
+    threads = max(1, int(total // concurrency))
     ds = ds.repartition(target_num_rows_per_block=batch_size)
     with warnings.catch_warnings():
-        # max_restarts goes through ray_remote_args, deprecated in 2.60 (no named parameter yet)
-        warnings.simplefilter("ignore")
+        warnings.simplefilter("ignore")  # max_restarts goes through ray_remote_args, deprecated in 2.60
         return ds.map_batches(
             _Scorer,
             fn_constructor_kwargs={"model_dir": str(model_dir), "variant": name, "text_column": text_column,
@@ -143,9 +105,7 @@ def predict_dataset(ds: Any, model_dir: str | Path, *, variant: str | None = Non
             batch_format="pandas",
             compute=ray.data.ActorPoolStrategy(size=concurrency),
             num_cpus=cpus,
-            # a failing actor is an error to report, not to retry; also keeps the core worker from
-            # logging a warning about restarting actors whose constructor arguments are in the object store
-            max_restarts=0,
+            max_restarts=0,  # a failing actor is an error to report, not to retry
         )
 
 
@@ -153,12 +113,8 @@ class RayUnavailable(FastclfError, ConnectionError):
     """Ray could not be started, or the cluster at ``RAY_ADDRESS`` could not be reached."""
 
 
-def _init(ray: Any, num_cpus: int | None = None, *, object_store_mb: int = 1024) -> None:
-    """Connect to ``RAY_ADDRESS``, or start a quiet local Ray.
-
-    Raises:
-        RayUnavailable: Ray did not start, or the cluster did not answer.
-    """
+def _init(ray: Any, num_cpus: int | None = None) -> None:
+    """Connect to ``RAY_ADDRESS``, or start a quiet local Ray (RayUnavailable if neither works)."""
     address = os.environ.get("RAY_ADDRESS")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -166,37 +122,28 @@ def _init(ray: Any, num_cpus: int | None = None, *, object_store_mb: int = 1024)
             if address:
                 ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
             else:
-                # Ray 2.60 cannot be confined to the loopback interface: it turns a 127.0.0.1 node
-                # address into the machine's address and its gRPC servers listen on 0.0.0.0. What
-                # fastclf can do: no dashboard, Ray's token authentication (on by default for a new
-                # local Ray), and a Ray that lives only as long as the command.
+                # Ray 2.60 cannot be confined to the loopback interface (its gRPC servers listen on
+                # 0.0.0.0): no dashboard, Ray's token authentication, and a Ray that lives as long as the command
                 ray.init(address="local", num_cpus=num_cpus or max(os.cpu_count() or 1, 2), include_dashboard=False,
                          log_to_driver=False, logging_level=logging.ERROR,
-                         object_store_memory=object_store_mb * 1024 * 1024)
+                         object_store_memory=2**30)
         except Exception as exc:
             where = f"the Ray cluster at RAY_ADDRESS={address}" if address else "a local Ray"
             raise RayUnavailable(f"cannot start or reach {where}: {first_line(exc)}") from None
 
 
 @contextmanager
-def ray_session(num_cpus: int | None = None, *, object_store_mb: int = 1024) -> Iterator[Any]:
-    """Connect to the Ray cluster at ``RAY_ADDRESS``, or start a quiet local Ray (no dashboard,
-    no usage statistics, workers' logs not forwarded, Ray's token authentication) with ``num_cpus``
-    logical CPUs (default: this machine's, at least 2); shut it down on leaving. A Ray already
-    initialized in this process is used as it is and left running. Inside, Ray Data shows no
-    progress bars, execution logs or warnings.
-
-    Raises:
-        MissingDependency: ray[data] is not installed.
-        RayUnavailable: Ray did not start, or the cluster did not answer.
-    """
+def ray_session(num_cpus: int | None = None) -> Iterator[Any]:
+    """Connect to ``RAY_ADDRESS``, or start a quiet local Ray with ``num_cpus`` CPUs (default: this machine's,
+    at least 2), shut down on leaving; a Ray already running is used and left running. Inside, Ray Data
+    shows no progress bars, logs or warnings; its DataContext settings are restored on leaving."""
     ray = _import_ray()
     started = not ray.is_initialized()
     if started:
         logging.getLogger("ray").setLevel(logging.ERROR)
-        _init(ray, num_cpus, object_store_mb=object_store_mb)
+        _init(ray, num_cpus)
     ctx = ray.data.DataContext.get_current()
-    saved = (ctx.enable_progress_bars, ctx.print_on_execution_start)
+    saved = (ctx.enable_progress_bars, ctx.print_on_execution_start, ctx.execution_options.preserve_order)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Ray Data's warnings (from the driver's executor thread too) stay quiet
         try:
@@ -205,7 +152,7 @@ def ray_session(num_cpus: int | None = None, *, object_store_mb: int = 1024) -> 
             logging.getLogger("ray.data").setLevel(logging.ERROR)
             yield ray
         finally:
-            ctx.enable_progress_bars, ctx.print_on_execution_start = saved
+            ctx.enable_progress_bars, ctx.print_on_execution_start, ctx.execution_options.preserve_order = saved
             if started:
                 ray.shutdown()
 
@@ -230,47 +177,42 @@ def _read(ray: Any, job: Any) -> Any:
     return ray.data.read_json(path, lines=True)
 
 
-def _unwrap(exc: BaseException) -> BaseException | None:
-    """The fastclf error raised in a Ray task or actor, if ``exc`` carries one: in its chain
-    of causes, or (Ray Data keeps only the text of a failed UDF's traceback) as the last
-    ``fastclf.errors.Name: message`` line of its message."""
+def _job_error(source: Path, exc: Exception) -> BaseException:
+    """The error to raise for ``exc`` while scoring ``source``: a fastclf error raised in the driver as it
+    is; else the fastclf error of a Ray task (in its causes, or as the last ``fastclf.errors.Name: message``
+    line of its text: Ray Data keeps only a failed UDF's traceback), or its last line, naming the file."""
     import re
 
     from fastclf import errors
 
+    if isinstance(exc, FastclfError) and not hasattr(exc, "cause"):  # raised here, in the driver
+        return exc
     found: BaseException | None = None
     cur: BaseException | None = exc
     for _ in range(20):
         if cur is None:
             break
-        if isinstance(cur, FastclfError):
-            found = cur
+        found = cur if isinstance(cur, FastclfError) else found
         cause = getattr(cur, "cause", None)
         cur = cause if isinstance(cause, BaseException) and cause is not cur else cur.__cause__
-    if found is not None and not hasattr(found, "cause"):
-        return found
     lines = re.findall(r"^fastclf\.errors\.(\w+): (.+)$", str(exc), flags=re.MULTILINE)
-    if lines:
-        name, message = lines[-1]
-        cls = getattr(errors, name, None)
+    if lines and (found is None or hasattr(found, "cause")):
+        cls = getattr(errors, lines[-1][0], None)
         if isinstance(cls, type) and issubclass(cls, FastclfError):
-            return cls(message)
-    return found
+            found = cls(lines[-1][1])
+    if found is not None:
+        return type(found)(f"{source}: {found}")
+    last = str(exc).strip().splitlines()
+    return DataError(f"{source}: scoring with Ray failed: {last[-1] if last else type(exc).__name__}")
 
 
 def predict_files(model_dir: str | Path, input_spec: str | Path, output: str | Path | None, *,
                   variant: str | None = None, text_column: str | None = None, batch_size: int = 32,
                   rows_per_call: int = 256, concurrency: int = 1, num_cpus: int | None = None,
                   progress: bool = False, answer: dict[str, Any] | None = None) -> Any:
-    """Score a file, a folder or a glob with a Ray actor pool and write the same outputs as
-    :func:`fastclf.scoring.stream.predict_files` (one Ray Dataset per input file, rows in input order).
-    ``rows_per_call`` rows go to an actor at a time; ``batch_size`` texts to a model call.
-
-    Raises:
-        MissingDependency: ray[data] is not installed.
-        DataFileNotFound, DataError, ModelNotFound, ModelFormatError, UnknownVariant,
-            VariantNotExported: bad inputs, outputs or model, before Ray starts.
-    """
+    """Score a file, a folder or a glob with a Ray actor pool and write what
+    :func:`fastclf.scoring.stream.predict_files` writes (one Dataset per input, rows in input order).
+    ``rows_per_call`` rows go to an actor at a time; ``batch_size`` texts to a model call."""
     from fastclf.modeldir import ModelDir
     from fastclf.scoring import stream
 
@@ -278,6 +220,7 @@ def predict_files(model_dir: str | Path, input_spec: str | Path, output: str | P
     jobs = stream.plan(input_spec, output, text_column=text_column)
     ModelDir(model_dir).resolve(variant)  # fail before Ray starts
     with ray_session(num_cpus) as ray:
+        ray.data.DataContext.get_current().execution_options.preserve_order = True
         datasets: list[Any] = []  # every Dataset stays referenced until Ray shuts down
 
         def scored(job: stream.FileJob) -> Iterator[tuple[pd.DataFrame, float]]:
@@ -293,7 +236,7 @@ def predict_files(model_dir: str | Path, input_spec: str | Path, output: str | P
             except Exception as exc:
                 raise _job_error(job.source, exc) from None
 
-        with _rows_in_order(ray), stream.progress_bar(jobs, by_bytes=False, enabled=progress) as bar:
+        with stream.progress_bar(jobs, by_bytes=False, enabled=progress) as bar:
             return stream.write_jobs(jobs, scored, bar)
 
 
@@ -304,29 +247,3 @@ def _scored_batches(ds: Any, columns: list[str]) -> Iterator[tuple[pd.DataFrame,
             # as the local engine converts its batches (without the pandas dtypes of the actors)
             batch = table.replace_schema_metadata(None).to_pandas()
             yield batch[[*columns, *[c for c in batch.columns if c not in columns]]], len(batch)
-
-
-def _job_error(source: Path, exc: Exception) -> BaseException:
-    """What to raise for an error while scoring ``source``: a fastclf error raised in the driver as
-    it is; else the fastclf error inside a Ray task error, or the task error's last line, naming the file."""
-    if isinstance(exc, FastclfError) and not hasattr(exc, "cause"):  # raised here, in the driver
-        return exc
-    inner = _unwrap(exc)
-    if inner is None and isinstance(exc, FastclfError):
-        inner = exc
-    if inner is not None:
-        return type(inner)(f"{source}: {inner}")
-    lines = str(exc).strip().splitlines()
-    return DataError(f"{source}: scoring with Ray failed: {lines[-1] if lines else type(exc).__name__}")
-
-
-@contextmanager
-def _rows_in_order(ray: Any) -> Iterator[None]:
-    """Ray Data keeps the input order of rows inside (its DataContext's ``preserve_order``)."""
-    ctx = ray.data.DataContext.get_current()
-    saved = ctx.execution_options.preserve_order
-    ctx.execution_options.preserve_order = True
-    try:
-        yield
-    finally:
-        ctx.execution_options.preserve_order = saved

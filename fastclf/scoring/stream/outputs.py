@@ -1,10 +1,10 @@
-"""The outputs of a streaming run: output formats by name, :class:`TableWriter` (appending
-chunks to one file), and :func:`write_jobs` (every job's scored chunks to stdout or, atomically,
-to its target file)."""
+"""The outputs of a streaming run: which file each input's rows go to (:func:`plan`), output formats,
+:class:`TableWriter`, and :func:`write_jobs` (scored chunks to stdout or, atomically, to each target)."""
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -17,7 +17,7 @@ import pandas as pd
 from fastclf._util import atomic_write
 from fastclf.data.formats import COMPRESSION_NAMES, WRITABLE_COMPRESSION, compression_of, format_of
 from fastclf.errors import DataError, first_line
-from fastclf.scoring.stream.inputs import FileJob
+from fastclf.scoring.stream.inputs import FileJob, inspect_file, is_multi, resolve_inputs
 
 ScoredChunks = Callable[[FileJob], Iterator[tuple[pd.DataFrame, float]]]
 """An engine: for one input, its scored chunks, each with how far the progress bar advances."""
@@ -31,13 +31,48 @@ class ScoreResult:
     outputs: list[Path]
 
 
-def output_format(path: Path) -> tuple[str, str | None]:
-    """Format and compression of an output file by its name.
+def plan(input_spec: str | Path, output: str | Path | None, *, text_column: str | None = None) -> list[FileJob]:
+    """Resolve the inputs, read their headers, and decide where each one's rows go.
 
-    Raises:
-        DataError: an extension that is not a supported format (``.xlsx`` is not CSV), or a
-            compression fastclf cannot write (.zst, .zip).
+    ``output`` is a folder (one file per input, with its name) when it is an existing folder, ends with
+    ``/``, or has no extension while the input is a folder or a glob; else one file for the rows of every
+    input (their columns must match). None: CSV on stdout.
     """
+    sources = resolve_inputs(input_spec)
+    jobs = [inspect_file(p, text_column) for p in sources]
+    out = Path(str(output))
+    to_folder = output is not None and (out.is_dir() or str(output).endswith(("/", os.sep))
+                                        or (is_multi(input_spec) and not out.suffix))
+    if not to_folder:
+        _check_same_columns(jobs, "stdout" if output is None else str(out))
+        targets: list[Path | None] = [None if output is None else out] * len(jobs)
+    elif out.exists() and not out.is_dir():
+        raise DataError(f"{out} exists and is not a folder")
+    else:
+        targets = [out / output_name(job.source) for job in jobs]
+        for i, target in enumerate(targets):
+            if target in targets[:i]:
+                raise DataError(f"{jobs[targets.index(target)].source} and {jobs[i].source} would both be written "
+                                f"to {target}; give inputs with distinct file names")
+    inputs = {p.resolve() for p in sources}
+    for job, target in zip(jobs, targets):
+        job.target = target
+        if target is not None:
+            output_format(target)
+            if target.resolve() in inputs:
+                raise DataError(f"{target} is an input; write the scores to another file or folder")
+    return jobs
+
+
+def _check_same_columns(jobs: list[FileJob], where: str) -> None:
+    for job in jobs[1:]:
+        if job.columns != jobs[0].columns:
+            raise DataError(f"{job.source} has other columns than {jobs[0].source} and both go to {where}; "
+                            "write to an output folder (--output DIR/) instead")
+
+
+def output_format(path: Path) -> tuple[str, str | None]:
+    """Format and compression of an output file by its name (DataError: one fastclf cannot write)."""
     compression = compression_of(path)
     if compression is not None and compression not in WRITABLE_COMPRESSION:
         raise DataError(f"{path}: cannot write {path.suffix} files; use .gz, .bz2 or .xz, or no compression")
@@ -52,28 +87,23 @@ def output_format(path: Path) -> tuple[str, str | None]:
 
 
 def output_name(source: Path) -> str:
-    """The output file's name for an input written into an output folder: the input's name,
-    without a .zst/.zip suffix, which fastclf does not write."""
-    name = source.name
+    """An input's name in an output folder, without a .zst/.zip suffix (fastclf does not write those)."""
     suffix = source.suffix.lower()
-    if COMPRESSION_NAMES.get(suffix) and COMPRESSION_NAMES[suffix] not in WRITABLE_COMPRESSION:
-        name = name[: -len(suffix)]
-    return name
+    unwritable = COMPRESSION_NAMES.get(suffix) and COMPRESSION_NAMES[suffix] not in WRITABLE_COMPRESSION
+    return source.name[: -len(suffix)] if unwritable else source.name
 
 
 def _json_default(value: Any) -> Any:
-    if isinstance(value, np.ndarray):
+    if isinstance(value, (np.ndarray, np.generic)):
         return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
     if isinstance(value, (bytes, bytearray)):
         return value.decode("utf-8", errors="replace")
     return str(value)
 
 
 def csv_cells(df: pd.DataFrame) -> pd.DataFrame:
-    """``df`` with its nested cells (lists, structs and maps of a Parquet input) as JSON text,
-    which a CSV or TSV cell can hold (pandas would write a numpy repr)."""
+    """``df`` with its nested cells (lists, structs, maps of a Parquet input) as JSON text, which a CSV
+    cell can hold (pandas would write a numpy repr)."""
     nested = (list, tuple, dict, np.ndarray)
     cols = [c for c in df.columns if df[c].dtype == object and df[c].map(lambda v: isinstance(v, nested)).any()]
     if not cols:
@@ -86,19 +116,15 @@ def csv_cells(df: pd.DataFrame) -> pd.DataFrame:
 
 
 class TableWriter:
-    """Append scored chunks to one file (CSV, TSV, JSON Lines, optionally gzip/bz2/xz
-    compressed, or Parquet); ``close()`` finishes it. Used on the temporary file of an atomic write.
+    """Append scored chunks to one file (CSV, TSV, JSON Lines, optionally gzip/bz2/xz compressed, or
+    Parquet), or as CSV to an open ``handle``; ``close()`` finishes it."""
 
-    Raises:
-        DataError (from :meth:`write`): a later chunk's column types cannot be stored in the
-            Parquet schema set by the first chunk.
-    """
-
-    def __init__(self, path: Path, fmt: str, compression: str | None = None, *, label: Path | None = None):
-        self.path, self.fmt, self.compression = Path(path), fmt, compression
-        self.label = label or self.path
+    def __init__(self, path: Path | None, fmt: str, compression: str | None = None, *, label: Path | None = None,
+                 handle: IO[str] | None = None):
+        self.path, self.fmt, self.compression = path, fmt, compression
+        self.label = label or path
         self.rows = 0
-        self._handle: IO[str] | None = None
+        self._handle = handle
         self._parquet: Any = None
         self._schema: Any = None
 
@@ -114,9 +140,7 @@ class TableWriter:
             self._write_parquet(df)
         elif self.fmt == "jsonl":
             text = df.to_json(orient="records", lines=True, force_ascii=False) if len(df) else ""
-            if text and not text.endswith("\n"):
-                text += "\n"
-            self._text_handle().write(text)
+            self._text_handle().write(text if not text or text.endswith("\n") else text + "\n")
         else:
             csv_cells(df).to_csv(self._text_handle(), sep="\t" if self.fmt == "tsv" else ",", index=False,
                                  header=self.rows == 0)
@@ -136,69 +160,49 @@ class TableWriter:
             try:
                 table = table.select(self._schema.names).cast(self._schema)
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError, KeyError) as exc:
-                raise DataError(f"{self.label}: rows {self.rows + 1}-{self.rows + len(df)} do not fit the column "
-                                f"types of the first rows ({first_line(exc)}); write CSV or JSON Lines instead") from None
+                raise DataError(f"{self.label}: rows {self.rows + 1}-{self.rows + len(df)} do not fit the column types "
+                                f"of the first rows ({first_line(exc)}); write CSV or JSON Lines instead") from None
         self._parquet.write_table(table)
 
     def close(self) -> None:
-        """Finish the file (an empty Parquet output still gets a valid file)."""
+        """Finish the file."""
         if self._parquet is not None:
             self._parquet.close()
-            self._parquet = None
-        if self._handle is not None:
+        elif self._handle is not None:
             self._handle.close()
-            self._handle = None
-        elif self.fmt != "parquet" and self.rows == 0:
+        elif self.fmt != "parquet" and self.path is not None:
             self.path.write_bytes(b"")
 
 
 def write_jobs(jobs: list[FileJob], scored: ScoredChunks, bar: Any, *, stdout: IO[str] | None = None) -> ScoreResult:
-    """Write the scored chunks of every job: to stdout (CSV) when the jobs have no target,
-    else each target atomically (a temporary file beside it, renamed when complete).
+    """Write the scored chunks of every job: as one CSV to stdout when the jobs have no target, else
+    each target atomically (a temporary file beside it, renamed when complete; removed on an error)."""
 
-    Raises:
-        whatever ``scored`` raises; the output being written is then removed.
-    """
-    if jobs and jobs[0].target is None:
-        return ScoreResult(_write_csv_stream(jobs, scored, bar, stdout if stdout is not None else sys.stdout), [])
+    def fill(writer: TableWriter, group: list[FileJob]) -> int:
+        for job in group:
+            for chunk, advance in scored(job):
+                if len(chunk):
+                    writer.write(chunk)
+                bar.update(advance)
+        return writer.rows
+
+    if jobs[0].target is None:
+        out = stdout if stdout is not None else sys.stdout
+        rows = fill(TableWriter(None, "csv", handle=out), jobs)
+        out.flush()
+        return ScoreResult(rows, [])
     groups: dict[Path, list[FileJob]] = {}
     for job in jobs:
         assert job.target is not None  # planned: every job has a target, or none has
         groups.setdefault(job.target, []).append(job)
-    total = sum(_write_file(target, group, scored, bar) for target, group in groups.items())
-    return ScoreResult(total, list(groups))
+    written = []
+    for target, group in groups.items():
+        def fill_file(tmp: Path, target: Path = target, group: list[FileJob] = group) -> None:
+            writer = TableWriter(tmp, *output_format(target), label=target)
+            try:
+                written.append(fill(writer, group))
+            finally:
+                writer.close()
 
-
-def _write_csv_stream(jobs: list[FileJob], scored: ScoredChunks, bar: Any, out: IO[str]) -> int:
-    """The scored rows of every job as one CSV on ``out`` (one header): the rows written."""
-    total = 0
-    for job in jobs:
-        for chunk, advance in scored(job):
-            if len(chunk):
-                csv_cells(chunk).to_csv(out, index=False, header=total == 0)
-                total += len(chunk)
-            bar.update(advance)
-    out.flush()
-    return total
-
-
-def _write_file(target: Path, group: list[FileJob], scored: ScoredChunks, bar: Any) -> int:
-    """The scored rows of ``group`` into ``target``, atomically: the rows written."""
-    fmt, compression = output_format(target)
-    written = 0
-
-    def fill(tmp: Path) -> None:
-        nonlocal written
-        writer = TableWriter(tmp, fmt, compression, label=target)
-        try:
-            for job in group:
-                for chunk, advance in scored(job):
-                    if len(chunk):
-                        writer.write(chunk)
-                    bar.update(advance)
-        finally:
-            writer.close()
-        written = writer.rows
-
-    atomic_write(target, fill)
-    return written
+        atomic_write(target, fill_file)
+    return ScoreResult(sum(written), list(groups))

@@ -1,30 +1,36 @@
-"""Running a streaming run: the texts of a chunk, scoring it, the progress bar, and the
-in-process engine that :func:`predict_files` drives."""
+"""Running a streaming run: scoring a chunk, the progress bar, and the local engine, in this process
+or in worker processes that each load the model once."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import multiprocessing
+import os
+import signal
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
 import pandas as pd
 
-from fastclf.errors import DataError
-from fastclf.model import UNSURE
+from fastclf.backends import THREADS_ENV
+from fastclf.errors import DataError, first_line
+from fastclf.machine import physical_cores
+from fastclf.model import UNSURE, Classifier
+from fastclf.modeldir import ModelDir
 from fastclf.scoring.stream.inputs import DEFAULT_CHUNK_SIZE, FileJob, iter_chunks
-from fastclf.scoring.stream.outputs import ScoredChunks, ScoreResult, write_jobs
-from fastclf.scoring.stream.plan import plan
+from fastclf.scoring.stream.outputs import ScoredChunks, ScoreResult, plan, write_jobs
 from fastclf.texts import check_texts
+
+Task = tuple[pd.DataFrame, str, Path, int]
+"""A chunk to score: its rows, the text column, the file, the file row of its first row (0-based)."""
 
 
 def texts_of(chunk: pd.DataFrame, column: str, path: Path, offset: int) -> list[str]:
-    """The texts of a chunk as strings; ``offset`` is the file row of the chunk's first row (0-based).
-
-    Raises:
-        DataError: the column is missing, or a text is empty, missing, a list or object, or not
-            valid Unicode (rows counted from 1 in the whole file).
-    """
+    """The texts of a chunk; errors name the file and the row (counted from 1 in the whole file)."""
     if column not in chunk.columns:
         raise DataError(f"{path}: no column {column!r} in rows {offset + 1}-{offset + len(chunk)}")
     return check_texts(chunk[column].tolist(), path, column=column, offset=offset)
@@ -33,7 +39,8 @@ def texts_of(chunk: pd.DataFrame, column: str, path: Path, offset: int) -> list[
 def add_predictions(chunk: pd.DataFrame, proba: np.ndarray, labels: Sequence[Any], classes: Iterable[str],
                     multi_label: bool) -> pd.DataFrame:
     """``chunk`` with ``predicted`` and one ``proba_<label>`` column per class added (in place)."""
-    chunk["predicted"] = ["|".join(row) if isinstance(row, list) else row for row in labels] if multi_label else list(labels)
+    joined = ["|".join(row) if isinstance(row, list) else row for row in labels]
+    chunk["predicted"] = joined if multi_label else list(labels)
     for c, col in zip(classes, np.asarray(proba).T):
         chunk[f"proba_{c}"] = col
     return chunk
@@ -41,9 +48,8 @@ def add_predictions(chunk: pd.DataFrame, proba: np.ndarray, labels: Sequence[Any
 
 def score_chunk(clf: Any, chunk: pd.DataFrame, texts: list[str], *, batch_size: int,
                 answer: Mapping[str, Any] | None = None) -> pd.DataFrame:
-    """``chunk`` with the predictions of ``clf`` for ``texts`` (its text cells) added in place.
-    ``answer``: ``min_confidence`` and ``unsure_label`` (the unsure label in ``predicted`` below
-    it), ``coverage`` (a ``prediction_set`` column: the conformal set's labels joined by ``|``)."""
+    """``chunk`` with the predictions of ``clf`` for ``texts`` added in place. ``answer``: ``min_confidence``
+    and ``unsure_label`` (abstention in ``predicted``), ``coverage`` (a ``prediction_set`` column)."""
     answer = answer or {}
     proba = clf.predict_proba(texts, batch_size=batch_size)
     labels = clf.labels_from_proba(proba, min_confidence=answer.get("min_confidence"),
@@ -55,60 +61,135 @@ def score_chunk(clf: Any, chunk: pd.DataFrame, texts: list[str], *, batch_size: 
 
 
 def progress_bar(jobs: list[FileJob], *, by_bytes: bool, enabled: bool, desc: str = "scoring") -> Any:
-    """A tqdm bar over all inputs: rows when every row count is known (Parquet), else bytes
-    read of the total (``by_bytes``) or rows without a total. Off when ``enabled`` is False or
-    stderr is not a terminal."""
+    """A tqdm bar over all inputs: rows when every row count is known (Parquet), else bytes read
+    (``by_bytes``) or rows without a total. Off when not ``enabled`` or stderr is not a terminal."""
     from tqdm.auto import tqdm
 
-    disable = None if enabled else True
-    rows = [j.rows for j in jobs]
-    if all(r is not None for r in rows):
-        return tqdm(total=sum(r or 0 for r in rows), unit="rows", desc=desc, disable=disable, unit_scale=True)
+    options = {"desc": desc, "disable": None if enabled else True, "unit_scale": True}
+    if all(j.rows is not None for j in jobs):
+        return tqdm(total=sum(j.rows or 0 for j in jobs), unit="rows", **options)
     if by_bytes:
-        return tqdm(total=sum(j.size for j in jobs), unit="B", unit_scale=True, unit_divisor=1024, desc=desc,
-                    disable=disable)
-    return tqdm(unit="rows", desc=desc, disable=disable, unit_scale=True)
+        return tqdm(total=sum(j.size for j in jobs), unit="B", unit_divisor=1024, **options)
+    return tqdm(unit="rows", **options)
 
 
-def local_engine(clf: Any, *, batch_size: int = 32, chunk_size: int = DEFAULT_CHUNK_SIZE,
-                 by_bytes: bool = True, answer: Mapping[str, Any] | None = None) -> ScoredChunks:
-    """The in-process engine: read a chunk, ``clf.predict_proba`` it, hand it on.
+def use_threads(threads: int) -> None:
+    """Give this process's runtimes ``threads`` threads (no more than its physical cores), before a
+    model is loaded; a ``$FASTCLF_THREADS`` set by the user wins."""
+    if not os.environ.get(THREADS_ENV):
+        os.environ[THREADS_ENV] = str(max(1, min(threads, physical_cores())))
+    os.environ.setdefault("OMP_NUM_THREADS", os.environ[THREADS_ENV])  # torch reads it when imported
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def local_engine(score: Callable[[Iterator[Task]], Iterator[pd.DataFrame]], *, chunk_size: int = DEFAULT_CHUNK_SIZE,
+                 by_bytes: bool = True) -> ScoredChunks:
+    """Read each input in chunks and hand them to ``score``, which yields them scored, in order.
 
     The progress advance of a chunk is the bytes read since the last chunk (``by_bytes``), else its rows.
     """
 
     def scored(job: FileJob) -> Iterator[tuple[pd.DataFrame, float]]:
-        offset = 0
+        advances: deque[float] = deque()
         last = 0
-        chunk = None
-        for chunk, pos in iter_chunks(job, chunk_size):
-            score_chunk(clf, chunk, texts_of(chunk, job.text_column, job.source, offset), batch_size=batch_size,
-                        answer=answer)
-            offset += len(chunk)
-            advance = (pos - last) if by_bytes else len(chunk)
-            last = pos
-            yield chunk, advance
-        if chunk is not None and by_bytes and job.rows is None and job.size > last:
-            yield chunk.iloc[:0], job.size - last  # the bar ends at the file's size (read-ahead, compression)
+
+        def tasks() -> Iterator[Task]:
+            nonlocal last
+            offset = 0
+            for chunk, pos in iter_chunks(job, chunk_size):
+                advances.append((pos - last) if by_bytes else len(chunk))
+                yield chunk, job.text_column, job.source, offset
+                offset += len(chunk)
+                last = pos
+
+        for chunk in score(tasks()):
+            yield chunk, advances.popleft()
+        if by_bytes and job.rows is None and job.size > last:
+            yield pd.DataFrame(), job.size - last  # the bar ends at the file's size (read-ahead, compression)
 
     return scored
 
 
-def predict_files(clf: Any, input_spec: str | Path, output: str | Path | None, *, text_column: str | None = None,
-                  batch_size: int = 32, chunk_size: int = DEFAULT_CHUNK_SIZE, progress: bool = False,
-                  stdout: IO[str] | None = None, answer: Mapping[str, Any] | None = None) -> ScoreResult:
-    """Score a file, a folder of files or a glob pattern with ``clf`` in chunks of rows, and write
-    the rows with ``predicted`` and ``proba_<label>`` columns to ``output`` (see :func:`plan`;
-    None: CSV on stdout), and ``answer``'s abstention and sets (:func:`score_chunk`). Each output file
-    appears complete or not at all.
+def in_order(pool: Executor, fn: Callable[..., pd.DataFrame], tasks: Iterator[Task], depth: int) -> Iterator[Any]:
+    """``fn(*task)`` of each task run in ``pool``, yielded in input order, at most ``depth`` in flight."""
+    pending: deque[Any] = deque()
+    try:
+        for task in tasks:
+            pending.append(pool.submit(fn, *task))
+            if len(pending) >= depth:
+                yield pending.popleft().result()
+    except Exception:
+        for future in pending:  # an earlier chunk's error is the one to report
+            future.result()
+        raise
+    while pending:
+        yield pending.popleft().result()
 
-    Raises:
-        DataFileNotFound, DataError: bad inputs or outputs (checked before any scoring where
-            possible: every input's header is read first).
+
+_worker: dict[str, Any] = {}
+
+
+def _start_worker(threads: int, model_dir: str, variant: str | None, batch_size: int,
+                  answer: Mapping[str, Any] | None) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    os.dup2(2, 1)  # what a runtime prints goes to stderr: stdout may be the scored CSV
+    use_threads(threads)
+    _worker.update(model_dir=model_dir, variant=variant, batch_size=batch_size, answer=answer)
+
+
+def _score_in_worker(chunk: pd.DataFrame, column: str, path: Path, offset: int) -> pd.DataFrame:
+    """Score a chunk in a worker process; the model is loaded by the first call (its errors go to the parent)."""
+    if "clf" not in _worker:
+        _worker["clf"] = Classifier.load(_worker["model_dir"], variant=_worker["variant"])
+    return score_chunk(_worker["clf"], chunk, texts_of(chunk, column, path, offset),
+                       batch_size=_worker["batch_size"], answer=_worker["answer"])
+
+
+def predict_files(model: Any, input_spec: str | Path, output: str | Path | None, *, variant: str | None = None,
+                  workers: int | None = 1, text_column: str | None = None, batch_size: int = 32,
+                  chunk_size: int = DEFAULT_CHUNK_SIZE, progress: bool = False, stdout: IO[str] | None = None,
+                  answer: Mapping[str, Any] | None = None) -> ScoreResult:
+    """Score a file, a folder or a glob (see :func:`plan`; ``output`` None: CSV on stdout) in chunks of rows
+    with ``model``, a Classifier or a model folder (workers load a Classifier again from its folder), and
+    write the rows with ``predicted`` and ``proba_<label>`` columns and ``answer``'s abstention and sets
+    (:func:`score_chunk`). Each output appears complete or not at all.
+
+    ``workers`` > 1 scores in worker processes, each loading the model once with its share of the threads;
+    1 in this process; None: a worker a chunk of rows (a row counted as 32 bytes), up to the physical cores.
     """
     jobs = plan(input_spec, output, text_column=text_column)
+    if workers is None:
+        rows = sum(j.size // 32 if j.rows is None else j.rows for j in jobs)
+        workers = max(1, min(physical_cores(), -(-rows // chunk_size)))
+    if isinstance(model, Classifier):
+        model, variant = (model, model.variant) if workers == 1 else (model.path, variant or model.variant)
+    elif workers == 1:
+        model = Classifier.load(model, variant=variant)
     by_bytes = not all(j.rows is not None for j in jobs)
     with progress_bar(jobs, by_bytes=True, enabled=progress) as bar:
-        return write_jobs(jobs, local_engine(clf, batch_size=batch_size, chunk_size=chunk_size, by_bytes=by_bytes,
-                                             answer=answer),
-                          bar, stdout=stdout)
+        if workers == 1:
+            def score(tasks: Iterator[Task]) -> Iterator[pd.DataFrame]:
+                return (score_chunk(model, chunk, texts_of(chunk, column, path, offset), batch_size=batch_size,
+                                    answer=answer) for chunk, column, path, offset in tasks)
+
+            return write_jobs(jobs, local_engine(score, chunk_size=chunk_size, by_bytes=by_bytes), bar, stdout=stdout)
+        variant = ModelDir(model).resolve(variant)  # a bad model fails here, before any worker starts
+        return _write_with_workers(jobs, str(model), variant, workers, bar, stdout=stdout, chunk_size=chunk_size,
+                                   by_bytes=by_bytes, batch_size=batch_size, answer=answer)
+
+
+def _write_with_workers(jobs: list[FileJob], model_dir: str, variant: str, workers: int, bar: Any, *,
+                        stdout: IO[str] | None, chunk_size: int, by_bytes: bool, batch_size: int,
+                        answer: Mapping[str, Any] | None) -> ScoreResult:
+    """:func:`write_jobs` with the chunks scored by ``workers`` spawned processes (started as chunks come),
+    two chunks a worker in flight."""
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker,
+                               initargs=(max(1, physical_cores() // workers), model_dir, variant, batch_size, answer))
+    try:
+        engine = local_engine(lambda tasks: in_order(pool, _score_in_worker, tasks, 2 * workers),
+                              chunk_size=chunk_size, by_bytes=by_bytes)
+        return write_jobs(jobs, engine, bar, stdout=stdout)
+    except BrokenProcessPool as exc:
+        raise DataError(f"a scoring worker stopped ({first_line(exc)}); out of memory? try fewer --workers") from None
+    finally:
+        pool.shutdown(cancel_futures=True)  # the chunks being scored finish; no worker is left behind
