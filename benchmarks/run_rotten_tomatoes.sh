@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Reproduce the headline variant benchmark on Rotten Tomatoes snippets.
+# Reproduce the headline variant benchmark on Rotten Tomatoes snippets (the short-text workload;
+# benchmarks/run_long_texts.sh is the long-text one).
 #
 #   benchmarks/run_rotten_tomatoes.sh [MODEL_DIR]
 #

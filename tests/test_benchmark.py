@@ -234,19 +234,26 @@ def test_recommendation_respects_the_tolerance_and_skips_the_baseline():
 
 
 def test_report_renders_from_json_alone():
-    rows = [_row("torch-fp32", 0.85, 10.0), _row("onnx-int8", 0.84, 3.0, thr=500)]
+    rows = [_row("torch-fp32", 0.85, 10.0), _row("onnx-int8", 0.84, 3.0, thr=500),
+            _row("openvino-int8-distilled", 0.846, 2.0, thr=900), _row("static", 0.80, 0.2, thr=9000)]
     for r in rows:
         r.update(status="ok", macro_f1=0.8, size={"mb": 90.0, "files": ["a"]}, memory={"peak_rss_mb": 400.0},
                  load={"cold_start_s": 3.0}, threads={"torch_intra_op": 2}, speedup={"vs": "torch-fp32",
                  "latency_p50": 1.0, "throughput": {}})
-    results = {"model": "m", "partial": True, "rows": rows, "settings": {"batch_sizes": [1, 32], "variants":
-               ["torch-fp32", "onnx-int8", "openvino-int8"], "tolerance_points": 1.0},
-               "recommendation": recommend([Row.from_dict(r) for r in rows]), "machine": {"cpu": {"model": "X", "flags": {"avx2": True}}},
+    variants = ["torch-fp32", "onnx-int8", "openvino-int8-distilled", "static", "openvino-int8"]
+    results = {"model": "m", "partial": True, "rows": rows,
+               "settings": {"batch_sizes": [1, 32], "variants": variants, "tolerance_points": 1.0},
+               "recommendation": recommend([Row.from_dict(r) for r in rows]),
+               "machine": {"cpu": {"model": "X", "flags": {"avx2": True}}},
                "versions": {"torch": "2"}, "data": {}}
     page = render_html(results)
-    assert page.count("<svg") == 2 and "PARTIAL REPORT: 2 of 3" in page and "onnx-int8" in page
+    assert page.count("<svg") == 2 and "PARTIAL REPORT: 4 of 5" in page and "onnx-int8" in page
+    plots = page[page.index("<svg"):page.rindex("</svg>")]
+    for name in ("openvino-int8-distilled", "static"):  # the new models: a point and a line each, in both plots
+        assert plots.count(f"{name}: accuracy") == 1 and plots.count(f"{name}: batch 1:") == 1
     md = render_markdown(results)
-    assert "| onnx-int8 |" in md and "AVX-512 VNNI no" in md
+    assert "| onnx-int8 | 84.0% |" in md and "| static | 80.0% |" in md and "| openvino-int8-distilled | 84.6% |" in md
+    assert "AVX-512 VNNI no" in md
 
 
 @pytest.mark.parametrize("kind", ["binary", "multiclass", "multilabel"])

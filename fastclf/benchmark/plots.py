@@ -151,12 +151,13 @@ def plot_throughput(results: BenchmarkResults) -> str:
     def draw(ax: Axes, row: Row, gid: str) -> str:
         points = sorted((int(b), t) for b, t in row.throughput.items())
         bars = ax.errorbar([b for b, _ in points], [t.texts_per_s for _, t in points],
-                           yerr=[[t.texts_per_s - t.ci[0] for _, t in points], [t.ci[1] - t.texts_per_s for _, t in points]],
+                           yerr=[[t.texts_per_s - t.ci[0] for _, t in points],
+                                 [t.ci[1] - t.texts_per_s for _, t in points]],
                            fmt="s--" if row.is_baseline else "o-", color=palette[row.name], ms=5, mec="white", mew=0.6,
                            lw=2, elinewidth=1.2, capsize=3, label=row.label, zorder=3)
         bars.lines[0].set_gid(gid)  # the markers and line: hovering them shows the tip
-        return f"{row.label}: " + ", ".join(f"batch {b}: {t.texts_per_s:.1f} texts/s (95% CI {t.ci[0]:.1f}–{t.ci[1]:.1f})"
-                                            for b, t in points)
+        return f"{row.label}: " + ", ".join(
+            f"batch {b}: {t.texts_per_s:.1f} texts/s (95% CI {t.ci[0]:.1f}–{t.ci[1]:.1f})" for b, t in points)
 
     def finish(mpl: Any, ax: Axes) -> None:
         ax.set_xscale("log", base=2)

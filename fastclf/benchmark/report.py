@@ -179,7 +179,8 @@ def _method(results: BenchmarkResults) -> list[str]:
         f"Latency: one real text a call (`predict`: tokenization and head included), cycling through "
         f"{d.timing_texts} shuffled test texts (mean {d.mean_chars:.0f} characters); {s.warmup_s:g} s of warm-up "
         f"calls, then {s.duration_s} s of timed calls (at least {s.latency_min_calls}), each timed with "
-        f"perf_counter_ns. Percentiles with {s.confidence:.0%} bootstrap intervals ({s.bootstrap_resamples} resamples).",
+        f"perf_counter_ns. Percentiles with {s.confidence:.0%} bootstrap intervals "
+        f"({s.bootstrap_resamples} resamples).",
         f"Throughput: batches of consecutive real texts through `predict(batch, batch_size=B)`, after "
         f"{s.warmup_s:g} s of warm-up, for {s.duration_s} s (at least {s.throughput_min_batches} batches); "
         f"texts/s = texts / summed batch time, CI by resampling batches. Speed-ups are against "
@@ -251,7 +252,8 @@ def render_markdown(results: Results, *, brief: bool = False) -> str:
 _CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; color: #222;
        margin: 24px auto; max-width: 1280px; padding: 0 20px; line-height: 1.45; }
-h1 { font-size: 22px; margin-bottom: 4px; } h2 { font-size: 17px; margin-top: 28px; } .sub { color: #666; margin-top: 0; }
+h1 { font-size: 22px; margin-bottom: 4px; } h2 { font-size: 17px; margin-top: 28px; }
+.sub { color: #666; margin-top: 0; }
 .rec { background: #eef6ee; border-left: 5px solid #59a14f; padding: 10px 14px; font-size: 15px; }
 .partial { background: #fdecea; border-left: 5px solid #e15759; padding: 10px 14px; font-weight: 600; }
 table { border-collapse: collapse; font-size: 13px; margin: 8px 0; } .scroll { overflow-x: auto; }

@@ -84,7 +84,8 @@ class Benchmark:
             tolerance_points=float(tolerance), threads_requested=threads, reference=REFERENCE,
             speedup_reference=BASELINE_SETFIT if baseline else REFERENCE, eval_batch_size=EVAL_BATCH_SIZE,
             bootstrap_resamples=N_BOOT, confidence=CONFIDENCE, latency_min_calls=LATENCY_MIN_CALLS,
-            throughput_min_batches=THROUGHPUT_MIN_BATCHES, isolation="each row measured in its own fresh Python process")
+            throughput_min_batches=THROUGHPUT_MIN_BATCHES,
+            isolation="each row measured in its own fresh Python process")
         self.results: BenchmarkResults | None = None
 
     def _say(self, message: str) -> None:

@@ -56,6 +56,7 @@ def throughput_summary(batch_ns: Sequence[int], texts_per_batch: Sequence[int]) 
     texts = np.asarray(texts_per_batch, dtype=np.float64)
     rate = float(texts.sum() / seconds.sum())
     idx = np.random.default_rng(0).integers(0, seconds.size, size=(N_BOOT, seconds.size))
-    return Throughput(texts_per_s=rate, ci=_interval(texts[idx].sum(axis=1) / seconds[idx].sum(axis=1), rate, CONFIDENCE),
+    rates = texts[idx].sum(axis=1) / seconds[idx].sum(axis=1)
+    return Throughput(texts_per_s=rate, ci=_interval(rates, rate, CONFIDENCE),
                       batches=int(seconds.size), texts=int(texts.sum()), seconds=float(seconds.sum()),
                       ms_per_batch=float(np.median(seconds) * 1e3))

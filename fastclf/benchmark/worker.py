@@ -163,7 +163,8 @@ def run_job(job: Job, spawned_at: float) -> int:
         m.finish("interrupted")
         return 130
     except Exception as exc:  # any runtime's own failure: report it in one line, the parent goes on
-        m.finish("error", first_line(exc) if isinstance(exc, FastclfError) else f"{type(exc).__name__}: {first_line(exc)}")
+        m.finish("error", first_line(exc) if isinstance(exc, FastclfError)
+                 else f"{type(exc).__name__}: {first_line(exc)}")
         return 1
 
 

@@ -45,7 +45,8 @@ def prepare_data(data: LabeledData, *, shots: int | None, eval_data: LabeledData
     validate_for_training(data)
     if eval_data is not None:
         if eval_data.multi_label != data.multi_label:
-            raise DataError(f"{eval_data.source}: evaluation data and training data differ in kind (multi-label or not)")
+            raise DataError(f"{eval_data.source}: evaluation data and training data differ in kind "
+                            "(multi-label or not)")
         unknown = sorted(set(eval_data.classes) - set(data.classes))
         if unknown:
             raise DataError(
@@ -78,7 +79,8 @@ def imbalance_note(data: LabeledData, config: TrainConfig) -> str:
     if data.multi_label:
         return ""
     counts = data.counts()
-    (big, n_big), (small, n_small) = max(counts.items(), key=lambda kv: kv[1]), min(counts.items(), key=lambda kv: kv[1])
+    (big, n_big), (small, n_small) = (max(counts.items(), key=lambda kv: kv[1]),
+                                      min(counts.items(), key=lambda kv: kv[1]))
     if n_big < SKEWED_RATIO * n_small:
         return ""
     if config.class_weight == "balanced":
@@ -118,11 +120,13 @@ def duplicates_note(data: LabeledData) -> str:
         seen.setdefault(g, []).append(tuple(sorted(label)) if data.multi_label else label)
     repeated = {g: labels for g, labels in seen.items() if len(labels) > 1}
     rows = sum(len(labels) for labels in repeated.values())
-    note = (f"note: {len(repeated)} {'texts appear' if len(repeated) > 1 else 'text appears'} more than once ({rows} rows); "
+    note = (f"note: {len(repeated)} {'texts appear' if len(repeated) > 1 else 'text appears'} more than once "
+            f"({rows} rows); "
             "the cross-validation keeps the copies of a text in one fold")
     conflicting = sum(1 for labels in repeated.values() if len(set(labels)) > 1)
     if conflicting:
-        note += f"; {conflicting} of them {'carry' if conflicting > 1 else 'carries'} different labels: check those rows"
+        note += (f"; {conflicting} of them {'carry' if conflicting > 1 else 'carries'} different labels: "
+                 "check those rows")
     return note
 
 

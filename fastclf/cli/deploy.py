@@ -20,7 +20,8 @@ def _show_logs(verbose: bool) -> None:
             logging.getLogger(name).removeHandler(old)
     handler = logging.StreamHandler(sys.stderr)
     handler._fastclf_cli = True  # type: ignore[attr-defined]
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s" if verbose else "warning: %(message)s"))
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s" if verbose
+                                           else "warning: %(message)s"))
     logger = logging.getLogger() if verbose else logging.getLogger("fastclf")
     logger.addHandler(handler)
     logger.setLevel(logging.DEBUG if verbose else logging.WARNING)

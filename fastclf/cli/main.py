@@ -84,7 +84,8 @@ for command in (accelerate, benchmark, serve):
 @click.option("--set", "settings", multiple=True, metavar="FIELD=VALUE",
               help="Set one of the recipe's internals, repeatable: cv_folds, cv_parallel, average_folds, loss, "
                    "batch_size, body_learning_rate, frozen_layers, finetune_max_length, max_length, bf16, ... "
-                   "(a field of fastclf.training.trainer.TrainConfig; an unknown one lists them all). Example: --set bf16=true")
+                   "(a field of fastclf.training.trainer.TrainConfig; an unknown one lists them all). "
+                   "Example: --set bf16=true")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 def train(data, output, base_model, read, shots, eval_file, holdout, eval_max, finetune, epochs, head_c, class_weight,
           long_texts, max_chunks, seed, settings, quiet):

@@ -25,7 +25,9 @@ def data_options(f):
                                 help="Separator of several labels in one cell (multi-label data)."),
                    click.option("--label-columns", default=None,
                                 help="Comma-separated 0/1 columns, one a label (multi-label data)."),
-                   click.option("--label-column", default=None, help="Column holding the labels (default: found by name)."),
-                   click.option("--text-column", default=None, help="Column holding the texts (default: found by name).")):
+                   click.option("--label-column", default=None,
+                                help="Column holding the labels (default: found by name)."),
+                   click.option("--text-column", default=None,
+                                help="Column holding the texts (default: found by name).")):
         command = option(command)
     return command
