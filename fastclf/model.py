@@ -193,8 +193,9 @@ class Classifier:
         return sets
 
     @classmethod
-    def load(cls, path: str | Path, variant: str | None = None) -> Classifier:
-        """Load a model folder as ``variant`` (None: the default :class:`~fastclf.modeldir.ModelDir` picks).
+    def load(cls, path: str | Path, variant: str | None = None, *, threads: int | None = None) -> Classifier:
+        """Load a model folder as ``variant`` (None: the default :class:`~fastclf.modeldir.ModelDir` picks), its
+        runtime with ``threads`` threads (None: ``$FASTCLF_THREADS``, else the runtime's default).
         Config, head and body come from one version: a folder replaced while read is read again.
 
         Raises:
@@ -206,7 +207,7 @@ class Classifier:
         for _attempt in range(_LOAD_ATTEMPTS):
             before = identity(path)
             try:
-                clf = cls._load_once(path, variant)
+                clf = cls._load_once(path, variant, threads)
             except (FastclfError, OSError):
                 if identity(path) != before:
                     continue  # replaced while reading: read the new version
@@ -216,7 +217,7 @@ class Classifier:
         raise ModelFormatError(f"{path} kept changing while it was loaded ({_LOAD_ATTEMPTS} tries); try again")
 
     @classmethod
-    def _load_once(cls, path: Path, variant: str | None) -> Classifier:
+    def _load_once(cls, path: Path, variant: str | None, threads: int | None) -> Classifier:
         folder = ModelDir(path)
         cfg, variant = folder.config, folder.resolve(variant)
         head = LogisticHead.load(folder.head_path(variant))
@@ -226,7 +227,7 @@ class Classifier:
         if cfg.multi_label != (head.kind == "multilabel"):
             raise ModelFormatError(f"{path / CONFIG_FILE} says multi_label is {str(cfg.multi_label).lower()} "
                                    f"but the head is {head.kind}")
-        body = load_body(folder.body_dir, variant)
+        body = load_body(folder.body_dir, variant, threads=threads)
         dim = _body_dim(body)
         if dim is not None and dim != head.dim:
             raise ModelFormatError(f"{path}: the body makes {dim}-dimensional embeddings but the head expects "

@@ -456,3 +456,11 @@ def test_onnx_int8_keeps_the_feed_forward_layers_in_fp32_while_int8_drifts(tiny_
     assert int8_matmuls(tmp_path / "b.onnx") == int8_matmuls(tmp_path / "a.onnx") - len(down) - len(up) > 0
     without_texts = onnx_backend._quantize_dynamic_checked(src, tmp_path / "c.onnx", pipeline, [])
     assert without_texts == {"kept_fp32": 0, "cosines": []}
+
+
+def test_threads_argument_reaches_the_runtime_and_wins_over_the_environment(tiny_exported, monkeypatch):
+    monkeypatch.setenv("FASTCLF_THREADS", "2")
+    assert load_body(tiny_exported, "onnx-fp32").runtime_settings()["intra_op_threads"] == 2
+    assert load_body(tiny_exported, "onnx-fp32", threads=1).runtime_settings()["intra_op_threads"] == 1
+    settings = load_body(tiny_exported, "openvino-fp32", threads=1).runtime_settings()
+    assert settings["threads_requested"] == 1

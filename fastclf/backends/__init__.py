@@ -161,9 +161,10 @@ def is_exported(body_dir: Path, variant: str) -> bool:
     return all((Path(body_dir) / f).is_file() for f in get_spec(variant).files)
 
 
-def load_body(body_dir: str | Path, variant: str = REFERENCE) -> Body:
-    """Load the body in ``body_dir`` (a sentence-transformers folder) as ``variant``; ModelFormatError for a
-    folder :func:`fastclf.safety.check_body` refuses or a damaged one."""
+def load_body(body_dir: str | Path, variant: str = REFERENCE, *, threads: int | None = None) -> Body:
+    """Load the body in ``body_dir`` (a sentence-transformers folder) as ``variant`` with ``threads`` runtime
+    threads (None: ``$FASTCLF_THREADS``, else the runtime's default); ModelFormatError for a folder
+    :func:`fastclf.safety.check_body` refuses or a damaged one."""
     from fastclf.safety import check_body
 
     spec = get_spec(variant)
@@ -176,7 +177,7 @@ def load_body(body_dir: str | Path, variant: str = REFERENCE) -> Body:
     module = runtime_module(spec)
     try:
         with quiet_logs():  # the runtimes' own warnings while they load say nothing about the user's model
-            return module.load(body_dir, spec)
+            return module.load(body_dir, spec, requested_threads(threads))
     except (FastclfError, MemoryError, KeyboardInterrupt):
         raise
     except Exception as exc:  # a damaged file fails deep in transformers, tokenizers or a runtime

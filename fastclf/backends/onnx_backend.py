@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from fastclf._util import atomic_write
-from fastclf.backends import VariantSpec, newer_than_weights, requested_threads
+from fastclf.backends import VariantSpec, newer_than_weights
 from fastclf.backends._numpy_pipeline import PipelineBody, TextPipeline, read_pipeline_config
 from fastclf.backends._pooling import row_cosines
 from fastclf.errors import ModelFormatError
@@ -42,12 +42,12 @@ def _session(path: Path, threads: int):
 
 
 class OnnxBody(PipelineBody):
-    """A sentence-transformers body run by ONNX Runtime on the CPU, with the physical cores as threads
-    (or ``$FASTCLF_THREADS``): a second thread on a core only contends for its vector units."""
+    """A sentence-transformers body run by ONNX Runtime on the CPU, with the physical cores as threads unless
+    told otherwise: a second thread on a core only contends for its vector units."""
 
-    def __init__(self, body_dir: Path, spec: VariantSpec):
+    def __init__(self, body_dir: Path, spec: VariantSpec, threads: int | None = None):
         super().__init__(body_dir, spec)
-        self._threads = requested_threads() or physical_cores()
+        self._threads = threads or physical_cores()
         self.session = _session(self.path / spec.files[0], self._threads)
         outputs = [o.name for o in self.session.get_outputs()]
         self._output = outputs[self._check_graph([i.name for i in self.session.get_inputs()], [{o} for o in outputs],

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from fastclf._util import atomic_write
-from fastclf.backends import VariantSpec, newer_than_weights, requested_threads
+from fastclf.backends import VariantSpec, newer_than_weights
 from fastclf.backends._numpy_pipeline import PipelineBody, TextPipeline, read_pipeline_config
 from fastclf.errors import DataError, ModelFormatError, SettingError, first_line
 from fastclf.texts import check_batch_size
@@ -78,14 +78,14 @@ class OpenVINOBody(PipelineBody):
     padded to :data:`LENGTH_BUCKET` so the plugin meets few shapes; a one-text length seen :data:`STATIC_AFTER`
     times compiled as a static [1, length] in the background (benchmarks/studies/openvino-static-shapes.md)."""
 
-    def __init__(self, body_dir: Path, spec: VariantSpec):
+    def __init__(self, body_dir: Path, spec: VariantSpec, threads: int | None = None):
         disable_telemetry()
         import openvino as ov
 
         super().__init__(body_dir, spec)
         precision = spec.option.get("precision", "f32")
         self._config: dict[str, object] = {"INFERENCE_PRECISION_HINT": "f32"} if precision == "f32" else {}
-        self._threads = requested_threads()
+        self._threads = threads
         if self._threads:
             self._config["INFERENCE_NUM_THREADS"] = self._threads
         self._core = ov.Core()

@@ -21,9 +21,10 @@ MAX_TOKENS = 512  # model2vec's default window
 
 
 class StaticBody:
-    """One vector a token, averaged over the text: batch-independent by construction."""
+    """One vector a token, averaged over the text: batch-independent by construction (a lookup and a mean:
+    no thread pool to size, so ``threads`` is not used)."""
 
-    def __init__(self, body_dir: Path, spec: VariantSpec):
+    def __init__(self, body_dir: Path, spec: VariantSpec, threads: int | None = None):
         from safetensors.numpy import load_file
         from tokenizers import Tokenizer
 

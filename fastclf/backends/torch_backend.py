@@ -21,9 +21,11 @@ log = logging.getLogger(__name__)
 
 
 class TorchBody:
-    """A sentence-transformers model run in PyTorch fp32 eager mode."""
+    """A sentence-transformers model run in PyTorch fp32 eager mode; ``threads`` sets torch's (process-wide) pool."""
 
-    def __init__(self, body_dir: Path, spec: VariantSpec):
+    def __init__(self, body_dir: Path, spec: VariantSpec, threads: int | None = None):
+        if threads:
+            torch.set_num_threads(threads)
         self.variant = spec.name
         self.model = tg._load_sentence_transformer(body_dir)
 
@@ -98,9 +100,9 @@ class CompiledTorchBody(TorchBody):
     """The body's pipeline with its transformer compiled by inductor: bf16 autocast, or static int8 rebuilt
     from the stored observers (recalibrated on the stored texts when they do not fit this torch)."""
 
-    def __init__(self, body_dir: Path, spec: VariantSpec):
+    def __init__(self, body_dir: Path, spec: VariantSpec, threads: int | None = None):
         _check_machine(spec)
-        super().__init__(body_dir, spec)
+        super().__init__(body_dir, spec, threads)
         transformer, core, names, example = tg._prepare_core(self.model)
         max_len = tg._max_len(transformer)
         graph, dynamic_shapes = tg._export_graph(core, example, max_len=max_len)
@@ -123,9 +125,9 @@ class CompiledTorchBody(TorchBody):
         self.encode(list(tg._WARMUP_TEXTS[:1]), batch_size=1)
 
 
-def load(body_dir: Path, spec: VariantSpec) -> TorchBody:
+def load(body_dir: Path, spec: VariantSpec, threads: int | None = None) -> TorchBody:
     """The body of ``spec``: eager, or compiled by inductor when its options say ``compile``."""
-    return (CompiledTorchBody if spec.option.get("compile") == "inductor" else TorchBody)(body_dir, spec)
+    return (CompiledTorchBody if spec.option.get("compile") == "inductor" else TorchBody)(body_dir, spec, threads)
 
 
 def export(body_dir: Path, spec: VariantSpec, calibration_texts: list[str]) -> None:

@@ -42,8 +42,8 @@ class _Scorer:
         from fastclf.model import Classifier
         from fastclf.scoring.stream import use_threads
 
-        use_threads(threads)  # this actor's share of the cores, not a thread per core
-        self.clf = Classifier.load(model_dir, variant=variant)
+        # this actor's share of the cores, not a thread per core
+        self.clf = Classifier.load(model_dir, variant=variant, threads=use_threads(threads))
         self.text_column = text_column
         self.batch_size = batch_size
         self.answer = answer

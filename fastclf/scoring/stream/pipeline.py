@@ -16,7 +16,7 @@ from typing import IO, Any
 import numpy as np
 import pandas as pd
 
-from fastclf.backends import THREADS_ENV
+from fastclf.backends import requested_threads
 from fastclf.errors import DataError, first_line
 from fastclf.machine import physical_cores
 from fastclf.model import UNSURE, Classifier
@@ -73,13 +73,14 @@ def progress_bar(jobs: list[FileJob], *, by_bytes: bool, enabled: bool, desc: st
     return tqdm(unit="rows", **options)
 
 
-def use_threads(threads: int) -> None:
-    """Give this process's runtimes ``threads`` threads (no more than its physical cores), before a
-    model is loaded; a ``$FASTCLF_THREADS`` set by the user wins."""
-    if not os.environ.get(THREADS_ENV):
-        os.environ[THREADS_ENV] = str(max(1, min(threads, physical_cores())))
-    os.environ.setdefault("OMP_NUM_THREADS", os.environ[THREADS_ENV])  # torch reads it when imported
+def use_threads(threads: int) -> int:
+    """The runtime threads of one of several scoring processes: ``threads`` (at most the physical cores), or a
+    ``$FASTCLF_THREADS`` set by the user; also set for the math libraries that read it when first imported."""
+    n = requested_threads() or max(1, min(threads, physical_cores()))
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(name, str(n))
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    return n
 
 
 def local_engine(score: Callable[[Iterator[Task]], Iterator[pd.DataFrame]], *, chunk_size: int = DEFAULT_CHUNK_SIZE,
@@ -133,14 +134,13 @@ def _start_worker(threads: int, model_dir: str, variant: str | None, batch_size:
                   answer: Mapping[str, Any] | None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     os.dup2(2, 1)  # what a runtime prints goes to stderr: stdout may be the scored CSV
-    use_threads(threads)
-    _worker.update(model_dir=model_dir, variant=variant, batch_size=batch_size, answer=answer)
+    _worker.update(threads=use_threads(threads), model_dir=model_dir, variant=variant, batch_size=batch_size, answer=answer)
 
 
 def _score_in_worker(chunk: pd.DataFrame, column: str, path: Path, offset: int) -> pd.DataFrame:
     """Score a chunk in a worker process; the model is loaded by the first call (its errors go to the parent)."""
     if "clf" not in _worker:
-        _worker["clf"] = Classifier.load(_worker["model_dir"], variant=_worker["variant"])
+        _worker["clf"] = Classifier.load(_worker["model_dir"], variant=_worker["variant"], threads=_worker["threads"])
     return score_chunk(_worker["clf"], chunk, texts_of(chunk, column, path, offset),
                        batch_size=_worker["batch_size"], answer=_worker["answer"])
 
