@@ -32,7 +32,7 @@ class AutoChoice:
     record: dict[str, Any]  # fastclf.json's default_variant_choice
 
 
-def choose_default(model_dir: str | Path, results: Sequence[ExportResult], reference_timing: Timing, *,
+def choose_default(model_dir: Path, results: Sequence[ExportResult], reference_timing: Timing, *,
                    max_accuracy_loss: float) -> AutoChoice:
     """Record as the model's ``default_variant`` the passing variant with the lowest one-text
     latency (torch-fp32 when none beats it), with the machine and every candidate's figures."""
