@@ -352,7 +352,7 @@ def test_auto_considers_the_new_models_on_labeled_check_texts(trained, calib, tm
     monkeypatch.setattr(auto, "AUTO_CANDIDATES", ("onnx-fp32", "static", "openvino-int8-distilled"))
     monkeypatch.setattr(acc, "time_classifier", functools.partial(acc.time_classifier, one_text_seconds=0.1,
                                                                   batch_seconds=0.1))
-    monkeypatch.setattr(acc, "head_fitter", lambda model_dir, cfg: fit_tiny_head)  # the tiny training set
+    monkeypatch.setattr(acc, "head_fitter", lambda cfg: fit_tiny_head)  # the tiny training set
     code, out = run("accelerate", model, "--auto", "--calibration", calib, "--max-accuracy-loss", "50")
     assert code == 0, out  # no labels: the new models are skipped with one note, before any export
     assert "skipping static, openvino-int8-distilled: a new model is judged by its accuracy" in out

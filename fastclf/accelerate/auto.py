@@ -3,6 +3,7 @@ those that pass the gate as the model's ``default_variant``."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -48,17 +49,10 @@ def choose_default(model_dir: Path, results: Sequence[ExportResult], reference_t
     best = min(passed, key=lambda v: figures[v]["one_text_p50_ms"])
     record = {"variant": best, "machine": cpu_info(), "date": now(),
               "criterion": f"{CRITERION} ({within(max_accuracy_loss)} at 95% confidence)",
-              "max_accuracy_loss": max_accuracy_loss, "load_average": _loadavg(), "candidates": figures}
+              "max_accuracy_loss": max_accuracy_loss, "load_average": list(os.getloadavg()), "candidates": figures}
     with writer_lock(model_dir):  # read under the lock: the exports changed fastclf.json since the run began
         ModelConfig.read(model_dir).with_default_variant(best, record).write(model_dir)
     return AutoChoice(best, passed, record)
-
-
-def _loadavg() -> list[float] | None:
-    try:
-        return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
-    except (OSError, ValueError):
-        return None
 
 
 def installed(names: Sequence[str]) -> tuple[list[str], list[str]]:

@@ -1,10 +1,5 @@
-"""Export faster body variants into a model directory, each checked against torch-fp32.
-
-An export is built in a staging folder beside the model, loaded back and judged by the gate of
-:mod:`fastclf.accelerate.parity` on texts not used to calibrate it; one that passes (or is kept on
-purpose) is published as a new version of the model swapped with the live one in one step, so a
-failure or Ctrl-C leaves the model as it was. Progress goes to a callback (:class:`Step`); only the CLI prints.
-"""
+"""Export faster body variants into a model directory, each built in a staging folder, judged by
+:mod:`fastclf.accelerate.parity` and published in one step only when it passes (or is kept on purpose)."""
 
 from __future__ import annotations
 
@@ -130,7 +125,7 @@ def accelerate(model_dir: str | Path, variants: Sequence[str], *, calibration_te
     if labeled_check is not None:
         texts, labels = list(labeled_check[0]), [str(label) for label in labeled_check[1]]
         labeled = (texts, labels, [a == b for a, b in zip(reference.predict(texts), labels)])
-    report = progress or _no_progress
+    report = progress or (lambda step: None)
     for line in _check_notes(todo, len(check), len(calibration), calibration_source, labeled, max_accuracy_loss,
                              min_cosine):
         report(Step("", "note", 0, 0, message=line))
@@ -142,7 +137,7 @@ def accelerate(model_dir: str | Path, variants: Sequence[str], *, calibration_te
         report(Step(REFERENCE, "baseline", 0, len(todo), timing=reference_timing))
     run = _Run(model_dir, body_id, reference, reference.embed(check), check, calibration, max_accuracy_loss / 100,
                min_cosine, keep, calibration_source, timing, verbose, report,
-               head_fitter(model_dir, reference.config), labeled)
+               head_fitter(reference.config), labeled)
     results = []
     for index, variant in enumerate(todo, 1):
         results.append(_export_one(run, variant, index, len(todo)))
@@ -171,7 +166,7 @@ def _check_notes(variants: list[str], n_check: int, n_cal: int, source: str, lab
     return lines
 
 
-def head_fitter(model_dir: Path, cfg: ModelConfig) -> Callable[[Body], LogisticHead] | None:
+def head_fitter(cfg: ModelConfig) -> Callable[[Body], LogisticHead] | None:
     """How a new model gets its own head: fit like the model's (its C, its class weights) on its
     embeddings of the training file that fastclf.json records; None when that file is gone."""
     t = cfg.training
@@ -183,24 +178,17 @@ def head_fitter(model_dir: Path, cfg: ModelConfig) -> Callable[[Body], LogisticH
     several = cfg.multi_label and len(cols) > 1
     data = read_labeled(t.source_path, text_column=t.text_column, label_column=None if several or not cols else cols[0],
                         label_columns=cols if several else None)
-    index = {c: i for i, c in enumerate(cfg.labels)}
     if cfg.multi_label:
-        y = np.zeros((len(data.texts), len(index)), dtype=np.int64)
-        for row, labels in enumerate(data.labels):
-            y[row, [index[c] for c in labels if c in index]] = 1
+        y = np.array([[int(c in row) for c in cfg.labels] for row in data.labels], dtype=np.int64)
     else:
-        y = np.array([index.get(str(c), -1) for c in data.labels])
+        y = np.array([cfg.labels.index(str(c)) if str(c) in cfg.labels else -1 for c in data.labels])
+    keep = np.asarray(y.any(axis=1) if cfg.multi_label else y >= 0)  # rows whose labels the model knows
     settings, selection = dict(t.settings or {}), dict(t.selection or {})
     C = float(selection.get("head_c") or settings.get("head_c") or 1.0)
     weight = "balanced" if settings.get("class_weight") == "balanced" else None
-    keep = np.asarray(y.any(axis=1) if cfg.multi_label else y >= 0)  # rows whose labels the model knows
     texts = [text for text, k in zip(data.texts, keep.tolist()) if k]
     return lambda body: LogisticHead.fit(body.encode(texts), y[keep], multi_label=cfg.multi_label, C=C,
                                          class_weight=weight)
-
-
-def _no_progress(_step: Step) -> None:
-    pass
 
 
 @dataclass(frozen=True)
@@ -293,13 +281,9 @@ def _judge_and_publish(run: _Run, variant: str, staged: Path, result: ExportResu
 
 
 def _commit(model_dir: Path, body_id: str | None, staged: Path, variant: str, record: VariantRecord) -> None:
-    """Publish an export: a new version of the model (hard links to the unchanged files, the
-    variant's files, fastclf.json read again under the writer lock and updated) swapped with the
-    live one in one step, so a reader never sees files that fastclf.json does not record.
-
-    Raises:
-        ModelFormatError: the model's body was replaced (``fastclf train -o``) during the export.
-    """
+    """Swap in a new version of the model (hard links, the variant's files, fastclf.json read again
+    under the writer lock): a reader never sees files that fastclf.json does not record.
+    ModelFormatError: the body was replaced (``fastclf train -o``) during the export."""
     with writer_lock(model_dir):
         live = ModelConfig.read(model_dir)
         if live.body_id != body_id:

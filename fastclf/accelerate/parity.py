@@ -97,10 +97,8 @@ def gate_decision(n: int, flips: int, mean_cosine: float, *, tolerance: float = 
 def accuracy_decision(reference_right: Sequence[bool], candidate_right: Sequence[bool], *,
                       tolerance: float = DEFAULT_MAX_ACCURACY_LOSS / 100,
                       confidence: float = CONFIDENCE) -> GateDecision:
-    """Judge a new model by its paired accuracy loss (b - c) / n on the same labeled texts (b: only
-    torch-fp32 right, c: only the candidate): the upper bound (normal approximation, 1/n continuity
-    correction) must be within ``tolerance``. ``needed``: labeled texts a pass takes at these rates
-    (0: none, the loss itself is at or above the tolerance)."""
+    """Judge a new model by its paired accuracy loss (b - c) / n (b: only torch-fp32 right, c: only it):
+    the upper bound (normal approximation, 1/n continuity correction) must be within ``tolerance``."""
     ref, cand = np.asarray(reference_right, bool), np.asarray(candidate_right, bool)
     n = len(ref)
     b, c = int(np.sum(ref & ~cand)), int(np.sum(~ref & cand))
@@ -153,23 +151,19 @@ def parity(reference: Classifier, candidate_body, texts: Sequence[str], *, ref_e
                   float(np.min(cos)), len(same) - sum(same))
 
 
-def split_texts(texts: Sequence[str], num_calibration: int, *, max_check: int = MAX_CHECK_TEXTS,
-                seed: int = 0, extra_check: Sequence[str] = (), calibrate: bool = True) -> tuple[list[str], list[str]]:
-    """Shuffle ``texts`` into (calibration, check) sets that do not overlap: the check set is the
-    rest plus ``extra_check``, at most ``max_check``; calibration (only when ``calibrate``) takes up
-    to ``num_calibration``, leaving the check set MIN_CHECK_TEXTS where it can (half of ``texts`` at least).
-
-    Raises:
-        DataError: fewer than 4 distinct texts in all.
-    """
+def split_texts(texts: Sequence[str], num_calibration: int, *, extra_check: Sequence[str] = (),
+                calibrate: bool = True) -> tuple[list[str], list[str]]:
+    """Shuffle ``texts`` into (calibration, check) sets that do not overlap: calibration (when
+    ``calibrate``) leaves the check set, the rest plus ``extra_check``, MIN_CHECK_TEXTS where it can.
+    DataError: fewer than 4 distinct texts in all."""
     unique = list(dict.fromkeys(t for t in texts if isinstance(t, str) and t.strip()))
     seen = set(unique)
     extra = [t for t in dict.fromkeys(t for t in extra_check if isinstance(t, str) and t.strip()) if t not in seen]
     if len(unique) + len(extra) < 4:
         raise DataError(f"need at least 4 distinct texts to calibrate and check variants, "
                         f"got {len(unique) + len(extra)}")
-    order = np.random.default_rng(seed).permutation(len(unique))
+    order = np.random.default_rng(0).permutation(len(unique))
     shuffled = [unique[i] for i in order]
     reserve = min(len(shuffled) // 2, max(0, MIN_CHECK_TEXTS - len(extra)))
     n_cal = max(0, min(num_calibration, len(shuffled) - reserve)) if calibrate else 0
-    return shuffled[:n_cal], (shuffled[n_cal:] + extra)[:max_check]
+    return shuffled[:n_cal], (shuffled[n_cal:] + extra)[:MAX_CHECK_TEXTS]

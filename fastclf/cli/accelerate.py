@@ -25,12 +25,11 @@ class AccelerateOutcome:
     auto: bool = False
     reference_timing: Timing | None = None
     choice: AutoChoice | None = None
-    max_accuracy_loss: float = DEFAULT_MAX_ACCURACY_LOSS
 
     @property
     def ok(self) -> bool:
-        """False when an export failed or was discarded (with ``auto``: only when nothing could be measured)."""
-        return self.choice is not None if self.auto else all(r.ok for r in self.results)
+        """False when an export failed or was discarded (not with ``auto``: it chooses among those that pass)."""
+        return self.auto or all(r.ok for r in self.results)
 
 
 def _pick_variants(variants: list[str], *, all_variants: bool, auto: bool,
@@ -136,9 +135,8 @@ def accelerate_command(model_dir: Path, variants: list[str], *, all_variants: bo
                      num_calibration=num_calibration, max_accuracy_loss=max_accuracy_loss, min_cosine=min_cosine,
                      keep=keep, calibration_source=str(calibration), timing=auto, verbose=verbose,
                      progress=progress, config=cfg, labeled_check=labeled)
-    outcome = AccelerateOutcome(model_dir, run.results, auto, run.reference_timing,
-                                max_accuracy_loss=max_accuracy_loss)
-    if auto and run.reference_timing is not None:
+    outcome = AccelerateOutcome(model_dir, run.results, auto, run.reference_timing)
+    if auto and run.reference_timing is not None:  # always timed with auto
         outcome.choice = choose_default(model_dir, run.results, run.reference_timing,
                                         max_accuracy_loss=max_accuracy_loss)
     return outcome
@@ -177,14 +175,12 @@ def format_summary(outcome: AccelerateOutcome) -> list[str]:
     """The closing lines of ``fastclf accelerate``: what was exported or chosen and why, what failed."""
     where = f"Classifier.load({str(outcome.model_dir)!r}"
     failed = [r.variant for r in outcome.results if not r.ok]
-    if outcome.auto:
-        c = outcome.choice
-        if c is None:
-            return ["FAILED: torch-fp32 could not be timed; no default variant recorded"]
+    c = outcome.choice
+    if c is not None:
         ms = {v: c.record["candidates"][v]["one_text_p50_ms"] for v in c.passed}
         times = ", ".join(f"{v} {ms[v]:.1f} ms" for v in sorted(ms, key=ms.__getitem__))
         m = c.record["machine"]
-        lines = [f"default variant: {c.variant}, {CRITERION} {within(outcome.max_accuracy_loss)} at "
+        lines = [f"default variant: {c.variant}, {CRITERION} {within(c.record['max_accuracy_loss'])} at "
                  f"{CONFIDENCE:.0%} confidence (one text: {times}; on {m['cpu']}, {', '.join(m['isa'])}); "
                  f"{where}) and fastclf predict/eval/serve use it"]
         failed = [r.variant for r in outcome.results if r.variant not in c.passed]
