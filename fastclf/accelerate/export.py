@@ -106,14 +106,9 @@ def accelerate(model_dir: str | Path, variants: Sequence[str], *, calibration_te
                keep: bool = False, calibration_source: str = "", timing: bool = False, verbose: bool = False,
                progress: Callable[[Step], None] | None = None, config: ModelConfig | None = None,
                labeled_check: tuple[Sequence[str], Sequence[str]] | None = None) -> Acceleration:
-    """Export ``variants`` of the model in ``model_dir``, each judged within ``max_accuracy_loss``
-    points: an export of the model on the check texts (``extra_check_texts`` and the calibration
-    texts not used to calibrate), a new model on ``labeled_check`` (texts, labels). One that fails
-    is discarded unless ``keep``. ``timing``: also time torch-fp32 and each variant that passes.
-
-    Raises:
-        ModelNotFound, ModelFormatError, UnknownVariant, DataError (too few texts)
-    """
+    """Export ``variants`` of the model in ``model_dir``, each judged within ``max_accuracy_loss`` points
+    (a new model on ``labeled_check``: texts, labels) and discarded unless it passes or ``keep``;
+    ``timing``: also time torch-fp32 and each variant that passes. Raises ModelNotFound, DataError, ..."""
     model_dir = Path(model_dir).resolve()
     todo = [v for v in variants if get_spec(v).name != REFERENCE]
     body_id = (ModelConfig.read(model_dir) if config is None else config).body_id

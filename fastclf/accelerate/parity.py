@@ -1,9 +1,5 @@
-"""The parity gate: one tolerance, ``--max-accuracy-loss`` points, shown with 95% confidence.
-
-An export of the model (its embeddings) passes when the upper bound of the share of labels it
-changes is within the points (a changed label costs at most one text's accuracy); a new model
-(distilled, static: its own embeddings) when the upper bound of its paired accuracy loss is.
-"""
+"""The parity gate, one tolerance in accuracy points at 95% confidence: for an export of the model the
+labels it changes (each costs at most one text's accuracy), for a new model its paired accuracy loss."""
 
 from __future__ import annotations
 
@@ -135,11 +131,8 @@ class Parity:
 
 def parity(reference: Classifier, candidate_body, texts: Sequence[str], *, ref_emb: np.ndarray,
            head: LogisticHead) -> Parity:
-    """Compare ``candidate_body`` with ``head`` against ``reference`` (its embeddings ``ref_emb``) on ``texts``.
-
-    Raises:
-        ParityError: the candidate's embeddings have another shape than its head expects.
-    """
+    """Compare ``candidate_body`` with ``head`` against ``reference`` (its embeddings ``ref_emb``) on ``texts``;
+    ParityError when the candidate's embeddings have another shape than its head expects."""
     emb = np.asarray(candidate_body.encode(list(texts), batch_size=32), dtype=np.float32)
     if emb.shape != (len(ref_emb), head.dim):
         raise ParityError(f"{candidate_body.variant} returns embeddings of shape {emb.shape}, "

@@ -34,11 +34,8 @@ class AccelerateOutcome:
 
 def _pick_variants(variants: list[str], *, all_variants: bool, auto: bool,
                    include_torch: bool) -> tuple[list[str], list[str]]:
-    """(the variants to export, those skipped for a missing runtime).
-
-    Raises:
-        UnknownVariant, MissingDependency: a named variant is unknown, or its runtime is missing.
-    """
+    """(the variants to export, those skipped for a missing runtime); UnknownVariant or
+    MissingDependency when a named variant is unknown or its runtime missing."""
     for v in variants:
         get_spec(v)
     if auto:
@@ -55,11 +52,8 @@ def _pick_variants(variants: list[str], *, all_variants: bool, auto: bool,
 
 def _read_texts(calibration: Path | None, check: Path | None, text_column: str | None,
                 training: TrainingRecord | None) -> tuple[Path, list[str], list[str]]:
-    """(the calibration file, its texts, the extra check texts: ``check``'s and the training file's).
-
-    Raises:
-        DataError: no calibration file given and the training file is not found.
-    """
+    """(the calibration file, default the training file; its texts; the extra check texts: ``check``'s
+    and the training file's). DataError: no calibration file given and the training file is gone."""
     from fastclf.data import read_texts
 
     source = training.source_path if training is not None else None
@@ -101,13 +95,8 @@ def accelerate_command(model_dir: Path, variants: list[str], *, all_variants: bo
                        max_accuracy_loss: float = DEFAULT_MAX_ACCURACY_LOSS, min_cosine: float = DEFAULT_MIN_COSINE,
                        auto: bool = False, include_torch: bool = False, verbose: bool = False,
                        progress: Callable[[Step], None] | None = None) -> AccelerateOutcome:
-    """``fastclf accelerate``: read the texts, export and judge the variants within
-    ``max_accuracy_loss`` points, and with ``auto`` record the fastest that passes as the default.
-
-    Raises:
-        DataError: no variant named, no texts, a tolerance out of range.
-        UnknownVariant, MissingDependency, ModelNotFound, ModelFormatError
-    """
+    """``fastclf accelerate``: export and judge the variants within ``max_accuracy_loss`` points, with
+    ``auto`` record the fastest that passes as the default. DataError: no variant, no texts, a bad tolerance."""
 
     def note(message: str) -> None:
         if progress:
