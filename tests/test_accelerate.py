@@ -41,12 +41,19 @@ def calib(tmp_path_factory) -> Path:
 def accelerated(trained, calib, tmp_path_factory) -> Path:
     model = tmp_path_factory.mktemp("acc2") / "model"
     shutil.copytree(trained, model)
-    code, out = run("accelerate", model, "--variant", "onnx-fp32", "--variant", "onnx-int8", "--calibration", calib)
+    code, out = run("accelerate", model, "--variant", "onnx-fp32", "--variant", "onnx-int8", "--calibration", calib,
+                    "--max-accuracy-loss", "40")
     assert code == 0, out
-    # 8 check texts: the output says how coarse that check is and how to make it finer
-    assert "with 8 texts the check is coarse: even a variant that changes none of their labels may change up to" in out
-    assert "--check FILE" in out
+    assert "checking 2 variants within 40 accuracy points of torch-fp32 at 95% confidence" in out
     return model
+
+
+def test_too_few_check_texts_say_so_and_discard(trained, calib, tmp_path):
+    model = shutil.copytree(trained, tmp_path / "m")
+    code, out = run("accelerate", model, "--variant", "onnx-fp32", "--calibration", calib)
+    # 16 check texts cannot show 1 point: the output says so and how to make the check finer
+    assert code == 1 and "with 16 texts no export can pass" in out and "--check FILE" in out
+    assert "(--max-accuracy-loss 1): export discarded" in out
 
 
 def test_split_texts_do_not_overlap():
@@ -84,12 +91,12 @@ def test_below_tolerance_is_discarded(trained, calib, tmp_path):
     model = tmp_path / "m"
     shutil.copytree(trained, model)
     before = (model / "fastclf.json").read_text()
-    code, out = run("accelerate", model, "--variant", "onnx-int8", "--calibration", calib, "--min-agreement", "1.01")
-    assert code == 1 and "above the -1.0% tolerance" in out and "FAILED" in out
+    code, out = run("accelerate", model, "--variant", "onnx-int8", "--calibration", calib, "--max-accuracy-loss", "0")
+    assert code == 1 and "above the 0.0% allowed" in out and "FAILED" in out
     assert (model / "fastclf.json").read_text() == before
     assert not (model / "body" / "onnx").exists()
     assert not [p for p in model.iterdir() if p.name.startswith(".staging")]
-    code, out = run("accelerate", model, "--variant", "onnx-int8", "--calibration", calib, "--min-agreement", "1.01",
+    code, out = run("accelerate", model, "--variant", "onnx-int8", "--calibration", calib, "--max-accuracy-loss", "0",
                     "--keep")
     assert code == 0 and "WARNING" in out
     assert json.loads((model / "fastclf.json").read_text())["variants"]["onnx-int8"]["kept_below_tolerance"]

@@ -228,7 +228,7 @@ def test_recommendation_respects_the_tolerance_and_skips_the_baseline():
     assert rec["variant"] == "openvino-int8"  # onnx-int8 is faster but 1.5 points below
     assert set(rec["candidates"]) == {"torch-fp32", "onnx-fp32", "openvino-int8"}
     assert rec["best_throughput"] == {"variant": "openvino-int8", "batch_size": 32, "texts_per_s": 1200.0}
-    assert "openvino-int8" in rec["text"] and "1 point" in rec["text"]
+    assert "openvino-int8" in rec["text"] and "within 1 accuracy point" in rec["text"]
     assert recommend(rows, tolerance=2.0)["variant"] == "onnx-int8"
     assert recommend(rows[1:], tolerance=1.0)["variant"] is None  # no reference, no recommendation
 

@@ -281,7 +281,7 @@ def exported_pristine(tiny_model, tmp_path_factory) -> Path:
 
     path = tmp_path_factory.mktemp("fuzz-exported") / "model"
     shutil.copytree(tiny_model, path)
-    accelerate(path, ["onnx-fp32"], calibration_texts=CALIBRATION)
+    accelerate(path, ["onnx-fp32"], calibration_texts=CALIBRATION, max_accuracy_loss=100)
     return path
 
 

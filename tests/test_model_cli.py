@@ -325,7 +325,7 @@ def test_accelerate_all_exports_every_installed_runtime(tiny_model, tmp_path, mo
     shutil.copytree(tiny_model, model)
     calib = tmp_path / "calib.csv"
     pd.DataFrame({"text": SPORT + FOOD + SPORT_EXTRA + FOOD_EXTRA}).to_csv(calib, index=False)
-    code, text = run("accelerate", model, "--all", "--calibration", calib)
+    code, text = run("accelerate", model, "--all", "--calibration", calib, "--max-accuracy-loss", "100")
     assert code == 0, text
     assert f"exported: {', '.join(cheap)}" in text
     skipped = [v for v in VARIANTS if v != "torch-fp32" and v not in cheap]

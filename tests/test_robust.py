@@ -260,7 +260,7 @@ def test_accelerate_publishes_whole_versions_and_discards_an_export_of_a_replace
     stale.mkdir()
     os.utime(stale, (time.time() - 3600,) * 2)
     texts = SPORT + FOOD + ["a cup of tea", "a penalty shoot-out"]
-    results = acc.accelerate(model, ["onnx-fp32"], calibration_texts=texts, min_agreement=0.0).results
+    results = acc.accelerate(model, ["onnx-fp32"], calibration_texts=texts, max_accuracy_loss=100).results
     assert results[0].ok, results[0].error
     assert not stale.exists()
     assert Classifier.load(model, variant="onnx-fp32").predict(["a late goal"])[0] in ("sport", "food")
@@ -273,7 +273,7 @@ def test_accelerate_publishes_whole_versions_and_discards_an_export_of_a_replace
         other.save(model)  # `fastclf train -o model` finishes during the export
 
     monkeypatch.setattr(acc, "export_variant", export_then_replace)
-    results = acc.accelerate(model, ["onnx-o1"], calibration_texts=texts, min_agreement=0.0).results
+    results = acc.accelerate(model, ["onnx-o1"], calibration_texts=texts, max_accuracy_loss=100).results
     assert not results[0].ok and "replaced" in results[0].error
     cfg = _cfg(model)
     assert cfg["labels"] == ["ball", "meal"] and "onnx-o1" not in cfg["variants"]
@@ -631,7 +631,7 @@ def test_openvino_accelerate_predict_and_benchmark_make_no_network_attempt(saved
     env.pop("CI", None)  # openvino_telemetry stays quiet in CI: test the user's case
     (tmp_path / "home").mkdir()
     cmds = [["accelerate", str(model), "--variant", "openvino-fp32", "--calibration", str(calibration),
-             "--min-agreement", "0"],
+             "--max-accuracy-loss", "100"],
             ["predict", str(model), "--variant", "openvino-fp32", "a late goal"],
             ["benchmark", str(model), str(labeled), "--variants", "openvino-fp32", "--batch-sizes", "1",
              "--duration", "0.2", "--max-eval", "6", "--output", str(tmp_path / "report")]]
@@ -766,7 +766,7 @@ def exported(saved, tmp_path_factory) -> Path:
 
     path = tmp_path_factory.mktemp("robust-exported") / "model"
     shutil.copytree(saved, path)
-    accelerate(path, ["onnx-fp32", "openvino-fp32"], calibration_texts=CALIBRATION)
+    accelerate(path, ["onnx-fp32", "openvino-fp32"], calibration_texts=CALIBRATION, max_accuracy_loss=100)
     return path
 
 

@@ -239,7 +239,7 @@ def test_long_texts_are_embedded_whole_and_the_same_in_every_variant(tiny_body_d
     truncating.config = truncating.config.model_copy(update={"long_texts": LongTexts(mode="truncate")})
     emb_t = truncating.embed([LONG, tail_changed])
     np.testing.assert_allclose(emb_t[0], emb_t[1], atol=1e-6)  # truncation sees the first window only
-    accelerate(path, ["onnx-fp32"], calibration_texts=data.texts)
+    accelerate(path, ["onnx-fp32"], calibration_texts=data.texts, max_accuracy_loss=100)
     onnx_clf = Classifier.load(path, variant="onnx-fp32")
     np.testing.assert_allclose(onnx_clf.embed([LONG, tail_changed, "short"]),
                                torch_clf.embed([LONG, tail_changed, "short"]), atol=1e-4)

@@ -1,13 +1,5 @@
-"""The parity gate: how closely an exported variant follows torch-fp32, and whether it passes.
-
-:func:`split_texts` picks the check texts (none used to calibrate), :func:`parity` compares a
-variant's embeddings and labels with the reference's on them, and :func:`gate_decision` fails
-a variant only when the check texts show, with 95% confidence, that it disagrees with
-torch-fp32 on more labels than the tolerance (the lower Wilson bound of its disagreement rate
-is above it), or when its embeddings drift (mean cosine below a floor). A body that is a new
-model is judged by :func:`accuracy_decision` instead: its accuracy loss on labeled texts, within
-the same tolerance.
-"""
+"""The parity gate, one tolerance in accuracy points at 95% confidence: for an export of the model the
+labels it changes (each costs at most one text's accuracy), for a new model its paired accuracy loss."""
 
 from __future__ import annotations
 
@@ -27,14 +19,20 @@ if TYPE_CHECKING:
     from fastclf.head import LogisticHead
     from fastclf.model import Classifier
 
-DEFAULT_MIN_AGREEMENT = 0.98
-DEFAULT_MAX_DISAGREEMENT = 0.02  # the gate's tolerance: share of texts whose label may differ
-DEFAULT_MIN_COSINE = 0.95  # mean embedding cosine with torch-fp32 below which a variant fails
+DEFAULT_MAX_ACCURACY_LOSS = 1.0  # points: the one tolerance of accelerate, --auto and the benchmark
+DEFAULT_MIN_COSINE = 0.95  # mean embedding cosine with torch-fp32 below which an export fails
 CONFIDENCE = 0.95  # one-sided
 MAX_CHECK_TEXTS = 1000
 MIN_CHECK_TEXTS = 200  # calibration gives up texts to the check set until it has this many
-GATE_RULE = ("fail when the lower one-sided {conf:.0%} Wilson bound of the label disagreement rate exceeds "
-             "{tol:.1%}, or when the mean embedding cosine is below {cos}")
+GATE_RULE = ("an export of the model fails unless the upper one-sided {conf:.0%} Wilson bound of the share of labels "
+             "it changes against " + REFERENCE + " is within {tol:.1%} and its mean embedding cosine is at least {cos}")
+ACCURACY_RULE = ("a new model (its own embeddings) fails unless the upper one-sided {conf:.0%} bound of its paired "
+                 "accuracy loss against " + REFERENCE + " on labeled check texts is within {tol:.1%}")
+
+
+def within(points: float) -> str:
+    """The tolerance as every command says it: "within 1 accuracy point"."""
+    return f"within {points:g} accuracy point{'' if points == 1 else 's'}"
 
 
 def wilson_bounds(flips: int, n: int, confidence: float = CONFIDENCE) -> tuple[float, float]:
@@ -49,28 +47,24 @@ def wilson_bounds(flips: int, n: int, confidence: float = CONFIDENCE) -> tuple[f
     return max(0.0, center - margin), min(1.0, center + margin)
 
 
-#: a check whose pass (no label changed) still allows this many times the tolerance is called coarse
-COARSE_CHECK_RATIO = 2
-
-
-def pass_bound(n: int, confidence: float = CONFIDENCE) -> float:
-    """The most a variant that changed no label of ``n`` checked texts may change (the upper bound
-    of its disagreement rate): what a pass on ``n`` texts shows at best."""
-    return wilson_bounds(0, n, confidence)[1]
+def pass_bound(n: int) -> float:
+    """The upper bound of a variant that changed none of ``n`` labels: the least tolerance ``n`` texts can show."""
+    return wilson_bounds(0, n)[1]
 
 
 @dataclass
 class GateDecision:
-    """The parity gate's verdict on one variant."""
+    """The gate's verdict on one variant: ``disagreement`` is the share of labels changed (an
+    export) or the accuracy loss (a new model), ``lower``-``upper`` its confidence bounds."""
 
     passed: bool
     n: int
     flips: int
-    disagreement: float  # flips / n
-    lower: float  # one-sided confidence bounds of the disagreement rate
+    disagreement: float
+    lower: float
     upper: float
     confidence: float
-    max_disagreement: float
+    tolerance: float  # a share: --max-accuracy-loss / 100
     mean_cosine: float
     min_cosine: float
     reason: str  # why it failed; "" when it passed
@@ -79,41 +73,28 @@ class GateDecision:
     needed: int | None = None  # labeled texts a pass takes at the observed rates (the accuracy gate)
 
 
-def gate_decision(n: int, flips: int, mean_cosine: float, *, max_disagreement: float = DEFAULT_MAX_DISAGREEMENT,
+def gate_decision(n: int, flips: int, mean_cosine: float, *, tolerance: float = DEFAULT_MAX_ACCURACY_LOSS / 100,
                   min_cosine: float = DEFAULT_MIN_COSINE, confidence: float = CONFIDENCE) -> GateDecision:
-    """Judge a variant from its label flips against torch-fp32 on ``n`` check texts.
-
-    A variant fails only when the data show, with ``confidence``, that it disagrees more often
-    than ``max_disagreement`` (the lower bound of the rate is above it), or when its embeddings
-    drift (mean cosine below ``min_cosine``). One flip in 32 texts is weak evidence and passes;
-    30 flips in 1,000 texts (a 3-point drop) fails.
-    """
+    """Judge an export of the model from the labels it changes (``flips`` of ``n``) and its mean cosine."""
     lower, upper = wilson_bounds(flips, n, confidence)
-    rule = GATE_RULE.format(conf=confidence, tol=max_disagreement, cos=min_cosine)
     reason = ""
-    if n and lower > max_disagreement + 1e-12:
-        reason = (f"{flips} of {n} labels differ from {REFERENCE}: with {confidence:.0%} confidence the "
-                  f"disagreement is at least {lower:.1%}, above the {max_disagreement:.1%} tolerance")
+    if n == 0:
+        reason = "no check texts"
+    elif upper > tolerance + 1e-12:
+        reason = (f"{flips} of {n} labels differ from {REFERENCE}: with {confidence:.0%} confidence up to {upper:.1%} "
+                  f"may, above the {tolerance:.1%} allowed")
     elif not math.isnan(mean_cosine) and mean_cosine < min_cosine:
         reason = f"mean embedding cosine {mean_cosine:.4f} is below {min_cosine}"
-    elif n == 0:
-        reason = "no check texts"
-    return GateDecision(not reason, n, flips, flips / n if n else 0.0, lower, upper, confidence, max_disagreement,
+    rule = GATE_RULE.format(conf=confidence, tol=tolerance, cos=min_cosine)
+    return GateDecision(not reason, n, flips, flips / n if n else 0.0, lower, upper, confidence, tolerance,
                         mean_cosine, min_cosine, reason, rule)
 
 
-ACCURACY_RULE = ("a new model (its own embeddings) fails unless the upper one-sided {conf:.0%} bound of its paired "
-                 "accuracy loss against " + REFERENCE + " on labeled check texts is within {tol:.1%}")
-
-
 def accuracy_decision(reference_right: Sequence[bool], candidate_right: Sequence[bool], *,
-                      max_loss: float = DEFAULT_MAX_DISAGREEMENT, confidence: float = CONFIDENCE) -> GateDecision:
-    """Judge a body that is a new model (a distilled or static body) by accuracy, not by changed
-    labels: on the same labeled texts, the loss is (b - c) / n, b the texts only torch-fp32 gets
-    right, c those only the candidate gets right; it passes when the upper one-sided bound of the
-    loss (normal approximation of the paired difference, with a 1/n continuity correction) is
-    within ``max_loss``, the one tolerance of the gate. ``needed`` is how many labeled texts, at
-    the same rates, a pass takes (0 when the observed loss is not below the tolerance: none does)."""
+                      tolerance: float = DEFAULT_MAX_ACCURACY_LOSS / 100,
+                      confidence: float = CONFIDENCE) -> GateDecision:
+    """Judge a new model by its paired accuracy loss (b - c) / n (b: only torch-fp32 right, c: only it):
+    the upper bound (normal approximation, 1/n continuity correction) must be within ``tolerance``."""
     ref, cand = np.asarray(reference_right, bool), np.asarray(candidate_right, bool)
     n = len(ref)
     b, c = int(np.sum(ref & ~cand)), int(np.sum(~ref & cand))
@@ -121,95 +102,61 @@ def accuracy_decision(reference_right: Sequence[bool], candidate_right: Sequence
     spread = (b + c) / n - loss * loss if n else 0.0  # variance of one text's paired difference
     z = NormalDist().inv_cdf(confidence)
     margin = z * math.sqrt(max(spread, 0.0) / n) + 1 / n if n else 1.0
-    lower, upper = loss - margin, loss + margin
-    gap = max_loss - loss
+    gap = tolerance - loss
     needed = 0 if gap <= 0 else math.ceil((z * math.sqrt(max(spread, 1e-12)) + 1) ** 2 / gap ** 2)
     reason = ""
     if n == 0:
         reason = "no labeled check texts: a new model is judged by its accuracy (give --check FILE with labels)"
-    elif upper > max_loss + 1e-12:
+    elif loss + margin > tolerance + 1e-12:
         reason = (f"accuracy {np.mean(cand):.1%} against {np.mean(ref):.1%} for {REFERENCE} on {n} labeled texts: "
-                  f"with {confidence:.0%} confidence the loss may reach {upper:.1%}, above the {max_loss:.1%} "
-                  "tolerance; " + (f"at these rates a pass takes {needed} labeled texts" if needed
-                                   else "no number of texts passes it (the loss itself is at or above the tolerance)"))
-    return GateDecision(not reason, n, b, loss, lower, upper, confidence, max_loss, math.nan, math.nan, reason,
-                        ACCURACY_RULE.format(conf=confidence, tol=max_loss), accuracy=(float(np.mean(ref)) if n else
-                        math.nan, float(np.mean(cand)) if n else math.nan), needed=needed)
+                  f"with {confidence:.0%} confidence the loss may reach {loss + margin:.1%}, above the {tolerance:.1%} "
+                  "allowed; " + (f"at these rates a pass takes {needed} labeled texts" if needed
+                                 else "no number of texts passes it (the loss itself is at or above the tolerance)"))
+    accuracy = (float(np.mean(ref)), float(np.mean(cand))) if n else (math.nan, math.nan)
+    return GateDecision(not reason, n, b, loss, loss - margin, loss + margin, confidence, tolerance, math.nan,
+                        math.nan, reason, ACCURACY_RULE.format(conf=confidence, tol=tolerance), accuracy, needed)
 
 
 @dataclass
 class Parity:
-    """How closely a variant follows torch-fp32 on held texts."""
+    """How closely a variant follows torch-fp32 on the check texts."""
 
     n: int
     agreement: float  # share of texts with the same predicted label (label set, if multi-label)
     max_proba_diff: float  # largest absolute difference of any class probability
-    mean_cosine: float  # embeddings
+    mean_cosine: float  # embeddings; NaN for a new model (other embeddings)
     min_cosine: float
     flips: int = 0  # texts whose label differs
 
 
-
-def parity(reference: Classifier, candidate_body, texts: Sequence[str], *, batch_size: int = 32,
-           ref_emb: np.ndarray | None = None, head: LogisticHead | None = None) -> Parity:
-    """Compare ``candidate_body`` (with ``head``, by default ``reference``'s) against ``reference``
-    on ``texts``; ``ref_emb``: the reference's embeddings of ``texts``, when already computed. A
-    body with its own head makes other embeddings: their cosines are NaN.
-
-    Raises:
-        ParityError: the candidate's embeddings have another shape than its head expects.
-    """
-    if ref_emb is None:
-        ref_emb = reference.embed(texts, batch_size=batch_size)
-    emb = np.asarray(candidate_body.encode(list(texts), batch_size=batch_size), dtype=np.float32)
-    head = reference.head if head is None else head
+def parity(reference: Classifier, candidate_body, texts: Sequence[str], *, ref_emb: np.ndarray,
+           head: LogisticHead) -> Parity:
+    """Compare ``candidate_body`` with ``head`` against ``reference`` (its embeddings ``ref_emb``) on ``texts``;
+    ParityError when the candidate's embeddings have another shape than its head expects."""
+    emb = np.asarray(candidate_body.encode(list(texts), batch_size=32), dtype=np.float32)
     if emb.shape != (len(ref_emb), head.dim):
         raise ParityError(f"{candidate_body.variant} returns embeddings of shape {emb.shape}, "
                           f"expected {(len(ref_emb), head.dim)}")
-    ref_p = reference.head.predict_proba(ref_emb)
-    p = head.predict_proba(emb)
-    ref_labels, labels = reference.labels_from_proba(ref_p), reference.labels_from_proba(p)
-    same = [a == b for a, b in zip(ref_labels, labels)]
+    ref_p, p = reference.head.predict_proba(ref_emb), head.predict_proba(emb)
+    same = [a == b for a, b in zip(reference.labels_from_proba(ref_p), reference.labels_from_proba(p))]
     cos = row_cosines(ref_emb, emb) if emb.shape == ref_emb.shape else np.full(len(emb), np.nan)
-    return Parity(
-        n=len(texts),
-        agreement=float(np.mean(same)),
-        max_proba_diff=float(np.max(np.abs(ref_p - p))),
-        mean_cosine=float(np.mean(cos)),
-        min_cosine=float(np.min(cos)),
-        flips=int(len(same) - sum(same)),
-    )
+    return Parity(len(texts), float(np.mean(same)), float(np.max(np.abs(ref_p - p))), float(np.mean(cos)),
+                  float(np.min(cos)), len(same) - sum(same))
 
 
-
-def split_texts(texts: Sequence[str], num_calibration: int, *, max_check: int = MAX_CHECK_TEXTS,
-                seed: int = 0, extra_check: Sequence[str] = (), calibrate: bool = True,
-                min_check: int = MIN_CHECK_TEXTS) -> tuple[list[str], list[str]]:
-    """Shuffle ``texts`` and split them into (calibration, check) sets that do not overlap.
-
-    The check set is every text not used to calibrate: the rest of ``texts`` plus
-    ``extra_check`` (a --check file, the training texts), at most ``max_check``. The
-    calibration set takes up to ``num_calibration`` of ``texts`` (none when no variant is
-    ``calibrate``d), leaving ``texts`` enough rows that the check set reaches ``min_check``
-    texts where it can (and at least half of ``texts`` when there is nothing else).
-
-    Raises:
-        DataError: fewer than 4 distinct texts in all.
-    """
+def split_texts(texts: Sequence[str], num_calibration: int, *, extra_check: Sequence[str] = (),
+                calibrate: bool = True) -> tuple[list[str], list[str]]:
+    """Shuffle ``texts`` into (calibration, check) sets that do not overlap: calibration (when
+    ``calibrate``) leaves the check set, the rest plus ``extra_check``, MIN_CHECK_TEXTS where it can.
+    DataError: fewer than 4 distinct texts in all."""
     unique = list(dict.fromkeys(t for t in texts if isinstance(t, str) and t.strip()))
-    extra = [t for t in dict.fromkeys(t for t in extra_check if isinstance(t, str) and t.strip())
-             if t not in set(unique)]
+    seen = set(unique)
+    extra = [t for t in dict.fromkeys(t for t in extra_check if isinstance(t, str) and t.strip()) if t not in seen]
     if len(unique) + len(extra) < 4:
         raise DataError(f"need at least 4 distinct texts to calibrate and check variants, "
                         f"got {len(unique) + len(extra)}")
-    order = np.random.default_rng(seed).permutation(len(unique))
+    order = np.random.default_rng(0).permutation(len(unique))
     shuffled = [unique[i] for i in order]
-    if not calibrate:
-        n_cal = 0
-    else:
-        reserve = min(len(shuffled) // 2, max(0, min_check - len(extra)))
-        n_cal = max(0, min(num_calibration, len(shuffled) - reserve))
-    calibration = shuffled[:n_cal]
-    check = (shuffled[n_cal:] + extra)[:max_check]
-    return calibration, check
-
+    reserve = min(len(shuffled) // 2, max(0, MIN_CHECK_TEXTS - len(extra)))
+    n_cal = max(0, min(num_calibration, len(shuffled) - reserve)) if calibrate else 0
+    return shuffled[:n_cal], (shuffled[n_cal:] + extra)[:MAX_CHECK_TEXTS]

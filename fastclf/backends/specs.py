@@ -1,5 +1,4 @@
-"""The variant registry: every body variant fastclf can export and load, described by a
-:class:`VariantSpec` (its runtime, files, options, and whether ``accelerate --auto`` tries it)."""
+"""The variant registry: every body variant fastclf can export and load, as a :class:`VariantSpec`."""
 
 from __future__ import annotations
 
@@ -24,9 +23,8 @@ class VariantSpec:
     # (inductor), precision (bf16), quantize (static), engine (pt2e, inc); onnx: level (O1-O3),
     # quantize (dynamic); openvino: precision (f32, bf16, auto), quantize (static); static: pca_dims
     options: tuple[tuple[str, str], ...] = ()
-    auto: bool = False  # a candidate of ``fastclf accelerate --auto`` (the torch ones only with --include-torch)
-    # a body that is a new model (other embeddings) brings its own head, fit on the training
-    # examples when it is exported: its path below body/, used instead of the model's head
+    auto: bool = True  # a candidate of ``fastclf accelerate --auto`` (the torch ones only with --include-torch)
+    # a new model's own head (other embeddings), fit on the training examples at export: its path below body/
     head: str | None = None
 
     @property
@@ -35,8 +33,7 @@ class VariantSpec:
 
     @property
     def new_model(self) -> bool:
-        """Whether the body is a new model (distilled, static): judged by its accuracy on labeled
-        texts, not by how many labels it changes."""
+        """Whether the body is a new model (distilled, static): judged by its accuracy, not by the labels it changes."""
         return self.head is not None or "distill" in self.option
 
     @property
@@ -51,8 +48,7 @@ class VariantSpec:
 
     @property
     def loads_weights(self) -> bool:
-        """Whether loading reads the sentence-transformers weights of ``body/`` (the torch
-        variants, also those rebuilt from them at load), not only :attr:`files`."""
+        """Whether loading reads the sentence-transformers weights of ``body/``, not only :attr:`files`."""
         return self.runtime == "torch" or not self.files
 
 
@@ -69,112 +65,58 @@ _RUNTIMES: dict[str, tuple[str, str]] = {
 RUNTIME_DIRS = tuple(_RUNTIMES)
 
 _SPECS = [
-    VariantSpec(REFERENCE, "torch", "PyTorch fp32 eager: the reference every other variant is checked against", ()),
-    VariantSpec(
-        "torch-bf16",
-        "torch",
-        "PyTorch bf16 autocast with torch.compile and frozen weights (native replacement for IPEX bf16)",
-        (),
-        options=(("compile", "inductor"), ("precision", "bf16")),
-        auto=True,
-    ),
-    VariantSpec(
-        "torch-int8",
-        "torch",
-        "PyTorch static int8: PT2E with the x86 inductor quantizer, compiled with freezing (replaces IPEX int8)",
-        ("torch/int8/observers.safetensors", "torch/int8/calibration.json"),
-        calibrated=True,
-        options=(("compile", "inductor"), ("quantize", "static"), ("engine", "pt2e")),
-        auto=True,
-    ),
-    VariantSpec(
-        "inc-int8",
-        "torch",
-        "Intel Neural Compressor 3.x static int8 (StaticQuantConfig, prepare, convert)",
-        ("torch/inc-int8/observers.safetensors", "torch/inc-int8/calibration.json"),
-        calibrated=True,
-        options=(("compile", "inductor"), ("quantize", "static"), ("engine", "inc")),
-        auto=True,
-    ),
-    VariantSpec("onnx-fp32", "onnx", "ONNX Runtime fp32, exported with optimum", ("onnx/model.onnx",), auto=True),
-    VariantSpec(
-        "onnx-o1", "onnx", "ONNX Runtime with basic graph optimizations (O1)", ("onnx/model_O1.onnx",),
-        options=(("level", "O1"),),
-    ),
-    VariantSpec(
-        "onnx-o2", "onnx", "ONNX Runtime with extended graph optimizations and fusions (O2)", ("onnx/model_O2.onnx",),
-        options=(("level", "O2"),),
-    ),
-    VariantSpec(
-        "onnx-o3", "onnx", "ONNX Runtime with O2 plus fast GELU approximation (O3)", ("onnx/model_O3.onnx",),
-        options=(("level", "O3"),),
-    ),
-    VariantSpec(
-        "onnx-int8",
-        "onnx",
-        "ONNX Runtime dynamic int8: per-channel int8 weights, attention in fp32; the feed-forward layers kept in "
-        "fp32 where int8 drifts on the calibration texts; one text a call (its activation ranges are taken per call, "
-        "so a batch would make answers depend on the neighbours); fastest with AVX-512 VNNI",
-        ("onnx/model_qint8_avx512_vnni.onnx",),
-        calibrated=True,  # accuracy in the loop: the texts choose what stays fp32 (not activation ranges)
-        options=(("quantize", "dynamic"),),
-        auto=True,
-    ),
-    VariantSpec(
-        "openvino-fp32",
-        "openvino",
-        "OpenVINO with INFERENCE_PRECISION_HINT=f32 (true fp32)",
-        ("openvino/openvino_model.xml", "openvino/openvino_model.bin"),
-        options=(("precision", "f32"),),
-        auto=True,
-    ),
-    VariantSpec(
-        "openvino-bf16",
-        "openvino",
-        "OpenVINO with its CPU default precision (bf16 on CPUs that have it)",
-        ("openvino/openvino_model.xml", "openvino/openvino_model.bin"),
-        options=(("precision", "bf16"),),
-        auto=True,
-    ),
-    VariantSpec(
-        "openvino-int8",
-        "openvino",
-        "OpenVINO static int8, quantized with NNCF through optimum-intel's OVQuantizer; the unquantized layers in f32",
-        ("openvino/openvino_model_qint8_quantized.xml", "openvino/openvino_model_qint8_quantized.bin"),
-        calibrated=True,
-        options=(("precision", "f32"), ("quantize", "static")),
-        auto=True,
-    ),
-    VariantSpec(
-        "openvino-int8-distilled",
-        "openvino",
-        "a smaller body: two thirds of the transformer layers, taken from the body and distilled on the "
-        "calibration texts to give its token states, then OpenVINO static int8 like openvino-int8",
-        ("openvino/openvino_model_distilled_qint8_quantized.xml", "openvino/openvino_model_distilled_qint8_quantized.bin",
-         "openvino/openvino_model_distilled.json"),
-        calibrated=True,
-        options=(("precision", "f32"), ("quantize", "static"), ("distill", "two-thirds")),
-    ),
-    VariantSpec(
-        "static",
-        "static",
-        "a static body: model2vec's distillation of the body into one vector a token (256 dimensions), a text "
-        "being the mean of its tokens' vectors, in numpy alone; its own head, fit on the training examples",
-        ("static/model.safetensors", "static/tokenizer.json", "static/config.json"),
-        options=(("pca_dims", "256"),),
-        head="static/head.safetensors",
-    ),
+    VariantSpec(REFERENCE, "torch", "PyTorch fp32 eager: the reference every other variant is checked against", (),
+                auto=False),
+    VariantSpec("torch-bf16", "torch",
+                "PyTorch bf16 autocast with torch.compile and frozen weights (native replacement for IPEX bf16)", (),
+                options=(("compile", "inductor"), ("precision", "bf16"))),
+    VariantSpec("torch-int8", "torch", "PyTorch static int8: PT2E with the x86 inductor quantizer, compiled with "
+                "freezing (replaces IPEX int8)",
+                ("torch/int8/observers.safetensors", "torch/int8/calibration.json"), calibrated=True,
+                options=(("compile", "inductor"), ("quantize", "static"), ("engine", "pt2e"))),
+    VariantSpec("inc-int8", "torch", "Intel Neural Compressor 3.x static int8 (StaticQuantConfig, prepare, convert)",
+                ("torch/inc-int8/observers.safetensors", "torch/inc-int8/calibration.json"), calibrated=True,
+                options=(("compile", "inductor"), ("quantize", "static"), ("engine", "inc"))),
+    VariantSpec("onnx-fp32", "onnx", "ONNX Runtime fp32, exported with optimum", ("onnx/model.onnx",)),
+    VariantSpec("onnx-o1", "onnx", "ONNX Runtime with basic graph optimizations (O1)", ("onnx/model_O1.onnx",),
+                options=(("level", "O1"),), auto=False),
+    VariantSpec("onnx-o2", "onnx", "ONNX Runtime with extended graph optimizations and fusions (O2)",
+                ("onnx/model_O2.onnx",), options=(("level", "O2"),), auto=False),
+    VariantSpec("onnx-o3", "onnx", "ONNX Runtime with O2 plus fast GELU approximation (O3)", ("onnx/model_O3.onnx",),
+                options=(("level", "O3"),), auto=False),
+    # calibrated: accuracy in the loop, the texts choose what stays fp32 (not activation ranges)
+    VariantSpec("onnx-int8", "onnx",
+                "ONNX Runtime dynamic int8: per-channel int8 weights, attention in fp32; the feed-forward layers kept "
+                "in fp32 where int8 drifts on the calibration texts; one text a call (its activation ranges are taken "
+                "per call, so a batch would make answers depend on the neighbours); fastest with AVX-512 VNNI",
+                ("onnx/model_qint8_avx512_vnni.onnx",), calibrated=True, options=(("quantize", "dynamic"),)),
+    VariantSpec("openvino-fp32", "openvino", "OpenVINO with INFERENCE_PRECISION_HINT=f32 (true fp32)",
+                ("openvino/openvino_model.xml", "openvino/openvino_model.bin"), options=(("precision", "f32"),)),
+    VariantSpec("openvino-bf16", "openvino", "OpenVINO with its CPU default precision (bf16 on CPUs that have it)",
+                ("openvino/openvino_model.xml", "openvino/openvino_model.bin"), options=(("precision", "bf16"),)),
+    VariantSpec("openvino-int8", "openvino",
+                "OpenVINO static int8, quantized with NNCF through optimum-intel's OVQuantizer; the unquantized layers "
+                "in f32",
+                ("openvino/openvino_model_qint8_quantized.xml", "openvino/openvino_model_qint8_quantized.bin"),
+                calibrated=True, options=(("precision", "f32"), ("quantize", "static"))),
+    VariantSpec("openvino-int8-distilled", "openvino",
+                "a smaller body: two thirds of the transformer layers, taken from the body and distilled on the "
+                "calibration texts to give its token states, then OpenVINO static int8 like openvino-int8",
+                ("openvino/openvino_model_distilled_qint8_quantized.xml",
+                 "openvino/openvino_model_distilled_qint8_quantized.bin", "openvino/openvino_model_distilled.json"),
+                calibrated=True, options=(("precision", "f32"), ("quantize", "static"), ("distill", "two-thirds"))),
+    VariantSpec("static", "static",
+                "a static body: model2vec's distillation of the body into one vector a token (256 dimensions), a text "
+                "being the mean of its tokens' vectors, in numpy alone; its own head, fit on the training examples",
+                ("static/model.safetensors", "static/tokenizer.json", "static/config.json"),
+                options=(("pca_dims", "256"),), head="static/head.safetensors"),
 ]
 
 VARIANTS: dict[str, VariantSpec] = {spec.name: spec for spec in _SPECS}
 
 
 def get_spec(variant: str) -> VariantSpec:
-    """Return the spec of a variant name.
-
-    Raises:
-        UnknownVariant: the name is not one of :data:`VARIANTS`.
-    """
+    """The spec of a variant name; UnknownVariant when it is not one of :data:`VARIANTS`."""
     try:
         return VARIANTS[variant]
     except KeyError:
@@ -184,8 +126,7 @@ def get_spec(variant: str) -> VariantSpec:
 
 
 def auto_candidates(*, torch: bool) -> tuple[str, ...]:
-    """The variants ``fastclf accelerate --auto`` exports and times, in registry order: those of
-    the torch runtime (``torch=True``, asked for with ``--include-torch``) or the others."""
+    """``accelerate --auto``'s candidates in registry order: the torch ones (``--include-torch``) or the others."""
     return tuple(s.name for s in _SPECS if s.auto and (s.runtime == "torch") == torch)
 
 

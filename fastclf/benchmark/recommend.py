@@ -5,16 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from fastclf.accelerate.parity import DEFAULT_MAX_DISAGREEMENT
+from fastclf.accelerate.parity import DEFAULT_MAX_ACCURACY_LOSS, within
 from fastclf.backends import REFERENCE
 from fastclf.benchmark.results import BenchmarkResults, Row, Speedup
 
-DEFAULT_TOLERANCE = 1.0  # accuracy points
 BUSY_CORES = 0.25  # CPU used by other processes above which a row's timings are flagged
-
-
-def _points(tolerance: float) -> str:
-    return f"{tolerance:g} point{'s' if tolerance != 1 else ''}"
 
 
 def speedup(row: Row, ref: Row | None) -> Speedup:
@@ -32,8 +27,7 @@ def speedup(row: Row, ref: Row | None) -> Speedup:
 
 
 def finalize(results: BenchmarkResults) -> None:
-    """Set every row's speed-ups against the baseline (setfit if measured, else torch-fp32) and
-    the recommendation."""
+    """Set every row's speed-ups against the baseline (setfit if measured, else torch-fp32) and the recommendation."""
     ref = results.row(results.settings.speedup_reference)
     if ref is None or ref.latency_ms is None:
         ref = results.row(REFERENCE)
@@ -62,17 +56,20 @@ def _advice(best: Row, ref: Row, rows: Sequence[Row], thr_best: dict[str, Any] |
         base_p50 = base.latency_ms.p50.value
         vs = f" against {base_p50:.2f} ms for {speedup_reference}, {base_p50 / p50:.2f}x as fast"
     agreement = f"{best.agreement:.1%}" if best.agreement is not None else "not measured"
-    text = (f"Deploy {best.name}: the fastest for one text (p50 {p50:.2f} ms{vs}) with accuracy "
-            f"{best.accuracy:.1%} ({REFERENCE}: {ref.accuracy:.1%}, tolerance {_points(tolerance)}; "
-            f"agreement with {REFERENCE} {agreement}).")
-    if best.agreement is not None and best.agreement < 1 - DEFAULT_MAX_DISAGREEMENT:
+    text = (f"Deploy {best.name}: the lowest one-text p50 latency ({p50:.2f} ms{vs}) of the variants whose accuracy "
+            f"on these texts is {within(tolerance)} of {REFERENCE}'s ({best.accuracy:.1%} against "
+            f"{ref.accuracy:.1%}; agreement with {REFERENCE} {agreement}). fastclf accelerate --auto ranks by the "
+            f"same latency but asks the 95% confidence bound to be {within(tolerance)} (the labels an export "
+            "changes, a new model's accuracy loss on --check), so with few texts it may keep a slower variant.")
+    if best.agreement is not None and 1 - best.agreement > tolerance / 100:
         text += (f" Note: {best.name} changes {1 - best.agreement:.1%} of {REFERENCE}'s labels on these texts, more "
-                 f"than the parity gate's {DEFAULT_MAX_DISAGREEMENT:.0%} tolerance; its accuracy held here, so check "
-                 "it on texts of your own before deploying it.")
+                 f"than {within(tolerance)} allows an export of the model; its accuracy held here, so check it on "
+                 "texts of your own before deploying it.")
     if thr_best is not None:
         same = " too" if thr_best["variant"] == best.name else ""
-        text += (f" For batch work, {thr_best['variant']} has the highest throughput{same}: "
-                 f"{thr_best['texts_per_s']:.0f} texts/s at batch {thr_best['batch_size']}.")
+        text += (f" For batch work (highest throughput at any batch size, a criterion --auto does not use), "
+                 f"{thr_best['variant']} is the fastest{same}: {thr_best['texts_per_s']:.0f} texts/s at batch "
+                 f"{thr_best['batch_size']}.")
     busy = [r.name for r in rows if (r.other_load_cores or 0) > BUSY_CORES]
     if busy:
         text += (f" Caution: other processes used the CPU while {len(busy)} of {len(rows)} rows were measured, "
@@ -80,27 +77,22 @@ def _advice(best: Row, ref: Row, rows: Sequence[Row], thr_best: dict[str, Any] |
     return text
 
 
-def recommend(rows: Sequence[Row], *, tolerance: float = DEFAULT_TOLERANCE,
+def recommend(rows: Sequence[Row], *, tolerance: float = DEFAULT_MAX_ACCURACY_LOSS,
               speedup_reference: str | None = None) -> dict[str, Any]:
-    """The fastest variant for one text (lowest batch-1 p50 latency) among those whose
-    accuracy is at least torch-fp32's minus ``tolerance`` points; also the variant with the
-    highest throughput at any batch size among the same. The setfit baseline is not a
-    candidate: it is what is being replaced.
-
-    Returns the ``recommendation`` of report.json: ``variant`` (None: no recommendation),
-    ``text``, and the figures behind them.
-    """
+    """report.json's ``recommendation``: the lowest batch-1 p50 latency among the variants whose
+    accuracy is within ``tolerance`` points of torch-fp32's (not the setfit baseline: it is what
+    is replaced), and the highest throughput among the same; ``variant`` None: no recommendation."""
     ref = next((r for r in rows if r.name == REFERENCE), None)
     if ref is None or ref.accuracy is None:
         return {"variant": None, "text": f"No recommendation: {REFERENCE} (the reference) was not measured."}
     floor = ref.accuracy - tolerance / 100.0
     candidates = [r for r in rows if r.kind == "variant" and r.accuracy is not None and r.latency_ms is not None
                   and r.accuracy >= floor - 1e-12]
-    criterion = (f"lowest batch-1 p50 latency among variants with accuracy >= {REFERENCE}'s "
-                 f"{ref.accuracy:.1%} - {_points(tolerance)}")
+    criterion = f"lowest one-text p50 latency among variants with accuracy {within(tolerance)} of {REFERENCE}'s"
     if not candidates:
         return {"variant": None, "criterion": criterion,
-                "text": "No recommendation: no variant has both accuracy and latency measured within the tolerance."}
+                "text": f"No recommendation: no variant has both latency and accuracy measured, {within(tolerance)} of "
+                        f"{REFERENCE}'s."}
     best = min(candidates, key=lambda r: r.latency_ms.p50.value if r.latency_ms is not None else float("inf"))
     thr_best = _best_throughput(candidates)
     assert best.latency_ms is not None

@@ -14,9 +14,10 @@ from typing import Any
 import numpy as np
 
 from fastclf._util import package_versions
+from fastclf.accelerate.parity import DEFAULT_MAX_ACCURACY_LOSS
 from fastclf.backends import REFERENCE, get_spec
 from fastclf.benchmark.baseline import BASELINE_SETFIT, SETFIT_DESCRIPTION
-from fastclf.benchmark.recommend import BUSY_CORES, DEFAULT_TOLERANCE, finalize
+from fastclf.benchmark.recommend import BUSY_CORES, finalize
 from fastclf.benchmark.results import BenchmarkResults, DataSummary, Row, Settings
 from fastclf.benchmark.rows import Scoring, build_row, resolve_variants
 from fastclf.benchmark.spawn import OtherLoad, Progress, measure, sigint_ignored
@@ -72,8 +73,8 @@ class Benchmark:
     def __init__(self, model_dir: str | Path, data: Any, variants: Sequence[str] | None = None,
                  batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES, baseline: str | None = None,
                  duration: float = DEFAULT_DURATION, max_eval: int = DEFAULT_MAX_EVAL,
-                 tolerance: float = DEFAULT_TOLERANCE, threads: int | None = None, progress: Progress | None = None,
-                 warmup: float | None = None, output: str | Path | None = None):
+                 tolerance: float = DEFAULT_MAX_ACCURACY_LOSS, threads: int | None = None,
+                 progress: Progress | None = None, warmup: float | None = None, output: str | Path | None = None):
         self.model_dir, self.data, self.progress = Path(model_dir), data, progress
         self.variants = list(variants) if variants is not None else None
         self.output = Path(output) if output is not None else None

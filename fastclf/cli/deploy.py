@@ -54,11 +54,9 @@ def _progress_printer():
 @click.option("--variant", "variant_names", multiple=True, help="Variant to export (repeat for several).")
 @click.option("--all", "all_variants", is_flag=True, help="Export every variant whose runtime is installed.")
 @click.option("--auto", is_flag=True,
-              help="Export, check and time the candidate variants (ONNX, OpenVINO; torch ones with --include-torch) "
-                   "on this machine, and record the fastest that passes as the model's default variant.")
-@click.option("--budget-points", type=float, default=1.0, show_default=True,
-              help="With --auto: label disagreement with torch-fp32 allowed, in percentage points (the gate's "
-                   "tolerance unless --max-disagreement or --min-agreement is given).")
+              help="Export, check and time every candidate variant whose runtime is installed (ONNX, OpenVINO, "
+                   "static and distilled with a labeled --check; torch ones with --include-torch) and record the "
+                   "fastest for one text that passes as the model's default variant.")
 @click.option("--include-torch", is_flag=True,
               help="With --auto: also try torch-bf16/torch-int8/inc-int8 (they compile for 15+ s at every load).")
 @click.option("--calibration", type=click.Path(path_type=Path), default=None,
@@ -70,17 +68,16 @@ def _progress_printer():
                    "same tolerance, at 95% confidence.")
 @click.option("--text-column", default=None, help="Text column of the calibration file.")
 @click.option("--num-calibration", type=int, default=200, show_default=True, help="Calibration texts to use at most.")
-@click.option("--max-disagreement", type=float, default=None,
-              help="Gate tolerance: share of texts whose label may differ from torch-fp32 (default 0.02). A variant "
-                   "fails when the lower 95% confidence bound of its disagreement rate is above it.")
-@click.option("--min-agreement", type=float, default=None,
-              help="The same tolerance as an agreement: --min-agreement 0.98 = --max-disagreement 0.02.")
+@click.option("--max-accuracy-loss", type=float, default=1.0, show_default=True, metavar="POINTS",
+              help="The tolerance, in accuracy points, shown at 95% confidence: an export of the model may change "
+                   "at most POINTS labels in 100 (a changed label costs at most that text's accuracy); a new model "
+                   "(static, distilled) may lose at most POINTS of accuracy on --check's labels.")
 @click.option("--min-cosine", type=float, default=0.95, show_default=True,
               help="Mean embedding cosine with torch-fp32 below which a variant fails.")
 @click.option("--keep", is_flag=True, help="Keep an export even when it fails the parity gate.")
 @click.option("-v", "--verbose", is_flag=True, help="Show the exporters' own output and warnings.")
-def accelerate(model_dir, variant_names, all_variants, auto, budget_points, include_torch, calibration, check,
-               text_column, num_calibration, max_disagreement, min_agreement, min_cosine, keep, verbose):
+def accelerate(model_dir, variant_names, all_variants, auto, include_torch, calibration, check, text_column,
+               num_calibration, max_accuracy_loss, min_cosine, keep, verbose):
     """Export faster body variants into MODEL_DIR, each checked against torch-fp32.
 
     \b
@@ -90,14 +87,10 @@ def accelerate(model_dir, variant_names, all_variants, auto, budget_points, incl
     from fastclf.cli.accelerate import accelerate_command, format_summary
 
     _show_logs(verbose)
-    if max_disagreement is not None and min_agreement is not None:
-        raise click.UsageError("give --max-disagreement or --min-agreement, not both")
     outcome = accelerate_command(model_dir, list(variant_names), all_variants=all_variants, calibration=calibration,
-                                 text_column=text_column, num_calibration=num_calibration,
-                                 min_agreement=min_agreement, keep=keep, check=check,
-                                 max_disagreement=max_disagreement, min_cosine=min_cosine, auto=auto,
-                                 budget_points=budget_points, include_torch=include_torch, verbose=verbose,
-                                 progress=_progress_printer())
+                                 text_column=text_column, num_calibration=num_calibration, keep=keep, check=check,
+                                 max_accuracy_loss=max_accuracy_loss, min_cosine=min_cosine, auto=auto,
+                                 include_torch=include_torch, verbose=verbose, progress=_progress_printer())
     for line in format_summary(outcome):
         click.echo(line)
     if not outcome.ok:
@@ -116,8 +109,9 @@ def accelerate(model_dir, variant_names, all_variants, auto, budget_points, incl
               help="Folder for report.md, report.json and report.html.")
 @click.option("--duration", type=float, default=5.0, show_default=True, help="Seconds of timing a measurement.")
 @click.option("--max-eval", type=int, default=1000, show_default=True, help="Texts scored for accuracy at most.")
-@click.option("--tolerance", type=float, default=1.0, show_default=True,
-              help="Accuracy points below torch-fp32 a recommended variant may lose.")
+@click.option("--max-accuracy-loss", "tolerance", type=click.FloatRange(0, 100), default=1.0,
+              show_default=True, help="Accuracy points below torch-fp32 a recommended variant may lose (as in "
+              "fastclf accelerate).")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="Threads each runtime uses (default: the physical cores); recorded in each row.")
 def benchmark(model_dir, data, read, variant_list, batch_sizes, output, **settings):
