@@ -280,7 +280,7 @@ class EvalOutcome:
 def eval_command(model_dir: Path, data: Path, *, read: Callable[[Path], LabeledData], variant: str | None,
                  batch_size: int, report: Path | None = None) -> EvalOutcome:
     """``fastclf eval``: a model's metrics on labeled data (:func:`fastclf.evaluation.evaluate`); with
-    ``report``, the HTML page of :mod:`fastclf.eval_report` in that folder."""
+    ``report``, the HTML page of :mod:`fastclf.benchmark.eval_report` in that folder."""
     from fastclf.evaluation import evaluate
 
     clf = Classifier.load(model_dir, variant=variant)
@@ -289,7 +289,7 @@ def eval_command(model_dir: Path, data: Path, *, read: Callable[[Path], LabeledD
     metrics = evaluate(clf, read(data), batch_size=batch_size)
     classes = [str(c) for c in clf.classes_]
     if report is not None:
-        from fastclf.eval_report import write_eval_report
+        from fastclf.benchmark.eval_report import write_eval_report
 
         report = write_eval_report(metrics, classes, report, title=f"fastclf eval: {model_dir} on {data}")
     return EvalOutcome(clf.variant, classes, metrics, report)
