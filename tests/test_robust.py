@@ -198,7 +198,7 @@ def test_a_model_replaced_while_loading_is_read_again_whole(model, other, monkey
     real = model_module.load_body
     calls = []
 
-    def replace_then_load(body_dir, variant):
+    def replace_then_load(body_dir, variant, **kwargs):
         if not calls:  # `fastclf train -o MODEL` finishes between the head and the body
             other.save(model)
         calls.append(variant)
