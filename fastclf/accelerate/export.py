@@ -43,7 +43,8 @@ from fastclf.config import BODY_DIR, ModelConfig, VariantRecord, now
 from fastclf.errors import FastclfError, ModelFormatError, first_line
 from fastclf.head import LogisticHead
 from fastclf.model import Classifier
-from fastclf.modeldir import ModelDir, commit_dir, fix_permissions, link_copy, make_staging, staging_prefix, writer_lock
+from fastclf.modeldir import ModelDir, link_copy, staging_prefix, writer_lock
+from fastclf.modeldir import staged as staged_dir
 from fastclf.quiet import quiet_third_party
 from fastclf.timing import Timing, time_classifier
 
@@ -284,16 +285,10 @@ def _commit(model_dir: Path, body_id: str | None, staged: Path, variant: str, re
         if live.body_id != body_id:
             raise ModelFormatError(f"the model in {model_dir} was replaced while {variant} was exported; "
                                    "export discarded: run fastclf accelerate again")
-        tmp = make_staging(model_dir)
-        try:
+        with staged_dir(model_dir) as tmp:
             link_copy(model_dir, tmp, skip=lambda p: p.parent == model_dir and p.name.startswith(".staging-"))
             _promote(staged, tmp / BODY_DIR, get_spec(variant).runtime)
             live.with_variant(variant, record).write(tmp)
-            fix_permissions(tmp)
-            commit_dir(tmp, model_dir)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
 
 
 def variant_record(variant: str, result: ExportResult, run: _Run) -> VariantRecord:

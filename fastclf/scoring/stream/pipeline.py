@@ -134,7 +134,8 @@ def _start_worker(threads: int, model_dir: str, variant: str | None, batch_size:
                   answer: Mapping[str, Any] | None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     os.dup2(2, 1)  # what a runtime prints goes to stderr: stdout may be the scored CSV
-    _worker.update(threads=use_threads(threads), model_dir=model_dir, variant=variant, batch_size=batch_size, answer=answer)
+    _worker.update(threads=use_threads(threads), model_dir=model_dir, variant=variant, batch_size=batch_size,
+                   answer=answer)
 
 
 def _score_in_worker(chunk: pd.DataFrame, column: str, path: Path, offset: int) -> pd.DataFrame:
