@@ -1,6 +1,5 @@
-"""Long texts: cut a text longer than the body's window into token windows, embed each, and pool them
-(token-weighted mean, re-normalized when the body normalizes). The cut happens before any runtime, so
-every variant embeds the same pieces; memory is bounded by reading at most :attr:`Chunker.max_chars`."""
+"""Long texts: cut into token windows before any runtime (every variant embeds the same pieces), each embedded,
+then pooled (token-weighted mean, re-normalized when the body normalizes)."""
 
 from __future__ import annotations
 

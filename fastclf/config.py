@@ -1,6 +1,5 @@
-"""``fastclf.json``, the description of a model folder: frozen pydantic models that read, check and write it.
-What loading relies on is checked strictly; in the records that only describe the model (training, versions,
-parity figures) a value of an unexpected type reads as None. Unknown keys are kept and written back."""
+"""``fastclf.json``: frozen pydantic models that read, check (strictly what loading relies on; an informational
+value of an unexpected type reads as None) and write it, unknown keys kept."""
 
 from __future__ import annotations
 

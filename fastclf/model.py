@@ -86,10 +86,8 @@ def body_info(body_dir: Path) -> dict[str, Any]:
 
 
 class Classifier:
-    """A few-shot text classifier: ``body`` (texts -> embeddings) + ``head`` (embeddings -> labels).
-
-    ``Classifier.load("model", variant="onnx-int8").predict(["great film", "dull"])`` gives ``['fresh', 'rotten']``.
-    """
+    """A few-shot text classifier: ``body`` (texts -> embeddings) + ``head`` (embeddings -> labels), e.g.
+    ``Classifier.load("model", variant="onnx-int8").predict(["great film", "dull"])``."""
 
     def __init__(self, body: Body, head: LogisticHead, labels: Sequence[str], *, multi_label: bool = False,
                  config: ModelConfig | None = None, path: Path | None = None, threshold: float = 0.5):
@@ -194,9 +192,8 @@ class Classifier:
 
     @classmethod
     def load(cls, path: str | Path, variant: str | None = None, *, threads: int | None = None) -> Classifier:
-        """Load a model folder as ``variant`` (None: the default :class:`~fastclf.modeldir.ModelDir` picks), its
-        runtime with ``threads`` threads (None: ``$FASTCLF_THREADS``, else the runtime's default).
-        Config, head and body come from one version: a folder replaced while read is read again.
+        """Load a model folder as ``variant`` (None: :class:`~fastclf.modeldir.ModelDir` picks) with ``threads``
+        runtime threads (None: ``$FASTCLF_THREADS`` or the runtime's); a folder replaced while read is read again.
 
         Raises:
             ModelNotFound, ModelFormatError, UnknownVariant, VariantNotExported, MissingDependency
@@ -235,12 +232,11 @@ class Classifier:
         return cls(body, head, cfg.labels, multi_label=cfg.multi_label, config=cfg, path=path, threshold=cfg.threshold)
 
     def save(self, path: str | Path, *, overwrite: bool = True) -> Path:
-        """Write the model folder atomically (whole or not at all; an existing model is swapped in one
-        step), with the umask's permissions. Only a fastclf model at ``path`` is replaced.
+        """Write the model folder atomically (whole or not at all), with the umask's permissions; only a fastclf
+        model at ``path`` is replaced.
 
         Raises:
-            FileExistsError: ``path`` exists and is not a fastclf model (or ``overwrite`` is False).
-            WriteError: the file system refused a write (full, read-only); ``path`` is unchanged.
+            FileExistsError (``path`` is not a fastclf model, or not ``overwrite``), WriteError (nothing changed)
         """
         path = Path(path).resolve()
         check_output_dir(path, overwrite=overwrite)

@@ -81,10 +81,7 @@ def check_file(path: Path, root: Path | None = None) -> None:
     if not stat.S_ISREG(st.st_mode):
         raise ModelFormatError(f"{path} is not a regular file")
     name = Path(path).name
-    if name == "tokenizer.json":
-        limit: int | None = TOKENIZER_LIMIT
-    else:
-        limit = JSON_LIMIT if name.endswith((".json", ".txt", ".model")) else None
+    limit = TOKENIZER_LIMIT if name == "tokenizer.json" else JSON_LIMIT if name.endswith((".json", ".txt", ".model")) else None
     if limit is not None and st.st_size > limit:
         raise ModelFormatError(f"{path} is {st.st_size // _MB} MB, more than fastclf reads for this file "
                                f"({limit // _MB} MB)")
@@ -110,8 +107,7 @@ def _check_modules(modules_path: Path, root: Path, within: Path | None) -> None:
 
 def check_body(body_dir: str | Path, *, contained: bool = True) -> None:
     """Refuse (ModelFormatError) a sentence-transformers folder whose loading would run code or read outside it
-    or without bound; checked before anything is imported. ``contained``: every file must resolve inside the
-    folder (False for a Hugging Face cache, whose files link to its blobs)."""
+    (unless not ``contained``: a Hugging Face cache links to its blobs) or without bound."""
     body = Path(body_dir)
     if not body.is_dir():
         raise ModelFormatError(f"model body not found: {body} is not a folder")

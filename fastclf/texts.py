@@ -1,7 +1,5 @@
-"""The one check of the texts given to a classifier (API, readers, streaming, server, Ray), and of batch sizes.
-
-Every text is a non-blank ``str`` of valid Unicode; the runtimes trust texts checked here.
-"""
+"""The one check of the texts given to a classifier (API, readers, streaming, server, Ray), and of batch sizes:
+every text is a non-blank ``str`` of valid Unicode; the runtimes trust texts checked here."""
 
 from __future__ import annotations
 
@@ -26,13 +24,8 @@ def rows(indices: Iterable[int]) -> str:
 
 
 def check_texts(texts: Any, source: str | Path | None = None, *, column: str = "text", offset: int = 0) -> list[str]:
-    """``texts`` as a list of checked strings. With ``source`` (a file), ``texts`` are the cells of
-    ``column`` from file row ``offset`` (0-based) and errors name the rows; else errors name the item.
-
-    Raises:
-        TypeError: (no ``source``) bytes, a set, a mapping, or an item that is not a string.
-        DataError: a text is empty, missing, a list or object, or not valid Unicode.
-    """
+    """``texts`` as a list of checked strings; with ``source`` (a file), the cells of ``column`` from file row
+    ``offset`` (0-based), errors naming the rows. TypeError: bytes, set, mapping, non-string; DataError: bad text."""
     def refuse(found: list[int], item: str, cells: str) -> None:
         if found and source is None:
             raise DataError(f"text {found[0]} (counted from 0) {item}")

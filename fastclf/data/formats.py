@@ -1,4 +1,5 @@
-"""Data file formats and compression by name, decompressed bytes, and the one-line read error."""
+"""Reading a data file (CSV, TSV, JSON Lines or array, Parquet; compressed too): formats and compressions by
+suffix, decompressed bytes, the whole file as a DataFrame, and the one-line read error."""
 
 from __future__ import annotations
 
@@ -15,13 +16,13 @@ from typing import IO, Any
 
 import pandas as pd
 
-from fastclf.errors import DataError, first_line
+from fastclf._util import load_json_as
+from fastclf.errors import DataError, DataFileNotFound, first_line
 
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl",
            ".parquet": "parquet", ".pq": "parquet"}
 #: compression suffixes and pandas' names for them
 COMPRESSION_NAMES = {".gz": "gzip", ".bz2": "bz2", ".xz": "xz", ".zst": "zstd", ".zip": "zip"}
-COMPRESSIONS = tuple(COMPRESSION_NAMES)
 #: the compressions fastclf also writes, with their openers
 WRITABLE_COMPRESSION: dict[str, Callable[..., IO[Any]]] = {"gzip": gzip.open, "bz2": bz2.open, "xz": lzma.open}
 #: what reading a malformed, damaged or truncated file raises (besides DataError)
@@ -33,7 +34,7 @@ READ_ERRORS: tuple[type[BaseException], ...] = (
 def format_of(path: Path) -> str:
     """``csv``, ``tsv``, ``jsonl`` or ``parquet`` by the file's suffix (after a compression suffix)."""
     suffixes = [s.lower() for s in path.suffixes]
-    if suffixes and suffixes[-1] in COMPRESSIONS:
+    if suffixes and suffixes[-1] in COMPRESSION_NAMES:
         suffixes = suffixes[:-1]
     fmt = FORMATS.get(suffixes[-1] if suffixes else "")
     if fmt is None:
@@ -42,7 +43,7 @@ def format_of(path: Path) -> str:
 
 
 def compression_of(path: Path) -> str | None:
-    """pandas' name of the file's compression by its last suffix (``gzip``...), or None."""
+    """pandas' name of the file's compression (``gzip``...), or None."""
     return COMPRESSION_NAMES.get(path.suffix.lower())
 
 
@@ -133,3 +134,62 @@ def read_error(path: Path, fmt: str, exc: BaseException) -> DataError:
     if isinstance(exc, UnicodeDecodeError):
         return DataError(f"{path} is not UTF-8 text (invalid byte at position {exc.start}); re-save it as UTF-8")
     return DataError(f"{path}: cannot read as {fmt}: {first_line(exc)}")
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """A data file as a DataFrame (CSV cells as strings, empty ones missing); DataFileNotFound, or DataError
+    (not decompressed or parsed, not UTF-8, no rows, duplicate column names) in one clear line."""
+    path = Path(path)
+    if not path.exists():
+        raise DataFileNotFound(f"data file not found: {path}")
+    if path.is_dir():
+        raise DataError(f"{path} is a directory, not a data file")
+    fmt = format_of(path)
+    try:
+        data = read_bytes(path)
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read: {first_line(exc)}") from None
+    try:
+        df = _parse(path, fmt, data)
+    except (DataError, MemoryError):
+        raise
+    except Exception as exc:  # pandas, pyarrow and csv raise many types for a malformed file
+        raise read_error(path, fmt, exc) from None
+    if len(df) == 0:
+        raise DataError(f"{path} has no data rows")
+    df.columns = [str(c) for c in df.columns]
+    dup = sorted({c for c in df.columns if list(df.columns).count(c) > 1})
+    if dup:
+        raise DataError(f"{path}: duplicate column names: {', '.join(dup)}")
+    return df
+
+
+def _parse(path: Path, fmt: str, data: bytes) -> pd.DataFrame:
+    if fmt in ("csv", "tsv"):
+        data.decode("utf-8")  # a clear message for a file that is not UTF-8
+        return pd.read_csv(io.BytesIO(data), **csv_options(fmt, csv_separator(path, fmt, data)))
+    if fmt == "jsonl":
+        return _read_json(path, data)
+    return pd.read_parquet(io.BytesIO(data))
+
+
+def _read_json(path: Path, data: bytes) -> pd.DataFrame:
+    """JSON Lines (one object a line), or one JSON array of objects."""
+    text = data.decode("utf-8").lstrip("\ufeff")
+    if text.lstrip().startswith("["):
+        records = load_json_as(text, list, DataError, lambda exc: f"{path}: invalid JSON: {first_line(exc)}",
+                               f"{path}: expected a JSON array of objects")
+        for i, row in enumerate(records):
+            if not isinstance(row, dict):
+                raise DataError(f"{path}: item {i + 1} of the JSON array is {type(row).__name__}, not an object")
+        return pd.DataFrame.from_records(records)
+    rows = []
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        rows.append(load_json_as(
+            line, dict, DataError,
+            lambda exc: f"{path}: line {lineno} is not valid JSON: "  # noqa: B023
+                        f"{getattr(exc, 'msg', first_line(exc))}",
+            f"{path}: line {lineno} is not a JSON object"))
+    return pd.DataFrame.from_records(rows)

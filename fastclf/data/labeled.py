@@ -22,7 +22,7 @@ from fastclf.data.columns import (
     refuse_cells,
     require_column,
 )
-from fastclf.data.reading import read_table
+from fastclf.data.formats import read_table
 from fastclf.errors import DataError
 from fastclf.texts import COUNTED, check_texts, rows
 

@@ -110,9 +110,8 @@ def finetune(st_model: Any, texts: Sequence[str], labels: Sequence[Any], *, loss
              learning_rate: float, seed: int, bf16: bool, num_iterations: int = 5, multi_label: bool = False,
              show_progress: bool = False, on_epoch_end: Callable[[int], None] | None = None,
              freeze_layers: int | None = 0) -> None:
-    """Fine-tune ``st_model`` in place: ``loss="supcon"``, :class:`BalancedSupConLoss` on label-grouped batches
-    of class indices; ``"pairs"``, setfit's cosine loss on ``num_iterations`` pairs an example (multi-hot labels
-    allowed). ``on_epoch_end(epoch)`` runs after each epoch in eval mode; ``freeze_layers``: :func:`frozen`."""
+    """Fine-tune ``st_model`` in place with :class:`BalancedSupConLoss` on label-grouped batches, or ``"pairs"``:
+    setfit's cosine loss (multi-hot too); ``on_epoch_end(epoch)`` runs after each epoch in eval mode."""
     from transformers import TrainerCallback
 
     class EpochHook(TrainerCallback):

@@ -1,6 +1,5 @@
-"""Choosing the recipe by cross-validation on the user's examples: on each fold, the head (every C of
-:data:`C_GRID`) on the untuned body and on a fold-tuned copy after each number of epochs
-(benchmarks/studies/recipe-rules.md)."""
+"""Choosing the recipe by cross-validation: on each fold, the head (every C of :data:`C_GRID`) on the untuned
+body and on a fold-tuned copy after each number of epochs (benchmarks/studies/recipe-rules.md)."""
 
 from __future__ import annotations
 
@@ -111,9 +110,8 @@ def folds(y: np.ndarray, k: int, seed: int, multi_label: bool,
 
 def fit_scores(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, c: float, multi_label: bool,
                seed: int, class_weight: str | None = None, n_classes: int = 2) -> np.ndarray:
-    """Held-out scores of a logistic head fit with ``c``, in the head's terms: single-label, one column a
-    class (argmax: the prediction; a binary score ``z`` as ``[0, z]``, a class absent from training ``-inf``);
-    multi-label, one score a label, positive for the label (``+-inf`` for a label constant in training)."""
+    """Held-out scores of a head fit with ``c``: single-label, a column a class (argmax predicts; binary ``z`` as
+    ``[0, z]``; a class absent from training ``-inf``); multi-label, a score a label (``+-inf``: constant in training)."""
     from sklearn.linear_model import LogisticRegression
 
     def fit(yy: np.ndarray, weight: str | None) -> tuple[np.ndarray, np.ndarray]:
@@ -121,12 +119,8 @@ def fit_scores(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, c: 
         return lr.classes_, lr.decision_function(test_x)
 
     if multi_label:
-        cols = []
-        for j in range(train_y.shape[1]):
-            yy = train_y[:, j]
-            cols.append(np.full(len(test_x), np.inf if yy[0] else -np.inf) if len(np.unique(yy)) < 2
-                        else fit(yy, None)[1])
-        return np.stack(cols, axis=1)
+        return np.stack([fit(yy, None)[1] if len(np.unique(yy)) > 1 else np.full(len(test_x), np.inf if yy[0] else -np.inf)
+                         for yy in train_y.T], axis=1)
     out = np.full((len(test_x), n_classes), -np.inf)
     if len(np.unique(train_y)) < 2:
         out[:, train_y[0]] = 0.0
@@ -190,26 +184,25 @@ class Scores:
     def accuracy(self, key: tuple[int, float]) -> float:
         return self.correct[key] / self.total[key]
 
-    def best(self, margin: float = UNTUNED_MARGIN_Z) -> tuple[int, float]:
-        """The best (epochs, C): by accuracy, then fewer epochs, then C nearest 1; the untuned body
-        only when ahead of the best fine-tuning by more than ``margin`` standard errors (:func:`settles`)."""
-        def rank(k: tuple[int, float]) -> tuple[float, int, float]:
-            return self.accuracy(k), -k[0], -abs(float(np.log10(k[1])))
+    def _rank(self, key: tuple[int, float]) -> tuple[float, int, float]:
+        return self.accuracy(key), -key[0], -abs(float(np.log10(key[1])))  # accuracy, fewer epochs, C nearest 1
 
-        tuned = [k for k in self.correct if k[0] > 0]
-        untuned = [k for k in self.correct if k[0] == 0]
-        if not tuned or not untuned:
-            return max(self.correct, key=rank)
-        t, u = max(tuned, key=rank), max(untuned, key=rank)
-        ahead = self.accuracy(u) > self.accuracy(t) and settles(self.accuracy(u), self.accuracy(t), self.total[u],
-                                                                 z=margin)
+    def _best(self, tuned: bool) -> tuple[int, float] | None:
+        return max((k for k in self.correct if (k[0] > 0) == tuned), key=self._rank, default=None)
+
+    def best(self, margin: float = UNTUNED_MARGIN_Z) -> tuple[int, float]:
+        """The best (epochs, C) by :meth:`_rank`; the untuned body only when ahead of the best fine-tuning by
+        more than ``margin`` standard errors (:func:`settles`)."""
+        t, u = self._best(True), self._best(False)
+        if t is None or u is None:
+            return max(self.correct, key=self._rank)
+        ahead = self.accuracy(u) > self.accuracy(t) and settles(self.accuracy(u), self.accuracy(t), self.total[u], margin)
         return u if ahead else t
 
     def decisive(self, held_out: int) -> bool:
         """Whether the scores so far settle untuned against fine-tuned (:func:`settles`)."""
-        untuned = max((self.accuracy(k) for k in self.correct if k[0] == 0), default=None)
-        tuned = max((self.accuracy(k) for k in self.correct if k[0] > 0), default=None)
-        return untuned is not None and tuned is not None and settles(untuned, tuned, held_out)
+        t, u = self._best(True), self._best(False)
+        return t is not None and u is not None and settles(self.accuracy(u), self.accuracy(t), held_out)
 
     def by_epochs(self) -> dict[str, float]:
         out: dict[str, float] = {}
@@ -294,7 +287,8 @@ class _Recipe:
                            self.data.multi_label, self.config.seed)
                 if weights_dir is not None:
                     weights_dir.mkdir(parents=True, exist_ok=True)
-                    np.savez(weights_dir / f"{fold_epochs[epoch]}.npz", **_trainable(model))
+                    trainable = {n: p.detach().cpu().numpy() for n, p in model.named_parameters() if p.requires_grad}
+                    np.savez(weights_dir / f"{fold_epochs[epoch]}.npz", **trainable)
 
         self.tune(model, tr, max(fold_epochs), hook)
         return scores
@@ -370,11 +364,6 @@ def _cross_validate(recipe: _Recipe, choices: tuple[int, ...], splits: list[tupl
         average_into(recipe.base, [weights_dir / f"fold{f}" / f"{epochs}.npz" for f in range(k)])
         selection.final_body = f"average of {k} folds"
     return selection
-
-
-def _trainable(model: Any) -> dict[str, Any]:
-    """The parameters fine-tuning changes, as numpy arrays by name."""
-    return {name: p.detach().cpu().numpy().copy() for name, p in model.named_parameters() if p.requires_grad}
 
 
 def average_into(model: Any, paths: Sequence[Path]) -> None:

@@ -17,7 +17,7 @@ import numpy as np
 
 from fastclf._util import package_versions
 from fastclf.chunking import DEFAULT_MAX_CHUNKS, LONG_TEXT_MODES, Chunker, pool, window_of
-from fastclf.config import Calibration, ModelConfig
+from fastclf.config import Calibration, LongTexts, ModelConfig, TrainingRecord
 from fastclf.data import LabeledData, validate_for_training
 from fastclf.errors import DataError, ModelNotFound, TrainingError, first_line
 from fastclf.head import LogisticHead
@@ -26,16 +26,13 @@ from fastclf.model import Classifier
 from fastclf.quiet import quiet_logs
 from fastclf.training.selection import Selection, describe, head_note, select
 
-LOSSES = ("supcon", "pairs")
-FINETUNE_MODES = ("auto", "always", "never")
-CLASS_WEIGHTS = ("balanced", "none")
 #: tokens a text while fine-tuning (benchmarks/studies/training-time.md); embeddings use the whole window
 FINETUNE_MAX_LENGTH = 64
 #: windows a long text while cross-validating (benchmarks/studies/cv-windows.md)
 CV_MAX_CHUNKS = 2
 #: the TrainConfig fields with a closed set of values: (what the error calls it, the values)
-_CHOICES = {"loss": ("loss", LOSSES), "finetune": ("finetune mode", FINETUNE_MODES),
-            "long_texts": ("long-text mode", LONG_TEXT_MODES), "class_weight": ("class weight", CLASS_WEIGHTS)}
+_CHOICES = {"loss": ("loss", ("supcon", "pairs")), "finetune": ("finetune mode", ("auto", "always", "never")),
+            "long_texts": ("long-text mode", LONG_TEXT_MODES), "class_weight": ("class weight", ("balanced", "none"))}
 
 Progress = Callable[[str], None]
 
@@ -98,8 +95,7 @@ class TrainConfig:
                 raise DataError(message)
 
     @property
-    def head_class_weight(self) -> str | None:
-        """sklearn's ``class_weight`` for the head."""
+    def head_class_weight(self) -> str | None:  # sklearn's
         return None if self.class_weight == "none" else "balanced"
 
     def with_settings(self, items: Sequence[str]) -> TrainConfig:
@@ -271,9 +267,7 @@ def train(data: LabeledData, config: TrainConfig | None = None, *, progress: Pro
     """Train a classifier on ``data``; ``progress`` receives one-line messages.
 
     Raises:
-        DataError: the data cannot train a classifier (one class, a class with one example...).
-        ModelNotFound: the base model cannot be found or loaded.
-        TrainingError: training diverged (a non-finite loss or embedding).
+        DataError (data that cannot train a classifier), ModelNotFound (base model), TrainingError (diverged)
     """
     config = config or TrainConfig()
     say = progress or (lambda _msg: None)
@@ -331,8 +325,6 @@ def _model_config(data: LabeledData, config: TrainConfig, settings: dict[str, An
                   description: str, calibration: Calibration | None, n_long: int, seconds: float,
                   timings: dict[str, float]) -> ModelConfig:
     """The fastclf.json of the trained model, with the training record."""
-    from fastclf.config import LongTexts, TrainingRecord
-
     source_path = str(Path(data.source).resolve()) if data.source and Path(data.source).is_file() else None
     selected = {**{k: v for k, v in asdict(selection).items() if k != "held_out"}, "description": description}
     record = TrainingRecord(settings=settings, selection=selected, examples=len(data),
