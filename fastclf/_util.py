@@ -53,8 +53,7 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 
 def _stale(entry: Path, rest: str) -> bool:
-    """Whether a leftover is abandoned: its owner (the pid in its name) is dead, or, without an owner, it is
-    older than :data:`STALE_SECONDS`."""
+    """Whether a leftover's owner (the pid in its name) is dead or, without one, it is older than STALE_SECONDS."""
     m = _OWNER_RE.search(rest)
     try:
         if m:

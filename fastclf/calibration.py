@@ -40,8 +40,7 @@ def _label_loss(z: np.ndarray, y: np.ndarray, temperature: float) -> float:
 
 
 def fit(scores: np.ndarray, y: np.ndarray, *, multi_label: bool, n_classes: int) -> Calibration | str:
-    """The calibration of held-out ``scores`` against ``y`` (class indices, or a multi-hot matrix), or why
-    it is left out (too few texts)."""
+    """The calibration of held-out ``scores`` against ``y`` (class indices, or multi-hot), or why there is none."""
     if multi_label:
         return _fit_multi_label(scores, y)
     ok = np.isfinite(scores[np.arange(len(y)), y])  # a class absent from a fold's training part scores -inf

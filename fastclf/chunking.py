@@ -67,12 +67,9 @@ class Chunker:
         return out
 
     def split(self, texts: Sequence[str]) -> Pieces:
-        """Each text in pieces of at most ``window`` tokens (whole if it fits); beyond ``max_chunks``
-        windows, evenly spaced ones."""
+        """Each text in pieces of at most ``window`` tokens; beyond ``max_chunks`` windows, evenly spaced ones."""
         texts, n_cut = self.cut(texts)
-        pieces: list[str] = []
-        owner: list[int] = []
-        weight: list[int] = []
+        out: list[tuple[str, int, int]] = []  # (piece, its text, its tokens)
         # a token covers at least one character, so a text of at most `window` characters fits
         long_idx = [i for i, t in enumerate(texts) if len(t) > self.window]
         encodings = dict(zip(long_idx, self.tokenizer.encode_batch([texts[i] for i in long_idx],
@@ -81,9 +78,7 @@ class Chunker:
         for i, text in enumerate(texts):
             enc = encodings.get(i)
             if enc is None or len(enc.offsets) <= self.window:
-                pieces.append(text)
-                owner.append(i)
-                weight.append(len(enc.offsets) if enc is not None else max(1, len(text.split())))
+                out.append((text, i, len(enc.offsets) if enc is not None else max(1, len(text.split()))))
                 continue
             n_long += 1
             offsets = enc.offsets
@@ -95,11 +90,9 @@ class Chunker:
                 e = min(s + self.window, len(offsets))
                 piece = text[offsets[s][0]: offsets[e - 1][1]]
                 if piece.strip():
-                    pieces.append(piece)
-                    owner.append(i)
-                    weight.append(e - s)
-        return Pieces(pieces, np.asarray(owner, dtype=np.int64), np.asarray(weight, dtype=np.float64),
-                      len(texts), n_long, n_cut)
+                    out.append((piece, i, e - s))
+        return Pieces([p for p, _, _ in out], np.array([o for _, o, _ in out], dtype=np.int64),
+                      np.array([w for _, _, w in out], dtype=np.float64), len(texts), n_long, n_cut)
 
     def embed(self, texts: Sequence[str], encode: Callable[[list[str]], np.ndarray]) -> np.ndarray:
         """Embeddings of ``texts``, ``encode`` run on the pieces and pooled per text."""
@@ -110,8 +103,7 @@ class Chunker:
 
 
 def window_of(body) -> tuple[object, int] | None:
-    """``(tokenizers.Tokenizer, window)`` of a body (max length less special tokens), or None without
-    a fast tokenizer or max length."""
+    """A body's ``(tokenizers.Tokenizer, max length less special tokens)``, or None (no fast tokenizer or max)."""
     pipeline = getattr(body, "pipeline", None)
     if pipeline is not None:  # ONNX Runtime and OpenVINO bodies
         tokenizer, max_len = pipeline.tokenizer, pipeline.max_seq_length

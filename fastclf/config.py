@@ -59,8 +59,7 @@ class Section(BaseModel):
 
     @classmethod
     def from_dict(cls: type[S], data: Any, source: Path | str = CONFIG_FILE) -> S:
-        """Check ``data`` (parsed JSON) and build the section, or raise a one-line ModelFormatError naming
-        ``source``, the field and what it must be."""
+        """The section of ``data`` (parsed JSON), or a one-line ModelFormatError naming ``source`` and the field."""
         try:
             return cls.model_validate(data, context={"source": str(source)})
         except ValidationError as exc:

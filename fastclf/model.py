@@ -142,16 +142,14 @@ class Classifier:
         return self.proba_of(self.embed(texts, batch_size=batch_size))
 
     def proba_of(self, embeddings: np.ndarray, *, calibrated: bool = True) -> np.ndarray:
-        """The head's probabilities of ``embeddings``, through the calibration map unless ``calibrated``
-        is False: the one place the map is applied."""
+        """The head's probabilities of ``embeddings``, through the calibration map (the one place) if ``calibrated``."""
         cal = self.config.calibration
         temperature = np.asarray(cal.temperature) if calibrated and cal is not None else 1.0
         return self.head.predict_proba(embeddings, temperature=temperature)
 
     def predict(self, texts: str | Sequence[str], *, batch_size: int = 32, min_confidence: float | None = None,
                 unsure_label: str = UNSURE) -> list:
-        """The label of each text (a list of labels if multi-label); ``unsure_label`` instead where the
-        :meth:`confidence` is below ``min_confidence``."""
+        """The label of each text (a list if multi-label); ``unsure_label`` below ``min_confidence``."""
         return self.labels_from_proba(self.predict_proba(texts, batch_size=batch_size), min_confidence=min_confidence,
                                       unsure_label=unsure_label)
 
@@ -184,11 +182,8 @@ class Classifier:
         check_answer(self.config, coverage=coverage)
         assert self.config.calibration is not None  # checked
         floor = 1.0 - self.config.calibration.conformal_threshold(coverage)
-        sets = []
-        for row in np.asarray(proba):
-            order = np.argsort(-row, kind="stable")
-            sets.append([str(self.classes_[i]) for n, i in enumerate(order) if n == 0 or row[i] >= floor])
-        return sets
+        return [[str(self.classes_[i]) for n, i in enumerate(np.argsort(-row, kind="stable"))
+                 if n == 0 or row[i] >= floor] for row in np.asarray(proba)]
 
     @classmethod
     def load(cls, path: str | Path, variant: str | None = None, *, threads: int | None = None) -> Classifier:

@@ -81,7 +81,8 @@ def check_file(path: Path, root: Path | None = None) -> None:
     if not stat.S_ISREG(st.st_mode):
         raise ModelFormatError(f"{path} is not a regular file")
     name = Path(path).name
-    limit = TOKENIZER_LIMIT if name == "tokenizer.json" else JSON_LIMIT if name.endswith((".json", ".txt", ".model")) else None
+    limit = JSON_LIMIT if name.endswith((".json", ".txt", ".model")) else None
+    limit = TOKENIZER_LIMIT if name == "tokenizer.json" else limit
     if limit is not None and st.st_size > limit:
         raise ModelFormatError(f"{path} is {st.st_size // _MB} MB, more than fastclf reads for this file "
                                f"({limit // _MB} MB)")

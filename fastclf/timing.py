@@ -34,8 +34,7 @@ def cycle_batches(texts: Sequence[str], size: int, start: int = 0) -> Iterator[l
 
 def time_calls(call: Callable[[list[str]], Any], batches: Iterator[list[str]], *, warmup_s: float,
                warmup_min: int, duration_s: float, min_calls: int) -> tuple[list[int], list[int], int]:
-    """Warm up, then time calls for ``duration_s`` (at least ``min_calls``): (per-call ns, texts per call,
-    warm-up calls)."""
+    """Warm up, then time ``min_calls`` calls or more for ``duration_s``: (ns, texts a call; warm-up calls)."""
     clock = time.perf_counter_ns
     warm = 0
     end = clock() + int(warmup_s * 1e9)

@@ -17,8 +17,7 @@ LABEL_COLUMNS = ("label", "labels", "category", "class", "target")
 
 
 def find_column(columns: Sequence[str], names: tuple[str, ...], what: str, option: str, path: str | Path) -> str | None:
-    """The one column among ``columns`` with one of ``names`` (case and spaces ignored), or None;
-    DataError if several have."""
+    """The one column named one of ``names`` (case and spaces ignored), or None; DataError if several are."""
     lower = {c.lower().strip(): c for c in columns}
     found = [lower[n] for n in names if n in lower]
     if len(found) > 1:

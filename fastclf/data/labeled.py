@@ -31,8 +31,7 @@ DEFAULT_LABEL_SEPARATOR = "|"
 
 @dataclass
 class LabeledData:
-    """Texts with their labels: one string a text, or a list of strings for multi-label data;
-    ``classes`` is the sorted set of label names."""
+    """Texts with their labels (a string, or a list of strings if multi-label); ``classes``: the sorted labels."""
 
     texts: list[str]
     labels: list

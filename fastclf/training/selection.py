@@ -111,7 +111,7 @@ def folds(y: np.ndarray, k: int, seed: int, multi_label: bool,
 def fit_scores(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, c: float, multi_label: bool,
                seed: int, class_weight: str | None = None, n_classes: int = 2) -> np.ndarray:
     """Held-out scores of a head fit with ``c``: single-label, a column a class (argmax predicts; binary ``z`` as
-    ``[0, z]``; a class absent from training ``-inf``); multi-label, a score a label (``+-inf``: constant in training)."""
+    ``[0, z]``; a class absent in training: ``-inf``); multi-label, a score a label (``+-inf``: constant)."""
     from sklearn.linear_model import LogisticRegression
 
     def fit(yy: np.ndarray, weight: str | None) -> tuple[np.ndarray, np.ndarray]:
@@ -119,8 +119,8 @@ def fit_scores(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, c: 
         return lr.classes_, lr.decision_function(test_x)
 
     if multi_label:
-        return np.stack([fit(yy, None)[1] if len(np.unique(yy)) > 1 else np.full(len(test_x), np.inf if yy[0] else -np.inf)
-                         for yy in train_y.T], axis=1)
+        return np.stack([fit(yy, None)[1] if len(np.unique(yy)) > 1
+                         else np.full(len(test_x), np.inf if yy[0] else -np.inf) for yy in train_y.T], axis=1)
     out = np.full((len(test_x), n_classes), -np.inf)
     if len(np.unique(train_y)) < 2:
         out[:, train_y[0]] = 0.0
@@ -139,65 +139,52 @@ def predicted(scores: np.ndarray, multi_label: bool) -> np.ndarray:
 
 
 def settles(untuned: float, tuned: float, held_out: int, z: float = DECISIVE_Z) -> bool:
-    """Whether accuracies ``untuned`` and ``tuned`` on ``held_out`` texts differ by more than ``z``
-    standard errors of a difference of two proportions."""
+    """Whether accuracies on ``held_out`` texts differ by more than ``z`` standard errors of their difference."""
     p = (untuned + tuned) / 2
     return abs(tuned - untuned) > z * float(np.sqrt(max(2 * p * (1 - p), 1e-9) / held_out))
 
 
 class Scores:
-    """Correct held-out predictions for each (epochs, C), summed over folds, and the held-out scores
-    with their labels (what calibration is fitted on)."""
+    """The held-out scores and labels of each (epochs, C) over the folds run: for the choice and the calibration."""
 
-    def __init__(self, cs: Sequence[float], class_weight: str | None = None, n_classes: int = 2):
-        self.cs, self.class_weight, self.n_classes = tuple(cs), class_weight, n_classes
-        self.correct: dict[tuple[int, float], int] = {}
-        self.total: dict[tuple[int, float], int] = {}
+    def __init__(self, cs: Sequence[float], class_weight: str | None = None, n_classes: int = 2,
+                 multi_label: bool = False):
+        self.cs, self.class_weight, self.n_classes, self.multi_label = tuple(cs), class_weight, n_classes, multi_label
         self.held_out: dict[tuple[int, float], list[tuple[np.ndarray, np.ndarray]]] = {}
 
     def add(self, epochs: int, emb_train: np.ndarray, y_train: np.ndarray, emb_test: np.ndarray,
-            y_test: np.ndarray, multi_label: bool, seed: int) -> None:
+            y_test: np.ndarray, seed: int) -> None:
         for c in self.cs:
-            z = fit_scores(emb_train, y_train, emb_test, c, multi_label, seed, self.class_weight, self.n_classes)
-            right = predicted(z, multi_label) == y_test
-            self._count((epochs, c), int((right.all(axis=1) if multi_label else right).sum()), len(y_test),
-                        [(z, y_test)])
+            z = fit_scores(emb_train, y_train, emb_test, c, self.multi_label, seed, self.class_weight, self.n_classes)
+            self.held_out.setdefault((epochs, c), []).append((z, y_test))
 
     def merge(self, other: Scores) -> None:
-        """Add another fold's counts and scores."""
-        for key, n in other.correct.items():
-            self._count(key, n, other.total[key], other.held_out.get(key, []))
+        for key, parts in other.held_out.items():
+            self.held_out.setdefault(key, []).extend(parts)
 
-    def _count(self, key: tuple[int, float], correct: int, total: int,
-               held_out: list[tuple[np.ndarray, np.ndarray]]) -> None:
-        self.correct[key] = self.correct.get(key, 0) + correct
-        self.total[key] = self.total.get(key, 0) + total
-        self.held_out.setdefault(key, []).extend(held_out)
-
-    def out_of_fold(self, key: tuple[int, float]) -> tuple[np.ndarray, np.ndarray] | None:
-        """(held-out scores, their true labels) of ``key`` over the folds that ran, or None."""
-        parts = self.held_out.get(key)
-        if not parts:
-            return None
+    def out_of_fold(self, key: tuple[int, float]) -> tuple[np.ndarray, np.ndarray]:
+        parts = self.held_out[key]
         return np.concatenate([z for z, _ in parts]), np.concatenate([y for _, y in parts])
 
     def accuracy(self, key: tuple[int, float]) -> float:
-        return self.correct[key] / self.total[key]
+        z, y = self.out_of_fold(key)
+        right = predicted(z, self.multi_label) == y
+        return float((right.all(axis=1) if self.multi_label else right).mean())
 
     def _rank(self, key: tuple[int, float]) -> tuple[float, int, float]:
         return self.accuracy(key), -key[0], -abs(float(np.log10(key[1])))  # accuracy, fewer epochs, C nearest 1
 
     def _best(self, tuned: bool) -> tuple[int, float] | None:
-        return max((k for k in self.correct if (k[0] > 0) == tuned), key=self._rank, default=None)
+        return max((k for k in self.held_out if (k[0] > 0) == tuned), key=self._rank, default=None)
 
     def best(self, margin: float = UNTUNED_MARGIN_Z) -> tuple[int, float]:
         """The best (epochs, C) by :meth:`_rank`; the untuned body only when ahead of the best fine-tuning by
         more than ``margin`` standard errors (:func:`settles`)."""
         t, u = self._best(True), self._best(False)
         if t is None or u is None:
-            return max(self.correct, key=self._rank)
-        ahead = self.accuracy(u) > self.accuracy(t) and settles(self.accuracy(u), self.accuracy(t), self.total[u], margin)
-        return u if ahead else t
+            return max(self.held_out, key=self._rank)
+        untuned, tuned = self.accuracy(u), self.accuracy(t)
+        return u if untuned > tuned and settles(untuned, tuned, len(self.out_of_fold(u)[1]), margin) else t
 
     def decisive(self, held_out: int) -> bool:
         """Whether the scores so far settle untuned against fine-tuned (:func:`settles`)."""
@@ -205,10 +192,9 @@ class Scores:
         return t is not None and u is not None and settles(self.accuracy(u), self.accuracy(t), held_out)
 
     def by_epochs(self) -> dict[str, float]:
-        out: dict[str, float] = {}
-        for key in self.correct:
-            out[str(key[0])] = max(out.get(str(key[0]), 0.0), self.accuracy(key))
-        return dict(sorted(out.items(), key=lambda kv: int(kv[0])))
+        """The best accuracy over C of each number of epochs."""
+        epochs = sorted({e for e, _ in self.held_out})
+        return {str(e): max(self.accuracy(k) for k in self.held_out if k[0] == e) for e in epochs}
 
 
 def describe(sel: Selection, n: int) -> str:
@@ -229,7 +215,8 @@ def describe(sel: Selection, n: int) -> str:
     if sel.finetuned and frozen is not None:
         parts.append(f"against {frozen:.3f} for the untuned body")
         if frozen > chosen:
-            parts.append(f"whose lead is within {UNTUNED_MARGIN_Z:g} standard errors, too little to give up fine-tuning")
+            parts.append(f"whose lead is within {UNTUNED_MARGIN_Z:g} standard errors, "
+                         "too little to give up fine-tuning")
     elif not sel.finetuned:
         tuned = {e: s for e, s in sel.scores.items() if e != "0"}
         if tuned:
@@ -239,8 +226,8 @@ def describe(sel: Selection, n: int) -> str:
 
 
 @dataclass
-class _Recipe:
-    """What choosing the recipe works on: the examples, the settings, the base body, how to embed and tune it."""
+class Recipe:
+    """Chooses the recipe (:meth:`select`) from the examples, the settings, the base body, how to embed and tune it."""
 
     data: LabeledData
     y: np.ndarray
@@ -262,13 +249,13 @@ class _Recipe:
         return steps_per_epoch(n * self.per_example, self.config.batch_size)
 
     def scores(self) -> Scores:
-        return Scores(self.cs, self.config.head_class_weight, len(self.data.classes))
+        return Scores(self.cs, self.config.head_class_weight, len(self.data.classes), self.data.multi_label)
 
     def epoch_choices(self) -> tuple[int, ...]:
         config = self.config
         if config.num_epochs is not None:
             return (config.num_epochs,)
-        nominal = {"never": (0,), "always": tuple(e for e in EPOCH_CHOICES if e > 0)}.get(config.finetune, EPOCH_CHOICES)
+        nominal = {"never": (0,), "always": tuple(e for e in EPOCH_CHOICES if e)}.get(config.finetune, EPOCH_CHOICES)
         return tuple(planned_epochs(e, self.full) for e in nominal)
 
     def tuned_fold(self, split: tuple[np.ndarray, np.ndarray], tuned_epochs: list[int],
@@ -283,8 +270,7 @@ class _Recipe:
         def hook(epoch: int) -> None:
             if epoch in fold_epochs:
                 emb = self.embed(model, [self.texts[i] for i in np.concatenate([tr, te])], quick=True)
-                scores.add(fold_epochs[epoch], emb[: len(tr)], self.y[tr], emb[len(tr):], self.y[te],
-                           self.data.multi_label, self.config.seed)
+                scores.add(fold_epochs[epoch], emb[: len(tr)], self.y[tr], emb[len(tr):], self.y[te], self.config.seed)
                 if weights_dir is not None:
                     weights_dir.mkdir(parents=True, exist_ok=True)
                     trainable = {n: p.detach().cpu().numpy() for n, p in model.named_parameters() if p.requires_grad}
@@ -294,29 +280,27 @@ class _Recipe:
         return scores
 
 
-def select(data: LabeledData, y: np.ndarray, texts: list[str], config: Any, base: Any,
-           embed: Callable[..., np.ndarray], tune: Callable[..., None], say: Callable[[str], None]) -> Selection:
-    """Choose the number of fine-tuning epochs and the head's C. With ``config.average_folds``, when every
-    fold ran and fine-tuning wins, ``base`` becomes the average of the fold bodies (:func:`average_into`)."""
-    recipe = _Recipe(data, y, texts, config, base, embed, tune, say)
-    choices, full = recipe.epoch_choices(), recipe.full
-    if len(choices) == 1 and len(recipe.cs) == 1:
-        return Selection(choices[0], recipe.cs[0], "fixed by the settings", steps=choices[0] * full)
-    k = min(config.cv_folds, len(texts) // 2 if data.multi_label else min(data.counts().values()))
-    groups = duplicate_groups(texts)
-    if groups is not None:
-        k = min(k, int(groups.max()) + 1)
-    if k < 2:  # the epochs asked for; else forced fine-tuning's default; else the untuned body
-        epochs = config.num_epochs if config.num_epochs is not None else (
-            planned_epochs(DEFAULT_EPOCHS, full) if config.finetune == "always" else 0)
-        return Selection(epochs, 1.0 if config.head_c is None else config.head_c,
-                         "too few examples a class to cross-validate: defaults used", steps=epochs * full)
-    with tempfile.TemporaryDirectory(prefix="fastclf-folds-") as tmp:
-        return _cross_validate(recipe, choices, folds(y, k, config.seed, data.multi_label, groups),
-                               Path(tmp) if config.average_folds else None)
+    def select(self) -> Selection:
+        """Choose the number of fine-tuning epochs and the head's C. With ``config.average_folds``, when every
+        fold ran and fine-tuning wins, ``base`` becomes the average of the fold bodies (:func:`average_into`)."""
+        data, texts, config, choices, full = self.data, self.texts, self.config, self.epoch_choices(), self.full
+        if len(choices) == 1 and len(self.cs) == 1:
+            return Selection(choices[0], self.cs[0], "fixed by the settings", steps=choices[0] * full)
+        k = min(config.cv_folds, len(texts) // 2 if data.multi_label else min(data.counts().values()))
+        groups = duplicate_groups(texts)
+        if groups is not None:
+            k = min(k, int(groups.max()) + 1)
+        if k < 2:  # the epochs asked for; else forced fine-tuning's default; else the untuned body
+            epochs = config.num_epochs if config.num_epochs is not None else (
+                planned_epochs(DEFAULT_EPOCHS, full) if config.finetune == "always" else 0)
+            return Selection(epochs, 1.0 if config.head_c is None else config.head_c,
+                             "too few examples a class to cross-validate: defaults used", steps=epochs * full)
+        with tempfile.TemporaryDirectory(prefix="fastclf-folds-") as tmp:
+            return _cross_validate(self, choices, folds(self.y, k, config.seed, data.multi_label, groups),
+                                   Path(tmp) if config.average_folds else None)
 
 
-def _cross_validate(recipe: _Recipe, choices: tuple[int, ...], splits: list[tuple[np.ndarray, np.ndarray]],
+def _cross_validate(recipe: Recipe, choices: tuple[int, ...], splits: list[tuple[np.ndarray, np.ndarray]],
                     weights_dir: Path | None) -> Selection:
     data, y, config, say, full, k = recipe.data, recipe.y, recipe.config, recipe.say, recipe.full, len(splits)
     tuned_epochs = sorted(e for e in choices if e > 0)
@@ -338,14 +322,16 @@ def _cross_validate(recipe: _Recipe, choices: tuple[int, ...], splits: list[tupl
         group = list(range(start, min(start + workers, k)))
         if 0 in choices:
             for tr, te in (splits[f] for f in group):
-                scores.add(0, quick_emb[tr], y[tr], quick_emb[te], y[te], data.multi_label, config.seed)
+                scores.add(0, quick_emb[tr], y[tr], quick_emb[te], y[te], config.seed)
         used += len(group)
         if not tuned_epochs:
             continue
         n_train = ", ".join(str(len(splits[f][0])) for f in group)
-        which = f"fold {group[0] + 1}/{k}" if len(group) == 1 else f"folds {group[0] + 1}-{group[-1] + 1}/{k} side by side"
+        which = (f"fold {group[0] + 1}/{k}" if len(group) == 1
+                 else f"folds {group[0] + 1}-{group[-1] + 1}/{k} side by side")
         say(f"cross-validation {which}: fine-tuning on {n_train} examples, scoring the rest after the "
-            f"{', '.join(str(e * full) for e in tuned_epochs)} optimizer steps of {', '.join(map(str, tuned_epochs))} epochs")
+            f"{', '.join(str(e * full) for e in tuned_epochs)} optimizer steps of "
+            f"{', '.join(map(str, tuned_epochs))} epochs")
         jobs = [functools.partial(recipe.tuned_fold, splits[f], tuned_epochs,
                                   None if weights_dir is None else weights_dir / f"fold{f}") for f in group]
         parts = run_forked(jobs, threads_each=max(1, usable_cpus() // len(jobs))) if len(jobs) > 1 else [jobs[0]()]

@@ -24,7 +24,7 @@ from fastclf.head import LogisticHead
 from fastclf.machine import cpu_has_bf16
 from fastclf.model import Classifier
 from fastclf.quiet import quiet_logs
-from fastclf.training.selection import Selection, describe, head_note, select
+from fastclf.training.selection import Recipe, Selection, describe, head_note
 
 #: tokens a text while fine-tuning (benchmarks/studies/training-time.md); embeddings use the whole window
 FINETUNE_MAX_LENGTH = 64
@@ -81,7 +81,8 @@ class TrainConfig:
             if getattr(self, name) not in choices:
                 raise DataError(f"unknown {what} {getattr(self, name)!r}; choose one of {', '.join(choices)}")
         for ok, message in (
-            (self.num_epochs is None or self.num_epochs >= 0, f"the number of epochs must be 0 or more, got {self.num_epochs}"),
+            (self.num_epochs is None or self.num_epochs >= 0,
+             f"the number of epochs must be 0 or more, got {self.num_epochs}"),
             (self.batch_size >= 4 and not self.batch_size % 2,
              f"batch_size must be an even number of at least 4, got {self.batch_size}"),
             (self.body_learning_rate > 0, f"the learning rate must be positive, got {self.body_learning_rate}"),
@@ -209,14 +210,12 @@ class _Embedder:
     (cross-validation): at most ``CV_MAX_CHUNKS`` windows, under bf16 autocast when ``bf16``."""
 
     def __init__(self, config: TrainConfig, st_model: Any, *, bf16: bool = False):
-        self.chunkers: dict[bool, Chunker] = {}
         self.n_long = 0
         self.bf16 = bf16
-        if config.long_texts == "chunk":
-            window = window_of(_TrainedBody(st_model))
-            if window is not None:
-                self.chunkers[False] = Chunker(window[0], window[1], max_chunks=config.max_chunks)
-                self.chunkers[True] = Chunker(window[0], window[1], max_chunks=min(config.max_chunks, CV_MAX_CHUNKS))
+        window = window_of(_TrainedBody(st_model)) if config.long_texts == "chunk" else None
+        self.chunkers = {} if window is None else {  # quick or not
+            False: Chunker(*window, max_chunks=config.max_chunks),
+            True: Chunker(*window, max_chunks=min(config.max_chunks, CV_MAX_CHUNKS))}
 
     def __call__(self, st_model: Any, texts: Sequence[str], *, quick: bool = False) -> np.ndarray:
         import torch
@@ -293,14 +292,15 @@ def train(data: LabeledData, config: TrainConfig | None = None, *, progress: Pro
         embed = _Embedder(config, base, bf16=cv_bf16)
         tune = _tuner(config, texts, y, data.multi_label, loss, config.bf16)
         mark = time.perf_counter()
-        selection = select(data, y, texts, config, base, embed, tune, say)
+        selection = Recipe(data, y, texts, config, base, embed, tune, say).select()
         timings["cross_validation"] = time.perf_counter() - mark
         mark = time.perf_counter()
         if selection.averaged:
             say(f"body: the average of the fold bodies' weights after {selection.steps} optimizer steps "
                 f"({selection.final_body}); no fine-tuning on all the examples")
         elif selection.finetuned:
-            say(f"fine-tuning on all {len(texts)} examples for {selection.epochs} epochs ({selection.steps} optimizer steps)")
+            say(f"fine-tuning on all {len(texts)} examples for {selection.epochs} epochs "
+                f"({selection.steps} optimizer steps)")
             tune(base, np.arange(len(texts)), selection.epochs, show=config.show_progress)
         timings["fine_tuning"] = time.perf_counter() - mark
         mark = time.perf_counter()
