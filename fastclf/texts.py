@@ -35,7 +35,7 @@ def check_texts(texts: Any, source: str | Path | None = None, *, column: str = "
     if source is None:
         items = _as_list(texts)
     else:
-        from fastclf.data.columns import is_missing, is_nested
+        from fastclf.data.labeled import is_missing, is_nested
 
         cells = list(texts)
         refuse([i for i, v in enumerate(cells) if is_nested(v)], "",

@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 from fastclf.data.formats import read_table
-from fastclf.data.labeled import LabeledData, read_labeled, read_texts
-from fastclf.data.splits import sample_shots, split_holdout, validate_for_training
+from fastclf.data.labeled import (
+    LabeledData,
+    read_labeled,
+    read_texts,
+    sample_shots,
+    split_holdout,
+    validate_for_training,
+)
 
 __all__ = ["LabeledData", "read_labeled", "read_table", "read_texts", "sample_shots", "split_holdout",
            "validate_for_training"]

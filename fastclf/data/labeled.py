@@ -1,10 +1,11 @@
-"""Labeled data: :class:`LabeledData`, and reading texts with their labels (single-label,
-multi-label by separator or list, or 0/1 label columns) or texts alone."""
+"""Labeled data: :class:`LabeledData`; finding the text and label columns and reading texts with their labels
+(single-label, multi-label by separator or list, or 0/1 label columns) or texts alone, errors naming the rows;
+checking the data can train, and drawing shots and hold-out sets from it."""
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -12,19 +13,75 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fastclf.data.columns import (
-    LABEL_COLUMNS,
-    find_column,
-    find_text_column,
-    is_binary_column,
-    is_missing,
-    is_nested,
-    refuse_cells,
-    require_column,
-)
 from fastclf.data.formats import read_table
 from fastclf.errors import DataError
 from fastclf.texts import COUNTED, check_texts, rows
+
+TEXT_COLUMNS = ("text", "sentence", "review", "content")
+LABEL_COLUMNS = ("label", "labels", "category", "class", "target")
+
+
+def find_column(columns: Sequence[str], names: tuple[str, ...], what: str, option: str, path: str | Path) -> str | None:
+    """The one column named one of ``names`` (case and spaces ignored), or None; DataError if several are."""
+    lower = {c.lower().strip(): c for c in columns}
+    found = [lower[n] for n in names if n in lower]
+    if len(found) > 1:
+        raise DataError(f"{path}: several possible {what} columns ({', '.join(found)}); choose one with {option}")
+    return found[0] if found else None
+
+
+def require_column(columns: Sequence[str], name: str, option: str, path: str | Path) -> str:
+    """``name``, checked to be one of ``columns`` (DataError if not)."""
+    if name not in columns:
+        raise DataError(f"{path}: no column {name!r} (given with {option}); columns are: {', '.join(columns)}")
+    return name
+
+
+def find_text_column(columns: Sequence[str], text_column: str | None, path: str | Path, *,
+                     sole_column: bool = True) -> str:
+    """The text column: ``text_column`` if given, else the one with a common name, else (with
+    ``sole_column``) the only column; DataError if none or several qualify."""
+    if text_column:
+        return require_column(columns, text_column, "--text-column", path)
+    col = find_column(columns, TEXT_COLUMNS, "text", "--text-column", path)
+    if col is None and sole_column and len(columns) == 1:
+        col = columns[0]
+    if col is None:
+        raise DataError(
+            f"{path}: no text column found (looked for {', '.join(TEXT_COLUMNS)}); "
+            f"columns are: {', '.join(columns)}; name it with --text-column"
+        )
+    return col
+
+
+def is_missing(value: Any) -> bool:
+    """Whether a cell is empty or missing: None, NaN, pandas' NA, blank, or an empty list."""
+    if value is None or value is pd.NA or value is pd.NaT:
+        return True
+    if isinstance(value, float) and np.isnan(value):
+        return True
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return len(value) == 0
+    return isinstance(value, str) and not value.strip()
+
+
+def is_nested(value: Any) -> bool:
+    """Whether a cell holds a list or an object instead of a scalar."""
+    return isinstance(value, (list, tuple, dict, set, np.ndarray))
+
+
+def refuse_cells(values: Sequence[Any], test: Callable[[Any], bool], message: Callable[[str], str]) -> None:
+    """Raise a DataError, ``message`` of the rows (as "rows 3, 7"), if ``test`` holds for any cell."""
+    found = [i for i, v in enumerate(values) if test(v)]
+    if found:
+        raise DataError(message(rows(found)))
+
+
+def is_binary_column(series: pd.Series) -> bool:
+    """Whether every filled cell is 0 or 1 (or true/false)."""
+    values = {str(v).strip() for v in series.tolist() if not is_missing(v)}
+    return bool(values) and values <= {"0", "1", "0.0", "1.0", "True", "False", "true", "false"}
+
 
 DEFAULT_LABEL_SEPARATOR = "|"
 
@@ -142,3 +199,63 @@ def read_texts(path: str | Path, *, text_column: str | None = None) -> tuple[pd.
     col = find_text_column(list(df.columns), text_column, path)
     check_texts(df[col].tolist(), path, column=col)
     return df, col
+
+
+def validate_for_training(data: LabeledData) -> None:
+    """DataError unless the data can train a classifier: two classes (labels) or more, two examples each."""
+    counts = data.counts()
+    if data.multi_label:
+        if len(counts) < 2:
+            raise DataError(f"{data.source}: multi-label data needs at least two labels, found {list(counts)}")
+        rare = [c for c, k in counts.items() if k < 2]
+        if rare:
+            raise DataError(f"{data.source}: label(s) {', '.join(map(repr, rare))} appear on fewer than 2 texts; "
+                            "every label needs at least 2 examples")
+        always = [c for c, k in counts.items() if k == len(data)]
+        if always:
+            raise DataError(f"{data.source}: label(s) {', '.join(map(repr, always))} are on every text; "
+                            "a label needs negative examples too")
+        return
+    if len(counts) < 2:
+        raise DataError(f"{data.source}: only one class ({next(iter(counts), '')!r}); a classifier needs at least two")
+    single = [c for c, k in counts.items() if k < 2]
+    if single:
+        raise DataError(f"{data.source}: class(es) {', '.join(map(repr, single))} have a single example; "
+                        "every class needs at least 2")
+
+
+def sample_shots(data: LabeledData, shots: int, seed: int = 42) -> tuple[LabeledData, LabeledData]:
+    """(sampled, rest): ``shots`` examples of each class drawn (seeded), all of a smaller class; multi-label:
+    texts drawn until every label has ``shots``. DataError for ``shots`` below 2."""
+    if shots < 2:
+        raise DataError(f"--shots must be at least 2, got {shots}")
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(data))
+    chosen: list[int] = []
+    have: Counter = Counter()
+    for i in order:
+        labels = data.labels[i] if data.multi_label else [data.labels[i]]
+        if any(have[c] < shots for c in labels):
+            chosen.append(int(i))
+            have.update(labels)
+    chosen_set = set(chosen)
+    return data.subset(sorted(chosen)), data.subset(i for i in range(len(data)) if i not in chosen_set)
+
+
+def split_holdout(data: LabeledData, fraction: float, seed: int = 42) -> tuple[LabeledData, LabeledData]:
+    """(train, held_out): a stratified ``fraction`` of the rows held out (a group of 4 rows or more keeps 2).
+    DataError for a fraction not between 0 and 1, or nothing to hold out."""
+    if not 0 < fraction < 1:
+        raise DataError(f"--holdout must be between 0 and 1, got {fraction}")
+    rng = np.random.default_rng(seed)
+    keys = [("|".join(labels) if data.multi_label else labels) for labels in data.labels]
+    held: list[int] = []
+    for key in sorted(set(keys)):
+        idx = [i for i, k in enumerate(keys) if k == key]
+        rng.shuffle(idx)
+        n_held = min(max(int(round(len(idx) * fraction)), 1), len(idx) - 2) if len(idx) >= 4 else 0
+        held.extend(idx[:n_held])
+    if not held:
+        raise DataError(f"{data.source}: too few rows to hold out {fraction:.0%} for evaluation; use --eval FILE")
+    held_set = set(held)
+    return data.subset(i for i in range(len(data)) if i not in held_set), data.subset(sorted(held))

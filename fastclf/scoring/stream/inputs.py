@@ -11,7 +11,6 @@ from pathlib import Path
 import pandas as pd
 
 from fastclf.data import read_table
-from fastclf.data.columns import find_text_column
 from fastclf.data.formats import (
     READ_ERRORS,
     compression_of,
@@ -22,6 +21,7 @@ from fastclf.data.formats import (
     open_decompressed,
     read_error,
 )
+from fastclf.data.labeled import find_text_column
 from fastclf.errors import DataError, DataFileNotFound, FastclfError
 
 DEFAULT_CHUNK_SIZE = 2048  # rows read, scored and written at a time by the local engine
