@@ -1,10 +1,9 @@
 """Small helpers any module may use (standard library only): atomic file writes, the removal of what killed
-writers left, checked JSON parsing and installed package versions."""
+writers left and installed package versions."""
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import shutil
@@ -12,7 +11,6 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
 
 from fastclf.errors import FastclfError, write_error
 
@@ -98,15 +96,3 @@ def package_versions(packages: Iterable[str], *, include_missing: bool = False) 
             if include_missing:
                 out[name] = None
     return out
-
-
-def load_json_as(text: str, expected: type, error: Callable[[str], Exception],
-                 invalid: Callable[[json.JSONDecodeError | RecursionError], str], wrong_type: str) -> Any:
-    """``json.loads(text)``, which must give an ``expected``; else ``error(invalid(exc))`` or ``error(wrong_type)``."""
-    try:
-        value = json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as exc:
-        raise error(invalid(exc)) from None
-    if not isinstance(value, expected):
-        raise error(wrong_type)
-    return value

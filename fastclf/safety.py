@@ -10,7 +10,6 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from fastclf._util import load_json_as
 from fastclf.errors import ModelFormatError, first_line
 
 #: sentence-transformers' module classes that read only data (Router and Asym name further classes: left out)
@@ -92,11 +91,11 @@ def _check_modules(modules_path: Path, root: Path, within: Path | None) -> None:
     """Every ``modules.json`` entry names a trusted module class and a path inside ``root``."""
     check_file(modules_path, within)
     try:
-        text = modules_path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+        modules = json.loads(modules_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise ModelFormatError(f"{modules_path} is corrupted: {first_line(exc)}") from None
-    modules = load_json_as(text, list, ModelFormatError, lambda exc: f"{modules_path} is corrupted: {first_line(exc)}",
-                           f"{modules_path} is corrupted: expected a list of modules")
+    if not isinstance(modules, list):
+        raise ModelFormatError(f"{modules_path} is corrupted: expected a list of modules")
     for i, entry in enumerate(modules):
         if not isinstance(entry, dict):
             raise ModelFormatError(f"{modules_path}: entry {i} is not an object")

@@ -7,6 +7,7 @@ import bz2
 import csv
 import gzip
 import io
+import json
 import lzma
 import zipfile
 import zlib
@@ -16,7 +17,6 @@ from typing import IO, Any
 
 import pandas as pd
 
-from fastclf._util import load_json_as
 from fastclf.errors import DataError, DataFileNotFound, first_line
 
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl",
@@ -177,8 +177,10 @@ def _read_json(path: Path, data: bytes) -> pd.DataFrame:
     """JSON Lines (one object a line), or one JSON array of objects."""
     text = data.decode("utf-8").lstrip("\ufeff")
     if text.lstrip().startswith("["):
-        records = load_json_as(text, list, DataError, lambda exc: f"{path}: invalid JSON: {first_line(exc)}",
-                               f"{path}: expected a JSON array of objects")
+        try:
+            records = json.loads(text)  # a list: the text starts with "["
+        except (json.JSONDecodeError, RecursionError) as exc:
+            raise DataError(f"{path}: invalid JSON: {first_line(exc)}") from None
         for i, row in enumerate(records):
             if not isinstance(row, dict):
                 raise DataError(f"{path}: item {i + 1} of the JSON array is {type(row).__name__}, not an object")
@@ -187,9 +189,10 @@ def _read_json(path: Path, data: bytes) -> pd.DataFrame:
     for lineno, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
-        rows.append(load_json_as(
-            line, dict, DataError,
-            lambda exc: f"{path}: line {lineno} is not valid JSON: "  # noqa: B023
-                        f"{getattr(exc, 'msg', first_line(exc))}",
-            f"{path}: line {lineno} is not a JSON object"))
+        try:
+            rows.append(json.loads(line))
+        except (json.JSONDecodeError, RecursionError) as exc:
+            raise DataError(f"{path}: line {lineno} is not valid JSON: {getattr(exc, 'msg', exc)}") from None
+        if not isinstance(rows[-1], dict):
+            raise DataError(f"{path}: line {lineno} is not a JSON object")
     return pd.DataFrame.from_records(rows)
