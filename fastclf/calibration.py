@@ -62,8 +62,9 @@ def _fit_multi_label(scores: np.ndarray, y: np.ndarray) -> Calibration | str:
     for j in range(y.shape[1]):
         ok = np.isfinite(scores[:, j])
         z, yy = scores[ok, j], y[ok, j]
-        if len(z) < MIN_HELD_OUT or min(yy.sum(), len(yy) - yy.sum()) < MIN_PER_CLASS:
-            return (f"{len(z)} held-out texts, {int(min(yy.sum(), len(yy) - yy.sum()))} on the rarer side of a "
+        rarer = int(min(yy.sum(), len(yy) - yy.sum()))
+        if len(z) < MIN_HELD_OUT or rarer < MIN_PER_CLASS:
+            return (f"{len(z)} held-out texts, {rarer} on the rarer side of a "
                     f"label: too few to calibrate honestly (at least {MIN_HELD_OUT}, and {MIN_PER_CLASS} each side)")
         temps.append(round(_fit_temperature(lambda t, z=z, yy=yy: _label_loss(z, yy, t)), 4))
     return Calibration(temperature=tuple(temps), n=len(y))

@@ -217,11 +217,9 @@ def describe(sel: Selection, n: int) -> str:
         if frozen > chosen:
             parts.append(f"whose lead is within {UNTUNED_MARGIN_Z:g} standard errors, "
                          "too little to give up fine-tuning")
-    elif not sel.finetuned:
-        tuned = {e: s for e, s in sel.scores.items() if e != "0"}
-        if tuned:
-            e, s = max(tuned.items(), key=lambda kv: kv[1])
-            parts.append(f"against {s:.3f} for the best fine-tuning ({e} epochs)")
+    elif not sel.finetuned and (tuned := {e: s for e, s in sel.scores.items() if e != "0"}):
+        e, s = max(tuned.items(), key=lambda kv: kv[1])
+        parts.append(f"against {s:.3f} for the best fine-tuning ({e} epochs)")
     return ", ".join(parts) + f" ({held})" + (f"; {sel.note}" if sel.note else "")
 
 
