@@ -56,24 +56,16 @@ def is_supported(path: Path) -> bool:
     return True
 
 
-def separator(fmt: str, header: str | None = None) -> str:
-    """The cell separator of a CSV or TSV file: the format's own unless the ``header`` line has none of it and
-    another (a spreadsheet's tab- or semicolon-separated ``.csv``, a comma file named ``.tsv``)."""
-    own = "\t" if fmt == "tsv" else ","
-    if header is None or own in header:
-        return own
-    return next((sep for sep in ("\t", ";", ",") if sep in header), own)
-
-
 #: a CSV or TSV header with more columns is refused before pandas parses it (gigabytes of memory otherwise)
 MAX_COLUMNS = 10_000
 
 
 def csv_separator(path: Path, fmt: str, data: bytes) -> str:
-    """The :func:`separator` of a CSV or TSV file starting with ``data``; DataError for more than
-    :data:`MAX_COLUMNS` columns or a name twice."""
+    """The separator of a CSV or TSV file starting with ``data``: the format's own unless the header has only another
+    (``;`` or tab in a ``.csv``, comma in a ``.tsv``); DataError: over :data:`MAX_COLUMNS` columns, a name twice."""
     header = data.split(b"\n", 1)[0].decode("utf-8", errors="replace").lstrip("\ufeff")
-    sep = separator(fmt, header)
+    own = "\t" if fmt == "tsv" else ","
+    sep = own if own in header else next((s for s in ("\t", ";", ",") if s in header), own)
     n = header.count(sep) + 1
     if n > MAX_COLUMNS:
         raise DataError(f"{path}: the header has {n:,} columns, more than fastclf reads ({MAX_COLUMNS:,}); "
@@ -87,7 +79,7 @@ def csv_separator(path: Path, fmt: str, data: bytes) -> str:
 
 def csv_options(fmt: str, sep: str | None = None) -> dict[str, Any]:
     """``pandas.read_csv`` options of a CSV or TSV file: cells as strings, empty cells missing."""
-    return {"sep": sep or separator(fmt), "encoding": "utf-8", "dtype": object,
+    return {"sep": sep or ("\t" if fmt == "tsv" else ","), "encoding": "utf-8", "dtype": object,
             "keep_default_na": False, "na_values": [""]}
 
 
