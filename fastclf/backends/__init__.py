@@ -1,6 +1,5 @@
-"""The one place that knows the runtimes: :func:`load_body` returns a :class:`Body` for any variant of
-:data:`VARIANTS`. Each runtime module (``<runtime>_backend``) is imported only when used and has
-``load(body_dir, spec) -> Body`` and ``export(body_dir, spec, calibration_texts)``."""
+"""The one place that knows the runtimes: :func:`load_body` returns a :class:`Body` for any variant; each
+``<runtime>_backend`` module, imported when used, has ``load(body_dir, spec, threads)`` and ``export(...)``."""
 
 from __future__ import annotations
 
@@ -30,7 +29,6 @@ from fastclf.errors import (
     FastclfError,
     ModelFormatError,
     SettingError,
-    VariantNotExported,
     first_line,
     missing_dependency,
 )
@@ -67,8 +65,8 @@ SETTLE_TEXTS = 64
 
 
 def settle_one_text(body: object, call_one: Callable[[str], object], texts: Sequence[str]) -> float | None:
-    """Run the first :data:`SETTLE_TEXTS` one-text calls and wait for a body that compiles shapes in the
-    background (its ``settle()``) before it is timed; the seconds it took, None for other bodies."""
+    """Before timing a body that compiles shapes in the background, make :data:`SETTLE_TEXTS` one-text calls and
+    wait for its ``settle()``; the seconds it took, None for other bodies."""
     settle = getattr(body, "settle", None)
     if not callable(settle):
         return None
@@ -162,25 +160,20 @@ def is_exported(body_dir: Path, variant: str) -> bool:
 
 
 def load_body(body_dir: str | Path, variant: str = REFERENCE, *, threads: int | None = None) -> Body:
-    """Load the body in ``body_dir`` (a sentence-transformers folder) as ``variant`` with ``threads`` runtime
-    threads (None: ``$FASTCLF_THREADS``, else the runtime's default); ModelFormatError for a folder
-    :func:`fastclf.safety.check_body` refuses or a damaged one."""
+    """Load the sentence-transformers folder ``body_dir`` as ``variant`` with :func:`requested_threads` threads;
+    ModelFormatError for a folder :func:`fastclf.safety.check_body` refuses, or a damaged or incomplete one."""
     from fastclf.safety import check_body
 
     spec = get_spec(variant)
     body_dir = Path(body_dir)
     check_body(body_dir)  # the one check every variant passes before its runtime sees the folder
-    missing = [f for f in spec.files if not (body_dir / f).is_file()]
-    if missing:
-        raise VariantNotExported(f"variant {variant!r} is not exported in this model (missing {missing[0]}); "
-                                 f"create it with: {export_command(variant)}")
     module = runtime_module(spec)
     try:
         with quiet_logs():  # the runtimes' own warnings while they load say nothing about the user's model
             return module.load(body_dir, spec, requested_threads(threads))
     except (FastclfError, MemoryError, KeyboardInterrupt):
         raise
-    except Exception as exc:  # a damaged file fails deep in transformers, tokenizers or a runtime
+    except Exception as exc:  # a damaged or missing file fails deep in transformers, tokenizers or a runtime
         where = body_dir / spec.files[0] if spec.files else body_dir
         hint = f"; re-export it with: {export_command(variant)}" if spec.files else ""
         raise ModelFormatError(f"cannot load {variant} from {where}: it is corrupted, truncated or incomplete "
@@ -206,8 +199,7 @@ ISA_NEEDS: dict[str, tuple[tuple[str, ...], str]] = {
 
 
 def requested_threads(threads: int | None = None) -> int | None:
-    """The thread count a body should use: ``threads``, else ``$FASTCLF_THREADS``, else None (the runtime's
-    default); SettingError when the variable is not a positive integer."""
+    """``threads``, else ``$FASTCLF_THREADS`` (SettingError unless a positive integer), else None (the runtime's)."""
     if threads is not None:
         return int(threads)
     value = os.environ.get(THREADS_ENV, "").strip()
@@ -225,9 +217,7 @@ def variant_for_this_cpu(variant: str, choice: dict | None = None, flags: Sequen
     if variant not in ISA_NEEDS:
         return variant
     wanted, fallback = ISA_NEEDS[variant]
-    isa = cpu_info()["isa"] if flags is None else flags
-    have = set(isa) if isinstance(isa, (list, tuple, set, frozenset)) else set()
-    if have & set(wanted):
+    if set(cpu_info()["isa"] if flags is None else flags) & set(wanted):
         return variant
     if (variant, fallback) not in _warned:
         _warned.add((variant, fallback))

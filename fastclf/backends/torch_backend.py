@@ -103,22 +103,13 @@ class CompiledTorchBody(TorchBody):
     def __init__(self, body_dir: Path, spec: VariantSpec, threads: int | None = None):
         _check_machine(spec)
         super().__init__(body_dir, spec, threads)
-        transformer, core, names, example = tg._prepare_core(self.model)
+        transformer, core, names, example = parts = tg._prepare_core(self.model)
         max_len = tg._max_len(transformer)
-        graph, dynamic_shapes = tg._export_graph(core, example, max_len=max_len)
         self.recalibrated = False
         if "quantize" in spec.option:
-            observers, calibration = (body_dir / f for f in spec.files)
-            prepared = q._insert_observers(spec, graph, example, dynamic_shapes)
-            problem = q._load_observers(prepared, observers, spec)
-            if problem:
-                texts = q._read_calibration(calibration)
-                log.warning("%s: %s; recalibrating on the %d stored calibration texts", spec.name, problem, len(texts))
-                graph = tg._export_graph(core, example, max_len=max_len)[0]
-                prepared = q._insert_observers(spec, graph, example, dynamic_shapes)
-                q._calibrate(self.model, transformer, prepared, names, texts)
-                self.recalibrated = True
-            graph = q._convert(spec, prepared)
+            graph, self.recalibrated = q.quantized(spec, body_dir, self.model, parts)
+        else:
+            graph = tg._export_graph(core, example, max_len=max_len)[0]
         transformer.model = _CompiledModel(transformer.model.config, torch.compile(graph, dynamic=True), names,
                                            tg._pad_id(transformer), max_len, spec.option.get("precision") == "bf16")
         self.encode(list(tg._WARMUP_TEXTS), batch_size=2)  # compile and freeze now, not at the first call
