@@ -20,7 +20,6 @@ if TYPE_CHECKING:
     from fastclf.timing import Timing
 
 AUTO_CANDIDATES = auto_candidates(torch=False)
-TORCH_CANDIDATES = auto_candidates(torch=True)
 CRITERION = "the lowest one-text p50 latency of the variants that pass the gate"
 
 
@@ -35,8 +34,8 @@ class AutoChoice:
 
 def choose_default(model_dir: Path, results: Sequence[ExportResult], reference_timing: Timing, *,
                    max_accuracy_loss: float) -> AutoChoice:
-    """Record as the model's ``default_variant`` the passing variant with the lowest one-text
-    latency (torch-fp32 when none beats it), with the machine and every candidate's figures."""
+    """Record as ``default_variant`` the passing variant with the lowest one-text latency (torch-fp32 when none
+    beats it), with the machine and every candidate's figures."""
     figures: dict[str, Any] = {REFERENCE: {"passed": True, **asdict(reference_timing)}}
     for r in results:
         row: dict[str, Any] = {"passed": bool(r.ok and not r.kept_below_tolerance)}
@@ -69,7 +68,7 @@ def installed(names: Sequence[str]) -> tuple[list[str], list[str]]:
 
 def candidates(include_torch: bool) -> tuple[list[str], list[str]]:
     """(``--auto``'s candidates whose runtime is installed, those skipped for a missing runtime)."""
-    return installed([*AUTO_CANDIDATES, *(TORCH_CANDIDATES if include_torch else ())])
+    return installed([*AUTO_CANDIDATES, *(auto_candidates(torch=True) if include_torch else ())])
 
 
 def available_variants() -> list[str]:

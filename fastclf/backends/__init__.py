@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from fastclf.head import LogisticHead
 
 __all__ = ["REFERENCE", "RUNTIME_DIRS", "SETTLE_TEXTS", "THREADS_ENV", "VARIANTS", "Body", "VariantSpec",
-           "auto_candidates", "body_files", "cpu_info", "export_command", "export_note", "export_variant", "get_spec",
+           "auto_candidates", "cpu_info", "export_command", "export_note", "export_variant", "get_spec",
            "is_exported", "load_body", "newer_than_weights", "requested_threads", "reset_runtime_state",
            "runtime_installed", "runtime_module", "runtime_settings", "settle_one_text", "thread_counts",
            "thread_settings", "variant_for_this_cpu"]
@@ -133,25 +133,6 @@ def runtime_installed(variant: str) -> bool:
     import importlib.util
 
     return importlib.util.find_spec(get_spec(variant).package) is not None
-
-
-#: file suffixes of weights in a body folder (none of them is a tokenizer or config file)
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pt2", ".pth", ".onnx", ".onnx_data", ".h5", ".msgpack",
-                   ".ckpt", ".xml")
-
-
-def body_files(body_dir: str | Path, variant: str) -> list[Path]:
-    """The files below ``body_dir`` that loading ``variant`` reads: the sentence-transformers weights if it
-    :attr:`~VariantSpec.loads_weights`, its own files and head, and the tokenizer and config files."""
-    body_dir, spec = Path(body_dir), get_spec(variant)
-    files = [body_dir / f for f in (*spec.files, *filter(None, [spec.head]))]
-    if spec.loads_weights:
-        files += [p for p in (body_dir / "model.safetensors", body_dir / "pytorch_model.bin") if p.is_file()][:1]
-    for p in sorted(body_dir.rglob("*")):
-        rel = p.relative_to(body_dir)
-        if p.is_file() and rel.parts[0] not in RUNTIME_DIRS and p.suffix.lower() not in (*WEIGHT_SUFFIXES, ".md"):
-            files.append(p)
-    return [p for p in dict.fromkeys(files) if p.is_file()]
 
 
 def is_exported(body_dir: Path, variant: str) -> bool:
