@@ -10,9 +10,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fastclf.accelerate.parity import within
-from fastclf.backends import REFERENCE, VARIANTS, auto_candidates, cpu_info, get_spec, runtime_module
+from fastclf.backends import REFERENCE, VARIANTS, auto_candidates, cpu_info, runtime_installed
 from fastclf.config import ModelConfig, now
-from fastclf.errors import MissingDependency
 from fastclf.modeldir import writer_lock
 
 if TYPE_CHECKING:
@@ -56,13 +55,7 @@ def choose_default(model_dir: Path, results: Sequence[ExportResult], reference_t
 
 def installed(names: Sequence[str]) -> tuple[list[str], list[str]]:
     """(the variants of ``names`` whose runtime is installed, the others)."""
-    found = []
-    for name in names:
-        try:
-            runtime_module(get_spec(name))
-            found.append(name)
-        except MissingDependency:
-            pass
+    found = [name for name in names if runtime_installed(name)]
     return found, [n for n in names if n not in found]
 
 

@@ -207,21 +207,29 @@ def _export_one(run: _Run, variant: str, index: int, total: int) -> ExportResult
                                      dir=run.model_dir.parent) as tmp:
         staged = Path(tmp) / BODY_DIR
         try:
-            _export_and_check(run, variant, staged, result, index, total)
+            gate = _export_and_check(run, variant, staged, result, index, total)
+            result.seconds = time.perf_counter() - start
+            if gate.passed or run.keep:
+                result.kept_below_tolerance = not gate.passed
+                _commit(run.model_dir, run.body_id, staged, variant, variant_record(variant, result, run))
+                result.ok = True
+            else:
+                result.error = (f"{gate.reason} (--max-accuracy-loss {run.tolerance * 100:g}): export discarded "
+                                "(use --keep to keep it anyway)")
         except FastclfError as exc:
             result.error = str(exc)
         except Exception as exc:  # an exporter's own failure: report it, go on with the others
             result.error = f"export failed: {type(exc).__name__}: {first_line(exc)}"
         finally:
             backends.reset_runtime_state()
-        result.seconds = time.perf_counter() - start
-        if result.gate is not None and not result.error:
-            _judge_and_publish(run, variant, staged, result)
+            if not result.ok:  # published: its record holds the time until the check
+                result.seconds = time.perf_counter() - start
     return result
 
 
-def _export_and_check(run: _Run, variant: str, staged: Path, result: ExportResult, index: int, total: int) -> None:
-    """Export ``variant`` into ``staged`` (a copy of the body), load it back and fill ``result``."""
+def _export_and_check(run: _Run, variant: str, staged: Path, result: ExportResult, index: int,
+                      total: int) -> GateDecision:
+    """Export ``variant`` into ``staged`` (a copy of the body), load it back, fill ``result`` and return its gate."""
     spec, ref = backends.get_spec(variant), run.reference
     with quiet_third_party(run.verbose):
         _staging_copy(run.model_dir / BODY_DIR, spec.runtime, staged)
@@ -237,31 +245,16 @@ def _export_and_check(run: _Run, variant: str, staged: Path, result: ExportResul
         if spec.new_model:
             texts, labels, ref_right = run.labeled or ([], [], [])
             found = candidate.predict(texts) if texts else []
-            result.gate = accuracy_decision(ref_right, [a == b for a, b in zip(found, labels)], tolerance=run.tolerance)
+            gate = accuracy_decision(ref_right, [a == b for a, b in zip(found, labels)], tolerance=run.tolerance)
         else:
-            result.gate = gate_decision(p.n, p.flips, p.mean_cosine, tolerance=run.tolerance,
-                                        min_cosine=run.min_cosine)
-    if run.timing and result.gate.passed:
+            gate = gate_decision(p.n, p.flips, p.mean_cosine, tolerance=run.tolerance, min_cosine=run.min_cosine)
+        result.gate = gate
+    if run.timing and gate.passed:
         run.progress(Step(variant, "time", index, total))
         with quiet_third_party(run.verbose):
             result.timing = time_classifier(candidate, run.check)
     result.runtime = backends.runtime_settings(body)  # after the timing: what it ran with (compiled shapes included)
-
-
-def _judge_and_publish(run: _Run, variant: str, staged: Path, result: ExportResult) -> None:
-    """Discard an export the gate failed (unless ``run.keep``), else publish it into the model."""
-    assert result.gate is not None
-    if not result.gate.passed and not run.keep:
-        result.error = (f"{result.gate.reason} (--max-accuracy-loss {run.tolerance * 100:g}): export discarded "
-                        "(use --keep to keep it anyway)")
-        return
-    result.kept_below_tolerance = not result.gate.passed
-    try:
-        _commit(run.model_dir, run.body_id, staged, variant, variant_record(variant, result, run))
-    except FastclfError as exc:
-        result.error = str(exc)
-    else:
-        result.ok = True
+    return gate
 
 
 def _commit(model_dir: Path, body_id: str | None, staged: Path, variant: str, record: VariantRecord) -> None:
