@@ -223,7 +223,10 @@ def export_variant(body_dir: str | Path, variant: str, calibration_texts: Sequen
     if spec.head and fit_head is None:
         raise DataError(f"variant {variant!r} is a new model with its own head, fit on the labeled training "
                         "examples: the training file was not found")
-    module.export(Path(body_dir), spec, list(calibration_texts))
+    texts = [t for t in calibration_texts if isinstance(t, str) and t.strip()]
+    if spec.option.get("quantize") == "static" and not texts:
+        raise DataError(f"{variant} is static int8: its export needs calibration texts, none were given")
+    module.export(Path(body_dir), spec, texts)
     if spec.head and fit_head is not None:
         head = fit_head(module.load(Path(body_dir), spec))
         atomic_write(Path(body_dir) / spec.head, head.save)

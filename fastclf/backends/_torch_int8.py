@@ -14,7 +14,7 @@ import torch
 from fastclf._util import atomic_write, package_versions
 from fastclf.backends import VariantSpec
 from fastclf.backends import _torch_graph as tg
-from fastclf.errors import DataError, ModelFormatError, first_line, missing_dependency
+from fastclf.errors import ModelFormatError, first_line, missing_dependency
 
 log = logging.getLogger(__name__)
 
@@ -118,12 +118,9 @@ def quantized(spec: VariantSpec, body_dir: Path, st_model, parts) -> tuple[objec
     return _engine(spec)[1](prepared), bool(problem)
 
 
-def _export_int8(body_dir: Path, spec: VariantSpec, calibration_texts: list[str]) -> None:
+def _export_int8(body_dir: Path, spec: VariantSpec, texts: list[str]) -> None:
     from safetensors.torch import save_file
 
-    texts = [t for t in calibration_texts if isinstance(t, str) and t.strip()]
-    if not texts:
-        raise DataError(f"{spec.name} needs calibration texts (static quantization); none were given")
     st_model = tg._load_sentence_transformer(body_dir)
     parts = tg._prepare_core(st_model)
     prepared = _observed(spec, st_model, parts, texts)

@@ -157,7 +157,7 @@ def _quantize_dynamic_checked(src: Path, dst: Path, pipeline: TextPipeline, text
     shapes = _weight_shapes(src)
     down = [n for n, (k, m) in shapes.items() if k > m]
     up = [n for n, (k, m) in shapes.items() if k < m]
-    sample = [t for t in texts if isinstance(t, str) and t.strip()][:INT8_CHECK_TEXTS]
+    sample = texts[:INT8_CHECK_TEXTS]  # export_variant dropped the empty ones
     if not sample:
         _quantize_dynamic(src, dst, [])
         return {"kept_fp32": 0, "cosines": []}

@@ -121,7 +121,7 @@ def load(body_dir: Path, spec: VariantSpec, threads: int | None = None) -> Torch
     return (CompiledTorchBody if spec.option.get("compile") == "inductor" else TorchBody)(body_dir, spec, threads)
 
 
-def export(body_dir: Path, spec: VariantSpec, calibration_texts: list[str]) -> None:
+def export(body_dir: Path, spec: VariantSpec, texts: list[str]) -> None:
     """Calibrate a static int8 variant and write its observers; the others are built at load."""
     if "quantize" in spec.option:
-        q._export_int8(Path(body_dir), spec, list(calibration_texts))
+        q._export_int8(body_dir, spec, texts)
