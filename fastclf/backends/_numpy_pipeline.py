@@ -1,6 +1,5 @@
-"""Everything the ONNX and OpenVINO bodies do around the transformer graph, in numpy and without torch:
-tokenization, padding and truncation as sentence-transformers applies them at call time (not as stored in
-tokenizer.json), then the folder's pooling and normalization."""
+"""What the ONNX and OpenVINO bodies do around the transformer graph, in numpy: tokenization, padding and
+truncation as sentence-transformers applies them at call time, then the folder's pooling and normalization."""
 
 from __future__ import annotations
 
@@ -158,6 +157,3 @@ class PipelineBody:
 
     def encode(self, texts: Sequence[str], *, batch_size: int = 32) -> np.ndarray:
         return self.pipeline.encode(texts, self._run, batch_size=batch_size)
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(variant={self.variant!r}, path={str(self.path)!r})"

@@ -150,10 +150,8 @@ def _quantize_dynamic(src: Path, dst: Path, exclude: list[str]) -> None:
 
 
 def _quantize_dynamic_checked(src: Path, dst: Path, pipeline: TextPipeline, texts: list[str]) -> dict[str, object]:
-    """Per-channel int8 weights of the constant MatMuls (the attention products stay fp32), with accuracy in the
-    loop: while the mean cosine of (up to 64) calibration texts with the fp32 graph is under
-    :data:`INT8_TARGET_COSINE`, the feed-forward down-projections, then also the up-projections, stay fp32
-    (outlier activations break per-call ranges there). Returns the MatMuls kept in fp32 and the cosines seen."""
+    """Per-channel int8 weights of the constant MatMuls; while the texts' mean cosine with fp32 is under
+    :data:`INT8_TARGET_COSINE`, the feed-forward down-, then also up-projections stay fp32 (outlier activations)."""
     shapes = _weight_shapes(src)
     down = [n for n, (k, m) in shapes.items() if k > m]
     up = [n for n, (k, m) in shapes.items() if k < m]

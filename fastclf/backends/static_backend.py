@@ -1,6 +1,5 @@
-"""Static bodies: model2vec's distillation of the transformer into one vector a token, a text being the
-normalized mean of its tokens' vectors as ``StaticModel.encode`` computes it. Loading needs numpy, safetensors
-and tokenizers; exporting needs model2vec's ``distill`` extra (``pip install 'fastclf[static]'``)."""
+"""Static bodies: model2vec's distillation of the transformer into one vector a token, a text the normalized
+mean of its tokens' vectors as ``StaticModel.encode`` computes it; exporting needs model2vec (``fastclf[static]``)."""
 
 from __future__ import annotations
 

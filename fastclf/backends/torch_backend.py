@@ -1,6 +1,5 @@
-"""PyTorch bodies: fp32 eager (the reference), bf16 autocast and static int8 (``_torch_int8``). The accelerated
-ones swap the folder's Hugging Face model for a ``torch.export`` graph with a dynamic batch and length, compiled
-by inductor with frozen weights at load (it needs a C++ compiler), its inputs padded to ``SEQ_MULTIPLE`` tokens."""
+"""PyTorch bodies: fp32 eager (the reference), bf16 autocast and static int8; the accelerated ones run a
+``torch.export`` graph of the transformer compiled by inductor with frozen weights at load (a C++ compiler)."""
 
 from __future__ import annotations
 
