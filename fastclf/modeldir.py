@@ -131,13 +131,11 @@ def link_copy(src: Path, dst: Path, *, skip: Callable[[Path], bool] = lambda p: 
     def copy(s: str, d: str) -> None:
         try:
             os.link(s, d)
-        except OSError:
+        except OSError:  # another file system
             shutil.copy2(s, d)
 
-    def ignore(directory: str, names: list[str]) -> list[str]:
-        return [n for n in names if skip(Path(directory) / n)]
-
-    shutil.copytree(src, dst, copy_function=copy, ignore=ignore, symlinks=True, dirs_exist_ok=True)
+    shutil.copytree(src, dst, copy_function=copy, ignore=lambda d, names: [n for n in names if skip(Path(d) / n)],
+                    symlinks=True, dirs_exist_ok=True)
 
 
 class ModelDir:

@@ -16,19 +16,8 @@ import numpy as np
 
 from fastclf import backends
 from fastclf._util import remove_stale
-from fastclf.accelerate.parity import (
-    CONFIDENCE,
-    DEFAULT_MAX_ACCURACY_LOSS,
-    DEFAULT_MIN_COSINE,
-    GateDecision,
-    Parity,
-    accuracy_decision,
-    gate_decision,
-    parity,
-    pass_bound,
-    split_texts,
-    within,
-)
+from fastclf.accelerate import parity
+from fastclf.accelerate.parity import GateDecision, Parity
 from fastclf.config import BODY_DIR, ModelConfig, VariantRecord, now
 from fastclf.errors import FastclfError, ModelFormatError, first_line
 from fastclf.head import LogisticHead
@@ -93,7 +82,8 @@ def _promote(staged: Path, body_dir: Path, runtime: str) -> None:
 
 def accelerate(model_dir: str | Path, variants: Sequence[str], *, calibration_texts: Sequence[str],
                extra_check_texts: Sequence[str] = (), num_calibration: int = 200,
-               max_accuracy_loss: float = DEFAULT_MAX_ACCURACY_LOSS, min_cosine: float = DEFAULT_MIN_COSINE,
+               max_accuracy_loss: float = parity.DEFAULT_MAX_ACCURACY_LOSS,
+               min_cosine: float = parity.DEFAULT_MIN_COSINE,
                keep: bool = False, calibration_source: str = "", timing: bool = False, verbose: bool = False,
                progress: Callable[[Step], None] | None = None, config: ModelConfig | None = None,
                labeled_check: tuple[Sequence[str], Sequence[str]] | None = None) -> Acceleration:
@@ -103,7 +93,7 @@ def accelerate(model_dir: str | Path, variants: Sequence[str], *, calibration_te
     todo = [v for v in variants if backends.get_spec(v).name != backends.REFERENCE]
     body_id = (ModelConfig.read(model_dir) if config is None else config).body_id
     remove_stale(model_dir)
-    calibration, check = split_texts(calibration_texts, num_calibration, extra_check=extra_check_texts,
+    calibration, check = parity.split_texts(calibration_texts, num_calibration, extra_check=extra_check_texts,
                                      calibrate=any(backends.get_spec(v).calibrated for v in todo))
     reference = Classifier.load(model_dir, variant=backends.REFERENCE)
     labeled = None
@@ -142,12 +132,13 @@ def _check_notes(variants: list[str], n_check: int, n_cal: int, source: str, lab
                    "labeled texts of --check")
     if n_cal:
         how.append(f"{n_cal} texts of {source} calibrate")
-    lines = [f"checking {len(variants)} variant{'s' if len(variants) != 1 else ''} {within(points)} of "
-             f"{backends.REFERENCE} at {CONFIDENCE:.0%} confidence: " + "; ".join(how)]
-    bound = pass_bound(n_check)
+    lines = [f"checking {len(variants)} variant{'s' if len(variants) != 1 else ''} {parity.within(points)} of "
+             f"{backends.REFERENCE} at {parity.CONFIDENCE:.0%} confidence: " + "; ".join(how)]
+    bound = parity.pass_bound(n_check)
     if exports and bound > points / 100:
-        lines.append(f"with {n_check} texts no export can pass: even one that changes none of their labels may change "
-                     f"up to {bound:.1%} of others, not {within(points)}; add texts with --check FILE (a few hundred)")
+        lines.append(f"with {n_check} texts no export can pass: even one that changes none of their labels may "
+                     f"change up to {bound:.1%} of others, not {parity.within(points)}; add texts with --check FILE "
+                     "(a few hundred)")
     return lines
 
 
@@ -241,13 +232,13 @@ def _export_and_check(run: _Run, variant: str, staged: Path, result: ExportResul
                                threshold=ref.threshold)
     run.progress(Step(variant, "check", index, total))
     with quiet_third_party(run.verbose):
-        p = result.parity = parity(ref, body, run.check, ref_emb=run.ref_emb, head=head)
+        p = result.parity = parity.parity(ref, body, run.check, ref_emb=run.ref_emb, head=head)
         if spec.new_model:
             texts, labels, ref_right = run.labeled or ([], [], [])
             found = candidate.predict(texts) if texts else []
-            gate = accuracy_decision(ref_right, [a == b for a, b in zip(found, labels)], tolerance=run.tolerance)
+            gate = parity.accuracy_decision(ref_right, [a == b for a, b in zip(found, labels)], tolerance=run.tolerance)
         else:
-            gate = gate_decision(p.n, p.flips, p.mean_cosine, tolerance=run.tolerance, min_cosine=run.min_cosine)
+            gate = parity.gate_decision(p.n, p.flips, p.mean_cosine, tolerance=run.tolerance, min_cosine=run.min_cosine)
         result.gate = gate
     if run.timing and gate.passed:
         run.progress(Step(variant, "time", index, total))

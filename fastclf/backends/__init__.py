@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import logging
 import os
 import sys
@@ -130,8 +131,6 @@ def export_note(variant: str, n_texts: int) -> str:
 
 def runtime_installed(variant: str) -> bool:
     """Whether the Python package of ``variant``'s runtime is installed (checked without importing it)."""
-    import importlib.util
-
     return importlib.util.find_spec(get_spec(variant).package) is not None
 
 
@@ -198,7 +197,8 @@ def variant_for_this_cpu(variant: str, choice: dict | None = None, flags: Sequen
     if variant not in ISA_NEEDS:
         return variant
     wanted, fallback = ISA_NEEDS[variant]
-    if set(cpu_info()["isa"] if flags is None else flags) & set(wanted):
+    isa = cpu_info()["isa"] if flags is None else flags
+    if isinstance(isa, (list, tuple)) and set(isa) & set(wanted):
         return variant
     if (variant, fallback) not in _warned:
         _warned.add((variant, fallback))

@@ -7,7 +7,9 @@ import hashlib
 import json
 import logging
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -15,29 +17,13 @@ from fastclf._util import atomic_write, package_versions
 from fastclf.backends import VariantSpec
 from fastclf.backends import _torch_graph as tg
 from fastclf.errors import ModelFormatError, first_line, missing_dependency
+from fastclf.quiet import quiet_logs
 
 log = logging.getLogger(__name__)
 
 OBSERVERS_FORMAT = "fastclf-torch-observers/1"
 CALIBRATION_FORMAT = "fastclf-calibration/1"
 CALIBRATION_BATCH = 32
-
-
-class _QuietINC:
-    """Keep Neural Compressor's own logger to errors (it logs every step, and advice fastclf follows)."""
-
-    def __enter__(self):
-        try:  # INC creates its logger lazily, at its first message, and resets the level then
-            from neural_compressor.common.utils.logger import Logger
-
-            self.logger = Logger().get_logger()
-        except ImportError:
-            self.logger = logging.getLogger("neural_compressor")
-        self.level = self.logger.level
-        self.logger.setLevel(max(self.level, logging.ERROR))
-
-    def __exit__(self, *exc):
-        self.logger.setLevel(self.level)
 
 
 def _engine(spec: VariantSpec):
@@ -55,8 +41,12 @@ def _engine(spec: VariantSpec):
             return prepare_pt2e(graph, quantizer)
 
         return insert_pt2e, convert_pt2e
+    quiet = partial(quiet_logs, ("neural_compressor",))  # it logs every step, and advice fastclf follows
     try:
-        with _QuietINC():  # its import logs warnings about accelerator detection
+        from neural_compressor.common.utils.logger import Logger
+
+        Logger()  # INC sets its logger's level when it first makes it: make it before quieting it
+        with quiet():  # its import logs warnings about accelerator detection
             from neural_compressor.torch.quantization import StaticQuantConfig, convert, prepare
     except ImportError as exc:
         raise missing_dependency("neural_compressor", "inc") from exc
@@ -64,11 +54,11 @@ def _engine(spec: VariantSpec):
     def insert_inc(graph, example, dynamic_shapes):
         graph._exported = True  # what neural_compressor.torch.export.export returns: an exported GraphModule, marked
         graph.dynamic_shapes = (dynamic_shapes,)
-        with _QuietINC():
+        with quiet():
             return prepare(graph, StaticQuantConfig(), example_inputs=example)
 
     def convert_inc(prepared):
-        with _QuietINC():
+        with quiet():
             return convert(prepared)
 
     return insert_inc, convert_inc
@@ -105,7 +95,7 @@ def _observed(spec: VariantSpec, st_model, parts, texts: Sequence[str] = ()):
     return prepared
 
 
-def quantized(spec: VariantSpec, body_dir: Path, st_model, parts) -> tuple[object, bool]:
+def quantized(spec: VariantSpec, body_dir: Path, st_model, parts) -> tuple[Any, bool]:
     """(the int8 graph rebuilt from the stored observers, or recalibrated on the stored texts when they do not
     fit this torch; whether it was recalibrated). torch.export.load is not used: it unpickles."""
     observers, calibration = (body_dir / f for f in spec.files)

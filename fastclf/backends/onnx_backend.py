@@ -53,8 +53,7 @@ class OnnxBody(PipelineBody):
         self._output = outputs[self._check_graph([i.name for i in self.session.get_inputs()], [{o} for o in outputs],
                                                  spec)]
         self._int32 = {i.name for i in self.session.get_inputs() if "int32" in i.type}
-        # dynamic int8 takes its activation ranges from the whole input of a call: one text a call, so that
-        # a text's answer does not depend on its neighbours in a batch
+        # dynamic int8 takes its activation ranges from a whole call: one text a call keeps answers batch-independent
         self._one_text = spec.option.get("quantize") == "dynamic"
 
     def encode(self, texts, *, batch_size: int = 32) -> np.ndarray:

@@ -19,9 +19,8 @@ class VariantSpec:
     description: str
     files: tuple[str, ...]  # paths below body/ that the export writes; () = computed at load
     calibrated: bool = False  # static quantization: the export needs calibration texts
-    # how the runtime module builds and runs it, read only by that module: torch: compile
-    # (inductor), precision (bf16), quantize (static), engine (pt2e, inc); onnx: level (O1-O3),
-    # quantize (dynamic); openvino: precision (f32, bf16, auto), quantize (static); static: pca_dims
+    # how its runtime module builds and runs it: torch: compile, precision, quantize, engine (pt2e, inc); onnx:
+    # level (O1-O3), quantize (dynamic); openvino: precision, quantize (static), distill; static: pca_dims
     options: tuple[tuple[str, str], ...] = ()
     auto: bool = True  # a candidate of ``fastclf accelerate --auto`` (the torch ones only with --include-torch)
     # a new model's own head (other embeddings), fit on the training examples at export: its path below body/
