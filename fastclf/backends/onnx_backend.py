@@ -104,7 +104,7 @@ def _base_model(body_dir: Path, transformer_dir: Path, work: Path, *, fresh: boo
     return work / "src"
 
 
-def export(body_dir: Path, spec: VariantSpec, calibration_texts: list[str]) -> None:
+def export(body_dir: Path, spec: VariantSpec, texts: list[str]) -> None:
     """Write ``spec.files`` (and ``onnx/model.onnx``, the source of every ONNX variant)."""
     config = read_pipeline_config(body_dir)  # fail early on bodies the numpy pipeline cannot run
     target = body_dir / spec.files[0]
@@ -123,7 +123,7 @@ def export(body_dir: Path, spec: VariantSpec, calibration_texts: list[str]) -> N
             optimizer.optimize(getattr(AutoOptimizationConfig, level)(), str(work / "out"), file_suffix=level)
         else:  # quantize: dynamic
             produced.parent.mkdir()
-            _quantize_dynamic_checked(src / "model.onnx", produced, TextPipeline(body_dir), calibration_texts)
+            _quantize_dynamic_checked(src / "model.onnx", produced, TextPipeline(body_dir), texts)
         if not produced.is_file():
             raise ModelFormatError(f"the export of {spec.name!r} did not produce {produced.name}")
         atomic_write(target, lambda tmp: shutil.copyfile(produced, tmp))
