@@ -85,9 +85,9 @@ def _observed(spec: VariantSpec, st_model, parts, texts: Sequence[str] = ()):
     """The transformer of :func:`~fastclf.backends._torch_graph._prepare_core`'s ``parts`` exported with
     ``spec``'s engine's observers inserted, calibrated on ``texts``."""
     transformer, core, names, example = parts
-    graph, dynamic_shapes = tg._export_graph(core, example, max_len=tg._max_len(transformer))
-    prepared = _engine(spec)[0](graph, example, dynamic_shapes)
     pad_id, limit = tg._pad_id(transformer), tg._max_len(transformer)
+    graph, dynamic_shapes = tg._export_graph(core, example, max_len=limit)
+    prepared = _engine(spec)[0](graph, example, dynamic_shapes)
     with torch.no_grad():
         for i in range(0, len(texts), CALIBRATION_BATCH):
             features = st_model.preprocess(list(texts[i : i + CALIBRATION_BATCH]))
@@ -99,7 +99,7 @@ def quantized(spec: VariantSpec, body_dir: Path, st_model, parts) -> tuple[Any, 
     """(the int8 graph rebuilt from the stored observers, or recalibrated on the stored texts when they do not
     fit this torch; whether it was recalibrated). torch.export.load is not used: it unpickles."""
     observers, calibration = (body_dir / f for f in spec.files)
-    texts = _read_calibration(calibration)  # first: a missing export fails before any work
+    texts = _read_calibration(calibration)  # first: a missing export fails before the graph is exported
     prepared = _observed(spec, st_model, parts)
     problem = _load_observers(prepared, observers, spec)
     if problem:
