@@ -20,6 +20,9 @@ from fastclf.errors import VariantNotExported
 
 #: what a model directory holds (fastclf.json, the head, the body folder); anything else is the user's
 MODEL_ENTRIES = frozenset({CONFIG_FILE, HEAD_FILE, BODY_DIR})
+#: file suffixes of weights (and the model card) in a body folder: none is a tokenizer or config file
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pt2", ".pth", ".onnx", ".onnx_data", ".h5", ".msgpack", ".ckpt",
+                   ".xml", ".md")
 _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
 
@@ -60,18 +63,11 @@ def writer_lock(path: Path) -> Iterator[None]:
         os.close(fd)  # closing releases the lock
 
 
-def make_staging(path: Path) -> Path:
-    """A new, empty staging folder beside ``path``, named with this process's id."""
-    staging = Path(tempfile.mkdtemp(prefix=staging_prefix(path, "tmp"), dir=path.parent))
-    os.chmod(staging, 0o777 & ~current_umask())
-    return staging
-
-
 @contextlib.contextmanager
 def staged(path: Path) -> Iterator[Path]:
-    """A new staging folder beside ``path`` that replaces it, with the umask's permissions, when the block
-    ends without an error (removed when it raises)."""
-    staging = make_staging(path)
+    """A new staging folder beside ``path`` (named with this process's id) that replaces it, with the umask's
+    permissions, when the block ends without an error (removed when it raises)."""
+    staging = Path(tempfile.mkdtemp(prefix=staging_prefix(path, "tmp"), dir=path.parent))
     try:
         yield staging
         fix_permissions(staging)
@@ -135,13 +131,11 @@ def link_copy(src: Path, dst: Path, *, skip: Callable[[Path], bool] = lambda p: 
     def copy(s: str, d: str) -> None:
         try:
             os.link(s, d)
-        except OSError:
+        except OSError:  # another file system
             shutil.copy2(s, d)
 
-    def ignore(directory: str, names: list[str]) -> list[str]:
-        return [n for n in names if skip(Path(directory) / n)]
-
-    shutil.copytree(src, dst, copy_function=copy, ignore=ignore, symlinks=True, dirs_exist_ok=True)
+    shutil.copytree(src, dst, copy_function=copy, ignore=lambda d, names: [n for n in names if skip(Path(d) / n)],
+                    symlinks=True, dirs_exist_ok=True)
 
 
 class ModelDir:
@@ -185,6 +179,13 @@ class ModelDir:
         return self.body_dir / own if own else self.config.head_path(self.path)
 
     def files(self, variant: str) -> list[Path]:
-        """The files running ``variant`` reads: its body files, its head and fastclf.json."""
-        files = [*backends.body_files(self.body_dir, variant), self.head_path(variant), self.path / CONFIG_FILE]
+        """The files running ``variant`` reads: its own, the weights if it :attr:`~VariantSpec.loads_weights`,
+        the tokenizer and config files of the body, its head and fastclf.json."""
+        spec, body = backends.get_spec(variant), self.body_dir
+        files = [body / f for f in spec.files]
+        if spec.loads_weights:
+            files += [p for p in (body / "model.safetensors", body / "pytorch_model.bin") if p.is_file()][:1]
+        files += [p for p in sorted(body.rglob("*")) if p.is_file() and p.suffix.lower() not in WEIGHT_SUFFIXES
+                  and p.relative_to(body).parts[0] not in backends.RUNTIME_DIRS]
+        files += [self.head_path(variant), self.path / CONFIG_FILE]
         return [p for p in dict.fromkeys(files) if p.is_file()]

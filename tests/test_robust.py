@@ -266,13 +266,13 @@ def test_accelerate_publishes_whole_versions_and_discards_an_export_of_a_replace
     assert Classifier.load(model, variant="onnx-fp32").predict(["a late goal"])[0] in ("sport", "food")
     assert not [p for p in model.parent.iterdir() if p.name.startswith(".model.")]
 
-    real = acc.export_variant
+    real = acc.backends.export_variant
 
     def export_then_replace(body_dir, variant, calibration, fit_head=None):
         real(body_dir, variant, calibration, fit_head)
         other.save(model)  # `fastclf train -o model` finishes during the export
 
-    monkeypatch.setattr(acc, "export_variant", export_then_replace)
+    monkeypatch.setattr(acc.backends, "export_variant", export_then_replace)
     results = acc.accelerate(model, ["onnx-o1"], calibration_texts=texts, max_accuracy_loss=100).results
     assert not results[0].ok and "replaced" in results[0].error
     cfg = _cfg(model)

@@ -20,7 +20,7 @@ from samples import CALIBRATION
 from fastclf.backends import REFERENCE, Body, export_variant, get_spec, is_exported, load_body
 from fastclf.backends import _torch_graph as tg
 from fastclf.backends import _torch_int8 as q
-from fastclf.errors import DataError, VariantNotExported
+from fastclf.errors import DataError, ModelFormatError
 
 # odd inputs: empty, one token, beyond the max length (truncated), non-ASCII
 TRICKY = ["", " ", "a", "naïve café 日本語 😀", "word " * 400, "The end."]
@@ -133,9 +133,8 @@ def _quantization_steps(body_dir: Path, variant: str):
     """The uncompiled steps a load runs: export the transformer, insert observers."""
     spec = get_spec(variant)
     st = tg._load_sentence_transformer(body_dir)
-    transformer, core, names, example = tg._prepare_core(st)
-    graph, shapes = tg._export_graph(core, example, max_len=tg._max_len(transformer))
-    return spec, st, transformer, names, example, q._insert_observers(spec, graph, example, shapes)
+    parts = tg._prepare_core(st)
+    return spec, st, parts, parts[2], q._observed(spec, st, parts)
 
 
 def test_stored_observers_rebuild_the_quantized_model(tmp_path, tiny_body_dir, texts):
@@ -146,16 +145,15 @@ def test_stored_observers_rebuild_the_quantized_model(tmp_path, tiny_body_dir, t
     spec = get_spec("torch-int8")
     outputs = []
     for _ in range(2):
-        _, st, _, names, _, prepared = _quantization_steps(body, "torch-int8")
+        _, st, parts, names, prepared = _quantization_steps(body, "torch-int8")
         assert q._load_observers(prepared, body / spec.files[0], spec) == ""
         inputs = [st.preprocess(texts)[n] for n in names]
         with torch.no_grad():
-            outputs.append(q._convert(spec, prepared)(*inputs))
+            outputs.append(q._engine(spec)[1](prepared)(*inputs))
     assert torch.equal(outputs[0], outputs[1])
-    _, st, transformer, names, _, calibrated = _quantization_steps(body, "torch-int8")
-    q._calibrate(st, transformer, calibrated, names, CALIBRATION)
+    calibrated = q._observed(spec, st, parts, CALIBRATION)
     with torch.no_grad():
-        fresh = q._convert(spec, calibrated)(*inputs)
+        fresh = q._engine(spec)[1](calibrated)(*inputs)
     assert torch.allclose(fresh, outputs[0], atol=2e-3)
 
 
@@ -178,7 +176,7 @@ def test_mismatched_observers_are_detected(tmp_path, tiny_body_dir):
 def test_int8_needs_calibration_texts_and_an_export(tmp_path, tiny_body_dir):
     body = Path(shutil.copytree(tiny_body_dir, tmp_path / "body"))
     for variant in ("torch-int8", "inc-int8"):
-        with pytest.raises(VariantNotExported):
+        with pytest.raises(ModelFormatError, match="incomplete.*re-export it with"):
             load_body(body, variant)
         with pytest.raises(DataError):
             export_variant(body, variant, ["", "  "])

@@ -10,9 +10,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fastclf.accelerate.parity import within
-from fastclf.backends import REFERENCE, VARIANTS, auto_candidates, cpu_info, get_spec, runtime_module
+from fastclf.backends import REFERENCE, VARIANTS, auto_candidates, cpu_info, runtime_installed
 from fastclf.config import ModelConfig, now
-from fastclf.errors import MissingDependency
 from fastclf.modeldir import writer_lock
 
 if TYPE_CHECKING:
@@ -20,7 +19,6 @@ if TYPE_CHECKING:
     from fastclf.timing import Timing
 
 AUTO_CANDIDATES = auto_candidates(torch=False)
-TORCH_CANDIDATES = auto_candidates(torch=True)
 CRITERION = "the lowest one-text p50 latency of the variants that pass the gate"
 
 
@@ -35,8 +33,8 @@ class AutoChoice:
 
 def choose_default(model_dir: Path, results: Sequence[ExportResult], reference_timing: Timing, *,
                    max_accuracy_loss: float) -> AutoChoice:
-    """Record as the model's ``default_variant`` the passing variant with the lowest one-text
-    latency (torch-fp32 when none beats it), with the machine and every candidate's figures."""
+    """Record as ``default_variant`` the passing variant with the lowest one-text latency (torch-fp32 when none
+    beats it), with the machine and every candidate's figures."""
     figures: dict[str, Any] = {REFERENCE: {"passed": True, **asdict(reference_timing)}}
     for r in results:
         row: dict[str, Any] = {"passed": bool(r.ok and not r.kept_below_tolerance)}
@@ -57,19 +55,13 @@ def choose_default(model_dir: Path, results: Sequence[ExportResult], reference_t
 
 def installed(names: Sequence[str]) -> tuple[list[str], list[str]]:
     """(the variants of ``names`` whose runtime is installed, the others)."""
-    found = []
-    for name in names:
-        try:
-            runtime_module(get_spec(name))
-            found.append(name)
-        except MissingDependency:
-            pass
+    found = [name for name in names if runtime_installed(name)]
     return found, [n for n in names if n not in found]
 
 
 def candidates(include_torch: bool) -> tuple[list[str], list[str]]:
     """(``--auto``'s candidates whose runtime is installed, those skipped for a missing runtime)."""
-    return installed([*AUTO_CANDIDATES, *(TORCH_CANDIDATES if include_torch else ())])
+    return installed([*AUTO_CANDIDATES, *(auto_candidates(torch=True) if include_torch else ())])
 
 
 def available_variants() -> list[str]:

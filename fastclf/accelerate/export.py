@@ -14,31 +14,10 @@ from typing import Any
 
 import numpy as np
 
+from fastclf import backends
 from fastclf._util import remove_stale
-from fastclf.accelerate.parity import (
-    CONFIDENCE,
-    DEFAULT_MAX_ACCURACY_LOSS,
-    DEFAULT_MIN_COSINE,
-    GateDecision,
-    Parity,
-    accuracy_decision,
-    gate_decision,
-    parity,
-    pass_bound,
-    split_texts,
-    within,
-)
-from fastclf.backends import (
-    REFERENCE,
-    RUNTIME_DIRS,
-    Body,
-    export_note,
-    export_variant,
-    get_spec,
-    load_body,
-    reset_runtime_state,
-    runtime_settings,
-)
+from fastclf.accelerate import parity
+from fastclf.accelerate.parity import GateDecision, Parity
 from fastclf.config import BODY_DIR, ModelConfig, VariantRecord, now
 from fastclf.errors import FastclfError, ModelFormatError, first_line
 from fastclf.head import LogisticHead
@@ -88,7 +67,7 @@ class Acceleration:
 
 def _staging_copy(body_dir: Path, runtime: str, staged: Path) -> None:
     """Copy the body without the other runtimes' exports: the exporter may write freely in it."""
-    skip = {d for d in RUNTIME_DIRS if d != runtime}
+    skip = {d for d in backends.RUNTIME_DIRS if d != runtime}
     shutil.copytree(body_dir, staged, ignore=lambda d, names: [n for n in names if Path(d) == body_dir and n in skip])
 
 
@@ -103,20 +82,20 @@ def _promote(staged: Path, body_dir: Path, runtime: str) -> None:
 
 def accelerate(model_dir: str | Path, variants: Sequence[str], *, calibration_texts: Sequence[str],
                extra_check_texts: Sequence[str] = (), num_calibration: int = 200,
-               max_accuracy_loss: float = DEFAULT_MAX_ACCURACY_LOSS, min_cosine: float = DEFAULT_MIN_COSINE,
+               max_accuracy_loss: float = parity.DEFAULT_MAX_ACCURACY_LOSS,
+               min_cosine: float = parity.DEFAULT_MIN_COSINE,
                keep: bool = False, calibration_source: str = "", timing: bool = False, verbose: bool = False,
                progress: Callable[[Step], None] | None = None, config: ModelConfig | None = None,
                labeled_check: tuple[Sequence[str], Sequence[str]] | None = None) -> Acceleration:
-    """Export ``variants`` of the model in ``model_dir``, each judged within ``max_accuracy_loss`` points
-    (a new model on ``labeled_check``: texts, labels) and discarded unless it passes or ``keep``;
-    ``timing``: also time torch-fp32 and each variant that passes. Raises ModelNotFound, DataError, ..."""
+    """Export ``variants``, each judged within ``max_accuracy_loss`` points (a new model on ``labeled_check``) and
+    discarded unless it passes or ``keep``; ``timing``: also time torch-fp32 and each variant that passes."""
     model_dir = Path(model_dir).resolve()
-    todo = [v for v in variants if get_spec(v).name != REFERENCE]
+    todo = [v for v in variants if backends.get_spec(v).name != backends.REFERENCE]
     body_id = (ModelConfig.read(model_dir) if config is None else config).body_id
     remove_stale(model_dir)
-    calibration, check = split_texts(calibration_texts, num_calibration, extra_check=extra_check_texts,
-                                     calibrate=any(get_spec(v).calibrated for v in todo))
-    reference = Classifier.load(model_dir, variant=REFERENCE)
+    calibration, check = parity.split_texts(calibration_texts, num_calibration, extra_check=extra_check_texts,
+                                     calibrate=any(backends.get_spec(v).calibrated for v in todo))
+    reference = Classifier.load(model_dir, variant=backends.REFERENCE)
     labeled = None
     if labeled_check is not None:
         texts, labels = list(labeled_check[0]), [str(label) for label in labeled_check[1]]
@@ -127,10 +106,10 @@ def accelerate(model_dir: str | Path, variants: Sequence[str], *, calibration_te
         report(Step("", "note", 0, 0, message=line))
     reference_timing = None
     if timing:
-        report(Step(REFERENCE, "time", 0, len(todo)))
+        report(Step(backends.REFERENCE, "time", 0, len(todo)))
         with quiet_third_party(verbose):
             reference_timing = time_classifier(reference, check)
-        report(Step(REFERENCE, "baseline", 0, len(todo), timing=reference_timing))
+        report(Step(backends.REFERENCE, "baseline", 0, len(todo), timing=reference_timing))
     run = _Run(model_dir, body_id, reference, reference.embed(check), check, calibration, max_accuracy_loss / 100,
                min_cosine, keep, calibration_source, timing, verbose, report,
                head_fitter(reference.config), labeled)
@@ -144,8 +123,8 @@ def accelerate(model_dir: str | Path, variants: Sequence[str], *, calibration_te
 def _check_notes(variants: list[str], n_check: int, n_cal: int, source: str, labeled: tuple | None,
                  points: float, min_cosine: float) -> list[str]:
     """What is worth saying before the exports: what judges them, and whether the check texts can pass an export."""
-    exports = [v for v in variants if not get_spec(v).new_model]
-    new = [v for v in variants if get_spec(v).new_model]
+    exports = [v for v in variants if not backends.get_spec(v).new_model]
+    new = [v for v in variants if backends.get_spec(v).new_model]
     how = ([f"exports of the model by the labels they change on {n_check} texts not used for calibration "
             f"(and mean cosine >= {min_cosine})"] if exports else [])
     if new:
@@ -153,16 +132,17 @@ def _check_notes(variants: list[str], n_check: int, n_cal: int, source: str, lab
                    "labeled texts of --check")
     if n_cal:
         how.append(f"{n_cal} texts of {source} calibrate")
-    lines = [f"checking {len(variants)} variant{'s' if len(variants) != 1 else ''} {within(points)} of {REFERENCE} "
-             f"at {CONFIDENCE:.0%} confidence: " + "; ".join(how)]
-    bound = pass_bound(n_check)
+    lines = [f"checking {len(variants)} variant{'s' if len(variants) != 1 else ''} {parity.within(points)} of "
+             f"{backends.REFERENCE} at {parity.CONFIDENCE:.0%} confidence: " + "; ".join(how)]
+    bound = parity.pass_bound(n_check)
     if exports and bound > points / 100:
-        lines.append(f"with {n_check} texts no export can pass: even one that changes none of their labels may change "
-                     f"up to {bound:.1%} of others, not {within(points)}; add texts with --check FILE (a few hundred)")
+        lines.append(f"with {n_check} texts no export can pass: even one that changes none of their labels may "
+                     f"change up to {bound:.1%} of others, not {parity.within(points)}; add texts with --check FILE "
+                     "(a few hundred)")
     return lines
 
 
-def head_fitter(cfg: ModelConfig) -> Callable[[Body], LogisticHead] | None:
+def head_fitter(cfg: ModelConfig) -> Callable[[backends.Body], LogisticHead] | None:
     """How a new model gets its own head: fit like the model's (its C, its class weights) on its
     embeddings of the training file that fastclf.json records; None when that file is gone."""
     t = cfg.training
@@ -204,7 +184,7 @@ class _Run:
     timing: bool
     verbose: bool
     progress: Callable[[Step], None]
-    fit_head: Callable[[Body], LogisticHead] | None  # the head of a variant that is a new model
+    fit_head: Callable[[backends.Body], LogisticHead] | None  # the head of a variant that is a new model
     labeled: tuple[list[str], list[str], list[bool]] | None  # labeled check texts, labels, torch-fp32 right
 
 
@@ -212,74 +192,65 @@ def _export_one(run: _Run, variant: str, index: int, total: int) -> ExportResult
     """Export ``variant`` in a staging folder, check it, and publish it when it passes (or ``keep``)."""
     start = time.perf_counter()
     result = ExportResult(variant, ok=False)
-    run.progress(Step(variant, "export", index, total, message=export_note(variant, len(run.calibration))))
+    run.progress(Step(variant, "export", index, total, message=backends.export_note(variant, len(run.calibration))))
     # beside the model, not in it: a concurrent save swaps the model folder, not this one
     with tempfile.TemporaryDirectory(prefix=staging_prefix(run.model_dir, f"staging-{variant}"),
                                      dir=run.model_dir.parent) as tmp:
         staged = Path(tmp) / BODY_DIR
         try:
-            _export_and_check(run, variant, staged, result, index, total)
+            gate = _export_and_check(run, variant, staged, result, index, total)
+            result.seconds = time.perf_counter() - start
+            if gate.passed or run.keep:
+                result.kept_below_tolerance = not gate.passed
+                _commit(run.model_dir, run.body_id, staged, variant, variant_record(variant, result, run))
+                result.ok = True
+            else:
+                result.error = (f"{gate.reason} (--max-accuracy-loss {run.tolerance * 100:g}): export discarded "
+                                "(use --keep to keep it anyway)")
         except FastclfError as exc:
             result.error = str(exc)
         except Exception as exc:  # an exporter's own failure: report it, go on with the others
             result.error = f"export failed: {type(exc).__name__}: {first_line(exc)}"
         finally:
-            reset_runtime_state()
-        result.seconds = time.perf_counter() - start
-        if result.gate is not None and not result.error:
-            _judge_and_publish(run, variant, staged, result)
+            backends.reset_runtime_state()
+            if not result.ok:  # published: its record holds the time until the check
+                result.seconds = time.perf_counter() - start
     return result
 
 
-def _export_and_check(run: _Run, variant: str, staged: Path, result: ExportResult, index: int, total: int) -> None:
-    """Export ``variant`` into ``staged`` (a copy of the body), load it back, and fill ``result``'s
-    parity, gate verdict, runtime settings and (``run.timing``, when it passes) timing."""
-    spec, ref = get_spec(variant), run.reference
+def _export_and_check(run: _Run, variant: str, staged: Path, result: ExportResult, index: int,
+                      total: int) -> GateDecision:
+    """Export ``variant`` into ``staged`` (a copy of the body), load it back, fill ``result`` and return its gate."""
+    spec, ref = backends.get_spec(variant), run.reference
     with quiet_third_party(run.verbose):
         _staging_copy(run.model_dir / BODY_DIR, spec.runtime, staged)
-        export_variant(staged, variant, run.calibration, run.fit_head)
-        body = load_body(staged, variant)
+        backends.export_variant(staged, variant, run.calibration, run.fit_head)
+        body = backends.load_body(staged, variant)
         head = LogisticHead.load(ModelDir(staged.parent, ref.config).head_path(variant)) if spec.head else ref.head
         # the candidate as Classifier.load would give it: its head, the model's windows
         candidate = Classifier(body, head, list(ref.classes_), multi_label=ref.multi_label, config=ref.config,
                                threshold=ref.threshold)
     run.progress(Step(variant, "check", index, total))
     with quiet_third_party(run.verbose):
-        p = result.parity = parity(ref, body, run.check, ref_emb=run.ref_emb, head=head)
+        p = result.parity = parity.parity(ref, body, run.check, ref_emb=run.ref_emb, head=head)
         if spec.new_model:
             texts, labels, ref_right = run.labeled or ([], [], [])
             found = candidate.predict(texts) if texts else []
-            result.gate = accuracy_decision(ref_right, [a == b for a, b in zip(found, labels)], tolerance=run.tolerance)
+            gate = parity.accuracy_decision(ref_right, [a == b for a, b in zip(found, labels)], tolerance=run.tolerance)
         else:
-            result.gate = gate_decision(p.n, p.flips, p.mean_cosine, tolerance=run.tolerance,
-                                        min_cosine=run.min_cosine)
-    if run.timing and result.gate.passed:
+            gate = parity.gate_decision(p.n, p.flips, p.mean_cosine, tolerance=run.tolerance, min_cosine=run.min_cosine)
+        result.gate = gate
+    if run.timing and gate.passed:
         run.progress(Step(variant, "time", index, total))
         with quiet_third_party(run.verbose):
             result.timing = time_classifier(candidate, run.check)
-    result.runtime = runtime_settings(body)  # after the timing: what it ran with (compiled shapes included)
-
-
-def _judge_and_publish(run: _Run, variant: str, staged: Path, result: ExportResult) -> None:
-    """Discard an export the gate failed (unless ``run.keep``), else publish it into the model."""
-    assert result.gate is not None
-    if not result.gate.passed and not run.keep:
-        result.error = (f"{result.gate.reason} (--max-accuracy-loss {run.tolerance * 100:g}): export discarded "
-                        "(use --keep to keep it anyway)")
-        return
-    result.kept_below_tolerance = not result.gate.passed
-    try:
-        _commit(run.model_dir, run.body_id, staged, variant, variant_record(variant, result, run))
-    except FastclfError as exc:
-        result.error = str(exc)
-    else:
-        result.ok = True
+    result.runtime = backends.runtime_settings(body)  # after the timing: what it ran with (compiled shapes included)
+    return gate
 
 
 def _commit(model_dir: Path, body_id: str | None, staged: Path, variant: str, record: VariantRecord) -> None:
-    """Swap in a new version of the model (hard links, the variant's files, fastclf.json read again
-    under the writer lock): a reader never sees files that fastclf.json does not record.
-    ModelFormatError: the body was replaced (``fastclf train -o``) during the export."""
+    """Swap in a new version of the model with the variant's files and record, fastclf.json read again under the
+    writer lock; ModelFormatError when the body was replaced (``fastclf train -o``) during the export."""
     with writer_lock(model_dir):
         live = ModelConfig.read(model_dir)
         if live.body_id != body_id:
@@ -287,14 +258,13 @@ def _commit(model_dir: Path, body_id: str | None, staged: Path, variant: str, re
                                    "export discarded: run fastclf accelerate again")
         with staged_dir(model_dir) as tmp:
             link_copy(model_dir, tmp, skip=lambda p: p.parent == model_dir and p.name.startswith(".staging-"))
-            _promote(staged, tmp / BODY_DIR, get_spec(variant).runtime)
+            _promote(staged, tmp / BODY_DIR, backends.get_spec(variant).runtime)
             live.with_variant(variant, record).write(tmp)
 
 
 def variant_record(variant: str, result: ExportResult, run: _Run) -> VariantRecord:
-    """What fastclf.json records of a published export: its parity figures, the gate's verdict,
-    its files and runtime settings, and its calibration texts."""
-    spec = get_spec(variant)
+    """What fastclf.json records of a published export: parity, gate verdict, files, runtime, calibration."""
+    spec = backends.get_spec(variant)
     assert result.parity is not None and result.gate is not None
     g = result.gate
     runtime = {k: v if isinstance(v, (int, float, str, bool, type(None))) else str(v)

@@ -146,9 +146,8 @@ def parity(reference: Classifier, candidate_body, texts: Sequence[str], *, ref_e
 
 def split_texts(texts: Sequence[str], num_calibration: int, *, extra_check: Sequence[str] = (),
                 calibrate: bool = True) -> tuple[list[str], list[str]]:
-    """Shuffle ``texts`` into (calibration, check) sets that do not overlap: calibration (when
-    ``calibrate``) leaves the check set, the rest plus ``extra_check``, MIN_CHECK_TEXTS where it can.
-    DataError: fewer than 4 distinct texts in all."""
+    """Shuffle ``texts`` into disjoint (calibration, check) sets, the check set with ``extra_check`` and at least
+    MIN_CHECK_TEXTS where it can; DataError for fewer than 4 distinct texts in all."""
     unique = list(dict.fromkeys(t for t in texts if isinstance(t, str) and t.strip()))
     seen = set(unique)
     extra = [t for t in dict.fromkeys(t for t in extra_check if isinstance(t, str) and t.strip()) if t not in seen]

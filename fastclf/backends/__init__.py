@@ -1,10 +1,10 @@
-"""The one place that knows the runtimes: :func:`load_body` returns a :class:`Body` for any variant of
-:data:`VARIANTS`. Each runtime module (``<runtime>_backend``) is imported only when used and has
-``load(body_dir, spec) -> Body`` and ``export(body_dir, spec, calibration_texts)``."""
+"""The one place that knows the runtimes: :func:`load_body` returns a :class:`Body` for any variant; each
+``<runtime>_backend`` module, imported when used, has ``load(body_dir, spec, threads)`` and ``export(...)``."""
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import logging
 import os
 import sys
@@ -30,7 +30,6 @@ from fastclf.errors import (
     FastclfError,
     ModelFormatError,
     SettingError,
-    VariantNotExported,
     first_line,
     missing_dependency,
 )
@@ -41,7 +40,7 @@ if TYPE_CHECKING:
     from fastclf.head import LogisticHead
 
 __all__ = ["REFERENCE", "RUNTIME_DIRS", "SETTLE_TEXTS", "THREADS_ENV", "VARIANTS", "Body", "VariantSpec",
-           "auto_candidates", "body_files", "cpu_info", "export_command", "export_note", "export_variant", "get_spec",
+           "auto_candidates", "cpu_info", "export_command", "export_note", "export_variant", "get_spec",
            "is_exported", "load_body", "newer_than_weights", "requested_threads", "reset_runtime_state",
            "runtime_installed", "runtime_module", "runtime_settings", "settle_one_text", "thread_counts",
            "thread_settings", "variant_for_this_cpu"]
@@ -67,8 +66,8 @@ SETTLE_TEXTS = 64
 
 
 def settle_one_text(body: object, call_one: Callable[[str], object], texts: Sequence[str]) -> float | None:
-    """Run the first :data:`SETTLE_TEXTS` one-text calls and wait for a body that compiles shapes in the
-    background (its ``settle()``) before it is timed; the seconds it took, None for other bodies."""
+    """Before timing a body that compiles shapes in the background, make :data:`SETTLE_TEXTS` one-text calls and
+    wait for its ``settle()``; the seconds it took, None for other bodies."""
     settle = getattr(body, "settle", None)
     if not callable(settle):
         return None
@@ -132,28 +131,7 @@ def export_note(variant: str, n_texts: int) -> str:
 
 def runtime_installed(variant: str) -> bool:
     """Whether the Python package of ``variant``'s runtime is installed (checked without importing it)."""
-    import importlib.util
-
     return importlib.util.find_spec(get_spec(variant).package) is not None
-
-
-#: file suffixes of weights in a body folder (none of them is a tokenizer or config file)
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pt2", ".pth", ".onnx", ".onnx_data", ".h5", ".msgpack",
-                   ".ckpt", ".xml")
-
-
-def body_files(body_dir: str | Path, variant: str) -> list[Path]:
-    """The files below ``body_dir`` that loading ``variant`` reads: the sentence-transformers weights if it
-    :attr:`~VariantSpec.loads_weights`, its own files and head, and the tokenizer and config files."""
-    body_dir, spec = Path(body_dir), get_spec(variant)
-    files = [body_dir / f for f in (*spec.files, *filter(None, [spec.head]))]
-    if spec.loads_weights:
-        files += [p for p in (body_dir / "model.safetensors", body_dir / "pytorch_model.bin") if p.is_file()][:1]
-    for p in sorted(body_dir.rglob("*")):
-        rel = p.relative_to(body_dir)
-        if p.is_file() and rel.parts[0] not in RUNTIME_DIRS and p.suffix.lower() not in (*WEIGHT_SUFFIXES, ".md"):
-            files.append(p)
-    return [p for p in dict.fromkeys(files) if p.is_file()]
 
 
 def is_exported(body_dir: Path, variant: str) -> bool:
@@ -162,25 +140,20 @@ def is_exported(body_dir: Path, variant: str) -> bool:
 
 
 def load_body(body_dir: str | Path, variant: str = REFERENCE, *, threads: int | None = None) -> Body:
-    """Load the body in ``body_dir`` (a sentence-transformers folder) as ``variant`` with ``threads`` runtime
-    threads (None: ``$FASTCLF_THREADS``, else the runtime's default); ModelFormatError for a folder
-    :func:`fastclf.safety.check_body` refuses or a damaged one."""
+    """Load the sentence-transformers folder ``body_dir`` as ``variant`` with :func:`requested_threads` threads;
+    ModelFormatError for a folder :func:`fastclf.safety.check_body` refuses, or a damaged or incomplete one."""
     from fastclf.safety import check_body
 
     spec = get_spec(variant)
     body_dir = Path(body_dir)
     check_body(body_dir)  # the one check every variant passes before its runtime sees the folder
-    missing = [f for f in spec.files if not (body_dir / f).is_file()]
-    if missing:
-        raise VariantNotExported(f"variant {variant!r} is not exported in this model (missing {missing[0]}); "
-                                 f"create it with: {export_command(variant)}")
     module = runtime_module(spec)
     try:
         with quiet_logs():  # the runtimes' own warnings while they load say nothing about the user's model
             return module.load(body_dir, spec, requested_threads(threads))
     except (FastclfError, MemoryError, KeyboardInterrupt):
         raise
-    except Exception as exc:  # a damaged file fails deep in transformers, tokenizers or a runtime
+    except Exception as exc:  # a damaged or missing file fails deep in transformers, tokenizers or a runtime
         where = body_dir / spec.files[0] if spec.files else body_dir
         hint = f"; re-export it with: {export_command(variant)}" if spec.files else ""
         raise ModelFormatError(f"cannot load {variant} from {where}: it is corrupted, truncated or incomplete "
@@ -206,8 +179,7 @@ ISA_NEEDS: dict[str, tuple[tuple[str, ...], str]] = {
 
 
 def requested_threads(threads: int | None = None) -> int | None:
-    """The thread count a body should use: ``threads``, else ``$FASTCLF_THREADS``, else None (the runtime's
-    default); SettingError when the variable is not a positive integer."""
+    """``threads``, else ``$FASTCLF_THREADS`` (SettingError unless a positive integer), else None (the runtime's)."""
     if threads is not None:
         return int(threads)
     value = os.environ.get(THREADS_ENV, "").strip()
@@ -226,8 +198,7 @@ def variant_for_this_cpu(variant: str, choice: dict | None = None, flags: Sequen
         return variant
     wanted, fallback = ISA_NEEDS[variant]
     isa = cpu_info()["isa"] if flags is None else flags
-    have = set(isa) if isinstance(isa, (list, tuple, set, frozenset)) else set()
-    if have & set(wanted):
+    if isinstance(isa, (list, tuple)) and set(isa) & set(wanted):
         return variant
     if (variant, fallback) not in _warned:
         _warned.add((variant, fallback))
@@ -252,7 +223,10 @@ def export_variant(body_dir: str | Path, variant: str, calibration_texts: Sequen
     if spec.head and fit_head is None:
         raise DataError(f"variant {variant!r} is a new model with its own head, fit on the labeled training "
                         "examples: the training file was not found")
-    module.export(Path(body_dir), spec, list(calibration_texts))
+    texts = [t for t in calibration_texts if isinstance(t, str) and t.strip()]
+    if spec.option.get("quantize") == "static" and not texts:
+        raise DataError(f"{variant} is static int8: its export needs calibration texts, none were given")
+    module.export(Path(body_dir), spec, texts)
     if spec.head and fit_head is not None:
         head = fit_head(module.load(Path(body_dir), spec))
         atomic_write(Path(body_dir) / spec.head, head.save)

@@ -1,6 +1,5 @@
-"""A smaller body for the ``-distilled`` variants: some of the body's own encoder layers, evenly spaced, taught
-on the user's texts (widened by :func:`distillation_texts`) to give the body's token states, the token embeddings
-frozen; a plain Hugging Face folder for the exporter. Figures: benchmarks/studies/distilled-students.md."""
+"""A smaller body for the ``-distilled`` variants: some of the body's encoder layers, evenly spaced, taught on
+the user's texts to give the body's token states (token embeddings frozen); a Hugging Face folder for the exporter."""
 
 from __future__ import annotations
 
@@ -79,15 +78,12 @@ def _encoder_layers(hf_model):
             for count in ("num_hidden_layers", "n_layers", "num_layers"):
                 if hasattr(hf_model.config, count):
                     return owner, attr, count
-    raise ModelFormatError(
-        f"cannot make a smaller body of a {type(hf_model).__name__}: distillation supports BERT-like "
-        "encoders (BERT, MiniLM, MPNet, RoBERTa, DistilBERT); use a variant without -distilled"
-    )
+    raise ModelFormatError(f"cannot make a smaller body of a {type(hf_model).__name__}: distillation takes BERT-like "
+                           "encoders (BERT, MiniLM, MPNet, RoBERTa, DistilBERT); use a variant without -distilled")
 
 
 def make_student(teacher, *, keep: int):
-    """A copy of the sentence-transformers ``teacher`` with ``keep`` of its encoder layers.
-    Returns ``(student, kept layer indices, teacher's layer count)``."""
+    """(a copy of the sentence-transformers ``teacher`` with ``keep`` of its layers, their indices, its layer count)."""
     import torch
 
     student = copy.deepcopy(teacher)
@@ -106,8 +102,7 @@ def make_student(teacher, *, keep: int):
 
 
 def _token_mse(a, b, mask):
-    """Mean squared error of token states ``a`` and ``b`` over the tokens in ``mask``, relative to the size of
-    ``b``'s states (so that every layer weighs alike)."""
+    """Squared error of token states ``a`` against ``b`` in ``mask``, relative to ``b``'s size (layers weigh alike)."""
     a, b = a.float(), b.float()
     return ((a - b) ** 2 * mask).sum() / (((b ** 2) * mask).sum() + 1e-6 * mask.sum() * a.shape[-1])
 
@@ -184,7 +179,6 @@ def distill(teacher, texts: Sequence[str], out_dir: Path, *, keep: int, steps: i
     with torch.inference_mode():
         a, b = (m.encode(held_texts, batch_size=64, convert_to_numpy=True, show_progress_bar=False)
                 for m in (student, teacher))
-    Path(out_dir).mkdir(parents=True, exist_ok=True)
     student[0].auto_model.save_pretrained(str(out_dir), safe_serialization=True)
     student[0].tokenizer.save_pretrained(str(out_dir))
     info: dict[str, object] = {

@@ -1,6 +1,5 @@
-"""Everything the ONNX and OpenVINO bodies do around the transformer graph, in numpy and without torch:
-tokenization, padding and truncation as sentence-transformers applies them at call time (not as stored in
-tokenizer.json), then the folder's pooling and normalization."""
+"""What the ONNX and OpenVINO bodies do around the transformer graph, in numpy: tokenization, padding and
+truncation as sentence-transformers applies them at call time, then the folder's pooling and normalization."""
 
 from __future__ import annotations
 
@@ -31,42 +30,6 @@ def _token_content(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def load_tokenizer(transformer_dir: Path):
-    """The folder's ``tokenizers.Tokenizer`` normalized as transformers' fast tokenizer would, without the
-    stored padding and truncation. Returns ``(tokenizer, info)``."""
-    from tokenizers import Tokenizer, normalizers
-
-    path = transformer_dir / "tokenizer.json"
-    if not path.is_file():
-        raise ModelFormatError(f"{path} is missing: the ONNX/OpenVINO variants need a fast tokenizer "
-                               f"(tokenizer.json); {_TORCH_HINT}")
-    try:
-        tokenizer = Tokenizer.from_file(str(path))
-    except Exception as exc:
-        raise ModelFormatError(f"{path} cannot be read as a tokenizers file: {exc}") from exc
-    tokenizer.no_padding()
-    tokenizer.no_truncation()
-    tok_cfg = _read_optional_json(transformer_dir / "tokenizer_config.json", "tokenizer_config.json")
-    special_map = _read_optional_json(transformer_dir / "special_tokens_map.json", "special_tokens_map.json")
-    # BertTokenizerFast rebuilds the normalizer when tokenizer_config.json's settings disagree with the file
-    if tok_cfg.get("tokenizer_class") in ("BertTokenizer", "BertTokenizerFast") and tokenizer.normalizer is not None:
-        state = json.loads(tokenizer.normalizer.__getstate__())
-        wanted = {"lowercase": tok_cfg.get("do_lower_case", True), "strip_accents": tok_cfg.get("strip_accents"),
-                  "handle_chinese_chars": tok_cfg.get("tokenize_chinese_chars", True)}
-        if state.get("type") == "BertNormalizer" and any(state.get(k, v) != v for k, v in wanted.items()):
-            tokenizer.normalizer = normalizers.BertNormalizer(clean_text=state.get("clean_text", True), **wanted)
-    pad_token = _token_content(tok_cfg.get("pad_token")) or _token_content(special_map.get("pad_token"))
-    pad_id = tokenizer.token_to_id(pad_token) if pad_token else None
-    added = json.loads(tokenizer.to_str()).get("added_tokens", [])
-    return tokenizer, {
-        "pad_id": int(pad_id or 0),
-        "pad_type_id": int(tok_cfg.get("pad_token_type_id", 0) or 0),
-        "padding_side": tok_cfg.get("padding_side", "right"),
-        "truncation_side": tok_cfg.get("truncation_side", "right"),
-        "special_ids": {int(t["id"]) for t in added if t.get("special")},
-    }
-
-
 def length_chunks(lengths: Sequence[int], batch_size: int, *, min_fill: float = MIN_FILL,
                   min_size: int = 1) -> list[np.ndarray]:
     """Indices of ``lengths`` in chunks to run together: longest first, at most ``batch_size`` a chunk, and a
@@ -88,19 +51,43 @@ class TextPipeline:
     """Tokenization, pooling and normalization of a sentence-transformers folder, in numpy."""
 
     def __init__(self, body_dir: str | Path):
+        from tokenizers import Tokenizer, normalizers
+
         self.config = read_pipeline_config(body_dir)
         self.max_seq_length = self.config.max_seq_length
-        self.tokenizer, info = load_tokenizer(self.config.transformer_dir)
-        self.pad_id: int = info["pad_id"]
-        self.pad_type_id: int = info["pad_type_id"]
-        self.padding_side: str = info["padding_side"]
+        folder = self.config.transformer_dir
+        if not (folder / "tokenizer.json").is_file():
+            raise ModelFormatError(f"{folder / 'tokenizer.json'} is missing: the ONNX/OpenVINO variants need a fast "
+                                   f"tokenizer (tokenizer.json); {_TORCH_HINT}")
+        try:
+            self.tokenizer = tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        except Exception as exc:
+            raise ModelFormatError(f"{folder / 'tokenizer.json'} cannot be read as a tokenizers file: {exc}") from exc
+        tokenizer.no_padding()  # sentence-transformers pads and truncates at call time, not as stored
+        tokenizer.no_truncation()
+        tok_cfg = _read_optional_json(folder / "tokenizer_config.json", "tokenizer_config.json")
+        special_map = _read_optional_json(folder / "special_tokens_map.json", "special_tokens_map.json")
+        # BertTokenizerFast rebuilds the normalizer when tokenizer_config.json's settings disagree with the file
+        bert = tok_cfg.get("tokenizer_class") in ("BertTokenizer", "BertTokenizerFast")
+        if bert and tokenizer.normalizer is not None:
+            state = json.loads(tokenizer.normalizer.__getstate__())
+            wanted = {"lowercase": tok_cfg.get("do_lower_case", True), "strip_accents": tok_cfg.get("strip_accents"),
+                      "handle_chinese_chars": tok_cfg.get("tokenize_chinese_chars", True)}
+            if state.get("type") == "BertNormalizer" and any(state.get(k, v) != v for k, v in wanted.items()):
+                tokenizer.normalizer = normalizers.BertNormalizer(clean_text=state.get("clean_text", True), **wanted)
+        pad_token = _token_content(tok_cfg.get("pad_token")) or _token_content(special_map.get("pad_token"))
+        self.pad_id = int((tokenizer.token_to_id(pad_token) if pad_token else None) or 0)
+        self.pad_type_id = int(tok_cfg.get("pad_token_type_id", 0) or 0)
+        self.padding_side: str = tok_cfg.get("padding_side", "right")
         if self.max_seq_length is not None:
-            self.tokenizer.enable_truncation(self.max_seq_length, strategy="longest_first",
-                                             direction=info["truncation_side"])
+            tokenizer.enable_truncation(self.max_seq_length, strategy="longest_first",
+                                        direction=tok_cfg.get("truncation_side", "right"))
         self._prompt_length: int | None = None
         if self.config.prompt and not self.config.include_prompt:
-            ids = self.tokenizer.encode(self.config.prompt).ids
-            self._prompt_length = len(ids) - (1 if ids and ids[-1] in info["special_ids"] else 0)
+            added = json.loads(tokenizer.to_str()).get("added_tokens", [])
+            special_ids = {int(t["id"]) for t in added if t.get("special")}
+            ids = tokenizer.encode(self.config.prompt).ids
+            self._prompt_length = len(ids) - (1 if ids and ids[-1] in special_ids else 0)
 
     def _encode(self, texts: Sequence[str]):
         if self.config.prompt:
@@ -170,6 +157,3 @@ class PipelineBody:
 
     def encode(self, texts: Sequence[str], *, batch_size: int = 32) -> np.ndarray:
         return self.pipeline.encode(texts, self._run, batch_size=batch_size)
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(variant={self.variant!r}, path={str(self.path)!r})"

@@ -78,8 +78,9 @@ def _modules(body_dir: Path) -> tuple[list[dict[str, Any]], list[str]]:
     modules = sorted(modules, key=lambda m: int(m.get("idx", 0)))
     kinds = []
     for module in modules:
-        kind = str(module["type"]).rpartition(".")[2]
-        if not str(module["type"]).startswith("sentence_transformers.") or kind not in ("Transformer", "Pooling", "Normalize"):
+        type_name = str(module["type"])
+        kind = type_name.rpartition(".")[2]
+        if not type_name.startswith("sentence_transformers.") or kind not in ("Transformer", "Pooling", "Normalize"):
             raise ModelFormatError(f"module {module.get('name', '?')!r} of type {module['type']!r} cannot run outside "
                                    f"torch: {_ONLY}; {_TORCH_HINT}")
         kinds.append(kind)
@@ -94,17 +95,15 @@ def _transformer_config(transformer_dir: Path) -> dict[str, Any]:
     sbert = _read_json(found[0], "the Transformer module config") if found else {}
     task = sbert.get("transformer_task", "feature-extraction")
     if task != "feature-extraction":
-        raise ModelFormatError(f"transformer_task {task!r} is not supported by the ONNX/OpenVINO pipeline; {_TORCH_HINT}")
+        raise ModelFormatError(f"transformer_task {task!r} is not supported by the ONNX/OpenVINO pipeline; "
+                               f"{_TORCH_HINT}")
     modality = sbert.get("modality_config")
-    if modality is not None and (
-        set(modality) != {"text"}
-        or modality["text"].get("method", "forward") != "forward"
-        or modality["text"].get("method_output_name") != "last_hidden_state"
-        or sbert.get("module_output_name", "token_embeddings") != "token_embeddings"
-    ):
-        raise ModelFormatError(
-            f"the Transformer module's modality_config {modality!r} is not plain text -> token embeddings; {_TORCH_HINT}"
-        )
+    text = (modality or {}).get("text") or {}
+    if modality is not None and (set(modality) != {"text"} or text.get("method", "forward") != "forward"
+                                 or text.get("method_output_name") != "last_hidden_state"
+                                 or sbert.get("module_output_name", "token_embeddings") != "token_embeddings"):
+        raise ModelFormatError(f"the Transformer module's modality_config {modality!r} is not plain text -> token "
+                               f"embeddings; {_TORCH_HINT}")
     return sbert
 
 

@@ -32,12 +32,11 @@ def pool_tokens(token_embeddings: np.ndarray, attention_mask: np.ndarray, modes:
     """Sentence embeddings from token embeddings, each of ``modes`` in turn, concatenated."""
     emb = np.asarray(token_embeddings, dtype=np.float32)
     if emb.ndim != 3:
-        raise ModelFormatError(f"the transformer graph returned an array of shape {emb.shape}, expected (batch, seq, hidden)")
+        raise ModelFormatError(f"the transformer graph returned an array of shape {emb.shape}, "
+                               "expected (batch, seq, hidden)")
     if dim is not None and emb.shape[-1] != dim:
-        raise ModelFormatError(
-            f"the transformer graph returns {emb.shape[-1]}-dim token embeddings but the Pooling module "
-            f"expects {dim}: the exported graph does not belong to this body"
-        )
+        raise ModelFormatError(f"the transformer graph returns {emb.shape[-1]}-dim token embeddings but the Pooling "
+                               f"module expects {dim}: the exported graph does not belong to this body")
     mask = _prompt_mask(attention_mask, prompt_length)
     maskf = mask.astype(np.float32)[:, :, None]
     out: list[np.ndarray] = []

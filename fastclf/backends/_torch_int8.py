@@ -1,7 +1,5 @@
-"""Static int8 of the torch bodies (``torch-int8``: torchao PT2E, x86 inductor quantizer; ``inc-int8``: Intel
-Neural Compressor): the export calibrates observers and stores their statistics (``observers.safetensors``) and
-texts (``calibration.json``); a load rebuilds the quantized graph from the fp32 weights and those statistics, or
-recalibrates when they do not fit. ``torch.export.load`` is not used: it unpickles, so a file could run code."""
+"""Static int8 of the torch bodies, one path for both engines (torch-int8: torchao PT2E; inc-int8: Intel Neural
+Compressor): the export stores observer statistics and calibration texts, a load rebuilds the graph from them."""
 
 from __future__ import annotations
 
@@ -9,35 +7,23 @@ import hashlib
 import json
 import logging
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from fastclf._util import atomic_write, package_versions
 from fastclf.backends import VariantSpec
 from fastclf.backends import _torch_graph as tg
-from fastclf.errors import DataError, ModelFormatError, first_line, missing_dependency
+from fastclf.errors import ModelFormatError, first_line, missing_dependency
+from fastclf.quiet import quiet_logs
+
+log = logging.getLogger(__name__)
 
 OBSERVERS_FORMAT = "fastclf-torch-observers/1"
 CALIBRATION_FORMAT = "fastclf-calibration/1"
 CALIBRATION_BATCH = 32
-
-
-class _QuietINC:
-    """Keep Neural Compressor's own logger to errors (it logs every step, and advice fastclf follows)."""
-
-    def __enter__(self):
-        try:  # INC creates its logger lazily, at its first message, and resets the level then
-            from neural_compressor.common.utils.logger import Logger
-
-            self.logger = Logger().get_logger()
-        except ImportError:
-            self.logger = logging.getLogger("neural_compressor")
-        self.level = self.logger.level
-        self.logger.setLevel(max(self.level, logging.ERROR))
-
-    def __exit__(self, *exc):
-        self.logger.setLevel(self.level)
 
 
 def _engine(spec: VariantSpec):
@@ -55,8 +41,12 @@ def _engine(spec: VariantSpec):
             return prepare_pt2e(graph, quantizer)
 
         return insert_pt2e, convert_pt2e
+    quiet = partial(quiet_logs, ("neural_compressor",))  # it logs every step, and advice fastclf follows
     try:
-        with _QuietINC():  # its import logs warnings about accelerator detection
+        from neural_compressor.common.utils.logger import Logger
+
+        Logger()  # INC sets its logger's level when it first makes it: make it before quieting it
+        with quiet():  # its import logs warnings about accelerator detection
             from neural_compressor.torch.quantization import StaticQuantConfig, convert, prepare
     except ImportError as exc:
         raise missing_dependency("neural_compressor", "inc") from exc
@@ -64,23 +54,14 @@ def _engine(spec: VariantSpec):
     def insert_inc(graph, example, dynamic_shapes):
         graph._exported = True  # what neural_compressor.torch.export.export returns: an exported GraphModule, marked
         graph.dynamic_shapes = (dynamic_shapes,)
-        with _QuietINC():
+        with quiet():
             return prepare(graph, StaticQuantConfig(), example_inputs=example)
 
     def convert_inc(prepared):
-        with _QuietINC():
+        with quiet():
             return convert(prepared)
 
     return insert_inc, convert_inc
-
-
-def _insert_observers(spec: VariantSpec, graph, example, dynamic_shapes):
-    """The exported graph with observers inserted (not calibrated)."""
-    return _engine(spec)[0](graph, example, dynamic_shapes)
-
-
-def _convert(spec: VariantSpec, prepared):
-    return _engine(spec)[1](prepared)
 
 
 def _observed_nodes(prepared) -> dict[str, str]:
@@ -100,47 +81,58 @@ def _observer_state(prepared) -> dict[str, torch.Tensor]:
             if k.split(".", 1)[0] in names}
 
 
-def _calibrate(st_model, transformer, prepared, names, texts: Sequence[str]) -> None:
+def _observed(spec: VariantSpec, st_model, parts, texts: Sequence[str] = ()):
+    """The transformer of :func:`~fastclf.backends._torch_graph._prepare_core`'s ``parts`` exported with
+    ``spec``'s engine's observers inserted, calibrated on ``texts``."""
+    transformer, core, names, example = parts
     pad_id, limit = tg._pad_id(transformer), tg._max_len(transformer)
+    graph, dynamic_shapes = tg._export_graph(core, example, max_len=limit)
+    prepared = _engine(spec)[0](graph, example, dynamic_shapes)
     with torch.no_grad():
         for i in range(0, len(texts), CALIBRATION_BATCH):
             features = st_model.preprocess(list(texts[i : i + CALIBRATION_BATCH]))
             prepared(*tg._pad_to_multiple([features[n] for n in names], names, pad_id, limit))
+    return prepared
 
 
-def _export_int8(body_dir: Path, spec: VariantSpec, calibration_texts: list[str]) -> None:
+def quantized(spec: VariantSpec, body_dir: Path, st_model, parts) -> tuple[Any, bool]:
+    """(the int8 graph rebuilt from the stored observers, or recalibrated on the stored texts when they do not
+    fit this torch; whether it was recalibrated). torch.export.load is not used: it unpickles."""
+    observers, calibration = (body_dir / f for f in spec.files)
+    texts = _read_calibration(calibration)  # first: a missing export fails before the graph is exported
+    prepared = _observed(spec, st_model, parts)
+    problem = _load_observers(prepared, observers, spec)
+    if problem:
+        log.warning("%s: %s; recalibrating on the %d stored calibration texts", spec.name, problem, len(texts))
+        prepared = _observed(spec, st_model, parts, texts)
+    return _engine(spec)[1](prepared), bool(problem)
+
+
+def _export_int8(body_dir: Path, spec: VariantSpec, texts: list[str]) -> None:
     from safetensors.torch import save_file
 
-    texts = [t for t in calibration_texts if isinstance(t, str) and t.strip()]
-    if not texts:
-        raise DataError(f"{spec.name} needs calibration texts (static quantization); none were given")
     st_model = tg._load_sentence_transformer(body_dir)
-    transformer, core, names, example = tg._prepare_core(st_model)
-    graph, dynamic_shapes = tg._export_graph(core, example, max_len=tg._max_len(transformer))
-    prepared = _insert_observers(spec, graph, example, dynamic_shapes)
-    _calibrate(st_model, transformer, prepared, names, texts)
+    parts = tg._prepare_core(st_model)
+    prepared = _observed(spec, st_model, parts, texts)
     state = _observer_state(prepared)
     if not state:
         raise ModelFormatError(f"{spec.name}: the quantizer inserted no observers into this model")
     observers_path, calibration_path = (body_dir / f for f in spec.files)
     metadata = {"format": OBSERVERS_FORMAT, "variant": spec.name, "engine": spec.option.get("engine", "pt2e"),
-                "observed": json.dumps(_observed_nodes(prepared), sort_keys=True), "inputs": json.dumps(list(names)),
+                "observed": json.dumps(_observed_nodes(prepared), sort_keys=True), "inputs": json.dumps(list(parts[2])),
                 "versions": json.dumps(package_versions(("torch", "torchao", "neural-compressor")), sort_keys=True),
                 "calibration_sha256": hashlib.sha256(json.dumps(texts, ensure_ascii=False).encode()).hexdigest()}
     atomic_write(observers_path, lambda p: save_file(state, str(p), metadata=metadata))
     payload = {"format": CALIBRATION_FORMAT, "variant": spec.name, "batch_size": CALIBRATION_BATCH,
                "seq_multiple": tg.SEQ_MULTIPLE, "texts": texts}
     atomic_write(calibration_path,
-                  lambda p: p.write_text(json.dumps(payload, ensure_ascii=False, indent=0), encoding="utf-8"))
+                 lambda p: p.write_text(json.dumps(payload, ensure_ascii=False, indent=0), encoding="utf-8"))
 
 
 def _read_calibration(path: Path) -> list[str]:
-    try:
-        payload = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ModelFormatError(f"cannot read {path}: {exc}") from exc
+    payload = json.loads(path.read_text(encoding="utf-8"))  # an OSError or bad JSON: load_body's error
     texts = payload.get("texts") if isinstance(payload, dict) else None
-    if payload.get("format") != CALIBRATION_FORMAT or not isinstance(texts, list) \
+    if not isinstance(texts, list) or payload.get("format") != CALIBRATION_FORMAT \
             or not all(isinstance(t, str) for t in texts):
         raise ModelFormatError(f"{path} is not a {CALIBRATION_FORMAT} file")
     return texts

@@ -53,8 +53,7 @@ class OnnxBody(PipelineBody):
         self._output = outputs[self._check_graph([i.name for i in self.session.get_inputs()], [{o} for o in outputs],
                                                  spec)]
         self._int32 = {i.name for i in self.session.get_inputs() if "int32" in i.type}
-        # dynamic int8 takes its activation ranges from the whole input of a call: one text a call, so that
-        # a text's answer does not depend on its neighbours in a batch
+        # dynamic int8 takes its activation ranges from a whole call: one text a call keeps answers batch-independent
         self._one_text = spec.option.get("quantize") == "dynamic"
 
     def encode(self, texts, *, batch_size: int = 32) -> np.ndarray:
@@ -105,7 +104,7 @@ def _base_model(body_dir: Path, transformer_dir: Path, work: Path, *, fresh: boo
     return work / "src"
 
 
-def export(body_dir: Path, spec: VariantSpec, calibration_texts: list[str]) -> None:
+def export(body_dir: Path, spec: VariantSpec, texts: list[str]) -> None:
     """Write ``spec.files`` (and ``onnx/model.onnx``, the source of every ONNX variant)."""
     config = read_pipeline_config(body_dir)  # fail early on bodies the numpy pipeline cannot run
     target = body_dir / spec.files[0]
@@ -124,7 +123,7 @@ def export(body_dir: Path, spec: VariantSpec, calibration_texts: list[str]) -> N
             optimizer.optimize(getattr(AutoOptimizationConfig, level)(), str(work / "out"), file_suffix=level)
         else:  # quantize: dynamic
             produced.parent.mkdir()
-            _quantize_dynamic_checked(src / "model.onnx", produced, TextPipeline(body_dir), calibration_texts)
+            _quantize_dynamic_checked(src / "model.onnx", produced, TextPipeline(body_dir), texts)
         if not produced.is_file():
             raise ModelFormatError(f"the export of {spec.name!r} did not produce {produced.name}")
         atomic_write(target, lambda tmp: shutil.copyfile(produced, tmp))
@@ -150,14 +149,12 @@ def _quantize_dynamic(src: Path, dst: Path, exclude: list[str]) -> None:
 
 
 def _quantize_dynamic_checked(src: Path, dst: Path, pipeline: TextPipeline, texts: list[str]) -> dict[str, object]:
-    """Per-channel int8 weights of the constant MatMuls (the attention products stay fp32), with accuracy in the
-    loop: while the mean cosine of (up to 64) calibration texts with the fp32 graph is under
-    :data:`INT8_TARGET_COSINE`, the feed-forward down-projections, then also the up-projections, stay fp32
-    (outlier activations break per-call ranges there). Returns the MatMuls kept in fp32 and the cosines seen."""
+    """Per-channel int8 weights of the constant MatMuls; while the texts' mean cosine with fp32 is under
+    :data:`INT8_TARGET_COSINE`, the feed-forward down-, then also up-projections stay fp32 (outlier activations)."""
     shapes = _weight_shapes(src)
     down = [n for n, (k, m) in shapes.items() if k > m]
     up = [n for n, (k, m) in shapes.items() if k < m]
-    sample = [t for t in texts if isinstance(t, str) and t.strip()][:INT8_CHECK_TEXTS]
+    sample = texts[:INT8_CHECK_TEXTS]  # export_variant dropped the empty ones
     if not sample:
         _quantize_dynamic(src, dst, [])
         return {"kept_fp32": 0, "cosines": []}

@@ -1,6 +1,5 @@
 """OpenVINO bodies: fp32, the CPU's default precision (bf16 where it has it) and static int8. Loading needs
-openvino and numpy only; exporting uses optimum-intel (and torch), and NNCF static quantization for int8,
-calibrated only on the texts given to :func:`export`."""
+openvino and numpy only; exporting uses optimum-intel (and torch), and NNCF for int8."""
 
 from __future__ import annotations
 
@@ -20,7 +19,7 @@ import numpy as np
 from fastclf._util import atomic_write
 from fastclf.backends import VariantSpec, newer_than_weights
 from fastclf.backends._numpy_pipeline import PipelineBody, TextPipeline, read_pipeline_config
-from fastclf.errors import DataError, ModelFormatError, SettingError, first_line
+from fastclf.errors import ModelFormatError, SettingError, first_line
 from fastclf.texts import check_batch_size
 
 logger = logging.getLogger(__name__)
@@ -46,15 +45,11 @@ def disable_telemetry() -> None:
         from openvino_telemetry.utils import opt_in_checker
     except ImportError:
         return
-    checker = opt_in_checker.OptInChecker
-    if getattr(checker.check, "_fastclf_declined", False):
-        return
 
     def declined(self, enable_opt_in_dialog=True, disable_in_ci=False):
         return opt_in_checker.ConsentCheckResult.DECLINED
 
-    declined._fastclf_declined = True  # type: ignore[attr-defined]
-    checker.check = declined
+    opt_in_checker.OptInChecker.check = declined
     try:  # a Telemetry object made earlier in this process (the class is a singleton)
         from openvino_telemetry import main as telemetry_main
 
@@ -74,20 +69,18 @@ def static_shapes_setting() -> int:
 
 
 class OpenVINOBody(PipelineBody):
-    """A body compiled by OpenVINO: LATENCY for one chunk, THROUGHPUT for a batch's chunks side by side; lengths
-    padded to :data:`LENGTH_BUCKET` so the plugin meets few shapes; a one-text length seen :data:`STATIC_AFTER`
-    times compiled as a static [1, length] in the background (benchmarks/studies/openvino-static-shapes.md)."""
+    """LATENCY for one chunk, THROUGHPUT for a batch's chunks side by side, lengths padded to :data:`LENGTH_BUCKET`;
+    a one-text length seen :data:`STATIC_AFTER` times is compiled as a static [1, length] in the background."""
 
     def __init__(self, body_dir: Path, spec: VariantSpec, threads: int | None = None):
-        disable_telemetry()
-        import openvino as ov
+        import openvino as ov  # after runtime_module's disable_telemetry
 
         super().__init__(body_dir, spec)
         precision = spec.option.get("precision", "f32")
         self._config: dict[str, object] = {"INFERENCE_PRECISION_HINT": "f32"} if precision == "f32" else {}
         self._threads = threads
-        if self._threads:
-            self._config["INFERENCE_NUM_THREADS"] = self._threads
+        if threads:
+            self._config["INFERENCE_NUM_THREADS"] = threads
         self._core = ov.Core()
         xml = self.path / spec.files[0]
         self._model = self._core.read_model(str(xml), str(xml.with_suffix(".bin")))
@@ -239,8 +232,7 @@ class OpenVINOBody(PipelineBody):
         return results  # type: ignore[return-value]
 
     def encode(self, texts: Sequence[str], *, batch_size: int = 32) -> np.ndarray:
-        """Embeddings, with the length-matched chunks of a batch run side by side: a few texts a chunk at
-        least, or a call costs more than its padding saves."""
+        """Embeddings, a batch's length-matched chunks (a few texts each at least) run side by side."""
         texts, batch_size = list(texts), check_batch_size(batch_size)
         return self.pipeline.encode(texts, self._run, batch_size=batch_size, run_many=self._run_parallel,
                                     min_size=min(batch_size, max(MIN_CHUNK, len(texts) // 8)))
@@ -304,12 +296,8 @@ def _source_model(body_dir: Path, spec: VariantSpec, texts: list[str], work: Pat
                                                        load_in_8bit=False, local_files_only=True)
 
 
-def export(body_dir: Path, spec: VariantSpec, calibration_texts: list[str]) -> None:
-    """Write ``spec.files``: the fp32 IR, or the static int8 IR calibrated on ``calibration_texts``."""
-    disable_telemetry()
-    texts = [t for t in calibration_texts if isinstance(t, str) and t.strip()]
-    if spec.calibrated and not texts:
-        raise DataError(f"variant {spec.name!r} is calibrated: export it with some example texts")
+def export(body_dir: Path, spec: VariantSpec, texts: list[str]) -> None:
+    """Write ``spec.files``: the fp32 IR, or the static int8 IR calibrated on ``texts``."""
     with tempfile.TemporaryDirectory(prefix="fastclf-openvino-") as tmp:
         work = Path(tmp)
         model, out = _source_model(body_dir, spec, texts, work), work / "out"
@@ -322,8 +310,8 @@ def export(body_dir: Path, spec: VariantSpec, calibration_texts: list[str]) -> N
                                                         ov_config=config)
         else:
             model.save_pretrained(str(out))
-        produced = {p.suffix: p for p in (out / "openvino_model.xml", out / "openvino_model.bin")}
-        if not all(p.is_file() for p in produced.values()):
+        produced = [out / f"openvino_model{Path(f).suffix}" for f in spec.files[:2]]
+        if not all(p.is_file() for p in produced):
             raise ModelFormatError(f"the OpenVINO export of {spec.name!r} did not produce openvino_model.xml/.bin")
-        for target in sorted((body_dir / f for f in spec.files[:2]), key=lambda p: p.suffix != ".bin"):
-            atomic_write(target, partial(shutil.copyfile, produced[target.suffix]))  # the .bin first
+        for name, source in zip(spec.files, produced):
+            atomic_write(body_dir / name, partial(shutil.copyfile, source))

@@ -19,9 +19,8 @@ class VariantSpec:
     description: str
     files: tuple[str, ...]  # paths below body/ that the export writes; () = computed at load
     calibrated: bool = False  # static quantization: the export needs calibration texts
-    # how the runtime module builds and runs it, read only by that module: torch: compile
-    # (inductor), precision (bf16), quantize (static), engine (pt2e, inc); onnx: level (O1-O3),
-    # quantize (dynamic); openvino: precision (f32, bf16, auto), quantize (static); static: pca_dims
+    # how its runtime module builds and runs it: torch: compile, precision, quantize, engine (pt2e, inc); onnx:
+    # level (O1-O3), quantize (dynamic); openvino: precision, quantize (static), distill; static: pca_dims
     options: tuple[tuple[str, str], ...] = ()
     auto: bool = True  # a candidate of ``fastclf accelerate --auto`` (the torch ones only with --include-torch)
     # a new model's own head (other embeddings), fit on the training examples at export: its path below body/
@@ -70,8 +69,7 @@ _SPECS = [
     VariantSpec("torch-bf16", "torch",
                 "PyTorch bf16 autocast with torch.compile and frozen weights (native replacement for IPEX bf16)", (),
                 options=(("compile", "inductor"), ("precision", "bf16"))),
-    VariantSpec("torch-int8", "torch", "PyTorch static int8: PT2E with the x86 inductor quantizer, compiled with "
-                "freezing (replaces IPEX int8)",
+    VariantSpec("torch-int8", "torch", "PyTorch static int8: PT2E, x86 inductor quantizer, compiled with freezing",
                 ("torch/int8/observers.safetensors", "torch/int8/calibration.json"), calibrated=True,
                 options=(("compile", "inductor"), ("quantize", "static"), ("engine", "pt2e"))),
     VariantSpec("inc-int8", "torch", "Intel Neural Compressor 3.x static int8 (StaticQuantConfig, prepare, convert)",
@@ -85,29 +83,23 @@ _SPECS = [
     VariantSpec("onnx-o3", "onnx", "ONNX Runtime with O2 plus fast GELU approximation (O3)", ("onnx/model_O3.onnx",),
                 options=(("level", "O3"),), auto=False),
     # calibrated: accuracy in the loop, the texts choose what stays fp32 (not activation ranges)
-    VariantSpec("onnx-int8", "onnx",
-                "ONNX Runtime dynamic int8: per-channel int8 weights, attention in fp32; the feed-forward layers kept "
-                "in fp32 where int8 drifts on the calibration texts; one text a call (its activation ranges are taken "
-                "per call, so a batch would make answers depend on the neighbours); fastest with AVX-512 VNNI",
+    VariantSpec("onnx-int8", "onnx", "ONNX Runtime dynamic int8 (feed-forward layers kept fp32 where int8 drifts on "
+                "the calibration texts), one text a call so a batch cannot change an answer; fastest with AVX-512 VNNI",
                 ("onnx/model_qint8_avx512_vnni.onnx",), calibrated=True, options=(("quantize", "dynamic"),)),
     VariantSpec("openvino-fp32", "openvino", "OpenVINO with INFERENCE_PRECISION_HINT=f32 (true fp32)",
                 ("openvino/openvino_model.xml", "openvino/openvino_model.bin"), options=(("precision", "f32"),)),
     VariantSpec("openvino-bf16", "openvino", "OpenVINO with its CPU default precision (bf16 on CPUs that have it)",
                 ("openvino/openvino_model.xml", "openvino/openvino_model.bin"), options=(("precision", "bf16"),)),
-    VariantSpec("openvino-int8", "openvino",
-                "OpenVINO static int8, quantized with NNCF through optimum-intel's OVQuantizer; the unquantized layers "
-                "in f32",
+    VariantSpec("openvino-int8", "openvino", "OpenVINO static int8 (NNCF, optimum-intel), the other layers in f32",
                 ("openvino/openvino_model_qint8_quantized.xml", "openvino/openvino_model_qint8_quantized.bin"),
                 calibrated=True, options=(("precision", "f32"), ("quantize", "static"))),
-    VariantSpec("openvino-int8-distilled", "openvino",
-                "a smaller body: two thirds of the transformer layers, taken from the body and distilled on the "
-                "calibration texts to give its token states, then OpenVINO static int8 like openvino-int8",
+    VariantSpec("openvino-int8-distilled", "openvino", "a smaller body: two thirds of the body's layers distilled "
+                "on the calibration texts to give its token states, then OpenVINO static int8 like openvino-int8",
                 ("openvino/openvino_model_distilled_qint8_quantized.xml",
                  "openvino/openvino_model_distilled_qint8_quantized.bin", "openvino/openvino_model_distilled.json"),
                 calibrated=True, options=(("precision", "f32"), ("quantize", "static"), ("distill", "two-thirds"))),
-    VariantSpec("static", "static",
-                "a static body: model2vec's distillation of the body into one vector a token (256 dimensions), a text "
-                "being the mean of its tokens' vectors, in numpy alone; its own head, fit on the training examples",
+    VariantSpec("static", "static", "model2vec's distillation of the body into one vector a token (256 dimensions), "
+                "a text the mean of its tokens' vectors, in numpy alone; its own head, fit on the training examples",
                 ("static/model.safetensors", "static/tokenizer.json", "static/config.json"),
                 options=(("pca_dims", "256"),), head="static/head.safetensors"),
 ]

@@ -1,6 +1,5 @@
-"""Static bodies: model2vec's distillation of the transformer into one vector a token, a text being the
-normalized mean of its tokens' vectors as ``StaticModel.encode`` computes it. Loading needs numpy, safetensors
-and tokenizers; exporting needs model2vec's ``distill`` extra (``pip install 'fastclf[static]'``)."""
+"""Static bodies: model2vec's distillation of the transformer into one vector a token, a text the normalized
+mean of its tokens' vectors as ``StaticModel.encode`` computes it; exporting needs model2vec (``fastclf[static]``)."""
 
 from __future__ import annotations
 
@@ -64,16 +63,13 @@ class StaticBody:
 load = StaticBody
 
 
-def export(body_dir: Path, spec: VariantSpec, calibration_texts: list[str]) -> None:
+def export(body_dir: Path, spec: VariantSpec, texts: list[str]) -> None:
     """Distill the body into ``spec.files``' folder (model2vec, offline, from the local folder)."""
     try:
         from model2vec.distill import distill
     except ImportError as exc:
         raise missing_dependency("model2vec", spec.extra) from exc
-    body_dir = Path(body_dir)
-    dims = int(spec.option.get("pca_dims", 0)) or None
     with tempfile.TemporaryDirectory(prefix="fastclf-static-") as tmp:
-        model = distill(model_name=str(body_dir), pca_dims=dims)
-        model.save_pretrained(tmp)
+        distill(model_name=str(body_dir), pca_dims=int(spec.option["pca_dims"])).save_pretrained(tmp)
         for name in spec.files:
             atomic_write(body_dir / name, partial(shutil.copyfile, Path(tmp) / Path(name).name))

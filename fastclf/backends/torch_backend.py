@@ -1,6 +1,5 @@
-"""PyTorch bodies: fp32 eager (the reference), bf16 autocast and static int8 (``_torch_int8``). The accelerated
-ones swap the folder's Hugging Face model for a ``torch.export`` graph with a dynamic batch and length, compiled
-by inductor with frozen weights at load (it needs a C++ compiler), its inputs padded to ``SEQ_MULTIPLE`` tokens."""
+"""PyTorch bodies: fp32 eager (the reference), bf16 autocast and static int8; the accelerated ones run a
+``torch.export`` graph of the transformer compiled by inductor with frozen weights at load (a C++ compiler)."""
 
 from __future__ import annotations
 
@@ -103,22 +102,13 @@ class CompiledTorchBody(TorchBody):
     def __init__(self, body_dir: Path, spec: VariantSpec, threads: int | None = None):
         _check_machine(spec)
         super().__init__(body_dir, spec, threads)
-        transformer, core, names, example = tg._prepare_core(self.model)
+        transformer, core, names, example = parts = tg._prepare_core(self.model)
         max_len = tg._max_len(transformer)
-        graph, dynamic_shapes = tg._export_graph(core, example, max_len=max_len)
         self.recalibrated = False
         if "quantize" in spec.option:
-            observers, calibration = (body_dir / f for f in spec.files)
-            prepared = q._insert_observers(spec, graph, example, dynamic_shapes)
-            problem = q._load_observers(prepared, observers, spec)
-            if problem:
-                texts = q._read_calibration(calibration)
-                log.warning("%s: %s; recalibrating on the %d stored calibration texts", spec.name, problem, len(texts))
-                graph = tg._export_graph(core, example, max_len=max_len)[0]
-                prepared = q._insert_observers(spec, graph, example, dynamic_shapes)
-                q._calibrate(self.model, transformer, prepared, names, texts)
-                self.recalibrated = True
-            graph = q._convert(spec, prepared)
+            graph, self.recalibrated = q.quantized(spec, body_dir, self.model, parts)
+        else:
+            graph = tg._export_graph(core, example, max_len=max_len)[0]
         transformer.model = _CompiledModel(transformer.model.config, torch.compile(graph, dynamic=True), names,
                                            tg._pad_id(transformer), max_len, spec.option.get("precision") == "bf16")
         self.encode(list(tg._WARMUP_TEXTS), batch_size=2)  # compile and freeze now, not at the first call
@@ -130,7 +120,7 @@ def load(body_dir: Path, spec: VariantSpec, threads: int | None = None) -> Torch
     return (CompiledTorchBody if spec.option.get("compile") == "inductor" else TorchBody)(body_dir, spec, threads)
 
 
-def export(body_dir: Path, spec: VariantSpec, calibration_texts: list[str]) -> None:
+def export(body_dir: Path, spec: VariantSpec, texts: list[str]) -> None:
     """Calibrate a static int8 variant and write its observers; the others are built at load."""
     if "quantize" in spec.option:
-        q._export_int8(Path(body_dir), spec, list(calibration_texts))
+        q._export_int8(body_dir, spec, texts)
