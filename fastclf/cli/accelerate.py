@@ -1,5 +1,4 @@
-"""``fastclf accelerate``: read the texts, pick the variants (``--variant``, ``--all``, ``--auto``),
-export and judge them, with ``--auto`` record the default variant; and the lines the CLI shows of it."""
+"""``fastclf accelerate``: pick the variants, export and judge them (``--auto``: record the default); its lines."""
 
 from __future__ import annotations
 
@@ -34,8 +33,7 @@ class AccelerateOutcome:
 
 def _pick_variants(variants: list[str], *, all_variants: bool, auto: bool,
                    include_torch: bool) -> tuple[list[str], list[str]]:
-    """(the variants to export, those skipped for a missing runtime); UnknownVariant or
-    MissingDependency when a named variant is unknown or its runtime missing."""
+    """(the variants to export, those skipped for a missing runtime); a named one must exist and have its runtime."""
     for v in variants:
         get_spec(v)
     if auto:
@@ -52,8 +50,7 @@ def _pick_variants(variants: list[str], *, all_variants: bool, auto: bool,
 
 def _read_texts(calibration: Path | None, check: Path | None, text_column: str | None,
                 training: TrainingRecord | None) -> tuple[Path, list[str], list[str]]:
-    """(the calibration file, default the training file; its texts; the extra check texts: ``check``'s
-    and the training file's). DataError: no calibration file given and the training file is gone."""
+    """(the calibration file, default the training file; its texts; ``check``'s and the training file's texts)."""
     from fastclf.data import read_texts
 
     source = training.source_path if training is not None else None

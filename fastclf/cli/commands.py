@@ -1,10 +1,9 @@
-"""The work behind the CLI commands, testable without it: each returns its result or its text, and
-reports progress through a ``progress`` callable given one line at a time; only the CLI prints."""
+"""The work behind the CLI commands: each returns its result or text and reports progress lines to a callable."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -91,8 +90,7 @@ def imbalance_note(data: LabeledData, config: TrainConfig) -> str:
 
 
 def chance_note(selection: Any, data: LabeledData) -> str:
-    """A line when the chosen recipe's cross-validated accuracy is no better than always answering the
-    most common class (single-label): the model has learnt little; "" otherwise."""
+    """A line when the recipe's cross-validated accuracy is no better than the most common class's share; "" else."""
     if data.multi_label or not getattr(selection, "scores", None):
         return ""
     score = selection.scores.get(str(selection.epochs))
@@ -134,11 +132,7 @@ def train_command(data_path: Path, output: Path, config: TrainConfig, *, read: C
                   shots: int | None, eval_file: Path | None, holdout: float | None, eval_max: int,
                   progress: Progress | None = None) -> Path:
     """``fastclf train``: read, validate, train, evaluate, save atomically (nothing on error); the saved folder.
-
-    Raises:
-        FileExistsError: ``output`` exists and is not a fastclf model.
-        DataError, DataFileNotFound, ModelNotFound, TrainingError: see :func:`fastclf.training.trainer.train`.
-    """
+    FileExistsError when ``output`` exists and is not a fastclf model."""
     say = progress or (lambda line: None)
     check_output_dir(output)
     data = read(data_path)
@@ -181,8 +175,7 @@ def train_command(data_path: Path, output: Path, config: TrainConfig, *, read: C
 
 @dataclass(frozen=True)
 class Prediction:
-    """One text's label (a list of labels for a multi-label model, or the unsure label), every
-    class's probability, its confidence, and its prediction set when one was asked for."""
+    """One text's label (a multi-label model's: a list, or the unsure label), probabilities, confidence and set."""
 
     text: str
     label: str | list[str]
@@ -195,33 +188,12 @@ class Prediction:
         return out if self.labels is None else {**out, "prediction_set": self.labels}
 
 
-@dataclass
-class Predictions:
-    """The predictions of ``fastclf predict TEXTS``."""
-
-    variant: str
-    multi_label: bool
-    items: list[Prediction] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"variant": self.variant, "multi_label": self.multi_label,
-                "predictions": [p.to_dict() for p in self.items]}
-
-
 def predict_command(model_dir: Path, texts: Sequence[str], *, input_file: str | Path | None,
                     output: str | Path | None, text_column: str | None, variant: str | None, batch_size: int,
                     engine: str = "local", concurrency: int = 1, workers: int | None = 1, chunk_size: int | None = None,
-                    quiet: bool = False, answer: dict[str, Any] | None = None) -> Predictions | ScoreResult:
-    """``fastclf predict``: label command-line texts (:class:`Predictions`), or score a file, a
-    folder or a glob of files in chunks of rows into a new file (or folder), or CSV on stdout
-    without ``output`` (the stream's :class:`~fastclf.scoring.stream.ScoreResult`). ``answer``: abstention
-    (``min_confidence``, ``unsure_label``) and prediction sets (``coverage``), checked against the
-    model before any text is scored.
-
-    Raises:
-        DataError, DataFileNotFound: bad texts, inputs or outputs.
-        MissingDependency: ``engine="ray"`` without the ray extra.
-    """
+                    quiet: bool = False, answer: dict[str, Any] | None = None) -> list[Prediction] | ScoreResult:
+    """``fastclf predict``: label ``texts``, or score ``input_file`` (files, a folder, a glob) in chunks of rows
+    into ``output`` (CSV on stdout without); ``answer`` (abstention, sets) is checked before any text is scored."""
     if not texts and input_file is None:
         raise DataError("give texts to label, or --input FILE")
     if texts and input_file is not None:
@@ -230,10 +202,19 @@ def predict_command(model_dir: Path, texts: Sequence[str], *, input_file: str | 
         raise DataError("--output writes the scored --input file; give --input FILE")
     answer = {k: v for k, v in (answer or {}).items() if v is not None}
     check_answer(ModelConfig.read(model_dir), **answer)
+    if input_file is not None and engine == "ray":
+        from fastclf.scoring.ray import predict_files as ray_predict_files
+
+        return ray_predict_files(model_dir, input_file, output, variant=variant, text_column=text_column,
+                                 batch_size=batch_size, rows_per_call=chunk_size or 256, concurrency=concurrency,
+                                 progress=not quiet, answer=answer)
     if input_file is not None:
-        return _predict_input(model_dir, input_file, output, text_column=text_column, variant=variant,
-                              batch_size=batch_size, engine=engine, concurrency=concurrency, workers=workers,
-                              chunk_size=chunk_size, quiet=quiet, answer=answer)
+        from fastclf.scoring import stream
+
+        return stream.predict_files(model_dir, input_file, output, variant=variant, workers=workers,
+                                    text_column=text_column, batch_size=batch_size,
+                                    chunk_size=chunk_size or stream.DEFAULT_CHUNK_SIZE, progress=not quiet,
+                                    answer=answer)
     if engine != "local":
         raise DataError("--engine applies to --input files only")
     clf = Classifier.load(model_dir, variant=variant)
@@ -241,30 +222,8 @@ def predict_command(model_dir: Path, texts: Sequence[str], *, input_file: str | 
     labels = clf.labels_from_proba(proba, **{k: v for k, v in answer.items() if k != "coverage"})
     sets = clf.sets_from_proba(proba, answer["coverage"]) if "coverage" in answer else [None] * len(labels)
     classes = [str(c) for c in clf.classes_]
-    items = [Prediction(text, label, dict(zip(classes, map(float, row))), float(c), s) for text, label, row, c, s in
-             zip(texts, labels, proba, clf.confidence(proba), sets)]
-    return Predictions(clf.variant, clf.multi_label, items)
-
-
-def _predict_input(model_dir: Path, input_file: str | Path, output: str | Path | None, *, text_column: str | None,
-                   variant: str | None, batch_size: int, engine: str, concurrency: int, workers: int | None,
-                   chunk_size: int | None, quiet: bool, answer: dict[str, Any]) -> ScoreResult:
-    from fastclf.scoring import stream
-
-    if engine == "ray":
-        from fastclf.scoring.ray import predict_files as ray_predict_files
-
-        result = ray_predict_files(model_dir, input_file, output, variant=variant, text_column=text_column,
-                                   batch_size=batch_size, rows_per_call=chunk_size or 256, concurrency=concurrency,
-                                   progress=not quiet, answer=answer)
-    elif engine == "local":
-        result = stream.predict_files(model_dir, input_file, output, variant=variant, workers=workers,
-                                      text_column=text_column, batch_size=batch_size,
-                                      chunk_size=chunk_size or stream.DEFAULT_CHUNK_SIZE, progress=not quiet,
-                                      answer=answer)
-    else:
-        raise DataError(f"unknown engine {engine!r}; use local or ray")
-    return result
+    return [Prediction(text, label, dict(zip(classes, map(float, row))), float(c), s) for text, label, row, c, s in
+            zip(texts, labels, proba, clf.confidence(proba), sets)]
 
 
 @dataclass
@@ -279,8 +238,7 @@ class EvalOutcome:
 
 def eval_command(model_dir: Path, data: Path, *, read: Callable[[Path], LabeledData], variant: str | None,
                  batch_size: int, report: Path | None = None) -> EvalOutcome:
-    """``fastclf eval``: a model's metrics on labeled data (:func:`fastclf.evaluation.evaluate`); with
-    ``report``, the HTML page of :mod:`fastclf.benchmark.eval_report` in that folder."""
+    """``fastclf eval``: a model's metrics on labeled data; with ``report``, the HTML page written in that folder."""
     from fastclf.evaluation import evaluate
 
     clf = Classifier.load(model_dir, variant=variant)

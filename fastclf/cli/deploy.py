@@ -1,5 +1,4 @@
-"""The deployment commands, registered on :mod:`fastclf.cli.main`'s group: ``accelerate`` (faster
-variants), ``benchmark`` (the report to choose one) and ``serve`` (HTTP)."""
+"""The deployment commands of :mod:`fastclf.cli.main`'s group: ``accelerate``, ``benchmark`` and ``serve``."""
 
 from __future__ import annotations
 
@@ -8,7 +7,10 @@ from pathlib import Path
 
 import click
 
-from fastclf.cli.options import data_options, model_dir_argument
+from fastclf.cli import options
+from fastclf.scoring.serve.settings import ServeSettings, parse_size
+
+SERVE_DEFAULTS = ServeSettings()
 
 
 def _show_logs(verbose: bool) -> None:
@@ -28,8 +30,7 @@ def _show_logs(verbose: bool) -> None:
 
 
 def _progress_printer():
-    """Progress of ``fastclf accelerate``: variant n/total and its stage on stderr; notes, the
-    baseline and each variant's verdict on stdout."""
+    """``fastclf accelerate``'s progress: variant n/total and stage on stderr; notes and verdicts on stdout."""
     from fastclf.cli.accelerate import format_baseline, format_result
 
     stages = {"export": "exporting", "check": "checking against torch-fp32", "time": "timing"}
@@ -50,7 +51,7 @@ def _progress_printer():
 
 
 @click.command()
-@click.argument("model_dir", type=click.Path(path_type=Path))
+@options.model_dir_argument
 @click.option("--variant", "variant_names", multiple=True, help="Variant to export (repeat for several).")
 @click.option("--all", "all_variants", is_flag=True, help="Export every variant whose runtime is installed.")
 @click.option("--auto", is_flag=True,
@@ -98,9 +99,9 @@ def accelerate(model_dir, variant_names, all_variants, auto, include_torch, cali
 
 
 @click.command()
-@model_dir_argument
-@click.argument("data", type=click.Path(path_type=Path))
-@data_options
+@options.model_dir_argument
+@options.data_argument
+@options.data_options
 @click.option("--variants", "variant_list", default=None, help="Comma-separated variants (default: all exported).")
 @click.option("--batch-sizes", default="1,8,32,128", show_default=True, help="Comma-separated batch sizes.")
 @click.option("--baseline", type=click.Choice(["setfit", "none"]), default="none", show_default=True,
@@ -127,39 +128,37 @@ def benchmark(model_dir, data, read, variant_list, batch_sizes, output, **settin
     click.echo(f"report: {paths['md']}, {paths['json']}, {paths['html']}")
 
 
+def _setting(name: str, help: str, **kwargs):
+    """The ``fastclf serve`` option of the ServeSettings field ``name``, with its default."""
+    return click.option(f"--{name.replace('_', '-')}", default=getattr(SERVE_DEFAULTS, name), show_default=True,
+                        help=help, **kwargs)
+
+
 @click.command()
-@model_dir_argument
-@click.option("--variant", default=None, help="Body variant to serve (default: the model's default variant).")
-@click.option("--host", default="127.0.0.1", show_default=True,
-              help="Address to listen on. The default answers this machine only; 0.0.0.0 exposes the server.")
-@click.option("--port", type=int, default=8080, show_default=True, help="Port to listen on (0: any free port).")
+@options.model_dir_argument
+@options.variant_option
+@_setting("host", "Address to listen on. The default answers this machine only; 0.0.0.0 exposes the server.")
+@_setting("port", "Port to listen on (0: any free port).")
 @click.option("--api-key", envvar="FASTCLF_API_KEY", default=None, show_envvar=True,
               help="Require the header 'Authorization: Bearer KEY' (except on /health). Prefer the "
                    "environment variable: a command-line key is visible to other users in ps.")
-@click.option("--max-batch", type=int, default=64, show_default=True,
-              help="Most texts in one inference call (texts of concurrent requests are batched together).")
-@click.option("--max-batch-tokens", type=int, default=2048, show_default=True,
-              help="Most tokens in one inference call; a large request is split over several calls, taking turns "
-                   "with the others.")
-@click.option("--max-wait-ms", type=float, default=5.0, show_default=True,
-              help="Longest wait for more texts before a batch is run.")
-@click.option("--max-queue", type=int, default=1 << 20, show_default=True,
-              help="Most tokens waiting for a batch; a request past it is answered 429 (a larger request is "
-                   "taken when nothing waits).")
-@click.option("--max-inputs", type=int, default=256, show_default=True,
-              help="Most texts in one request; more are answered 413.")
-@click.option("--max-body-bytes", default="1MB", show_default=True,
-              help="Largest request body (e.g. 1MB, 512KiB, 20000); larger are answered 413.")
-@click.option("--read-timeout", type=float, default=30.0, show_default=True,
+@_setting("max_batch", "Most texts in one inference call (texts of concurrent requests are batched together).")
+@_setting("max_batch_tokens", "Most tokens in one inference call; a large request is split over several calls, "
+                              "taking turns with the others.")
+@_setting("max_wait_ms", "Longest wait for more texts before a batch is run.")
+@_setting("max_queue", "Most tokens waiting for a batch; a request past it is answered 429 (a larger request is "
+                       "taken when nothing waits).")
+@_setting("max_inputs", "Most texts in one request; more are answered 413.")
+@_setting("max_body_bytes", "Largest request body (e.g. 1MB, 512KiB, 20000); larger are answered 413.", type=str)
+@click.option("--read-timeout", "read_timeout_s", default=SERVE_DEFAULTS.read_timeout_s, show_default=True,
               help="Seconds a client has to send a request's headers, and again its body; then the connection "
                    "is closed (headers) or answered 408 (body).")
-@click.option("--max-connections", type=int, default=256, show_default=True,
-              help="Most open connections; a request past it is answered 503.")
+@_setting("max_connections", "Most open connections; a request past it is answered 503.")
 @click.option("--allowed-hosts", default=None,
               help="Comma-separated Host header values to answer (default: 127.0.0.1, localhost, [::1] and --host); "
                    "others get 400, which stops DNS rebinding. '*' answers any.")
 @click.option("--access-log", is_flag=True, help="Log every request (uvicorn's access log) to standard output.")
-def serve(model_dir, max_body_bytes, read_timeout, allowed_hosts, **settings):
+def serve(model_dir, max_body_bytes, allowed_hosts, **settings):
     """Serve the model in MODEL_DIR over HTTP: POST /predict, GET /health, /info, /metrics.
 
     \b
@@ -168,10 +167,8 @@ def serve(model_dir, max_body_bytes, read_timeout, allowed_hosts, **settings):
 
     Stops on SIGTERM or Ctrl-C after answering the requests it has received.
     """
-    from fastclf.scoring.serve import ServeSettings, parse_size
-    from fastclf.scoring.serve import serve as run_server
+    from fastclf.scoring.serve.server import serve as run_server
 
     hosts = None if allowed_hosts is None else tuple(h.strip() for h in allowed_hosts.split(",") if h.strip())
-    run_server(model_dir, ServeSettings(max_body_bytes=parse_size(max_body_bytes), read_timeout_s=read_timeout,
-                                        allowed_hosts=hosts, **settings),
+    run_server(model_dir, ServeSettings(max_body_bytes=parse_size(max_body_bytes), allowed_hosts=hosts, **settings),
                echo=lambda line: click.echo(f"fastclf serve: {line}", err=True))

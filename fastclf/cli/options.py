@@ -1,4 +1,4 @@
-"""Options shared by the commands of :mod:`fastclf.cli.main` and :mod:`fastclf.cli.deploy`."""
+"""Arguments and options shared by the commands of :mod:`fastclf.cli.main` and :mod:`fastclf.cli.deploy`."""
 
 from __future__ import annotations
 
@@ -8,6 +8,12 @@ from pathlib import Path
 import click
 
 model_dir_argument = click.argument("model_dir", type=click.Path(path_type=Path))
+data_argument = click.argument("data", type=click.Path(path_type=Path))
+variant_option = click.option("--variant", default=None,
+                              help="Body variant (see: fastclf variants); default: the model's default variant.")
+batch_size_option = click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True,
+                                 help="Texts per model call.")
+quiet_option = click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 
 
 def data_options(f):

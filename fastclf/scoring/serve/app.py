@@ -1,5 +1,4 @@
-"""The FastAPI application: the routes, API-key and body-size checks, JSON errors and metering
-(fastapi is imported only when :func:`create_app` runs)."""
+"""The FastAPI application: routes, API-key and body checks, JSON errors and metering (fastapi loaded by create_app)."""
 
 from __future__ import annotations
 
@@ -19,7 +18,7 @@ from fastclf._version import __version__
 from fastclf.errors import first_line, missing_dependency
 from fastclf.scoring.serve.batcher import MicroBatcher, QueueFull, ShuttingDown, token_counter
 from fastclf.scoring.serve.metrics import Metrics
-from fastclf.scoring.serve.protocol import RequestError, answer_options, parse_predict_body, rank_labels, with_answers
+from fastclf.scoring.serve.protocol import RequestError, parse_predict_body, rank_labels, with_answers
 from fastclf.scoring.serve.settings import LIMITS, ServeSettings
 
 try:  # the route functions' annotations are resolved in this module's globals (postponed annotations)
@@ -103,8 +102,7 @@ class ServedModel:
 
 
 class MeteredMiddleware:
-    """ASGI middleware: counts answers by path and status, times /predict, and turns an unexpected error
-    into a JSON 500 and one log line (not a traceback)."""
+    """ASGI middleware: counts answers by path and status, times /predict; an unexpected error is a JSON 500."""
 
     def __init__(self, app: Any, metrics: Metrics):
         self.inner, self.metrics = app, metrics
@@ -207,8 +205,7 @@ def _add_routes(app: FastAPI, model: ServedModel) -> None:
         if batcher is None or clf is None:
             raise model.not_ready()
         body = await _read_body(request, settings.max_body_bytes, settings.read_timeout_s)
-        texts, single, top_k, payload = parse_predict_body(body, settings.max_inputs)  # alone, before it meets others
-        answer = answer_options(payload, clf)
+        texts, single, top_k, answer = parse_predict_body(body, settings.max_inputs, clf.config)  # before the batcher
         try:
             proba = await batcher.submit(texts)
         except QueueFull as exc:  # Retry-After: the full batches ahead times the mean inference time, at least 1 s
@@ -241,16 +238,15 @@ def _add_routes(app: FastAPI, model: ServedModel) -> None:
     @app.get("/metrics")
     async def metrics_endpoint(request: Request):
         _check_key(request, settings.api_key)
-        from prometheus_client import CONTENT_TYPE_LATEST
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
 def create_app(classifier_or_loader: Classifier | Callable[[], Classifier], settings: ServeSettings | None = None, *,
                on_load_error: Callable[[BaseException], None] | None = None) -> FastAPI:
-    """The FastAPI app serving a Classifier, or one a function loads in the worker thread at start-up (503
-    until then; if it raises, ``on_load_error`` gets the exception and the app keeps answering 503).
-    ``app.state.fastclf`` is the :class:`ServedModel`; MissingDependency without the serve extra."""
+    """The app serving a Classifier, or one a function loads in the worker thread at start-up (503 until then, and
+    after a failed load, which ``on_load_error`` gets); ``app.state.fastclf`` is the :class:`ServedModel`."""
     require_web()
     from fastapi import FastAPI
     from starlette.middleware.trustedhost import TrustedHostMiddleware

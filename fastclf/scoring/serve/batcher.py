@@ -28,7 +28,11 @@ class ShuttingDown(Exception):
 def token_counter(clf: Any) -> Callable[[list[str]], list[int]]:
     """The tokens each text costs ``clf``, by its Chunker's rule; its characters without a fast tokenizer."""
     chunker = clf.chunker
-    return chunker.count_tokens if chunker is not None else lambda texts: [max(1, len(t)) for t in texts]
+    return chunker.count_tokens if chunker is not None else count_chars
+
+
+def count_chars(texts: list[str]) -> list[int]:
+    return [max(1, len(t)) for t in texts]
 
 
 def _trim_heap() -> None:
@@ -59,17 +63,14 @@ _Slice = tuple[_Request, int, int]  # a request's texts [start:stop] in a batch
 
 
 class MicroBatcher:
-    """Gathers the texts of concurrent requests into ``predict_proba`` calls of at most ``max_batch`` texts and
-    ``max_batch_tokens`` tokens (a text over the budget goes alone), taking one text of each waiting request in
-    turn, once a full batch waits or ``max_wait_ms`` after the oldest text. ``max_queue`` bounds the tokens
-    waiting (a larger request is taken when nothing waits). One worker thread; use on one event loop:
-    :meth:`start`, :meth:`submit`, :meth:`close` (which drains the queue)."""
+    """Batches of at most ``max_batch`` texts and ``max_batch_tokens`` tokens, one text of each waiting request in
+    turn, run in one worker thread once full or ``max_wait_ms`` after the oldest text; use on one event loop."""
 
     def __init__(self, predict_proba: Callable[[list[str]], np.ndarray], settings: ServeSettings, *,
                  count_tokens: Callable[[list[str]], list[int]] | None = None, metrics: Metrics | None = None,
                  executor: ThreadPoolExecutor | None = None):
         self._predict = predict_proba
-        self._count = count_tokens or (lambda texts: [max(1, len(t)) for t in texts])  # a token: a character
+        self._count = count_tokens or count_chars
         self._counter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fastclf-count")
         self.settings = settings
         self.metrics = metrics or Metrics()
@@ -85,12 +86,7 @@ class MicroBatcher:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="fastclf-batcher")
 
     async def submit(self, texts: list[str]) -> np.ndarray:
-        """The probabilities of ``texts`` once computed, their tokens counted in a thread of their own.
-
-        Raises:
-            QueueFull: the queue cannot take this many more tokens.
-            ShuttingDown: the batcher is closing.
-        """
+        """The probabilities of ``texts``; QueueFull past ``max_queue`` tokens waiting, ShuttingDown once closing."""
         if self._closing or self._task is None:
             raise ShuttingDown("the server is shutting down")
         costs = await asyncio.get_running_loop().run_in_executor(self._counter, self._count, texts)

@@ -42,9 +42,3 @@ class Metrics:
         self.texts.inc(size)
         self._batches += 1
         self.inference_mean += (seconds - self.inference_mean) / self._batches
-
-    def render(self) -> bytes:
-        """The Prometheus text format."""
-        from prometheus_client import generate_latest
-
-        return generate_latest(self.registry)

@@ -38,8 +38,8 @@ def _bind(host: str, port: int) -> socket.socket:
 
 
 def uvicorn_config(app: Any, settings: ServeSettings) -> Any:
-    """uvicorn's configuration of ``app``: h11 (16 KiB of headers), a deadline for each request's headers,
-    idle connections closed after 5 s, at most ``max_connections`` open, the access log when asked for."""
+    """uvicorn's configuration of ``app``: h11 (16 KiB of headers), a deadline for a request's headers, idle
+    connections closed after 5 s, at most ``max_connections`` open."""
     import uvicorn
     from uvicorn.protocols.http.h11_impl import H11Protocol
 
@@ -69,8 +69,7 @@ def uvicorn_config(app: Any, settings: ServeSettings) -> Any:
 
 @contextmanager
 def _signals_handled_by_uvicorn() -> Iterator[None]:
-    """No-op SIGINT and SIGTERM handlers (main thread only), so uvicorn's re-raise of the signal that stopped
-    it does nothing and :func:`serve` returns normally."""
+    """No-op SIGINT and SIGTERM handlers (main thread only): uvicorn re-raises the signal that stopped it."""
     previous: dict[signal.Signals, Any] = {}
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -84,14 +83,8 @@ def _signals_handled_by_uvicorn() -> Iterator[None]:
 
 def serve(model_dir: str | Path, settings: ServeSettings | None = None, *,
           echo: Callable[[str], None] = lambda s: None) -> None:
-    """Serve the model in ``model_dir`` over HTTP until SIGTERM or SIGINT; it loads after the port is bound
-    (its folder and variant are checked before). ``echo`` receives progress lines.
-
-    Raises:
-        MissingDependency: fastapi or uvicorn is not installed.
-        ModelNotFound, ModelFormatError, UnknownVariant, VariantNotExported: the model cannot be loaded.
-        ServeError: the address cannot be bound, or loading failed otherwise.
-    """
+    """Serve the model in ``model_dir`` over HTTP until SIGTERM or SIGINT, loading it once the port is bound (its
+    folder and variant are checked before); ``echo`` gets progress lines. ServeError: no bind, or a failed load."""
     require_web()
     import uvicorn
 
@@ -107,11 +100,8 @@ def serve(model_dir: str | Path, settings: ServeSettings | None = None, *,
         echo(f"ready: {model_dir} ({clf.variant}), labels: {', '.join(str(c) for c in clf.classes_)}")
         return clf
 
-    server: uvicorn.Server | None = None
-
-    def stop(exc: BaseException) -> None:
-        if server is not None:
-            server.should_exit = True
+    def stop(exc: BaseException) -> None:  # the model loads once the server runs
+        server.should_exit = True
 
     app = create_app(load, settings, on_load_error=stop)
     sock = _bind(settings.host, settings.port)
