@@ -8,21 +8,19 @@ from pathlib import Path
 
 from fastclf.accelerate.auto import CRITERION, AutoChoice, available_variants, candidates, choose_default
 from fastclf.accelerate.export import ExportResult, Step, accelerate
-from fastclf.accelerate.parity import CONFIDENCE, DEFAULT_MAX_ACCURACY_LOSS, DEFAULT_MIN_COSINE, within
+from fastclf.accelerate.parity import CONFIDENCE, within
 from fastclf.backends import REFERENCE, VARIANTS, get_spec, runtime_module
 from fastclf.config import ModelConfig, TrainingRecord
 from fastclf.errors import DataError, FastclfError
-from fastclf.timing import Timing
 
 
 @dataclass
 class AccelerateOutcome:
-    """What ``fastclf accelerate`` did: each export's result; with ``--auto``, torch-fp32's timing and the choice."""
+    """What ``fastclf accelerate`` did: each export's result; with ``--auto``, the default variant chosen."""
 
     model_dir: Path
     results: list[ExportResult]
     auto: bool = False
-    reference_timing: Timing | None = None
     choice: AutoChoice | None = None
 
     @property
@@ -86,18 +84,15 @@ def _labeled(check: Path, text_column: str | None, cfg: ModelConfig) -> tuple[li
     return (data.texts, [str(label) for label in data.labels]) if set(data.classes) <= set(cfg.labels) else None
 
 
-def accelerate_command(model_dir: Path, variants: list[str], *, all_variants: bool = False,
-                       calibration: Path | None = None, text_column: str | None = None, num_calibration: int = 200,
-                       keep: bool = False, check: Path | None = None,
-                       max_accuracy_loss: float = DEFAULT_MAX_ACCURACY_LOSS, min_cosine: float = DEFAULT_MIN_COSINE,
-                       auto: bool = False, include_torch: bool = False, verbose: bool = False,
-                       progress: Callable[[Step], None] | None = None) -> AccelerateOutcome:
+def accelerate_command(model_dir: Path, variants: list[str], *, all_variants: bool, auto: bool, include_torch: bool,
+                       calibration: Path | None, check: Path | None, text_column: str | None, num_calibration: int,
+                       max_accuracy_loss: float, min_cosine: float, keep: bool, verbose: bool,
+                       progress: Callable[[Step], None]) -> AccelerateOutcome:
     """``fastclf accelerate``: export and judge the variants within ``max_accuracy_loss`` points, with
     ``auto`` record the fastest that passes as the default. DataError: no variant, no texts, a bad tolerance."""
 
     def note(message: str) -> None:
-        if progress:
-            progress(Step("", "note", 0, 0, message=message))
+        progress(Step("", "note", 0, 0, message=message))
 
     model_dir = Path(model_dir)
     cfg = ModelConfig.read(model_dir)
@@ -121,7 +116,7 @@ def accelerate_command(model_dir: Path, variants: list[str], *, all_variants: bo
                      num_calibration=num_calibration, max_accuracy_loss=max_accuracy_loss, min_cosine=min_cosine,
                      keep=keep, calibration_source=str(calibration), timing=auto, verbose=verbose,
                      progress=progress, config=cfg, labeled_check=labeled)
-    outcome = AccelerateOutcome(model_dir, run.results, auto, run.reference_timing)
+    outcome = AccelerateOutcome(model_dir, run.results, auto)
     if auto and run.reference_timing is not None:  # always timed with auto
         outcome.choice = choose_default(model_dir, run.results, run.reference_timing,
                                         max_accuracy_loss=max_accuracy_loss)
@@ -149,12 +144,6 @@ def format_result(r: ExportResult) -> str:
     elif r.kept_below_tolerance:
         line += f"\n{'':<14} WARNING: {g.reason}; kept because --keep was given"
     return line
-
-
-def format_baseline(t: Timing) -> str:
-    """The line about torch-fp32's own timing (``--auto``)."""
-    return (f"{REFERENCE:<14} ref     1 text {t.one_text_p50_ms:.1f} ms, {t.texts_per_s:.0f} texts/s "
-            f"@{t.batch_size}  (the baseline)")
 
 
 def format_summary(outcome: AccelerateOutcome) -> list[str]:

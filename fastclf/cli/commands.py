@@ -188,10 +188,10 @@ class Prediction:
         return out if self.labels is None else {**out, "prediction_set": self.labels}
 
 
-def predict_command(model_dir: Path, texts: Sequence[str], *, input_file: str | Path | None,
-                    output: str | Path | None, text_column: str | None, variant: str | None, batch_size: int,
-                    engine: str = "local", concurrency: int = 1, workers: int | None = 1, chunk_size: int | None = None,
-                    quiet: bool = False, answer: dict[str, Any] | None = None) -> list[Prediction] | ScoreResult:
+def predict_command(model_dir: Path, texts: Sequence[str], *, input_file: str | None, output: str | None,
+                    text_column: str | None, variant: str | None, batch_size: int, engine: str, concurrency: int,
+                    workers: int | None, chunk_size: int | None, quiet: bool,
+                    answer: dict[str, Any]) -> list[Prediction] | ScoreResult:
     """``fastclf predict``: label ``texts``, or score ``input_file`` (files, a folder, a glob) in chunks of rows
     into ``output`` (CSV on stdout without); ``answer`` (abstention, sets) is checked before any text is scored."""
     if not texts and input_file is None:
@@ -200,7 +200,7 @@ def predict_command(model_dir: Path, texts: Sequence[str], *, input_file: str | 
         raise DataError("give either texts or --input FILE, not both")
     if output is not None and input_file is None:
         raise DataError("--output writes the scored --input file; give --input FILE")
-    answer = {k: v for k, v in (answer or {}).items() if v is not None}
+    answer = {k: v for k, v in answer.items() if v is not None}
     check_answer(ModelConfig.read(model_dir), **answer)
     if input_file is not None and engine == "ray":
         from fastclf.scoring.ray import predict_files as ray_predict_files

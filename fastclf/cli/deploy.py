@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from fastclf.accelerate.parity import DEFAULT_MAX_ACCURACY_LOSS, DEFAULT_MIN_COSINE
 from fastclf.cli import options
 from fastclf.scoring.serve.settings import ServeSettings, parse_size
 
@@ -29,25 +30,25 @@ def _show_logs(verbose: bool) -> None:
     logger.setLevel(logging.DEBUG if verbose else logging.WARNING)
 
 
-def _progress_printer():
+_STAGES = {"export": "exporting", "check": "checking against torch-fp32", "time": "timing"}
+
+
+def _show_step(step) -> None:
     """``fastclf accelerate``'s progress: variant n/total and stage on stderr; notes and verdicts on stdout."""
-    from fastclf.cli.accelerate import format_baseline, format_result
+    from fastclf.cli.accelerate import format_result
 
-    stages = {"export": "exporting", "check": "checking against torch-fp32", "time": "timing"}
-
-    def show(step) -> None:
-        if step.stage in stages:
-            where = f"[{step.index}/{step.total}] " if step.index else ""
-            detail = f" ({step.message})" if step.message else ""
-            click.echo(f"  {where}{step.variant}: {stages[step.stage]}{detail}...", err=True)
-        elif step.stage == "note":
-            click.echo(step.message)
-        elif step.stage == "baseline" and step.timing is not None:
-            click.echo(format_baseline(step.timing))
-        elif step.stage == "done" and step.result is not None:
-            click.echo(format_result(step.result))
-
-    return show
+    if step.stage in _STAGES:
+        where = f"[{step.index}/{step.total}] " if step.index else ""
+        detail = f" ({step.message})" if step.message else ""
+        click.echo(f"  {where}{step.variant}: {_STAGES[step.stage]}{detail}...", err=True)
+    elif step.stage == "note":
+        click.echo(step.message)
+    elif step.stage == "baseline" and step.timing is not None:
+        t = step.timing
+        click.echo(f"{step.variant:<14} ref     1 text {t.one_text_p50_ms:.1f} ms, {t.texts_per_s:.0f} texts/s "
+                   f"@{t.batch_size}  (the baseline)")
+    elif step.stage == "done" and step.result is not None:
+        click.echo(format_result(step.result))
 
 
 @click.command()
@@ -69,16 +70,15 @@ def _progress_printer():
                    "same tolerance, at 95% confidence.")
 @click.option("--text-column", default=None, help="Text column of the calibration file.")
 @click.option("--num-calibration", type=int, default=200, show_default=True, help="Calibration texts to use at most.")
-@click.option("--max-accuracy-loss", type=float, default=1.0, show_default=True, metavar="POINTS",
+@click.option("--max-accuracy-loss", type=float, default=DEFAULT_MAX_ACCURACY_LOSS, show_default=True, metavar="POINTS",
               help="The tolerance, in accuracy points, shown at 95% confidence: an export of the model may change "
                    "at most POINTS labels in 100 (a changed label costs at most that text's accuracy); a new model "
                    "(static, distilled) may lose at most POINTS of accuracy on --check's labels.")
-@click.option("--min-cosine", type=float, default=0.95, show_default=True,
+@click.option("--min-cosine", type=float, default=DEFAULT_MIN_COSINE, show_default=True,
               help="Mean embedding cosine with torch-fp32 below which a variant fails.")
 @click.option("--keep", is_flag=True, help="Keep an export even when it fails the parity gate.")
 @click.option("-v", "--verbose", is_flag=True, help="Show the exporters' own output and warnings.")
-def accelerate(model_dir, variant_names, all_variants, auto, include_torch, calibration, check, text_column,
-               num_calibration, max_accuracy_loss, min_cosine, keep, verbose):
+def accelerate(model_dir, variant_names, verbose, **settings):
     """Export faster body variants into MODEL_DIR, each checked against torch-fp32.
 
     \b
@@ -88,10 +88,7 @@ def accelerate(model_dir, variant_names, all_variants, auto, include_torch, cali
     from fastclf.cli.accelerate import accelerate_command, format_summary
 
     _show_logs(verbose)
-    outcome = accelerate_command(model_dir, list(variant_names), all_variants=all_variants, calibration=calibration,
-                                 text_column=text_column, num_calibration=num_calibration, keep=keep, check=check,
-                                 max_accuracy_loss=max_accuracy_loss, min_cosine=min_cosine, auto=auto,
-                                 include_torch=include_torch, verbose=verbose, progress=_progress_printer())
+    outcome = accelerate_command(model_dir, list(variant_names), verbose=verbose, progress=_show_step, **settings)
     for line in format_summary(outcome):
         click.echo(line)
     if not outcome.ok:
@@ -110,7 +107,7 @@ def accelerate(model_dir, variant_names, all_variants, auto, include_torch, cali
               help="Folder for report.md, report.json and report.html.")
 @click.option("--duration", type=float, default=5.0, show_default=True, help="Seconds of timing a measurement.")
 @click.option("--max-eval", type=int, default=1000, show_default=True, help="Texts scored for accuracy at most.")
-@click.option("--max-accuracy-loss", "tolerance", type=click.FloatRange(0, 100), default=1.0,
+@click.option("--max-accuracy-loss", "tolerance", type=click.FloatRange(0, 100), default=DEFAULT_MAX_ACCURACY_LOSS,
               show_default=True, help="Accuracy points below torch-fp32 a recommended variant may lose (as in "
               "fastclf accelerate).")
 @click.option("--threads", type=click.IntRange(min=1), default=None,

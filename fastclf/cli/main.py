@@ -11,7 +11,7 @@ import click
 from fastclf._version import __version__
 from fastclf.cli import options
 from fastclf.cli.deploy import accelerate, benchmark, serve
-from fastclf.errors import FastclfError
+from fastclf.errors import DataError, FastclfError
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -151,28 +151,21 @@ def _one_line(text: str) -> str:
                    "column.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines with all probabilities.")
 @options.quiet_option
-def predict(model_dir, texts, input_file, output, text_column, variant, batch_size, chunk_size, engine, concurrency,
-            workers, min_confidence, unsure_label, coverage, as_json, quiet):
+def predict(model_dir, texts, output, min_confidence, unsure_label, coverage, as_json, **settings):
     """Label TEXTS (or the texts of --input) with the model in MODEL_DIR; TEXTS "-" reads one text
     a line from standard input.
 
     Prints a line a text: label, probability and the text (on one line, cut to 80 characters;
     --json prints it whole, with every probability). The probabilities are calibrated on the
-    cross-validation's held-out examples when the model was trained with it; the guarantee of
-    --coverage assumes new texts are exchangeable with (drawn like) the training examples."""
+    cross-validation's held-out examples when the model was trained with it."""
     from fastclf.cli.commands import predict_command
 
     if texts == ("-",):
         texts = tuple(click.get_text_stream("stdin").read().splitlines())
         if not texts:
-            from fastclf.errors import DataError
-
             raise DataError("no texts on standard input")
-    result = predict_command(model_dir, list(texts), input_file=input_file, output=output, text_column=text_column,
-                             variant=variant, batch_size=batch_size, engine=engine, concurrency=concurrency,
-                             workers=workers, chunk_size=chunk_size, quiet=quiet,
-                             answer={"min_confidence": min_confidence, "unsure_label": unsure_label,
-                                     "coverage": coverage})
+    answer = {"min_confidence": min_confidence, "unsure_label": unsure_label, "coverage": coverage}
+    result = predict_command(model_dir, list(texts), output=output, answer=answer, **settings)
     if isinstance(result, list):
         for p in result:
             if as_json:
