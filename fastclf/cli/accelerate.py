@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,10 +67,8 @@ def _read_texts(calibration: Path | None, check: Path | None, text_column: str |
     texts = texts_of(calibration)
     extra: list[str] = texts_of(check) if check is not None else []
     if training_file is not None and training_file.resolve() != Path(calibration).resolve():
-        try:
+        with contextlib.suppress(FastclfError):  # the training file's columns differ: the other texts suffice
             extra += texts_of(training_file)
-        except FastclfError:
-            pass  # the training file's columns differ: the other texts suffice
     return calibration, texts, extra
 
 
@@ -94,7 +93,6 @@ def accelerate_command(model_dir: Path, variants: list[str], *, all_variants: bo
     def note(message: str) -> None:
         progress(Step("", "note", 0, 0, message=message))
 
-    model_dir = Path(model_dir)
     cfg = ModelConfig.read(model_dir)
     if not variants and not all_variants and not auto:
         raise DataError("name variants with --variant NAME (repeatable), or use --all or --auto; "

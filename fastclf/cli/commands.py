@@ -18,15 +18,13 @@ if TYPE_CHECKING:
     from fastclf.scoring.stream import ScoreResult
     from fastclf.training.trainer import TrainConfig
 
-Progress = Callable[[str], None]
-
 
 def prepare_data(data: LabeledData, *, shots: int | None, eval_data: LabeledData | None, holdout: float | None,
                  eval_max: int, seed: int) -> tuple[LabeledData, LabeledData | None, str]:
     """Apply --holdout, --shots and --eval: return (train, eval or None, description of the eval set)."""
-    described = ""
     if eval_data is not None and holdout:
         raise DataError("give either --eval or --holdout, not both")
+    described = "" if eval_data is None else f"{len(eval_data)} rows of {eval_data.source}"
     if holdout:
         data, eval_data = split_holdout(data, holdout, seed)
         described = f"{len(eval_data)} held-out rows ({holdout:.0%} of the data)"
@@ -39,8 +37,6 @@ def prepare_data(data: LabeledData, *, shots: int | None, eval_data: LabeledData
                 rest = rest.subset(sorted(np.random.default_rng(seed).choice(len(rest), eval_max, replace=False)))
             eval_data = rest
             described = f"{len(rest)} rows not sampled for training"
-    if eval_data is not None and not described:
-        described = f"{len(eval_data)} rows of {eval_data.source}"
     validate_for_training(data)
     if eval_data is not None:
         if eval_data.multi_label != data.multi_label:
@@ -119,8 +115,7 @@ def duplicates_note(data: LabeledData) -> str:
     repeated = {g: labels for g, labels in seen.items() if len(labels) > 1}
     rows = sum(len(labels) for labels in repeated.values())
     note = (f"note: {len(repeated)} {'texts appear' if len(repeated) > 1 else 'text appears'} more than once "
-            f"({rows} rows); "
-            "the cross-validation keeps the copies of a text in one fold")
+            f"({rows} rows); the cross-validation keeps the copies of a text in one fold")
     conflicting = sum(1 for labels in repeated.values() if len(set(labels)) > 1)
     if conflicting:
         note += (f"; {conflicting} of them {'carry' if conflicting > 1 else 'carries'} different labels: "
@@ -130,10 +125,9 @@ def duplicates_note(data: LabeledData) -> str:
 
 def train_command(data_path: Path, output: Path, config: TrainConfig, *, read: Callable[[Path], LabeledData],
                   shots: int | None, eval_file: Path | None, holdout: float | None, eval_max: int,
-                  progress: Progress | None = None) -> Path:
-    """``fastclf train``: read, validate, train, evaluate, save atomically (nothing on error); the saved folder.
-    FileExistsError when ``output`` exists and is not a fastclf model."""
-    say = progress or (lambda line: None)
+                  say: Callable[[str], None]) -> Path:
+    """``fastclf train``: read, validate, train, evaluate, save atomically (nothing on error), telling ``say`` how it
+    goes; the saved folder. FileExistsError when ``output`` exists and is not a fastclf model."""
     check_output_dir(output)
     data = read(data_path)
     eval_data = read(eval_file) if eval_file else None

@@ -66,8 +66,7 @@ def _show_step(step) -> None:
 @click.option("--check", type=click.Path(path_type=Path), default=None,
               help="More texts to check each export against torch-fp32 on (added to the calibration file's "
                    "unused rows and the training texts; up to 1,000 in all). With labels, they also judge the "
-                   "variants that are new models (static, distilled): their accuracy loss must be within the "
-                   "same tolerance, at 95% confidence.")
+                   "variants that are new models (static, distilled): see --max-accuracy-loss.")
 @click.option("--text-column", default=None, help="Text column of the calibration file.")
 @click.option("--num-calibration", type=int, default=200, show_default=True, help="Calibration texts to use at most.")
 @click.option("--max-accuracy-loss", type=float, default=DEFAULT_MAX_ACCURACY_LOSS, show_default=True, metavar="POINTS",

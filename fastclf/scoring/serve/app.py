@@ -63,7 +63,6 @@ class ServedModel:
         batcher = MicroBatcher(lambda texts: clf.predict_proba(texts, batch_size=16), self.settings,
                                count_tokens=token_counter(clf), metrics=self.metrics, executor=self.executor)
         batcher.start()
-        versions = package_versions((get_spec(clf.variant).package, "numpy"))
         self.info = {
             "labels": [str(c) for c in clf.classes_],
             "variant": clf.variant,
@@ -71,7 +70,7 @@ class ServedModel:
             "threshold": float(clf.threshold),
             "model": Path(clf.path).name if clf.path is not None else None,  # not the absolute path
             "versions": {"fastclf": __version__, "python": platform.python_version(),
-                         **{k: v for k, v in versions.items() if v}},
+                         **package_versions((get_spec(clf.variant).package, "numpy"))},
             "limits": {name: getattr(self.settings, name) for name in LIMITS},
         }
         self.clf, self.batcher = clf, batcher

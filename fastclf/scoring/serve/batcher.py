@@ -54,10 +54,6 @@ class _Request:
     done: int = 0
     result: np.ndarray | None = None
 
-    @property
-    def untaken_tokens(self) -> int:
-        return sum(self.costs[self.taken:])
-
 
 _Slice = tuple[_Request, int, int]  # a request's texts [start:stop] in a batch
 
@@ -115,6 +111,11 @@ class MicroBatcher:
         self.waiting = n
         self.metrics.queue_depth.set(n)
 
+    def _drop(self, request: _Request) -> None:
+        """Forget the texts of ``request`` not yet taken into a batch (cancelled, or failed in an earlier batch)."""
+        self._set_waiting(self.waiting - sum(request.costs[request.taken:]))
+        request.taken = len(request.texts)
+
     async def _run(self) -> None:
         while await self._wait_for_work():
             await self._wait_for_batch()
@@ -151,26 +152,23 @@ class MicroBatcher:
         """The next batch: one text from each waiting request in turn, within the budgets."""
         for _, request in self._queue:
             if request.future.cancelled():  # nobody waits for these texts any more
-                self._set_waiting(self.waiting - request.untaken_tokens)
-                request.taken = len(request.texts)
-        taken: dict[_Request, int] = {}
+                self._drop(request)
+        starts: dict[_Request, int] = {}  # each request's first text in this batch
         texts = tokens = 0
         added = True
         max_batch, max_tokens = self.settings.max_batch, self.settings.max_batch_tokens
         while added and texts < max_batch:
             added = False
             for _, request in self._queue:
-                i = request.taken + taken.get(request, 0)
+                i = request.taken
                 if i == len(request.texts) or texts == max_batch or texts and tokens + request.costs[i] > max_tokens:
                     continue
-                taken[request] = taken.get(request, 0) + 1
+                starts.setdefault(request, i)
+                request.taken += 1
                 texts, tokens, added = texts + 1, tokens + request.costs[i], True
-        parts = [(request, request.taken, request.taken + n) for request, n in taken.items()]
-        for request, _, stop in parts:
-            request.taken = stop
         self._queue = deque(item for item in self._queue if item[1].taken < len(item[1].texts))
         self._set_waiting(self.waiting - tokens)
-        return parts
+        return [(request, start, request.taken) for request, start in starts.items()]
 
     async def _infer(self, parts: list[_Slice]) -> None:
         """One ``predict_proba`` call in the worker thread; if it fails, each request's part runs alone,
@@ -187,10 +185,8 @@ class MicroBatcher:
             request = parts[0][0]
             if not request.future.done():
                 request.future.set_exception(exc)
-            if request.taken < len(request.texts):  # forget its texts still queued
-                self._set_waiting(self.waiting - request.untaken_tokens)
-                request.taken = len(request.texts)
-                self._queue = deque(item for item in self._queue if item[1] is not request)
+            self._drop(request)
+            self._queue = deque(item for item in self._queue if item[1] is not request)
             return
         self.metrics.batch_done(len(texts), time.perf_counter() - started)
         offset = 0

@@ -81,8 +81,7 @@ def _signals_handled_by_uvicorn() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
-def serve(model_dir: str | Path, settings: ServeSettings | None = None, *,
-          echo: Callable[[str], None] = lambda s: None) -> None:
+def serve(model_dir: Path, settings: ServeSettings, *, echo: Callable[[str], None]) -> None:
     """Serve the model in ``model_dir`` over HTTP until SIGTERM or SIGINT, loading it once the port is bound (its
     folder and variant are checked before); ``echo`` gets progress lines. ServeError: no bind, or a failed load."""
     require_web()
@@ -91,8 +90,6 @@ def serve(model_dir: str | Path, settings: ServeSettings | None = None, *,
     from fastclf.model import Classifier
     from fastclf.modeldir import ModelDir
 
-    settings = settings or ServeSettings()
-    model_dir = Path(model_dir)
     variant = ModelDir(model_dir).resolve(settings.variant)  # a bad model or variant fails before the port is bound
 
     def load() -> Classifier:
