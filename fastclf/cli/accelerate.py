@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from fastclf.accelerate.auto import CRITERION, AutoChoice, available_variants, candidates, choose_default
@@ -13,21 +12,6 @@ from fastclf.accelerate.parity import CONFIDENCE, within
 from fastclf.backends import REFERENCE, VARIANTS, get_spec, runtime_module
 from fastclf.config import ModelConfig, TrainingRecord
 from fastclf.errors import DataError, FastclfError
-
-
-@dataclass
-class AccelerateOutcome:
-    """What ``fastclf accelerate`` did: each export's result; with ``--auto``, the default variant chosen."""
-
-    model_dir: Path
-    results: list[ExportResult]
-    auto: bool = False
-    choice: AutoChoice | None = None
-
-    @property
-    def ok(self) -> bool:
-        """False when an export failed or was discarded (not with ``auto``: it chooses among those that pass)."""
-        return self.auto or all(r.ok for r in self.results)
 
 
 def _pick_variants(variants: list[str], *, all_variants: bool, auto: bool,
@@ -86,9 +70,9 @@ def _labeled(check: Path, text_column: str | None, cfg: ModelConfig) -> tuple[li
 def accelerate_command(model_dir: Path, variants: list[str], *, all_variants: bool, auto: bool, include_torch: bool,
                        calibration: Path | None, check: Path | None, text_column: str | None, num_calibration: int,
                        max_accuracy_loss: float, min_cosine: float, keep: bool, verbose: bool,
-                       progress: Callable[[Step], None]) -> AccelerateOutcome:
-    """``fastclf accelerate``: export and judge the variants within ``max_accuracy_loss`` points, with
-    ``auto`` record the fastest that passes as the default. DataError: no variant, no texts, a bad tolerance."""
+                       progress: Callable[[Step], None]) -> tuple[list[ExportResult], AutoChoice | None]:
+    """``fastclf accelerate``: each variant's export judged within ``max_accuracy_loss`` points; with ``auto``, the
+    fastest that passes recorded as the default (the choice). DataError: no variant, no texts, a bad tolerance."""
 
     def note(message: str) -> None:
         progress(Step("", "note", 0, 0, message=message))
@@ -114,11 +98,10 @@ def accelerate_command(model_dir: Path, variants: list[str], *, all_variants: bo
                      num_calibration=num_calibration, max_accuracy_loss=max_accuracy_loss, min_cosine=min_cosine,
                      keep=keep, calibration_source=str(calibration), timing=auto, verbose=verbose,
                      progress=progress, config=cfg, labeled_check=labeled)
-    outcome = AccelerateOutcome(model_dir, run.results, auto)
     if auto and run.reference_timing is not None:  # always timed with auto
-        outcome.choice = choose_default(model_dir, run.results, run.reference_timing,
-                                        max_accuracy_loss=max_accuracy_loss)
-    return outcome
+        return run.results, choose_default(model_dir, run.results, run.reference_timing,
+                                           max_accuracy_loss=max_accuracy_loss)
+    return run.results, None
 
 
 def format_result(r: ExportResult) -> str:
@@ -144,11 +127,10 @@ def format_result(r: ExportResult) -> str:
     return line
 
 
-def format_summary(outcome: AccelerateOutcome) -> list[str]:
+def format_summary(model_dir: Path, results: list[ExportResult], c: AutoChoice | None) -> list[str]:
     """The closing lines of ``fastclf accelerate``: what was exported or chosen and why, what failed."""
-    where = f"Classifier.load({str(outcome.model_dir)!r}"
-    failed = [r.variant for r in outcome.results if not r.ok]
-    c = outcome.choice
+    where = f"Classifier.load({str(model_dir)!r}"
+    failed = [r.variant for r in results if not r.ok]
     if c is not None:
         ms = {v: c.record["candidates"][v]["one_text_p50_ms"] for v in c.passed}
         times = ", ".join(f"{v} {ms[v]:.1f} ms" for v in sorted(ms, key=ms.__getitem__))
@@ -156,11 +138,11 @@ def format_summary(outcome: AccelerateOutcome) -> list[str]:
         lines = [f"default variant: {c.variant}, {CRITERION} {within(c.record['max_accuracy_loss'])} at "
                  f"{CONFIDENCE:.0%} confidence (one text: {times}; on {m['cpu']}, {', '.join(m['isa'])}); "
                  f"{where}) and fastclf predict/eval/serve use it"]
-        failed = [r.variant for r in outcome.results if r.variant not in c.passed]
+        failed = [r.variant for r in results if r.variant not in c.passed]
         return lines + ([f"not chosen, failed the gate or the export: {', '.join(failed)}"] if failed else [])
-    ok = [r.variant for r in outcome.results if r.ok]
+    ok = [r.variant for r in results if r.ok]
     lines = [f"exported: {', '.join(ok)}; use one with {where}, variant={ok[0]!r}) or compare them with: "
-             f"fastclf benchmark {outcome.model_dir} TEST_FILE"] if ok else []
+             f"fastclf benchmark {model_dir} TEST_FILE"] if ok else []
     if failed:
         lines.append(f"FAILED: {', '.join(failed)} (see the messages above); the model directory keeps its other "
                      "variants")

@@ -40,13 +40,11 @@ def prepare_data(data: LabeledData, *, shots: int | None, eval_data: LabeledData
     validate_for_training(data)
     if eval_data is not None:
         if eval_data.multi_label != data.multi_label:
-            raise DataError(f"{eval_data.source}: evaluation data and training data differ in kind "
-                            "(multi-label or not)")
+            raise DataError(f"{eval_data.source}: evaluation data and training data differ in kind (multi-label or not)")
         unknown = sorted(set(eval_data.classes) - set(data.classes))
         if unknown:
-            raise DataError(
-                f"{eval_data.source}: labels {', '.join(map(repr, unknown[:5]))} are not in the training data"
-            )
+            raise DataError(f"{eval_data.source}: labels {', '.join(map(repr, unknown[:5]))} are not in the training "
+                            "data")
     return data, eval_data, described
 
 

@@ -87,10 +87,10 @@ def accelerate(model_dir, variant_names, verbose, **settings):
     from fastclf.cli.accelerate import accelerate_command, format_summary
 
     _show_logs(verbose)
-    outcome = accelerate_command(model_dir, list(variant_names), verbose=verbose, progress=_show_step, **settings)
-    for line in format_summary(outcome):
+    results, choice = accelerate_command(model_dir, list(variant_names), verbose=verbose, progress=_show_step, **settings)
+    for line in format_summary(model_dir, results, choice):
         click.echo(line)
-    if not outcome.ok:
+    if not settings["auto"] and not all(r.ok for r in results):  # --auto chooses among the variants that pass
         sys.exit(1)
 
 
@@ -163,7 +163,7 @@ def serve(model_dir, max_body_bytes, allowed_hosts, **settings):
 
     Stops on SIGTERM or Ctrl-C after answering the requests it has received.
     """
-    from fastclf.scoring.serve.server import serve as run_server
+    from fastclf.scoring.serve.app import serve as run_server
 
     hosts = None if allowed_hosts is None else tuple(h.strip() for h in allowed_hosts.split(",") if h.strip())
     run_server(model_dir, ServeSettings(max_body_bytes=parse_size(max_body_bytes), allowed_hosts=hosts, **settings),

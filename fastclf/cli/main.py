@@ -79,17 +79,16 @@ for command in (accelerate, benchmark, serve):
               help="Windows embedded at most a long text (evenly spaced beyond that).")
 @click.option("--seed", type=int, default=42, show_default=True)
 @click.option("--set", "settings", multiple=True, metavar="FIELD=VALUE",
-              help="Set one of the recipe's internals, repeatable: cv_folds, cv_parallel, average_folds, loss, "
-                   "batch_size, body_learning_rate, frozen_layers, finetune_max_length, max_length, bf16, ... "
-                   "(a field of fastclf.training.trainer.TrainConfig; an unknown one lists them all). "
-                   "Example: --set bf16=true")
+              help="Set one of the recipe's internals, repeatable: cv_folds, cv_parallel, average_folds, loss, batch_size, "
+                   "body_learning_rate, frozen_layers, finetune_max_length, max_length, bf16, ... (a field of "
+                   "fastclf.training.trainer.TrainConfig; an unknown one lists them all). Example: --set bf16=true")
 @options.quiet_option
 def train(data, output, read, shots, eval_file, holdout, eval_max, settings, quiet, **recipe):
     """Train a classifier on the labeled examples in DATA (CSV, TSV, JSONL or Parquet).
 
-    By default the recipe is chosen by cross-validation on DATA: the untuned body with a
-    logistic head, or the body fine-tuned for 2 or 4 epochs (at least 16 or 32 optimizer
-    steps), and the head's regularisation; the output says what was chosen and why.
+    By default the recipe is chosen by cross-validation on DATA: the untuned body with a logistic head, or the body
+    fine-tuned for 2 or 4 epochs (at least 16 or 32 optimizer steps), and the head's regularisation; the output says
+    what was chosen and why.
     """
     from fastclf.cli.commands import train_command
     from fastclf.training.trainer import TrainConfig
@@ -140,19 +139,16 @@ def _one_line(text: str) -> str:
 @click.option("--unsure-label", default="unsure", show_default=True,
               help="The answer below --min-confidence; it must not be one of the model's labels.")
 @click.option("--coverage", type=float, default=None, metavar="C",
-              help="Also give each text's conformal prediction set: the labels that hold the true label with "
-                   "probability at least C (0 < C < 1), on average over texts like the training examples "
-                   "(exchangeable data), not for each text. Single-label models; with --input, a prediction_set "
-                   "column.")
+              help="Also give each text's conformal prediction set: the labels that hold the true label with probability "
+                   "at least C (0 < C < 1), on average over texts like the training examples (exchangeable data), not "
+                   "for each text. Single-label models; with --input, a prediction_set column.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines with all probabilities.")
 @options.quiet_option
 def predict(model_dir, texts, output, min_confidence, unsure_label, coverage, as_json, **settings):
-    """Label TEXTS (or the texts of --input) with the model in MODEL_DIR; TEXTS "-" reads one text
-    a line from standard input.
+    """Label TEXTS (or the texts of --input) with the model in MODEL_DIR; TEXTS "-" reads one text a line from stdin.
 
-    Prints a line a text: label, probability and the text (on one line, cut to 80 characters;
-    --json prints it whole, with every probability). The probabilities are calibrated on the
-    cross-validation's held-out examples when the model was trained with it."""
+    Prints a line a text: label, probability (calibrated when the model was trained with cross-validation) and the
+    text, on one line cut to 80 characters; --json prints it whole, with every probability."""
     from fastclf.cli.commands import predict_command
 
     if texts == ("-",):
@@ -188,10 +184,9 @@ def predict(model_dir, texts, output, min_confidence, unsure_label, coverage, as
               help="Write DIR/eval.html: a reliability diagram and the accuracy-coverage curve (needs matplotlib).")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
 def eval_(model_dir, data, as_json, **settings):
-    """Evaluate the model in MODEL_DIR on the labeled file DATA: accuracy, macro-F1, the per-class
-    table and, for a single-label model, how far its confidence can be trusted (log-loss,
-    calibration error, the share answered and its accuracy at each --min-confidence, and the
-    prediction sets' achieved coverage)."""
+    """Evaluate the model in MODEL_DIR on the labeled file DATA: accuracy, macro-F1, the per-class table and, for a
+    single-label model, how far its confidence can be trusted (log-loss, calibration error, the share answered and its
+    accuracy at each --min-confidence, and the prediction sets' achieved coverage)."""
     from fastclf.cli.commands import eval_command
     from fastclf.evaluation import format_report
 
