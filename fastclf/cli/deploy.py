@@ -78,12 +78,7 @@ def _show_step(step) -> None:
 @click.option("--keep", is_flag=True, help="Keep an export even when it fails the parity gate.")
 @click.option("-v", "--verbose", is_flag=True, help="Show the exporters' own output and warnings.")
 def accelerate(model_dir, variant_names, verbose, **settings):
-    """Export faster body variants into MODEL_DIR, each checked against torch-fp32.
-
-    \b
-    fastclf accelerate model --auto                 pick and record the fastest variant that passes
-    fastclf accelerate model --variant onnx-int8    export one variant
-    """
+    """Export faster body variants into MODEL_DIR (--variant NAME, --all or --auto), each checked against torch-fp32."""
     from fastclf.cli.accelerate import accelerate_command, format_summary
 
     _show_logs(verbose)

@@ -12,6 +12,7 @@ from fastclf._version import __version__
 from fastclf.cli import options
 from fastclf.cli.deploy import accelerate, benchmark, serve
 from fastclf.errors import DataError, FastclfError
+from fastclf.model import UNSURE
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -98,14 +99,10 @@ def train(data, output, read, shots, eval_file, holdout, eval_max, settings, qui
                   say=click.echo)
 
 
-#: characters of a text echoed after its label by ``fastclf predict`` (--json gives the whole text)
-ECHO_CHARS = 80
-
-
-def _one_line(text: str) -> str:
-    """A text on one line (whitespace runs become a space), cut to :data:`ECHO_CHARS` characters with an ellipsis."""
+def _one_line(text: str, width: int = 80) -> str:
+    """A text on one line (whitespace runs become a space), cut to ``width`` characters with an ellipsis."""
     flat = " ".join(text.split())
-    return flat if len(flat) <= ECHO_CHARS else flat[: ECHO_CHARS - 3] + "..."
+    return flat if len(flat) <= width else flat[: width - 3] + "..."
 
 
 @cli.command()
@@ -136,7 +133,7 @@ def _one_line(text: str) -> str:
               help="Answer only when the (calibrated) confidence is at least P (0 to 1); below it, the unsure "
                    "label (with --input: in the predicted column). A multi-label text's confidence is its least "
                    "sure label decision.")
-@click.option("--unsure-label", default="unsure", show_default=True,
+@click.option("--unsure-label", default=UNSURE, show_default=True,
               help="The answer below --min-confidence; it must not be one of the model's labels.")
 @click.option("--coverage", type=float, default=None, metavar="C",
               help="Also give each text's conformal prediction set: the labels that hold the true label with probability "
@@ -168,10 +165,8 @@ def predict(model_dir, texts, output, min_confidence, unsure_label, coverage, as
                 shown = "" if p.labels is None else "\t{" + ", ".join(p.labels) + "}"
                 click.echo(f"{p.label}\t{p.confidence:.3f}{shown}\t{_one_line(p.text)}")
     elif output is not None:
-        if len(result.outputs) == 1:
-            click.echo(f"wrote {result.rows} rows to {result.outputs[0]}")
-        else:
-            click.echo(f"wrote {result.rows} rows to {len(result.outputs)} files in {output}")
+        where = result.outputs[0] if len(result.outputs) == 1 else f"{len(result.outputs)} files in {output}"
+        click.echo(f"wrote {result.rows} rows to {where}")
 
 
 @cli.command(name="eval")

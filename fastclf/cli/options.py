@@ -19,6 +19,11 @@ quiet_option = click.option("-q", "--quiet", is_flag=True, help="No progress bar
 def data_options(f):
     """The columns of a labeled file; the command gets ``read(path)``, which reads one with them."""
 
+    @click.option("--text-column", default=None, help="Column holding the texts (default: found by name).")
+    @click.option("--label-column", default=None, help="Column holding the labels (default: found by name).")
+    @click.option("--label-columns", default=None, help="Comma-separated 0/1 columns, one a label (multi-label data).")
+    @click.option("--label-separator", default="|", show_default=True,
+                  help="Separator of several labels in one cell (multi-label data).")
     @functools.wraps(f)
     def command(*args, text_column, label_column, label_columns, label_separator, **kwargs):
         from fastclf.data import read_labeled
@@ -27,13 +32,4 @@ def data_options(f):
         return f(*args, read=functools.partial(read_labeled, text_column=text_column, label_column=label_column,
                                                label_columns=columns, label_separator=label_separator), **kwargs)
 
-    for option in (click.option("--label-separator", default="|", show_default=True,
-                                help="Separator of several labels in one cell (multi-label data)."),
-                   click.option("--label-columns", default=None,
-                                help="Comma-separated 0/1 columns, one a label (multi-label data)."),
-                   click.option("--label-column", default=None,
-                                help="Column holding the labels (default: found by name)."),
-                   click.option("--text-column", default=None,
-                                help="Column holding the texts (default: found by name).")):
-        command = option(command)
     return command

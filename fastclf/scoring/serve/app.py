@@ -51,8 +51,9 @@ def require_web() -> None:
 class ServedModel:
     """The app's model: missing while it loads, then the classifier, its batcher and its /info; or its load error."""
 
-    def __init__(self, settings: ServeSettings, metrics: Metrics, executor: ThreadPoolExecutor):
-        self.settings, self.metrics, self.executor = settings, metrics, executor
+    def __init__(self, settings: ServeSettings):
+        self.settings, self.metrics = settings, Metrics()
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fastclf-infer")
         self.clf: Classifier | None = None
         self.batcher: MicroBatcher | None = None
         self.info: dict[str, Any] | None = None
@@ -254,8 +255,7 @@ def create_app(classifier_or_loader: Classifier | Callable[[], Classifier], sett
     from fastapi import FastAPI
     from starlette.middleware.trustedhost import TrustedHostMiddleware
 
-    model = ServedModel(settings or ServeSettings(), Metrics(),
-                        ThreadPoolExecutor(max_workers=1, thread_name_prefix="fastclf-infer"))
+    model = ServedModel(settings or ServeSettings())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -286,8 +286,7 @@ def create_app(classifier_or_loader: Classifier | Callable[[], Classifier], sett
 def _bind(host: str, port: int) -> socket.socket:
     """A socket bound to ``host:port`` (port 0: a free port); ServeError when it cannot be bound."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    # proto must be IPPROTO_TCP: asyncio sets TCP_NODELAY only on such sockets, and without it
-    # every keep-alive response (headers and body written apart) waits ~40 ms for a delayed ACK
+    # proto IPPROTO_TCP, or asyncio leaves TCP_NODELAY off and each keep-alive answer waits for a delayed ACK
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import time
 from collections import deque
@@ -37,10 +38,8 @@ def count_chars(texts: list[str]) -> list[int]:
 
 def _trim_heap() -> None:
     """glibc keeps freed memory for reuse; ``malloc_trim`` returns it, so memory falls back after a large request."""
-    try:
+    with contextlib.suppress(OSError, AttributeError):  # not glibc
         ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc
-        pass
 
 
 @dataclass(eq=False)
@@ -143,10 +142,8 @@ class MicroBatcher:
             if remaining <= 0:
                 return
             self._wakeup.clear()
-            try:
+            with contextlib.suppress(asyncio.TimeoutError):  # past the deadline: the next test returns
                 await asyncio.wait_for(self._wakeup.wait(), remaining)
-            except asyncio.TimeoutError:
-                return
 
     def _take(self) -> list[_Slice]:
         """The next batch: one text from each waiting request in turn, within the budgets."""
