@@ -40,7 +40,8 @@ def prepare_data(data: LabeledData, *, shots: int | None, eval_data: LabeledData
     validate_for_training(data)
     if eval_data is not None:
         if eval_data.multi_label != data.multi_label:
-            raise DataError(f"{eval_data.source}: evaluation data and training data differ in kind (multi-label or not)")
+            raise DataError(f"{eval_data.source}: evaluation data and training data differ in kind "
+                            "(multi-label or not)")
         unknown = sorted(set(eval_data.classes) - set(data.classes))
         if unknown:
             raise DataError(f"{eval_data.source}: labels {', '.join(map(repr, unknown[:5]))} are not in the training "
@@ -56,10 +57,9 @@ def describe_counts(counts: dict[str, int]) -> str:
     """Examples a class, every class when there are few, else a summary naming the smallest."""
     if len(counts) <= LIST_MAX_CLASSES:
         return ", ".join(f"{c}: {n}" for c, n in counts.items())
-    fewest = sorted(counts.items(), key=lambda kv: (kv[1], kv[0]))[:3]
+    fewest = ", ".join(f"{c}: {n}" for c, n in sorted(counts.items(), key=lambda kv: (kv[1], kv[0]))[:3])
     low, high = min(counts.values()), max(counts.values())
-    spread = f"{low} a class" if low == high else f"{low} to {high} a class; fewest: " + ", ".join(
-        f"{c}: {n}" for c, n in fewest)
+    spread = f"{low} a class" if low == high else f"{low} to {high} a class; fewest: {fewest}"
     return f"{len(counts)} classes, {spread}"
 
 
@@ -134,9 +134,8 @@ def train_command(data_path: Path, output: Path, config: TrainConfig, *, read: C
     from fastclf.evaluation import evaluate, format_report
     from fastclf.training.trainer import resolve_model, train
 
-    kind = ", multi-label (a text may carry several labels; texts a label" if train_data.multi_label else " ("
-    say(f"training on {len(train_data)} examples{kind}{': ' if train_data.multi_label else ''}"
-        f"{describe_counts(train_data.counts())})")
+    kind = ", multi-label (a text may carry several labels; texts a label: " if train_data.multi_label else " ("
+    say(f"training on {len(train_data)} examples{kind}{describe_counts(train_data.counts())})")
     for note in (imbalance_note(train_data, config), duplicates_note(train_data)):
         if note:
             say(note)

@@ -82,7 +82,8 @@ def accelerate(model_dir, variant_names, verbose, **settings):
     from fastclf.cli.accelerate import accelerate_command, format_summary
 
     _show_logs(verbose)
-    results, choice = accelerate_command(model_dir, list(variant_names), verbose=verbose, progress=_show_step, **settings)
+    results, choice = accelerate_command(model_dir, list(variant_names), verbose=verbose, progress=_show_step,
+                                         **settings)
     for line in format_summary(model_dir, results, choice):
         click.echo(line)
     if not settings["auto"] and not all(r.ok for r in results):  # --auto chooses among the variants that pass

@@ -80,9 +80,10 @@ for command in (accelerate, benchmark, serve):
               help="Windows embedded at most a long text (evenly spaced beyond that).")
 @click.option("--seed", type=int, default=42, show_default=True)
 @click.option("--set", "settings", multiple=True, metavar="FIELD=VALUE",
-              help="Set one of the recipe's internals, repeatable: cv_folds, cv_parallel, average_folds, loss, batch_size, "
-                   "body_learning_rate, frozen_layers, finetune_max_length, max_length, bf16, ... (a field of "
-                   "fastclf.training.trainer.TrainConfig; an unknown one lists them all). Example: --set bf16=true")
+              help="Set one of the recipe's internals, repeatable: cv_folds, cv_parallel, average_folds, loss, "
+                   "batch_size, body_learning_rate, frozen_layers, finetune_max_length, max_length, bf16, ... (a "
+                   "field of fastclf.training.trainer.TrainConfig; an unknown one lists them all). Example: --set "
+                   "bf16=true")
 @options.quiet_option
 def train(data, output, read, shots, eval_file, holdout, eval_max, settings, quiet, **recipe):
     """Train a classifier on the labeled examples in DATA (CSV, TSV, JSONL or Parquet).
@@ -136,9 +137,10 @@ def _one_line(text: str, width: int = 80) -> str:
 @click.option("--unsure-label", default=UNSURE, show_default=True,
               help="The answer below --min-confidence; it must not be one of the model's labels.")
 @click.option("--coverage", type=float, default=None, metavar="C",
-              help="Also give each text's conformal prediction set: the labels that hold the true label with probability "
-                   "at least C (0 < C < 1), on average over texts like the training examples (exchangeable data), not "
-                   "for each text. Single-label models; with --input, a prediction_set column.")
+              help="Also give each text's conformal prediction set: the labels that hold the true label with "
+                   "probability at least C (0 < C < 1), on average over texts like the training examples "
+                   "(exchangeable data), not for each text. Single-label models; with --input, a prediction_set "
+                   "column.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines with all probabilities.")
 @options.quiet_option
 def predict(model_dir, texts, output, min_confidence, unsure_label, coverage, as_json, **settings):

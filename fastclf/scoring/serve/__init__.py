@@ -9,7 +9,8 @@ from typing import Any
 # each public name's module, imported at first use: the CLI reads the settings without loading fastapi
 _MODULES = {"create_app": "app", "serve": "app", "MicroBatcher": "batcher", "QueueFull": "batcher",
             "ShuttingDown": "batcher", "parse_predict_body": "protocol", "rank_labels": "protocol",
-            "ServeError": "settings", "ServeSettings": "settings", "ServeSettingsError": "settings", "parse_size": "settings"}
+            "ServeError": "settings", "ServeSettings": "settings", "ServeSettingsError": "settings",
+            "parse_size": "settings"}
 __all__ = sorted(_MODULES)
 
 

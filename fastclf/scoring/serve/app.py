@@ -228,8 +228,7 @@ def _add_routes(app: FastAPI, model: ServedModel) -> None:
     @app.get("/health")
     async def health():
         if model.batcher is None:
-            status = "failed" if model.load_error is not None else "loading"
-            return JSONResponse({"status": status}, status_code=503)
+            return JSONResponse({"status": "failed" if model.load_error is not None else "loading"}, status_code=503)
         return {"status": "ok"}
 
     @app.get("/info")
@@ -332,10 +331,8 @@ def uvicorn_config(app: Any, settings: ServeSettings) -> Any:
 @contextmanager
 def _signals_handled_by_uvicorn() -> Iterator[None]:
     """No-op SIGINT and SIGTERM handlers (main thread only): uvicorn re-raises the signal that stopped it."""
-    previous: dict[signal.Signals, Any] = {}
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            previous[sig] = signal.signal(sig, lambda signum, frame: None)
+    signals = (signal.SIGINT, signal.SIGTERM) if threading.current_thread() is threading.main_thread() else ()
+    previous = {sig: signal.signal(sig, lambda signum, frame: None) for sig in signals}
     try:
         yield
     finally:

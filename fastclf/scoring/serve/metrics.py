@@ -8,8 +8,7 @@ _PATHS = ("/predict", "/health", "/info", "/metrics")
 
 
 class Metrics:
-    """Requests by path and status, /predict latency, batch sizes and inference times, texts,
-    tokens waiting and requests in flight."""
+    """Requests by path and status, /predict latency, batches, texts, tokens waiting and requests in flight."""
 
     def __init__(self) -> None:
         from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
