@@ -209,14 +209,14 @@ def test_cli_serve_and_streaming_answer_with_abstention_and_sets(calibrated_mode
     df = pd.read_csv(tmp_path / "out.csv")
     assert set(df.predicted) == {"unsure"} and df.prediction_set.str.len().min() > 0
 
-    from fastclf.scoring.serve.protocol import RequestError, answer_options, with_answers
+    from fastclf.scoring.serve.protocol import RequestError, parse_predict_body, with_answers
 
     proba = clf.predict_proba(["a late goal"])
-    answer = answer_options({"inputs": "x", "min_confidence": 0.0, "coverage": 0.9}, clf)
+    answer = parse_predict_body(b'{"inputs": "x", "min_confidence": 0.0, "coverage": 0.9}', 1, clf.config)[3]
     item = with_answers([[{"label": "sport", "score": 1.0}]], proba, clf, answer)[0]
     assert item["label"] == clf.predict(["a late goal"])[0] and item["prediction_set"][0] == item["label"]
     with pytest.raises(RequestError, match="coverage must be"):
-        answer_options({"inputs": "x", "coverage": 0}, clf)
+        parse_predict_body(b'{"inputs": "x", "coverage": 0}', 1, clf.config)
 
 
 def test_eval_reports_confidence_figures_and_writes_the_page(calibrated_model, tiny_model, tmp_path):

@@ -113,8 +113,8 @@ def thread_server(classifier, **settings):
     thread on a free loopback port: yields its URL, then stops it."""
     import uvicorn
 
-    from fastclf.scoring.serve import ServeSettings, _bind, create_app
-    from fastclf.scoring.serve.server import uvicorn_config
+    from fastclf.scoring.serve import ServeSettings, create_app
+    from fastclf.scoring.serve.app import _bind, uvicorn_config
 
     settings = ServeSettings(**{"port": 0, **settings})
     sock = _bind("127.0.0.1", 0)
@@ -450,7 +450,7 @@ def test_listening_socket_sets_tcp_nodelay():
     # it a keep-alive client (hey, browsers) waited ~40 ms for a delayed ACK on every response
     import socket
 
-    from fastclf.scoring.serve import _bind
+    from fastclf.scoring.serve.app import _bind
 
     sock = _bind("127.0.0.1", 0)
     try:

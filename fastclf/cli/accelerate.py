@@ -1,41 +1,22 @@
-"""``fastclf accelerate``: read the texts, pick the variants (``--variant``, ``--all``, ``--auto``),
-export and judge them, with ``--auto`` record the default variant; and the lines the CLI shows of it."""
+"""``fastclf accelerate``: pick the variants, export and judge them (``--auto``: record the default); its lines."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from fastclf.accelerate.auto import CRITERION, AutoChoice, available_variants, candidates, choose_default
 from fastclf.accelerate.export import ExportResult, Step, accelerate
-from fastclf.accelerate.parity import CONFIDENCE, DEFAULT_MAX_ACCURACY_LOSS, DEFAULT_MIN_COSINE, within
+from fastclf.accelerate.parity import CONFIDENCE, within
 from fastclf.backends import REFERENCE, VARIANTS, get_spec, runtime_module
 from fastclf.config import ModelConfig, TrainingRecord
 from fastclf.errors import DataError, FastclfError
-from fastclf.timing import Timing
-
-
-@dataclass
-class AccelerateOutcome:
-    """What ``fastclf accelerate`` did: each export's result; with ``--auto``, torch-fp32's timing and the choice."""
-
-    model_dir: Path
-    results: list[ExportResult]
-    auto: bool = False
-    reference_timing: Timing | None = None
-    choice: AutoChoice | None = None
-
-    @property
-    def ok(self) -> bool:
-        """False when an export failed or was discarded (not with ``auto``: it chooses among those that pass)."""
-        return self.auto or all(r.ok for r in self.results)
 
 
 def _pick_variants(variants: list[str], *, all_variants: bool, auto: bool,
                    include_torch: bool) -> tuple[list[str], list[str]]:
-    """(the variants to export, those skipped for a missing runtime); UnknownVariant or
-    MissingDependency when a named variant is unknown or its runtime missing."""
+    """(the variants to export, those skipped for a missing runtime); a named one must exist and have its runtime."""
     for v in variants:
         get_spec(v)
     if auto:
@@ -52,8 +33,7 @@ def _pick_variants(variants: list[str], *, all_variants: bool, auto: bool,
 
 def _read_texts(calibration: Path | None, check: Path | None, text_column: str | None,
                 training: TrainingRecord | None) -> tuple[Path, list[str], list[str]]:
-    """(the calibration file, default the training file; its texts; the extra check texts: ``check``'s
-    and the training file's). DataError: no calibration file given and the training file is gone."""
+    """(the calibration file, default the training file; its texts; ``check``'s and the training file's texts)."""
     from fastclf.data import read_texts
 
     source = training.source_path if training is not None else None
@@ -71,10 +51,8 @@ def _read_texts(calibration: Path | None, check: Path | None, text_column: str |
     texts = texts_of(calibration)
     extra: list[str] = texts_of(check) if check is not None else []
     if training_file is not None and training_file.resolve() != Path(calibration).resolve():
-        try:
+        with contextlib.suppress(FastclfError):  # the training file's columns differ: the other texts suffice
             extra += texts_of(training_file)
-        except FastclfError:
-            pass  # the training file's columns differ: the other texts suffice
     return calibration, texts, extra
 
 
@@ -89,20 +67,16 @@ def _labeled(check: Path, text_column: str | None, cfg: ModelConfig) -> tuple[li
     return (data.texts, [str(label) for label in data.labels]) if set(data.classes) <= set(cfg.labels) else None
 
 
-def accelerate_command(model_dir: Path, variants: list[str], *, all_variants: bool = False,
-                       calibration: Path | None = None, text_column: str | None = None, num_calibration: int = 200,
-                       keep: bool = False, check: Path | None = None,
-                       max_accuracy_loss: float = DEFAULT_MAX_ACCURACY_LOSS, min_cosine: float = DEFAULT_MIN_COSINE,
-                       auto: bool = False, include_torch: bool = False, verbose: bool = False,
-                       progress: Callable[[Step], None] | None = None) -> AccelerateOutcome:
-    """``fastclf accelerate``: export and judge the variants within ``max_accuracy_loss`` points, with
-    ``auto`` record the fastest that passes as the default. DataError: no variant, no texts, a bad tolerance."""
+def accelerate_command(model_dir: Path, variants: list[str], *, all_variants: bool, auto: bool, include_torch: bool,
+                       calibration: Path | None, check: Path | None, text_column: str | None, num_calibration: int,
+                       max_accuracy_loss: float, min_cosine: float, keep: bool, verbose: bool,
+                       progress: Callable[[Step], None]) -> tuple[list[ExportResult], AutoChoice | None]:
+    """``fastclf accelerate``: each variant's export judged within ``max_accuracy_loss`` points; with ``auto``, the
+    fastest that passes recorded as the default (the choice). DataError: no variant, no texts, a bad tolerance."""
 
     def note(message: str) -> None:
-        if progress:
-            progress(Step("", "note", 0, 0, message=message))
+        progress(Step("", "note", 0, 0, message=message))
 
-    model_dir = Path(model_dir)
     cfg = ModelConfig.read(model_dir)
     if not variants and not all_variants and not auto:
         raise DataError("name variants with --variant NAME (repeatable), or use --all or --auto; "
@@ -124,11 +98,10 @@ def accelerate_command(model_dir: Path, variants: list[str], *, all_variants: bo
                      num_calibration=num_calibration, max_accuracy_loss=max_accuracy_loss, min_cosine=min_cosine,
                      keep=keep, calibration_source=str(calibration), timing=auto, verbose=verbose,
                      progress=progress, config=cfg, labeled_check=labeled)
-    outcome = AccelerateOutcome(model_dir, run.results, auto, run.reference_timing)
     if auto and run.reference_timing is not None:  # always timed with auto
-        outcome.choice = choose_default(model_dir, run.results, run.reference_timing,
-                                        max_accuracy_loss=max_accuracy_loss)
-    return outcome
+        return run.results, choose_default(model_dir, run.results, run.reference_timing,
+                                           max_accuracy_loss=max_accuracy_loss)
+    return run.results, None
 
 
 def format_result(r: ExportResult) -> str:
@@ -154,17 +127,10 @@ def format_result(r: ExportResult) -> str:
     return line
 
 
-def format_baseline(t: Timing) -> str:
-    """The line about torch-fp32's own timing (``--auto``)."""
-    return (f"{REFERENCE:<14} ref     1 text {t.one_text_p50_ms:.1f} ms, {t.texts_per_s:.0f} texts/s "
-            f"@{t.batch_size}  (the baseline)")
-
-
-def format_summary(outcome: AccelerateOutcome) -> list[str]:
+def format_summary(model_dir: Path, results: list[ExportResult], c: AutoChoice | None) -> list[str]:
     """The closing lines of ``fastclf accelerate``: what was exported or chosen and why, what failed."""
-    where = f"Classifier.load({str(outcome.model_dir)!r}"
-    failed = [r.variant for r in outcome.results if not r.ok]
-    c = outcome.choice
+    where = f"Classifier.load({str(model_dir)!r}"
+    failed = [r.variant for r in results if not r.ok]
     if c is not None:
         ms = {v: c.record["candidates"][v]["one_text_p50_ms"] for v in c.passed}
         times = ", ".join(f"{v} {ms[v]:.1f} ms" for v in sorted(ms, key=ms.__getitem__))
@@ -172,11 +138,11 @@ def format_summary(outcome: AccelerateOutcome) -> list[str]:
         lines = [f"default variant: {c.variant}, {CRITERION} {within(c.record['max_accuracy_loss'])} at "
                  f"{CONFIDENCE:.0%} confidence (one text: {times}; on {m['cpu']}, {', '.join(m['isa'])}); "
                  f"{where}) and fastclf predict/eval/serve use it"]
-        failed = [r.variant for r in outcome.results if r.variant not in c.passed]
+        failed = [r.variant for r in results if r.variant not in c.passed]
         return lines + ([f"not chosen, failed the gate or the export: {', '.join(failed)}"] if failed else [])
-    ok = [r.variant for r in outcome.results if r.ok]
+    ok = [r.variant for r in results if r.ok]
     lines = [f"exported: {', '.join(ok)}; use one with {where}, variant={ok[0]!r}) or compare them with: "
-             f"fastclf benchmark {outcome.model_dir} TEST_FILE"] if ok else []
+             f"fastclf benchmark {model_dir} TEST_FILE"] if ok else []
     if failed:
         lines.append(f"FAILED: {', '.join(failed)} (see the messages above); the model directory keeps its other "
                      "variants")

@@ -1,10 +1,9 @@
-"""The work behind the CLI commands, testable without it: each returns its result or its text, and
-reports progress through a ``progress`` callable given one line at a time; only the CLI prints."""
+"""The work behind the CLI commands: each returns its result or text and reports progress lines to a callable."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,15 +18,13 @@ if TYPE_CHECKING:
     from fastclf.scoring.stream import ScoreResult
     from fastclf.training.trainer import TrainConfig
 
-Progress = Callable[[str], None]
-
 
 def prepare_data(data: LabeledData, *, shots: int | None, eval_data: LabeledData | None, holdout: float | None,
                  eval_max: int, seed: int) -> tuple[LabeledData, LabeledData | None, str]:
     """Apply --holdout, --shots and --eval: return (train, eval or None, description of the eval set)."""
-    described = ""
     if eval_data is not None and holdout:
         raise DataError("give either --eval or --holdout, not both")
+    described = "" if eval_data is None else f"{len(eval_data)} rows of {eval_data.source}"
     if holdout:
         data, eval_data = split_holdout(data, holdout, seed)
         described = f"{len(eval_data)} held-out rows ({holdout:.0%} of the data)"
@@ -40,8 +37,6 @@ def prepare_data(data: LabeledData, *, shots: int | None, eval_data: LabeledData
                 rest = rest.subset(sorted(np.random.default_rng(seed).choice(len(rest), eval_max, replace=False)))
             eval_data = rest
             described = f"{len(rest)} rows not sampled for training"
-    if eval_data is not None and not described:
-        described = f"{len(eval_data)} rows of {eval_data.source}"
     validate_for_training(data)
     if eval_data is not None:
         if eval_data.multi_label != data.multi_label:
@@ -49,9 +44,8 @@ def prepare_data(data: LabeledData, *, shots: int | None, eval_data: LabeledData
                             "(multi-label or not)")
         unknown = sorted(set(eval_data.classes) - set(data.classes))
         if unknown:
-            raise DataError(
-                f"{eval_data.source}: labels {', '.join(map(repr, unknown[:5]))} are not in the training data"
-            )
+            raise DataError(f"{eval_data.source}: labels {', '.join(map(repr, unknown[:5]))} are not in the training "
+                            "data")
     return data, eval_data, described
 
 
@@ -63,10 +57,9 @@ def describe_counts(counts: dict[str, int]) -> str:
     """Examples a class, every class when there are few, else a summary naming the smallest."""
     if len(counts) <= LIST_MAX_CLASSES:
         return ", ".join(f"{c}: {n}" for c, n in counts.items())
-    fewest = sorted(counts.items(), key=lambda kv: (kv[1], kv[0]))[:3]
+    fewest = ", ".join(f"{c}: {n}" for c, n in sorted(counts.items(), key=lambda kv: (kv[1], kv[0]))[:3])
     low, high = min(counts.values()), max(counts.values())
-    spread = f"{low} a class" if low == high else f"{low} to {high} a class; fewest: " + ", ".join(
-        f"{c}: {n}" for c, n in fewest)
+    spread = f"{low} a class" if low == high else f"{low} to {high} a class; fewest: {fewest}"
     return f"{len(counts)} classes, {spread}"
 
 
@@ -91,8 +84,7 @@ def imbalance_note(data: LabeledData, config: TrainConfig) -> str:
 
 
 def chance_note(selection: Any, data: LabeledData) -> str:
-    """A line when the chosen recipe's cross-validated accuracy is no better than always answering the
-    most common class (single-label): the model has learnt little; "" otherwise."""
+    """A line when the recipe's cross-validated accuracy is no better than the most common class's share; "" else."""
     if data.multi_label or not getattr(selection, "scores", None):
         return ""
     score = selection.scores.get(str(selection.epochs))
@@ -121,8 +113,7 @@ def duplicates_note(data: LabeledData) -> str:
     repeated = {g: labels for g, labels in seen.items() if len(labels) > 1}
     rows = sum(len(labels) for labels in repeated.values())
     note = (f"note: {len(repeated)} {'texts appear' if len(repeated) > 1 else 'text appears'} more than once "
-            f"({rows} rows); "
-            "the cross-validation keeps the copies of a text in one fold")
+            f"({rows} rows); the cross-validation keeps the copies of a text in one fold")
     conflicting = sum(1 for labels in repeated.values() if len(set(labels)) > 1)
     if conflicting:
         note += (f"; {conflicting} of them {'carry' if conflicting > 1 else 'carries'} different labels: "
@@ -132,14 +123,9 @@ def duplicates_note(data: LabeledData) -> str:
 
 def train_command(data_path: Path, output: Path, config: TrainConfig, *, read: Callable[[Path], LabeledData],
                   shots: int | None, eval_file: Path | None, holdout: float | None, eval_max: int,
-                  progress: Progress | None = None) -> Path:
-    """``fastclf train``: read, validate, train, evaluate, save atomically (nothing on error); the saved folder.
-
-    Raises:
-        FileExistsError: ``output`` exists and is not a fastclf model.
-        DataError, DataFileNotFound, ModelNotFound, TrainingError: see :func:`fastclf.training.trainer.train`.
-    """
-    say = progress or (lambda line: None)
+                  say: Callable[[str], None]) -> Path:
+    """``fastclf train``: read, validate, train, evaluate, save atomically (nothing on error), telling ``say`` how it
+    goes; the saved folder. FileExistsError when ``output`` exists and is not a fastclf model."""
     check_output_dir(output)
     data = read(data_path)
     eval_data = read(eval_file) if eval_file else None
@@ -148,9 +134,8 @@ def train_command(data_path: Path, output: Path, config: TrainConfig, *, read: C
     from fastclf.evaluation import evaluate, format_report
     from fastclf.training.trainer import resolve_model, train
 
-    kind = ", multi-label (a text may carry several labels; texts a label" if train_data.multi_label else " ("
-    say(f"training on {len(train_data)} examples{kind}{': ' if train_data.multi_label else ''}"
-        f"{describe_counts(train_data.counts())})")
+    kind = ", multi-label (a text may carry several labels; texts a label: " if train_data.multi_label else " ("
+    say(f"training on {len(train_data)} examples{kind}{describe_counts(train_data.counts())})")
     for note in (imbalance_note(train_data, config), duplicates_note(train_data)):
         if note:
             say(note)
@@ -181,8 +166,7 @@ def train_command(data_path: Path, output: Path, config: TrainConfig, *, read: C
 
 @dataclass(frozen=True)
 class Prediction:
-    """One text's label (a list of labels for a multi-label model, or the unsure label), every
-    class's probability, its confidence, and its prediction set when one was asked for."""
+    """One text's label (a multi-label model's: a list, or the unsure label), probabilities, confidence and set."""
 
     text: str
     label: str | list[str]
@@ -195,45 +179,33 @@ class Prediction:
         return out if self.labels is None else {**out, "prediction_set": self.labels}
 
 
-@dataclass
-class Predictions:
-    """The predictions of ``fastclf predict TEXTS``."""
-
-    variant: str
-    multi_label: bool
-    items: list[Prediction] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"variant": self.variant, "multi_label": self.multi_label,
-                "predictions": [p.to_dict() for p in self.items]}
-
-
-def predict_command(model_dir: Path, texts: Sequence[str], *, input_file: str | Path | None,
-                    output: str | Path | None, text_column: str | None, variant: str | None, batch_size: int,
-                    engine: str = "local", concurrency: int = 1, workers: int | None = 1, chunk_size: int | None = None,
-                    quiet: bool = False, answer: dict[str, Any] | None = None) -> Predictions | ScoreResult:
-    """``fastclf predict``: label command-line texts (:class:`Predictions`), or score a file, a
-    folder or a glob of files in chunks of rows into a new file (or folder), or CSV on stdout
-    without ``output`` (the stream's :class:`~fastclf.scoring.stream.ScoreResult`). ``answer``: abstention
-    (``min_confidence``, ``unsure_label``) and prediction sets (``coverage``), checked against the
-    model before any text is scored.
-
-    Raises:
-        DataError, DataFileNotFound: bad texts, inputs or outputs.
-        MissingDependency: ``engine="ray"`` without the ray extra.
-    """
+def predict_command(model_dir: Path, texts: Sequence[str], *, input_file: str | None, output: str | None,
+                    text_column: str | None, variant: str | None, batch_size: int, engine: str, concurrency: int,
+                    workers: int | None, chunk_size: int | None, quiet: bool,
+                    answer: dict[str, Any]) -> list[Prediction] | ScoreResult:
+    """``fastclf predict``: label ``texts``, or score ``input_file`` (files, a folder, a glob) in chunks of rows
+    into ``output`` (CSV on stdout without); ``answer`` (abstention, sets) is checked before any text is scored."""
     if not texts and input_file is None:
         raise DataError("give texts to label, or --input FILE")
     if texts and input_file is not None:
         raise DataError("give either texts or --input FILE, not both")
     if output is not None and input_file is None:
         raise DataError("--output writes the scored --input file; give --input FILE")
-    answer = {k: v for k, v in (answer or {}).items() if v is not None}
+    answer = {k: v for k, v in answer.items() if v is not None}
     check_answer(ModelConfig.read(model_dir), **answer)
+    if input_file is not None and engine == "ray":
+        from fastclf.scoring.ray import predict_files as ray_predict_files
+
+        return ray_predict_files(model_dir, input_file, output, variant=variant, text_column=text_column,
+                                 batch_size=batch_size, rows_per_call=chunk_size or 256, concurrency=concurrency,
+                                 progress=not quiet, answer=answer)
     if input_file is not None:
-        return _predict_input(model_dir, input_file, output, text_column=text_column, variant=variant,
-                              batch_size=batch_size, engine=engine, concurrency=concurrency, workers=workers,
-                              chunk_size=chunk_size, quiet=quiet, answer=answer)
+        from fastclf.scoring import stream
+
+        return stream.predict_files(model_dir, input_file, output, variant=variant, workers=workers,
+                                    text_column=text_column, batch_size=batch_size,
+                                    chunk_size=chunk_size or stream.DEFAULT_CHUNK_SIZE, progress=not quiet,
+                                    answer=answer)
     if engine != "local":
         raise DataError("--engine applies to --input files only")
     clf = Classifier.load(model_dir, variant=variant)
@@ -241,30 +213,8 @@ def predict_command(model_dir: Path, texts: Sequence[str], *, input_file: str | 
     labels = clf.labels_from_proba(proba, **{k: v for k, v in answer.items() if k != "coverage"})
     sets = clf.sets_from_proba(proba, answer["coverage"]) if "coverage" in answer else [None] * len(labels)
     classes = [str(c) for c in clf.classes_]
-    items = [Prediction(text, label, dict(zip(classes, map(float, row))), float(c), s) for text, label, row, c, s in
-             zip(texts, labels, proba, clf.confidence(proba), sets)]
-    return Predictions(clf.variant, clf.multi_label, items)
-
-
-def _predict_input(model_dir: Path, input_file: str | Path, output: str | Path | None, *, text_column: str | None,
-                   variant: str | None, batch_size: int, engine: str, concurrency: int, workers: int | None,
-                   chunk_size: int | None, quiet: bool, answer: dict[str, Any]) -> ScoreResult:
-    from fastclf.scoring import stream
-
-    if engine == "ray":
-        from fastclf.scoring.ray import predict_files as ray_predict_files
-
-        result = ray_predict_files(model_dir, input_file, output, variant=variant, text_column=text_column,
-                                   batch_size=batch_size, rows_per_call=chunk_size or 256, concurrency=concurrency,
-                                   progress=not quiet, answer=answer)
-    elif engine == "local":
-        result = stream.predict_files(model_dir, input_file, output, variant=variant, workers=workers,
-                                      text_column=text_column, batch_size=batch_size,
-                                      chunk_size=chunk_size or stream.DEFAULT_CHUNK_SIZE, progress=not quiet,
-                                      answer=answer)
-    else:
-        raise DataError(f"unknown engine {engine!r}; use local or ray")
-    return result
+    return [Prediction(text, label, dict(zip(classes, map(float, row))), float(c), s) for text, label, row, c, s in
+            zip(texts, labels, proba, clf.confidence(proba), sets)]
 
 
 @dataclass
@@ -279,8 +229,7 @@ class EvalOutcome:
 
 def eval_command(model_dir: Path, data: Path, *, read: Callable[[Path], LabeledData], variant: str | None,
                  batch_size: int, report: Path | None = None) -> EvalOutcome:
-    """``fastclf eval``: a model's metrics on labeled data (:func:`fastclf.evaluation.evaluate`); with
-    ``report``, the HTML page of :mod:`fastclf.benchmark.eval_report` in that folder."""
+    """``fastclf eval``: a model's metrics on labeled data; with ``report``, the HTML page written in that folder."""
     from fastclf.evaluation import evaluate
 
     clf = Classifier.load(model_dir, variant=variant)

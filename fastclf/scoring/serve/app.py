@@ -1,5 +1,5 @@
-"""The FastAPI application: the routes, API-key and body-size checks, JSON errors and metering
-(fastapi is imported only when :func:`create_app` runs)."""
+"""The web side, FastAPI and uvicorn (loaded when used): the app's routes, API-key and body checks, JSON errors and
+metering; :func:`serve` binds the socket and runs it until SIGTERM or SIGINT."""
 
 from __future__ import annotations
 
@@ -8,19 +8,22 @@ import hmac
 import logging
 import math
 import platform
+import signal
+import socket
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fastclf._version import __version__
-from fastclf.errors import first_line, missing_dependency
+from fastclf.errors import FastclfError, first_line, missing_dependency
 from fastclf.scoring.serve.batcher import MicroBatcher, QueueFull, ShuttingDown, token_counter
 from fastclf.scoring.serve.metrics import Metrics
-from fastclf.scoring.serve.protocol import RequestError, answer_options, parse_predict_body, rank_labels, with_answers
-from fastclf.scoring.serve.settings import LIMITS, ServeSettings
+from fastclf.scoring.serve.protocol import RequestError, parse_predict_body, rank_labels, with_answers
+from fastclf.scoring.serve.settings import LIMITS, ServeError, ServeSettings
 
 try:  # the route functions' annotations are resolved in this module's globals (postponed annotations)
     from starlette.requests import Request
@@ -48,8 +51,9 @@ def require_web() -> None:
 class ServedModel:
     """The app's model: missing while it loads, then the classifier, its batcher and its /info; or its load error."""
 
-    def __init__(self, settings: ServeSettings, metrics: Metrics, executor: ThreadPoolExecutor):
-        self.settings, self.metrics, self.executor = settings, metrics, executor
+    def __init__(self, settings: ServeSettings):
+        self.settings, self.metrics = settings, Metrics()
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fastclf-infer")
         self.clf: Classifier | None = None
         self.batcher: MicroBatcher | None = None
         self.info: dict[str, Any] | None = None
@@ -64,7 +68,6 @@ class ServedModel:
         batcher = MicroBatcher(lambda texts: clf.predict_proba(texts, batch_size=16), self.settings,
                                count_tokens=token_counter(clf), metrics=self.metrics, executor=self.executor)
         batcher.start()
-        versions = package_versions((get_spec(clf.variant).package, "numpy"))
         self.info = {
             "labels": [str(c) for c in clf.classes_],
             "variant": clf.variant,
@@ -72,7 +75,7 @@ class ServedModel:
             "threshold": float(clf.threshold),
             "model": Path(clf.path).name if clf.path is not None else None,  # not the absolute path
             "versions": {"fastclf": __version__, "python": platform.python_version(),
-                         **{k: v for k, v in versions.items() if v}},
+                         **package_versions((get_spec(clf.variant).package, "numpy"))},
             "limits": {name: getattr(self.settings, name) for name in LIMITS},
         }
         self.clf, self.batcher = clf, batcher
@@ -103,8 +106,7 @@ class ServedModel:
 
 
 class MeteredMiddleware:
-    """ASGI middleware: counts answers by path and status, times /predict, and turns an unexpected error
-    into a JSON 500 and one log line (not a traceback)."""
+    """ASGI middleware: counts answers by path and status, times /predict; an unexpected error is a JSON 500."""
 
     def __init__(self, app: Any, metrics: Metrics):
         self.inner, self.metrics = app, metrics
@@ -207,8 +209,7 @@ def _add_routes(app: FastAPI, model: ServedModel) -> None:
         if batcher is None or clf is None:
             raise model.not_ready()
         body = await _read_body(request, settings.max_body_bytes, settings.read_timeout_s)
-        texts, single, top_k, payload = parse_predict_body(body, settings.max_inputs)  # alone, before it meets others
-        answer = answer_options(payload, clf)
+        texts, single, top_k, answer = parse_predict_body(body, settings.max_inputs, clf.config)  # before the batcher
         try:
             proba = await batcher.submit(texts)
         except QueueFull as exc:  # Retry-After: the full batches ahead times the mean inference time, at least 1 s
@@ -227,8 +228,7 @@ def _add_routes(app: FastAPI, model: ServedModel) -> None:
     @app.get("/health")
     async def health():
         if model.batcher is None:
-            status = "failed" if model.load_error is not None else "loading"
-            return JSONResponse({"status": status}, status_code=503)
+            return JSONResponse({"status": "failed" if model.load_error is not None else "loading"}, status_code=503)
         return {"status": "ok"}
 
     @app.get("/info")
@@ -241,22 +241,20 @@ def _add_routes(app: FastAPI, model: ServedModel) -> None:
     @app.get("/metrics")
     async def metrics_endpoint(request: Request):
         _check_key(request, settings.api_key)
-        from prometheus_client import CONTENT_TYPE_LATEST
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
 def create_app(classifier_or_loader: Classifier | Callable[[], Classifier], settings: ServeSettings | None = None, *,
                on_load_error: Callable[[BaseException], None] | None = None) -> FastAPI:
-    """The FastAPI app serving a Classifier, or one a function loads in the worker thread at start-up (503
-    until then; if it raises, ``on_load_error`` gets the exception and the app keeps answering 503).
-    ``app.state.fastclf`` is the :class:`ServedModel`; MissingDependency without the serve extra."""
+    """The app serving a Classifier, or one a function loads in the worker thread at start-up (503 until then, and
+    after a failed load, which ``on_load_error`` gets); ``app.state.fastclf`` is the :class:`ServedModel`."""
     require_web()
     from fastapi import FastAPI
     from starlette.middleware.trustedhost import TrustedHostMiddleware
 
-    model = ServedModel(settings or ServeSettings(), Metrics(),
-                        ThreadPoolExecutor(max_workers=1, thread_name_prefix="fastclf-infer"))
+    model = ServedModel(settings or ServeSettings())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -282,3 +280,98 @@ def create_app(classifier_or_loader: Classifier | Callable[[], Classifier], sett
     _add_error_handlers(app)
     _add_routes(app, model)
     return app
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port`` (port 0: a free port); ServeError when it cannot be bound."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # proto IPPROTO_TCP, or asyncio leaves TCP_NODELAY off and each keep-alive answer waits for a delayed ACK
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ServeError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def uvicorn_config(app: Any, settings: ServeSettings) -> Any:
+    """uvicorn's configuration of ``app``: h11 (16 KiB of headers), a deadline for a request's headers, idle
+    connections closed after 5 s, at most ``max_connections`` open."""
+    import uvicorn
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class Protocol(H11Protocol):
+        """Closes a connection without a whole request's headers ``read_timeout_s`` after it opened or answered."""
+
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            self.loop.call_later(settings.read_timeout_s, self._headers_due, self.cycle)
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            self.loop.call_later(settings.read_timeout_s, self._headers_due, self.cycle)
+
+        def _headers_due(self, cycle: Any) -> None:
+            if self.cycle is cycle and not self.transport.is_closing():  # no request began since
+                self.timeout_keep_alive_handler()
+
+    config = uvicorn.Config(app, http=Protocol, log_level="warning", access_log=settings.access_log, lifespan="on",
+                            timeout_keep_alive=5, h11_max_incomplete_event_size=16 * 1024,
+                            limit_concurrency=settings.max_connections, server_header=False,
+                            timeout_graceful_shutdown=math.ceil(settings.shutdown_timeout_s))
+    if settings.access_log:  # log_level="warning" also silenced the access log
+        logging.getLogger("uvicorn.access").setLevel(logging.INFO)
+    return config
+
+
+@contextmanager
+def _signals_handled_by_uvicorn() -> Iterator[None]:
+    """No-op SIGINT and SIGTERM handlers (main thread only): uvicorn re-raises the signal that stopped it."""
+    signals = (signal.SIGINT, signal.SIGTERM) if threading.current_thread() is threading.main_thread() else ()
+    previous = {sig: signal.signal(sig, lambda signum, frame: None) for sig in signals}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def serve(model_dir: Path, settings: ServeSettings, *, echo: Callable[[str], None]) -> None:
+    """Serve the model in ``model_dir`` over HTTP until SIGTERM or SIGINT, loading it once the port is bound (its
+    folder and variant are checked before); ``echo`` gets progress lines. ServeError: no bind, or a failed load."""
+    require_web()
+    import uvicorn
+
+    from fastclf.model import Classifier
+    from fastclf.modeldir import ModelDir
+
+    variant = ModelDir(model_dir).resolve(settings.variant)  # a bad model or variant fails before the port is bound
+
+    def load() -> Classifier:
+        clf = Classifier.load(model_dir, variant=variant)
+        echo(f"ready: {model_dir} ({clf.variant}), labels: {', '.join(str(c) for c in clf.classes_)}")
+        return clf
+
+    def stop(exc: BaseException) -> None:  # the model loads once the server runs
+        server.should_exit = True
+
+    app = create_app(load, settings, on_load_error=stop)
+    sock = _bind(settings.host, settings.port)
+    host, port = sock.getsockname()[:2]
+    server = uvicorn.Server(uvicorn_config(app, settings))
+    echo(f"listening on http://{f'[{host}]' if ':' in host else host}:{port} (loading {model_dir}, variant {variant})")
+    try:
+        with _signals_handled_by_uvicorn():
+            server.run(sockets=[sock])
+    finally:
+        sock.close()
+    error = app.state.fastclf.load_error
+    if error is not None:
+        if isinstance(error, FastclfError):
+            raise error
+        raise ServeError(f"loading {model_dir} failed: {first_line(error)}") from error
+    echo("stopped")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import time
 from collections import deque
@@ -28,15 +29,17 @@ class ShuttingDown(Exception):
 def token_counter(clf: Any) -> Callable[[list[str]], list[int]]:
     """The tokens each text costs ``clf``, by its Chunker's rule; its characters without a fast tokenizer."""
     chunker = clf.chunker
-    return chunker.count_tokens if chunker is not None else lambda texts: [max(1, len(t)) for t in texts]
+    return chunker.count_tokens if chunker is not None else count_chars
+
+
+def count_chars(texts: list[str]) -> list[int]:
+    return [max(1, len(t)) for t in texts]
 
 
 def _trim_heap() -> None:
     """glibc keeps freed memory for reuse; ``malloc_trim`` returns it, so memory falls back after a large request."""
-    try:
+    with contextlib.suppress(OSError, AttributeError):  # not glibc
         ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc
-        pass
 
 
 @dataclass(eq=False)
@@ -50,26 +53,19 @@ class _Request:
     done: int = 0
     result: np.ndarray | None = None
 
-    @property
-    def untaken_tokens(self) -> int:
-        return sum(self.costs[self.taken:])
-
 
 _Slice = tuple[_Request, int, int]  # a request's texts [start:stop] in a batch
 
 
 class MicroBatcher:
-    """Gathers the texts of concurrent requests into ``predict_proba`` calls of at most ``max_batch`` texts and
-    ``max_batch_tokens`` tokens (a text over the budget goes alone), taking one text of each waiting request in
-    turn, once a full batch waits or ``max_wait_ms`` after the oldest text. ``max_queue`` bounds the tokens
-    waiting (a larger request is taken when nothing waits). One worker thread; use on one event loop:
-    :meth:`start`, :meth:`submit`, :meth:`close` (which drains the queue)."""
+    """Batches of at most ``max_batch`` texts and ``max_batch_tokens`` tokens, one text of each waiting request in
+    turn, run in one worker thread once full or ``max_wait_ms`` after the oldest text; use on one event loop."""
 
     def __init__(self, predict_proba: Callable[[list[str]], np.ndarray], settings: ServeSettings, *,
                  count_tokens: Callable[[list[str]], list[int]] | None = None, metrics: Metrics | None = None,
                  executor: ThreadPoolExecutor | None = None):
         self._predict = predict_proba
-        self._count = count_tokens or (lambda texts: [max(1, len(t)) for t in texts])  # a token: a character
+        self._count = count_tokens or count_chars
         self._counter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fastclf-count")
         self.settings = settings
         self.metrics = metrics or Metrics()
@@ -85,12 +81,7 @@ class MicroBatcher:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="fastclf-batcher")
 
     async def submit(self, texts: list[str]) -> np.ndarray:
-        """The probabilities of ``texts`` once computed, their tokens counted in a thread of their own.
-
-        Raises:
-            QueueFull: the queue cannot take this many more tokens.
-            ShuttingDown: the batcher is closing.
-        """
+        """The probabilities of ``texts``; QueueFull past ``max_queue`` tokens waiting, ShuttingDown once closing."""
         if self._closing or self._task is None:
             raise ShuttingDown("the server is shutting down")
         costs = await asyncio.get_running_loop().run_in_executor(self._counter, self._count, texts)
@@ -119,6 +110,11 @@ class MicroBatcher:
         self.waiting = n
         self.metrics.queue_depth.set(n)
 
+    def _drop(self, request: _Request) -> None:
+        """Forget the texts of ``request`` not yet taken into a batch (cancelled, or failed in an earlier batch)."""
+        self._set_waiting(self.waiting - sum(request.costs[request.taken:]))
+        request.taken = len(request.texts)
+
     async def _run(self) -> None:
         while await self._wait_for_work():
             await self._wait_for_batch()
@@ -146,35 +142,30 @@ class MicroBatcher:
             if remaining <= 0:
                 return
             self._wakeup.clear()
-            try:
+            with contextlib.suppress(asyncio.TimeoutError):  # past the deadline: the next test returns
                 await asyncio.wait_for(self._wakeup.wait(), remaining)
-            except asyncio.TimeoutError:
-                return
 
     def _take(self) -> list[_Slice]:
         """The next batch: one text from each waiting request in turn, within the budgets."""
         for _, request in self._queue:
             if request.future.cancelled():  # nobody waits for these texts any more
-                self._set_waiting(self.waiting - request.untaken_tokens)
-                request.taken = len(request.texts)
-        taken: dict[_Request, int] = {}
+                self._drop(request)
+        starts: dict[_Request, int] = {}  # each request's first text in this batch
         texts = tokens = 0
         added = True
         max_batch, max_tokens = self.settings.max_batch, self.settings.max_batch_tokens
         while added and texts < max_batch:
             added = False
             for _, request in self._queue:
-                i = request.taken + taken.get(request, 0)
+                i = request.taken
                 if i == len(request.texts) or texts == max_batch or texts and tokens + request.costs[i] > max_tokens:
                     continue
-                taken[request] = taken.get(request, 0) + 1
+                starts.setdefault(request, i)
+                request.taken += 1
                 texts, tokens, added = texts + 1, tokens + request.costs[i], True
-        parts = [(request, request.taken, request.taken + n) for request, n in taken.items()]
-        for request, _, stop in parts:
-            request.taken = stop
         self._queue = deque(item for item in self._queue if item[1].taken < len(item[1].texts))
         self._set_waiting(self.waiting - tokens)
-        return parts
+        return [(request, start, request.taken) for request, start in starts.items()]
 
     async def _infer(self, parts: list[_Slice]) -> None:
         """One ``predict_proba`` call in the worker thread; if it fails, each request's part runs alone,
@@ -191,10 +182,8 @@ class MicroBatcher:
             request = parts[0][0]
             if not request.future.done():
                 request.future.set_exception(exc)
-            if request.taken < len(request.texts):  # forget its texts still queued
-                self._set_waiting(self.waiting - request.untaken_tokens)
-                request.taken = len(request.texts)
-                self._queue = deque(item for item in self._queue if item[1] is not request)
+            self._drop(request)
+            self._queue = deque(item for item in self._queue if item[1] is not request)
             return
         self.metrics.batch_done(len(texts), time.perf_counter() - started)
         offset = 0

@@ -8,8 +8,7 @@ _PATHS = ("/predict", "/health", "/info", "/metrics")
 
 
 class Metrics:
-    """Requests by path and status, /predict latency, batch sizes and inference times, texts,
-    tokens waiting and requests in flight."""
+    """Requests by path and status, /predict latency, batches, texts, tokens waiting and requests in flight."""
 
     def __init__(self) -> None:
         from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -42,9 +41,3 @@ class Metrics:
         self.texts.inc(size)
         self._batches += 1
         self.inference_mean += (seconds - self.inference_mean) / self._batches
-
-    def render(self) -> bytes:
-        """The Prometheus text format."""
-        from prometheus_client import generate_latest
-
-        return generate_latest(self.registry)

@@ -8,7 +8,9 @@ from typing import Any
 
 import numpy as np
 
+from fastclf.config import ModelConfig
 from fastclf.errors import DataError, first_line
+from fastclf.model import check_answer
 from fastclf.texts import check_texts
 
 #: request fields that turn each text's answer into an object (:func:`with_answers`)
@@ -27,13 +29,10 @@ def _invalid(message: str) -> RequestError:
     return RequestError(422, "invalid_request", message)
 
 
-def parse_predict_body(body: bytes, max_inputs: int) -> tuple[list[str], bool, int | None, dict[str, Any]]:
-    """(texts, whether ``inputs`` was one string, top_k, the decoded body) of a /predict body, checked on its own.
-
-    Raises:
-        RequestError: 422 for a body that is not JSON or has a wrong shape, type or text (named by its
-            position in this request), 413 for more than ``max_inputs`` texts. Nothing else.
-    """
+def parse_predict_body(body: bytes, max_inputs: int,
+                       config: ModelConfig | None = None) -> tuple[list[str], bool, int | None, dict[str, Any]]:
+    """(texts, whether ``inputs`` was one string, top_k, the answer fields, checked against ``config`` when given) of
+    a /predict body: only RequestError, 422 for a bad body (a text named by its position), 413 past ``max_inputs``."""
     try:
         payload = json.loads(body)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # ValueError: JSONDecodeError, a 5,000-digit number
@@ -63,28 +62,19 @@ def parse_predict_body(body: bytes, max_inputs: int) -> tuple[list[str], bool, i
     top_k = payload.get("top_k")
     if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
         raise _invalid(f"'top_k' must be a positive integer, not {json.dumps(top_k)[:20]}")
+    answer = {k: payload[k] for k in ANSWER_FIELDS if payload.get(k) is not None}
     try:
         check_texts(texts)
+        if config is not None:
+            check_answer(config, **answer)
     except DataError as exc:
         raise _invalid(str(exc)) from None
-    return texts, isinstance(inputs, str), top_k, payload
+    return texts, isinstance(inputs, str), top_k, answer
 
 
 def _json_type(value: Any) -> str:
     return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "a number",
             float: "a number", type(None): "null"}.get(type(value), type(value).__name__)
-
-
-def answer_options(payload: dict[str, Any], clf: Any) -> dict[str, Any]:
-    """The abstention and prediction-set fields of a /predict body; 422 for a value the model refuses."""
-    from fastclf.model import check_answer
-
-    answer = {k: payload[k] for k in ANSWER_FIELDS if payload.get(k) is not None}
-    try:
-        check_answer(clf.config, **answer)
-    except DataError as exc:
-        raise _invalid(str(exc)) from None
-    return answer
 
 
 def with_answers(ranked: list[list[dict[str, Any]]], proba: np.ndarray, clf: Any,

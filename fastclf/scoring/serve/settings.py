@@ -22,11 +22,9 @@ LIMITS = ("max_batch", "max_batch_tokens", "max_wait_ms", "max_queue", "max_inpu
           "read_timeout_s", "max_connections")
 
 
-def parse_size(text: str | int) -> int:
+def parse_size(text: str) -> int:
     """A byte count from ``"1MB"``, ``"512KiB"``, ``"2000"`` (KB: 1000 bytes, KiB: 1024); ServeSettingsError else."""
-    if isinstance(text, int):
-        return text
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kKmMgG]i?[bB]|[bB])?\s*", str(text))
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kKmMgG]i?[bB]|[bB])?\s*", text)
     if not m:
         raise ServeSettingsError(f"not a size: {text!r} (write e.g. 1MB, 512KiB or 2000)")
     return int(float(m.group(1)) * _SIZE_UNITS[(m.group(2) or "b").lower()])
