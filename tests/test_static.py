@@ -11,8 +11,9 @@ import sys
 
 import numpy as np
 import pytest
-from samples import CALIBRATION, fit_tiny_head, tiny_data
+from samples import CALIBRATION, fit_tiny_head, run, tiny_data
 
+from fastclf.accelerate.parity import accuracy_decision
 from fastclf.backends import export_variant, is_exported, load_body
 from fastclf.errors import DataError
 from fastclf.model import BODY_DIR, Classifier
@@ -66,3 +67,17 @@ def test_static_predicts_with_numpy_alone(static_model):
                          capture_output=True, text=True, check=True, timeout=120)
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result == {"labels": Classifier.load(static_model, "static").predict(DATA.texts), "heavy": []}
+
+
+def test_info_shows_a_new_models_accuracy_not_its_changed_labels(static_model, tmp_path):
+    model = shutil.copytree(static_model, tmp_path / "model")
+    g = accuracy_decision([True] * 5 + [False], [True] * 4 + [False, True], tolerance=0.01)
+    cfg = json.loads((model / "fastclf.json").read_text())
+    cfg["variants"]["static"] = {"n": g.n, "flips": g.flips, "gate": {  # as accelerate records a new model
+        "passed": g.passed, "n": g.n, "flips": g.flips, "disagreement": g.disagreement, "interval": [g.lower, g.upper],
+        "confidence": g.confidence, "max_disagreement": g.tolerance, "rule": g.rule, "accuracy": list(g.accuracy)}}
+    (model / "fastclf.json").write_text(json.dumps(cfg))
+    code, out = run("info", model)
+    line = next(x for x in out.splitlines() if x.strip().startswith("static"))
+    assert code == 0 and "accuracy 83.3% against 83.3% on 6 labeled texts (loss 0.0%" in line
+    assert f"bound {g.upper:.1%}, tolerance 1.0%" in line and "reference" not in line and "differ" not in line

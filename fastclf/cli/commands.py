@@ -277,8 +277,9 @@ def info_text(model_dir: Path, cfg: ModelConfig) -> str:
     lines.append("calibration: " + ("none (the head's probabilities as they are)" if cal is None else
                                     f"temperature {', '.join(f'{t:g}' for t in cal.temperature)} fitted on {cal.n} "
                                     f"held-out texts" + (", prediction sets available" if cal.conformal else "")))
-    lines += ["variants:"] + [f"  {name:<14} {_parity_text(cfg.variants.get(name))}"
-                              for name in ModelDir(model_dir, cfg).exported()]
+    names = ModelDir(model_dir, cfg).exported()
+    width = max(map(len, names))
+    lines += ["variants:"] + [f"  {name:<{width}} {_parity_text(cfg.variants.get(name))}" for name in names]
     lines += _default_variant_lines(model_dir, cfg)
     if cfg.versions:
         lines.append("versions: " + ", ".join(f"{k} {v}" for k, v in cfg.versions.items()))
@@ -286,10 +287,14 @@ def info_text(model_dir: Path, cfg: ModelConfig) -> str:
 
 
 def _parity_text(p: VariantRecord | None) -> str:
-    if p is None or not p.has_figures:
+    gate = (p.gate if p is not None else None) or {}
+    if "accuracy" in gate and "interval" in gate:  # a new model, judged by its accuracy on labeled texts
+        (ref, acc), hi = gate["accuracy"], gate["interval"][1]
+        text = (f"accuracy {acc:.1%} against {ref:.1%} on {gate['n']} labeled texts (loss {gate['disagreement']:.1%}, "
+                f"{gate.get('confidence', 0.95):.0%} bound {hi:.1%}, tolerance {gate['max_disagreement']:.1%})")
+    elif p is None or not p.has_figures:
         return "reference"
-    gate = p.gate
-    if gate is not None and "interval" in gate:
+    elif "interval" in gate:
         lo, hi = gate["interval"]
         text = (f"{gate['flips']}/{gate['n']} labels differ ({gate.get('confidence', 0.95):.0%} bounds "
                 f"{lo:.1%}-{hi:.1%}, tolerance {gate['max_disagreement']:.1%}), agreement {p.agreement:.2%}, "
@@ -297,7 +302,7 @@ def _parity_text(p: VariantRecord | None) -> str:
     else:
         text = (f"agreement {p.agreement:.2%}, max prob diff {_num(p.max_proba_diff, '.4f')}, "
                 f"cosine {p.mean_cosine:.4f} on {_shown(p.n)} texts")
-    if p.kept_below_tolerance:
+    if p is not None and p.kept_below_tolerance:
         text += " [kept below tolerance]"
     return text
 
