@@ -1,10 +1,5 @@
-"""Scoring with Ray Data (the ``ray`` extra): a pool of actors, each holding one copy of the Classifier.
-
-:func:`predict_dataset` maps a ``ray.data.Dataset`` (on any Ray cluster) through the pool;
-:func:`predict_files` (``fastclf predict --engine ray``) writes the same files as the local engine.
-Ray's read tasks each need a CPU, so actors are given at most ``(cluster CPUs - 1) / concurrency`` CPUs;
-a small file is one block, which feeds one actor, so the Dataset is re-cut into ``batch_size`` rows.
-"""
+"""Scoring with Ray Data (the ``ray`` extra): a pool of actors, each holding one Classifier, scores a
+``ray.data.Dataset`` (:func:`predict_dataset`) or writes what the local engine writes (:func:`predict_files`)."""
 
 from __future__ import annotations
 
@@ -34,30 +29,6 @@ def _import_ray() -> Any:
     return ray
 
 
-class _Scorer:
-    """The callable class of ``map_batches``: loads the Classifier once per actor, then scores batches."""
-
-    def __init__(self, model_dir: str, variant: str | None, text_column: str, batch_size: int, threads: int,
-                 answer: dict[str, Any] | None = None):
-        from fastclf.model import Classifier
-        from fastclf.scoring.stream import use_threads
-
-        # this actor's share of the cores, not a thread per core
-        self.clf = Classifier.load(model_dir, variant=variant, threads=use_threads(threads))
-        self.text_column = text_column
-        self.batch_size = batch_size
-        self.answer = answer
-
-    def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
-        from fastclf.scoring.stream import score_chunk
-        from fastclf.texts import check_texts
-
-        if self.text_column not in batch.columns:
-            raise DataError(f"no column {self.text_column!r} in the dataset; columns are: {', '.join(batch.columns)}")
-        texts = check_texts(batch[self.text_column].tolist(), "a Ray batch", column=self.text_column)
-        return score_chunk(self.clf, batch, texts, batch_size=self.batch_size, answer=self.answer)
-
-
 def cpus_per_actor(total_cpus: float, concurrency: int, requested: float = 1.0) -> float:
     """The CPUs each actor reserves: ``requested``, lowered so that ``concurrency`` actors leave one
     CPU for Ray's read tasks."""
@@ -74,16 +45,13 @@ def cpus_per_actor(total_cpus: float, concurrency: int, requested: float = 1.0) 
 def predict_dataset(ds: Any, model_dir: str | Path, *, variant: str | None = None, batch_size: int = 256,
                     concurrency: int = 1, text_column: str = "text", num_cpus_per_actor: float = 1,
                     model_batch_size: int = 32, answer: dict[str, Any] | None = None) -> Any:
-    """A Ray Dataset with ``predicted`` and ``proba_<label>`` columns added, scored by ``concurrency`` actors
-    that each load ``model_dir`` once (readable on every node). Lazy, as any Dataset; rows keep their order
-    only with the DataContext's ``preserve_order``. Starts a local Ray (or joins ``RAY_ADDRESS``) if none runs.
-
-    ``batch_size``: rows per actor call (and per block); ``model_batch_size``: texts per model call;
-    ``num_cpus_per_actor`` is lowered to leave a CPU for reading; each actor runs its share of the cluster's
-    CPUs in threads; ``answer``: as :func:`fastclf.scoring.stream.score_chunk`.
-    """
+    """``ds`` (lazy) scored by ``concurrency`` actors that each load ``model_dir`` (readable on every node) once,
+    as :class:`~fastclf.scoring.stream.ChunkScorer`; ``batch_size`` rows a block and actor call (a small file is
+    one block, which would feed one actor); rows keep their order only with the DataContext's ``preserve_order``.
+    Starts a local Ray (or joins ``RAY_ADDRESS``) if none runs."""
     ray = _import_ray()
     from fastclf.modeldir import ModelDir
+    from fastclf.scoring.stream import ChunkScorer
 
     if batch_size < 1 or model_batch_size < 1:
         raise DataError(f"batch sizes must be at least 1, got {batch_size} and {model_batch_size}")
@@ -98,9 +66,10 @@ def predict_dataset(ds: Any, model_dir: str | Path, *, variant: str | None = Non
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # max_restarts goes through ray_remote_args, deprecated in 2.60
         return ds.map_batches(
-            _Scorer,
-            fn_constructor_kwargs={"model_dir": str(model_dir), "variant": name, "text_column": text_column,
-                                   "batch_size": model_batch_size, "threads": threads, "answer": answer},
+            ChunkScorer,
+            fn_constructor_kwargs={"model": str(model_dir), "variant": name, "batch_size": model_batch_size,
+                                   "answer": answer, "threads": threads},
+            fn_kwargs={"column": text_column, "path": "a Ray batch"},
             batch_size=batch_size,
             batch_format="pandas",
             compute=ray.data.ActorPoolStrategy(size=concurrency),
@@ -114,7 +83,8 @@ class RayUnavailable(FastclfError, ConnectionError):
 
 
 def _init(ray: Any, num_cpus: int | None = None) -> None:
-    """Connect to ``RAY_ADDRESS``, or start a quiet local Ray (RayUnavailable if neither works)."""
+    """Connect to ``RAY_ADDRESS``, or start a quiet local Ray with ``num_cpus`` CPUs (default: this machine's, at
+    least 2); RayUnavailable if neither works."""
     address = os.environ.get("RAY_ADDRESS")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -134,9 +104,8 @@ def _init(ray: Any, num_cpus: int | None = None) -> None:
 
 @contextmanager
 def ray_session(num_cpus: int | None = None) -> Iterator[Any]:
-    """Connect to ``RAY_ADDRESS``, or start a quiet local Ray with ``num_cpus`` CPUs (default: this machine's,
-    at least 2), shut down on leaving; a Ray already running is used and left running. Inside, Ray Data
-    shows no progress bars, logs or warnings; its DataContext settings are restored on leaving."""
+    """A quiet Ray (as :func:`_init`; a running one is used and left running, one started here is shut down on
+    leaving): no progress bars, logs or warnings from Ray Data, whose DataContext settings are restored."""
     ray = _import_ray()
     started = not ray.is_initialized()
     if started:
@@ -178,9 +147,8 @@ def _read(ray: Any, job: Any) -> Any:
 
 
 def _job_error(source: Path, exc: Exception) -> BaseException:
-    """The error to raise for ``exc`` while scoring ``source``: a fastclf error raised in the driver as it
-    is; else the fastclf error of a Ray task (in its causes, or as the last ``fastclf.errors.Name: message``
-    line of its text: Ray Data keeps only a failed UDF's traceback), or its last line, naming the file."""
+    """``exc`` of a Ray task as the fastclf error it carries (in its causes, else the last ``fastclf.errors.Name:
+    message`` line: Ray Data keeps only a failed UDF's traceback) or its last line, naming ``source``."""
     import re
 
     from fastclf import errors
@@ -210,9 +178,8 @@ def predict_files(model_dir: str | Path, input_spec: str | Path, output: str | P
                   variant: str | None = None, text_column: str | None = None, batch_size: int = 32,
                   rows_per_call: int = 256, concurrency: int = 1, num_cpus: int | None = None,
                   progress: bool = False, answer: dict[str, Any] | None = None) -> Any:
-    """Score a file, a folder or a glob with a Ray actor pool and write what
-    :func:`fastclf.scoring.stream.predict_files` writes (one Dataset per input, rows in input order).
-    ``rows_per_call`` rows go to an actor at a time; ``batch_size`` texts to a model call."""
+    """Write what :func:`fastclf.scoring.stream.predict_files` writes, scored by a Ray actor pool (a Dataset an
+    input, rows in input order); ``rows_per_call`` rows go to an actor at a time, ``batch_size`` to the model."""
     from fastclf.modeldir import ModelDir
     from fastclf.scoring import stream
 
