@@ -1,7 +1,7 @@
-"""``python -m fastclf.benchmark --worker JOB --spawned-at T``: the measuring process."""
+"""``python -m fastclf.benchmark JOB_FILE SPAWNED_AT``: the measuring process that ``Benchmark.run`` starts."""
 
 import sys
 
-from fastclf.benchmark.worker import main
+from fastclf.benchmark.worker import Job, run_job
 
-sys.exit(main(sys.argv[1:]))
+sys.exit(run_job(Job.read(sys.argv[1]), float(sys.argv[2])))

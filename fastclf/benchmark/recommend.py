@@ -37,15 +37,6 @@ def finalize(results: BenchmarkResults) -> None:
                                        speedup_reference=ref.name if ref is not None else REFERENCE)
 
 
-def _best_throughput(candidates: Sequence[Row]) -> dict[str, Any] | None:
-    best: dict[str, Any] | None = None
-    for row in candidates:
-        for batch, figures in row.throughput.items():
-            if best is None or figures.texts_per_s > best["texts_per_s"]:
-                best = {"variant": row.name, "batch_size": int(batch), "texts_per_s": figures.texts_per_s}
-    return best
-
-
 def _advice(best: Row, ref: Row, rows: Sequence[Row], thr_best: dict[str, Any] | None, tolerance: float,
             speedup_reference: str | None) -> str:
     assert best.latency_ms is not None and best.accuracy is not None and ref.accuracy is not None
@@ -94,7 +85,10 @@ def recommend(rows: Sequence[Row], *, tolerance: float = DEFAULT_MAX_ACCURACY_LO
                 "text": f"No recommendation: no variant has both latency and accuracy measured, {within(tolerance)} of "
                         f"{REFERENCE}'s."}
     best = min(candidates, key=lambda r: r.latency_ms.p50.value if r.latency_ms is not None else float("inf"))
-    thr_best = _best_throughput(candidates)
+    tops = [(r.name, *top) for r in candidates if (top := r.best_throughput()) is not None]
+    fastest = max(tops, key=lambda t: t[2].texts_per_s, default=None)  # at any batch size
+    thr_best = None if fastest is None else {"variant": fastest[0], "batch_size": fastest[1],
+                                             "texts_per_s": fastest[2].texts_per_s}
     assert best.latency_ms is not None
     return {"variant": best.name, "criterion": criterion, "latency_p50_ms": best.latency_ms.p50.value,
             "accuracy": best.accuracy, "reference_accuracy": ref.accuracy, "tolerance_points": tolerance,

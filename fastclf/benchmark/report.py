@@ -40,7 +40,6 @@ def write_report(results: Results, output: str | Path) -> dict[str, Path]:
     """
     typed, paths = _typed(results), report_paths(output)
     page = render_html(typed)  # first: fails before any file is written when matplotlib is missing
-    paths["json"].parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(paths["json"], json.dumps(typed.to_dict(), indent=2, ensure_ascii=False) + "\n")
     atomic_write_text(paths["md"], render_markdown(typed))
     atomic_write_text(paths["html"], page)
@@ -249,7 +248,7 @@ def render_markdown(results: Results, *, brief: bool = False) -> str:
 
 # ---------------------------------------------------------------------------- HTML
 
-_CSS = """
+CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; color: #222;
        margin: 24px auto; max-width: 1280px; padding: 0 20px; line-height: 1.45; }
 h1 { font-size: 22px; margin-bottom: 4px; } h2 { font-size: 17px; margin-top: 28px; }
@@ -263,12 +262,11 @@ td:first-child, th:first-child { text-align: left; } tr.error td { color: #b03a2
 tr.baseline td { color: #555; font-style: italic; } tr.recommended td { background: #f2f9f2; font-weight: 600; }
 .plots { display: flex; flex-wrap: wrap; gap: 18px; } .plots svg { width: 100%; height: auto; display: block; }
 .plots figure { margin: 0; flex: 1 1 560px; max-width: 640px; border: 1px solid #e3e3e3; }
-.meta td, .meta th { text-align: left; white-space: normal; }
-ul.method li { margin: 3px 0; } code { background: #f4f4f4; padding: 0 3px; }
+.meta td, .meta th { text-align: left; white-space: normal; } ul.method li { margin: 3px 0; }
 """
 
 
-def _html_table(table: list[list[str]], row_classes: Sequence[str] | None = None, header: bool = True) -> str:
+def html_table(table: list[list[str]], row_classes: Sequence[str] | None = None, header: bool = True) -> str:
     cells = ["<tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in table[0]) + "</tr>"] if header else []
     for i, row in enumerate(table[1:]):
         css = f' class="{row_classes[i]}"' if row_classes and row_classes[i] else ""
@@ -279,7 +277,7 @@ def _html_table(table: list[list[str]], row_classes: Sequence[str] | None = None
 def _html_section(section: _Section, classes: list[str]) -> list[str]:
     out = [f"<h2>{html.escape(section.title)}</h2>"]
     if section.table:
-        table = _html_table(section.table, classes if section.per_row else None, header=any(section.table[0]))
+        table = html_table(section.table, classes if section.per_row else None, header=any(section.table[0]))
         return out + ([table] if section.per_row else ['<div class="meta">', table, "</div>"])
     css = ' class="method"' if section.title == "Method" else ""
     return out + [f"<ul{css}>"] + [f"<li>{html.escape(item)}</li>" for item in section.items or []] + ["</ul>"]
@@ -299,7 +297,7 @@ def render_html(results: Results) -> str:
                                             ("error", row.status == "error")) if on) for row in typed.rows]
     parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
              '<meta name="viewport" content="width=device-width, initial-scale=1">',
-             f"<title>{esc(title)}</title>", f"<style>{_CSS}</style></head><body>", f"<h1>{esc(title)}</h1>",
+             f"<title>{esc(title)}</title>", f"<style>{CSS}</style></head><body>", f"<h1>{esc(title)}</h1>",
              f'<p class="sub">{typed.data.eval_texts} labeled texts from {esc(typed.data.source or "the data")} '
              f'&middot; {esc(_cpu(typed.machine.get("cpu", {})))} &middot; {esc(typed.started)}</p>']
     parts += [f'<p class="partial">{esc(text)}</p>' for text in _warnings(typed)]

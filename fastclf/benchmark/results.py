@@ -4,42 +4,24 @@
 from __future__ import annotations
 
 import dataclasses
-import types
-import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import pydantic
+
 SCHEMA_VERSION = 1
 
 
-def _convert(tp: Any, value: Any) -> Any:
-    """``value`` from JSON as the annotated type ``tp``: dataclasses (also inside dicts and lists) rebuilt."""
-    if value is None:
-        return None
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if origin in (typing.Union, types.UnionType):
-        tp = next((a for a in args if dataclasses.is_dataclass(a)), None)
-    if isinstance(tp, type) and issubclass(tp, Plain):
-        return tp.from_dict(value)
-    if origin is dict and len(args) == 2 and dataclasses.is_dataclass(args[1]):
-        return {str(k): _convert(args[1], v) for k, v in value.items()}
-    if origin is list and args and dataclasses.is_dataclass(args[0]):
-        return [_convert(args[0], v) for v in value]
-    return value
-
-
 class Plain:
-    """JSON (de)serialization of a dataclass: unknown keys are dropped, missing ones take their defaults."""
+    """JSON (de)serialization of a dataclass (by pydantic): unknown keys are dropped, missing ones take their defaults."""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)  # type: ignore[call-overload]
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Any:
-        hints = typing.get_type_hints(cls)
-        return cls(**{f.name: _convert(hints[f.name], data[f.name])
-                      for f in dataclasses.fields(cls) if data.get(f.name) is not None})  # type: ignore[arg-type]
+        return pydantic.TypeAdapter(cls).validate_python(data)
 
 
 @dataclass

@@ -19,12 +19,11 @@ from fastclf.backends import REFERENCE, get_spec
 from fastclf.benchmark.baseline import BASELINE_SETFIT, SETFIT_DESCRIPTION
 from fastclf.benchmark.recommend import BUSY_CORES, finalize
 from fastclf.benchmark.results import BenchmarkResults, DataSummary, Row, Settings
-from fastclf.benchmark.rows import Scoring, build_row, resolve_variants
+from fastclf.benchmark.rows import CONFIDENCE, N_BOOT, Scoring, build_row, resolve_variants
 from fastclf.benchmark.spawn import OtherLoad, Progress, measure, sigint_ignored
-from fastclf.benchmark.stats import CONFIDENCE, N_BOOT
 from fastclf.benchmark.worker import EVAL_BATCH_SIZE, LATENCY_MIN_CALLS, THROUGHPUT_MIN_BATCHES, Job
 from fastclf.errors import DataError
-from fastclf.machine import platform_info
+from fastclf.machine import platform_info, usable_cpus
 
 DEFAULT_BATCH_SIZES = (1, 8, 32, 128)
 DEFAULT_DURATION = 5.0
@@ -60,15 +59,12 @@ class _Plan:
 
 
 class Benchmark:
-    """Compare the variants of a model on labeled data (``data``: a file or a LabeledData).
-
-    ``variants`` None: every exported one (torch-fp32, the reference, always runs); ``baseline="setfit"``
-    adds setfit's own ``SetFitModel.predict``, and speed-ups are against it; ``duration`` and ``warmup``
-    (default a fifth of it): seconds of timed and untimed calls a measurement; ``max_eval``: texts
-    scored at most; ``tolerance``: accuracy points a recommended variant may lose; ``threads``: sets
-    OMP_NUM_THREADS in the measuring processes; ``output``: folder of report.md/json/html, rewritten
-    after each row. Bad settings, names, models and data raise before anything is measured.
-    """
+    """Compare the variants of a model on labeled ``data`` (a file or a LabeledData); bad settings, names, models
+    and data raise before anything is measured. ``variants`` None: every exported one (torch-fp32, the reference,
+    always runs); ``baseline="setfit"``: setfit's ``SetFitModel.predict``, the speed-ups' reference; ``duration``,
+    ``warmup`` (default a fifth): seconds of timed, untimed calls a measurement; ``max_eval``: texts scored at most;
+    ``tolerance``: accuracy points a recommended variant may lose; ``threads``: the measuring processes'
+    OMP_NUM_THREADS; ``output``: the report's folder, rewritten after each row."""
 
     def __init__(self, model_dir: str | Path, data: Any, variants: Sequence[str] | None = None,
                  batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES, baseline: str | None = None,
@@ -202,8 +198,7 @@ class Benchmark:
         else:
             self._say(f"  {row.status} in {time.perf_counter() - start:.1f} s")
         if other.cores is not None and other.cores > BUSY_CORES:  # the report lists the flagged rows too
-            cpus = (self.results.machine["cpu"].get("usable_cpus") if self.results else None) or 1
-            self._say(f"  WARNING: other processes used {other.cores:.2f} of {cpus} CPUs while "
+            self._say(f"  WARNING: other processes used {other.cores:.2f} of {usable_cpus()} CPUs while "
                       f"{name} was measured: its timings are disturbed")
         return row
 

@@ -120,9 +120,9 @@ def measure(job: Job, job_path: Path, progress: Progress | None) -> dict[str, An
     interrupted). A Ctrl-C stops the process cleanly and is not re-raised."""
     job.write(job_path)
     spawned_at = time.monotonic()  # the worker's cold start is timed from here (system-wide clock)
-    proc = subprocess.Popen([sys.executable, "-m", "fastclf.benchmark", "--worker", str(job_path),
-                             "--spawned-at", repr(spawned_at)], env=_environment(job.threads),
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True, errors="replace")
+    proc = subprocess.Popen([sys.executable, "-m", "fastclf.benchmark", str(job_path), repr(spawned_at)],
+                            env=_environment(job.threads), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True,
+                            errors="replace")
     reader = _forward(proc, progress)
     interrupted = False
     try:
