@@ -70,9 +70,8 @@ def _advice(best: Row, ref: Row, rows: Sequence[Row], thr_best: dict[str, Any] |
 
 def recommend(rows: Sequence[Row], *, tolerance: float = DEFAULT_MAX_ACCURACY_LOSS,
               speedup_reference: str | None = None) -> dict[str, Any]:
-    """report.json's ``recommendation``: the lowest batch-1 p50 latency among the variants whose
-    accuracy is within ``tolerance`` points of torch-fp32's (not the setfit baseline: it is what
-    is replaced), and the highest throughput among the same; ``variant`` None: no recommendation."""
+    """report.json's ``recommendation``: the lowest batch-1 p50 latency, and the highest throughput, among the
+    variants (not the setfit baseline) within ``tolerance`` points of torch-fp32's accuracy; ``variant`` None: none."""
     ref = next((r for r in rows if r.name == REFERENCE), None)
     if ref is None or ref.accuracy is None:
         return {"variant": None, "text": f"No recommendation: {REFERENCE} (the reference) was not measured."}

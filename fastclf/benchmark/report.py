@@ -81,10 +81,6 @@ def _throughput_cell(row: Row, batch: str) -> str:
             + (f", {_times(ratio)}" if ratio is not None else ""))
 
 
-def _threads(threads: Mapping[str, Any] | None) -> str:
-    return ", ".join(f"{name} {count}" for name, count in thread_counts(threads)) or DASH
-
-
 def _cpu(cpu: Mapping[str, Any]) -> str:
     """The CPU in one line: model, family, cores, memory."""
     extra = [f"family {cpu['family']}, model {cpu.get('model_number')}"] if cpu.get("family") is not None else []
@@ -92,13 +88,6 @@ def _cpu(cpu: Mapping[str, Any]) -> str:
     cores = (f"{cpu.get('physical_cores') or '?'} physical cores, {cpu.get('logical_cpus')} logical CPUs, "
              f"{cpu.get('usable_cpus')} usable") + (f", {cpu['memory_gb']} GB RAM" if cpu.get("memory_gb") else "")
     return f"{cpu.get('model') or 'unknown CPU'}" + (f" ({'; '.join(extra)})" if extra else "") + f"; {cores}"
-
-
-def _flags(cpu: Mapping[str, Any]) -> str:
-    flags = cpu.get("flags") or {}
-    if not flags:
-        return "unknown (no /proc/cpuinfo)"
-    return ", ".join(f"{label} {'yes' if flags.get(key) else 'no'}" for key, label in FLAG_NAMES)
 
 
 # ---------------------------------------------------------------------------- sections
@@ -162,7 +151,8 @@ def _details(results: BenchmarkResults) -> list[list[str]]:
         table.append([
             row.label, row.status, _num(load.cold_start_s), _num(load.startup_s), _num(load.load_s),
             _num(load.first_predict_s), _num(memory.rss_after_load_mb, 0), _num(memory.peak_rss_mb, 0),
-            _threads(row.threads), f"{_num(row.other_load_cores)} cores" if row.other_load_cores is not None else DASH,
+            ", ".join(f"{name} {n}" for name, n in thread_counts(row.threads)) or DASH,
+            f"{_num(row.other_load_cores)} cores" if row.other_load_cores is not None else DASH,
             str(row.max_tokens or DASH), f"{_num(size.mb, 1)} ({len(size.files)})" if size else DASH])
     return table
 
@@ -212,7 +202,9 @@ def _sections(results: BenchmarkResults, brief: bool = False) -> list[_Section]:
     if brief:
         return out
     m, cpu = results.machine, results.machine.get("cpu", {})
-    machine = [["", ""], ["CPU", _cpu(cpu)], ["Instruction sets", _flags(cpu)], ["OS", str(m.get("os"))],
+    flags = (", ".join(f"{label} {'yes' if cpu['flags'].get(key) else 'no'}" for key, label in FLAG_NAMES)
+             if cpu.get("flags") else "unknown (no /proc/cpuinfo)")
+    machine = [["", ""], ["CPU", _cpu(cpu)], ["Instruction sets", flags], ["OS", str(m.get("os"))],
                ["Python", f"{m.get('python')} ({m.get('python_implementation')})"],
                ["Run", f"{results.started} to {results.finished or '(not finished)'}"]]
     versions = [["library", "version"]] + [[k, v or "not installed"] for k, v in results.versions.items()]

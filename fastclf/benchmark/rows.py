@@ -1,6 +1,5 @@
-"""The rows of a benchmark: which variants run (checked before anything is measured), and each one's row from
-its measuring process's raw output: scored against the labels, timings with percentile-bootstrap confidence
-intervals (as spaCy's ``benchmark speed``)."""
+"""The rows of a benchmark: which variants run (checked first), and each one's row from its process's raw output,
+scored against the labels, timings with percentile-bootstrap confidence intervals (as spaCy's ``benchmark speed``)."""
 
 from __future__ import annotations
 
@@ -21,8 +20,7 @@ CONFIDENCE = 0.95
 
 
 def resolve_variants(model_dir: str | Path, variants: Sequence[str] | None) -> tuple[list[str], list[str]]:
-    """(variants to run, notes): None runs every exported variant whose runtime is installed;
-    torch-fp32, the reference, always runs first.
+    """(variants to run, notes): None runs every exported variant whose runtime is installed; torch-fp32 runs first.
 
     Raises:
         UnknownVariant, VariantNotExported, MissingDependency: a name that cannot run.

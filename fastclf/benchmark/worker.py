@@ -1,6 +1,5 @@
-"""The measuring process: load one variant (or the setfit baseline), predict the evaluation texts, time calls
-(:mod:`fastclf.timing`); the result file is rewritten after each step, so a Ctrl-C or a crash keeps what was
-measured. Progress lines go to stdout, which the parent forwards."""
+"""The measuring process: load one variant (or the setfit baseline), predict, time calls (:mod:`fastclf.timing`);
+its result file is rewritten after each step (a Ctrl-C or a crash keeps what was measured)."""
 
 from __future__ import annotations
 

@@ -147,29 +147,18 @@ def _read(ray: Any, job: Any) -> Any:
 
 
 def _job_error(source: Path, exc: Exception) -> BaseException:
-    """``exc`` of a Ray task as the fastclf error it carries (in its causes, else the last ``fastclf.errors.Name:
-    message`` line: Ray Data keeps only a failed UDF's traceback) or its last line, naming ``source``."""
+    """``exc`` of a Ray task as the fastclf error its text names (Ray Data keeps only a failed UDF's traceback: the
+    last ``fastclf.errors.Name: message`` line), else as its last line, naming ``source``."""
     import re
 
     from fastclf import errors
 
     if isinstance(exc, FastclfError) and not hasattr(exc, "cause"):  # raised here, in the driver
         return exc
-    found: BaseException | None = None
-    cur: BaseException | None = exc
-    for _ in range(20):
-        if cur is None:
-            break
-        found = cur if isinstance(cur, FastclfError) else found
-        cause = getattr(cur, "cause", None)
-        cur = cause if isinstance(cause, BaseException) and cause is not cur else cur.__cause__
-    lines = re.findall(r"^fastclf\.errors\.(\w+): (.+)$", str(exc), flags=re.MULTILINE)
-    if lines and (found is None or hasattr(found, "cause")):
-        cls = getattr(errors, lines[-1][0], None)
-        if isinstance(cls, type) and issubclass(cls, FastclfError):
-            found = cls(lines[-1][1])
-    if found is not None:
-        return type(found)(f"{source}: {found}")
+    named = re.findall(r"^fastclf\.errors\.(\w+): (.+)$", str(exc), flags=re.MULTILINE)
+    cls = getattr(errors, named[-1][0], None) if named else None
+    if isinstance(cls, type) and issubclass(cls, FastclfError):
+        return cls(f"{source}: {named[-1][1]}")
     last = str(exc).strip().splitlines()
     return DataError(f"{source}: scoring with Ray failed: {last[-1] if last else type(exc).__name__}")
 

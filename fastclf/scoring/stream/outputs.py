@@ -163,7 +163,7 @@ class TableWriter:
             self._handle.close()
 
 
-def write_jobs(jobs: list[FileJob], scored: ScoredChunks, bar: Any, *, stdout: IO[str] | None = None) -> ScoreResult:
+def write_jobs(jobs: list[FileJob], scored: ScoredChunks, bar: Any) -> ScoreResult:
     """Write the scored chunks of every job: as one CSV to stdout when the jobs have no target, else each target
     atomically (:func:`fastclf._util.atomic_write`)."""
 
@@ -176,9 +176,8 @@ def write_jobs(jobs: list[FileJob], scored: ScoredChunks, bar: Any, *, stdout: I
         return writer.rows
 
     if jobs[0].target is None:
-        out = stdout if stdout is not None else sys.stdout
-        rows = fill(TableWriter(None, "csv", handle=out), jobs)
-        out.flush()
+        rows = fill(TableWriter(None, "csv", handle=sys.stdout), jobs)
+        sys.stdout.flush()
         return ScoreResult(rows, [])
     groups: dict[Path, list[FileJob]] = {}
     for job in jobs:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -71,12 +71,12 @@ class ChunkScorer:
         return chunk
 
 
-def progress_bar(jobs: list[FileJob], *, by_bytes: bool, enabled: bool, desc: str = "scoring") -> Any:
+def progress_bar(jobs: list[FileJob], *, by_bytes: bool, enabled: bool) -> Any:
     """A tqdm bar over all inputs: rows when every row count is known (Parquet), else bytes read
     (``by_bytes``) or rows without a total. Off when not ``enabled`` or stderr is not a terminal."""
     from tqdm.auto import tqdm
 
-    options = {"desc": desc, "disable": None if enabled else True, "unit_scale": True}
+    options = {"desc": "scoring", "disable": None if enabled else True, "unit_scale": True}
     if all(j.rows is not None for j in jobs):
         return tqdm(total=sum(j.rows or 0 for j in jobs), unit="rows", **options)
     if by_bytes:
@@ -154,7 +154,7 @@ def _score_in_worker(settings: dict[str, Any], *task: Any) -> pd.DataFrame:
 
 def predict_files(model: Any, input_spec: str | Path, output: str | Path | None, *, variant: str | None = None,
                   workers: int | None = 1, text_column: str | None = None, batch_size: int = 32,
-                  chunk_size: int = DEFAULT_CHUNK_SIZE, progress: bool = False, stdout: IO[str] | None = None,
+                  chunk_size: int = DEFAULT_CHUNK_SIZE, progress: bool = False,
                   answer: Mapping[str, Any] | None = None) -> ScoreResult:
     """Score a file, a folder or a glob (see :func:`plan`; ``output`` None: CSV on stdout) in chunks of rows with
     ``model``, a Classifier or a model folder, as :class:`ChunkScorer` does; each output appears complete or not
@@ -170,7 +170,7 @@ def predict_files(model: Any, input_spec: str | Path, output: str | Path | None,
         with progress_bar(jobs, by_bytes=True, enabled=progress) as bar:
             engine = local_engine(lambda tasks: itertools.starmap(scorer, tasks), chunk_size=chunk_size,
                                   by_bytes=by_bytes)
-            return write_jobs(jobs, engine, bar, stdout=stdout)
+            return write_jobs(jobs, engine, bar)
     if isinstance(model, Classifier):
         model, variant = model.path, variant or model.variant
     settings = {"model": str(model), "variant": ModelDir(model).resolve(variant),  # a bad model fails here
@@ -181,7 +181,7 @@ def predict_files(model: Any, input_spec: str | Path, output: str | Path | None,
         with progress_bar(jobs, by_bytes=True, enabled=progress) as bar:
             engine = local_engine(lambda tasks: in_order(pool, score, tasks, 2 * workers), chunk_size=chunk_size,
                                   by_bytes=by_bytes)
-            return write_jobs(jobs, engine, bar, stdout=stdout)
+            return write_jobs(jobs, engine, bar)
     except BrokenProcessPool as exc:
         raise DataError(f"a scoring worker stopped ({first_line(exc)}); out of memory? try fewer --workers") from None
     finally:
