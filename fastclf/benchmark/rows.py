@@ -70,7 +70,7 @@ def percentiles_ci(x: np.ndarray, qs: Sequence[float], *, n_boot: int = N_BOOT, 
              for done in range(0, n_boot, chunk)]
     resampled = np.concatenate(boots, axis=1)  # (len(qs), n_boot)
     values = np.percentile(x, qs)
-    return [Estimate(float(v), _interval(r, v, confidence)) for v, r in zip(values, resampled)]
+    return [Estimate(value=float(v), ci=_interval(r, v, confidence)) for v, r in zip(values, resampled)]
 
 
 def percentile_ci(samples: Sequence[float], q: float, **kwargs) -> tuple[float, float, float]:

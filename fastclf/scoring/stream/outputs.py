@@ -114,27 +114,21 @@ class TableWriter:
 
     def __init__(self, path: Path | None, fmt: str, compression: str | None = None, *, label: Path | None = None,
                  handle: IO[str] | None = None):
-        self.path, self.fmt, self.compression = path, fmt, compression
-        self.label = label or path
-        self.rows = 0
-        self._handle = handle
+        self.path, self.fmt, self.label, self.rows = path, fmt, label or path, 0
+        if handle is None and fmt != "parquet":
+            handle = WRITABLE_COMPRESSION.get(compression or "", open)(path, "wt", encoding="utf-8", newline="")
+        self._handle: Any = handle
         self._parquet: Any = None
         self._schema: Any = None
-
-    def _text_handle(self) -> IO[str]:
-        if self._handle is None:
-            opener = WRITABLE_COMPRESSION.get(self.compression or "", open)
-            self._handle = opener(self.path, "wt", encoding="utf-8", newline="")
-        return self._handle
 
     def write(self, df: pd.DataFrame) -> None:
         if self.fmt == "parquet":
             self._write_parquet(df)
         elif self.fmt == "jsonl":
             text = df.to_json(orient="records", lines=True, force_ascii=False) if len(df) else ""
-            self._text_handle().write(text if not text or text.endswith("\n") else text + "\n")
+            self._handle.write(text if not text or text.endswith("\n") else text + "\n")
         else:
-            csv_cells(df).to_csv(self._text_handle(), sep="\t" if self.fmt == "tsv" else ",", index=False,
+            csv_cells(df).to_csv(self._handle, sep="\t" if self.fmt == "tsv" else ",", index=False,
                                  header=self.rows == 0)
         self.rows += len(df)
 
