@@ -61,10 +61,6 @@ def _advice(best: Row, ref: Row, rows: Sequence[Row], thr_best: dict[str, Any] |
         text += (f" For batch work (highest throughput at any batch size, a criterion --auto does not use), "
                  f"{thr_best['variant']} is the fastest{same}: {thr_best['texts_per_s']:.0f} texts/s at batch "
                  f"{thr_best['batch_size']}.")
-    busy = [r.name for r in rows if (r.other_load_cores or 0) > BUSY_CORES]
-    if busy:
-        text += (f" Caution: other processes used the CPU while {len(busy)} of {len(rows)} rows were measured, "
-                 "so these timings are disturbed and the ranking may change on a quiet machine.")
     return text
 
 

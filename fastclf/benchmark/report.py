@@ -46,8 +46,6 @@ def write_report(results: Results, output: str | Path) -> dict[str, Path]:
     return paths
 
 
-# ---------------------------------------------------------------------------- cells
-
 
 def _num(x: float | None, digits: int = 2) -> str:
     return DASH if x is None else f"{x:.{digits}f}"
@@ -89,8 +87,6 @@ def _cpu(cpu: Mapping[str, Any]) -> str:
              f"{cpu.get('usable_cpus')} usable") + (f", {cpu['memory_gb']} GB RAM" if cpu.get("memory_gb") else "")
     return f"{cpu.get('model') or 'unknown CPU'}" + (f" ({'; '.join(extra)})" if extra else "") + f"; {cores}"
 
-
-# ---------------------------------------------------------------------------- sections
 
 
 def _speed_reference(results: BenchmarkResults) -> str:
@@ -213,8 +209,6 @@ def _sections(results: BenchmarkResults, brief: bool = False) -> list[_Section]:
     return out + ([_Section("Notes", items=results.notes)] if results.notes else [])
 
 
-# ---------------------------------------------------------------------------- markdown
-
 
 def md_table(table: list[list[str]]) -> str:
     def line(cells: list[str]) -> str:
@@ -237,8 +231,6 @@ def render_markdown(results: Results, *, brief: bool = False) -> str:
         out.append("")
     return "\n".join(out).rstrip() + "\n"
 
-
-# ---------------------------------------------------------------------------- HTML
 
 CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; color: #222;

@@ -78,20 +78,6 @@ def _stop(proc: subprocess.Popen) -> int:
     return proc.wait()
 
 
-def _forward(proc: subprocess.Popen, progress: Progress | None) -> threading.Thread:
-    """Pass the worker's stdout lines to ``progress`` (or drop them) until it closes."""
-
-    def pump() -> None:
-        with contextlib.suppress(ValueError, OSError):
-            for line in proc.stdout or ():
-                if progress is not None:
-                    progress(line.rstrip("\n"))
-
-    thread = threading.Thread(target=pump, name="fastclf-benchmark-progress", daemon=True)
-    thread.start()
-    return thread
-
-
 def _environment(threads: int | None) -> dict[str, str]:
     env = {"TOKENIZERS_PARALLELISM": "false", **os.environ}
     if threads:  # FASTCLF_THREADS: read by the ONNX and OpenVINO bodies
@@ -123,7 +109,15 @@ def measure(job: Job, job_path: Path, progress: Progress | None) -> dict[str, An
     proc = subprocess.Popen([sys.executable, "-m", "fastclf.benchmark", str(job_path), repr(spawned_at)],
                             env=_environment(job.threads), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True,
                             errors="replace")
-    reader = _forward(proc, progress)
+
+    def forward() -> None:  # the worker's progress lines to ``progress`` (or nowhere) until its stdout closes
+        with contextlib.suppress(ValueError, OSError):
+            for line in proc.stdout or ():
+                if progress is not None:
+                    progress(line.rstrip("\n"))
+
+    reader = threading.Thread(target=forward, name="fastclf-benchmark-progress", daemon=True)
+    reader.start()
     interrupted = False
     try:
         rc = proc.wait()

@@ -188,18 +188,13 @@ def predict_files(model_dir: str | Path, input_spec: str | Path, output: str | P
                                  answer=answer)
             datasets.append(ds)
             try:
-                yield from _scored_batches(ds, job.columns)
+                for table in ds.iter_batches(batch_format="pyarrow", batch_size=None, prefetch_batches=1):
+                    if table.num_rows:  # converted as the local engine converts its chunks (not the actors' dtypes)
+                        batch = table.replace_schema_metadata(None).to_pandas()
+                        yield batch[[*job.columns, *[c for c in batch.columns if c not in job.columns]]], len(batch)
             except Exception as exc:
                 raise _job_error(job.source, exc) from None
 
         with stream.progress_bar(jobs, by_bytes=False, enabled=progress) as bar:
             return stream.write_jobs(jobs, scored, bar)
 
-
-def _scored_batches(ds: Any, columns: list[str]) -> Iterator[tuple[pd.DataFrame, float]]:
-    """The scored rows of ``ds`` as DataFrames, the input's ``columns`` first, each with its row count."""
-    for table in ds.iter_batches(batch_format="pyarrow", batch_size=None, prefetch_batches=1):
-        if table.num_rows:
-            # as the local engine converts its batches (without the pandas dtypes of the actors)
-            batch = table.replace_schema_metadata(None).to_pandas()
-            yield batch[[*columns, *[c for c in batch.columns if c not in columns]]], len(batch)
