@@ -56,7 +56,12 @@ class ChunkScorer:
     def __init__(self, model: Any, variant: str | None, batch_size: int, answer: Mapping[str, Any] | None = None,
                  threads: int | None = None):
         if not isinstance(model, Classifier):
-            model = Classifier.load(model, variant=variant, threads=use_threads(threads) if threads else None)
+            if threads:  # at most the physical cores, unless $FASTCLF_THREADS; set for the math libraries too
+                threads = requested_threads() or max(1, min(threads, physical_cores()))
+                for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+                    os.environ.setdefault(name, str(threads))
+                os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+            model = Classifier.load(model, variant=variant, threads=threads)
         self.clf, self.batch_size, self.answer = model, batch_size, answer or {}
 
     def __call__(self, chunk: pd.DataFrame, column: str, path: Path | str, offset: int = 0) -> pd.DataFrame:
@@ -82,16 +87,6 @@ def progress_bar(jobs: list[FileJob], *, by_bytes: bool, enabled: bool) -> Any:
     if by_bytes:
         return tqdm(total=sum(j.size for j in jobs), unit="B", unit_divisor=1024, **options)
     return tqdm(unit="rows", **options)
-
-
-def use_threads(threads: int) -> int:
-    """The runtime threads of one of several scoring processes: ``threads`` (at most the physical cores) or
-    ``$FASTCLF_THREADS``; also set for the math libraries that read it when first imported."""
-    n = requested_threads() or max(1, min(threads, physical_cores()))
-    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ.setdefault(name, str(n))
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    return n
 
 
 def local_engine(score: Callable[[Iterator[Task]], Iterator[pd.DataFrame]], *, chunk_size: int,
