@@ -25,9 +25,6 @@ from fastclf.benchmark.worker import EVAL_BATCH_SIZE, LATENCY_MIN_CALLS, THROUGH
 from fastclf.errors import DataError
 from fastclf.machine import platform_info, usable_cpus
 
-DEFAULT_BATCH_SIZES = (1, 8, 32, 128)
-DEFAULT_DURATION = 5.0
-DEFAULT_MAX_EVAL = 1000
 MAX_TIMING_TEXTS = 2000
 LIBRARIES = ("fastclf", "torch", "onnxruntime", "openvino", "sentence-transformers", "setfit", "transformers",
              "tokenizers", "optimum", "optimum-onnx", "optimum-intel", "nncf", "neural-compressor", "torchao",
@@ -67,8 +64,8 @@ class Benchmark:
     OMP_NUM_THREADS; ``output``: the report's folder, rewritten after each row."""
 
     def __init__(self, model_dir: str | Path, data: Any, variants: Sequence[str] | None = None,
-                 batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES, baseline: str | None = None,
-                 duration: float = DEFAULT_DURATION, max_eval: int = DEFAULT_MAX_EVAL,
+                 batch_sizes: Sequence[int] = (1, 8, 32, 128), baseline: str | None = None, duration: float = 5.0,
+                 max_eval: int = 1000,
                  tolerance: float = DEFAULT_MAX_ACCURACY_LOSS, threads: int | None = None,
                  progress: Progress | None = None, warmup: float | None = None, output: str | Path | None = None):
         self.model_dir, self.data, self.progress = Path(model_dir), data, progress

@@ -78,14 +78,6 @@ def _stop(proc: subprocess.Popen) -> int:
     return proc.wait()
 
 
-def _environment(threads: int | None) -> dict[str, str]:
-    env = {"TOKENIZERS_PARALLELISM": "false", **os.environ}
-    if threads:  # FASTCLF_THREADS: read by the ONNX and OpenVINO bodies
-        env.update(dict.fromkeys(("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "FASTCLF_THREADS"),
-                                 str(threads)))
-    return env
-
-
 def _read_result(path: Path, rc: int, interrupted: bool) -> dict[str, Any]:
     raw: dict[str, Any] = {}
     with contextlib.suppress(OSError, json.JSONDecodeError):
@@ -104,11 +96,14 @@ def _read_result(path: Path, rc: int, interrupted: bool) -> dict[str, Any]:
 def measure(job: Job, job_path: Path, progress: Progress | None) -> dict[str, Any]:
     """Run ``job`` in a fresh Python process; return its raw measurements (``status``: ok, error or
     interrupted). A Ctrl-C stops the process cleanly and is not re-raised."""
-    job.write(job_path)
+    job_path.write_text(job.model_dump_json(), encoding="utf-8")
+    env = {"TOKENIZERS_PARALLELISM": "false", **os.environ}
+    if job.threads:  # FASTCLF_THREADS: read by the ONNX and OpenVINO bodies
+        env.update(dict.fromkeys(("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "FASTCLF_THREADS"),
+                                 str(job.threads)))
     spawned_at = time.monotonic()  # the worker's cold start is timed from here (system-wide clock)
-    proc = subprocess.Popen([sys.executable, "-m", "fastclf.benchmark", str(job_path), repr(spawned_at)],
-                            env=_environment(job.threads), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True,
-                            errors="replace")
+    proc = subprocess.Popen([sys.executable, "-m", "fastclf.benchmark", str(job_path), repr(spawned_at)], env=env,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True, errors="replace")
 
     def forward() -> None:  # the worker's progress lines to ``progress`` (or nowhere) until its stdout closes
         with contextlib.suppress(ValueError, OSError):

@@ -10,11 +10,11 @@ import os
 import signal
 import sys
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pydantic
 
 from fastclf._util import atomic_write_text
 from fastclf.backends import runtime_settings, settle_one_text, thread_settings
@@ -28,8 +28,7 @@ LATENCY_MIN_CALLS = 20
 THROUGHPUT_MIN_BATCHES = 3
 
 
-@dataclass
-class Job:
+class Job(pydantic.BaseModel):
     """What the parent asks a measuring process to do (written as JSON next to its result)."""
 
     name: str  # a variant, or "setfit"
@@ -43,13 +42,6 @@ class Job:
     result: str  # the path of the result file
     progress: bool = False
     threads: int | None = None
-
-    def write(self, path: Path) -> None:
-        path.write_text(json.dumps(asdict(self)), encoding="utf-8")
-
-    @classmethod
-    def read(cls, path: str) -> Job:
-        return cls(**json.loads(Path(path).read_text(encoding="utf-8")))
 
 
 def _rss_mb() -> float | None:

@@ -1,7 +1,5 @@
-"""Streaming batch prediction of big files (CSV, TSV, JSON Lines, also compressed, or Parquet): chunks of rows are
-read, scored and written, so memory stays flat; each output is renamed into place when complete. The output has
-the input's columns, then ``predicted``, a ``proba_<label>`` column per class and, with a ``coverage``,
-``prediction_set``. The Ray engine (:mod:`fastclf.scoring.ray`) plans and writes with this package too."""
+"""Streaming batch prediction of big files: chunks of rows read, scored and written (memory stays flat), each output
+renamed into place when complete; the Ray engine (:mod:`fastclf.scoring.ray`) plans and writes with it too."""
 
 from __future__ import annotations
 

@@ -30,14 +30,6 @@ from fastclf.texts import check_texts
 Task = tuple[pd.DataFrame, str, Path, int]  # rows, text column, file, file row of the first row (0-based)
 
 
-def texts_of(chunk: pd.DataFrame, column: str, path: Path | str, offset: int) -> list[str]:
-    """The texts of a chunk; errors name the file and the row (counted from 1 in the whole file)."""
-    if column not in chunk.columns:
-        raise DataError(f"{path}: no column {column!r} in rows {offset + 1}-{offset + len(chunk)}; columns are: "
-                        f"{', '.join(map(str, chunk.columns))}")
-    return check_texts(chunk[column].tolist(), path, column=column, offset=offset)
-
-
 def add_predictions(chunk: pd.DataFrame, proba: np.ndarray, labels: Sequence[Any], classes: Iterable[str],
                     multi_label: bool) -> pd.DataFrame:
     """``chunk`` with ``predicted`` and one ``proba_<label>`` column per class added (in place)."""
@@ -65,9 +57,13 @@ class ChunkScorer:
         self.clf, self.batch_size, self.answer = model, batch_size, answer or {}
 
     def __call__(self, chunk: pd.DataFrame, column: str, path: Path | str, offset: int = 0) -> pd.DataFrame:
-        """``chunk`` with its predictions added in place."""
+        """``chunk`` (rows from file row ``offset`` of ``path``, which errors name) with its predictions added."""
+        if column not in chunk.columns:
+            raise DataError(f"{path}: no column {column!r} in rows {offset + 1}-{offset + len(chunk)}; columns are: "
+                            f"{', '.join(map(str, chunk.columns))}")
         clf, answer = self.clf, self.answer
-        proba = clf.predict_proba(texts_of(chunk, column, path, offset), batch_size=self.batch_size)
+        texts = check_texts(chunk[column].tolist(), path, column=column, offset=offset)
+        proba = clf.predict_proba(texts, batch_size=self.batch_size)
         labels = clf.labels_from_proba(proba, min_confidence=answer.get("min_confidence"),
                                        unsure_label=answer.get("unsure_label", UNSURE))
         add_predictions(chunk, proba, labels, [str(c) for c in clf.classes_], clf.multi_label)
