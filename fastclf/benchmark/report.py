@@ -1,12 +1,10 @@
-"""The benchmark report: report.json, and the same sections rendered as report.md and as a
-self-contained report.html (inline SVG plots, nothing loaded from the network). A report is
-re-rendered from its JSON with ``python -m fastclf.benchmark.report report/report.json``."""
+"""The benchmark report: report.json, and the same sections rendered as report.md and as a self-contained
+report.html (inline SVG plots, nothing loaded from the network); both render from report.json alone too."""
 
 from __future__ import annotations
 
 import html
 import json
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -293,16 +291,3 @@ def render_html(results: Results) -> str:
                       f"<figure>{plot_throughput(typed)}</figure>", "</div>"]
     return "\n".join(parts + ["</body></html>"]) + "\n"
 
-
-def main(argv: list[str]) -> int:
-    if len(argv) != 1:
-        print("usage: python -m fastclf.benchmark.report REPORT_JSON", file=sys.stderr)
-        return 2
-    path = Path(argv[0])
-    paths = write_report(json.loads(path.read_text(encoding="utf-8")), path.parent)
-    print(f"wrote {paths['md']} and {paths['html']}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

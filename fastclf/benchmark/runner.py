@@ -80,7 +80,6 @@ class Benchmark:
             bootstrap_resamples=N_BOOT, confidence=CONFIDENCE, latency_min_calls=LATENCY_MIN_CALLS,
             throughput_min_batches=THROUGHPUT_MIN_BATCHES,
             isolation="each row measured in its own fresh Python process")
-        self.results: BenchmarkResults | None = None
 
     def _say(self, message: str) -> None:
         if self.progress is not None:
@@ -153,7 +152,7 @@ class Benchmark:
             BenchmarkInterrupted: Ctrl-C; its ``results`` hold the rows measured so far.
         """
         plan = self._plan()
-        results = self.results = self._start(plan)
+        results = self._start(plan)
         current = ""
         try:
             with tempfile.TemporaryDirectory(prefix="fastclf-bench-") as tmp:
@@ -185,11 +184,10 @@ class Benchmark:
                   threads=s.threads_requested)
         with OtherLoad() as other:
             raw = measure(job, tmp / f"{name}.job.json", self.progress)
+        if name == REFERENCE:  # what the later rows agree with (and it, fully, with itself)
+            plan.scoring.reference = raw.get("predictions")
         row = build_row(self.model_dir, name, kind, self._description(name, kind), raw, plan.scoring)
         row.other_load_cores = other.cores
-        if name == REFERENCE and raw.get("predictions") is not None:
-            plan.scoring.reference = raw["predictions"]
-            row.agreement = 1.0 if row.accuracy is not None else None
         if row.status == "error":
             self._say(f"  FAILED: {row.error}")
         else:

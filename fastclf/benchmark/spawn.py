@@ -51,8 +51,8 @@ def _own_cpu_seconds() -> float:
 
 
 class OtherLoad:
-    """CPU used by *other* processes while a row is measured, in cores on average (``cores``): the
-    machine's busy time minus this process's and the measuring child's."""
+    """CPU used by *other* processes while a row is measured (``cores``, on average): the machine's busy time
+    minus this process's and its children's."""
 
     def __enter__(self) -> OtherLoad:
         self.wall, self.busy, self.own = time.monotonic(), _busy_cpu_seconds(), _own_cpu_seconds()
@@ -79,10 +79,9 @@ def _stop(proc: subprocess.Popen) -> int:
 
 
 def _read_result(path: Path, rc: int, interrupted: bool) -> dict[str, Any]:
-    raw: dict[str, Any] = {}
+    raw: dict[str, Any] = {"status": "error"}  # no file: the process died before its first step
     with contextlib.suppress(OSError, json.JSONDecodeError):
-        raw = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-    raw = raw or {"status": "error"}
+        raw = json.loads(path.read_text(encoding="utf-8")) or raw
     if rc != 0 and raw.get("status") in ("ok", "running", None):
         raw["status"] = "error"
     if raw.get("status") == "error" and not raw.get("error"):

@@ -45,10 +45,9 @@ def cpus_per_actor(total_cpus: float, concurrency: int, requested: float = 1.0) 
 def predict_dataset(ds: Any, model_dir: str | Path, *, variant: str | None = None, batch_size: int = 256,
                     concurrency: int = 1, text_column: str = "text", num_cpus_per_actor: float = 1,
                     model_batch_size: int = 32, answer: dict[str, Any] | None = None) -> Any:
-    """``ds`` (lazy) scored by ``concurrency`` actors that each load ``model_dir`` (readable on every node) once,
-    as :class:`~fastclf.scoring.stream.ChunkScorer`; ``batch_size`` rows a block and actor call (a small file is
-    one block, which would feed one actor); rows keep their order only with the DataContext's ``preserve_order``.
-    Starts a local Ray (or joins ``RAY_ADDRESS``) if none runs."""
+    """``ds`` (lazy; in order only with the DataContext's ``preserve_order``) scored by ``concurrency`` actors, each a
+    :class:`~fastclf.scoring.stream.ChunkScorer` of ``model_dir`` (readable on every node), ``batch_size`` rows a
+    block and call (a small file is one block, which would feed one actor); starts or joins a Ray if none runs."""
     ray = _import_ray()
     from fastclf.modeldir import ModelDir
     from fastclf.scoring.stream import ChunkScorer
@@ -92,8 +91,7 @@ def _init(ray: Any, num_cpus: int | None = None) -> None:
             if address:
                 ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
             else:
-                # Ray 2.60 cannot be confined to the loopback interface (its gRPC servers listen on
-                # 0.0.0.0): no dashboard, Ray's token authentication, and a Ray that lives as long as the command
+                # Ray 2.60 listens on 0.0.0.0: no dashboard, Ray's token auth, a Ray living only as long as the command
                 ray.init(address="local", num_cpus=num_cpus or max(os.cpu_count() or 1, 2), include_dashboard=False,
                          log_to_driver=False, logging_level=logging.ERROR,
                          object_store_memory=2**30)
@@ -153,8 +151,6 @@ def _job_error(source: Path, exc: Exception) -> BaseException:
 
     from fastclf import errors
 
-    if isinstance(exc, FastclfError) and not hasattr(exc, "cause"):  # raised here, in the driver
-        return exc
     named = re.findall(r"^fastclf\.errors\.(\w+): (.+)$", str(exc), flags=re.MULTILINE)
     cls = getattr(errors, named[-1][0], None) if named else None
     if isinstance(cls, type) and issubclass(cls, FastclfError):

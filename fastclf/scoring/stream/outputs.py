@@ -19,8 +19,7 @@ from fastclf.data.formats import COMPRESSION_NAMES, WRITABLE_COMPRESSION, compre
 from fastclf.errors import DataError, first_line
 from fastclf.scoring.stream.inputs import FileJob, inspect_file, is_multi, resolve_inputs
 
-ScoredChunks = Callable[[FileJob], Iterator[tuple[pd.DataFrame, float]]]
-"""An engine: for one input, its scored chunks, each with how far the progress bar advances."""
+ScoredChunks = Callable[[FileJob], Iterator[tuple[pd.DataFrame, float]]]  # an engine: scored chunks, bar advances
 
 
 @dataclass

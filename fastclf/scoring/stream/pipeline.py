@@ -41,9 +41,8 @@ def add_predictions(chunk: pd.DataFrame, proba: np.ndarray, labels: Sequence[Any
 
 
 class ChunkScorer:
-    """Scores chunks with one Classifier (given, or loaded once from a folder by a worker process or Ray actor
-    with ``threads``, its share of the cores). ``answer``: ``min_confidence`` and ``unsure_label`` (abstention
-    in ``predicted``), ``coverage`` (a ``prediction_set`` column)."""
+    """Scores chunks with one Classifier (given, or loaded once by a worker process or Ray actor with ``threads``,
+    its share of the cores); ``answer``: ``min_confidence``, ``unsure_label``, ``coverage`` (``prediction_set``)."""
 
     def __init__(self, model: Any, variant: str | None, batch_size: int, answer: Mapping[str, Any] | None = None,
                  threads: int | None = None):
@@ -147,10 +146,9 @@ def predict_files(model: Any, input_spec: str | Path, output: str | Path | None,
                   workers: int | None = 1, text_column: str | None = None, batch_size: int = 32,
                   chunk_size: int = DEFAULT_CHUNK_SIZE, progress: bool = False,
                   answer: Mapping[str, Any] | None = None) -> ScoreResult:
-    """Score a file, a folder or a glob (see :func:`plan`; ``output`` None: CSV on stdout) in chunks of rows with
-    ``model``, a Classifier or a model folder, as :class:`ChunkScorer` does; each output appears complete or not
-    at all. ``workers``: processes that each load the model once (1: this one; None: a worker a chunk of rows,
-    a row counted as 32 bytes, up to the physical cores)."""
+    """Score a file, folder or glob (:func:`plan`; ``output`` None: CSV on stdout) in chunks with ``model`` (Classifier
+    or folder) as :class:`ChunkScorer` does, each output complete or absent. ``workers``: processes loading the model
+    once each (1: this one; None: a worker a chunk of rows, a row counted as 32 bytes, up to the physical cores)."""
     jobs = plan(input_spec, output, text_column=text_column)
     if workers is None:
         rows = sum(j.size // 32 if j.rows is None else j.rows for j in jobs)
