@@ -1,5 +1,4 @@
-"""The page ``fastclf eval --report DIR`` writes: a reliability diagram and the accuracy-coverage curve
-(inline SVG), with the figures behind them."""
+"""The page ``fastclf eval --report DIR`` writes: a reliability diagram, the accuracy-coverage curve, the figures."""
 
 from __future__ import annotations
 

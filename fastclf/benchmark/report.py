@@ -12,6 +12,7 @@ from typing import Any
 
 from fastclf._util import atomic_write_text
 from fastclf.backends import REFERENCE, thread_counts
+from fastclf.benchmark.plots import plot_accuracy_latency, plot_throughput
 from fastclf.benchmark.recommend import BUSY_CORES
 from fastclf.benchmark.results import BenchmarkResults, Load, Memory, Row
 
@@ -271,8 +272,6 @@ def render_html(results: Results) -> str:
     Raises:
         MissingDependency: matplotlib (``pip install 'fastclf[bench]'``) is not installed.
     """
-    from fastclf.benchmark.plots import plot_accuracy_latency, plot_throughput
-
     typed, esc = _typed(results), html.escape
     title, recommended = f"fastclf benchmark: {typed.model}", (typed.recommendation or {}).get("variant")
     classes = [" ".join(css for css, on in (("baseline", row.is_baseline), ("recommended", row.name == recommended),

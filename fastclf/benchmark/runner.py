@@ -17,7 +17,9 @@ from fastclf._util import package_versions
 from fastclf.accelerate.parity import DEFAULT_MAX_ACCURACY_LOSS
 from fastclf.backends import REFERENCE, get_spec
 from fastclf.benchmark.baseline import BASELINE_SETFIT, SETFIT_DESCRIPTION
+from fastclf.benchmark.plots import require_matplotlib
 from fastclf.benchmark.recommend import BUSY_CORES, finalize
+from fastclf.benchmark.report import write_report
 from fastclf.benchmark.results import BenchmarkResults, DataSummary, Row, Settings
 from fastclf.benchmark.rows import CONFIDENCE, N_BOOT, Scoring, build_row, resolve_variants
 from fastclf.benchmark.spawn import OtherLoad, Progress, measure, sigint_ignored
@@ -98,8 +100,6 @@ class Benchmark:
         if s.threads_requested is not None and s.threads_requested < 1:
             raise DataError("threads must be at least 1")
         if self.output is not None:  # the report's plots need it: fail now, not after the first row
-            from fastclf.benchmark.plots import require_matplotlib
-
             require_matplotlib()
 
     def _plan(self) -> _Plan:
@@ -199,8 +199,6 @@ class Benchmark:
 
     def _update(self, results: BenchmarkResults) -> None:
         if self.output is not None:
-            from fastclf.benchmark.report import write_report
-
             write_report(results, self.output)
 
     def _interrupted(self, results: BenchmarkResults, current: str) -> BenchmarkInterrupted:

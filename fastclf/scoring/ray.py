@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,7 +14,10 @@ from typing import Any
 
 import pandas as pd
 
+from fastclf import errors
 from fastclf.errors import DataError, FastclfError, first_line, missing_dependency
+from fastclf.modeldir import ModelDir
+from fastclf.scoring import stream
 
 MIN_CPUS_PER_ACTOR = 0.05
 
@@ -30,8 +34,7 @@ def _import_ray() -> Any:
 
 
 def cpus_per_actor(total_cpus: float, concurrency: int, requested: float = 1.0) -> float:
-    """The CPUs each actor reserves: ``requested``, lowered so that ``concurrency`` actors leave one
-    CPU for Ray's read tasks."""
+    """The CPUs each actor reserves: ``requested``, lowered so that ``concurrency`` actors leave one for reading."""
     if concurrency < 1:
         raise DataError(f"concurrency must be at least 1, got {concurrency}")
     if requested <= 0:
@@ -49,9 +52,6 @@ def predict_dataset(ds: Any, model_dir: str | Path, *, variant: str | None = Non
     :class:`~fastclf.scoring.stream.ChunkScorer` of ``model_dir`` (readable on every node), ``batch_size`` rows a
     block and call (a small file is one block, which would feed one actor); starts or joins a Ray if none runs."""
     ray = _import_ray()
-    from fastclf.modeldir import ModelDir
-    from fastclf.scoring.stream import ChunkScorer
-
     if batch_size < 1 or model_batch_size < 1:
         raise DataError(f"batch sizes must be at least 1, got {batch_size} and {model_batch_size}")
     model_dir = Path(model_dir).resolve()
@@ -65,7 +65,7 @@ def predict_dataset(ds: Any, model_dir: str | Path, *, variant: str | None = Non
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # max_restarts goes through ray_remote_args, deprecated in 2.60
         return ds.map_batches(
-            ChunkScorer,
+            stream.ChunkScorer,
             fn_constructor_kwargs={"model": str(model_dir), "variant": name, "batch_size": model_batch_size,
                                    "answer": answer, "threads": threads},
             fn_kwargs={"column": text_column, "path": "a Ray batch"},
@@ -147,10 +147,6 @@ def _read(ray: Any, job: Any) -> Any:
 def _job_error(source: Path, exc: Exception) -> BaseException:
     """``exc`` of a Ray task as the fastclf error its text names (Ray Data keeps only a failed UDF's traceback: the
     last ``fastclf.errors.Name: message`` line), else as its last line, naming ``source``."""
-    import re
-
-    from fastclf import errors
-
     named = re.findall(r"^fastclf\.errors\.(\w+): (.+)$", str(exc), flags=re.MULTILINE)
     cls = getattr(errors, named[-1][0], None) if named else None
     if isinstance(cls, type) and issubclass(cls, FastclfError):
@@ -165,9 +161,6 @@ def predict_files(model_dir: str | Path, input_spec: str | Path, output: str | P
                   progress: bool = False, answer: dict[str, Any] | None = None) -> Any:
     """Write what :func:`fastclf.scoring.stream.predict_files` writes, scored by a Ray actor pool (a Dataset an
     input, rows in input order); ``rows_per_call`` rows go to an actor at a time, ``batch_size`` to the model."""
-    from fastclf.modeldir import ModelDir
-    from fastclf.scoring import stream
-
     _import_ray()
     jobs = stream.plan(input_spec, output, text_column=text_column)
     ModelDir(model_dir).resolve(variant)  # fail before Ray starts

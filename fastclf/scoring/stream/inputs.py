@@ -71,8 +71,7 @@ def resolve_inputs(spec: str | Path) -> list[Path]:
     raise DataFileNotFound(f"data file not found: {path}")
 
 
-def is_multi(spec: str | Path) -> bool:
-    """Whether an input stands for several files: a folder or a glob pattern."""
+def is_multi(spec: str | Path) -> bool:  # a folder or a glob pattern
     text = str(spec)
     return Path(text).is_dir() or (not Path(text).exists() and any(c in text for c in _GLOB_CHARS))
 
