@@ -141,13 +141,13 @@ def test_each_actor_runs_its_share_of_the_threads(model_dir, monkeypatch):
     """Several actors on one machine each get cores / actors runtime threads (not a thread per
     core each), and a FASTCLF_THREADS set by the user wins."""
     from fastclf.model import Classifier
-    from fastclf.scoring.ray import _Scorer
+    from fastclf.scoring.stream import ChunkScorer
 
     asked = []
     load = Classifier.load
     monkeypatch.setattr(Classifier, "load", lambda *a, threads=None, **k: asked.append(threads) or load(*a, **k))
     monkeypatch.delenv("FASTCLF_THREADS", raising=False)
-    _Scorer(str(model_dir), None, "text", 32, threads=1)
+    ChunkScorer(str(model_dir), None, 32, threads=1)
     monkeypatch.setenv("FASTCLF_THREADS", "3")
-    _Scorer(str(model_dir), None, "text", 32, threads=1)
+    ChunkScorer(str(model_dir), None, 32, threads=1)
     assert asked == [1, 3]

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 from fastclf.benchmark.recommend import recommend
 from fastclf.benchmark.results import BenchmarkResults, Row
-from fastclf.benchmark.rows import resolve_variants, variant_size
+from fastclf.benchmark.rows import latency_summary, percentile_ci, resolve_variants, throughput_summary, variant_size
 from fastclf.benchmark.runner import Benchmark, BenchmarkInterrupted
-from fastclf.benchmark.stats import latency_summary, percentile_ci, throughput_summary
 
 __all__ = ["Benchmark", "BenchmarkInterrupted", "BenchmarkResults", "Row", "latency_summary", "percentile_ci",
            "recommend", "resolve_variants", "throughput_summary", "variant_size"]

@@ -1,7 +1,8 @@
-"""``python -m fastclf.benchmark --worker JOB --spawned-at T``: the measuring process."""
+"""``python -m fastclf.benchmark JOB_FILE SPAWNED_AT``: the measuring process that ``Benchmark.run`` starts."""
 
 import sys
+from pathlib import Path
 
-from fastclf.benchmark.worker import main
+from fastclf.benchmark.worker import Job, run_job
 
-sys.exit(main(sys.argv[1:]))
+sys.exit(run_job(Job.model_validate_json(Path(sys.argv[1]).read_bytes()), float(sys.argv[2])))

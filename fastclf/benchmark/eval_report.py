@@ -1,5 +1,4 @@
-"""The page ``fastclf eval --report DIR`` writes: a reliability diagram and the accuracy-coverage curve
-(inline SVG), with the figures behind them."""
+"""The page ``fastclf eval --report DIR`` writes: a reliability diagram, the accuracy-coverage curve, the figures."""
 
 from __future__ import annotations
 
@@ -10,18 +9,15 @@ from typing import Any
 import numpy as np
 
 from fastclf._util import atomic_write_text
-from fastclf.benchmark.plots import PALETTE, SIZE_INCHES, STYLE, _svg, require_matplotlib
-from fastclf.benchmark.report import _CSS, _html_table
-from fastclf.errors import DataError
+from fastclf.benchmark.plots import PALETTE, styled_axes, to_svg
+from fastclf.benchmark.report import CSS, html_table
 from fastclf.evaluation import format_confidence
 
 REPORT_FILE = "eval.html"
 
 
-def _reliability(result: dict[str, Any], mpl: Any) -> str:
-    with mpl.rc_context(STYLE):
-        fig = mpl.figure.Figure(figsize=SIZE_INCHES)
-        ax = fig.add_subplot()
+def _reliability(result: dict[str, Any]) -> str:
+    with styled_axes("Reliability", "reliability") as (_, fig, ax):
         ax.plot([0, 1], [0, 1], color="#999999", linestyle="--", linewidth=1, label="perfect calibration")
         calibrated = "calibrated" if "uncalibrated" in result else "as predicted (not calibrated)"
         for i, (key, name) in enumerate((("uncalibrated", "uncalibrated"), ("confidence", calibrated))):
@@ -29,53 +25,43 @@ def _reliability(result: dict[str, Any], mpl: Any) -> str:
             if bins:
                 ax.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins], marker="o",
                         color=PALETTE[i], label=f"{name} (ECE {result[key]['ece']:.3f})")
-        ax.set(xlim=(0, 1), ylim=(0, 1.02), xlabel="confidence (mean of a bin)", ylabel="accuracy in the bin",
-               title="Reliability")
+        ax.set(xlim=(0, 1), ylim=(0, 1.02), xlabel="confidence (mean of a bin)", ylabel="accuracy in the bin")
         ax.legend(loc="upper left")
-        return _svg(fig, "reliability", {})
+        return to_svg(fig, {})
 
 
-def _coverage_curve(result: dict[str, Any], mpl: Any) -> str:
+def _coverage_curve(result: dict[str, Any]) -> str:
     conf = result["confidence"]
-    with mpl.rc_context(STYLE):
-        fig = mpl.figure.Figure(figsize=SIZE_INCHES)
-        ax = fig.add_subplot()
+    with styled_axes("Accuracy against coverage (labels: min confidence)", "coverage") as (_, fig, ax):
         rows = [r for r in conf["table"] if r["accuracy"] is not None]
         ax.plot([r["answered"] for r in rows], [r["accuracy"] for r in rows], marker="o", color=PALETTE[0])
         for r in rows:
             ax.annotate(f"{r['threshold']:g}", (r["answered"], r["accuracy"]), textcoords="offset points",
                         xytext=(4, 4), fontsize=8)
-        ax.set(xlim=(0, 1.02), xlabel="share of texts answered", ylabel="accuracy of the answered texts",
-               title="Accuracy against coverage (labels: min confidence)")
+        ax.set(xlim=(0, 1.02), xlabel="share of texts answered", ylabel="accuracy of the answered texts")
         ax.set_ylim(min(np.nanmin([r["accuracy"] for r in rows]), conf["accuracy"]) - 0.02, 1.0)
-        return _svg(fig, "coverage", {})
+        return to_svg(fig, {})
 
 
 def write_eval_report(result: dict[str, Any], classes: list[str], folder: str | Path, *, title: str) -> Path:
-    """Write the page of :func:`fastclf.evaluation.evaluate`'s ``result`` into ``folder``.
+    """Write the page of :func:`fastclf.evaluation.evaluate`'s ``result`` for a single-label model into ``folder``.
 
     Raises:
-        DataError: a multi-label result (no top-label confidence to plot).
         MissingDependency: matplotlib is not installed.
     """
-    if "confidence" not in result:
-        raise DataError("the report plots a single-label model's confidence; this model is multi-label")
-    mpl = require_matplotlib()
     conf = result["confidence"]
     table = [["min confidence", "answered", "accuracy"]] + [
         [f"{r['threshold']:.2f}", f"{r['answered']:.1%}", "-" if r["accuracy"] is None else f"{r['accuracy']:.3f}"]
         for r in conf["table"]]
     escape = html.escape
     parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-             f"<title>{escape(title)}</title>", f"<style>{_CSS}</style></head><body>", f"<h1>{escape(title)}</h1>",
+             f"<title>{escape(title)}</title>", f"<style>{CSS}</style></head><body>", f"<h1>{escape(title)}</h1>",
              f'<p class="sub">{result["n"]} labeled texts &middot; accuracy {result["accuracy"]:.3f} &middot; '
              f'{len(classes)} labels</p>',
-             '<div class="plots">', f"<figure>{_reliability(result, mpl)}</figure>",
-             f"<figure>{_coverage_curve(result, mpl)}</figure>", "</div>",
-             "<h2>Accuracy against the share answered</h2>", _html_table(table),
+             '<div class="plots">', f"<figure>{_reliability(result)}</figure>",
+             f"<figure>{_coverage_curve(result)}</figure>", "</div>",
+             "<h2>Accuracy against the share answered</h2>", html_table(table),
              "<h2>Figures</h2>", "<pre>" + escape("\n".join(format_confidence(result)).strip()) + "</pre>",
              "</body></html>"]
-    out = Path(folder)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / REPORT_FILE, "\n".join(parts) + "\n")
-    return out / REPORT_FILE
+    atomic_write_text(Path(folder) / REPORT_FILE, "\n".join(parts) + "\n")
+    return Path(folder) / REPORT_FILE

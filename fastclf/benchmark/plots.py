@@ -39,14 +39,12 @@ def require_matplotlib() -> Any:
     return matplotlib
 
 
-def _svg(fig: Figure, salt: str, tips: dict[str, str]) -> str:
-    """The figure as an ``<svg>`` element for an HTML page: no prolog or metadata, ids unique to the
-    plot (``salt``), and ``tips`` (an artist's gid -> text) as hover titles."""
-    matplotlib = require_matplotlib()
+def to_svg(fig: Figure, tips: dict[str, str]) -> str:
+    """A figure of :func:`styled_axes` as an ``<svg>`` element for an HTML page: no prolog or metadata, and
+    ``tips`` (an artist's gid -> text) as hover titles."""
     buffer = io.StringIO()
-    with matplotlib.rc_context({"svg.hashsalt": salt}):
-        fig.savefig(buffer, format="svg", metadata={"Date": None, "Creator": None, "Format": None, "Type": None},
-                    bbox_inches="tight", pad_inches=0.1)
+    fig.savefig(buffer, format="svg", metadata={"Date": None, "Creator": None, "Format": None, "Type": None},
+                bbox_inches="tight", pad_inches=0.1)
     svg = buffer.getvalue()
     svg = re.sub(r"\s*<metadata>.*?</metadata>", "", svg[svg.index("<svg"):], flags=re.S)
     svg = svg.replace(' xmlns:xlink="http://www.w3.org/1999/xlink"', "").replace("xlink:href=", "href=")
@@ -56,10 +54,10 @@ def _svg(fig: Figure, salt: str, tips: dict[str, str]) -> str:
 
 
 @contextmanager
-def _axes(title: str) -> Iterator[tuple[Any, Figure, Axes]]:
-    """(matplotlib, figure, axes) in the report's style, titled."""
+def styled_axes(title: str, salt: str) -> Iterator[tuple[Any, Figure, Axes]]:
+    """(matplotlib, figure, axes) in the report's style, titled; its SVG ids are unique to ``salt``."""
     mpl = require_matplotlib()
-    with mpl.rc_context(STYLE):
+    with mpl.rc_context({**STYLE, "svg.hashsalt": salt}):
         fig = mpl.figure.Figure(figsize=SIZE_INCHES)
         ax = fig.add_subplot()
         ax.set_title(title)
@@ -69,17 +67,17 @@ def _axes(title: str) -> Iterator[tuple[Any, Figure, Axes]]:
 def _plot(title: str, salt: str, rows: Sequence[Row], empty: str, legend: str,
           draw: Callable[[Axes, Row, str], str], finish: Callable[[Any, Axes], None]) -> str:
     """A plot of ``rows``, each drawn by ``draw(ax, row, gid)`` (which returns its hover tip), or ``empty``."""
-    with _axes(title) as (mpl, fig, ax):
+    with styled_axes(title, salt) as (mpl, fig, ax):
         if not rows:
             ax.set_axis_off()
             ax.text(0.5, 0.5, empty, ha="center", va="center", color="#888888", transform=ax.transAxes)
-            return _svg(fig, salt, {})
+            return to_svg(fig, {})
         tips = {f"{salt}-row{i}": draw(ax, row, f"{salt}-row{i}") for i, row in enumerate(rows)}
         finish(mpl, ax)
         n = len(ax.get_legend_handles_labels()[1])  # the legend below the axes, in columns
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3 if n > 4 else n, title=legend,
                   title_fontsize=9, handletextpad=0.4, columnspacing=1.4)
-        return _svg(fig, salt, tips)
+        return to_svg(fig, tips)
 
 
 def colors(rows: Sequence[Row]) -> dict[str, str]:

@@ -37,15 +37,6 @@ def finalize(results: BenchmarkResults) -> None:
                                        speedup_reference=ref.name if ref is not None else REFERENCE)
 
 
-def _best_throughput(candidates: Sequence[Row]) -> dict[str, Any] | None:
-    best: dict[str, Any] | None = None
-    for row in candidates:
-        for batch, figures in row.throughput.items():
-            if best is None or figures.texts_per_s > best["texts_per_s"]:
-                best = {"variant": row.name, "batch_size": int(batch), "texts_per_s": figures.texts_per_s}
-    return best
-
-
 def _advice(best: Row, ref: Row, rows: Sequence[Row], thr_best: dict[str, Any] | None, tolerance: float,
             speedup_reference: str | None) -> str:
     assert best.latency_ms is not None and best.accuracy is not None and ref.accuracy is not None
@@ -70,18 +61,13 @@ def _advice(best: Row, ref: Row, rows: Sequence[Row], thr_best: dict[str, Any] |
         text += (f" For batch work (highest throughput at any batch size, a criterion --auto does not use), "
                  f"{thr_best['variant']} is the fastest{same}: {thr_best['texts_per_s']:.0f} texts/s at batch "
                  f"{thr_best['batch_size']}.")
-    busy = [r.name for r in rows if (r.other_load_cores or 0) > BUSY_CORES]
-    if busy:
-        text += (f" Caution: other processes used the CPU while {len(busy)} of {len(rows)} rows were measured, "
-                 "so these timings are disturbed and the ranking may change on a quiet machine.")
     return text
 
 
 def recommend(rows: Sequence[Row], *, tolerance: float = DEFAULT_MAX_ACCURACY_LOSS,
               speedup_reference: str | None = None) -> dict[str, Any]:
-    """report.json's ``recommendation``: the lowest batch-1 p50 latency among the variants whose
-    accuracy is within ``tolerance`` points of torch-fp32's (not the setfit baseline: it is what
-    is replaced), and the highest throughput among the same; ``variant`` None: no recommendation."""
+    """report.json's ``recommendation``: the lowest batch-1 p50 latency, and the highest throughput, among the
+    variants (not the setfit baseline) within ``tolerance`` points of torch-fp32's accuracy; ``variant`` None: none."""
     ref = next((r for r in rows if r.name == REFERENCE), None)
     if ref is None or ref.accuracy is None:
         return {"variant": None, "text": f"No recommendation: {REFERENCE} (the reference) was not measured."}
@@ -94,7 +80,10 @@ def recommend(rows: Sequence[Row], *, tolerance: float = DEFAULT_MAX_ACCURACY_LO
                 "text": f"No recommendation: no variant has both latency and accuracy measured, {within(tolerance)} of "
                         f"{REFERENCE}'s."}
     best = min(candidates, key=lambda r: r.latency_ms.p50.value if r.latency_ms is not None else float("inf"))
-    thr_best = _best_throughput(candidates)
+    tops = [(r.name, *top) for r in candidates if (top := r.best_throughput()) is not None]
+    fastest = max(tops, key=lambda t: t[2].texts_per_s, default=None)  # at any batch size
+    thr_best = None if fastest is None else {"variant": fastest[0], "batch_size": fastest[1],
+                                             "texts_per_s": fastest[2].texts_per_s}
     assert best.latency_ms is not None
     return {"variant": best.name, "criterion": criterion, "latency_p50_ms": best.latency_ms.p50.value,
             "accuracy": best.accuracy, "reference_accuracy": ref.accuracy, "tolerance_points": tolerance,

@@ -1,12 +1,10 @@
-"""The benchmark report: report.json, and the same sections rendered as report.md and as a
-self-contained report.html (inline SVG plots, nothing loaded from the network). A report is
-re-rendered from its JSON with ``python -m fastclf.benchmark.report report/report.json``."""
+"""The benchmark report: report.json, and the same sections rendered as report.md and as a self-contained
+report.html (inline SVG plots, nothing loaded from the network); both render from report.json alone too."""
 
 from __future__ import annotations
 
 import html
 import json
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +12,7 @@ from typing import Any
 
 from fastclf._util import atomic_write_text
 from fastclf.backends import REFERENCE, thread_counts
+from fastclf.benchmark.plots import plot_accuracy_latency, plot_throughput
 from fastclf.benchmark.recommend import BUSY_CORES
 from fastclf.benchmark.results import BenchmarkResults, Load, Memory, Row
 
@@ -40,14 +39,11 @@ def write_report(results: Results, output: str | Path) -> dict[str, Path]:
     """
     typed, paths = _typed(results), report_paths(output)
     page = render_html(typed)  # first: fails before any file is written when matplotlib is missing
-    paths["json"].parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(paths["json"], json.dumps(typed.to_dict(), indent=2, ensure_ascii=False) + "\n")
     atomic_write_text(paths["md"], render_markdown(typed))
     atomic_write_text(paths["html"], page)
     return paths
 
-
-# ---------------------------------------------------------------------------- cells
 
 
 def _num(x: float | None, digits: int = 2) -> str:
@@ -82,10 +78,6 @@ def _throughput_cell(row: Row, batch: str) -> str:
             + (f", {_times(ratio)}" if ratio is not None else ""))
 
 
-def _threads(threads: Mapping[str, Any] | None) -> str:
-    return ", ".join(f"{name} {count}" for name, count in thread_counts(threads)) or DASH
-
-
 def _cpu(cpu: Mapping[str, Any]) -> str:
     """The CPU in one line: model, family, cores, memory."""
     extra = [f"family {cpu['family']}, model {cpu.get('model_number')}"] if cpu.get("family") is not None else []
@@ -94,15 +86,6 @@ def _cpu(cpu: Mapping[str, Any]) -> str:
              f"{cpu.get('usable_cpus')} usable") + (f", {cpu['memory_gb']} GB RAM" if cpu.get("memory_gb") else "")
     return f"{cpu.get('model') or 'unknown CPU'}" + (f" ({'; '.join(extra)})" if extra else "") + f"; {cores}"
 
-
-def _flags(cpu: Mapping[str, Any]) -> str:
-    flags = cpu.get("flags") or {}
-    if not flags:
-        return "unknown (no /proc/cpuinfo)"
-    return ", ".join(f"{label} {'yes' if flags.get(key) else 'no'}" for key, label in FLAG_NAMES)
-
-
-# ---------------------------------------------------------------------------- sections
 
 
 def _speed_reference(results: BenchmarkResults) -> str:
@@ -163,7 +146,8 @@ def _details(results: BenchmarkResults) -> list[list[str]]:
         table.append([
             row.label, row.status, _num(load.cold_start_s), _num(load.startup_s), _num(load.load_s),
             _num(load.first_predict_s), _num(memory.rss_after_load_mb, 0), _num(memory.peak_rss_mb, 0),
-            _threads(row.threads), f"{_num(row.other_load_cores)} cores" if row.other_load_cores is not None else DASH,
+            ", ".join(f"{name} {n}" for name, n in thread_counts(row.threads)) or DASH,
+            f"{_num(row.other_load_cores)} cores" if row.other_load_cores is not None else DASH,
             str(row.max_tokens or DASH), f"{_num(size.mb, 1)} ({len(size.files)})" if size else DASH])
     return table
 
@@ -213,7 +197,9 @@ def _sections(results: BenchmarkResults, brief: bool = False) -> list[_Section]:
     if brief:
         return out
     m, cpu = results.machine, results.machine.get("cpu", {})
-    machine = [["", ""], ["CPU", _cpu(cpu)], ["Instruction sets", _flags(cpu)], ["OS", str(m.get("os"))],
+    flags = (", ".join(f"{label} {'yes' if cpu['flags'].get(key) else 'no'}" for key, label in FLAG_NAMES)
+             if cpu.get("flags") else "unknown (no /proc/cpuinfo)")
+    machine = [["", ""], ["CPU", _cpu(cpu)], ["Instruction sets", flags], ["OS", str(m.get("os"))],
                ["Python", f"{m.get('python')} ({m.get('python_implementation')})"],
                ["Run", f"{results.started} to {results.finished or '(not finished)'}"]]
     versions = [["library", "version"]] + [[k, v or "not installed"] for k, v in results.versions.items()]
@@ -221,8 +207,6 @@ def _sections(results: BenchmarkResults, brief: bool = False) -> list[_Section]:
             _Section("Machine", machine), _Section("Versions", versions), _Section("Method", items=_method(results))]
     return out + ([_Section("Notes", items=results.notes)] if results.notes else [])
 
-
-# ---------------------------------------------------------------------------- markdown
 
 
 def md_table(table: list[list[str]]) -> str:
@@ -247,9 +231,7 @@ def render_markdown(results: Results, *, brief: bool = False) -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
-# ---------------------------------------------------------------------------- HTML
-
-_CSS = """
+CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; color: #222;
        margin: 24px auto; max-width: 1280px; padding: 0 20px; line-height: 1.45; }
 h1 { font-size: 22px; margin-bottom: 4px; } h2 { font-size: 17px; margin-top: 28px; }
@@ -263,12 +245,11 @@ td:first-child, th:first-child { text-align: left; } tr.error td { color: #b03a2
 tr.baseline td { color: #555; font-style: italic; } tr.recommended td { background: #f2f9f2; font-weight: 600; }
 .plots { display: flex; flex-wrap: wrap; gap: 18px; } .plots svg { width: 100%; height: auto; display: block; }
 .plots figure { margin: 0; flex: 1 1 560px; max-width: 640px; border: 1px solid #e3e3e3; }
-.meta td, .meta th { text-align: left; white-space: normal; }
-ul.method li { margin: 3px 0; } code { background: #f4f4f4; padding: 0 3px; }
+.meta td, .meta th { text-align: left; white-space: normal; } ul.method li { margin: 3px 0; }
 """
 
 
-def _html_table(table: list[list[str]], row_classes: Sequence[str] | None = None, header: bool = True) -> str:
+def html_table(table: list[list[str]], row_classes: Sequence[str] | None = None, header: bool = True) -> str:
     cells = ["<tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in table[0]) + "</tr>"] if header else []
     for i, row in enumerate(table[1:]):
         css = f' class="{row_classes[i]}"' if row_classes and row_classes[i] else ""
@@ -279,7 +260,7 @@ def _html_table(table: list[list[str]], row_classes: Sequence[str] | None = None
 def _html_section(section: _Section, classes: list[str]) -> list[str]:
     out = [f"<h2>{html.escape(section.title)}</h2>"]
     if section.table:
-        table = _html_table(section.table, classes if section.per_row else None, header=any(section.table[0]))
+        table = html_table(section.table, classes if section.per_row else None, header=any(section.table[0]))
         return out + ([table] if section.per_row else ['<div class="meta">', table, "</div>"])
     css = ' class="method"' if section.title == "Method" else ""
     return out + [f"<ul{css}>"] + [f"<li>{html.escape(item)}</li>" for item in section.items or []] + ["</ul>"]
@@ -291,15 +272,13 @@ def render_html(results: Results) -> str:
     Raises:
         MissingDependency: matplotlib (``pip install 'fastclf[bench]'``) is not installed.
     """
-    from fastclf.benchmark.plots import plot_accuracy_latency, plot_throughput
-
     typed, esc = _typed(results), html.escape
     title, recommended = f"fastclf benchmark: {typed.model}", (typed.recommendation or {}).get("variant")
     classes = [" ".join(css for css, on in (("baseline", row.is_baseline), ("recommended", row.name == recommended),
                                             ("error", row.status == "error")) if on) for row in typed.rows]
     parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
              '<meta name="viewport" content="width=device-width, initial-scale=1">',
-             f"<title>{esc(title)}</title>", f"<style>{_CSS}</style></head><body>", f"<h1>{esc(title)}</h1>",
+             f"<title>{esc(title)}</title>", f"<style>{CSS}</style></head><body>", f"<h1>{esc(title)}</h1>",
              f'<p class="sub">{typed.data.eval_texts} labeled texts from {esc(typed.data.source or "the data")} '
              f'&middot; {esc(_cpu(typed.machine.get("cpu", {})))} &middot; {esc(typed.started)}</p>']
     parts += [f'<p class="partial">{esc(text)}</p>' for text in _warnings(typed)]
@@ -311,16 +290,3 @@ def render_html(results: Results) -> str:
                       f"<figure>{plot_throughput(typed)}</figure>", "</div>"]
     return "\n".join(parts + ["</body></html>"]) + "\n"
 
-
-def main(argv: list[str]) -> int:
-    if len(argv) != 1:
-        print("usage: python -m fastclf.benchmark.report REPORT_JSON", file=sys.stderr)
-        return 2
-    path = Path(argv[0])
-    paths = write_report(json.loads(path.read_text(encoding="utf-8")), path.parent)
-    print(f"wrote {paths['md']} and {paths['html']}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

@@ -3,46 +3,25 @@
 
 from __future__ import annotations
 
-import dataclasses
-import types
-import typing
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
+
+import pydantic
 
 SCHEMA_VERSION = 1
 
 
-def _convert(tp: Any, value: Any) -> Any:
-    """``value`` from JSON as the annotated type ``tp``: dataclasses (also inside dicts and lists) rebuilt."""
-    if value is None:
-        return None
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if origin in (typing.Union, types.UnionType):
-        tp = next((a for a in args if dataclasses.is_dataclass(a)), None)
-    if isinstance(tp, type) and issubclass(tp, Plain):
-        return tp.from_dict(value)
-    if origin is dict and len(args) == 2 and dataclasses.is_dataclass(args[1]):
-        return {str(k): _convert(args[1], v) for k, v in value.items()}
-    if origin is list and args and dataclasses.is_dataclass(args[0]):
-        return [_convert(args[0], v) for v in value]
-    return value
-
-
-class Plain:
-    """JSON (de)serialization of a dataclass: unknown keys are dropped, missing ones take their defaults."""
+class Plain(pydantic.BaseModel):
+    """A part of report.json: unknown keys are dropped when read, missing ones take their defaults."""
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)  # type: ignore[call-overload]
+        return self.model_dump()
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Any:
-        hints = typing.get_type_hints(cls)
-        return cls(**{f.name: _convert(hints[f.name], data[f.name])
-                      for f in dataclasses.fields(cls) if data.get(f.name) is not None})  # type: ignore[arg-type]
+        return cls.model_validate(data)
 
 
-@dataclass
 class Estimate(Plain):
     """A statistic with its confidence interval ``ci`` = [low, high]."""
 
@@ -58,7 +37,6 @@ class Estimate(Plain):
         return self.ci[1]
 
 
-@dataclass
 class Latency(Plain):
     """Milliseconds a call for one text: percentiles with bootstrap CIs, mean, min, max."""
 
@@ -73,7 +51,6 @@ class Latency(Plain):
     seconds: float | None = None  # of timed calls
 
 
-@dataclass
 class Throughput(Plain):
     """Texts a second at one batch size, with a bootstrap CI over the timed batches."""
 
@@ -87,16 +64,14 @@ class Throughput(Plain):
     warmup_batches: int | None = None
 
 
-@dataclass
 class Size(Plain):
     """The files a variant loads, and their total size."""
 
     bytes: int = 0
     mb: float = 0.0
-    files: list[str] = field(default_factory=list)
+    files: list[str] = []
 
 
-@dataclass
 class Memory(Plain):
     """Resident memory of the measuring process, in MB."""
 
@@ -104,7 +79,6 @@ class Memory(Plain):
     peak_rss_mb: float | None = None
 
 
-@dataclass
 class Load(Plain):
     """Seconds from spawning the measuring process to its first prediction, and their parts."""
 
@@ -114,16 +88,14 @@ class Load(Plain):
     first_predict_s: float | None = None
 
 
-@dataclass
 class Speedup(Plain):
     """A row's speed against the speed-up reference (``vs``): ratios above 1 are faster."""
 
     vs: str | None = None
     latency_p50: float | None = None
-    throughput: dict[str, float] = field(default_factory=dict)  # batch size -> ratio
+    throughput: dict[str, float] = {}  # batch size -> ratio
 
 
-@dataclass
 class Row(Plain):
     """One measured variant (``kind="variant"``) or the setfit baseline (``kind="baseline"``)."""
 
@@ -137,7 +109,7 @@ class Row(Plain):
     agreement: float | None = None  # share of texts labeled as the reference labels them
     n_eval: int | None = None
     latency_ms: Latency | None = None
-    throughput: dict[str, Throughput] = field(default_factory=dict)  # batch size (a string) -> figures
+    throughput: dict[str, Throughput] = {}  # batch size (a string) -> figures
     size: Size | None = None
     memory: Memory | None = None
     load: Load | None = None
@@ -164,7 +136,6 @@ class Row(Plain):
         return int(batch), figures
 
 
-@dataclass
 class DataSummary(Plain):
     """The labeled data the run used."""
 
@@ -172,17 +143,16 @@ class DataSummary(Plain):
     texts: int | None = None
     eval_texts: int | None = None  # scored for accuracy
     timing_texts: int | None = None  # cycled through for the timings
-    classes: list[str] = field(default_factory=list)
+    classes: list[str] = []
     multi_label: bool = False
     mean_chars: float = 0.0  # of the timing texts
 
 
-@dataclass
 class Settings(Plain):
     """How the run measured (what ``Benchmark`` was given, and fastclf's fixed choices)."""
 
-    variants: list[str] = field(default_factory=list)  # the rows, in order
-    batch_sizes: list[int] = field(default_factory=list)
+    variants: list[str] = []  # the rows, in order
+    batch_sizes: list[int] = []
     baseline: str | None = None
     duration_s: float = 5.0
     warmup_s: float = 0.0
@@ -199,18 +169,17 @@ class Settings(Plain):
     isolation: str = ""
 
 
-@dataclass
 class BenchmarkResults(Plain):
     """Everything a benchmark run measured; :meth:`to_dict` is what ``report.json`` holds."""
 
     model: str = ""
-    data: DataSummary = field(default_factory=DataSummary)
-    settings: Settings = field(default_factory=Settings)
-    machine: dict[str, Any] = field(default_factory=dict)  # fastclf.machine.platform_info()
-    versions: dict[str, str | None] = field(default_factory=dict)
-    rows: list[Row] = field(default_factory=list)
+    data: DataSummary = DataSummary()
+    settings: Settings = Settings()
+    machine: dict[str, Any] = {}  # fastclf.machine.platform_info()
+    versions: dict[str, str | None] = {}
+    rows: list[Row] = []
     recommendation: dict[str, Any] | None = None  # see fastclf.benchmark.recommend.recommend
-    notes: list[str] = field(default_factory=list)
+    notes: list[str] = []
     started: str = ""
     finished: str | None = None
     partial: bool = True

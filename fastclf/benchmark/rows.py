@@ -1,5 +1,5 @@
-"""The rows of a benchmark: which variants run (checked before anything is measured), and each
-one's row from its measuring process's raw output, scored against the labels."""
+"""The rows of a benchmark: which variants run (checked first), and each one's row from its process's raw output,
+scored against the labels, timings with percentile-bootstrap confidence intervals (as spaCy's ``benchmark speed``)."""
 
 from __future__ import annotations
 
@@ -11,15 +11,16 @@ from typing import Any
 import numpy as np
 
 from fastclf.backends import REFERENCE, get_spec, runtime_installed
-from fastclf.benchmark.results import Latency, Load, Memory, Row, Size, Throughput
-from fastclf.benchmark.stats import latency_summary, throughput_summary
+from fastclf.benchmark.results import Estimate, Latency, Load, Memory, Row, Size, Throughput
 from fastclf.errors import missing_dependency
 from fastclf.modeldir import ModelDir
 
+N_BOOT = 1000
+CONFIDENCE = 0.95
+
 
 def resolve_variants(model_dir: str | Path, variants: Sequence[str] | None) -> tuple[list[str], list[str]]:
-    """(variants to run, notes): None runs every exported variant whose runtime is installed;
-    torch-fp32, the reference, always runs first.
+    """(variants to run, notes): None runs every exported variant whose runtime is installed; torch-fp32 runs first.
 
     Raises:
         UnknownVariant, VariantNotExported, MissingDependency: a name that cannot run.
@@ -48,6 +49,56 @@ def variant_size(model_dir: str | Path, variant: str) -> Size:
     return Size(bytes=total, mb=total / 1e6, files=[str(p.relative_to(root)) for p in files])
 
 
+def _interval(resampled: np.ndarray, value: float, confidence: float) -> list[float]:
+    alpha = (1.0 - confidence) / 2
+    low, high = np.quantile(resampled, [alpha, 1 - alpha])
+    return [float(min(low, value)), float(max(high, value))]
+
+
+def percentiles_ci(x: np.ndarray, qs: Sequence[float], *, n_boot: int = N_BOOT, confidence: float = CONFIDENCE,
+                   seed: int = 0) -> list[Estimate]:
+    """The percentiles ``qs`` of ``x`` (numpy's linear interpolation), each with its bootstrap interval.
+
+    Raises:
+        ValueError: no samples.
+    """
+    if x.size == 0:
+        raise ValueError("no samples")
+    rng = np.random.default_rng(seed)
+    chunk = max(1, min(n_boot, 2_000_000 // x.size))  # resamples a step, to bound the memory
+    boots = [np.percentile(x[rng.integers(0, x.size, size=(min(chunk, n_boot - done), x.size))], qs, axis=1)
+             for done in range(0, n_boot, chunk)]
+    resampled = np.concatenate(boots, axis=1)  # (len(qs), n_boot)
+    values = np.percentile(x, qs)
+    return [Estimate(value=float(v), ci=_interval(r, v, confidence)) for v, r in zip(values, resampled)]
+
+
+def percentile_ci(samples: Sequence[float], q: float, **kwargs) -> tuple[float, float, float]:
+    """``(value, low, high)``: the ``q``-th percentile of ``samples`` and its bootstrap interval."""
+    (e,) = percentiles_ci(np.asarray(samples, dtype=np.float64), (q,), **kwargs)
+    return e.value, e.low, e.high
+
+
+def latency_summary(samples_ns: Sequence[int], **extra: Any) -> Latency:
+    """p50/p95/p99 (with bootstrap CIs), mean, min and max in milliseconds of per-call timings (and ``extra``)."""
+    ms = np.asarray(samples_ns, dtype=np.float64) / 1e6
+    p50, p95, p99 = percentiles_ci(ms, (50, 95, 99))
+    return Latency(p50=p50, p95=p95, p99=p99, n=int(ms.size), mean=float(ms.mean()), min=float(ms.min()),
+                   max=float(ms.max()), **extra)
+
+
+def throughput_summary(batch_ns: Sequence[int], texts_per_batch: Sequence[int], **extra: Any) -> Throughput:
+    """Texts a second over timed batches, with a bootstrap CI (batches resampled), and ``extra``."""
+    seconds = np.asarray(batch_ns, dtype=np.float64) / 1e9
+    texts = np.asarray(texts_per_batch, dtype=np.float64)
+    rate = float(texts.sum() / seconds.sum())
+    idx = np.random.default_rng(0).integers(0, seconds.size, size=(N_BOOT, seconds.size))
+    rates = texts[idx].sum(axis=1) / seconds[idx].sum(axis=1)
+    return Throughput(texts_per_s=rate, ci=_interval(rates, rate, CONFIDENCE),
+                      batches=int(seconds.size), texts=int(texts.sum()), seconds=float(seconds.sum()),
+                      ms_per_batch=float(np.median(seconds) * 1e3), **extra)
+
+
 @dataclass
 class Scoring:
     """What a row's predictions are scored against."""
@@ -69,24 +120,6 @@ class Scoring:
             row.agreement = float(np.mean([norm(a) == norm(b) for a, b in zip(preds, self.reference)]))
 
 
-def _latency(raw: dict[str, Any]) -> Latency | None:
-    lat = raw.get("latency") or {}
-    if not lat.get("samples_ns"):
-        return None
-    out = latency_summary(lat["samples_ns"])
-    out.warmup_calls, out.seconds = lat.get("warmup_calls"), lat.get("seconds")
-    return out
-
-
-def _throughput(raw: dict[str, Any]) -> dict[str, Throughput]:
-    out = {}
-    for batch, t in (raw.get("throughput") or {}).items():
-        if t.get("batch_ns"):
-            out[str(batch)] = figures = throughput_summary(t["batch_ns"], t["texts"])
-            figures.batch_size, figures.warmup_batches = int(batch), t.get("warmup_batches")
-    return out
-
-
 def build_row(model_dir, name: str, kind: str, description: str, raw: dict[str, Any], scoring: Scoring) -> Row:
     """The row of ``name`` from the raw measurements of its process."""
     row = Row(name=name, kind=kind, description=description, status=raw.get("status", "error"),
@@ -94,7 +127,13 @@ def build_row(model_dir, name: str, kind: str, description: str, raw: dict[str, 
               memory=Memory(**raw["memory"]) if raw.get("memory") else None,
               load=Load(**raw["load"]) if raw.get("load") else None,
               threads=raw.get("threads"), runtime_settings=raw.get("runtime_settings"),
-              eval_seconds=raw.get("eval_seconds"), max_tokens=raw.get("max_tokens"), latency_ms=_latency(raw),
-              throughput=_throughput(raw))
+              eval_seconds=raw.get("eval_seconds"), max_tokens=raw.get("max_tokens"))
+    lat = raw.get("latency") or {}
+    if lat.get("samples_ns"):
+        row.latency_ms = latency_summary(lat["samples_ns"], warmup_calls=lat.get("warmup_calls"),
+                                         seconds=lat.get("seconds"))
+    row.throughput = {str(b): throughput_summary(t["batch_ns"], t["texts"], batch_size=int(b),
+                                                 warmup_batches=t.get("warmup_batches"))
+                      for b, t in (raw.get("throughput") or {}).items() if t.get("batch_ns")}
     scoring.score(row, raw.get("predictions"))
     return row

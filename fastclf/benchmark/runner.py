@@ -17,18 +17,16 @@ from fastclf._util import package_versions
 from fastclf.accelerate.parity import DEFAULT_MAX_ACCURACY_LOSS
 from fastclf.backends import REFERENCE, get_spec
 from fastclf.benchmark.baseline import BASELINE_SETFIT, SETFIT_DESCRIPTION
+from fastclf.benchmark.plots import require_matplotlib
 from fastclf.benchmark.recommend import BUSY_CORES, finalize
+from fastclf.benchmark.report import write_report
 from fastclf.benchmark.results import BenchmarkResults, DataSummary, Row, Settings
-from fastclf.benchmark.rows import Scoring, build_row, resolve_variants
+from fastclf.benchmark.rows import CONFIDENCE, N_BOOT, Scoring, build_row, resolve_variants
 from fastclf.benchmark.spawn import OtherLoad, Progress, measure, sigint_ignored
-from fastclf.benchmark.stats import CONFIDENCE, N_BOOT
 from fastclf.benchmark.worker import EVAL_BATCH_SIZE, LATENCY_MIN_CALLS, THROUGHPUT_MIN_BATCHES, Job
 from fastclf.errors import DataError
-from fastclf.machine import platform_info
+from fastclf.machine import platform_info, usable_cpus
 
-DEFAULT_BATCH_SIZES = (1, 8, 32, 128)
-DEFAULT_DURATION = 5.0
-DEFAULT_MAX_EVAL = 1000
 MAX_TIMING_TEXTS = 2000
 LIBRARIES = ("fastclf", "torch", "onnxruntime", "openvino", "sentence-transformers", "setfit", "transformers",
              "tokenizers", "optimum", "optimum-onnx", "optimum-intel", "nncf", "neural-compressor", "torchao",
@@ -60,19 +58,16 @@ class _Plan:
 
 
 class Benchmark:
-    """Compare the variants of a model on labeled data (``data``: a file or a LabeledData).
-
-    ``variants`` None: every exported one (torch-fp32, the reference, always runs); ``baseline="setfit"``
-    adds setfit's own ``SetFitModel.predict``, and speed-ups are against it; ``duration`` and ``warmup``
-    (default a fifth of it): seconds of timed and untimed calls a measurement; ``max_eval``: texts
-    scored at most; ``tolerance``: accuracy points a recommended variant may lose; ``threads``: sets
-    OMP_NUM_THREADS in the measuring processes; ``output``: folder of report.md/json/html, rewritten
-    after each row. Bad settings, names, models and data raise before anything is measured.
-    """
+    """Compare the variants of a model on labeled ``data`` (a file or a LabeledData); bad settings, names, models
+    and data raise before anything is measured. ``variants`` None: every exported one (torch-fp32, the reference,
+    always runs); ``baseline="setfit"``: setfit's ``SetFitModel.predict``, the speed-ups' reference; ``duration``,
+    ``warmup`` (default a fifth): seconds of timed, untimed calls a measurement; ``max_eval``: texts scored at most;
+    ``tolerance``: accuracy points a recommended variant may lose; ``threads``: the measuring processes'
+    OMP_NUM_THREADS; ``output``: the report's folder, rewritten after each row."""
 
     def __init__(self, model_dir: str | Path, data: Any, variants: Sequence[str] | None = None,
-                 batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES, baseline: str | None = None,
-                 duration: float = DEFAULT_DURATION, max_eval: int = DEFAULT_MAX_EVAL,
+                 batch_sizes: Sequence[int] = (1, 8, 32, 128), baseline: str | None = None, duration: float = 5.0,
+                 max_eval: int = 1000,
                  tolerance: float = DEFAULT_MAX_ACCURACY_LOSS, threads: int | None = None,
                  progress: Progress | None = None, warmup: float | None = None, output: str | Path | None = None):
         self.model_dir, self.data, self.progress = Path(model_dir), data, progress
@@ -87,7 +82,6 @@ class Benchmark:
             bootstrap_resamples=N_BOOT, confidence=CONFIDENCE, latency_min_calls=LATENCY_MIN_CALLS,
             throughput_min_batches=THROUGHPUT_MIN_BATCHES,
             isolation="each row measured in its own fresh Python process")
-        self.results: BenchmarkResults | None = None
 
     def _say(self, message: str) -> None:
         if self.progress is not None:
@@ -106,8 +100,6 @@ class Benchmark:
         if s.threads_requested is not None and s.threads_requested < 1:
             raise DataError("threads must be at least 1")
         if self.output is not None:  # the report's plots need it: fail now, not after the first row
-            from fastclf.benchmark.plots import require_matplotlib
-
             require_matplotlib()
 
     def _plan(self) -> _Plan:
@@ -160,7 +152,7 @@ class Benchmark:
             BenchmarkInterrupted: Ctrl-C; its ``results`` hold the rows measured so far.
         """
         plan = self._plan()
-        results = self.results = self._start(plan)
+        results = self._start(plan)
         current = ""
         try:
             with tempfile.TemporaryDirectory(prefix="fastclf-bench-") as tmp:
@@ -192,25 +184,21 @@ class Benchmark:
                   threads=s.threads_requested)
         with OtherLoad() as other:
             raw = measure(job, tmp / f"{name}.job.json", self.progress)
+        if name == REFERENCE:  # what the later rows agree with (and it, fully, with itself)
+            plan.scoring.reference = raw.get("predictions")
         row = build_row(self.model_dir, name, kind, self._description(name, kind), raw, plan.scoring)
         row.other_load_cores = other.cores
-        if name == REFERENCE and raw.get("predictions") is not None:
-            plan.scoring.reference = raw["predictions"]
-            row.agreement = 1.0 if row.accuracy is not None else None
         if row.status == "error":
             self._say(f"  FAILED: {row.error}")
         else:
             self._say(f"  {row.status} in {time.perf_counter() - start:.1f} s")
         if other.cores is not None and other.cores > BUSY_CORES:  # the report lists the flagged rows too
-            cpus = (self.results.machine["cpu"].get("usable_cpus") if self.results else None) or 1
-            self._say(f"  WARNING: other processes used {other.cores:.2f} of {cpus} CPUs while "
+            self._say(f"  WARNING: other processes used {other.cores:.2f} of {usable_cpus()} CPUs while "
                       f"{name} was measured: its timings are disturbed")
         return row
 
     def _update(self, results: BenchmarkResults) -> None:
         if self.output is not None:
-            from fastclf.benchmark.report import write_report
-
             write_report(results, self.output)
 
     def _interrupted(self, results: BenchmarkResults, current: str) -> BenchmarkInterrupted:

@@ -51,8 +51,8 @@ def _own_cpu_seconds() -> float:
 
 
 class OtherLoad:
-    """CPU used by *other* processes while a row is measured, in cores on average (``cores``): the
-    machine's busy time minus this process's and the measuring child's."""
+    """CPU used by *other* processes while a row is measured (``cores``, on average): the machine's busy time
+    minus this process's and its children's."""
 
     def __enter__(self) -> OtherLoad:
         self.wall, self.busy, self.own = time.monotonic(), _busy_cpu_seconds(), _own_cpu_seconds()
@@ -78,33 +78,10 @@ def _stop(proc: subprocess.Popen) -> int:
     return proc.wait()
 
 
-def _forward(proc: subprocess.Popen, progress: Progress | None) -> threading.Thread:
-    """Pass the worker's stdout lines to ``progress`` (or drop them) until it closes."""
-
-    def pump() -> None:
-        with contextlib.suppress(ValueError, OSError):
-            for line in proc.stdout or ():
-                if progress is not None:
-                    progress(line.rstrip("\n"))
-
-    thread = threading.Thread(target=pump, name="fastclf-benchmark-progress", daemon=True)
-    thread.start()
-    return thread
-
-
-def _environment(threads: int | None) -> dict[str, str]:
-    env = {"TOKENIZERS_PARALLELISM": "false", **os.environ}
-    if threads:  # FASTCLF_THREADS: read by the ONNX and OpenVINO bodies
-        env.update(dict.fromkeys(("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "FASTCLF_THREADS"),
-                                 str(threads)))
-    return env
-
-
 def _read_result(path: Path, rc: int, interrupted: bool) -> dict[str, Any]:
-    raw: dict[str, Any] = {}
+    raw: dict[str, Any] = {"status": "error"}  # no file: the process died before its first step
     with contextlib.suppress(OSError, json.JSONDecodeError):
-        raw = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-    raw = raw or {"status": "error"}
+        raw = json.loads(path.read_text(encoding="utf-8")) or raw
     if rc != 0 and raw.get("status") in ("ok", "running", None):
         raw["status"] = "error"
     if raw.get("status") == "error" and not raw.get("error"):
@@ -118,12 +95,23 @@ def _read_result(path: Path, rc: int, interrupted: bool) -> dict[str, Any]:
 def measure(job: Job, job_path: Path, progress: Progress | None) -> dict[str, Any]:
     """Run ``job`` in a fresh Python process; return its raw measurements (``status``: ok, error or
     interrupted). A Ctrl-C stops the process cleanly and is not re-raised."""
-    job.write(job_path)
+    job_path.write_text(job.model_dump_json(), encoding="utf-8")
+    env = {"TOKENIZERS_PARALLELISM": "false", **os.environ}
+    if job.threads:  # FASTCLF_THREADS: read by the ONNX and OpenVINO bodies
+        env.update(dict.fromkeys(("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "FASTCLF_THREADS"),
+                                 str(job.threads)))
     spawned_at = time.monotonic()  # the worker's cold start is timed from here (system-wide clock)
-    proc = subprocess.Popen([sys.executable, "-m", "fastclf.benchmark", "--worker", str(job_path),
-                             "--spawned-at", repr(spawned_at)], env=_environment(job.threads),
+    proc = subprocess.Popen([sys.executable, "-m", "fastclf.benchmark", str(job_path), repr(spawned_at)], env=env,
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True, errors="replace")
-    reader = _forward(proc, progress)
+
+    def forward() -> None:  # the worker's progress lines to ``progress`` (or nowhere) until its stdout closes
+        with contextlib.suppress(ValueError, OSError):
+            for line in proc.stdout or ():
+                if progress is not None:
+                    progress(line.rstrip("\n"))
+
+    reader = threading.Thread(target=forward, name="fastclf-benchmark-progress", daemon=True)
+    reader.start()
     interrupted = False
     try:
         rc = proc.wait()

@@ -1,7 +1,5 @@
-"""The measuring process: loads one variant (or the setfit baseline), predicts the evaluation texts,
-then times warm-up and timed calls (``perf_counter_ns``, as optimum's ``TimeBenchmark``). Its raw
-measurements are rewritten to the job's result file after each step, so a Ctrl-C or a crash keeps
-what was measured; its progress lines go to stdout, which the parent forwards."""
+"""The measuring process: load one variant (or the setfit baseline), predict, time calls (:mod:`fastclf.timing`);
+its result file is rewritten after each step (a Ctrl-C or a crash keeps what was measured)."""
 
 from __future__ import annotations
 
@@ -12,11 +10,11 @@ import os
 import signal
 import sys
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pydantic
 
 from fastclf._util import atomic_write_text
 from fastclf.backends import runtime_settings, settle_one_text, thread_settings
@@ -30,8 +28,7 @@ LATENCY_MIN_CALLS = 20
 THROUGHPUT_MIN_BATCHES = 3
 
 
-@dataclass
-class Job:
+class Job(pydantic.BaseModel):
     """What the parent asks a measuring process to do (written as JSON next to its result)."""
 
     name: str  # a variant, or "setfit"
@@ -45,9 +42,6 @@ class Job:
     result: str  # the path of the result file
     progress: bool = False
     threads: int | None = None
-
-    def write(self, path: Path) -> None:
-        path.write_text(json.dumps(asdict(self)), encoding="utf-8")
 
 
 def _rss_mb() -> float | None:
@@ -65,10 +59,6 @@ def _peak_rss_mb() -> float:
     return peak / 1024 if sys.platform != "darwin" else peak / 1024**2
 
 
-def _plain(settings: dict[str, object]) -> dict[str, object]:
-    return {k: v if isinstance(v, (int, float, str, bool, type(None))) else str(v) for k, v in settings.items()}
-
-
 class _Measurement:
     """One job's raw measurements, saved to its result file after each step."""
 
@@ -82,7 +72,7 @@ class _Measurement:
 
     def save(self) -> None:
         self.res["memory"] = {**(self.res.get("memory") or {}), "peak_rss_mb": _peak_rss_mb()}
-        atomic_write_text(Path(self.job.result), json.dumps(self.res))
+        atomic_write_text(Path(self.job.result), json.dumps(self.res, default=str))  # runtimes' own types as text
 
     def load(self) -> Predict:
         """Import, load and predict once: the cold start."""
@@ -105,7 +95,7 @@ class _Measurement:
                               "load_s": t1 - t0, "first_predict_s": t2 - t1}, memory={"rss_after_load_mb": _rss_mb()},
                         threads={"requested": self.job.threads, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
                                  **thread_settings(self.body)},
-                        runtime_settings=_plain(runtime_settings(self.body)), max_tokens=max_tokens)
+                        runtime_settings=runtime_settings(self.body), max_tokens=max_tokens)
         self.say(f"cold start {t2 - self.spawned_at:.2f} s (process start, imports, load, first prediction)")
         self.save()
         return predict
@@ -121,7 +111,7 @@ class _Measurement:
         # the steady state: the shapes this text mix brings compiled (OpenVINO's one-text shapes)
         settled_s = settle_one_text(self.body, lambda text: predict([text], batch_size=1), self.job.timing_texts)
         if settled_s is not None:
-            self.res["runtime_settings"] = _plain(runtime_settings(self.body))
+            self.res["runtime_settings"] = runtime_settings(self.body)
         times, _, warm = time_calls(functools.partial(predict, batch_size=1), cycle_batches(self.job.timing_texts, 1),
                                     warmup_s=self.job.warmup, warmup_min=5, duration_s=self.job.duration,
                                     min_calls=LATENCY_MIN_CALLS)
@@ -158,8 +148,7 @@ def run_job(job: Job, spawned_at: float) -> int:
         m.finish("ok")
         return 0
     except KeyboardInterrupt:
-        with contextlib.suppress(Exception):
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # saving the result is not interrupted again
         m.finish("interrupted")
         return 130
     except Exception as exc:  # any runtime's own failure: report it in one line, the parent goes on
@@ -167,13 +156,3 @@ def run_job(job: Job, spawned_at: float) -> int:
                  else f"{type(exc).__name__}: {first_line(exc)}")
         return 1
 
-
-def main(argv: list[str]) -> int:
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="python -m fastclf.benchmark",
-                                     description="internal: measure one variant in a fresh process")
-    parser.add_argument("--worker", type=Path, required=True, help="job file written by Benchmark.run")
-    parser.add_argument("--spawned-at", type=float, required=True, help="time.monotonic() at spawn")
-    args = parser.parse_args(argv)
-    return run_job(Job(**json.loads(args.worker.read_text(encoding="utf-8"))), args.spawned_at)

@@ -1,15 +1,11 @@
-"""Scoring with Ray Data (the ``ray`` extra): a pool of actors, each holding one copy of the Classifier.
-
-:func:`predict_dataset` maps a ``ray.data.Dataset`` (on any Ray cluster) through the pool;
-:func:`predict_files` (``fastclf predict --engine ray``) writes the same files as the local engine.
-Ray's read tasks each need a CPU, so actors are given at most ``(cluster CPUs - 1) / concurrency`` CPUs;
-a small file is one block, which feeds one actor, so the Dataset is re-cut into ``batch_size`` rows.
-"""
+"""Scoring with Ray Data (the ``ray`` extra): a pool of actors, each holding one Classifier, scores a
+``ray.data.Dataset`` (:func:`predict_dataset`) or writes what the local engine writes (:func:`predict_files`)."""
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,7 +14,10 @@ from typing import Any
 
 import pandas as pd
 
+from fastclf import errors
 from fastclf.errors import DataError, FastclfError, first_line, missing_dependency
+from fastclf.modeldir import ModelDir
+from fastclf.scoring import stream
 
 MIN_CPUS_PER_ACTOR = 0.05
 
@@ -34,33 +33,8 @@ def _import_ray() -> Any:
     return ray
 
 
-class _Scorer:
-    """The callable class of ``map_batches``: loads the Classifier once per actor, then scores batches."""
-
-    def __init__(self, model_dir: str, variant: str | None, text_column: str, batch_size: int, threads: int,
-                 answer: dict[str, Any] | None = None):
-        from fastclf.model import Classifier
-        from fastclf.scoring.stream import use_threads
-
-        # this actor's share of the cores, not a thread per core
-        self.clf = Classifier.load(model_dir, variant=variant, threads=use_threads(threads))
-        self.text_column = text_column
-        self.batch_size = batch_size
-        self.answer = answer
-
-    def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
-        from fastclf.scoring.stream import score_chunk
-        from fastclf.texts import check_texts
-
-        if self.text_column not in batch.columns:
-            raise DataError(f"no column {self.text_column!r} in the dataset; columns are: {', '.join(batch.columns)}")
-        texts = check_texts(batch[self.text_column].tolist(), "a Ray batch", column=self.text_column)
-        return score_chunk(self.clf, batch, texts, batch_size=self.batch_size, answer=self.answer)
-
-
 def cpus_per_actor(total_cpus: float, concurrency: int, requested: float = 1.0) -> float:
-    """The CPUs each actor reserves: ``requested``, lowered so that ``concurrency`` actors leave one
-    CPU for Ray's read tasks."""
+    """The CPUs each actor reserves: ``requested``, lowered so that ``concurrency`` actors leave one for reading."""
     if concurrency < 1:
         raise DataError(f"concurrency must be at least 1, got {concurrency}")
     if requested <= 0:
@@ -74,17 +48,10 @@ def cpus_per_actor(total_cpus: float, concurrency: int, requested: float = 1.0) 
 def predict_dataset(ds: Any, model_dir: str | Path, *, variant: str | None = None, batch_size: int = 256,
                     concurrency: int = 1, text_column: str = "text", num_cpus_per_actor: float = 1,
                     model_batch_size: int = 32, answer: dict[str, Any] | None = None) -> Any:
-    """A Ray Dataset with ``predicted`` and ``proba_<label>`` columns added, scored by ``concurrency`` actors
-    that each load ``model_dir`` once (readable on every node). Lazy, as any Dataset; rows keep their order
-    only with the DataContext's ``preserve_order``. Starts a local Ray (or joins ``RAY_ADDRESS``) if none runs.
-
-    ``batch_size``: rows per actor call (and per block); ``model_batch_size``: texts per model call;
-    ``num_cpus_per_actor`` is lowered to leave a CPU for reading; each actor runs its share of the cluster's
-    CPUs in threads; ``answer``: as :func:`fastclf.scoring.stream.score_chunk`.
-    """
+    """``ds`` (lazy; in order only with the DataContext's ``preserve_order``) scored by ``concurrency`` actors, each a
+    :class:`~fastclf.scoring.stream.ChunkScorer` of ``model_dir`` (readable on every node), ``batch_size`` rows a
+    block and call (a small file is one block, which would feed one actor); starts or joins a Ray if none runs."""
     ray = _import_ray()
-    from fastclf.modeldir import ModelDir
-
     if batch_size < 1 or model_batch_size < 1:
         raise DataError(f"batch sizes must be at least 1, got {batch_size} and {model_batch_size}")
     model_dir = Path(model_dir).resolve()
@@ -98,9 +65,10 @@ def predict_dataset(ds: Any, model_dir: str | Path, *, variant: str | None = Non
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # max_restarts goes through ray_remote_args, deprecated in 2.60
         return ds.map_batches(
-            _Scorer,
-            fn_constructor_kwargs={"model_dir": str(model_dir), "variant": name, "text_column": text_column,
-                                   "batch_size": model_batch_size, "threads": threads, "answer": answer},
+            stream.ChunkScorer,
+            fn_constructor_kwargs={"model": str(model_dir), "variant": name, "batch_size": model_batch_size,
+                                   "answer": answer, "threads": threads},
+            fn_kwargs={"column": text_column, "path": "a Ray batch"},
             batch_size=batch_size,
             batch_format="pandas",
             compute=ray.data.ActorPoolStrategy(size=concurrency),
@@ -114,7 +82,8 @@ class RayUnavailable(FastclfError, ConnectionError):
 
 
 def _init(ray: Any, num_cpus: int | None = None) -> None:
-    """Connect to ``RAY_ADDRESS``, or start a quiet local Ray (RayUnavailable if neither works)."""
+    """Connect to ``RAY_ADDRESS``, or start a quiet local Ray with ``num_cpus`` CPUs (default: this machine's, at
+    least 2); RayUnavailable if neither works."""
     address = os.environ.get("RAY_ADDRESS")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -122,8 +91,7 @@ def _init(ray: Any, num_cpus: int | None = None) -> None:
             if address:
                 ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
             else:
-                # Ray 2.60 cannot be confined to the loopback interface (its gRPC servers listen on
-                # 0.0.0.0): no dashboard, Ray's token authentication, and a Ray that lives as long as the command
+                # Ray 2.60 listens on 0.0.0.0: no dashboard, Ray's token auth, a Ray living only as long as the command
                 ray.init(address="local", num_cpus=num_cpus or max(os.cpu_count() or 1, 2), include_dashboard=False,
                          log_to_driver=False, logging_level=logging.ERROR,
                          object_store_memory=2**30)
@@ -134,9 +102,8 @@ def _init(ray: Any, num_cpus: int | None = None) -> None:
 
 @contextmanager
 def ray_session(num_cpus: int | None = None) -> Iterator[Any]:
-    """Connect to ``RAY_ADDRESS``, or start a quiet local Ray with ``num_cpus`` CPUs (default: this machine's,
-    at least 2), shut down on leaving; a Ray already running is used and left running. Inside, Ray Data
-    shows no progress bars, logs or warnings; its DataContext settings are restored on leaving."""
+    """A quiet Ray (as :func:`_init`; a running one is used and left running, one started here is shut down on
+    leaving): no progress bars, logs or warnings from Ray Data, whose DataContext settings are restored."""
     ray = _import_ray()
     started = not ray.is_initialized()
     if started:
@@ -178,30 +145,12 @@ def _read(ray: Any, job: Any) -> Any:
 
 
 def _job_error(source: Path, exc: Exception) -> BaseException:
-    """The error to raise for ``exc`` while scoring ``source``: a fastclf error raised in the driver as it
-    is; else the fastclf error of a Ray task (in its causes, or as the last ``fastclf.errors.Name: message``
-    line of its text: Ray Data keeps only a failed UDF's traceback), or its last line, naming the file."""
-    import re
-
-    from fastclf import errors
-
-    if isinstance(exc, FastclfError) and not hasattr(exc, "cause"):  # raised here, in the driver
-        return exc
-    found: BaseException | None = None
-    cur: BaseException | None = exc
-    for _ in range(20):
-        if cur is None:
-            break
-        found = cur if isinstance(cur, FastclfError) else found
-        cause = getattr(cur, "cause", None)
-        cur = cause if isinstance(cause, BaseException) and cause is not cur else cur.__cause__
-    lines = re.findall(r"^fastclf\.errors\.(\w+): (.+)$", str(exc), flags=re.MULTILINE)
-    if lines and (found is None or hasattr(found, "cause")):
-        cls = getattr(errors, lines[-1][0], None)
-        if isinstance(cls, type) and issubclass(cls, FastclfError):
-            found = cls(lines[-1][1])
-    if found is not None:
-        return type(found)(f"{source}: {found}")
+    """``exc`` of a Ray task as the fastclf error its text names (Ray Data keeps only a failed UDF's traceback: the
+    last ``fastclf.errors.Name: message`` line), else as its last line, naming ``source``."""
+    named = re.findall(r"^fastclf\.errors\.(\w+): (.+)$", str(exc), flags=re.MULTILINE)
+    cls = getattr(errors, named[-1][0], None) if named else None
+    if isinstance(cls, type) and issubclass(cls, FastclfError):
+        return cls(f"{source}: {named[-1][1]}")
     last = str(exc).strip().splitlines()
     return DataError(f"{source}: scoring with Ray failed: {last[-1] if last else type(exc).__name__}")
 
@@ -210,12 +159,8 @@ def predict_files(model_dir: str | Path, input_spec: str | Path, output: str | P
                   variant: str | None = None, text_column: str | None = None, batch_size: int = 32,
                   rows_per_call: int = 256, concurrency: int = 1, num_cpus: int | None = None,
                   progress: bool = False, answer: dict[str, Any] | None = None) -> Any:
-    """Score a file, a folder or a glob with a Ray actor pool and write what
-    :func:`fastclf.scoring.stream.predict_files` writes (one Dataset per input, rows in input order).
-    ``rows_per_call`` rows go to an actor at a time; ``batch_size`` texts to a model call."""
-    from fastclf.modeldir import ModelDir
-    from fastclf.scoring import stream
-
+    """Write what :func:`fastclf.scoring.stream.predict_files` writes, scored by a Ray actor pool (a Dataset an
+    input, rows in input order); ``rows_per_call`` rows go to an actor at a time, ``batch_size`` to the model."""
     _import_ray()
     jobs = stream.plan(input_spec, output, text_column=text_column)
     ModelDir(model_dir).resolve(variant)  # fail before Ray starts
@@ -232,18 +177,13 @@ def predict_files(model_dir: str | Path, input_spec: str | Path, output: str | P
                                  answer=answer)
             datasets.append(ds)
             try:
-                yield from _scored_batches(ds, job.columns)
+                for table in ds.iter_batches(batch_format="pyarrow", batch_size=None, prefetch_batches=1):
+                    if table.num_rows:  # converted as the local engine converts its chunks (not the actors' dtypes)
+                        batch = table.replace_schema_metadata(None).to_pandas()
+                        yield batch[[*job.columns, *[c for c in batch.columns if c not in job.columns]]], len(batch)
             except Exception as exc:
                 raise _job_error(job.source, exc) from None
 
         with stream.progress_bar(jobs, by_bytes=False, enabled=progress) as bar:
             return stream.write_jobs(jobs, scored, bar)
 
-
-def _scored_batches(ds: Any, columns: list[str]) -> Iterator[tuple[pd.DataFrame, float]]:
-    """The scored rows of ``ds`` as DataFrames, the input's ``columns`` first, each with its row count."""
-    for table in ds.iter_batches(batch_format="pyarrow", batch_size=None, prefetch_batches=1):
-        if table.num_rows:
-            # as the local engine converts its batches (without the pandas dtypes of the actors)
-            batch = table.replace_schema_metadata(None).to_pandas()
-            yield batch[[*columns, *[c for c in batch.columns if c not in columns]]], len(batch)

@@ -71,8 +71,7 @@ def resolve_inputs(spec: str | Path) -> list[Path]:
     raise DataFileNotFound(f"data file not found: {path}")
 
 
-def is_multi(spec: str | Path) -> bool:
-    """Whether an input stands for several files: a folder or a glob pattern."""
+def is_multi(spec: str | Path) -> bool:  # a folder or a glob pattern
     text = str(spec)
     return Path(text).is_dir() or (not Path(text).exists() and any(c in text for c in _GLOB_CHARS))
 
@@ -106,9 +105,8 @@ def inspect_file(path: Path, text_column: str | None = None) -> FileJob:
 
 
 def iter_chunks(job: FileJob, chunk_size: int = DEFAULT_CHUNK_SIZE) -> Chunks:
-    """The rows of ``job.source`` in chunks of at most ``chunk_size`` rows, each with the bytes of the file
-    read so far (Parquet, JSON arrays: the share of the file's size its rows stand for). CSV cells are
-    read as strings (empty cells as missing), as :func:`fastclf.data.read_table` does."""
+    """The rows of ``job.source`` in chunks, each with the bytes read so far (Parquet, JSON arrays: the share of the
+    size its rows stand for); CSV cells are strings (empty ones missing), as :func:`fastclf.data.read_table` reads."""
     n = 0
     try:
         for chunk, pos in _chunks(job, chunk_size):

@@ -19,8 +19,7 @@ from fastclf.data.formats import COMPRESSION_NAMES, WRITABLE_COMPRESSION, compre
 from fastclf.errors import DataError, first_line
 from fastclf.scoring.stream.inputs import FileJob, inspect_file, is_multi, resolve_inputs
 
-ScoredChunks = Callable[[FileJob], Iterator[tuple[pd.DataFrame, float]]]
-"""An engine: for one input, its scored chunks, each with how far the progress bar advances."""
+ScoredChunks = Callable[[FileJob], Iterator[tuple[pd.DataFrame, float]]]  # an engine: scored chunks, bar advances
 
 
 @dataclass
@@ -32,19 +31,20 @@ class ScoreResult:
 
 
 def plan(input_spec: str | Path, output: str | Path | None, *, text_column: str | None = None) -> list[FileJob]:
-    """Resolve the inputs, read their headers, and decide where each one's rows go.
-
-    ``output`` is a folder (one file per input, with its name) when it is an existing folder, ends with
-    ``/``, or has no extension while the input is a folder or a glob; else one file for the rows of every
-    input (their columns must match). None: CSV on stdout.
-    """
+    """The inputs, their headers read, each with where its rows go: ``output`` is a folder (a file an input, named
+    as it) when it is one, ends with ``/``, or has no extension while the input is a folder or a glob; else one
+    file for the rows of every input (with the same columns); None: CSV on stdout."""
     sources = resolve_inputs(input_spec)
     jobs = [inspect_file(p, text_column) for p in sources]
     out = Path(str(output))
     to_folder = output is not None and (out.is_dir() or str(output).endswith(("/", os.sep))
                                         or (is_multi(input_spec) and not out.suffix))
     if not to_folder:
-        _check_same_columns(jobs, "stdout" if output is None else str(out))
+        for job in jobs[1:]:
+            if job.columns != jobs[0].columns:
+                raise DataError(f"{job.source} has other columns than {jobs[0].source} and both go to "
+                                f"{'stdout' if output is None else out}; write to an output folder "
+                                "(--output DIR/) instead")
         targets: list[Path | None] = [None if output is None else out] * len(jobs)
     elif out.exists() and not out.is_dir():
         raise DataError(f"{out} exists and is not a folder")
@@ -62,13 +62,6 @@ def plan(input_spec: str | Path, output: str | Path | None, *, text_column: str 
             if target.resolve() in inputs:
                 raise DataError(f"{target} is an input; write the scores to another file or folder")
     return jobs
-
-
-def _check_same_columns(jobs: list[FileJob], where: str) -> None:
-    for job in jobs[1:]:
-        if job.columns != jobs[0].columns:
-            raise DataError(f"{job.source} has other columns than {jobs[0].source} and both go to {where}; "
-                            "write to an output folder (--output DIR/) instead")
 
 
 def output_format(path: Path) -> tuple[str, str | None]:
@@ -102,8 +95,7 @@ def _json_default(value: Any) -> Any:
 
 
 def csv_cells(df: pd.DataFrame) -> pd.DataFrame:
-    """``df`` with its nested cells (lists, structs, maps of a Parquet input) as JSON text, which a CSV
-    cell can hold (pandas would write a numpy repr)."""
+    """``df`` with its nested cells (a Parquet input's lists, structs, maps) as JSON text, not a numpy repr."""
     nested = (list, tuple, dict, np.ndarray)
     cols = [c for c in df.columns if df[c].dtype == object and df[c].map(lambda v: isinstance(v, nested)).any()]
     if not cols:
@@ -116,33 +108,26 @@ def csv_cells(df: pd.DataFrame) -> pd.DataFrame:
 
 
 class TableWriter:
-    """Append scored chunks to one file (CSV, TSV, JSON Lines, optionally gzip/bz2/xz compressed, or
-    Parquet), or as CSV to an open ``handle``; ``close()`` finishes it."""
+    """Appends scored chunks to a file (CSV, TSV, JSON Lines, also gzip/bz2/xz compressed, or Parquet) or as
+    CSV to an open ``handle``."""
 
     def __init__(self, path: Path | None, fmt: str, compression: str | None = None, *, label: Path | None = None,
                  handle: IO[str] | None = None):
-        self.path, self.fmt, self.compression = path, fmt, compression
-        self.label = label or path
-        self.rows = 0
-        self._handle = handle
+        self.path, self.fmt, self.label, self.rows = path, fmt, label or path, 0
+        if handle is None and fmt != "parquet":
+            handle = WRITABLE_COMPRESSION.get(compression or "", open)(path, "wt", encoding="utf-8", newline="")
+        self._handle: Any = handle
         self._parquet: Any = None
         self._schema: Any = None
 
-    def _text_handle(self) -> IO[str]:
-        if self._handle is None:
-            opener = WRITABLE_COMPRESSION.get(self.compression or "", open)
-            self._handle = opener(self.path, "wt", encoding="utf-8", newline="")
-        return self._handle
-
     def write(self, df: pd.DataFrame) -> None:
-        """Append the rows of ``df``."""
         if self.fmt == "parquet":
             self._write_parquet(df)
         elif self.fmt == "jsonl":
             text = df.to_json(orient="records", lines=True, force_ascii=False) if len(df) else ""
-            self._text_handle().write(text if not text or text.endswith("\n") else text + "\n")
+            self._handle.write(text if not text or text.endswith("\n") else text + "\n")
         else:
-            csv_cells(df).to_csv(self._text_handle(), sep="\t" if self.fmt == "tsv" else ",", index=False,
+            csv_cells(df).to_csv(self._handle, sep="\t" if self.fmt == "tsv" else ",", index=False,
                                  header=self.rows == 0)
         self.rows += len(df)
 
@@ -165,18 +150,15 @@ class TableWriter:
         self._parquet.write_table(table)
 
     def close(self) -> None:
-        """Finish the file."""
         if self._parquet is not None:
             self._parquet.close()
         elif self._handle is not None:
             self._handle.close()
-        elif self.fmt != "parquet" and self.path is not None:
-            self.path.write_bytes(b"")
 
 
-def write_jobs(jobs: list[FileJob], scored: ScoredChunks, bar: Any, *, stdout: IO[str] | None = None) -> ScoreResult:
-    """Write the scored chunks of every job: as one CSV to stdout when the jobs have no target, else
-    each target atomically (a temporary file beside it, renamed when complete; removed on an error)."""
+def write_jobs(jobs: list[FileJob], scored: ScoredChunks, bar: Any) -> ScoreResult:
+    """Write the scored chunks of every job: as one CSV to stdout when the jobs have no target, else each target
+    atomically (:func:`fastclf._util.atomic_write`)."""
 
     def fill(writer: TableWriter, group: list[FileJob]) -> int:
         for job in group:
@@ -187,9 +169,8 @@ def write_jobs(jobs: list[FileJob], scored: ScoredChunks, bar: Any, *, stdout: I
         return writer.rows
 
     if jobs[0].target is None:
-        out = stdout if stdout is not None else sys.stdout
-        rows = fill(TableWriter(None, "csv", handle=out), jobs)
-        out.flush()
+        rows = fill(TableWriter(None, "csv", handle=sys.stdout), jobs)
+        sys.stdout.flush()
         return ScoreResult(rows, [])
     groups: dict[Path, list[FileJob]] = {}
     for job in jobs:

@@ -1,8 +1,10 @@
-"""Running a streaming run: scoring a chunk, the progress bar, and the local engine, in this process
-or in worker processes that each load the model once."""
+"""Running a streaming run: scoring chunks, the progress bar, and the local engine, in this process or in
+worker processes that each load the model once."""
 
 from __future__ import annotations
 
+import functools
+import itertools
 import multiprocessing
 import os
 import signal
@@ -11,7 +13,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -25,15 +27,7 @@ from fastclf.scoring.stream.inputs import DEFAULT_CHUNK_SIZE, FileJob, iter_chun
 from fastclf.scoring.stream.outputs import ScoredChunks, ScoreResult, plan, write_jobs
 from fastclf.texts import check_texts
 
-Task = tuple[pd.DataFrame, str, Path, int]
-"""A chunk to score: its rows, the text column, the file, the file row of its first row (0-based)."""
-
-
-def texts_of(chunk: pd.DataFrame, column: str, path: Path, offset: int) -> list[str]:
-    """The texts of a chunk; errors name the file and the row (counted from 1 in the whole file)."""
-    if column not in chunk.columns:
-        raise DataError(f"{path}: no column {column!r} in rows {offset + 1}-{offset + len(chunk)}")
-    return check_texts(chunk[column].tolist(), path, column=column, offset=offset)
+Task = tuple[pd.DataFrame, str, Path, int]  # rows, text column, file, file row of the first row (0-based)
 
 
 def add_predictions(chunk: pd.DataFrame, proba: np.ndarray, labels: Sequence[Any], classes: Iterable[str],
@@ -46,26 +40,43 @@ def add_predictions(chunk: pd.DataFrame, proba: np.ndarray, labels: Sequence[Any
     return chunk
 
 
-def score_chunk(clf: Any, chunk: pd.DataFrame, texts: list[str], *, batch_size: int,
-                answer: Mapping[str, Any] | None = None) -> pd.DataFrame:
-    """``chunk`` with the predictions of ``clf`` for ``texts`` added in place. ``answer``: ``min_confidence``
-    and ``unsure_label`` (abstention in ``predicted``), ``coverage`` (a ``prediction_set`` column)."""
-    answer = answer or {}
-    proba = clf.predict_proba(texts, batch_size=batch_size)
-    labels = clf.labels_from_proba(proba, min_confidence=answer.get("min_confidence"),
-                                   unsure_label=answer.get("unsure_label", UNSURE))
-    add_predictions(chunk, proba, labels, [str(c) for c in clf.classes_], clf.multi_label)
-    if answer.get("coverage") is not None:
-        chunk["prediction_set"] = ["|".join(s) for s in clf.sets_from_proba(proba, answer["coverage"])]
-    return chunk
+class ChunkScorer:
+    """Scores chunks with one Classifier (given, or loaded once by a worker process or Ray actor with ``threads``,
+    its share of the cores); ``answer``: ``min_confidence``, ``unsure_label``, ``coverage`` (``prediction_set``)."""
+
+    def __init__(self, model: Any, variant: str | None, batch_size: int, answer: Mapping[str, Any] | None = None,
+                 threads: int | None = None):
+        if not isinstance(model, Classifier):
+            if threads:  # at most the physical cores, unless $FASTCLF_THREADS; set for the math libraries too
+                threads = requested_threads() or max(1, min(threads, physical_cores()))
+                for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+                    os.environ.setdefault(name, str(threads))
+                os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+            model = Classifier.load(model, variant=variant, threads=threads)
+        self.clf, self.batch_size, self.answer = model, batch_size, answer or {}
+
+    def __call__(self, chunk: pd.DataFrame, column: str, path: Path | str, offset: int = 0) -> pd.DataFrame:
+        """``chunk`` (rows from file row ``offset`` of ``path``, which errors name) with its predictions added."""
+        if column not in chunk.columns:
+            raise DataError(f"{path}: no column {column!r} in rows {offset + 1}-{offset + len(chunk)}; columns are: "
+                            f"{', '.join(map(str, chunk.columns))}")
+        clf, answer = self.clf, self.answer
+        texts = check_texts(chunk[column].tolist(), path, column=column, offset=offset)
+        proba = clf.predict_proba(texts, batch_size=self.batch_size)
+        labels = clf.labels_from_proba(proba, min_confidence=answer.get("min_confidence"),
+                                       unsure_label=answer.get("unsure_label", UNSURE))
+        add_predictions(chunk, proba, labels, [str(c) for c in clf.classes_], clf.multi_label)
+        if answer.get("coverage") is not None:
+            chunk["prediction_set"] = ["|".join(s) for s in clf.sets_from_proba(proba, answer["coverage"])]
+        return chunk
 
 
-def progress_bar(jobs: list[FileJob], *, by_bytes: bool, enabled: bool, desc: str = "scoring") -> Any:
+def progress_bar(jobs: list[FileJob], *, by_bytes: bool, enabled: bool) -> Any:
     """A tqdm bar over all inputs: rows when every row count is known (Parquet), else bytes read
     (``by_bytes``) or rows without a total. Off when not ``enabled`` or stderr is not a terminal."""
     from tqdm.auto import tqdm
 
-    options = {"desc": desc, "disable": None if enabled else True, "unit_scale": True}
+    options = {"desc": "scoring", "disable": None if enabled else True, "unit_scale": True}
     if all(j.rows is not None for j in jobs):
         return tqdm(total=sum(j.rows or 0 for j in jobs), unit="rows", **options)
     if by_bytes:
@@ -73,22 +84,10 @@ def progress_bar(jobs: list[FileJob], *, by_bytes: bool, enabled: bool, desc: st
     return tqdm(unit="rows", **options)
 
 
-def use_threads(threads: int) -> int:
-    """The runtime threads of one of several scoring processes: ``threads`` (at most the physical cores), or a
-    ``$FASTCLF_THREADS`` set by the user; also set for the math libraries that read it when first imported."""
-    n = requested_threads() or max(1, min(threads, physical_cores()))
-    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ.setdefault(name, str(n))
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    return n
-
-
-def local_engine(score: Callable[[Iterator[Task]], Iterator[pd.DataFrame]], *, chunk_size: int = DEFAULT_CHUNK_SIZE,
-                 by_bytes: bool = True) -> ScoredChunks:
-    """Read each input in chunks and hand them to ``score``, which yields them scored, in order.
-
-    The progress advance of a chunk is the bytes read since the last chunk (``by_bytes``), else its rows.
-    """
+def local_engine(score: Callable[[Iterator[Task]], Iterator[pd.DataFrame]], *, chunk_size: int,
+                 by_bytes: bool) -> ScoredChunks:
+    """Read each input in chunks for ``score``, which yields them scored, in order; the bar advances by the
+    bytes read since the last chunk (``by_bytes``), else by its rows."""
 
     def scored(job: FileJob) -> Iterator[tuple[pd.DataFrame, float]]:
         advances: deque[float] = deque()
@@ -127,69 +126,51 @@ def in_order(pool: Executor, fn: Callable[..., pd.DataFrame], tasks: Iterator[Ta
         yield pending.popleft().result()
 
 
-_worker: dict[str, Any] = {}
+_scorer: ChunkScorer | None = None  # a worker process's model, loaded by its first chunk
 
 
-def _start_worker(threads: int, model_dir: str, variant: str | None, batch_size: int,
-                  answer: Mapping[str, Any] | None) -> None:
+def _start_worker() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     os.dup2(2, 1)  # what a runtime prints goes to stderr: stdout may be the scored CSV
-    _worker.update(threads=use_threads(threads), model_dir=model_dir, variant=variant, batch_size=batch_size,
-                   answer=answer)
 
 
-def _score_in_worker(chunk: pd.DataFrame, column: str, path: Path, offset: int) -> pd.DataFrame:
-    """Score a chunk in a worker process; the model is loaded by the first call (its errors go to the parent)."""
-    if "clf" not in _worker:
-        _worker["clf"] = Classifier.load(_worker["model_dir"], variant=_worker["variant"], threads=_worker["threads"])
-    return score_chunk(_worker["clf"], chunk, texts_of(chunk, column, path, offset),
-                       batch_size=_worker["batch_size"], answer=_worker["answer"])
+def _score_in_worker(settings: dict[str, Any], *task: Any) -> pd.DataFrame:
+    """Score a chunk in a worker process; its first chunk loads the model (so load errors reach the parent)."""
+    global _scorer
+    if _scorer is None:
+        _scorer = ChunkScorer(**settings)
+    return _scorer(*task)
 
 
 def predict_files(model: Any, input_spec: str | Path, output: str | Path | None, *, variant: str | None = None,
                   workers: int | None = 1, text_column: str | None = None, batch_size: int = 32,
-                  chunk_size: int = DEFAULT_CHUNK_SIZE, progress: bool = False, stdout: IO[str] | None = None,
+                  chunk_size: int = DEFAULT_CHUNK_SIZE, progress: bool = False,
                   answer: Mapping[str, Any] | None = None) -> ScoreResult:
-    """Score a file, a folder or a glob (see :func:`plan`; ``output`` None: CSV on stdout) in chunks of rows
-    with ``model``, a Classifier or a model folder (workers load a Classifier again from its folder), and
-    write the rows with ``predicted`` and ``proba_<label>`` columns and ``answer``'s abstention and sets
-    (:func:`score_chunk`). Each output appears complete or not at all.
-
-    ``workers`` > 1 scores in worker processes, each loading the model once with its share of the threads;
-    1 in this process; None: a worker a chunk of rows (a row counted as 32 bytes), up to the physical cores.
-    """
+    """Score a file, folder or glob (:func:`plan`; ``output`` None: CSV on stdout) in chunks with ``model`` (Classifier
+    or folder) as :class:`ChunkScorer` does, each output complete or absent. ``workers``: processes loading the model
+    once each (1: this one; None: a worker a chunk of rows, a row counted as 32 bytes, up to the physical cores)."""
     jobs = plan(input_spec, output, text_column=text_column)
     if workers is None:
         rows = sum(j.size // 32 if j.rows is None else j.rows for j in jobs)
         workers = max(1, min(physical_cores(), -(-rows // chunk_size)))
-    if isinstance(model, Classifier):
-        model, variant = (model, model.variant) if workers == 1 else (model.path, variant or model.variant)
-    elif workers == 1:
-        model = Classifier.load(model, variant=variant)
     by_bytes = not all(j.rows is not None for j in jobs)
-    with progress_bar(jobs, by_bytes=True, enabled=progress) as bar:
-        if workers == 1:
-            def score(tasks: Iterator[Task]) -> Iterator[pd.DataFrame]:
-                return (score_chunk(model, chunk, texts_of(chunk, column, path, offset), batch_size=batch_size,
-                                    answer=answer) for chunk, column, path, offset in tasks)
-
-            return write_jobs(jobs, local_engine(score, chunk_size=chunk_size, by_bytes=by_bytes), bar, stdout=stdout)
-        variant = ModelDir(model).resolve(variant)  # a bad model fails here, before any worker starts
-        return _write_with_workers(jobs, str(model), variant, workers, bar, stdout=stdout, chunk_size=chunk_size,
-                                   by_bytes=by_bytes, batch_size=batch_size, answer=answer)
-
-
-def _write_with_workers(jobs: list[FileJob], model_dir: str, variant: str, workers: int, bar: Any, *,
-                        stdout: IO[str] | None, chunk_size: int, by_bytes: bool, batch_size: int,
-                        answer: Mapping[str, Any] | None) -> ScoreResult:
-    """:func:`write_jobs` with the chunks scored by ``workers`` spawned processes (started as chunks come),
-    two chunks a worker in flight."""
-    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker,
-                               initargs=(max(1, physical_cores() // workers), model_dir, variant, batch_size, answer))
-    try:
-        engine = local_engine(lambda tasks: in_order(pool, _score_in_worker, tasks, 2 * workers),
-                              chunk_size=chunk_size, by_bytes=by_bytes)
-        return write_jobs(jobs, engine, bar, stdout=stdout)
+    if workers == 1:
+        scorer = ChunkScorer(model, variant, batch_size, answer)
+        with progress_bar(jobs, by_bytes=True, enabled=progress) as bar:
+            engine = local_engine(lambda tasks: itertools.starmap(scorer, tasks), chunk_size=chunk_size,
+                                  by_bytes=by_bytes)
+            return write_jobs(jobs, engine, bar)
+    if isinstance(model, Classifier):
+        model, variant = model.path, variant or model.variant
+    settings = {"model": str(model), "variant": ModelDir(model).resolve(variant),  # a bad model fails here
+                "batch_size": batch_size, "answer": answer, "threads": max(1, physical_cores() // workers)}
+    score = functools.partial(_score_in_worker, settings)
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker)
+    try:  # chunks go to the workers as they are read, two a worker in flight
+        with progress_bar(jobs, by_bytes=True, enabled=progress) as bar:
+            engine = local_engine(lambda tasks: in_order(pool, score, tasks, 2 * workers), chunk_size=chunk_size,
+                                  by_bytes=by_bytes)
+            return write_jobs(jobs, engine, bar)
     except BrokenProcessPool as exc:
         raise DataError(f"a scoring worker stopped ({first_line(exc)}); out of memory? try fewer --workers") from None
     finally:
