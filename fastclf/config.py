@@ -246,20 +246,7 @@ class ModelConfig(Section):
         text = json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n"
         atomic_write_text(Path(model_dir) / CONFIG_FILE, text)
 
-    def with_variant(self, name: str, record: VariantRecord) -> ModelConfig:
-        """A copy that records ``name`` as exported, with ``record``."""
-        return self.model_copy(update={"variants": {**self.variants, name: record}})
-
-    def with_default_variant(self, name: str, choice: dict[str, Any]) -> ModelConfig:
-        """A copy whose default variant is ``name``, chosen as ``choice`` says."""
-        return self.model_copy(update={"default_variant": name, "default_variant_choice": dict(choice)})
-
     def with_eval(self, record: dict[str, Any]) -> ModelConfig:
         """A copy whose training record holds ``record`` (the evaluation after training)."""
         training = (self.training or TrainingRecord()).model_copy(update={"eval": dict(record)})
         return self.model_copy(update={"training": training})
-
-
-def read_config(model_dir: str | Path) -> ModelConfig:
-    """:meth:`ModelConfig.read`."""
-    return ModelConfig.read(model_dir)

@@ -165,6 +165,14 @@ class Classifier:
             return labels
         return [unsure_label if c < min_confidence else label for label, c in zip(labels, self.confidence(proba))]
 
+    def answers(self, proba: np.ndarray, *, min_confidence: float | None = None, unsure_label: str = UNSURE,
+                coverage: float | None = None) -> tuple[list, np.ndarray, list[list[str]] | None]:
+        """(labels, confidence, prediction sets or None without ``coverage``) for probabilities ``proba``: what
+        the CLI, the server and streaming answer."""
+        labels = self.labels_from_proba(proba, min_confidence=min_confidence, unsure_label=unsure_label)
+        sets = None if coverage is None else self.sets_from_proba(proba, coverage)
+        return labels, self.confidence(proba), sets
+
     def confidence(self, proba: np.ndarray) -> np.ndarray:
         """How sure each answer is: the top probability; multi-label: the least sure label's ``max(p, 1 - p)``."""
         proba = np.asarray(proba)

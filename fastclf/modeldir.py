@@ -15,7 +15,7 @@ from pathlib import Path
 
 from fastclf import backends
 from fastclf._util import current_umask
-from fastclf.config import BODY_DIR, CONFIG_FILE, HEAD_FILE, ModelConfig, read_config
+from fastclf.config import BODY_DIR, CONFIG_FILE, HEAD_FILE, ModelConfig
 from fastclf.errors import VariantNotExported
 
 #: what a model directory holds (fastclf.json, the head, the body folder); anything else is the user's
@@ -144,7 +144,7 @@ class ModelDir:
 
     def __init__(self, path: str | Path, config: ModelConfig | None = None):
         self.path = Path(path)
-        self.config = read_config(self.path) if config is None else config
+        self.config = ModelConfig.read(self.path) if config is None else config
         self.body_dir = self.path / BODY_DIR
 
     def exported(self) -> list[str]:

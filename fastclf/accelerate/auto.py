@@ -49,7 +49,8 @@ def choose_default(model_dir: Path, results: Sequence[ExportResult], reference_t
               "criterion": f"{CRITERION} ({within(max_accuracy_loss)} at 95% confidence)",
               "max_accuracy_loss": max_accuracy_loss, "load_average": list(os.getloadavg()), "candidates": figures}
     with writer_lock(model_dir):  # read under the lock: the exports changed fastclf.json since the run began
-        ModelConfig.read(model_dir).with_default_variant(best, record).write(model_dir)
+        cfg = ModelConfig.read(model_dir)
+        cfg.model_copy(update={"default_variant": best, "default_variant_choice": dict(record)}).write(model_dir)
     return AutoChoice(best, passed, record)
 
 

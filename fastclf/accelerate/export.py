@@ -259,7 +259,7 @@ def _commit(model_dir: Path, body_id: str | None, staged: Path, variant: str, re
         with staged_dir(model_dir) as tmp:
             link_copy(model_dir, tmp, skip=lambda p: p.parent == model_dir and p.name.startswith(".staging-"))
             _promote(staged, tmp / BODY_DIR, backends.get_spec(variant).runtime)
-            live.with_variant(variant, record).write(tmp)
+            live.model_copy(update={"variants": {**live.variants, variant: record}}).write(tmp)
 
 
 def variant_record(variant: str, result: ExportResult, run: _Run) -> VariantRecord:

@@ -45,11 +45,11 @@ def load_setfit(model_dir: Path) -> tuple[Predict, None, int | None]:
     from setfit import SetFitModel
 
     from fastclf.backends._torch_graph import _load_sentence_transformer
-    from fastclf.config import BODY_DIR, read_config
+    from fastclf.config import BODY_DIR, ModelConfig
     from fastclf.head import LogisticHead
     from fastclf.safety import check_body
 
-    cfg = read_config(model_dir)
+    cfg = ModelConfig.read(model_dir)
     labels, multi = list(cfg.labels), cfg.multi_label
     head = LogisticHead.load(cfg.head_path(model_dir))
     check_body(model_dir / BODY_DIR)  # the same check as every other load: no code from the model folder

@@ -104,12 +104,12 @@ class Benchmark:
 
     def _plan(self) -> _Plan:
         """Check everything and choose the texts, before anything is measured."""
-        from fastclf.config import read_config
+        from fastclf.config import ModelConfig
         from fastclf.data import LabeledData, read_labeled
         from fastclf.evaluation import check_labels
 
         self._check()
-        cfg = read_config(self.model_dir)
+        cfg = ModelConfig.read(self.model_dir)
         names, notes = resolve_variants(self.model_dir, self.variants)
         data = self.data if isinstance(self.data, LabeledData) else read_labeled(self.data)
         if len(data) == 0:

@@ -210,11 +210,11 @@ def predict_command(model_dir: Path, texts: Sequence[str], *, input_file: str | 
         raise DataError("--engine applies to --input files only")
     clf = Classifier.load(model_dir, variant=variant)
     proba = clf.predict_proba(list(texts), batch_size=batch_size)
-    labels = clf.labels_from_proba(proba, **{k: v for k, v in answer.items() if k != "coverage"})
-    sets = clf.sets_from_proba(proba, answer["coverage"]) if "coverage" in answer else [None] * len(labels)
+    labels, confidence, sets = clf.answers(proba, **answer)
+    sets_or_none: list[list[str] | None] = list(sets) if sets is not None else [None] * len(texts)
     classes = [str(c) for c in clf.classes_]
     return [Prediction(text, label, dict(zip(classes, map(float, row))), float(c), s) for text, label, row, c, s in
-            zip(texts, labels, proba, clf.confidence(proba), sets)]
+            zip(texts, labels, proba, confidence, sets_or_none)]
 
 
 @dataclass

@@ -83,10 +83,9 @@ def with_answers(ranked: list[list[dict[str, Any]]], proba: np.ndarray, clf: Any
     label below ``min_confidence``), ``confidence``, ``scores`` (the ranked labels), ``prediction_set``."""
     if not answer:
         return ranked
-    labels = clf.labels_from_proba(proba, **{k: v for k, v in answer.items() if k != "coverage"})
-    sets = clf.sets_from_proba(proba, answer["coverage"]) if "coverage" in answer else None
+    labels, confidences, sets = clf.answers(proba, **answer)
     out = []
-    for i, (scores, confidence) in enumerate(zip(ranked, clf.confidence(proba))):
+    for i, (scores, confidence) in enumerate(zip(ranked, confidences)):
         item = {"label": labels[i], "confidence": float(confidence), "scores": scores}
         out.append(item if sets is None else {**item, "prediction_set": sets[i]})
     return out

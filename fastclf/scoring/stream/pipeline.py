@@ -21,7 +21,7 @@ import pandas as pd
 from fastclf.backends import requested_threads
 from fastclf.errors import DataError, first_line
 from fastclf.machine import physical_cores
-from fastclf.model import UNSURE, Classifier
+from fastclf.model import Classifier
 from fastclf.modeldir import ModelDir
 from fastclf.scoring.stream.inputs import DEFAULT_CHUNK_SIZE, FileJob, iter_chunks
 from fastclf.scoring.stream.outputs import ScoredChunks, ScoreResult, plan, write_jobs
@@ -63,11 +63,10 @@ class ChunkScorer:
         clf, answer = self.clf, self.answer
         texts = check_texts(chunk[column].tolist(), path, column=column, offset=offset)
         proba = clf.predict_proba(texts, batch_size=self.batch_size)
-        labels = clf.labels_from_proba(proba, min_confidence=answer.get("min_confidence"),
-                                       unsure_label=answer.get("unsure_label", UNSURE))
+        labels, _, sets = clf.answers(proba, **answer)
         add_predictions(chunk, proba, labels, [str(c) for c in clf.classes_], clf.multi_label)
-        if answer.get("coverage") is not None:
-            chunk["prediction_set"] = ["|".join(s) for s in clf.sets_from_proba(proba, answer["coverage"])]
+        if sets is not None:
+            chunk["prediction_set"] = ["|".join(s) for s in sets]
         return chunk
 
 
