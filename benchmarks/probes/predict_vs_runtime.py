@@ -5,9 +5,12 @@ For each variant and batch size: the runtime's own call on pre-tokenized inputs 
 ``predict`` (tokenize, run, pool, head). The runtime row makes the calls that give the variant's
 answers: one text a call for onnx-int8 (dynamic ranges come from the whole input), one padded call of
 the batch otherwise. ``share`` is the runtime's time over predict's: 1.0 means predict adds nothing.
+``--own-work``: at one text, the runtime call timed inside predict and bare (interleaved), and predict with the
+runtime call replaced by a lookup of its output, warm and after reading 48 MB (as the runtime's weights evict
+the caches between calls).
 
     python benchmarks/probes/predict_vs_runtime.py MODEL CSV --variants onnx-int8,openvino-int8 \
-        --batch-sizes 1,8,32,128 [--texts 512]
+        --batch-sizes 1,8,32,128 [--texts 512] [--own-work]
 """
 
 from __future__ import annotations
@@ -72,6 +75,44 @@ def measure(clf: Classifier, texts: list[str], batch_size: int, rounds: int) -> 
             "share": round(ms["runtime"] / ms["predict"], 3)}
 
 
+def own_work(clf: Classifier, texts: list[str], rounds: int) -> dict[str, float]:
+    """Median ms at one text: bare runtime, runtime inside predict, predict, and predict without the runtime."""
+    body = clf.body
+    run, tokenize = body._run, body.pipeline.tokenize
+    features = {t: tokenize([t]) for t in texts}
+    times: dict[str, list[float]] = {k: [] for k in ("bare", "inside", "predict", "lookup", "lookup_cold")}
+
+    def timed(f: dict[str, np.ndarray]) -> np.ndarray:
+        start = time.perf_counter()
+        out = run(f)
+        times["inside"].append(time.perf_counter() - start)
+        return out
+
+    def clock(key: str, call: Callable[[], object]) -> None:
+        start = time.perf_counter()
+        call()
+        times[key].append(time.perf_counter() - start)
+
+    for t in texts[:30]:  # warm-up
+        run(features[t])
+        clf.predict([t])
+    body._run = timed
+    for _ in range(rounds):
+        for t in texts:
+            clock("bare", lambda t=t: run(features[t]))
+            clock("predict", lambda t=t: clf.predict([t]))
+    outputs = {features[t]["input_ids"].tobytes(): run(features[t]) for t in texts}
+    body._run = lambda f: outputs[f["input_ids"].tobytes()]
+    flush = np.ones(6_000_000)  # 48 MB, more than the L3 cache
+    for _ in range(rounds):
+        for t in texts:
+            clock("lookup", lambda t=t: clf.predict([t]))
+            flush.sum()
+            clock("lookup_cold", lambda t=t: clf.predict([t]))
+    body._run = run
+    return {f"{k}_ms": round(1000 * statistics.median(v), 3) for k, v in times.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model")
@@ -81,11 +122,16 @@ def main() -> None:
     parser.add_argument("--texts", type=int, default=512, help="texts used (consecutive batches of each size)")
     parser.add_argument("--one-text-texts", type=int, default=200, help="texts timed one at a time")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--own-work", action="store_true", help="only the one-text breakdown (see above)")
     args = parser.parse_args()
     with open(args.csv, newline="", encoding="utf-8") as f:
         texts = [row["text"] for row in csv.DictReader(f)]
     for variant in args.variants.split(","):
         clf = Classifier.load(args.model, variant=variant)
+        if args.own_work:
+            row = own_work(clf, texts[:args.one_text_texts], args.rounds)
+            print(json.dumps({"variant": variant, "batch_size": 1, **row}), flush=True)
+            continue
         for b in (int(x) for x in args.batch_sizes.split(",")):
             subset = texts[:args.one_text_texts] if b == 1 else texts[:args.texts]
             row = measure(clf, subset, b, args.rounds)
