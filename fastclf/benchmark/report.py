@@ -58,7 +58,7 @@ def _latency_cell(row: Row, q: str = "p50", ci: bool = True) -> str:
     if row.latency_ms is None:
         return DASH
     e = getattr(row.latency_ms, q)
-    return f"{_short(e.value)} ({_short(e.low)}{DASH}{_short(e.high)})" if ci else _short(e.value)
+    return f"{_short(e.value)} ({_short(e.ci[0])}{DASH}{_short(e.ci[1])})" if ci else _short(e.value)
 
 
 def _throughput_cell(row: Row, batch: str) -> str:

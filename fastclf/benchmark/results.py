@@ -17,14 +17,6 @@ class Estimate(pydantic.BaseModel):
     value: float
     ci: list[float]
 
-    @property
-    def low(self) -> float:
-        return self.ci[0]
-
-    @property
-    def high(self) -> float:
-        return self.ci[1]
-
 
 class Latency(pydantic.BaseModel):
     """Milliseconds a call for one text: percentiles with bootstrap CIs, mean, min, max."""
@@ -119,10 +111,8 @@ class Row(pydantic.BaseModel):
 
     def best_throughput(self) -> tuple[int, Throughput] | None:
         """The batch size with the most texts a second, and its figures."""
-        if not self.throughput:
-            return None
-        batch, figures = max(self.throughput.items(), key=lambda kv: kv[1].texts_per_s)
-        return int(batch), figures
+        best = max(self.throughput.items(), key=lambda kv: kv[1].texts_per_s, default=None)
+        return None if best is None else (int(best[0]), best[1])
 
 
 class DataSummary(pydantic.BaseModel):

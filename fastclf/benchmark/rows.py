@@ -76,7 +76,7 @@ def percentiles_ci(x: np.ndarray, qs: Sequence[float], seed: int = 0) -> list[Es
 def percentile_ci(samples: Sequence[float], q: float, seed: int = 0) -> tuple[float, float, float]:
     """``(value, low, high)``: the ``q``-th percentile of ``samples`` and its bootstrap interval."""
     (e,) = percentiles_ci(np.asarray(samples, dtype=np.float64), (q,), seed)
-    return e.value, e.low, e.high
+    return e.value, e.ci[0], e.ci[1]
 
 
 def latency_summary(samples_ns: Sequence[int], **extra: Any) -> Latency:

@@ -157,8 +157,7 @@ class Benchmark:
             with tempfile.TemporaryDirectory(prefix="fastclf-bench-") as tmp:
                 for i, (name, kind) in enumerate(plan.rows, start=1):
                     current = name
-                    self._say(f"[{i}/{len(plan.rows)}] {name}: {self._description(name, kind)}")
-                    row = self._measure_row(name, kind, Path(tmp), plan)
+                    row = self._measure_row(name, kind, Path(tmp), plan, step=f"[{i}/{len(plan.rows)}]")
                     results.rows.append(row)
                     finalize(results)
                     if row.status == "interrupted":
@@ -170,11 +169,9 @@ class Benchmark:
             raise self._interrupted(results, current) from None
         return results
 
-    @staticmethod
-    def _description(name: str, kind: str) -> str:
-        return get_spec(name).description if kind == "variant" else SETFIT_DESCRIPTION
-
-    def _measure_row(self, name: str, kind: str, tmp: Path, plan: _Plan) -> Row:
+    def _measure_row(self, name: str, kind: str, tmp: Path, plan: _Plan, step: str) -> Row:
+        description = get_spec(name).description if kind == "variant" else SETFIT_DESCRIPTION
+        self._say(f"{step} {name}: {description}")
         start = time.perf_counter()
         s = self.settings
         job = Job(name=name, kind=kind, model_dir=str(self.model_dir.resolve()), eval_texts=plan.eval_texts,
@@ -185,7 +182,7 @@ class Benchmark:
             raw = measure(job, tmp / f"{name}.job.json", self.progress)
         if name == REFERENCE:  # what the later rows agree with (and it, fully, with itself)
             plan.scoring.reference = raw.get("predictions")
-        row = build_row(self.model_dir, name, kind, self._description(name, kind), raw, plan.scoring)
+        row = build_row(self.model_dir, name, kind, description, raw, plan.scoring)
         row.other_load_cores = other.cores
         self._say(f"  FAILED: {row.error}" if row.status == "error"
                   else f"  {row.status} in {time.perf_counter() - start:.1f} s")
