@@ -204,10 +204,10 @@ def test_latency_and_throughput_summaries():
     lat = latency_summary([1_000_000, 2_000_000, 3_000_000, 4_000_000] * 10)  # 1..4 ms
     assert lat.n == 40 and lat.min == 1.0 and lat.max == 4.0 and lat.mean == 2.5
     assert lat.p50.value == pytest.approx(2.5) and lat.p99.value == 4.0
-    assert lat.to_dict()["p50"] == {"value": lat.p50.value, "ci": [lat.p50.low, lat.p50.high]}
+    assert lat.model_dump()["p50"] == {"value": lat.p50.value, "ci": lat.p50.ci}
     thr = throughput_summary([500_000_000] * 6, [10] * 6)  # 10 texts in 0.5 s a batch
     assert thr.texts_per_s == pytest.approx(20.0) and thr.ci == pytest.approx((20.0, 20.0))
-    assert thr.batches == 6 and thr.texts == 60 and thr.to_dict()["ci"] == list(thr.ci)
+    assert thr.batches == 6 and thr.texts == 60 and thr.model_dump()["ci"] == list(thr.ci)
 
 
 def _row(name, acc, p50, kind="variant", thr=100.0):
@@ -220,7 +220,7 @@ def _row(name, acc, p50, kind="variant", thr=100.0):
 
 
 def test_recommendation_respects_the_tolerance_and_skips_the_baseline():
-    rows = [Row.from_dict(r) for r in (
+    rows = [Row.model_validate(r) for r in (
         _row("torch-fp32", 0.850, 10.0), _row("setfit", 0.850, 2.0, kind="baseline", thr=900),
         _row("onnx-int8", 0.835, 3.0, thr=500), _row("onnx-fp32", 0.845, 6.0, thr=200),
         _row("openvino-int8", 0.842, 5.0, thr=300))]
@@ -243,7 +243,7 @@ def test_report_renders_from_json_alone():
     variants = ["torch-fp32", "onnx-int8", "openvino-int8-distilled", "static", "openvino-int8"]
     results = {"model": "m", "partial": True, "rows": rows,
                "settings": {"batch_sizes": [1, 32], "variants": variants, "tolerance_points": 1.0},
-               "recommendation": recommend([Row.from_dict(r) for r in rows]),
+               "recommendation": recommend([Row.model_validate(r) for r in rows]),
                "machine": {"cpu": {"model": "X", "flags": {"avx2": True}}},
                "versions": {"torch": "2"}, "data": {}}
     page = render_html(results)
@@ -284,7 +284,8 @@ def test_variant_size_of_a_relative_model_dir(model, monkeypatch):
 def test_recommendation_warns_when_its_variant_changes_many_labels():
     drifting = _row("openvino-int8-distilled", 0.851, 2.0, thr=900)
     drifting["agreement"] = 0.897
-    rows = [Row.from_dict(r) for r in (_row("torch-fp32", 0.850, 10.0), _row("openvino-int8", 0.848, 3.0), drifting)]
+    rows = [Row.model_validate(r)
+            for r in (_row("torch-fp32", 0.850, 10.0), _row("openvino-int8", 0.848, 3.0), drifting)]
     rec = recommend(rows, tolerance=1.0)
     assert rec["variant"] == "openvino-int8-distilled"  # its accuracy is within the budget
     assert "changes 10.3% of torch-fp32's labels" in rec["text"] and "check it" in rec["text"]

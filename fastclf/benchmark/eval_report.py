@@ -10,7 +10,7 @@ import numpy as np
 
 from fastclf._util import atomic_write_text
 from fastclf.benchmark.plots import PALETTE, styled_axes, to_svg
-from fastclf.benchmark.report import CSS, html_table
+from fastclf.benchmark.report import CSS
 from fastclf.evaluation import format_confidence
 
 REPORT_FILE = "eval.html"
@@ -44,15 +44,12 @@ def _coverage_curve(result: dict[str, Any]) -> str:
 
 
 def write_eval_report(result: dict[str, Any], classes: list[str], folder: str | Path, *, title: str) -> Path:
-    """Write the page of :func:`fastclf.evaluation.evaluate`'s ``result`` for a single-label model into ``folder``.
+    """Write the page of :func:`fastclf.evaluation.evaluate`'s ``result`` for a single-label model into ``folder``:
+    the two plots, then the figures (the accuracy-coverage table among them) as ``fastclf eval`` prints them.
 
     Raises:
         MissingDependency: matplotlib is not installed.
     """
-    conf = result["confidence"]
-    table = [["min confidence", "answered", "accuracy"]] + [
-        [f"{r['threshold']:.2f}", f"{r['answered']:.1%}", "-" if r["accuracy"] is None else f"{r['accuracy']:.3f}"]
-        for r in conf["table"]]
     escape = html.escape
     parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
              f"<title>{escape(title)}</title>", f"<style>{CSS}</style></head><body>", f"<h1>{escape(title)}</h1>",
@@ -60,7 +57,6 @@ def write_eval_report(result: dict[str, Any], classes: list[str], folder: str | 
              f'{len(classes)} labels</p>',
              '<div class="plots">', f"<figure>{_reliability(result)}</figure>",
              f"<figure>{_coverage_curve(result)}</figure>", "</div>",
-             "<h2>Accuracy against the share answered</h2>", html_table(table),
              "<h2>Figures</h2>", "<pre>" + escape("\n".join(format_confidence(result)).strip()) + "</pre>",
              "</body></html>"]
     atomic_write_text(Path(folder) / REPORT_FILE, "\n".join(parts) + "\n")

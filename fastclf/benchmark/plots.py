@@ -98,20 +98,19 @@ def plot_accuracy_latency(results: BenchmarkResults) -> str:
 
     def draw(ax: Axes, row: Row, gid: str) -> str:
         assert row.latency_ms is not None and row.accuracy is not None
-        p50, y = row.latency_ms.p50, row.accuracy * 100
-        bars = ax.errorbar([p50.value], [y], xerr=[[p50.value - p50.low], [p50.high - p50.value]],
+        (p50, (low, high)), y = (row.latency_ms.p50.value, row.latency_ms.p50.ci), row.accuracy * 100
+        bars = ax.errorbar([p50], [y], xerr=[[p50 - low], [high - p50]],
                            fmt="s" if row.is_baseline else "o", ms=7, color=palette[row.name], mec="white", mew=0.8,
                            elinewidth=2, capsize=4, zorder=3,
                            label=row.label + ("  ★ recommended" if row.name == recommended else ""))
         bars.lines[0].set_gid(gid)  # the markers: hovering them shows the tip
         if row.name == recommended:
-            ax.plot([p50.value], [y], "o", ms=15, mfc="none", mec="#222222", mew=1.5, zorder=4)
-        return (f"{row.label}: accuracy {row.accuracy:.1%}, p50 {p50.value:.2f} ms "
-                f"(95% CI {p50.low:.2f}–{p50.high:.2f})")
+            ax.plot([p50], [y], "o", ms=15, mfc="none", mec="#222222", mew=1.5, zorder=4)
+        return f"{row.label}: accuracy {row.accuracy:.1%}, p50 {p50:.2f} ms (95% CI {low:.2f}–{high:.2f})"
 
     def finish(mpl: Any, ax: Axes) -> None:
-        lows = [r.latency_ms.p50.low for r in rows if r.latency_ms]
-        highs = [r.latency_ms.p50.high for r in rows if r.latency_ms]
+        lows = [r.latency_ms.p50.ci[0] for r in rows if r.latency_ms]
+        highs = [r.latency_ms.p50.ci[1] for r in rows if r.latency_ms]
         log = max(highs) / max(min(lows), 1e-3) > 3
         if log:
             ax.set_xscale("log")
@@ -138,11 +137,8 @@ def plot_accuracy_latency(results: BenchmarkResults) -> str:
 
 def plot_throughput(results: BenchmarkResults) -> str:
     """Texts a second against batch size (log axis) for each row, with 95% CI bars. SVG text."""
-
-    def last_rate(row: Row) -> float:
-        return max(row.throughput.items(), key=lambda kv: int(kv[0]))[1].texts_per_s
-
-    rows = sorted((r for r in results.rows if r.throughput), key=last_rate, reverse=True)  # fastest first
+    rows = sorted((r for r in results.rows if r.throughput),  # fastest at the largest batch size first
+                  key=lambda r: r.throughput[max(r.throughput, key=int)].texts_per_s, reverse=True)
     sizes = [int(b) for b in results.settings.batch_sizes]
     palette = colors(results.rows)
 

@@ -41,11 +41,10 @@ def _advice(best: Row, ref: Row, rows: Sequence[Row], thr_best: dict[str, Any] |
             speedup_reference: str | None) -> str:
     assert best.latency_ms is not None and best.accuracy is not None and ref.accuracy is not None
     p50 = best.latency_ms.p50.value
-    base = next((r for r in rows if r.name == speedup_reference and r.latency_ms is not None), None)
-    vs = ""
-    if base is not None and base is not best and base.latency_ms is not None:
-        base_p50 = base.latency_ms.p50.value
-        vs = f" against {base_p50:.2f} ms for {speedup_reference}, {base_p50 / p50:.2f}x as fast"
+    base_p50 = next((r.latency_ms.p50.value for r in rows if r.latency_ms is not None
+                     and r.name == speedup_reference and r.name != best.name), None)
+    vs = ("" if base_p50 is None
+          else f" against {base_p50:.2f} ms for {speedup_reference}, {base_p50 / p50:.2f}x as fast")
     agreement = f"{best.agreement:.1%}" if best.agreement is not None else "not measured"
     text = (f"Deploy {best.name}: the lowest one-text p50 latency ({p50:.2f} ms{vs}) of the variants whose accuracy "
             f"on these texts is {within(tolerance)} of {REFERENCE}'s ({best.accuracy:.1%} against "
@@ -80,10 +79,9 @@ def recommend(rows: Sequence[Row], *, tolerance: float = DEFAULT_MAX_ACCURACY_LO
                 "text": f"No recommendation: no variant has both latency and accuracy measured, {within(tolerance)} of "
                         f"{REFERENCE}'s."}
     best = min(candidates, key=lambda r: r.latency_ms.p50.value if r.latency_ms is not None else float("inf"))
-    tops = [(r.name, *top) for r in candidates if (top := r.best_throughput()) is not None]
-    fastest = max(tops, key=lambda t: t[2].texts_per_s, default=None)  # at any batch size
-    thr_best = None if fastest is None else {"variant": fastest[0], "batch_size": fastest[1],
-                                             "texts_per_s": fastest[2].texts_per_s}
+    tops: list[dict[str, Any]] = [{"variant": r.name, "batch_size": top[0], "texts_per_s": top[1].texts_per_s}
+                                  for r in candidates if (top := r.best_throughput()) is not None]
+    thr_best = max(tops, key=lambda t: t["texts_per_s"], default=None)  # at any batch size
     assert best.latency_ms is not None
     return {"variant": best.name, "criterion": criterion, "latency_p50_ms": best.latency_ms.p50.value,
             "accuracy": best.accuracy, "reference_accuracy": ref.accuracy, "tolerance_points": tolerance,

@@ -23,7 +23,7 @@ DASH = "–"
 
 
 def _typed(results: Results) -> BenchmarkResults:
-    return results if isinstance(results, BenchmarkResults) else BenchmarkResults.from_dict(results)
+    return results if isinstance(results, BenchmarkResults) else BenchmarkResults.model_validate(results)
 
 
 def report_paths(output: str | Path) -> dict[str, Path]:
@@ -46,27 +46,19 @@ def write_report(results: Results, output: str | Path) -> dict[str, Path]:
 
 
 
-def _num(x: float | None, digits: int = 2) -> str:
-    return DASH if x is None else f"{x:.{digits}f}"
-
-
-def _pct(x: float | None) -> str:
-    return DASH if x is None else f"{x * 100:.1f}%"
+def _fmt(x: float | None, spec: str = ".2f", unit: str = "") -> str:
+    return DASH if x is None else f"{x:{spec}}{unit}"
 
 
 def _short(x: float, digits: int = 2) -> str:
     return f"{x:.{digits}f}" if x < 100 else f"{x:.0f}"
 
 
-def _times(x: float | None) -> str:
-    return DASH if x is None else f"{x:.2f}×"
-
-
 def _latency_cell(row: Row, q: str = "p50", ci: bool = True) -> str:
     if row.latency_ms is None:
         return DASH
     e = getattr(row.latency_ms, q)
-    return f"{_short(e.value)} ({_short(e.low)}{DASH}{_short(e.high)})" if ci else _short(e.value)
+    return f"{_short(e.value)} ({_short(e.ci[0])}{DASH}{_short(e.ci[1])})" if ci else _short(e.value)
 
 
 def _throughput_cell(row: Row, batch: str) -> str:
@@ -75,7 +67,7 @@ def _throughput_cell(row: Row, batch: str) -> str:
         return DASH
     ratio = row.speedup.throughput.get(batch) if row.speedup else None
     return (f"{_short(figures.texts_per_s, 1)} ({_short(figures.ci[0], 1)}{DASH}{_short(figures.ci[1], 1)})"
-            + (f", {_times(ratio)}" if ratio is not None else ""))
+            + (f", {ratio:.2f}×" if ratio is not None else ""))
 
 
 def _cpu(cpu: Mapping[str, Any]) -> str:
@@ -128,12 +120,13 @@ def _summary(results: BenchmarkResults) -> list[list[str]]:
     for row in results.rows:
         best = row.best_throughput()
         table.append([
-            row.label + ("" if row.status == "ok" else f" [{row.status}]"), _pct(row.accuracy),
-            _num(row.macro_f1, 3), _pct(row.agreement), _latency_cell(row), _latency_cell(row, "p95", ci=False),
-            _latency_cell(row, "p99", ci=False), _times(row.speedup.latency_p50 if row.speedup else None),
+            row.label + ("" if row.status == "ok" else f" [{row.status}]"), _fmt(row.accuracy, ".1%"),
+            _fmt(row.macro_f1, ".3f"), _fmt(row.agreement, ".1%"), _latency_cell(row),
+            _latency_cell(row, "p95", ci=False), _latency_cell(row, "p99", ci=False),
+            _fmt(row.speedup.latency_p50 if row.speedup else None, unit="×"),
             f"{_short(best[1].texts_per_s, 1)} ({best[0]})" if best else DASH,
-            _num(row.size.mb if row.size else None, 1), _num(row.memory.peak_rss_mb if row.memory else None, 0),
-            _num(row.load.cold_start_s if row.load else None, 1)])
+            _fmt(row.size.mb if row.size else None, ".1f"), _fmt(row.memory.peak_rss_mb if row.memory else None, ".0f"),
+            _fmt(row.load.cold_start_s if row.load else None, ".1f")])
     return table
 
 
@@ -144,11 +137,11 @@ def _details(results: BenchmarkResults) -> list[list[str]]:
     for row in results.rows:
         load, memory, size = row.load or Load(), row.memory or Memory(), row.size
         table.append([
-            row.label, row.status, _num(load.cold_start_s), _num(load.startup_s), _num(load.load_s),
-            _num(load.first_predict_s), _num(memory.rss_after_load_mb, 0), _num(memory.peak_rss_mb, 0),
+            row.label, row.status, _fmt(load.cold_start_s), _fmt(load.startup_s), _fmt(load.load_s),
+            _fmt(load.first_predict_s), _fmt(memory.rss_after_load_mb, ".0f"), _fmt(memory.peak_rss_mb, ".0f"),
             ", ".join(f"{name} {n}" for name, n in thread_counts(row.threads)) or DASH,
-            f"{_num(row.other_load_cores)} cores" if row.other_load_cores is not None else DASH,
-            str(row.max_tokens or DASH), f"{_num(size.mb, 1)} ({len(size.files)})" if size else DASH])
+            _fmt(row.other_load_cores, unit=" cores"),
+            str(row.max_tokens or DASH), f"{size.mb:.1f} ({len(size.files)})" if size else DASH])
     return table
 
 

@@ -1,9 +1,9 @@
 """What a benchmark run measured: a :class:`Row` a variant (and the setfit baseline) inside
-:class:`BenchmarkResults`; ``to_dict()`` is report.json, ``from_dict()`` reads it back leniently."""
+:class:`BenchmarkResults`; ``to_dict()`` is report.json, ``model_validate()`` reads it back (unknown keys dropped,
+missing ones take their defaults)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import pydantic
@@ -11,33 +11,14 @@ import pydantic
 SCHEMA_VERSION = 1
 
 
-class Plain(pydantic.BaseModel):
-    """A part of report.json: unknown keys are dropped when read, missing ones take their defaults."""
-
-    def to_dict(self) -> dict[str, Any]:
-        return self.model_dump()
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Any:
-        return cls.model_validate(data)
-
-
-class Estimate(Plain):
+class Estimate(pydantic.BaseModel):
     """A statistic with its confidence interval ``ci`` = [low, high]."""
 
     value: float
     ci: list[float]
 
-    @property
-    def low(self) -> float:
-        return self.ci[0]
 
-    @property
-    def high(self) -> float:
-        return self.ci[1]
-
-
-class Latency(Plain):
+class Latency(pydantic.BaseModel):
     """Milliseconds a call for one text: percentiles with bootstrap CIs, mean, min, max."""
 
     p50: Estimate
@@ -51,7 +32,7 @@ class Latency(Plain):
     seconds: float | None = None  # of timed calls
 
 
-class Throughput(Plain):
+class Throughput(pydantic.BaseModel):
     """Texts a second at one batch size, with a bootstrap CI over the timed batches."""
 
     texts_per_s: float
@@ -64,7 +45,7 @@ class Throughput(Plain):
     warmup_batches: int | None = None
 
 
-class Size(Plain):
+class Size(pydantic.BaseModel):
     """The files a variant loads, and their total size."""
 
     bytes: int = 0
@@ -72,14 +53,14 @@ class Size(Plain):
     files: list[str] = []
 
 
-class Memory(Plain):
+class Memory(pydantic.BaseModel):
     """Resident memory of the measuring process, in MB."""
 
     rss_after_load_mb: float | None = None
     peak_rss_mb: float | None = None
 
 
-class Load(Plain):
+class Load(pydantic.BaseModel):
     """Seconds from spawning the measuring process to its first prediction, and their parts."""
 
     cold_start_s: float | None = None
@@ -88,7 +69,7 @@ class Load(Plain):
     first_predict_s: float | None = None
 
 
-class Speedup(Plain):
+class Speedup(pydantic.BaseModel):
     """A row's speed against the speed-up reference (``vs``): ratios above 1 are faster."""
 
     vs: str | None = None
@@ -96,7 +77,7 @@ class Speedup(Plain):
     throughput: dict[str, float] = {}  # batch size -> ratio
 
 
-class Row(Plain):
+class Row(pydantic.BaseModel):
     """One measured variant (``kind="variant"``) or the setfit baseline (``kind="baseline"``)."""
 
     name: str
@@ -130,13 +111,11 @@ class Row(Plain):
 
     def best_throughput(self) -> tuple[int, Throughput] | None:
         """The batch size with the most texts a second, and its figures."""
-        if not self.throughput:
-            return None
-        batch, figures = max(self.throughput.items(), key=lambda kv: kv[1].texts_per_s)
-        return int(batch), figures
+        best = max(self.throughput.items(), key=lambda kv: kv[1].texts_per_s, default=None)
+        return None if best is None else (int(best[0]), best[1])
 
 
-class DataSummary(Plain):
+class DataSummary(pydantic.BaseModel):
     """The labeled data the run used."""
 
     source: str = ""
@@ -148,7 +127,7 @@ class DataSummary(Plain):
     mean_chars: float = 0.0  # of the timing texts
 
 
-class Settings(Plain):
+class Settings(pydantic.BaseModel):
     """How the run measured (what ``Benchmark`` was given, and fastclf's fixed choices)."""
 
     variants: list[str] = []  # the rows, in order
@@ -169,7 +148,7 @@ class Settings(Plain):
     isolation: str = ""
 
 
-class BenchmarkResults(Plain):
+class BenchmarkResults(pydantic.BaseModel):
     """Everything a benchmark run measured; :meth:`to_dict` is what ``report.json`` holds."""
 
     model: str = ""
@@ -192,4 +171,4 @@ class BenchmarkResults(Plain):
         return sum(1 for r in self.rows if r.status == "ok")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"schema_version": SCHEMA_VERSION, **super().to_dict()}
+        return {"schema_version": SCHEMA_VERSION, **self.model_dump()}

@@ -49,15 +49,15 @@ def variant_size(model_dir: str | Path, variant: str) -> Size:
     return Size(bytes=total, mb=total / 1e6, files=[str(p.relative_to(root)) for p in files])
 
 
-def _interval(resampled: np.ndarray, value: float, confidence: float) -> list[float]:
-    alpha = (1.0 - confidence) / 2
+def _interval(resampled: np.ndarray, value: float) -> list[float]:
+    alpha = (1.0 - CONFIDENCE) / 2
     low, high = np.quantile(resampled, [alpha, 1 - alpha])
     return [float(min(low, value)), float(max(high, value))]
 
 
-def percentiles_ci(x: np.ndarray, qs: Sequence[float], *, n_boot: int = N_BOOT, confidence: float = CONFIDENCE,
-                   seed: int = 0) -> list[Estimate]:
-    """The percentiles ``qs`` of ``x`` (numpy's linear interpolation), each with its bootstrap interval.
+def percentiles_ci(x: np.ndarray, qs: Sequence[float], seed: int = 0) -> list[Estimate]:
+    """The percentiles ``qs`` of ``x`` (numpy's linear interpolation), each with its bootstrap interval (N_BOOT
+    resamples).
 
     Raises:
         ValueError: no samples.
@@ -65,18 +65,18 @@ def percentiles_ci(x: np.ndarray, qs: Sequence[float], *, n_boot: int = N_BOOT, 
     if x.size == 0:
         raise ValueError("no samples")
     rng = np.random.default_rng(seed)
-    chunk = max(1, min(n_boot, 2_000_000 // x.size))  # resamples a step, to bound the memory
-    boots = [np.percentile(x[rng.integers(0, x.size, size=(min(chunk, n_boot - done), x.size))], qs, axis=1)
-             for done in range(0, n_boot, chunk)]
-    resampled = np.concatenate(boots, axis=1)  # (len(qs), n_boot)
+    chunk = max(1, min(N_BOOT, 2_000_000 // x.size))  # resamples a step, to bound the memory
+    boots = [np.percentile(x[rng.integers(0, x.size, size=(min(chunk, N_BOOT - done), x.size))], qs, axis=1)
+             for done in range(0, N_BOOT, chunk)]
+    resampled = np.concatenate(boots, axis=1)  # (len(qs), N_BOOT)
     values = np.percentile(x, qs)
-    return [Estimate(value=float(v), ci=_interval(r, v, confidence)) for v, r in zip(values, resampled)]
+    return [Estimate(value=float(v), ci=_interval(r, v)) for v, r in zip(values, resampled)]
 
 
-def percentile_ci(samples: Sequence[float], q: float, **kwargs) -> tuple[float, float, float]:
+def percentile_ci(samples: Sequence[float], q: float, seed: int = 0) -> tuple[float, float, float]:
     """``(value, low, high)``: the ``q``-th percentile of ``samples`` and its bootstrap interval."""
-    (e,) = percentiles_ci(np.asarray(samples, dtype=np.float64), (q,), **kwargs)
-    return e.value, e.low, e.high
+    (e,) = percentiles_ci(np.asarray(samples, dtype=np.float64), (q,), seed)
+    return e.value, e.ci[0], e.ci[1]
 
 
 def latency_summary(samples_ns: Sequence[int], **extra: Any) -> Latency:
@@ -94,7 +94,7 @@ def throughput_summary(batch_ns: Sequence[int], texts_per_batch: Sequence[int], 
     rate = float(texts.sum() / seconds.sum())
     idx = np.random.default_rng(0).integers(0, seconds.size, size=(N_BOOT, seconds.size))
     rates = texts[idx].sum(axis=1) / seconds[idx].sum(axis=1)
-    return Throughput(texts_per_s=rate, ci=_interval(rates, rate, CONFIDENCE),
+    return Throughput(texts_per_s=rate, ci=_interval(rates, rate),
                       batches=int(seconds.size), texts=int(texts.sum()), seconds=float(seconds.sum()),
                       ms_per_batch=float(np.median(seconds) * 1e3), **extra)
 

@@ -36,7 +36,7 @@ LIBRARIES = ("fastclf", "torch", "onnxruntime", "openvino", "sentence-transforme
 class BenchmarkInterrupted(KeyboardInterrupt):
     """Ctrl-C during :meth:`Benchmark.run`; ``results`` (and the report files) hold what was measured."""
 
-    def __init__(self, results: BenchmarkResults, message: str = "benchmark interrupted"):
+    def __init__(self, results: BenchmarkResults, message: str):
         super().__init__(message)
         self.results = results
 
@@ -67,8 +67,7 @@ class Benchmark:
 
     def __init__(self, model_dir: str | Path, data: Any, variants: Sequence[str] | None = None,
                  batch_sizes: Sequence[int] = (1, 8, 32, 128), baseline: str | None = None, duration: float = 5.0,
-                 max_eval: int = 1000,
-                 tolerance: float = DEFAULT_MAX_ACCURACY_LOSS, threads: int | None = None,
+                 max_eval: int = 1000, tolerance: float = DEFAULT_MAX_ACCURACY_LOSS, threads: int | None = None,
                  progress: Progress | None = None, warmup: float | None = None, output: str | Path | None = None):
         self.model_dir, self.data, self.progress = Path(model_dir), data, progress
         self.variants = list(variants) if variants is not None else None
@@ -125,7 +124,7 @@ class Benchmark:
         if len(timing_texts) < max(self.settings.batch_sizes):
             notes.append(f"the data has {len(timing_texts)} texts, fewer than the largest batch size "
                          f"{max(self.settings.batch_sizes)}: batches repeat texts")
-        summary = DataSummary(source=str(getattr(data, "source", "") or ""), texts=len(data),
+        summary = DataSummary(source=str(data.source or ""), texts=len(data),
                               eval_texts=len(eval_idx), timing_texts=len(timing_texts), classes=labels,
                               multi_label=multi, mean_chars=float(np.mean([len(t) for t in timing_texts])))
         scoring = Scoring(labels=[data.labels[i] for i in eval_idx], classes=labels, multi_label=multi)
@@ -158,8 +157,7 @@ class Benchmark:
             with tempfile.TemporaryDirectory(prefix="fastclf-bench-") as tmp:
                 for i, (name, kind) in enumerate(plan.rows, start=1):
                     current = name
-                    self._say(f"[{i}/{len(plan.rows)}] {name}: {self._description(name, kind)}")
-                    row = self._measure_row(name, kind, Path(tmp), plan)
+                    row = self._measure_row(name, kind, Path(tmp), plan, step=f"[{i}/{len(plan.rows)}]")
                     results.rows.append(row)
                     finalize(results)
                     if row.status == "interrupted":
@@ -171,11 +169,9 @@ class Benchmark:
             raise self._interrupted(results, current) from None
         return results
 
-    @staticmethod
-    def _description(name: str, kind: str) -> str:
-        return get_spec(name).description if kind == "variant" else SETFIT_DESCRIPTION
-
-    def _measure_row(self, name: str, kind: str, tmp: Path, plan: _Plan) -> Row:
+    def _measure_row(self, name: str, kind: str, tmp: Path, plan: _Plan, step: str) -> Row:
+        description = get_spec(name).description if kind == "variant" else SETFIT_DESCRIPTION
+        self._say(f"{step} {name}: {description}")
         start = time.perf_counter()
         s = self.settings
         job = Job(name=name, kind=kind, model_dir=str(self.model_dir.resolve()), eval_texts=plan.eval_texts,
@@ -186,12 +182,10 @@ class Benchmark:
             raw = measure(job, tmp / f"{name}.job.json", self.progress)
         if name == REFERENCE:  # what the later rows agree with (and it, fully, with itself)
             plan.scoring.reference = raw.get("predictions")
-        row = build_row(self.model_dir, name, kind, self._description(name, kind), raw, plan.scoring)
+        row = build_row(self.model_dir, name, kind, description, raw, plan.scoring)
         row.other_load_cores = other.cores
-        if row.status == "error":
-            self._say(f"  FAILED: {row.error}")
-        else:
-            self._say(f"  {row.status} in {time.perf_counter() - start:.1f} s")
+        self._say(f"  FAILED: {row.error}" if row.status == "error"
+                  else f"  {row.status} in {time.perf_counter() - start:.1f} s")
         if other.cores is not None and other.cores > BUSY_CORES:  # the report lists the flagged rows too
             self._say(f"  WARNING: other processes used {other.cores:.2f} of {usable_cpus()} CPUs while "
                       f"{name} was measured: its timings are disturbed")

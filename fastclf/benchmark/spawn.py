@@ -67,12 +67,9 @@ class OtherLoad:
 
 def _stop(proc: subprocess.Popen) -> int:
     """After Ctrl-C: let the worker save what it has and exit; interrupt or kill it if it does not."""
-    steps: tuple[tuple[Callable[[], None] | None, float], ...] = (
-        (None, 3), (lambda: proc.send_signal(signal.SIGINT), 15), (proc.kill, 5))
-    for action, wait in steps:
-        if action is not None:
-            with contextlib.suppress(ProcessLookupError):
-                action()
+    for signum, wait in ((None, 3), (signal.SIGINT, 15), (signal.SIGKILL, 5)):
+        if signum is not None:
+            proc.send_signal(signum)  # a no-op once the process has exited
         with contextlib.suppress(subprocess.TimeoutExpired):
             return proc.wait(timeout=wait)
     return proc.wait()

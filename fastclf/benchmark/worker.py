@@ -55,8 +55,7 @@ def _rss_mb() -> float | None:
 def _peak_rss_mb() -> float:
     import resource
 
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 1024 if sys.platform != "darwin" else peak / 1024**2
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1024**2 if sys.platform == "darwin" else 1024)
 
 
 class _Measurement:
@@ -84,10 +83,8 @@ class _Measurement:
         quiet_logs().__enter__()  # this process only measures: its libraries stay quiet until it exits
         model_dir = Path(self.job.model_dir)
         t0 = time.monotonic()
-        if self.job.kind == "baseline":
-            predict, self.body, max_tokens = load_setfit(model_dir)
-        else:
-            predict, self.body, max_tokens = load_fastclf(model_dir, self.job.name)
+        predict, self.body, max_tokens = (load_setfit(model_dir) if self.job.kind == "baseline"
+                                          else load_fastclf(model_dir, self.job.name))
         t1 = time.monotonic()
         predict([self.job.timing_texts[0]], batch_size=1)
         t2 = time.monotonic()
