@@ -27,11 +27,10 @@ def _fit_temperature(loss) -> float:
 def single_label_loss(scores: np.ndarray, y: np.ndarray, temperature: float) -> float:
     """Mean log-loss of held-out ``scores`` (``-inf`` for a class the head could not predict) divided by
     ``temperature``, against class indices ``y``."""
+    from scipy.special import logsumexp
+
     z = scores / temperature
-    z = z - z.max(axis=1, keepdims=True)
-    with np.errstate(invalid="ignore"):
-        log_norm = np.log(np.exp(z).sum(axis=1))
-    return float(np.mean(log_norm - z[np.arange(len(y)), y]))
+    return float(np.mean(logsumexp(z, axis=1) - z[np.arange(len(y)), y]))
 
 
 def _label_loss(z: np.ndarray, y: np.ndarray, temperature: float) -> float:

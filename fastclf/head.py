@@ -71,9 +71,7 @@ class LogisticHead:
         X = np.asarray(X, dtype=np.float64)
         if X.ndim != 2 or X.shape[1] != self.dim:
             raise ValueError(f"expected embeddings of shape (n, {self.dim}), got {X.shape}")
-        scores = X @ self.coef.T + self.intercept
-        if np.any(temperature != 1.0):
-            scores = scores / temperature
+        scores = (X @ self.coef.T + self.intercept) / temperature
         if self.kind == "binary":
             p = _sigmoid(scores[:, 0])
             return np.stack([1.0 - p, p], axis=1)

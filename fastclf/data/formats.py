@@ -31,12 +31,14 @@ READ_ERRORS: tuple[type[BaseException], ...] = (
     zipfile.BadZipFile, lzma.LZMAError)
 
 
+def _format(path: Path) -> str | None:
+    plain = path.with_suffix("") if compression_of(path) else path  # data.csv.gz: data.csv
+    return FORMATS.get(plain.suffix.lower())
+
+
 def format_of(path: Path) -> str:
     """``csv``, ``tsv``, ``jsonl`` or ``parquet`` by the file's suffix (after a compression suffix)."""
-    suffixes = [s.lower() for s in path.suffixes]
-    if suffixes and suffixes[-1] in COMPRESSION_NAMES:
-        suffixes = suffixes[:-1]
-    fmt = FORMATS.get(suffixes[-1] if suffixes else "")
+    fmt = _format(path)
     if fmt is None:
         raise DataError(f"{path}: unknown file type {path.suffix or '(none)'!r}; use .csv, .tsv, .jsonl or .parquet")
     return fmt
@@ -49,11 +51,7 @@ def compression_of(path: Path) -> str | None:
 
 def is_supported(path: Path) -> bool:
     """Whether :func:`format_of` knows the file's suffix."""
-    try:
-        format_of(path)
-    except DataError:
-        return False
-    return True
+    return _format(path) is not None
 
 
 #: a CSV or TSV header with more columns is refused before pandas parses it (gigabytes of memory otherwise)

@@ -47,22 +47,18 @@ def find_text_column(columns: Sequence[str], text_column: str | None, path: str 
     if col is None and sole_column and len(columns) == 1:
         col = columns[0]
     if col is None:
-        raise DataError(
-            f"{path}: no text column found (looked for {', '.join(TEXT_COLUMNS)}); "
-            f"columns are: {', '.join(columns)}; name it with --text-column"
-        )
+        raise DataError(f"{path}: no text column found (looked for {', '.join(TEXT_COLUMNS)}); "
+                        f"columns are: {', '.join(columns)}; name it with --text-column")
     return col
 
 
 def is_missing(value: Any) -> bool:
     """Whether a cell is empty or missing: None, NaN, pandas' NA, blank, or an empty list."""
-    if value is None or value is pd.NA or value is pd.NaT:
-        return True
-    if isinstance(value, float) and np.isnan(value):
-        return True
     if isinstance(value, (list, tuple, np.ndarray)):
         return len(value) == 0
-    return isinstance(value, str) and not value.strip()
+    if isinstance(value, str):
+        return not value.strip()
+    return bool(pd.isna(value))
 
 
 def is_nested(value: Any) -> bool:
@@ -204,24 +200,19 @@ def read_texts(path: str | Path, *, text_column: str | None = None) -> tuple[pd.
 def validate_for_training(data: LabeledData) -> None:
     """DataError unless the data can train a classifier: two classes (labels) or more, two examples each."""
     counts = data.counts()
-    if data.multi_label:
-        if len(counts) < 2:
-            raise DataError(f"{data.source}: multi-label data needs at least two labels, found {list(counts)}")
-        rare = [c for c, k in counts.items() if k < 2]
-        if rare:
-            raise DataError(f"{data.source}: label(s) {', '.join(map(repr, rare))} appear on fewer than 2 texts; "
-                            "every label needs at least 2 examples")
-        always = [c for c, k in counts.items() if k == len(data)]
-        if always:
-            raise DataError(f"{data.source}: label(s) {', '.join(map(repr, always))} are on every text; "
-                            "a label needs negative examples too")
-        return
+    if len(counts) < 2 and data.multi_label:
+        raise DataError(f"{data.source}: multi-label data needs at least two labels, found {list(counts)}")
     if len(counts) < 2:
         raise DataError(f"{data.source}: only one class ({next(iter(counts), '')!r}); a classifier needs at least two")
-    single = [c for c, k in counts.items() if k < 2]
-    if single:
-        raise DataError(f"{data.source}: class(es) {', '.join(map(repr, single))} have a single example; "
-                        "every class needs at least 2")
+    rare = ", ".join(repr(c) for c, k in counts.items() if k < 2)
+    if rare and data.multi_label:
+        raise DataError(f"{data.source}: label(s) {rare} appear on fewer than 2 texts; "
+                        "every label needs at least 2 examples")
+    if rare:
+        raise DataError(f"{data.source}: class(es) {rare} have a single example; every class needs at least 2")
+    always = ", ".join(repr(c) for c, k in counts.items() if k == len(data))  # single-label: caught above
+    if always:
+        raise DataError(f"{data.source}: label(s) {always} are on every text; a label needs negative examples too")
 
 
 def sample_shots(data: LabeledData, shots: int, seed: int = 42) -> tuple[LabeledData, LabeledData]:
@@ -231,15 +222,14 @@ def sample_shots(data: LabeledData, shots: int, seed: int = 42) -> tuple[Labeled
         raise DataError(f"--shots must be at least 2, got {shots}")
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(data))
-    chosen: list[int] = []
+    chosen: set[int] = set()
     have: Counter = Counter()
     for i in order:
         labels = data.labels[i] if data.multi_label else [data.labels[i]]
         if any(have[c] < shots for c in labels):
-            chosen.append(int(i))
+            chosen.add(int(i))
             have.update(labels)
-    chosen_set = set(chosen)
-    return data.subset(sorted(chosen)), data.subset(i for i in range(len(data)) if i not in chosen_set)
+    return data.subset(sorted(chosen)), data.subset(i for i in range(len(data)) if i not in chosen)
 
 
 def split_holdout(data: LabeledData, fraction: float, seed: int = 42) -> tuple[LabeledData, LabeledData]:
@@ -249,13 +239,12 @@ def split_holdout(data: LabeledData, fraction: float, seed: int = 42) -> tuple[L
         raise DataError(f"--holdout must be between 0 and 1, got {fraction}")
     rng = np.random.default_rng(seed)
     keys = [("|".join(labels) if data.multi_label else labels) for labels in data.labels]
-    held: list[int] = []
+    held: set[int] = set()
     for key in sorted(set(keys)):
         idx = [i for i, k in enumerate(keys) if k == key]
         rng.shuffle(idx)
         n_held = min(max(int(round(len(idx) * fraction)), 1), len(idx) - 2) if len(idx) >= 4 else 0
-        held.extend(idx[:n_held])
+        held.update(idx[:n_held])
     if not held:
         raise DataError(f"{data.source}: too few rows to hold out {fraction:.0%} for evaluation; use --eval FILE")
-    held_set = set(held)
-    return data.subset(i for i in range(len(data)) if i not in held_set), data.subset(sorted(held))
+    return data.subset(i for i in range(len(data)) if i not in held), data.subset(sorted(held))

