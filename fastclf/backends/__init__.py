@@ -202,10 +202,9 @@ def variant_for_this_cpu(variant: str, choice: dict | None = None, flags: Sequen
         return variant
     if (variant, fallback) not in _warned:
         _warned.add((variant, fallback))
-        chosen_on = ""
-        if isinstance(choice, dict) and isinstance(choice.get("machine"), dict):
-            m = choice["machine"]
-            chosen_on = f" (chosen on {m.get('cpu', '?')} with {', '.join(m.get('isa', [])) or 'no listed ISA'})"
+        m = (choice or {}).get("machine")
+        chosen_on = f" (chosen on {m.get('cpu', '?')} with {', '.join(m.get('isa', [])) or 'no listed ISA'})" \
+            if isinstance(m, dict) else ""
         logging.getLogger("fastclf").warning("default variant %s%s needs %s, which this CPU lacks: using %s instead",
                                              variant, chosen_on, " or ".join(wanted), fallback)
     return fallback

@@ -119,15 +119,11 @@ class OpenVINOBody(PipelineBody):
         """Whether this is a forked child of the process that started the compiling thread (not here)."""
         return self._executor is not None and self._executor_pid != os.getpid()
 
-    def _static_request(self, length: int):
-        """This thread's request on the [1, ``length``] compilation; None while there is none (its compilation
-        then starts in the background, within :attr:`static_shapes`)."""
-        compiled = self._static.get(length)
-        if compiled is not None:
-            requests = self._local.__dict__.setdefault("static", {})
-            if length not in requests:
-                requests[length] = compiled.create_infer_request()
-            return requests[length]
+    def _static_model(self, length: int):
+        """The [1, ``length``] compilation; None while there is none (its compilation then starts in the
+        background, within :attr:`static_shapes`)."""
+        if length in self._static:
+            return self._static[length]
         with self._static_lock:
             if self._forked():
                 self._executor, self._static_futures = None, {}
@@ -195,14 +191,12 @@ class OpenVINOBody(PipelineBody):
 
     def _run(self, features: dict[str, np.ndarray]) -> np.ndarray:
         feed = self._feed(features)
-        request = None
-        if self.static_shapes and feed["input_ids"].shape[0] == 1:
-            request = self._static_request(feed["input_ids"].shape[1])
-        if request is None:
-            if not hasattr(self._local, "request"):
-                self._local.request = self.compiled.create_infer_request()
-            request = self._local.request
-        return np.asarray(request.infer(feed)[self._output_index])[:, :features["input_ids"].shape[1]]
+        one_text = self.static_shapes and feed["input_ids"].shape[0] == 1
+        compiled = (self._static_model(feed["input_ids"].shape[1]) if one_text else None) or self.compiled
+        requests = self._local.__dict__.setdefault("requests", {})  # compiled model's id -> this thread's request
+        if id(compiled) not in requests:
+            requests[id(compiled)] = compiled.create_infer_request()
+        return np.asarray(requests[id(compiled)].infer(feed)[self._output_index])[:, :features["input_ids"].shape[1]]
 
     def _run_parallel(self, chunks: list[dict[str, np.ndarray]]) -> list[np.ndarray]:
         """Run ``chunks`` on the THROUGHPUT compilation, as many at once as it has streams."""
