@@ -10,16 +10,14 @@ import shutil
 import tempfile
 import threading
 from collections.abc import Sequence
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from fastclf._util import atomic_write
-from fastclf.backends import VariantSpec, newer_than_weights
+from fastclf.backends import VariantSpec, newer_than_weights, publish
 from fastclf.backends._numpy_pipeline import PipelineBody, TextPipeline, read_pipeline_config
-from fastclf.errors import ModelFormatError, SettingError, first_line
+from fastclf.errors import SettingError, first_line
 from fastclf.texts import check_batch_size
 
 logger = logging.getLogger(__name__)
@@ -148,8 +146,7 @@ class OpenVINOBody(PipelineBody):
 
         with self._static_lock:
             pending = [] if self._forked() else list(self._static_futures.values())
-        if pending:
-            wait(pending, timeout=timeout)
+        wait(pending, timeout=timeout)
 
     @staticmethod
     def _property(compiled, name: str) -> str:
@@ -206,10 +203,7 @@ class OpenVINOBody(PipelineBody):
             if self._queue is None:
                 with self._model_lock:
                     self._throughput = self._compile("THROUGHPUT")
-                try:
-                    jobs = int(self._throughput.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
-                except Exception:
-                    jobs = 2
+                jobs = int(self._throughput.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
                 self._queue = AsyncInferQueue(self._throughput, max(1, jobs))
             results: list[np.ndarray | None] = [None] * len(chunks)
 
@@ -304,8 +298,5 @@ def export(body_dir: Path, spec: VariantSpec, texts: list[str]) -> None:
                                                         ov_config=config)
         else:
             model.save_pretrained(str(out))
-        produced = [out / f"openvino_model{Path(f).suffix}" for f in spec.files[:2]]
-        if not all(p.is_file() for p in produced):
-            raise ModelFormatError(f"the OpenVINO export of {spec.name!r} did not produce openvino_model.xml/.bin")
-        for name, source in zip(spec.files, produced):
-            atomic_write(body_dir / name, partial(shutil.copyfile, source))
+        publish({body_dir / f: out / f"openvino_model{Path(f).suffix}" for f in spec.files[:2]},
+                f"the OpenVINO export of {spec.name!r}")
