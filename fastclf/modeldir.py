@@ -89,8 +89,7 @@ def _exchange(a: Path, b: Path) -> bool:
         renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
     except (OSError, AttributeError):
         return False
-    rc = renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
-    if rc == 0:
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
         return True
     err = ctypes.get_errno()
     if err in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP):
@@ -148,8 +147,7 @@ class ModelDir:
 
     def default(self) -> str:
         """The variant that runs when none is named."""
-        chosen = self.config.default_variant
-        exported = self.exported()
+        chosen, exported = self.config.default_variant, self.exported()
         if chosen is None or chosen not in exported:
             return backends.REFERENCE
         fallback = backends.variant_for_this_cpu(chosen, dict(self.config.default_variant_choice or {}) or None)

@@ -256,9 +256,8 @@ def _commit(model_dir: Path, body_id: str | None, staged: Path, variant: str, re
 
 def variant_record(variant: str, result: ExportResult, run: _Run) -> VariantRecord:
     """What fastclf.json records of a published export: parity, gate verdict, files, runtime, calibration."""
-    spec = backends.get_spec(variant)
-    assert result.parity is not None and result.gate is not None
-    g = result.gate
+    spec, g = backends.get_spec(variant), result.gate
+    assert result.parity is not None and g is not None
     runtime = {k: v if isinstance(v, (int, float, str, bool, type(None))) else str(v)
                for k, v in result.runtime.items()}
     figures: dict[str, Any] = {k: None if isinstance(v, float) and np.isnan(v) else v  # no cosine: a new model

@@ -47,10 +47,9 @@ class OnnxBody(PipelineBody):
     def __init__(self, body_dir: Path, spec: VariantSpec, threads: int | None = None):
         super().__init__(body_dir, spec)
         self._threads = threads or physical_cores()
-        self.session = _session(self.path / spec.files[0], self._threads)
+        self.session = _session(self.graph_file, self._threads)
         outputs = [o.name for o in self.session.get_outputs()]
-        self._output = outputs[self._check_graph([i.name for i in self.session.get_inputs()], [{o} for o in outputs],
-                                                 spec)]
+        self._output = outputs[self._check_graph([i.name for i in self.session.get_inputs()], [{o} for o in outputs])]
         # dynamic int8 takes its activation ranges from a whole call: one text a call keeps answers batch-independent
         self._one_text = spec.option.get("quantize") == "dynamic"
 

@@ -44,10 +44,7 @@ def disable_telemetry() -> None:
     except ImportError:
         return
 
-    def declined(self, enable_opt_in_dialog=True, disable_in_ci=False):
-        return opt_in_checker.ConsentCheckResult.DECLINED
-
-    opt_in_checker.OptInChecker.check = declined
+    opt_in_checker.OptInChecker.check = lambda self, *args, **kwargs: opt_in_checker.ConsentCheckResult.DECLINED
     try:  # a Telemetry object made earlier in this process (the class is a singleton)
         from openvino_telemetry import main as telemetry_main
 
@@ -80,11 +77,10 @@ class OpenVINOBody(PipelineBody):
         if threads:
             self._config["INFERENCE_NUM_THREADS"] = threads
         self._core = ov.Core()
-        xml = self.path / spec.files[0]
-        self._model = self._core.read_model(str(xml), str(xml.with_suffix(".bin")))
+        self._model = self._core.read_model(str(self.graph_file), str(self.graph_file.with_suffix(".bin")))
         self.compiled = self._compile("LATENCY")
         self._output_index = self._check_graph([p.get_any_name() for p in self.compiled.inputs],
-                                               [o.get_names() for o in self.compiled.outputs], spec)
+                                               [o.get_names() for o in self.compiled.outputs])
         self.inference_precision = self._property(self.compiled, "INFERENCE_PRECISION_HINT")
         self._local = threading.local()  # an infer request is not thread-safe: one per thread
         self._throughput: Any = None
