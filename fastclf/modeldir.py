@@ -70,7 +70,13 @@ def staged(path: Path) -> Iterator[Path]:
     staging = Path(tempfile.mkdtemp(prefix=staging_prefix(path, "tmp"), dir=path.parent))
     try:
         yield staging
-        fix_permissions(staging)
+        mask = current_umask()  # files 0666 and folders 0777 less the umask (temporary files are 0600)
+        os.chmod(staging, 0o777 & ~mask)
+        for dirpath, dirnames, filenames in os.walk(staging):
+            for name, mode in [(d, 0o777) for d in dirnames] + [(f, 0o666) for f in filenames]:
+                p = os.path.join(dirpath, name)
+                if not os.path.islink(p):
+                    os.chmod(p, mode & ~mask)
         commit_dir(staging, path)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -83,8 +89,7 @@ def _exchange(a: Path, b: Path) -> bool:
         renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
     except (OSError, AttributeError):
         return False
-    rc = renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
-    if rc == 0:
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
         return True
     err = ctypes.get_errno()
     if err in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP):
@@ -94,11 +99,9 @@ def _exchange(a: Path, b: Path) -> bool:
 
 def commit_dir(staging: Path, path: Path) -> None:
     """Put the complete folder ``staging`` at ``path`` (a rename, or an atomic swap) and delete the old version."""
-    try:  # nothing there, or an empty folder: a rename
+    with contextlib.suppress(OSError):  # nothing there, or an empty folder: a rename
         os.replace(staging, path)
         return
-    except OSError:
-        pass
     if _exchange(staging, path):
         shutil.rmtree(staging, ignore_errors=True)  # staging now holds the old version
         return
@@ -107,17 +110,6 @@ def commit_dir(staging: Path, path: Path) -> None:
     os.replace(path, old / "model")
     os.replace(staging, path)
     shutil.rmtree(old, ignore_errors=True)
-
-
-def fix_permissions(root: Path) -> None:
-    """Give the files below ``root`` 0666 and its folders 0777 less the umask (temporary files are 0600)."""
-    mask = current_umask()
-    os.chmod(root, 0o777 & ~mask)
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name, mode in [(d, 0o777) for d in dirnames] + [(f, 0o666) for f in filenames]:
-            p = os.path.join(dirpath, name)
-            if not os.path.islink(p):
-                os.chmod(p, mode & ~mask)
 
 
 def staging_prefix(path: Path, what: str) -> str:
@@ -155,8 +147,7 @@ class ModelDir:
 
     def default(self) -> str:
         """The variant that runs when none is named."""
-        chosen = self.config.default_variant
-        exported = self.exported()
+        chosen, exported = self.config.default_variant, self.exported()
         if chosen is None or chosen not in exported:
             return backends.REFERENCE
         fallback = backends.variant_for_this_cpu(chosen, dict(self.config.default_variant_choice or {}) or None)

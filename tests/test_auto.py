@@ -228,7 +228,8 @@ def test_openvino_one_text_static_shapes_match_the_dynamic_compilation(auto_mode
     lengths = body.runtime_settings()["static_one_text_lengths"]
     assert len(lengths) == 2 and all(n % body.length_bucket == 0 for n in lengths)
     static = np.vstack([body.encode([t]) for t in texts])
-    assert sorted(body._local.static) == lengths  # this thread ran those lengths on their own compilations
+    # this thread ran those lengths on their own compilations
+    assert {id(body._static[n]) for n in lengths} <= set(body._local.requests)
     np.testing.assert_allclose(first, dynamic, atol=1e-5)
     np.testing.assert_allclose(static, dynamic, atol=1e-5)
     assert body.encode(texts[:3], batch_size=8).shape == (3, dynamic.shape[1])  # batches stay dynamic

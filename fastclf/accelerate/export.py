@@ -65,21 +65,6 @@ class Acceleration:
     reference_timing: Timing | None = None
 
 
-def _staging_copy(body_dir: Path, runtime: str, staged: Path) -> None:
-    """Copy the body without the other runtimes' exports: the exporter may write freely in it."""
-    skip = {d for d in backends.RUNTIME_DIRS if d != runtime}
-    shutil.copytree(body_dir, staged, ignore=lambda d, names: [n for n in names if Path(d) == body_dir and n in skip])
-
-
-def _promote(staged: Path, body_dir: Path, runtime: str) -> None:
-    """Move the new or changed files of ``runtime``'s folder from staging into the body."""
-    for src in sorted(p for p in (staged / runtime).rglob("*") if p.is_file()):
-        dst = body_dir / src.relative_to(staged)
-        if not (dst.is_file() and filecmp.cmp(dst, src, shallow=False)):  # sizes first, then the bytes
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            src.replace(dst)
-
-
 def accelerate(model_dir: str | Path, variants: Sequence[str], *, calibration_texts: Sequence[str],
                extra_check_texts: Sequence[str] = (), num_calibration: int = 200,
                max_accuracy_loss: float = parity.DEFAULT_MAX_ACCURACY_LOSS,
@@ -222,8 +207,10 @@ def _export_and_check(run: _Run, variant: str, staged: Path, result: ExportResul
                       total: int) -> GateDecision:
     """Export ``variant`` into ``staged`` (a copy of the body), load it back, fill ``result`` and return its gate."""
     spec, ref = backends.get_spec(variant), run.reference
-    with quiet_third_party(run.verbose):
-        _staging_copy(run.model_dir / BODY_DIR, spec.runtime, staged)
+    body_dir, skip = run.model_dir / BODY_DIR, {d for d in backends.RUNTIME_DIRS if d != spec.runtime}
+    with quiet_third_party(run.verbose):  # the body without the other runtimes' exports: the exporter writes in it
+        shutil.copytree(body_dir, staged,
+                        ignore=lambda d, names: [n for n in names if Path(d) == body_dir and n in skip])
         backends.export_variant(staged, variant, run.calibration, run.fit_head)
         body = backends.load_body(staged, variant)
         head = LogisticHead.load(ModelDir(staged.parent, ref.config).head_path(variant)) if spec.head else ref.head
@@ -258,15 +245,19 @@ def _commit(model_dir: Path, body_id: str | None, staged: Path, variant: str, re
                                    "export discarded: run fastclf accelerate again")
         with staged_dir(model_dir) as tmp:
             link_copy(model_dir, tmp, skip=lambda p: p.parent == model_dir and p.name.startswith(".staging-"))
-            _promote(staged, tmp / BODY_DIR, backends.get_spec(variant).runtime)
+            # the new or changed files of the variant's runtime folder move from staging into the new version
+            for src in sorted(p for p in (staged / backends.get_spec(variant).runtime).rglob("*") if p.is_file()):
+                dst = tmp / BODY_DIR / src.relative_to(staged)
+                if not (dst.is_file() and filecmp.cmp(dst, src, shallow=False)):  # sizes first, then the bytes
+                    dst.parent.mkdir(parents=True, exist_ok=True)
+                    src.replace(dst)
             live.model_copy(update={"variants": {**live.variants, variant: record}}).write(tmp)
 
 
 def variant_record(variant: str, result: ExportResult, run: _Run) -> VariantRecord:
     """What fastclf.json records of a published export: parity, gate verdict, files, runtime, calibration."""
-    spec = backends.get_spec(variant)
-    assert result.parity is not None and result.gate is not None
-    g = result.gate
+    spec, g = backends.get_spec(variant), result.gate
+    assert result.parity is not None and g is not None
     runtime = {k: v if isinstance(v, (int, float, str, bool, type(None))) else str(v)
                for k, v in result.runtime.items()}
     figures: dict[str, Any] = {k: None if isinstance(v, float) and np.isnan(v) else v  # no cosine: a new model

@@ -7,9 +7,11 @@ import importlib
 import importlib.util
 import logging
 import os
+import shutil
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
@@ -41,7 +43,7 @@ if TYPE_CHECKING:
 
 __all__ = ["REFERENCE", "RUNTIME_DIRS", "SETTLE_TEXTS", "THREADS_ENV", "VARIANTS", "Body", "VariantSpec",
            "auto_candidates", "cpu_info", "export_command", "export_note", "export_variant", "get_spec",
-           "is_exported", "load_body", "newer_than_weights", "requested_threads", "reset_runtime_state",
+           "is_exported", "load_body", "newer_than_weights", "publish", "requested_threads", "reset_runtime_state",
            "runtime_installed", "runtime_module", "runtime_settings", "settle_one_text", "thread_counts",
            "thread_settings", "variant_for_this_cpu"]
 
@@ -104,6 +106,16 @@ def newer_than_weights(path: Path, transformer_dir: Path) -> bool:
     """Whether the export ``path`` is newer than the transformer's weights (reusable as an export's source)."""
     weights = [*transformer_dir.glob("*.safetensors"), *transformer_dir.glob("*.bin")]
     return not weights or max(p.stat().st_mtime for p in weights) <= path.stat().st_mtime
+
+
+def publish(exported: Mapping[Path, Path], what: str) -> None:
+    """Copy each file an exporter wrote onto its path below the body, one atomic write each; ModelFormatError
+    naming ``what`` when the exporter did not write one."""
+    missing = [p.name for p in exported.values() if not p.is_file()]
+    if missing:
+        raise ModelFormatError(f"{what} did not produce {', '.join(missing)}")
+    for target, source in exported.items():
+        atomic_write(target, partial(shutil.copyfile, source))
 
 
 def runtime_module(spec: VariantSpec):
@@ -202,10 +214,9 @@ def variant_for_this_cpu(variant: str, choice: dict | None = None, flags: Sequen
         return variant
     if (variant, fallback) not in _warned:
         _warned.add((variant, fallback))
-        chosen_on = ""
-        if isinstance(choice, dict) and isinstance(choice.get("machine"), dict):
-            m = choice["machine"]
-            chosen_on = f" (chosen on {m.get('cpu', '?')} with {', '.join(m.get('isa', [])) or 'no listed ISA'})"
+        m = (choice or {}).get("machine")
+        chosen_on = f" (chosen on {m.get('cpu', '?')} with {', '.join(m.get('isa', [])) or 'no listed ISA'})" \
+            if isinstance(m, dict) else ""
         logging.getLogger("fastclf").warning("default variant %s%s needs %s, which this CPU lacks: using %s instead",
                                              variant, chosen_on, " or ".join(wanted), fallback)
     return fallback

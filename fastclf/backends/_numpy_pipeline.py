@@ -137,23 +137,23 @@ class TextPipeline:
 class PipelineBody:
     """What an ONNX Runtime or OpenVINO body shares: a :class:`TextPipeline` around ``_run(features)``."""
 
+    _run: TokenEmbedder  # the transformer graph, each runtime's own
+
     def __init__(self, body_dir: Path, spec: VariantSpec):
         self.variant = spec.name
         self.path = Path(body_dir)
         self.pipeline = TextPipeline(self.path)
+        self.graph_file = self.path / spec.files[0]
 
-    def _check_graph(self, inputs: Sequence[str], outputs: Sequence[set[str]], spec: VariantSpec) -> int:
+    def _check_graph(self, inputs: Sequence[str], outputs: Sequence[set[str]]) -> int:
         """Raise unless the graph takes input_ids and attention_mask [and token_type_ids]; its output's index."""
         if not set(GRAPH_INPUTS[:2]) <= set(inputs) <= set(GRAPH_INPUTS):
             raise ModelFormatError(
-                f"{self.path / spec.files[0]} has inputs {sorted(inputs)}; expected input_ids, attention_mask "
+                f"{self.graph_file} has inputs {sorted(inputs)}; expected input_ids, attention_mask "
                 f"[, token_type_ids]: it is not a transformer exported by fastclf; re-export it with: "
-                f"{export_command(spec.name)}")
+                f"{export_command(self.variant)}")
         self._input_names = list(inputs)
         return next((i for i, names in enumerate(outputs) if GRAPH_OUTPUT in names), 0)
-
-    def _run(self, features: dict[str, np.ndarray]) -> np.ndarray:
-        raise NotImplementedError
 
     def encode(self, texts: Sequence[str], *, batch_size: int = 32) -> np.ndarray:
         return self.pipeline.encode(texts, self._run, batch_size=batch_size)

@@ -33,8 +33,7 @@ class _Core(torch.nn.Module):
 
     def __init__(self, hf_model: torch.nn.Module, input_names: tuple[str, ...]):
         super().__init__()
-        self.hf_model = hf_model
-        self.input_names = input_names
+        self.hf_model, self.input_names = hf_model, input_names
 
     def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
         return self.hf_model(**dict(zip(self.input_names, tensors)), return_dict=True).last_hidden_state

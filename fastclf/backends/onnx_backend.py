@@ -10,8 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fastclf._util import atomic_write
-from fastclf.backends import VariantSpec, newer_than_weights
+from fastclf.backends import VariantSpec, newer_than_weights, publish
 from fastclf.backends._numpy_pipeline import PipelineBody, TextPipeline, read_pipeline_config
 from fastclf.backends._pooling import row_cosines
 from fastclf.errors import ModelFormatError
@@ -48,11 +47,9 @@ class OnnxBody(PipelineBody):
     def __init__(self, body_dir: Path, spec: VariantSpec, threads: int | None = None):
         super().__init__(body_dir, spec)
         self._threads = threads or physical_cores()
-        self.session = _session(self.path / spec.files[0], self._threads)
+        self.session = _session(self.graph_file, self._threads)
         outputs = [o.name for o in self.session.get_outputs()]
-        self._output = outputs[self._check_graph([i.name for i in self.session.get_inputs()], [{o} for o in outputs],
-                                                 spec)]
-        self._int32 = {i.name for i in self.session.get_inputs() if "int32" in i.type}
+        self._output = outputs[self._check_graph([i.name for i in self.session.get_inputs()], [{o} for o in outputs])]
         # dynamic int8 takes its activation ranges from a whole call: one text a call keeps answers batch-independent
         self._one_text = spec.option.get("quantize") == "dynamic"
 
@@ -62,9 +59,7 @@ class OnnxBody(PipelineBody):
         return super().encode(texts, batch_size=1 if self._one_text and check_batch_size(batch_size) else batch_size)
 
     def _run(self, features: dict[str, np.ndarray]) -> np.ndarray:
-        feed = {n: features[n].astype(np.int32 if n in self._int32 else np.int64, copy=False)
-                for n in self._input_names}
-        return self.session.run([self._output], feed)[0]
+        return self.session.run([self._output], {n: features[n] for n in self._input_names})[0]
 
     def runtime_settings(self) -> dict[str, object]:
         return {"runtime": "onnxruntime", "intra_op_threads": self._threads, "inter_op_threads": 1,
@@ -95,9 +90,9 @@ def _base_model(body_dir: Path, transformer_dir: Path, work: Path, *, fresh: boo
         export_dir = work / "export"
         ORTModelForFeatureExtraction.from_pretrained(str(transformer_dir), export=True, local_files_only=True,
                                                      provider="CPUExecutionProvider").save_pretrained(str(export_dir))
-        if not (export_dir / "model.onnx").is_file() or any(export_dir.glob("*.onnx_data")):
+        if any(export_dir.glob("*.onnx_data")):  # weights beside the graph: not the single file the variants copy
             raise ModelFormatError(f"the ONNX export of {transformer_dir} did not produce a single model.onnx")
-        atomic_write(base, lambda tmp: shutil.copyfile(export_dir / "model.onnx", tmp))
+        publish({base: export_dir / "model.onnx"}, f"the ONNX export of {transformer_dir}")
     (work / "src").mkdir()
     shutil.copyfile(base, work / "src" / "model.onnx")
     shutil.copyfile(transformer_dir / "config.json", work / "src" / "config.json")
@@ -124,9 +119,7 @@ def export(body_dir: Path, spec: VariantSpec, texts: list[str]) -> None:
         else:  # quantize: dynamic
             produced.parent.mkdir()
             _quantize_dynamic_checked(src / "model.onnx", produced, TextPipeline(body_dir), texts)
-        if not produced.is_file():
-            raise ModelFormatError(f"the export of {spec.name!r} did not produce {produced.name}")
-        atomic_write(target, lambda tmp: shutil.copyfile(produced, tmp))
+        publish({target: produced}, f"the export of {spec.name!r}")
 
 
 def _weight_shapes(model_path: Path) -> dict[str, tuple[int, int]]:

@@ -10,16 +10,14 @@ import shutil
 import tempfile
 import threading
 from collections.abc import Sequence
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from fastclf._util import atomic_write
-from fastclf.backends import VariantSpec, newer_than_weights
+from fastclf.backends import VariantSpec, newer_than_weights, publish
 from fastclf.backends._numpy_pipeline import PipelineBody, TextPipeline, read_pipeline_config
-from fastclf.errors import ModelFormatError, SettingError, first_line
+from fastclf.errors import SettingError, first_line
 from fastclf.texts import check_batch_size
 
 logger = logging.getLogger(__name__)
@@ -46,10 +44,7 @@ def disable_telemetry() -> None:
     except ImportError:
         return
 
-    def declined(self, enable_opt_in_dialog=True, disable_in_ci=False):
-        return opt_in_checker.ConsentCheckResult.DECLINED
-
-    opt_in_checker.OptInChecker.check = declined
+    opt_in_checker.OptInChecker.check = lambda self, *args, **kwargs: opt_in_checker.ConsentCheckResult.DECLINED
     try:  # a Telemetry object made earlier in this process (the class is a singleton)
         from openvino_telemetry import main as telemetry_main
 
@@ -82,11 +77,10 @@ class OpenVINOBody(PipelineBody):
         if threads:
             self._config["INFERENCE_NUM_THREADS"] = threads
         self._core = ov.Core()
-        xml = self.path / spec.files[0]
-        self._model = self._core.read_model(str(xml), str(xml.with_suffix(".bin")))
+        self._model = self._core.read_model(str(self.graph_file), str(self.graph_file.with_suffix(".bin")))
         self.compiled = self._compile("LATENCY")
         self._output_index = self._check_graph([p.get_any_name() for p in self.compiled.inputs],
-                                               [o.get_names() for o in self.compiled.outputs], spec)
+                                               [o.get_names() for o in self.compiled.outputs])
         self.inference_precision = self._property(self.compiled, "INFERENCE_PRECISION_HINT")
         self._local = threading.local()  # an infer request is not thread-safe: one per thread
         self._throughput: Any = None
@@ -119,15 +113,11 @@ class OpenVINOBody(PipelineBody):
         """Whether this is a forked child of the process that started the compiling thread (not here)."""
         return self._executor is not None and self._executor_pid != os.getpid()
 
-    def _static_request(self, length: int):
-        """This thread's request on the [1, ``length``] compilation; None while there is none (its compilation
-        then starts in the background, within :attr:`static_shapes`)."""
-        compiled = self._static.get(length)
-        if compiled is not None:
-            requests = self._local.__dict__.setdefault("static", {})
-            if length not in requests:
-                requests[length] = compiled.create_infer_request()
-            return requests[length]
+    def _static_model(self, length: int):
+        """The [1, ``length``] compilation; None while there is none (its compilation then starts in the
+        background, within :attr:`static_shapes`)."""
+        if length in self._static:
+            return self._static[length]
         with self._static_lock:
             if self._forked():
                 self._executor, self._static_futures = None, {}
@@ -152,8 +142,7 @@ class OpenVINOBody(PipelineBody):
 
         with self._static_lock:
             pending = [] if self._forked() else list(self._static_futures.values())
-        if pending:
-            wait(pending, timeout=timeout)
+        wait(pending, timeout=timeout)
 
     @staticmethod
     def _property(compiled, name: str) -> str:
@@ -195,14 +184,12 @@ class OpenVINOBody(PipelineBody):
 
     def _run(self, features: dict[str, np.ndarray]) -> np.ndarray:
         feed = self._feed(features)
-        request = None
-        if self.static_shapes and feed["input_ids"].shape[0] == 1:
-            request = self._static_request(feed["input_ids"].shape[1])
-        if request is None:
-            if not hasattr(self._local, "request"):
-                self._local.request = self.compiled.create_infer_request()
-            request = self._local.request
-        return np.asarray(request.infer(feed)[self._output_index])[:, :features["input_ids"].shape[1]]
+        one_text = self.static_shapes and feed["input_ids"].shape[0] == 1
+        compiled = (self._static_model(feed["input_ids"].shape[1]) if one_text else None) or self.compiled
+        requests = self._local.__dict__.setdefault("requests", {})  # compiled model's id -> this thread's request
+        if id(compiled) not in requests:
+            requests[id(compiled)] = compiled.create_infer_request()
+        return np.asarray(requests[id(compiled)].infer(feed)[self._output_index])[:, :features["input_ids"].shape[1]]
 
     def _run_parallel(self, chunks: list[dict[str, np.ndarray]]) -> list[np.ndarray]:
         """Run ``chunks`` on the THROUGHPUT compilation, as many at once as it has streams."""
@@ -212,10 +199,7 @@ class OpenVINOBody(PipelineBody):
             if self._queue is None:
                 with self._model_lock:
                     self._throughput = self._compile("THROUGHPUT")
-                try:
-                    jobs = int(self._throughput.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
-                except Exception:
-                    jobs = 2
+                jobs = int(self._throughput.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
                 self._queue = AsyncInferQueue(self._throughput, max(1, jobs))
             results: list[np.ndarray | None] = [None] * len(chunks)
 
@@ -310,8 +294,5 @@ def export(body_dir: Path, spec: VariantSpec, texts: list[str]) -> None:
                                                         ov_config=config)
         else:
             model.save_pretrained(str(out))
-        produced = [out / f"openvino_model{Path(f).suffix}" for f in spec.files[:2]]
-        if not all(p.is_file() for p in produced):
-            raise ModelFormatError(f"the OpenVINO export of {spec.name!r} did not produce openvino_model.xml/.bin")
-        for name, source in zip(spec.files, produced):
-            atomic_write(body_dir / name, partial(shutil.copyfile, source))
+        publish({body_dir / f: out / f"openvino_model{Path(f).suffix}" for f in spec.files[:2]},
+                f"the OpenVINO export of {spec.name!r}")

@@ -112,9 +112,7 @@ def get_spec(variant: str) -> VariantSpec:
     try:
         return VARIANTS[variant]
     except KeyError:
-        raise UnknownVariant(
-            f"unknown variant {variant!r}; valid variants: {', '.join(VARIANTS)}"
-        ) from None
+        raise UnknownVariant(f"unknown variant {variant!r}; valid variants: {', '.join(VARIANTS)}") from None
 
 
 def auto_candidates(*, torch: bool) -> tuple[str, ...]:

@@ -4,16 +4,13 @@ mean of its tokens' vectors as ``StaticModel.encode`` computes it; exporting nee
 from __future__ import annotations
 
 import json
-import shutil
 import tempfile
 from collections.abc import Sequence
-from functools import partial
 from pathlib import Path
 
 import numpy as np
 
-from fastclf._util import atomic_write
-from fastclf.backends import VariantSpec
+from fastclf.backends import VariantSpec, publish
 from fastclf.errors import missing_dependency
 
 MAX_TOKENS = 512  # model2vec's default window
@@ -71,5 +68,4 @@ def export(body_dir: Path, spec: VariantSpec, texts: list[str]) -> None:
         raise missing_dependency("model2vec", spec.extra) from exc
     with tempfile.TemporaryDirectory(prefix="fastclf-static-") as tmp:
         distill(model_name=str(body_dir), pca_dims=int(spec.option["pca_dims"])).save_pretrained(tmp)
-        for name in spec.files:
-            atomic_write(body_dir / name, partial(shutil.copyfile, Path(tmp) / Path(name).name))
+        publish({body_dir / f: Path(tmp) / Path(f).name for f in spec.files}, "model2vec's distillation")
