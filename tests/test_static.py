@@ -17,6 +17,7 @@ from fastclf.accelerate.parity import accuracy_decision
 from fastclf.backends import export_variant, is_exported, load_body
 from fastclf.errors import DataError
 from fastclf.model import BODY_DIR, Classifier
+from fastclf.training.selection import choose_c
 
 DATA = tiny_data()
 
@@ -81,3 +82,13 @@ def test_info_shows_a_new_models_accuracy_not_its_changed_labels(static_model, t
     line = next(x for x in out.splitlines() if x.strip().startswith("static"))
     assert code == 0 and "accuracy 83.3% against 83.3% on 6 labeled texts (loss 0.0%" in line
     assert f"bound {g.upper:.1%}, tolerance 1.0%" in line and "reference" not in line and "differ" not in line
+
+
+def test_a_new_models_head_gets_its_c_by_cross_validation():
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1, 2], [12, 8, 4])  # three classes, imbalanced
+    x = rng.normal(size=(3, 16))[y] + 0.5 * rng.normal(size=(len(y), 16))
+    # shrunk embeddings (as a static body's may be) separate the classes only under weak regularisation
+    assert choose_c(0.03 * x, y, multi_label=False, seed=0, n_classes=3) == 100.0
+    assert choose_c(x, y, multi_label=False, seed=0, n_classes=3) == 1.0  # every C is right: the one nearest 1
+    assert choose_c(x, np.r_[np.zeros(23, int), 1], multi_label=False, seed=0) == 1.0  # one example: no 2 folds

@@ -128,8 +128,8 @@ def _check_notes(variants: list[str], n_check: int, n_cal: int, source: str, lab
 
 
 def head_fitter(cfg: ModelConfig) -> Callable[[backends.Body], LogisticHead] | None:
-    """How a new model gets its own head: fit like the model's (its C, its class weights) on its
-    embeddings of the training file that fastclf.json records; None when that file is gone."""
+    """How a new model gets its own head, on its embeddings of the training file that fastclf.json records (None
+    when that file is gone): the model's class weights, and C as fixed by the user or else cross-validated anew."""
     t = cfg.training
     if t is None or not t.source_path or not Path(t.source_path).is_file():
         return None
@@ -144,12 +144,18 @@ def head_fitter(cfg: ModelConfig) -> Callable[[backends.Body], LogisticHead] | N
     else:
         y = np.array([cfg.labels.index(str(c)) if str(c) in cfg.labels else -1 for c in data.labels])
     keep = np.asarray(y.any(axis=1) if cfg.multi_label else y >= 0)  # rows whose labels the model knows
-    settings, selection = dict(t.settings or {}), dict(t.selection or {})
-    C = float(selection.get("head_c") or settings.get("head_c") or 1.0)
+    settings = dict(t.settings or {})
     weight = "balanced" if settings.get("class_weight") == "balanced" else None
     texts = [text for text, k in zip(data.texts, keep.tolist()) if k]
-    return lambda body: LogisticHead.fit(body.encode(texts), y[keep], multi_label=cfg.multi_label, C=C,
-                                         class_weight=weight)
+
+    def fit(body: backends.Body) -> LogisticHead:
+        from fastclf.training.selection import choose_c
+
+        x = body.encode(texts)
+        c = settings.get("head_c") or choose_c(x, y[keep], multi_label=cfg.multi_label, class_weight=weight,
+                                               seed=int(settings.get("seed") or 42), n_classes=len(cfg.labels))
+        return LogisticHead.fit(x, y[keep], multi_label=cfg.multi_label, C=float(c), class_weight=weight)
+    return fit
 
 
 @dataclass(frozen=True)

@@ -189,6 +189,18 @@ class Scores:
         return {str(e): max(self.accuracy(k) for k in self.held_out if k[0] == e) for e in epochs}
 
 
+def choose_c(x: np.ndarray, y: np.ndarray, *, multi_label: bool, seed: int, class_weight: str | None = None,
+             n_classes: int = 2, k: int = 2) -> float:
+    """The C of :data:`C_GRID` a head on the fixed embeddings ``x`` cross-validates best with (a new model's own
+    head: static embeddings want other C than the body's); 1.0 when a class has fewer than ``k`` examples."""
+    if not multi_label and np.bincount(y, minlength=n_classes).min() < k:
+        return 1.0
+    scores = Scores(C_GRID, class_weight, n_classes, multi_label)
+    for train, test in folds(y, k, seed, multi_label):
+        scores.add(0, x[train], y[train], x[test], y[test], seed)
+    return scores.best()[1]
+
+
 def describe(sel: Selection, n: int) -> str:
     if not sel.scores:
         return sel.reason

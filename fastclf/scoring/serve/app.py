@@ -178,7 +178,8 @@ async def _read_body(request: Request, limit: int, timeout_s: float) -> bytes:
                                                    f"{kind[:40] or 'without a Content-Type'}")
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise RequestError(413, "payload_too_large", f"the body has {int(declared)} bytes; the server takes at most {limit}")
+        raise RequestError(413, "payload_too_large",
+                           f"the body has {int(declared)} bytes; the server takes at most {limit}")
 
     async def read() -> bytes:
         chunks, size = [], 0
