@@ -78,6 +78,8 @@ def test_info_shows_a_new_models_accuracy_not_its_changed_labels(static_model, t
         "passed": g.passed, "n": g.n, "flips": g.flips, "disagreement": g.disagreement, "interval": [g.lower, g.upper],
         "confidence": g.confidence, "max_disagreement": g.tolerance, "rule": g.rule, "accuracy": list(g.accuracy)}}
     (model / "fastclf.json").write_text(json.dumps(cfg))
+    code, out = run("info", static_model)  # recorded without figures (as the fixture writes it)
+    assert code == 0 and "static" in out and "no parity figures recorded" in out
     code, out = run("info", model)
     line = next(x for x in out.splitlines() if x.strip().startswith("static"))
     assert code == 0 and "accuracy 83.3% against 83.3% on 6 labeled texts (loss 0.0%" in line

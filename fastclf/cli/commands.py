@@ -292,8 +292,10 @@ def _parity_text(p: VariantRecord | None) -> str:
         (ref, acc), hi = gate["accuracy"], gate["interval"][1]
         text = (f"accuracy {acc:.1%} against {ref:.1%} on {gate['n']} labeled texts (loss {gate['disagreement']:.1%}, "
                 f"{gate.get('confidence', 0.95):.0%} bound {hi:.1%}, tolerance {gate['max_disagreement']:.1%})")
-    elif p is None or not p.has_figures:
+    elif p is None:
         return "reference"
+    elif not p.has_figures:
+        return "exported, no parity figures recorded"
     elif "interval" in gate:
         lo, hi = gate["interval"]
         text = (f"{gate['flips']}/{gate['n']} labels differ ({gate.get('confidence', 0.95):.0%} bounds "
