@@ -84,6 +84,14 @@ def test_info_shows_a_new_models_accuracy_not_its_changed_labels(static_model, t
     line = next(x for x in out.splitlines() if x.strip().startswith("static"))
     assert code == 0 and "accuracy 83.3% against 83.3% on 6 labeled texts (loss 0.0%" in line
     assert f"bound {g.upper:.1%}, tolerance 1.0%" in line and "reference" not in line and "differ" not in line
+    cfg["variants"]["static"]["gate"].update(n=0, accuracy=[None, None])  # kept (--keep) without labeled texts
+    cfg["variants"]["static"]["kept_below_tolerance"] = True
+    (model / "fastclf.json").write_text(json.dumps(cfg))
+    code, out = run("info", model)
+    assert code == 0 and "accuracy not measured (no labeled check texts) [kept below tolerance]" in out
+    cfg["variants"]["static"]["gate"]["accuracy"] = 5  # edited by hand: still one readable line
+    (model / "fastclf.json").write_text(json.dumps(cfg))
+    assert run("info", model) == (0, out)
 
 
 def test_a_new_models_head_gets_its_c_by_cross_validation():

@@ -286,12 +286,19 @@ def info_text(model_dir: Path, cfg: ModelConfig) -> str:
     return "\n".join(lines)
 
 
+def _accuracy_text(gate: dict[str, Any]) -> str:
+    try:
+        (ref, acc), hi = gate["accuracy"], gate["interval"][1]
+        return (f"accuracy {acc:.1%} against {ref:.1%} on {gate['n']} labeled texts (loss {gate['disagreement']:.1%}, "
+                f"{gate.get('confidence', 0.95):.0%} bound {hi:.1%}, tolerance {gate['max_disagreement']:.1%})")
+    except (TypeError, ValueError, KeyError, IndexError):  # none measured (no labeled texts), or edited by hand
+        return "accuracy not measured (no labeled check texts)"
+
+
 def _parity_text(p: VariantRecord | None) -> str:
     gate = (p.gate if p is not None else None) or {}
-    if "accuracy" in gate and "interval" in gate:  # a new model, judged by its accuracy on labeled texts
-        (ref, acc), hi = gate["accuracy"], gate["interval"][1]
-        text = (f"accuracy {acc:.1%} against {ref:.1%} on {gate['n']} labeled texts (loss {gate['disagreement']:.1%}, "
-                f"{gate.get('confidence', 0.95):.0%} bound {hi:.1%}, tolerance {gate['max_disagreement']:.1%})")
+    if "accuracy" in gate:  # a new model, judged by its accuracy on labeled texts
+        text = _accuracy_text(gate)
     elif p is None:
         return "reference"
     elif not p.has_figures:
