@@ -41,8 +41,8 @@ from fastclf.quiet import quiet_logs
 if TYPE_CHECKING:
     from fastclf.head import LogisticHead
 
-__all__ = ["REFERENCE", "RUNTIME_DIRS", "SETTLE_TEXTS", "THREADS_ENV", "VARIANTS", "Body", "VariantSpec",
-           "auto_candidates", "cpu_info", "export_command", "export_note", "export_variant", "get_spec",
+__all__ = ["MATH_THREADS_ENV", "REFERENCE", "RUNTIME_DIRS", "SETTLE_TEXTS", "THREADS_ENV", "VARIANTS", "Body",
+           "VariantSpec", "auto_candidates", "cpu_info", "export_command", "export_note", "export_variant", "get_spec",
            "is_exported", "load_body", "newer_than_weights", "publish", "requested_threads", "reset_runtime_state",
            "runtime_installed", "runtime_module", "runtime_settings", "settle_one_text", "thread_counts",
            "thread_settings", "variant_for_this_cpu"]
@@ -182,6 +182,8 @@ def reset_runtime_state() -> None:
 
 #: environment variable that sets the runtimes' thread count (``fastclf benchmark --threads``)
 THREADS_ENV = "FASTCLF_THREADS"
+#: the math libraries' thread counts, set beside it where a process gets its share of the cores
+MATH_THREADS_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 #: variants that rely on a CPU feature: variant -> (features, any of which it needs, variant to use without them)
 ISA_NEEDS: dict[str, tuple[tuple[str, ...], str]] = {

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from fastclf.backends import MATH_THREADS_ENV, THREADS_ENV
 from fastclf.benchmark.worker import Job
 
 Progress = Callable[[str], None]
@@ -95,8 +96,7 @@ def measure(job: Job, job_path: Path, progress: Progress | None) -> dict[str, An
     job_path.write_text(job.model_dump_json(), encoding="utf-8")
     env = {"TOKENIZERS_PARALLELISM": "false", **os.environ}
     if job.threads:  # FASTCLF_THREADS: read by the ONNX and OpenVINO bodies
-        env.update(dict.fromkeys(("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "FASTCLF_THREADS"),
-                                 str(job.threads)))
+        env.update(dict.fromkeys((*MATH_THREADS_ENV, THREADS_ENV), str(job.threads)))
     spawned_at = time.monotonic()  # the worker's cold start is timed from here (system-wide clock)
     proc = subprocess.Popen([sys.executable, "-m", "fastclf.benchmark", str(job_path), repr(spawned_at)], env=env,
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True, errors="replace")

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fastclf.backends import requested_threads
+from fastclf.backends import MATH_THREADS_ENV, requested_threads
 from fastclf.errors import DataError, first_line
 from fastclf.machine import physical_cores
 from fastclf.model import Classifier
@@ -49,7 +49,7 @@ class ChunkScorer:
         if not isinstance(model, Classifier):
             if threads:  # at most the physical cores, unless $FASTCLF_THREADS; set for the math libraries too
                 threads = requested_threads() or max(1, min(threads, physical_cores()))
-                for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+                for name in MATH_THREADS_ENV:
                     os.environ.setdefault(name, str(threads))
                 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
             model = Classifier.load(model, variant=variant, threads=threads)
